@@ -1,0 +1,63 @@
+"""Data for the job commands and their text renderings (the JSON form is the data itself)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hpcx.runs import Run
+from hpcx.schedulers import JobRef, get_scheduler
+
+LOG_TAIL_LINES = 40
+
+
+def job_states(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """One row per run with its job's state; one batched scheduler query per scheduler, never one per job."""
+    by_scheduler: dict[str, list[tuple[Run, JobRef]]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        job = run.job
+        rows[run.id] = {"run_id": run.id, "job_id": job.get("job_id"), "kind": run.manifest.get("kind", {}).get("value"),
+                        "state": "UNSUBMITTED" if not job else "UNKNOWN", "exit_code": None, "reason": None,
+                        "nodes": None, "finished": False}
+        if job:
+            by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(
+                (run, JobRef(str(job["job_id"]), run.dir)))
+    for name, pairs in by_scheduler.items():
+        states = get_scheduler(name).status([ref for _, ref in pairs])
+        for run, ref in pairs:
+            state = states.get(ref.job_id)
+            if state is not None:
+                rows[run.id].update({k: v for k, v in state.to_dict().items() if k != "job_id"})
+    return [rows[r.id] for r in runs]
+
+
+def render_status(doc: dict[str, Any]) -> str:
+    runs = doc["runs"]
+    if not runs:
+        return "no runs yet: submit one with `hpcx submit KIND -- CMD`"
+    lines = [f"{'RUN':<24} {'JOB':<14} {'KIND':<10} {'STATE':<12} {'EXIT':>4}  NODES / REASON"]
+    for r in runs:
+        code = "" if r["exit_code"] is None else str(r["exit_code"])
+        where = r.get("nodes") or r.get("reason") or ""
+        lines.append(f"{r['run_id']:<24} {str(r['job_id'] or '-'):<14} {str(r['kind'] or '-'):<10} "
+                     f"{r['state']:<12} {code:>4}  {where}")
+    return "\n".join(lines)
+
+
+def render_runs(doc: dict[str, Any]) -> str:
+    if not doc["runs"]:
+        return f"no runs under {doc['root']}"
+    lines = [f"runs under {doc['root']} ({doc['root_source']}):"]
+    lines += [f"  {r['run_id']}  {r.get('scheduler', '-')} job {r.get('job_id', '-')}" for r in doc["runs"]]
+    return "\n".join(lines)
+
+
+def tail_logs(run: Run, lines: int) -> dict[str, Any]:
+    """The last ``lines`` lines of every log file of ``run``."""
+    files = []
+    for path in sorted((run.dir / "logs").glob("*")):
+        if path.suffix in (".out", ".err") and path.is_file():
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            files.append({"path": str(path), "text": "\n".join(text)})
+    return {"run_id": run.id, "files": files}

@@ -1,0 +1,1 @@
+"""Profiling hooks on the compute side: per-rank records appended to the run directory's profile/."""

@@ -1,0 +1,29 @@
+"""The terminal summary of a report: a few lines a person reads at a glance, then one row per rank."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
+def render_text(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    state = "finished" if s["all_finished"] else "still running or killed"
+    failed = f", failed ranks: {s['failed_ranks']}" if s["failed_ranks"] else ""
+    lines = [
+        f"run {report['run_id']}  job {report['job_id']}  kind {report['kind']}",
+        f"  {s['ranks']} ranks on {len(s['nodes'])} nodes ({', '.join(s['nodes'])}), {state}, "
+        f"exit code {s['exit_code']}{failed}",
+        f"  wall {s['wall_s']:.1f} s   CPU {s['cpu_s']:.1f} s   CPU efficiency {_pct(s['cpu_efficiency'])}",
+        f"  peak memory {s['peak_rss_mb_max']:.0f} MB on the largest rank, {s['peak_rss_mb_sum']:.0f} MB in all",
+        "",
+        f"  {'rank':>4}  {'node':<10} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} {'exit':>5}",
+    ]
+    for r in report["ranks"]:
+        code = "-" if r["exit_code"] is None else str(r["exit_code"])
+        lines.append(f"  {r['rank']:>4}  {str(r['node']):<10} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
+                     f"{r['peak_rss_mb']:>8.0f} {code:>5}")
+    return "\n".join(lines)

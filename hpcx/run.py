@@ -1,0 +1,100 @@
+"""``python -m hpcx.run [options] -- CMD ARGS...``: run one rank's command under hpcx.
+
+It records who this rank is, samples the command's memory and CPU time into the run's profile records,
+forwards signals (preemption, cancel) to the command, and exits with the command's exit status.
+Jobs start here, never through click: this module imports nothing from the login side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hpcx.records import RecordWriter, rank_file
+from hpcx.profiling.sampler import Sampler
+from hpcx.runtime.rankenv import RankEnv, detect
+
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m hpcx.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile-dir", help="where rank records go (default: $HPCX_RUN_DIR/profile)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
+    parser.add_argument("--no-profile", action="store_true", help="record nothing, only run the command")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    args = parser.parse_args(argv)
+    if args.command and args.command[0] == "--":
+        args.command = args.command[1:]
+    if not args.command:
+        parser.error("no command given: python -m hpcx.run -- CMD ARGS...")
+    if args.interval <= 0:
+        parser.error(f"--interval {args.interval} must be positive")
+    return args
+
+
+def _profile_dir(args: argparse.Namespace) -> Path | None:
+    if args.no_profile:
+        return None
+    if args.profile_dir:
+        return Path(args.profile_dir)
+    run_dir = os.environ.get("HPCX_RUN_DIR")
+    return Path(run_dir) / "profile" if run_dir else None
+
+
+def _start_record(rank: RankEnv, child_pid: int, command: list[str]) -> dict[str, object]:
+    return {
+        "type": "start", "t": time.time(), "rank": rank.rank, "size": rank.size, "local_rank": rank.local_rank,
+        "node": rank.node, "host": socket.gethostname(), "pid": child_pid, "launcher": rank.launcher,
+        "job_id": rank.job_id, "attempt": rank.attempt, "argv": command,
+        "cpus_allowed": len(os.sched_getaffinity(0)),
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    rank = detect()
+    env = {**os.environ, "HPCX_RANK": str(rank.rank), "HPCX_WORLD_SIZE": str(rank.size)}
+    t0 = time.time()
+    try:
+        child = subprocess.Popen(args.command, env=env)
+    except OSError as exc:
+        print(f"hpcx.run: rank {rank.rank} cannot start {args.command[0]!r}: {exc.strerror}", file=sys.stderr)
+        return 127
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
+    profile_dir = _profile_dir(args)
+    writer = sampler = None
+    if profile_dir is not None:
+        writer = RecordWriter(rank_file(profile_dir, rank.rank))
+        writer.write(_start_record(rank, child.pid, args.command))
+        sampler = Sampler(child.pid, writer, rank.rank, interval_s=args.interval)
+        sampler.start()
+    # wait4 rather than wait: its rusage counts the CPU time and peak RSS of the whole reaped tree.
+    while True:
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    exit_code = code if code >= 0 else 128 - code
+    if writer is not None and sampler is not None:
+        sampler.stop()
+        writer.write({
+            "type": "end", "t": time.time(), "rank": rank.rank, "exit_code": exit_code, "wall_s": time.time() - t0,
+            "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": max(usage.ru_maxrss / 1024, sampler.peak_rss_mb),
+            "samples": sampler.samples,
+        })  # fmt: skip
+        writer.close()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""What every scheduler backend answers: submit a script, report job states, cancel jobs."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+# REQUEUED and PREEMPTED are deliberately absent: such a job will run again.
+FINISHED_STATES = frozenset(
+    {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "LOST"}
+)
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A submitted job: its scheduler id and the run directory it writes to."""
+
+    job_id: str
+    run_dir: Path
+
+
+@dataclass(frozen=True)
+class JobState:
+    job_id: str
+    state: str  # Slurm's vocabulary: PENDING, RUNNING, COMPLETED, FAILED, ...
+    exit_code: int | None = None
+    reason: str | None = None
+    nodes: str | None = None
+    elapsed_s: int | None = None
+    source: str = ""  # which query answered: squeue, sacct, local, ...
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "finished": self.finished}
+
+
+def scrubbed_env(allowed: Sequence[str] = ("SLURM_CONF",)) -> dict[str, str]:
+    """Our environment without inherited SBATCH_*/SLURM_* variables, which would silently change a submission."""
+    return {
+        k: v for k, v in os.environ.items()
+        if k in allowed or not (k.startswith("SBATCH_") or k.startswith("SLURM_") or k.startswith("SALLOC_"))
+    }  # fmt: skip
+
+
+class Scheduler(ABC):
+    name: str
+
+    @abstractmethod
+    def submit(self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None) -> str:
+        """Submit ``script`` (already written in ``run_dir``); return the job id."""
+
+    @abstractmethod
+    def status(self, jobs: Sequence[JobRef]) -> dict[str, JobState]:
+        """States of ``jobs`` by job id, in one batched query; unknown jobs are absent."""
+
+    @abstractmethod
+    def cancel(self, jobs: Sequence[JobRef]) -> None:
+        """Cancel ``jobs``; cancelling a finished job is not an error."""

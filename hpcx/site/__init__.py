@@ -1,0 +1,64 @@
+"""Site configuration: find the site file, load and validate it, and say where each value came from."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from hpcx.errors import ConfigError
+from hpcx.site.model import Launcher, Partition, Site, build_site, builtin_local_doc
+from hpcx.site.schema import validate
+
+__all__ = ["Launcher", "Partition", "Site", "load_site", "site_source", "runs_root"]
+
+
+def site_source(cli_path: str | None) -> tuple[str | None, str]:
+    """Which site file applies, and why: --site, then HPCX_SITE, then the builtin local site."""
+    if cli_path:
+        return cli_path, "cli"
+    if os.environ.get("HPCX_SITE"):
+        return os.environ["HPCX_SITE"], "env"
+    return None, "builtin"
+
+
+def load_site(path: str | None, *, cluster: str | None = None) -> Site:
+    """Load and validate the site file at ``path`` (None: the builtin local site).
+
+    Raises ConfigError with one line per problem, each naming the key path, the value and what was expected.
+    """
+    if path is None:
+        doc = builtin_local_doc()
+        return build_site(doc, source="builtin", raw=json.dumps(doc, sort_keys=True).encode())
+    p = Path(path).expanduser()
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"site file {str(p)!r} cannot be read: {exc.strerror}",
+                          hint="pass an existing file with --site or HPCX_SITE") from exc
+    try:
+        doc = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"site file {str(p)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    problems = validate(doc)
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ConfigError(f"site file {str(p)!r} is invalid:\n  {shown}{more}")
+    if cluster is not None and cluster not in doc["clusters"]:
+        raise ConfigError(f"cluster {cluster!r} is not in site file {str(p)!r}",
+                          hint=f"known clusters: {', '.join(doc['clusters'])}")
+    return build_site(doc, source=str(p.resolve()), raw=raw, cluster=cluster)
+
+
+def runs_root(site: Site) -> tuple[Path, str]:
+    """Where run directories live, and where that came from: HPCX_RUNS, the site file, or ~/hpcx-runs."""
+    if os.environ.get("HPCX_RUNS"):
+        return Path(os.environ["HPCX_RUNS"]).expanduser().resolve(), "env"
+    if site.runs_root:
+        return Path(os.path.expandvars(os.path.expanduser(site.runs_root))).resolve(), "site"
+    return (Path.home() / "hpcx-runs").resolve(), "default"

@@ -1,0 +1,156 @@
+"""The site file's schema (a JSON Schema subset) and a validator that reports one line per problem.
+
+The same dictionary is published as docs/site-schema.json for editors, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_TIME = {"type": ["string", "integer"], "description": "Slurm time: MM, HH:MM:SS or D-HH:MM:SS"}
+_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._+:@-]*$"}
+_COUNT = {"type": "integer", "minimum": 0}
+_STRMAP = {"type": "object", "additionalProperties": {"type": ["string", "integer", "number", "boolean"]}}
+
+PARTITION = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "max_time": _TIME,
+        "default_time": _TIME,
+        "max_nodes": {"type": "integer", "minimum": 1},
+        "cpus_per_node": {"type": "integer", "minimum": 1},
+        "mem_per_node_mb": {"type": "integer", "minimum": 1},
+        "gpus_per_node": _COUNT,
+        "gpu_type": {"type": "string"},
+        "features": {"type": "array", "items": {"type": "string"}},
+        "accounts": {"type": "array", "items": _NAME},
+        "qos": {"type": "array", "items": _NAME},
+        "max_array_size": {"type": "integer", "minimum": 1},
+        "launcher": {"type": "string"},
+    },
+    "required": ["max_time", "max_nodes", "cpus_per_node"],
+}
+
+LAUNCHER = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "type": {"enum": ["srun", "mpirun", "torchrun"]},
+        "mpi": {"type": "string", "description": "srun --mpi plugin, e.g. pmix"},
+        "args": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["type"],
+}
+
+CLUSTER = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "scheduler": {"enum": ["slurm", "local"]},
+        "default_partition": {"type": "string"},
+        "partitions": {"type": "object", "additionalProperties": PARTITION, "minProperties": 1},
+        "launchers": {"type": "object", "additionalProperties": LAUNCHER},
+    },
+    "required": ["scheduler", "partitions"],
+}
+
+SITE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "hpcx site file",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "version": {"enum": [1]},
+        "name": _NAME,
+        "clusters": {"type": "object", "additionalProperties": CLUSTER, "minProperties": 1},
+        "environment": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "module_system": {"enum": ["lmod", "tcl", "none"]},
+                "modules": {"type": "array", "items": {"type": "string"}},
+                "env": _STRMAP,
+                "python": {"type": "string", "description": "interpreter for jobs; default: the one running hpcx"},
+            },
+        },
+        "template_dirs": {"type": "array", "items": {"type": "string"}},
+        "runs_root": {"type": "string"},
+        "defaults": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "kind": {"type": "string"},
+                "time": _TIME,
+                "nodes": {"type": "integer", "minimum": 1},
+                "ntasks_per_node": {"type": "integer", "minimum": 1},
+                "cpus_per_task": {"type": "integer", "minimum": 1},
+                "mem": {"type": ["string", "integer"]},
+                "account": _NAME,
+                "qos": _NAME,
+            },
+        },
+    },
+    "required": ["version", "clusters"],
+}
+
+_PY_TYPES = {
+    "object": dict, "array": list, "string": str, "integer": int, "number": (int, float), "boolean": bool,
+}  # fmt: skip
+
+
+def validate(doc: Any, schema: dict[str, Any] = SITE_SCHEMA, path: str = "") -> list[str]:
+    """Return one line per problem: the path, the value found, and what was expected. Empty means valid."""
+    where = path or "(top level)"
+    if "enum" in schema:
+        return [] if doc in schema["enum"] else [f"{where}: {doc!r} is not one of {schema['enum']}"]
+    types = schema.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else types
+        if not any(_is_type(doc, n) for n in names):
+            return [f"{where}: expected {' or '.join(names)}, found {_describe(doc)}"]
+    problems: list[str] = []
+    if isinstance(doc, dict):
+        problems += _validate_object(doc, schema, path)
+    elif isinstance(doc, list) and "items" in schema:
+        for i, item in enumerate(doc):
+            problems += validate(item, schema["items"], f"{path}[{i}]")
+    elif isinstance(doc, str) and "pattern" in schema and not re.match(schema["pattern"], doc):
+        problems.append(f"{where}: {doc!r} is not a plain name (letters, digits, . _ + : @ -)")
+    elif isinstance(doc, int) and not isinstance(doc, bool) and doc < schema.get("minimum", doc):
+        problems.append(f"{where}: {doc} is below the minimum {schema['minimum']}")
+    return problems
+
+
+def _validate_object(doc: dict[str, Any], schema: dict[str, Any], path: str) -> list[str]:
+    problems = []
+    props = schema.get("properties", {})
+    extra = schema.get("additionalProperties", True)
+    for key in schema.get("required", []):
+        if key not in doc:
+            problems.append(f"{path or '(top level)'}: missing required key {key!r}")
+    if len(doc) < schema.get("minProperties", 0):
+        problems.append(f"{path or '(top level)'}: needs at least {schema['minProperties']} entry")
+    for key, value in doc.items():
+        sub = f"{path}.{key}" if path else str(key)
+        if key in props:
+            problems += validate(value, props[key], sub)
+        elif extra is False:
+            known = ", ".join(sorted(props)) or "none"
+            problems.append(f"{sub}: unknown key (known keys here: {known})")
+        elif isinstance(extra, dict):
+            problems += validate(value, extra, sub)
+    return problems
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name in ("integer", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, _PY_TYPES[name])
+
+
+def _describe(value: Any) -> str:
+    kind = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "nothing"}
+    text = repr(value)
+    return f"{kind.get(type(value), type(value).__name__)} {text[:40] + '...' if len(text) > 40 else text}"

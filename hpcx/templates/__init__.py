@@ -1,0 +1,88 @@
+"""Render job scripts from Jinja templates: sandboxed, StrictUndefined, every expression shell-quoted.
+
+Templates are searched in the site's template directories first, then in the templates shipped with hpcx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from hpcx.errors import TemplateError
+from hpcx.templates.quoting import Shell, join_argv, quote
+
+SUFFIX = ".sbatch.j2"
+__all__ = ["Shell", "quote", "join_argv", "template_dirs", "list_kinds", "render", "Rendered"]
+
+
+def builtin_dir() -> Path:
+    """The directory of the templates that ship with hpcx (the wheel's package data, or the source checkout)."""
+    try:
+        return Path(str(resources.files("hpcx.job_templates")))
+    except ModuleNotFoundError:  # running from a source tree that was never pip-installed
+        return Path(__file__).resolve().parents[2] / "job_templates"
+
+
+def template_dirs(site_dirs: Sequence[Path]) -> list[Path]:
+    return [*site_dirs, builtin_dir()]
+
+
+def list_kinds(site_dirs: Sequence[Path]) -> list[str]:
+    """Every job kind that can be rendered (site kinds first shadow the builtin ones)."""
+    kinds = {p.name[: -len(SUFFIX)] for d in template_dirs(site_dirs) if d.is_dir() for p in d.glob(f"*{SUFFIX}")}
+    return sorted(k for k in kinds if k != "base")
+
+
+class Rendered:
+    """A rendered script with the hash of the template source it came from."""
+
+    def __init__(self, text: str, template_path: str, template_sha256: str) -> None:
+        self.text = text
+        self.template_path = template_path
+        self.template_sha256 = template_sha256
+
+
+def _environment(dirs: Sequence[Path]) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        # Every {{ expression }} goes through quote(): a template cannot forget to quote a user value.
+        finalize=quote,
+    )
+    env.filters["sh"] = quote
+    env.filters["argv"] = join_argv
+    return env
+
+
+def render(kind: str, context: dict[str, Any], site_dirs: Sequence[Path] = ()) -> Rendered:
+    """Render job kind ``kind`` with ``context``; raise TemplateError naming the kind or the missing value."""
+    dirs = template_dirs(site_dirs)
+    env = _environment(dirs)
+    name = kind + SUFFIX
+    try:
+        template = env.get_template(name)
+    except jinja2.TemplateNotFound as exc:
+        kinds = ", ".join(list_kinds(site_dirs)) or "none"
+        raise TemplateError(f"job kind {kind!r} has no template {exc.name!r}",
+                            hint=f"known kinds: {kinds}") from exc
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template {exc.filename or name}:{exc.lineno}: {exc.message}") from exc
+    try:
+        text = template.render(**context)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"template {template.filename}: {exc.message}",
+                            hint="pass the value with --set NAME=VALUE") from exc
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"template {template.filename} failed to render: {exc}") from exc
+    source = Path(template.filename or name).read_bytes()
+    return Rendered(text, str(template.filename), hashlib.sha256(source).hexdigest())

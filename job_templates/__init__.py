@@ -1,0 +1,1 @@
+"""The job templates that ship with hpcx (installed as the package data ``hpcx.job_templates``)."""
