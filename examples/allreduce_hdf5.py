@@ -30,15 +30,17 @@ def main() -> int:
         import torch
         import torch.distributed as dist
 
+        # NCCL reduces GPU tensors only; gloo reduces CPU tensors.
+        device = torch.device("cuda", torch.cuda.current_device()) if ctx.torch_backend == "nccl" else None
         expected = ctx.size * (ctx.size + 1) // 2
         mpi_sum = ctx.comm.allreduce(ctx.rank + 1)
-        t = torch.tensor([float(ctx.rank + 1)])
+        t = torch.tensor([float(ctx.rank + 1)], device=device)
         dist.all_reduce(t)
         if mpi_sum != expected or int(t.item()) != expected:
             raise RuntimeError(f"allreduce gave mpi={mpi_sum} torch={t.item()}, expected {expected}")
 
         # Busy work so the profile has samples: a few allreduces of a 4 MiB tensor.
-        big = torch.ones(1 << 20)
+        big = torch.ones(1 << 20, device=device)
         deadline = time.time() + args.seconds
         rounds = 0
         while time.time() < deadline:
