@@ -59,9 +59,12 @@ def main() -> int:
             with open_shared(args.out, "r", _self_comm()) as f:
                 column = f["x"][:, 0]
             ok = list(column) == list(range(ctx.size))
-            print(f"rank 0 of {ctx.size} on {ctx.node}: mpi allreduce={mpi_sum} torch allreduce={t.item():g} "
-                  f"backend={ctx.torch_backend} port={ctx.master_port} rounds={rounds} "
-                  f"hdf5={'ok' if ok else 'WRONG'} {args.out}", flush=True)
+            print(
+                f"rank 0 of {ctx.size} on {ctx.node}: mpi allreduce={mpi_sum} torch allreduce={t.item():g} "
+                f"backend={ctx.torch_backend} port={ctx.master_port} rounds={rounds} "
+                f"hdf5={'ok' if ok else 'WRONG'} {args.out}",
+                flush=True,
+            )
             if not ok:
                 raise RuntimeError(f"HDF5 read back {list(column)}")
     return 0

@@ -46,7 +46,9 @@ def run(
             stdin=None if input_text is not None else subprocess.DEVNULL,
         )
     except FileNotFoundError as exc:
-        raise CommandError(argv, None, "", "", why=f"cannot run: {argv[0]} is not installed or not on PATH") from exc
+        raise CommandError(
+            argv, None, "", "", why=f"cannot run: {argv[0]} is not installed or not on PATH"
+        ) from exc
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")

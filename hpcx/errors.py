@@ -44,7 +44,9 @@ class SchedulerError(HpcxError):
 class CommandError(SchedulerError):
     """An external command failed; keeps argv, return code and output for the message."""
 
-    def __init__(self, argv: list[str], returncode: int | None, stdout: str, stderr: str, *, why: str) -> None:
+    def __init__(
+        self, argv: list[str], returncode: int | None, stdout: str, stderr: str, *, why: str
+    ) -> None:
         detail = (stderr or stdout).strip().splitlines()
         tail = detail[-1] if detail else ""
         super().__init__(f"`{' '.join(argv)}` {why}" + (f": {tail}" if tail else ""))

@@ -20,7 +20,9 @@ def srun(launcher: Launcher, res: Resources) -> list[str]:
 def mpirun(launcher: Launcher, res: Resources) -> list[str]:
     argv = ["mpirun", "-n", str(res.ntasks)]
     if os.geteuid() == 0:
-        argv.append("--allow-run-as-root")  # Open MPI refuses root without it; test beds and containers run as root
+        argv.append(
+            "--allow-run-as-root"
+        )  # Open MPI refuses root without it; test beds and containers run as root
     return [*argv, *launcher.args]
 
 
@@ -37,6 +39,8 @@ def launch_argv(launcher: Launcher, res: Resources) -> list[str]:
     try:
         build = BUILDERS[launcher.type]
     except KeyError:
-        raise ConfigError(f"launcher {launcher.name!r} has unknown type {launcher.type!r}",
-                          hint=f"use one of {', '.join(BUILDERS)}") from None
+        raise ConfigError(
+            f"launcher {launcher.name!r} has unknown type {launcher.type!r}",
+            hint=f"use one of {', '.join(BUILDERS)}",
+        ) from None
     return build(launcher, res)

@@ -16,16 +16,22 @@ def problems(res: Resources, part: Partition) -> list[str]:
     out = []
     p = part.name
     if part.max_time_min is not None and res.time_min > part.max_time_min:
-        out.append(f"--time {format_time(res.time_min)} exceeds partition {p}'s MaxTime {_fmt_time(part.max_time_min)}")
+        out.append(
+            f"--time {format_time(res.time_min)} exceeds partition {p}'s MaxTime {_fmt_time(part.max_time_min)}"
+        )
     if res.nodes > part.max_nodes:
         out.append(f"--nodes {res.nodes} exceeds partition {p}'s MaxNodes {part.max_nodes}")
     if res.cpus_per_node > part.cpus_per_node:
-        out.append(f"{res.ntasks_per_node} tasks x {res.cpus_per_task} CPUs = {res.cpus_per_node} CPUs per node "
-                   f"exceeds partition {p}'s {part.cpus_per_node} CPUs per node")
+        out.append(
+            f"{res.ntasks_per_node} tasks x {res.cpus_per_task} CPUs = {res.cpus_per_node} CPUs per node "
+            f"exceeds partition {p}'s {part.cpus_per_node} CPUs per node"
+        )
     if part.mem_per_node_mb is not None and res.mem_mb is not None and res.mem_mb > part.mem_per_node_mb:
         out.append(f"--mem {res.mem_mb}M exceeds partition {p}'s {part.mem_per_node_mb}M per node")
     if res.gpus_per_node > part.gpus_per_node:
-        out.append(f"--gpus-per-node {res.gpus_per_node} exceeds partition {p}'s {part.gpus_per_node} GPUs per node")
+        out.append(
+            f"--gpus-per-node {res.gpus_per_node} exceeds partition {p}'s {part.gpus_per_node} GPUs per node"
+        )
     if part.accounts and res.account and res.account not in part.accounts:
         out.append(f"--account {res.account} may not use partition {p} (allowed: {', '.join(part.accounts)})")
     if part.qos and res.qos and res.qos not in part.qos:
@@ -38,15 +44,18 @@ def check(res: Resources, site: Site) -> Partition:
     name = res.partition
     if name not in site.partitions:
         known = ", ".join(site.partitions)
-        raise RejectedError(f"--partition {name} does not exist on {site.cluster}", hint=f"use one of: {known}")
+        raise RejectedError(
+            f"--partition {name} does not exist on {site.cluster}", hint=f"use one of: {known}"
+        )
     part = site.partitions[name]
     found = problems(res, part)
     if not found:
         return part
     others = [p for p in site.partitions.values() if p.name != name and not problems(res, p)]
     if others:
-        fix = "use " + " or ".join(f"--partition {p.name} (max {_fmt_time(p.max_time_min)}, "
-                                   f"{p.max_nodes} nodes)" for p in others)
+        fix = "use " + " or ".join(
+            f"--partition {p.name} (max {_fmt_time(p.max_time_min)}, {p.max_nodes} nodes)" for p in others
+        )
     else:
         fix = "no partition fits this request: ask for less"
     raise RejectedError("; ".join(found), hint=fix)

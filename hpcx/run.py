@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from hpcx.records import RecordWriter, rank_file
 from hpcx.profiling.sampler import Sampler
+from hpcx.records import RecordWriter, rank_file
 from hpcx.runtime.rankenv import RankEnv, detect
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT)

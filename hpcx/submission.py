@@ -52,7 +52,9 @@ def parse_sets(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not _VAR_NAME.match(name):
-            raise UsageError(f"--set {pair!r} is not NAME=VALUE", hint="NAME: letters, digits, _; e.g. --set lr=0.1")
+            raise UsageError(
+                f"--set {pair!r} is not NAME=VALUE", hint="NAME: letters, digits, _; e.g. --set lr=0.1"
+            )
         out[name] = value
     return out
 
@@ -69,8 +71,10 @@ def resolve(request: Request, site: Site) -> Prepared:
             values[key], sources[key] = value, "cli"
     if "partition" not in values:
         if not site.default_partition and len(site.partitions) != 1:
-            raise UsageError("no --partition given and the site names no default_partition",
-                             hint=f"pass --partition (one of {', '.join(site.partitions)})")
+            raise UsageError(
+                "no --partition given and the site names no default_partition",
+                hint=f"pass --partition (one of {', '.join(site.partitions)})",
+            )
         values["partition"] = site.default_partition or next(iter(site.partitions))
         sources["partition"] = "site"
     part = site.partitions.get(values["partition"])
@@ -83,9 +87,13 @@ def resolve(request: Request, site: Site) -> Prepared:
         sources.setdefault(key, "default")
     kind = request.kind or site.defaults.get("kind") or "serial"
     sources["kind"] = "cli" if request.kind else ("site" if site.defaults.get("kind") else "default")
-    spec = JobSpec(kind=kind, resources=res, command=tuple(request.command), variables=dict(request.variables))
+    spec = JobSpec(
+        kind=kind, resources=res, command=tuple(request.command), variables=dict(request.variables)
+    )
     if not spec.command:
-        raise UsageError("no command given", hint="put it after --, e.g. hpcx submit serial -- python train.py")
+        raise UsageError(
+            "no command given", hint="put it after --, e.g. hpcx submit serial -- python train.py"
+        )
     partition = check(res, site)
     return Prepared(spec, sources, partition, site)
 
@@ -99,13 +107,22 @@ def _gres(res: Resources, part: Partition) -> str | None:
 def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dict[str, Any]:
     """Everything a template may use. User values stay raw here: the renderer quotes each one."""
     res, site = prep.spec.resources, prep.site
-    job = {**asdict(res), "ntasks": res.ntasks, "time": format_time(res.time_min), "gres": _gres(res, prep.partition)}
+    job = {
+        **asdict(res),
+        "ntasks": res.ntasks,
+        "time": format_time(res.time_min),
+        "gres": _gres(res, prep.partition),
+    }
     return {
         "kind": prep.spec.kind,
         "job": job,
         "run": {"id": run_id, "dir": str(run_dir), "workdir": str(workdir)},
-        "site": {"name": site.name, "module_system": site.module_system, "modules": list(site.modules),
-                 "env": dict(site.env)},
+        "site": {
+            "name": site.name,
+            "module_system": site.module_system,
+            "modules": list(site.modules),
+            "env": dict(site.env),
+        },
         "scheduler": site.scheduler,
         "python": site.python or sys.executable,
         "launch": launch_argv(site.launcher_for(prep.partition), res),
@@ -116,8 +133,11 @@ def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dic
 
 
 def render_script(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> Rendered:
-    return render(prep.spec.kind, context(prep, run_id=run_id, run_dir=run_dir, workdir=workdir),
-                  prep.site.template_dirs)
+    return render(
+        prep.spec.kind,
+        context(prep, run_id=run_id, run_dir=run_dir, workdir=workdir),
+        prep.site.template_dirs,
+    )
 
 
 def render_preview(prep: Prepared, workdir: Path) -> Rendered:
@@ -147,8 +167,13 @@ def manifest(prep: Prepared, run: Run, rendered: Rendered, workdir: Path) -> dic
         "command": list(prep.spec.command),
         "variables": prep.spec.variables,
         "workdir": str(workdir),
-        "site": {"name": prep.site.name, "source": prep.site.source, "sha256": prep.site.sha256,
-                 "cluster": prep.site.cluster, "scheduler": prep.site.scheduler},
+        "site": {
+            "name": prep.site.name,
+            "source": prep.site.source,
+            "sha256": prep.site.sha256,
+            "cluster": prep.site.cluster,
+            "scheduler": prep.site.scheduler,
+        },
         "template": {"path": rendered.template_path, "sha256": rendered.template_sha256},
         "git": _git(workdir),
         "versions": {"hpcx": __version__, "python": platform.python_version()},
@@ -172,5 +197,10 @@ def submit(prep: Prepared, workdir: Path) -> dict[str, Any]:
         raise
     submitted = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     record_job(run, {"scheduler": prep.site.scheduler, "job_id": job_id, "submitted_at": submitted})
-    return {"run_id": run.id, "run_dir": str(run.dir), "job_id": job_id, "scheduler": prep.site.scheduler,
-            "partition": prep.partition.name}
+    return {
+        "run_id": run.id,
+        "run_dir": str(run.dir),
+        "job_id": job_id,
+        "scheduler": prep.site.scheduler,
+        "partition": prep.partition.name,
+    }

@@ -23,12 +23,22 @@ class Hpcx:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
 
-    def __call__(self, *args: str, timeout_s: float = CMD_TIMEOUT_S, check: bool = True,
-                 cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "hpcx", *args], capture_output=True, text=True,
-                              timeout=timeout_s, env=self.env, cwd=cwd, stdin=subprocess.DEVNULL)
+    def __call__(
+        self, *args: str, timeout_s: float = CMD_TIMEOUT_S, check: bool = True, cwd: Path = REPO
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "hpcx", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=self.env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"hpcx {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"hpcx {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def json(self, *args: str, **kw) -> dict:
@@ -69,8 +79,12 @@ def hpcx(runs_root: Path) -> Hpcx:
 
 def _testbed_healthy() -> bool:
     try:
-        return subprocess.run(["bash", str(REPO / "scripts" / "testbed"), "status"], capture_output=True,
-                              timeout=30).returncode == 0
+        return (
+            subprocess.run(
+                ["bash", str(REPO / "scripts" / "testbed"), "status"], capture_output=True, timeout=30
+            ).returncode
+            == 0
+        )
     except subprocess.TimeoutExpired:
         return False
 
@@ -81,8 +95,9 @@ def testbed() -> Path:
     if shutil.which("slurmctld") is None or os.geteuid() != 0:
         pytest.skip("the Slurm test bed needs root and Debian's slurmctld: run scripts/setup first")
     if not _testbed_healthy():
-        proc = subprocess.run(["bash", str(REPO / "scripts" / "testbed"), "up"], capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run(
+            ["bash", str(REPO / "scripts" / "testbed"), "up"], capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 0, f"scripts/testbed up failed:\n{proc.stdout}\n{proc.stderr}"
     assert _testbed_healthy(), "the test bed came up but `scripts/testbed status` says it is unhealthy"
     return TESTBED_SITE

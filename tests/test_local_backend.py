@@ -9,8 +9,17 @@ pytestmark = pytest.mark.mpi
 
 
 def test_local_mpi_job_end_to_end(hpcx, runs_root):
-    doc = hpcx.json("submit", "mpi", "--ntasks-per-node", "2", "--", "python", "examples/allreduce_hdf5.py",
-                    "--seconds", "1.5")
+    doc = hpcx.json(
+        "submit",
+        "mpi",
+        "--ntasks-per-node",
+        "2",
+        "--",
+        "python",
+        "examples/allreduce_hdf5.py",
+        "--seconds",
+        "1.5",
+    )
     assert {"run_id", "run_dir", "job_id"} <= set(doc) and doc["job_id"].startswith("local-")
     row = hpcx.wait_finished(doc["run_id"], timeout_s=120)
     assert row["state"] == "COMPLETED" and row["exit_code"] == 0, hpcx("logs", doc["run_id"]).stdout

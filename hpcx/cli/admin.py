@@ -24,8 +24,11 @@ def site() -> None:
 def site_validate(obj: Ctx, file: str | None) -> None:
     """Check FILE (default: the current site file) against the schema; one line per problem."""
     loaded = load_site(file or obj.site_path)
-    obj.emit("site.validate", {"valid": True, "source": loaded.source, "sha256": loaded.sha256},
-             lambda d: f"{d['source']}: valid")
+    obj.emit(
+        "site.validate",
+        {"valid": True, "source": loaded.source, "sha256": loaded.sha256},
+        lambda d: f"{d['source']}: valid",
+    )
 
 
 @site.command("show")
@@ -33,14 +36,24 @@ def site_validate(obj: Ctx, file: str | None) -> None:
 def site_show(obj: Ctx) -> None:
     """Print the loaded site: cluster, scheduler and partitions with their limits."""
     s = obj.site
-    doc = {"name": s.name, "source": s.source, "origin": obj.site_origin, "cluster": s.cluster,
-           "scheduler": s.scheduler, "partitions": {n: dataclasses.asdict(p) for n, p in s.partitions.items()}}
+    doc = {
+        "name": s.name,
+        "source": s.source,
+        "origin": obj.site_origin,
+        "cluster": s.cluster,
+        "scheduler": s.scheduler,
+        "partitions": {n: dataclasses.asdict(p) for n, p in s.partitions.items()},
+    }
 
     def text(d: dict) -> str:
-        lines = [f"site {d['name']} ({d['source']}, from {d['origin']}): cluster {d['cluster']}, {d['scheduler']}"]
+        lines = [
+            f"site {d['name']} ({d['source']}, from {d['origin']}): cluster {d['cluster']}, {d['scheduler']}"
+        ]
         for name, p in d["partitions"].items():
-            lines.append(f"  {name:<10} max_time_min={p['max_time_min']} max_nodes={p['max_nodes']} "
-                         f"cpus_per_node={p['cpus_per_node']} gpus_per_node={p['gpus_per_node']}")
+            lines.append(
+                f"  {name:<10} max_time_min={p['max_time_min']} max_nodes={p['max_nodes']} "
+                f"cpus_per_node={p['cpus_per_node']} gpus_per_node={p['gpus_per_node']}"
+            )
         return "\n".join(lines)
 
     obj.emit("site.show", doc, text)
@@ -50,8 +63,10 @@ def testbed_script() -> Path:
     """scripts/testbed of the source checkout hpcx runs from (the test bed is a developer tool)."""
     script = Path(__file__).resolve().parents[2] / "scripts" / "testbed"
     if not script.is_file():
-        raise UsageError(f"{script} not found: the test bed needs a source checkout of hpcx",
-                         hint="git clone the hpcx repository and run `scripts/testbed up` there")
+        raise UsageError(
+            f"{script} not found: the test bed needs a source checkout of hpcx",
+            hint="git clone the hpcx repository and run `scripts/testbed up` there",
+        )
     return script
 
 

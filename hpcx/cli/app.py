@@ -40,7 +40,12 @@ class Ctx:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, "--version", prog_name="hpcx")
-@click.option("--site", "site_path", metavar="FILE", help="Site file (default: $HPCX_SITE, else the builtin local site).")
+@click.option(
+    "--site",
+    "site_path",
+    metavar="FILE",
+    help="Site file (default: $HPCX_SITE, else the builtin local site).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout.")
 @click.pass_context
 def cli(ctx: click.Context, site_path: str | None, as_json: bool) -> None:

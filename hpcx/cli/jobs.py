@@ -7,12 +7,12 @@ from typing import Any
 
 import click
 
+from hpcx import submission
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.cli.views import LOG_TAIL_LINES, job_states, render_runs, render_status, tail_logs
 from hpcx.runs import find_run, list_runs
 from hpcx.schedulers import JobRef, get_scheduler
 from hpcx.site import runs_root
-from hpcx import submission
 from hpcx.submission import Request, parse_sets, render_preview, resolve
 
 RESOURCE_OPTIONS = [
@@ -26,10 +26,22 @@ RESOURCE_OPTIONS = [
     click.option("--account", "-A", help="Account to charge."),
     click.option("--qos", help="Quality of service."),
     click.option("--name", "-J", help="Job name."),
-    click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Template variable (repeatable)."),
+    click.option(
+        "--set", "sets", multiple=True, metavar="NAME=VALUE", help="Template variable (repeatable)."
+    ),
 ]
-_RESOURCE_KEYS = ("partition", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node", "mem", "time",
-                  "account", "qos", "name")
+_RESOURCE_KEYS = (
+    "partition",
+    "nodes",
+    "ntasks_per_node",
+    "cpus_per_task",
+    "gpus_per_node",
+    "mem",
+    "time",
+    "account",
+    "qos",
+    "name",
+)
 
 
 def resource_options(fn: Any) -> Any:
@@ -40,8 +52,9 @@ def resource_options(fn: Any) -> Any:
 
 def _request(kind: str | None, command: tuple[str, ...], opts: dict[str, Any]) -> Request:
     options = {k: opts[k] for k in _RESOURCE_KEYS}
-    return Request(kind=kind, options=options, variables=parse_sets(opts["sets"]), command=command,
-                   workdir=Path.cwd())
+    return Request(
+        kind=kind, options=options, variables=parse_sets(opts["sets"]), command=command, workdir=Path.cwd()
+    )
 
 
 @cli.command(context_settings={"ignore_unknown_options": False})
@@ -56,8 +69,11 @@ def render(obj: Ctx, kind: str, command: tuple[str, ...], **opts: Any) -> None:
     """
     prep = resolve(_request(kind, command, opts), obj.site)
     rendered = render_preview(prep, Path.cwd())
-    obj.emit("render", {"script": rendered.text, "partition": prep.partition.name, "sources": prep.sources},
-             lambda d: d["script"].rstrip("\n"))
+    obj.emit(
+        "render",
+        {"script": rendered.text, "partition": prep.partition.name, "sources": prep.sources},
+        lambda d: d["script"].rstrip("\n"),
+    )
 
 
 @cli.command()
@@ -74,12 +90,21 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], dry_run: bool, **opts:
     prep = resolve(_request(kind, command, opts), obj.site)
     if dry_run:
         rendered = render_preview(prep, Path.cwd())
-        obj.emit("submit", {"dry_run": True, "script": rendered.text, "partition": prep.partition.name},
-                 lambda d: d["script"].rstrip("\n"))
+        obj.emit(
+            "submit",
+            {"dry_run": True, "script": rendered.text, "partition": prep.partition.name},
+            lambda d: d["script"].rstrip("\n"),
+        )
         return
     result = submission.submit(prep, Path.cwd())
-    obj.emit("submit", result, lambda d: f"submitted run {d['run_id']} as {d['scheduler']} job {d['job_id']} "
-             f"(partition {d['partition']})\n  run directory: {d['run_dir']}")
+    obj.emit(
+        "submit",
+        result,
+        lambda d: (
+            f"submitted run {d['run_id']} as {d['scheduler']} job {d['job_id']} "
+            f"(partition {d['partition']})\n  run directory: {d['run_dir']}"
+        ),
+    )
 
 
 @cli.command()
@@ -98,13 +123,21 @@ def status(obj: Ctx, runs: tuple[str, ...], show_all: bool) -> None:
 
 @cli.command()
 @click.argument("run")
-@click.option("--lines", "-n", default=LOG_TAIL_LINES, show_default=True, help="Lines from the end of each log.")
+@click.option(
+    "--lines", "-n", default=LOG_TAIL_LINES, show_default=True, help="Lines from the end of each log."
+)
 @pass_ctx
 def logs(obj: Ctx, run: str, lines: int) -> None:
     """Print the end of RUN's stdout and stderr logs."""
     found = find_run(runs_root(obj.site)[0], run)
-    obj.emit("logs", tail_logs(found, lines), lambda d: "\n".join(
-        f"==> {f['path']} <==\n{f['text']}" for f in d["files"]) or f"run {found.id} has no logs yet")
+    obj.emit(
+        "logs",
+        tail_logs(found, lines),
+        lambda d: (
+            "\n".join(f"==> {f['path']} <==\n{f['text']}" for f in d["files"])
+            or f"run {found.id} has no logs yet"
+        ),
+    )
 
 
 @cli.command()
@@ -120,8 +153,11 @@ def cancel(obj: Ctx, runs: tuple[str, ...]) -> None:
         by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(JobRef(str(job["job_id"]), run.dir))
     for name, refs in by_scheduler.items():
         get_scheduler(name).cancel(refs)
-    obj.emit("cancel", {"cancelled": [r.id for r in found]},
-             lambda d: "\n".join(f"cancelled {r}" for r in d["cancelled"]))
+    obj.emit(
+        "cancel",
+        {"cancelled": [r.id for r in found]},
+        lambda d: "\n".join(f"cancelled {r}" for r in d["cancelled"]),
+    )
 
 
 @cli.command("runs")
@@ -129,5 +165,12 @@ def cancel(obj: Ctx, runs: tuple[str, ...]) -> None:
 def runs_cmd(obj: Ctx) -> None:
     """List the run directories under the runs root."""
     root, source = runs_root(obj.site)
-    obj.emit("runs", {"root": str(root), "root_source": source, "runs": [
-        {"run_id": r.id, "run_dir": str(r.dir), **r.job} for r in list_runs(root)]}, render_runs)
+    obj.emit(
+        "runs",
+        {
+            "root": str(root),
+            "root_source": source,
+            "runs": [{"run_id": r.id, "run_dir": str(r.dir), **r.job} for r in list_runs(root)],
+        },
+        render_runs,
+    )

@@ -18,5 +18,8 @@ def report(obj: Ctx, run: str) -> None:
     found = find_run(runs_root(obj.site)[0], run)
     doc = build_report(found)
     path = write_report(found, doc)
-    obj.emit("report", {"report_path": str(path), "report": doc},
-             lambda d: f"{render_text(d['report'])}\n\nreport: {d['report_path']}")
+    obj.emit(
+        "report",
+        {"report_path": str(path), "report": doc},
+        lambda d: f"{render_text(d['report'])}\n\nreport: {d['report_path']}",
+    )

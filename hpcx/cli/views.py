@@ -17,12 +17,20 @@ def job_states(runs: Sequence[Run]) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for run in runs:
         job = run.job
-        rows[run.id] = {"run_id": run.id, "job_id": job.get("job_id"), "kind": run.manifest.get("kind", {}).get("value"),
-                        "state": "UNSUBMITTED" if not job else "UNKNOWN", "exit_code": None, "reason": None,
-                        "nodes": None, "finished": False}
+        rows[run.id] = {
+            "run_id": run.id,
+            "job_id": job.get("job_id"),
+            "kind": run.manifest.get("kind", {}).get("value"),
+            "state": "UNSUBMITTED" if not job else "UNKNOWN",
+            "exit_code": None,
+            "reason": None,
+            "nodes": None,
+            "finished": False,
+        }
         if job:
             by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(
-                (run, JobRef(str(job["job_id"]), run.dir)))
+                (run, JobRef(str(job["job_id"]), run.dir))
+            )
     for name, pairs in by_scheduler.items():
         states = get_scheduler(name).status([ref for _, ref in pairs])
         for run, ref in pairs:
@@ -40,8 +48,10 @@ def render_status(doc: dict[str, Any]) -> str:
     for r in runs:
         code = "" if r["exit_code"] is None else str(r["exit_code"])
         where = r.get("nodes") or r.get("reason") or ""
-        lines.append(f"{r['run_id']:<24} {str(r['job_id'] or '-'):<14} {str(r['kind'] or '-'):<10} "
-                     f"{r['state']:<12} {code:>4}  {where}")
+        lines.append(
+            f"{r['run_id']:<24} {str(r['job_id'] or '-'):<14} {str(r['kind'] or '-'):<10} "
+            f"{r['state']:<12} {code:>4}  {where}"
+        )
     return "\n".join(lines)
 
 

@@ -33,7 +33,9 @@ def tree_usage(pid: int) -> dict[str, float] | None:
 class Sampler(threading.Thread):
     """Samples ``pid``'s tree every ``interval_s`` into ``writer``; keeps the peak RSS seen."""
 
-    def __init__(self, pid: int, writer: RecordWriter, rank: int, interval_s: float = 1.0, sync_s: float = 5.0):
+    def __init__(
+        self, pid: int, writer: RecordWriter, rank: int, interval_s: float = 1.0, sync_s: float = 5.0
+    ):
         super().__init__(name="hpcx-sampler", daemon=True)
         self.pid, self.writer, self.rank = pid, writer, rank
         self.interval_s, self.sync_s = interval_s, sync_s

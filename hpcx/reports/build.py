@@ -42,8 +42,10 @@ def summarize_rank(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "finished": end is not None,
         "samples": len(samples),
         "cpus_allowed": start.get("cpus_allowed"),
-        "timeline": [[round(s["t"] - start.get("t", s["t"]), 3), round(s["rss_mb"], 2), round(s["cpu_s"], 3)]
-                     for s in samples],
+        "timeline": [
+            [round(s["t"] - start.get("t", s["t"]), 3), round(s["rss_mb"], 2), round(s["cpu_s"], 3)]
+            for s in samples
+        ],
     }
 
 
@@ -52,8 +54,10 @@ def build_report(run: Run) -> dict[str, Any]:
     files = sorted((run.dir / "profile").glob("rank-*.jsonl"))
     ranks = [r for r in (summarize_rank(read_records(f)) for f in files) if r["rank"] is not None]
     if not ranks:
-        raise UsageError(f"run {run.id} has no profile records in {run.dir / 'profile'}",
-                         hint="the job has not started yet, or it ran without `python -m hpcx.run`")
+        raise UsageError(
+            f"run {run.id} has no profile records in {run.dir / 'profile'}",
+            hint="the job has not started yet, or it ran without `python -m hpcx.run`",
+        )
     ranks.sort(key=lambda r: r["rank"])
     manifest, job = run.manifest, run.job
     res = {k: v["value"] for k, v in manifest.get("resources", {}).items()}

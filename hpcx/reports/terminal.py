@@ -24,6 +24,8 @@ def render_text(report: dict[str, Any]) -> str:
     ]
     for r in report["ranks"]:
         code = "-" if r["exit_code"] is None else str(r["exit_code"])
-        lines.append(f"  {r['rank']:>4}  {str(r['node']):<10} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
-                     f"{r['peak_rss_mb']:>8.0f} {code:>5}")
+        lines.append(
+            f"  {r['rank']:>4}  {str(r['node']):<10} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
+            f"{r['peak_rss_mb']:>8.0f} {code:>5}"
+        )
     return "\n".join(lines)

@@ -47,8 +47,10 @@ def create_run(root: Path) -> Run:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"runs root {str(root)!r} cannot be created: {exc.strerror}",
-                         hint="set HPCX_RUNS or runs_root in the site file to a writable directory") from exc
+        raise UsageError(
+            f"runs root {str(root)!r} cannot be created: {exc.strerror}",
+            hint="set HPCX_RUNS or runs_root in the site file to a writable directory",
+        ) from exc
     for _ in range(10):
         run_id = new_run_id()
         try:
@@ -95,10 +97,14 @@ def find_run(root: Path, key: str) -> Run:
         return by_prefix[0]
     if len(by_prefix) > 1:
         shown = ", ".join(r.id for r in by_prefix[:5])
-        raise RunNotFoundError(f"run {key!r} is ambiguous: {len(by_prefix)} runs start with it ({shown})",
-                               hint="give more characters of the run id")
+        raise RunNotFoundError(
+            f"run {key!r} is ambiguous: {len(by_prefix)} runs start with it ({shown})",
+            hint="give more characters of the run id",
+        )
     by_job = [r for r in runs if str(r.job.get("job_id", "")) == key]
     if by_job:
         return by_job[-1]
-    raise RunNotFoundError(f"no run {key!r} under {root}",
-                           hint="list runs with `hpcx runs`, or set HPCX_RUNS to the runs root it lives in")
+    raise RunNotFoundError(
+        f"no run {key!r} under {root}",
+        hint="list runs with `hpcx runs`, or set HPCX_RUNS to the runs root it lives in",
+    )

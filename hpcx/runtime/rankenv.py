@@ -36,12 +36,27 @@ def detect(env: Mapping[str, str] | None = None) -> RankEnv:
     node = env.get("SLURMD_NODENAME") or socket.gethostname()
     common = {"node": node, "job_id": env.get("SLURM_JOB_ID"), "attempt": _int(env, "SLURM_RESTART_COUNT", 0)}
     if "OMPI_COMM_WORLD_RANK" in env:
-        return RankEnv(_int(env, "OMPI_COMM_WORLD_RANK", 0), _int(env, "OMPI_COMM_WORLD_SIZE", 1),
-                       _int(env, "OMPI_COMM_WORLD_LOCAL_RANK", 0), launcher="mpirun", **common)
+        return RankEnv(
+            _int(env, "OMPI_COMM_WORLD_RANK", 0),
+            _int(env, "OMPI_COMM_WORLD_SIZE", 1),
+            _int(env, "OMPI_COMM_WORLD_LOCAL_RANK", 0),
+            launcher="mpirun",
+            **common,
+        )
     if "RANK" in env and "WORLD_SIZE" in env:
-        return RankEnv(_int(env, "RANK", 0), _int(env, "WORLD_SIZE", 1), _int(env, "LOCAL_RANK", 0),
-                       launcher="torchrun", **common)
+        return RankEnv(
+            _int(env, "RANK", 0),
+            _int(env, "WORLD_SIZE", 1),
+            _int(env, "LOCAL_RANK", 0),
+            launcher="torchrun",
+            **common,
+        )
     if "SLURM_STEP_NUM_TASKS" in env and "SLURM_PROCID" in env:
-        return RankEnv(_int(env, "SLURM_PROCID", 0), _int(env, "SLURM_STEP_NUM_TASKS", 1),
-                       _int(env, "SLURM_LOCALID", 0), launcher="srun", **common)
+        return RankEnv(
+            _int(env, "SLURM_PROCID", 0),
+            _int(env, "SLURM_STEP_NUM_TASKS", 1),
+            _int(env, "SLURM_LOCALID", 0),
+            launcher="srun",
+            **common,
+        )
     return RankEnv(0, 1, 0, launcher="none", **common)

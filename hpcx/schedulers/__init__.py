@@ -17,5 +17,7 @@ def get_scheduler(name: str) -> Scheduler:
     try:
         module, cls = _REGISTRY[name].split(":")
     except KeyError:
-        raise ConfigError(f"scheduler {name!r} is unknown", hint=f"use one of {', '.join(_REGISTRY)}") from None
+        raise ConfigError(
+            f"scheduler {name!r} is unknown", hint=f"use one of {', '.join(_REGISTRY)}"
+        ) from None
     return getattr(importlib.import_module(module), cls)()

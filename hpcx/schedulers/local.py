@@ -29,8 +29,10 @@ class LocalScheduler(Scheduler):
         job_env = dict(env if env is not None else scrubbed_env())
         pid = _proc.spawn_detached(
             ["bash", "-c", _WRAPPER, "hpcx-local", str(script), str(run_dir / EXIT_FILE)],
-            stdout_path=run_dir / "logs" / "local.out", stderr_path=run_dir / "logs" / "local.err",
-            env=job_env, cwd=run_dir,
+            stdout_path=run_dir / "logs" / "local.out",
+            stderr_path=run_dir / "logs" / "local.err",
+            env=job_env,
+            cwd=run_dir,
         )
         (run_dir / PID_FILE).write_text(f"{pid}\n")
         return f"local-{pid}"
@@ -48,8 +50,9 @@ class LocalScheduler(Scheduler):
         if pid and _alive(pid):
             return JobState(job.job_id, "RUNNING", source="local")
         # The wrapper itself died (machine restart, kill -9): nobody can tell how the job ended.
-        return JobState(job.job_id, "LOST", reason="the local job's process is gone without an exit code",
-                        source="local")
+        return JobState(
+            job.job_id, "LOST", reason="the local job's process is gone without an exit code", source="local"
+        )
 
     def cancel(self, jobs: Sequence[JobRef]) -> None:
         for job in jobs:

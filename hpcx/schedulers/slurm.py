@@ -20,8 +20,12 @@ class SlurmScheduler(Scheduler):
     name = "slurm"
 
     def submit(self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None) -> str:
-        result = _proc.run(["sbatch", "--parsable", str(script)], timeout_s=SUBMIT_TIMEOUT_S,
-                           env=env if env is not None else scrubbed_env(), cwd=run_dir)
+        result = _proc.run(
+            ["sbatch", "--parsable", str(script)],
+            timeout_s=SUBMIT_TIMEOUT_S,
+            env=env if env is not None else scrubbed_env(),
+            cwd=run_dir,
+        )
         return parse_sbatch_parsable(result.stdout)
 
     def status(self, jobs: Sequence[JobRef]) -> dict[str, JobState]:
@@ -51,8 +55,9 @@ class SlurmScheduler(Scheduler):
         raise CommandError(argv, result.returncode, result.stdout, result.stderr, why="failed")
 
     def _squeue_text(self, ids: list[str]) -> dict[str, JobState]:
-        result = _proc.run(["squeue", "-h", "--states=all", "--me", "-o", "%i|%T|%r|%N"],
-                           timeout_s=QUERY_TIMEOUT_S)
+        result = _proc.run(
+            ["squeue", "-h", "--states=all", "--me", "-o", "%i|%T|%r|%N"], timeout_s=QUERY_TIMEOUT_S
+        )
         wanted = set(ids)
         return {s.job_id: s for s in parse_squeue_text(result.stdout) if s.job_id in wanted}
 
@@ -112,11 +117,17 @@ def parse_squeue_json(text: str) -> list[JobState]:
             state = state[0] if state else "UNKNOWN"
         start, end = _number(job.get("start_time")), _number(job.get("end_time"))
         elapsed = end - start if start and end and end >= start else None
-        out.append(JobState(
-            job_id=_job_id(job), state=str(state), exit_code=_exit_code(job.get("exit_code")),
-            reason=job.get("state_reason") or None, nodes=job.get("nodes") or None, elapsed_s=elapsed,
-            source="squeue",
-        ))
+        out.append(
+            JobState(
+                job_id=_job_id(job),
+                state=str(state),
+                exit_code=_exit_code(job.get("exit_code")),
+                reason=job.get("state_reason") or None,
+                nodes=job.get("nodes") or None,
+                elapsed_s=elapsed,
+                source="squeue",
+            )
+        )
     return out
 
 
@@ -125,9 +136,15 @@ def parse_squeue_text(text: str) -> list[JobState]:
     for line in text.splitlines():
         parts = line.split("|")
         if len(parts) >= 2:
-            out.append(JobState(job_id=parts[0].strip(), state=parts[1].strip(),
-                                reason=(parts[2].strip() if len(parts) > 2 else None) or None,
-                                nodes=(parts[3].strip() if len(parts) > 3 else None) or None, source="squeue"))
+            out.append(
+                JobState(
+                    job_id=parts[0].strip(),
+                    state=parts[1].strip(),
+                    reason=(parts[2].strip() if len(parts) > 2 else None) or None,
+                    nodes=(parts[3].strip() if len(parts) > 3 else None) or None,
+                    source="squeue",
+                )
+            )
     return out
 
 
@@ -141,8 +158,12 @@ def parse_sacct(text: str) -> dict[str, JobState]:
         _raw, job_id, state, exit_code, elapsed, nodes, reason = parts[:7]
         code, _, _signal = exit_code.partition(":")
         out[job_id] = JobState(
-            job_id=job_id, state=state.split()[0] if state else "UNKNOWN",
-            exit_code=int(code) if code.isdigit() else None, reason=None if reason in ("", "None") else reason,
-            nodes=nodes or None, elapsed_s=int(elapsed) if elapsed.isdigit() else None, source="sacct",
+            job_id=job_id,
+            state=state.split()[0] if state else "UNKNOWN",
+            exit_code=int(code) if code.isdigit() else None,
+            reason=None if reason in ("", "None") else reason,
+            nodes=nodes or None,
+            elapsed_s=int(elapsed) if elapsed.isdigit() else None,
+            source="sacct",
         )
     return out

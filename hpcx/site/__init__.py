@@ -36,22 +36,28 @@ def load_site(path: str | None, *, cluster: str | None = None) -> Site:
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"site file {str(p)!r} cannot be read: {exc.strerror}",
-                          hint="pass an existing file with --site or HPCX_SITE") from exc
+        raise ConfigError(
+            f"site file {str(p)!r} cannot be read: {exc.strerror}",
+            hint="pass an existing file with --site or HPCX_SITE",
+        ) from exc
     try:
         doc = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"site file {str(p)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+        raise ConfigError(
+            f"site file {str(p)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        ) from exc
     problems = validate(doc)
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ConfigError(f"site file {str(p)!r} is invalid:\n  {shown}{more}")
     if cluster is not None and cluster not in doc["clusters"]:
-        raise ConfigError(f"cluster {cluster!r} is not in site file {str(p)!r}",
-                          hint=f"known clusters: {', '.join(doc['clusters'])}")
+        raise ConfigError(
+            f"cluster {cluster!r} is not in site file {str(p)!r}",
+            hint=f"known clusters: {', '.join(doc['clusters'])}",
+        )
     return build_site(doc, source=str(p.resolve()), raw=raw, cluster=cluster)
 
 

@@ -139,6 +139,12 @@ def builtin_local_doc() -> dict[str, Any]:
                 "launchers": {"mpirun": {"type": "mpirun", "args": ["--oversubscribe"]}},
             }
         },
-        "environment": {"env": {"OMPI_MCA_btl": "self,vader,tcp", "OMPI_MCA_btl_tcp_if_include": "lo",
-                                "OMPI_MCA_oob_tcp_if_include": "lo", "GLOO_SOCKET_IFNAME": "lo"}},
+        "environment": {
+            "env": {
+                "OMPI_MCA_btl": "self,vader,tcp",
+                "OMPI_MCA_btl_tcp_if_include": "lo",
+                "OMPI_MCA_oob_tcp_if_include": "lo",
+                "GLOO_SOCKET_IFNAME": "lo",
+            }
+        },
     }

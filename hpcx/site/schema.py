@@ -72,7 +72,10 @@ SITE_SCHEMA: dict[str, Any] = {
                 "module_system": {"enum": ["lmod", "tcl", "none"]},
                 "modules": {"type": "array", "items": {"type": "string"}},
                 "env": _STRMAP,
-                "python": {"type": "string", "description": "interpreter for jobs; default: the one running hpcx"},
+                "python": {
+                    "type": "string",
+                    "description": "interpreter for jobs; default: the one running hpcx",
+                },
             },
         },
         "template_dirs": {"type": "array", "items": {"type": "string"}},

@@ -35,7 +35,9 @@ def template_dirs(site_dirs: Sequence[Path]) -> list[Path]:
 
 def list_kinds(site_dirs: Sequence[Path]) -> list[str]:
     """Every job kind that can be rendered (site kinds first shadow the builtin ones)."""
-    kinds = {p.name[: -len(SUFFIX)] for d in template_dirs(site_dirs) if d.is_dir() for p in d.glob(f"*{SUFFIX}")}
+    kinds = {
+        p.name[: -len(SUFFIX)] for d in template_dirs(site_dirs) if d.is_dir() for p in d.glob(f"*{SUFFIX}")
+    }
     return sorted(k for k in kinds if k != "base")
 
 
@@ -73,15 +75,17 @@ def render(kind: str, context: dict[str, Any], site_dirs: Sequence[Path] = ()) -
         template = env.get_template(name)
     except jinja2.TemplateNotFound as exc:
         kinds = ", ".join(list_kinds(site_dirs)) or "none"
-        raise TemplateError(f"job kind {kind!r} has no template {exc.name!r}",
-                            hint=f"known kinds: {kinds}") from exc
+        raise TemplateError(
+            f"job kind {kind!r} has no template {exc.name!r}", hint=f"known kinds: {kinds}"
+        ) from exc
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template {exc.filename or name}:{exc.lineno}: {exc.message}") from exc
     try:
         text = template.render(**context)
     except jinja2.UndefinedError as exc:
-        raise TemplateError(f"template {template.filename}: {exc.message}",
-                            hint="pass the value with --set NAME=VALUE") from exc
+        raise TemplateError(
+            f"template {template.filename}: {exc.message}", hint="pass the value with --set NAME=VALUE"
+        ) from exc
     except jinja2.TemplateError as exc:
         raise TemplateError(f"template {template.filename} failed to render: {exc}") from exc
     source = Path(template.filename or name).read_bytes()

@@ -29,7 +29,9 @@ def quote(value: object) -> Shell:
         return Shell(str(value))
     text = str(value)
     if "\x00" in text:
-        raise UsageError(f"value {text[:40]!r} contains a NUL byte", hint="remove it; a shell cannot carry one")
+        raise UsageError(
+            f"value {text[:40]!r} contains a NUL byte", hint="remove it; a shell cannot carry one"
+        )
     if text and _SAFE.match(text):
         return Shell(text)
     if all(c.isprintable() for c in text):

@@ -8,14 +8,29 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine"),
+]
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_example_brings_up_nccl_on_one_gpu(tmp_path):
     cmd = ["mpirun", "-n", "1"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
-    proc = subprocess.run([*cmd, sys.executable, "examples/allreduce_hdf5.py", "--out", str(tmp_path / "x.h5"),
-                           "--seconds", "0.5"], capture_output=True, text=True, timeout=180, cwd=REPO)
+    proc = subprocess.run(
+        [
+            *cmd,
+            sys.executable,
+            "examples/allreduce_hdf5.py",
+            "--out",
+            str(tmp_path / "x.h5"),
+            "--seconds",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "backend=nccl" in proc.stdout and "hdf5=ok" in proc.stdout

@@ -9,8 +9,12 @@ import pytest
 
 pytestmark = pytest.mark.mpi
 REPO = Path(__file__).resolve().parents[2]
-MPI_ENV = {"OMPI_MCA_btl": "self,vader,tcp", "OMPI_MCA_btl_tcp_if_include": "lo",
-           "OMPI_MCA_oob_tcp_if_include": "lo", "GLOO_SOCKET_IFNAME": "lo"}
+MPI_ENV = {
+    "OMPI_MCA_btl": "self,vader,tcp",
+    "OMPI_MCA_btl_tcp_if_include": "lo",
+    "OMPI_MCA_oob_tcp_if_include": "lo",
+    "GLOO_SOCKET_IFNAME": "lo",
+}
 
 
 def mpirun(n: int, *argv: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
@@ -18,8 +22,15 @@ def mpirun(n: int, *argv: str, timeout_s: float = 120) -> subprocess.CompletedPr
     if os.geteuid() == 0:
         cmd.append("--allow-run-as-root")
     env = {**os.environ, **MPI_ENV}
-    return subprocess.run([*cmd, sys.executable, *argv], capture_output=True, text=True, timeout=timeout_s,
-                          env=env, cwd=REPO, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*cmd, sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.parametrize("n", [1, 2])
@@ -28,7 +39,10 @@ def test_example_runs_at_any_size(n, tmp_path):
     proc = mpirun(n, "examples/allreduce_hdf5.py", "--out", str(out), "--seconds", "0.2", "--rows", "1000")
     assert proc.returncode == 0, proc.stderr
     expected = n * (n + 1) // 2
-    assert f"rank 0 of {n} on" in proc.stdout and f"mpi allreduce={expected} torch allreduce={expected}" in proc.stdout
+    assert (
+        f"rank 0 of {n} on" in proc.stdout
+        and f"mpi allreduce={expected} torch allreduce={expected}" in proc.stdout
+    )
     import h5py
 
     with h5py.File(out, "r") as f:
@@ -37,8 +51,19 @@ def test_example_runs_at_any_size(n, tmp_path):
 
 @pytest.mark.parametrize("n", [1, 2])
 def test_hpcx_run_writes_one_record_file_per_rank(n, tmp_path):
-    proc = mpirun(n, "-m", "hpcx.run", "--profile-dir", str(tmp_path), "--interval", "0.2", "--",
-                  sys.executable, "-c", "import time; x = bytearray(50 << 20); time.sleep(1)")
+    proc = mpirun(
+        n,
+        "-m",
+        "hpcx.run",
+        "--profile-dir",
+        str(tmp_path),
+        "--interval",
+        "0.2",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; x = bytearray(50 << 20); time.sleep(1)",
+    )
     assert proc.returncode == 0, proc.stderr
     from hpcx.records import read_records
 
@@ -67,8 +92,11 @@ def test_one_failing_rank_aborts_the_job_instead_of_hanging(tmp_path):
 
 
 def test_exit_code_and_signals_pass_through_hpcx_run(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "hpcx.run", "--profile-dir", str(tmp_path), "--",
-                           "bash", "-c", "exit 7"], capture_output=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcx.run", "--profile-dir", str(tmp_path), "--", "bash", "-c", "exit 7"],
+        capture_output=True,
+        timeout=30,
+    )
     assert proc.returncode == 7
 
 

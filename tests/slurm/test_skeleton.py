@@ -12,8 +12,19 @@ pytestmark = pytest.mark.slurm
 
 
 def test_two_ranks_on_two_nodes_end_to_end(slurm_hpcx, runs_root):
-    doc = slurm_hpcx.json("submit", "mpi", "--nodes", "2", "--ntasks-per-node", "1", "--",
-                          "python", "examples/allreduce_hdf5.py", "--seconds", "2")
+    doc = slurm_hpcx.json(
+        "submit",
+        "mpi",
+        "--nodes",
+        "2",
+        "--ntasks-per-node",
+        "1",
+        "--",
+        "python",
+        "examples/allreduce_hdf5.py",
+        "--seconds",
+        "2",
+    )
     assert doc["job_id"].isdigit() and doc["partition"] == "debug"
     row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=180)
     logs = slurm_hpcx("logs", doc["run_id"]).stdout
@@ -69,8 +80,18 @@ def test_inherited_sbatch_variables_do_not_leak(slurm_hpcx):
 
 
 def test_gpu_request_reaches_the_gpu_node(slurm_hpcx):
-    doc = slurm_hpcx.json("submit", "serial", "-p", "gpu", "--gpus-per-node", "1", "--",
-                          "bash", "-c", "echo CUDA=$CUDA_VISIBLE_DEVICES node=$SLURMD_NODENAME")
+    doc = slurm_hpcx.json(
+        "submit",
+        "serial",
+        "-p",
+        "gpu",
+        "--gpus-per-node",
+        "1",
+        "--",
+        "bash",
+        "-c",
+        "echo CUDA=$CUDA_VISIBLE_DEVICES node=$SLURMD_NODENAME",
+    )
     assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=120)["state"] == "COMPLETED"
     assert "CUDA=0 node=n2" in slurm_hpcx("logs", doc["run_id"]).stdout
 

@@ -4,8 +4,20 @@ import json
 
 import pytest
 
-COMMANDS = [[], ["render"], ["submit"], ["status"], ["logs"], ["cancel"], ["runs"], ["report"], ["testbed"],
-            ["site"], ["site", "validate"], ["site", "show"]]
+COMMANDS = [
+    [],
+    ["render"],
+    ["submit"],
+    ["status"],
+    ["logs"],
+    ["cancel"],
+    ["runs"],
+    ["report"],
+    ["testbed"],
+    ["site"],
+    ["site", "validate"],
+    ["site", "show"],
+]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "hpcx")
@@ -30,16 +42,19 @@ def test_render_json_carries_sources(hpcx):
     assert doc["sources"]["time_min"] == "cli" and doc["sources"]["nodes"] == "default"
 
 
-@pytest.mark.parametrize("args, code, words", [
-    (["render", "serial", "--time", "soon", "--", "true"], 2, "--time 'soon' is not a Slurm time"),
-    (["render", "nokind", "--", "true"], 2, "job kind 'nokind' has no template"),
-    (["render", "serial"], 2, "no command given"),
-    (["render", "serial", "--name", "a b", "--", "true"], 2, "is not a plain name"),
-    (["--site", "/nonexistent.yaml", "render", "serial", "--", "true"], 2, "cannot be read"),
-    (["status", "nosuchrun"], 2, "no run 'nosuchrun'"),
-    (["report", "nosuchrun"], 2, "no run 'nosuchrun'"),
-    (["render", "serial", "--set", "1x=2", "--", "true"], 2, "is not NAME=VALUE"),
-])
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["render", "serial", "--time", "soon", "--", "true"], 2, "--time 'soon' is not a Slurm time"),
+        (["render", "nokind", "--", "true"], 2, "job kind 'nokind' has no template"),
+        (["render", "serial"], 2, "no command given"),
+        (["render", "serial", "--name", "a b", "--", "true"], 2, "is not a plain name"),
+        (["--site", "/nonexistent.yaml", "render", "serial", "--", "true"], 2, "cannot be read"),
+        (["status", "nosuchrun"], 2, "no run 'nosuchrun'"),
+        (["report", "nosuchrun"], 2, "no run 'nosuchrun'"),
+        (["render", "serial", "--set", "1x=2", "--", "true"], 2, "is not NAME=VALUE"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_code(hpcx, args, code, words):
     proc = hpcx(*args, check=False)
     assert proc.returncode == code, proc.stderr
@@ -50,8 +65,19 @@ def test_bad_input_is_one_line_and_exit_code(hpcx, args, code, words):
 def test_rejection_exits_3_and_names_the_fix(hpcx):
     from tests.conftest import TESTBED_SITE
 
-    proc = hpcx("--site", str(TESTBED_SITE), "render", "serial", "-p", "debug", "-t", "48:00:00", "--", "true",
-                check=False)
+    proc = hpcx(
+        "--site",
+        str(TESTBED_SITE),
+        "render",
+        "serial",
+        "-p",
+        "debug",
+        "-t",
+        "48:00:00",
+        "--",
+        "true",
+        check=False,
+    )
     assert proc.returncode == 3
     assert "exceeds partition debug's MaxTime 00:30:00; use --partition batch" in proc.stderr
 

@@ -7,8 +7,24 @@ from hypothesis import strategies as st
 
 from hpcx.templates import join_argv, quote
 
-HOSTILE = ["$(touch pwned)", "`touch pwned`", "a'b", 'a"b', "a\nb", "\n#SBATCH --wrap=x", "x; rm -rf /",
-           "naïve ☃", "\\", "$HOME", "*", "", " ", "-n", "a\tb\r", "x" * 10_000]
+HOSTILE = [
+    "$(touch pwned)",
+    "`touch pwned`",
+    "a'b",
+    'a"b',
+    "a\nb",
+    "\n#SBATCH --wrap=x",
+    "x; rm -rf /",
+    "naïve ☃",
+    "\\",
+    "$HOME",
+    "*",
+    "",
+    " ",
+    "-n",
+    "a\tb\r",
+    "x" * 10_000,
+]
 # Text a shell can carry: anything but NUL (bash strings cannot hold it; quote() rejects it).
 shell_text = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=300)
 

@@ -2,15 +2,28 @@ from hpcx.runtime.rankenv import detect
 
 
 def test_mpirun_wins():
-    env = {"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_LOCAL_RANK": "1",
-           "SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "1", "SLURMD_NODENAME": "n2"}
+    env = {
+        "OMPI_COMM_WORLD_RANK": "1",
+        "OMPI_COMM_WORLD_SIZE": "4",
+        "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+        "SLURM_PROCID": "0",
+        "SLURM_STEP_NUM_TASKS": "1",
+        "SLURMD_NODENAME": "n2",
+    }
     r = detect(env)
     assert (r.rank, r.size, r.local_rank, r.node, r.launcher) == (1, 4, 1, "n2", "mpirun")
 
 
 def test_srun_step():
-    r = detect({"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "4", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "9",
-                "SLURM_RESTART_COUNT": "2"})
+    r = detect(
+        {
+            "SLURM_PROCID": "3",
+            "SLURM_STEP_NUM_TASKS": "4",
+            "SLURM_LOCALID": "1",
+            "SLURM_JOB_ID": "9",
+            "SLURM_RESTART_COUNT": "2",
+        }
+    )
     assert (r.rank, r.size, r.local_rank, r.launcher, r.job_id, r.attempt) == (3, 4, 1, "srun", "9", 2)
 
 

@@ -32,14 +32,17 @@ def _write(tmp_path, text):
 
 
 def test_invalid_site_lists_each_problem_with_path_value_and_expectation(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 version: 1
 clusters:
   c:
     scheduler: pbs
     partitions:
       p: {max_time: "1:00:00", max_nodes: "two", cpus_per_node: 4, colour: red}
-""")
+""",
+    )
     with pytest.raises(ConfigError) as err:
         load_site(path)
     text = str(err.value)
@@ -49,12 +52,15 @@ clusters:
     assert "Traceback" not in text
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("version: 1\nclusters: [", "not valid YAML at line"),
-    ("just a string", "expected object, found a string"),
-    ("version: 2\nclusters: {}", "version: 2 is not one of [1]"),
-    ("version: 1", "missing required key 'clusters'"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("version: 1\nclusters: [", "not valid YAML at line"),
+        ("just a string", "expected object, found a string"),
+        ("version: 2\nclusters: {}", "version: 2 is not one of [1]"),
+        ("version: 1", "missing required key 'clusters'"),
+    ],
+)
 def test_malformed_site_files_get_one_clear_message(tmp_path, text, expected):
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]")):
         load_site(_write(tmp_path, text))

@@ -16,12 +16,30 @@ def test_sbatch_parsable_with_and_without_cluster():
 
 
 def test_squeue_json_22_05_raw_wait_status_and_arrays():
-    doc = {"meta": {}, "errors": [], "jobs": [
-        {"job_id": 7, "job_state": "FAILED", "exit_code": 768, "state_reason": "NonZeroExitCode",
-         "nodes": "n1", "start_time": 100, "end_time": 130},
-        {"job_id": 9, "array_job_id": 8, "array_task_id": 1, "job_state": "RUNNING", "exit_code": 0, "nodes": "n2"},
-        {"job_id": 10, "job_state": "CANCELLED", "exit_code": 15},
-    ]}
+    doc = {
+        "meta": {},
+        "errors": [],
+        "jobs": [
+            {
+                "job_id": 7,
+                "job_state": "FAILED",
+                "exit_code": 768,
+                "state_reason": "NonZeroExitCode",
+                "nodes": "n1",
+                "start_time": 100,
+                "end_time": 130,
+            },
+            {
+                "job_id": 9,
+                "array_job_id": 8,
+                "array_task_id": 1,
+                "job_state": "RUNNING",
+                "exit_code": 0,
+                "nodes": "n2",
+            },
+            {"job_id": 10, "job_state": "CANCELLED", "exit_code": 15},
+        ],
+    }
     states = {s.job_id: s for s in parse_squeue_json(json.dumps(doc))}
     assert states["7"].exit_code == 3 and states["7"].state == "FAILED" and states["7"].elapsed_s == 30
     assert states["8_1"].state == "RUNNING" and not states["8_1"].finished
@@ -29,10 +47,19 @@ def test_squeue_json_22_05_raw_wait_status_and_arrays():
 
 
 def test_squeue_json_newer_wrapped_numbers():
-    doc = {"jobs": [{"job_id": 5, "job_state": ["COMPLETED"], "exit_code": {"status": ["SUCCESS"],
-            "return_code": {"set": True, "number": 0}}, "start_time": {"set": True, "number": 10},
-            "end_time": {"set": True, "number": 12}, "array_job_id": {"set": True, "number": 0},
-            "array_task_id": {"set": False, "number": 0}}]}
+    doc = {
+        "jobs": [
+            {
+                "job_id": 5,
+                "job_state": ["COMPLETED"],
+                "exit_code": {"status": ["SUCCESS"], "return_code": {"set": True, "number": 0}},
+                "start_time": {"set": True, "number": 10},
+                "end_time": {"set": True, "number": 12},
+                "array_job_id": {"set": True, "number": 0},
+                "array_task_id": {"set": False, "number": 0},
+            }
+        ]
+    }
     (state,) = parse_squeue_json(json.dumps(doc))
     assert (state.job_id, state.state, state.exit_code, state.elapsed_s) == ("5", "COMPLETED", 0, 2)
 

@@ -4,10 +4,21 @@ from hpcx.errors import UsageError
 from hpcx.spec import Resources, build_resources, check_token, format_time, parse_mem_mb, parse_time_min
 
 
-@pytest.mark.parametrize("text, minutes", [
-    ("30", 30), ("90", 90), ("5:30", 6), ("01:00:00", 60), ("48:00:00", 2880), ("1-00", 1440),
-    ("1-12:30", 2190), ("2-00:00:00", 2880), ("0:00:01", 1), (45, 45),
-])
+@pytest.mark.parametrize(
+    "text, minutes",
+    [
+        ("30", 30),
+        ("90", 90),
+        ("5:30", 6),
+        ("01:00:00", 60),
+        ("48:00:00", 2880),
+        ("1-00", 1440),
+        ("1-12:30", 2190),
+        ("2-00:00:00", 2880),
+        ("0:00:01", 1),
+        (45, 45),
+    ],
+)
 def test_slurm_time_spellings_become_minutes(text, minutes):
     assert parse_time_min(text) == minutes
 
@@ -27,8 +38,18 @@ def test_format_time_round_trips_through_parse():
         assert parse_time_min(format_time(minutes)) == minutes
 
 
-@pytest.mark.parametrize("text, mb", [("4000", 4000), ("4000M", 4000), ("4G", 4096), ("1.5G", 1536),
-                                      ("2048K", 2), ("1T", 1048576), ("512mb", 512)])
+@pytest.mark.parametrize(
+    "text, mb",
+    [
+        ("4000", 4000),
+        ("4000M", 4000),
+        ("4G", 4096),
+        ("1.5G", 1536),
+        ("2048K", 2),
+        ("1T", 1048576),
+        ("512mb", 512),
+    ],
+)
 def test_memory_spellings_become_mb(text, mb):
     assert parse_mem_mb(text) == mb
 
@@ -40,8 +61,16 @@ def test_bad_memory_is_rejected(bad):
 
 
 def test_build_resources_parses_each_field():
-    res = build_resources({"nodes": "2", "ntasks_per_node": "4", "time": "1:00:00", "mem": "2G",
-                           "partition": "batch", "gpus_per_node": "0"})
+    res = build_resources(
+        {
+            "nodes": "2",
+            "ntasks_per_node": "4",
+            "time": "1:00:00",
+            "mem": "2G",
+            "partition": "batch",
+            "gpus_per_node": "0",
+        }
+    )
     assert res == Resources(partition="batch", nodes=2, ntasks_per_node=4, time_min=60, mem_mb=2048)
     assert res.ntasks == 8 and res.cpus_per_node == 4
 
