@@ -39,11 +39,17 @@ def main() -> int:
         if mpi_sum != expected or int(t.item()) != expected:
             raise RuntimeError(f"allreduce gave mpi={mpi_sum} torch={t.item()}, expected {expected}")
 
-        # Busy work so the profile has samples: a few allreduces of a 4 MiB tensor.
+        # Busy work so the profile has samples: allreduces of a 4 MiB tensor for about --seconds. Every rank
+        # must run the same number of collectives, so the ranks agree on stopping (MIN of their flags) each
+        # round instead of each watching its own clock, which would leave one rank waiting forever.
         big = torch.ones(1 << 20, device=device)
         deadline = time.time() + args.seconds
         rounds = 0
-        while time.time() < deadline:
+        while True:
+            keep_going = torch.tensor([float(time.time() < deadline)], device=device)
+            dist.all_reduce(keep_going, op=dist.ReduceOp.MIN)
+            if not keep_going.item():
+                break
             dist.all_reduce(big)
             big.fill_(1.0)
             rounds += 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from hpcx.errors import RejectedError
 from hpcx.site import Partition, Site
 from hpcx.spec import Resources, format_time
@@ -59,3 +62,47 @@ def check(res: Resources, site: Site) -> Partition:
     else:
         fix = "no partition fits this request: ask for less"
     raise RejectedError("; ".join(found), hint=fix)
+
+
+def _waste(res: Resources, part: Partition, default: str | None) -> tuple[int, int, int, int, int]:
+    """How much of ``part`` the request would leave idle: GPUs first (never park a CPU job on GPU nodes),
+    then the longest allowed time (short partitions start sooner), then node, CPU and memory headroom."""
+    return (
+        part.gpus_per_node - res.gpus_per_node,
+        part.max_time_min if part.max_time_min is not None else 10**9,
+        part.max_nodes - res.nodes,
+        part.cpus_per_node - res.cpus_per_node,
+        0 if part.name == default else 1,
+    )
+
+
+def choose_partition(res: Resources, site: Site, *, time_given: bool) -> tuple[Partition, dict[str, Any]]:
+    """The partition that fits ``res`` with the least waste, and why (for --dry-run and the manifest).
+
+    Without a given time, each partition is judged with its own default time.
+    """
+    fits, rejected = [], {}
+    for part in site.partitions.values():
+        trial = replace(res, partition=part.name)
+        if not time_given and part.default_time_min:
+            trial = replace(trial, time_min=part.default_time_min)
+        found = problems(trial, part)
+        if found:
+            rejected[part.name] = found
+        else:
+            fits.append(part)
+    if not fits:
+        details = "; ".join(f"{name}: {p[0]}" for name, p in rejected.items())
+        raise RejectedError(f"no partition of {site.cluster} fits this request ({details})", hint="ask for less")
+    fits.sort(key=lambda p: _waste(res, p, site.default_partition))
+    chosen = fits[0]
+    why = (
+        f"partition {chosen.name} chosen automatically: it fits with the least waste "
+        f"(max {_fmt_time(chosen.max_time_min)}, {chosen.max_nodes} nodes, {chosen.gpus_per_node} GPUs per node)"
+    )
+    return chosen, {
+        "chosen": chosen.name,
+        "why": why,
+        "candidates": [p.name for p in fits],
+        "rejected": rejected,
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import platform
 import re
@@ -12,19 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from hpcx import __version__, _proc
-from hpcx.errors import CommandError, HpcxError, UsageError
+from hpcx.config import UserConfig, env_defaults, layered
+from hpcx.errors import CommandError, HpcxError, RejectedError, UsageError
 from hpcx.fsutil import atomic_write_json
 from hpcx.launchers import launch_argv
-from hpcx.preflight import check
+from hpcx.preflight import check, choose_partition
 from hpcx.runs import Run, create_run, discard_run, record_job, write_file
+from hpcx.sbatch_script import parse_directives
 from hpcx.schedulers import get_scheduler
-from hpcx.site import Partition, Site, runs_root
+from hpcx.schedulers.base import scrubbed_env
+from hpcx.site import Partition, Site
 from hpcx.spec import RESOURCE_FIELDS, JobSpec, Resources, build_resources, format_time
 from hpcx.templates import Rendered, render
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FIELD = {"time": "time_min", "mem": "mem_mb"}
-_SITE_DEFAULT_KEYS = ("time", "nodes", "ntasks_per_node", "cpus_per_task", "mem", "account", "qos")
 
 
 @dataclass
@@ -36,6 +39,9 @@ class Request:
     variables: dict[str, str] = field(default_factory=dict)
     command: tuple[str, ...] = ()
     workdir: Path = field(default_factory=Path.cwd)
+    named: dict[str, str] = field(default_factory=dict)  # --resource NAME=VALUE
+    after: tuple[str, ...] = ()  # job ids this job waits for (afterok)
+    script: Path | None = None  # an existing batch script instead of a template kind
 
 
 @dataclass
@@ -44,58 +50,109 @@ class Prepared:
     sources: dict[str, str]
     partition: Partition
     site: Site
+    choice: dict[str, Any] = field(default_factory=dict)  # how the partition was chosen
+    directives: list[tuple[str, str]] = field(default_factory=list)  # extra (flag, value) pairs
+    script_text: str | None = None
+    unchecked: list[str] = field(default_factory=list)
+    user_dirs: tuple[Path, ...] = ()
 
 
-def parse_sets(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """Parse ``--set NAME=VALUE`` pairs; NAME must be a shell identifier."""
+def parse_pairs(option: str, pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """Parse ``NAME=VALUE`` pairs given to ``option``; NAME must be a shell identifier."""
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not _VAR_NAME.match(name):
             raise UsageError(
-                f"--set {pair!r} is not NAME=VALUE", hint="NAME: letters, digits, _; e.g. --set lr=0.1"
+                f"{option} {pair!r} is not NAME=VALUE", hint=f"NAME: letters, digits, _; e.g. {option} lr=0.1"
             )
         out[name] = value
     return out
 
 
-def resolve(request: Request, site: Site) -> Prepared:
-    """Apply defaults (site, partition, builtin) under the user's options, remembering each value's source."""
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for key in _SITE_DEFAULT_KEYS:
-        if key in site.defaults:
-            values[key], sources[key] = site.defaults[key], "site"
-    for key, value in request.options.items():
-        if value is not None:
-            values[key], sources[key] = value, "cli"
-    if "partition" not in values:
-        if not site.default_partition and len(site.partitions) != 1:
-            raise UsageError(
-                "no --partition given and the site names no default_partition",
-                hint=f"pass --partition (one of {', '.join(site.partitions)})",
+def parse_sets(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    return parse_pairs("--set", pairs)
+
+
+def _named_directives(named: dict[str, str], site: Site) -> list[tuple[str, str]]:
+    """``--resource NAME=VALUE`` pairs as (flag, value), for resources the site names."""
+    out = []
+    for name, value in named.items():
+        res = site.resources.get(name)
+        if res is None:
+            known = ", ".join(site.resources) or "none"
+            raise UsageError(f"--resource {name} is not a resource of site {site.name}", hint=f"known: {known}")
+        if res.choices and value not in res.choices:
+            raise RejectedError(
+                f"--resource {name}={value} is not offered by site {site.name}",
+                hint=f"choose one of {', '.join(res.choices)}",
             )
-        values["partition"] = site.default_partition or next(iter(site.partitions))
-        sources["partition"] = "site"
+        if not value or any(c in value for c in "\n\r\0"):
+            raise UsageError(f"--resource {name}={value!r} needs a one-line value")
+        out.append((res.flag, value))
+    return out
+
+
+def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Prepared:
+    """Apply defaults under the user's options (cli > script > env > user > site > builtin), remembering each
+    value's source, choose the partition if none is given, and run the pre-flight checks."""
+    user = user or UserConfig(None)
+    directives = None
+    script_text = None
+    if request.script is not None:
+        script_text = _read_script(request.script)
+        directives = parse_directives(script_text)
+    values, sources = layered(
+        [
+            ("cli", request.options),
+            ("script", directives.options if directives else {}),
+            ("env", env_defaults()),
+            ("user", user.defaults),
+            ("site", site.defaults),
+        ]
+    )
+    kind = values.pop("kind", None)
+    kind_source = sources.pop("kind", "default")
+    if request.kind:
+        kind, kind_source = request.kind, "cli"
+    if script_text is None and not request.command:
+        raise UsageError("no command given", hint="put it after --, e.g. hpcx submit serial -- python train.py")
+    choice: dict[str, Any] = {}
+    if "partition" not in values:
+        res_guess = build_resources({k: v for k, v in values.items() if k != "partition"})
+        part, choice = choose_partition(res_guess, site, time_given="time" in values)
+        values["partition"], sources["partition"] = part.name, "auto"
     part = site.partitions.get(values["partition"])
     if "time" not in values and part is not None and part.default_time_min:
-        values["time"], sources["time"] = part.default_time_min, "site"
+        values["time"], sources["time"] = part.default_time_min, "partition"
     res = build_resources(values)
     # Sources are keyed by Resources field (time -> time_min, mem -> mem_mb); unset fields are builtin defaults.
     sources = {_FIELD.get(k, k): v for k, v in sources.items()}
     for key in RESOURCE_FIELDS:
         sources.setdefault(key, "default")
-    kind = request.kind or site.defaults.get("kind") or "serial"
-    sources["kind"] = "cli" if request.kind else ("site" if site.defaults.get("kind") else "default")
+    sources["kind"] = kind_source if script_text is None else "script"
     spec = JobSpec(
-        kind=kind, resources=res, command=tuple(request.command), variables=dict(request.variables)
+        kind=(kind or "serial") if script_text is None else "script",
+        resources=res,
+        command=tuple(request.command),
+        variables=dict(request.variables),
     )
-    if not spec.command:
-        raise UsageError(
-            "no command given", hint="put it after --, e.g. hpcx submit serial -- python train.py"
-        )
     partition = check(res, site)
-    return Prepared(spec, sources, partition, site)
+    extra = _named_directives(request.named, site)
+    if request.after:
+        extra.append(("--dependency", "afterok:" + ":".join(request.after)))
+    unchecked = directives.unchecked if directives else []
+    return Prepared(spec, sources, partition, site, choice, extra, script_text, unchecked, user.template_dirs)
+
+
+def _read_script(path: Path) -> str:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"batch script {str(path)!r} cannot be read: {exc}") from exc
+    if not text.startswith("#!"):
+        raise UsageError(f"batch script {str(path)!r} has no #! line", hint="start it with #!/bin/bash")
+    return text
 
 
 def _gres(res: Resources, part: Partition) -> str | None:
@@ -128,22 +185,41 @@ def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dic
         "launch": launch_argv(site.launcher_for(prep.partition), res),
         "command": list(prep.spec.command),
         "vars": dict(prep.spec.variables),
+        "directives": [{"flag": f, "value": v} for f, v in prep.directives],
         "hpcx_version": __version__,
     }
 
 
 def render_script(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> Rendered:
-    return render(
-        prep.spec.kind,
-        context(prep, run_id=run_id, run_dir=run_dir, workdir=workdir),
-        prep.site.template_dirs,
-    )
+    ctx = context(prep, run_id=run_id, run_dir=run_dir, workdir=workdir)
+    site = prep.site
+    return render(prep.spec.kind, ctx, site.template_dirs, user_dirs=prep.user_dirs, locked=site.locked_blocks)
 
 
-def render_preview(prep: Prepared, workdir: Path) -> Rendered:
+def render_preview(prep: Prepared, workdir: Path, root: Path) -> str:
     """The script as it would be submitted, with a placeholder run id (nothing is created)."""
-    root, _ = runs_root(prep.site)
-    return render_script(prep, run_id="RUN-ID", run_dir=root / "RUN-ID", workdir=workdir)
+    if prep.script_text is not None:
+        return prep.script_text
+    return render_script(prep, run_id="RUN-ID", run_dir=root / "RUN-ID", workdir=workdir).text
+
+
+def script_args(prep: Prepared, run_dir: Path) -> list[str]:
+    """sbatch options for a user's own script: every checked value, so the job is exactly what was checked
+    (command-line options override #SBATCH lines), plus the run directory's log paths unless the script sets its
+    own, and the admin-named resources and dependencies."""
+    res = prep.spec.resources
+    args = [f"--partition={res.partition}", f"--nodes={res.nodes}", f"--ntasks-per-node={res.ntasks_per_node}",
+            f"--cpus-per-task={res.cpus_per_task}", f"--time={format_time(res.time_min)}",
+            f"--job-name={res.name}"]  # fmt: skip
+    if res.gpus_per_node:
+        args.append(f"--gres={_gres(res, prep.partition)}")
+    args += [f"--{k}={v}" for k, v in (("mem", f"{res.mem_mb}M" if res.mem_mb else None),
+                                        ("account", res.account), ("qos", res.qos)) if v]  # fmt: skip
+    if not any(u.split("=")[0] in ("--output", "-o") for u in prep.unchecked):
+        args.append(f"--output={run_dir}/logs/slurm-%j.out")
+    if not any(u.split("=")[0] in ("--error", "-e") for u in prep.unchecked):
+        args.append(f"--error={run_dir}/logs/slurm-%j.err")
+    return args + [f"{flag}={value}" for flag, value in prep.directives]
 
 
 def _git(workdir: Path) -> dict[str, Any]:
@@ -155,7 +231,7 @@ def _git(workdir: Path) -> dict[str, Any]:
     return {"commit": head, "dirty": dirty}
 
 
-def manifest(prep: Prepared, run: Run, rendered: Rendered, workdir: Path) -> dict[str, Any]:
+def manifest(prep: Prepared, run: Run, template: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The provenance record of a run: what was asked, what was resolved (with sources), and where it ran."""
     resolved = {k: {"value": v, "source": prep.sources[k]} for k, v in asdict(prep.spec.resources).items()}
     return {
@@ -174,7 +250,10 @@ def manifest(prep: Prepared, run: Run, rendered: Rendered, workdir: Path) -> dic
             "cluster": prep.site.cluster,
             "scheduler": prep.site.scheduler,
         },
-        "template": {"path": rendered.template_path, "sha256": rendered.template_sha256},
+        "template": template,
+        "choice": prep.choice,
+        "directives": [list(d) for d in prep.directives],
+        "unchecked_directives": prep.unchecked,
         "git": _git(workdir),
         "versions": {"hpcx": __version__, "python": platform.python_version()},
         "host": platform.node(),
@@ -182,16 +261,24 @@ def manifest(prep: Prepared, run: Run, rendered: Rendered, workdir: Path) -> dic
     }
 
 
-def submit(prep: Prepared, workdir: Path) -> dict[str, Any]:
+def submit(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
     """Create the run directory, write script and manifest, submit; on failure leave nothing behind."""
-    root, _ = runs_root(prep.site)
+    scheduler = get_scheduler(prep.site.scheduler)
+    if prep.site.scheduler != "slurm" and any(f == "--dependency" for f, _ in prep.directives):
+        raise UsageError("--after needs a Slurm site", hint="the local backend runs jobs at once, in order")
     run = create_run(root)
     try:
-        rendered = render_script(prep, run_id=run.id, run_dir=run.dir, workdir=workdir)
-        script = write_file(run, "job.sbatch", rendered.text, mode=0o755)
-        doc = manifest(prep, run, rendered, workdir)
-        atomic_write_json(run.dir / "manifest.json", doc)
-        job_id = get_scheduler(prep.site.scheduler).submit(script, run.dir)
+        if prep.script_text is None:
+            rendered = render_script(prep, run_id=run.id, run_dir=run.dir, workdir=workdir)
+            text, args = rendered.text, []
+            template = {"path": rendered.template_path, "sha256": rendered.template_sha256}
+        else:
+            text, args = prep.script_text, script_args(prep, run.dir)
+            template = {"path": None, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+        script = write_file(run, "job.sbatch", text, mode=0o755)
+        atomic_write_json(run.dir / "manifest.json", {**manifest(prep, run, template, workdir), "sbatch_args": args})
+        env = {**scrubbed_env(prep.site.allow_env), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir)}
+        job_id = scheduler.submit(script, run.dir, env=env, args=args)
     except (HpcxError, OSError, KeyboardInterrupt):
         discard_run(run)
         raise

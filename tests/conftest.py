@@ -53,7 +53,9 @@ class Hpcx:
             if row["finished"]:
                 return row
             time.sleep(1)
-        raise AssertionError(f"run {run_id} not finished after {timeout_s} s; last status {row}")
+        logs = self("logs", run_id, check=False).stdout
+        self("cancel", run_id, check=False)  # a hung job must not outlive its test
+        raise AssertionError(f"run {run_id} not finished after {timeout_s} s; last status {row}\n{logs}")
 
 
 def _base_env(runs_root: Path) -> dict[str, str]:

@@ -5,30 +5,55 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
 
 from hpcx import __version__
-from hpcx.site import Site, load_site, site_source
+from hpcx.config import UserConfig, load_user_config
+from hpcx.site import Site, load_site, runs_root, site_source
 
 JSON_VERSION = 1
 
 
 @dataclass
 class Ctx:
-    """What every command gets: the chosen site file (loaded on first use) and the output mode."""
+    """What every command gets: the configuration layers (loaded on first use) and the output mode."""
 
-    site_path: str | None
-    site_origin: str
+    cli_site: str | None
     json: bool
+    _user: UserConfig | None = field(default=None, repr=False)
     _site: Site | None = field(default=None, repr=False)
+
+    @property
+    def user(self) -> UserConfig:
+        if self._user is None:
+            self._user = load_user_config()
+        return self._user
+
+    @property
+    def site_choice(self) -> tuple[str | None, str]:
+        """The site file in use and the layer that chose it."""
+        return site_source(self.cli_site, self.user.site)
+
+    @property
+    def site_path(self) -> str | None:
+        return self.site_choice[0]
+
+    @property
+    def site_origin(self) -> str:
+        return self.site_choice[1]
 
     @property
     def site(self) -> Site:
         if self._site is None:
-            self._site = load_site(self.site_path)
+            self._site = load_site(self.site_choice[0])
         return self._site
+
+    @property
+    def runs_root(self) -> tuple[Path, str]:
+        return runs_root(self.site, self.user.runs_root)
 
     def emit(self, kind: str, doc: dict[str, Any], text: Callable[[dict[str, Any]], str]) -> None:
         """Print ``doc`` as one versioned JSON document (--json) or as text for a person."""
@@ -53,8 +78,7 @@ def cli(ctx: click.Context, site_path: str | None, as_json: bool) -> None:
 
     Exit codes: 0 ok, 1 scheduler or runtime failure, 2 usage error, 3 request rejected by pre-flight checks.
     """
-    path, origin = site_source(site_path)
-    ctx.obj = Ctx(path, origin, as_json)
+    ctx.obj = Ctx(site_path, as_json)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)

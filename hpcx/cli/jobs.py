@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,14 +10,23 @@ import click
 
 from hpcx import submission
 from hpcx.cli.app import Ctx, cli, pass_ctx
-from hpcx.cli.views import LOG_TAIL_LINES, job_states, render_runs, render_status, tail_logs
+from hpcx.cli.complete import complete_kind, complete_partition, complete_run
+from hpcx.cli.views import (
+    LOG_TAIL_LINES,
+    follow_logs,
+    job_states,
+    render_runs,
+    render_status,
+    submit_preview,
+    tail_logs,
+)
 from hpcx.runs import find_run, list_runs
 from hpcx.schedulers import JobRef, get_scheduler
-from hpcx.site import runs_root
-from hpcx.submission import Request, parse_sets, render_preview, resolve
+from hpcx.submission import Prepared, Request, parse_pairs, resolve
 
 RESOURCE_OPTIONS = [
-    click.option("--partition", "-p", help="Partition (default: the site's default_partition)."),
+    click.option("--partition", "-p", shell_complete=complete_partition,
+                 help="Partition (default: chosen automatically, the one that fits with the least waste)."),
     click.option("--nodes", "-N", help="Number of nodes."),
     click.option("--ntasks-per-node", help="Tasks (ranks) per node."),
     click.option("--cpus-per-task", "-c", help="CPUs per task."),
@@ -26,22 +36,13 @@ RESOURCE_OPTIONS = [
     click.option("--account", "-A", help="Account to charge."),
     click.option("--qos", help="Quality of service."),
     click.option("--name", "-J", help="Job name."),
-    click.option(
-        "--set", "sets", multiple=True, metavar="NAME=VALUE", help="Template variable (repeatable)."
-    ),
-]
-_RESOURCE_KEYS = (
-    "partition",
-    "nodes",
-    "ntasks_per_node",
-    "cpus_per_task",
-    "gpus_per_node",
-    "mem",
-    "time",
-    "account",
-    "qos",
-    "name",
-)
+    click.option("--resource", "-r", "resources", multiple=True, metavar="NAME=VALUE",
+                 help="A resource the site names (see `hpcx site show`), e.g. -r constraint=a100."),
+    click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+                 help="Template variable, $HPCX_VAR_NAME in the job (repeatable)."),
+]  # fmt: skip
+_RESOURCE_KEYS = ("partition", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node", "mem", "time",
+                  "account", "qos", "name")  # fmt: skip
 
 
 def resource_options(fn: Any) -> Any:
@@ -50,15 +51,30 @@ def resource_options(fn: Any) -> Any:
     return fn
 
 
-def _request(kind: str | None, command: tuple[str, ...], opts: dict[str, Any]) -> Request:
-    options = {k: opts[k] for k in _RESOURCE_KEYS}
-    return Request(
-        kind=kind, options=options, variables=parse_sets(opts["sets"]), command=command, workdir=Path.cwd()
+def _prepare(obj: Ctx, target: str, command: tuple[str, ...], opts: dict[str, Any],
+             after: tuple[str, ...] = ()) -> Prepared:  # fmt: skip
+    """KIND or SCRIPT plus options -> a resolved, checked request."""
+    script = Path(target) if ("/" in target or target.endswith((".sh", ".sbatch"))) else None
+    if script is not None and not script.is_file():
+        raise click.BadParameter(f"{target!r} is neither a job kind nor an existing script", param_hint="KIND")
+    root, _ = obj.runs_root
+    # --after takes a Slurm job id as is, and a run (id or prefix) as the job it submitted.
+    after_ids = tuple(a if a.isdigit() else str(find_run(root, a).job.get("job_id", a)) for a in after)
+    request = Request(
+        kind=None if script else target,
+        options={k: opts[k] for k in _RESOURCE_KEYS},
+        variables=parse_pairs("--set", opts["sets"]),
+        named=parse_pairs("--resource", opts["resources"]),
+        command=command,
+        workdir=Path.cwd(),
+        after=after_ids,
+        script=script,
     )
+    return resolve(request, obj.site, obj.user)
 
 
-@cli.command(context_settings={"ignore_unknown_options": False})
-@click.argument("kind")
+@cli.command()
+@click.argument("kind", shell_complete=complete_kind)
 @resource_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
@@ -67,110 +83,98 @@ def render(obj: Ctx, kind: str, command: tuple[str, ...], **opts: Any) -> None:
 
     Example: hpcx render mpi -N 2 --ntasks-per-node 1 -- python train.py
     """
-    prep = resolve(_request(kind, command, opts), obj.site)
-    rendered = render_preview(prep, Path.cwd())
-    obj.emit(
-        "render",
-        {"script": rendered.text, "partition": prep.partition.name, "sources": prep.sources},
-        lambda d: d["script"].rstrip("\n"),
-    )
+    prep = _prepare(obj, kind, command, opts)
+    obj.emit("render", submit_preview(prep, Path.cwd(), obj.runs_root[0]), lambda d: d["script"].rstrip("\n"))
 
 
 @cli.command()
-@click.argument("kind")
+@click.argument("kind", metavar="KIND|SCRIPT", shell_complete=complete_kind)
 @resource_options
-@click.option("--dry-run", is_flag=True, help="Check and render, print the script, submit nothing.")
+@click.option("--after", multiple=True, metavar="RUN", shell_complete=complete_run,
+              help="Start only after RUN (run id, prefix or job id) completed successfully (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Check and render, print the script and the choices, submit nothing.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
-def submit(obj: Ctx, kind: str, command: tuple[str, ...], dry_run: bool, **opts: Any) -> None:
-    """Check, render and submit KIND with RESOURCES; prints the run id and job id.
+def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...], dry_run: bool,
+           **opts: Any) -> None:  # fmt: skip
+    """Check, render and submit KIND (or your own batch SCRIPT) with RESOURCES.
 
-    Example: hpcx submit mpi -N 2 --ntasks-per-node 1 -- python examples/allreduce_hdf5.py
+    \b
+    Examples:
+      hpcx submit mpi -N 2 --ntasks-per-node 1 -- python examples/allreduce_hdf5.py
+      hpcx submit ./job.sh -t 30          # #SBATCH lines are read and checked; options override them
     """
-    prep = resolve(_request(kind, command, opts), obj.site)
+    prep = _prepare(obj, kind, command, opts, after)
+    root = obj.runs_root[0]
     if dry_run:
-        rendered = render_preview(prep, Path.cwd())
-        obj.emit(
-            "submit",
-            {"dry_run": True, "script": rendered.text, "partition": prep.partition.name},
-            lambda d: d["script"].rstrip("\n"),
-        )
+        doc = {"dry_run": True, **submit_preview(prep, Path.cwd(), root)}
+        obj.emit("submit", doc, lambda d: f"{d['script'].rstrip()}\n\n# {d['explain']}")
         return
-    result = submission.submit(prep, Path.cwd())
-    obj.emit(
-        "submit",
-        result,
-        lambda d: (
-            f"submitted run {d['run_id']} as {d['scheduler']} job {d['job_id']} "
-            f"(partition {d['partition']})\n  run directory: {d['run_dir']}"
-        ),
-    )
+    result = submission.submit(prep, Path.cwd(), root)
+    obj.emit("submit", result, lambda d: f"submitted run {d['run_id']} as {d['scheduler']} job {d['job_id']} "
+             f"(partition {d['partition']})\n  run directory: {d['run_dir']}")  # fmt: skip
 
 
 @cli.command()
-@click.argument("runs", nargs=-1)
+@click.argument("runs", nargs=-1, shell_complete=complete_run)
 @click.option("--all", "show_all", is_flag=True, help="Every run, not only the 20 newest.")
+@click.option("--watch", is_flag=True, help="Redraw the table until every job has finished (Ctrl-C stops).")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between redraws with --watch.")
 @pass_ctx
-def status(obj: Ctx, runs: tuple[str, ...], show_all: bool) -> None:
+def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interval: float) -> None:
     """State of RUN ... (run ids, prefixes or job ids); without RUN, the newest runs."""
-    root, _ = runs_root(obj.site)
-    if runs:
-        chosen = [find_run(root, r) for r in runs]
-    else:
-        chosen = list_runs(root) if show_all else list_runs(root)[-20:]
-    obj.emit("status", {"runs": job_states(chosen)}, render_status)
+    root, _ = obj.runs_root
+    chosen = [find_run(root, r) for r in runs] if runs else list_runs(root)
+    chosen = chosen if (runs or show_all) else chosen[-20:]
+    while True:
+        doc = {"runs": job_states(chosen)}
+        if not watch:
+            obj.emit("status", doc, render_status)
+            return
+        click.clear()
+        click.echo(f"{time.strftime('%H:%M:%S')}  every {interval:g} s, Ctrl-C to stop\n{render_status(doc)}")
+        if all(r["finished"] for r in doc["runs"]):
+            return
+        time.sleep(interval)
 
 
 @cli.command()
-@click.argument("run")
-@click.option(
-    "--lines", "-n", default=LOG_TAIL_LINES, show_default=True, help="Lines from the end of each log."
-)
+@click.argument("run", shell_complete=complete_run)
+@click.option("--lines", "-n", default=LOG_TAIL_LINES, show_default=True, help="Lines from the end of each log.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job finishes.")
 @pass_ctx
-def logs(obj: Ctx, run: str, lines: int) -> None:
+def logs(obj: Ctx, run: str, lines: int, follow: bool) -> None:
     """Print the end of RUN's stdout and stderr logs."""
-    found = find_run(runs_root(obj.site)[0], run)
-    obj.emit(
-        "logs",
-        tail_logs(found, lines),
-        lambda d: (
-            "\n".join(f"==> {f['path']} <==\n{f['text']}" for f in d["files"])
-            or f"run {found.id} has no logs yet"
-        ),
-    )
+    found = find_run(obj.runs_root[0], run)
+    if follow:
+        follow_logs(found, lines, lambda: job_states([found])[0]["finished"])
+        return
+    obj.emit("logs", tail_logs(found, lines), lambda d: "\n".join(
+        f"==> {f['path']} <==\n{f['text']}" for f in d["files"]) or f"run {found.id} has no logs yet")  # fmt: skip
 
 
 @cli.command()
-@click.argument("runs", nargs=-1, required=True)
+@click.argument("runs", nargs=-1, required=True, shell_complete=complete_run)
 @pass_ctx
 def cancel(obj: Ctx, runs: tuple[str, ...]) -> None:
     """Cancel the jobs of RUN ..."""
-    root, _ = runs_root(obj.site)
+    root, _ = obj.runs_root
     found = [find_run(root, r) for r in runs]
     by_scheduler: dict[str, list[JobRef]] = {}
     for run in found:
         job = run.job
-        by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(JobRef(str(job["job_id"]), run.dir))
+        if job:
+            by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(JobRef(str(job["job_id"]), run.dir))
     for name, refs in by_scheduler.items():
         get_scheduler(name).cancel(refs)
-    obj.emit(
-        "cancel",
-        {"cancelled": [r.id for r in found]},
-        lambda d: "\n".join(f"cancelled {r}" for r in d["cancelled"]),
-    )
+    obj.emit("cancel", {"cancelled": [r.id for r in found]},
+             lambda d: "\n".join(f"cancelled {r}" for r in d["cancelled"]))  # fmt: skip
 
 
 @cli.command("runs")
 @pass_ctx
 def runs_cmd(obj: Ctx) -> None:
     """List the run directories under the runs root."""
-    root, source = runs_root(obj.site)
-    obj.emit(
-        "runs",
-        {
-            "root": str(root),
-            "root_source": source,
-            "runs": [{"run_id": r.id, "run_dir": str(r.dir), **r.job} for r in list_runs(root)],
-        },
-        render_runs,
-    )
+    root, source = obj.runs_root
+    rows = [{"run_id": r.id, "run_dir": str(r.dir), **r.job} for r in list_runs(root)]
+    obj.emit("runs", {"root": str(root), "root_source": source, "runs": rows}, render_runs)

@@ -7,7 +7,6 @@ import click
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.reports import build_report, render_text, write_report
 from hpcx.runs import find_run
-from hpcx.site import runs_root
 
 
 @cli.command()
@@ -15,7 +14,7 @@ from hpcx.site import runs_root
 @pass_ctx
 def report(obj: Ctx, run: str) -> None:
     """Merge RUN's per-rank records: print a summary and write report/report.json."""
-    found = find_run(runs_root(obj.site)[0], run)
+    found = find_run(obj.runs_root[0], run)
     doc = build_report(found)
     path = write_report(found, doc)
     obj.emit(

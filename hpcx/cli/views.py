@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+import click
 
 from hpcx.runs import Run
 from hpcx.schedulers import JobRef, get_scheduler
+from hpcx.submission import Prepared, render_preview, script_args
 
 LOG_TAIL_LINES = 40
 
@@ -71,3 +76,50 @@ def tail_logs(run: Run, lines: int) -> dict[str, Any]:
             text = path.read_text(errors="replace").splitlines()[-lines:]
             files.append({"path": str(path), "text": "\n".join(text)})
     return {"run_id": run.id, "files": files}
+
+
+def submit_preview(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
+    """What --dry-run and render show: the script, where each value came from, and how the partition was chosen."""
+    res = prep.spec.resources
+    if prep.choice:
+        explain = prep.choice["why"]
+        others = [f"{name} ({problems[0]})" for name, problems in prep.choice["rejected"].items()]
+        if others:
+            explain += "; not: " + "; ".join(others)
+    else:
+        explain = f"partition {res.partition} from {prep.sources['partition']}"
+    doc: dict[str, Any] = {
+        "script": render_preview(prep, workdir, root),
+        "partition": prep.partition.name,
+        "sources": prep.sources,
+        "explain": explain,
+        "choice": prep.choice,
+    }
+    if prep.script_text is not None:
+        doc["sbatch_args"] = script_args(prep, root / "RUN-ID")
+        doc["unchecked_directives"] = prep.unchecked
+    return doc
+
+
+def follow_logs(run: Run, lines: int, finished: Callable[[], bool], poll_s: float = 0.5) -> None:
+    """Print the last ``lines`` of each log, then new output as it comes, until ``finished()`` and drained."""
+    offsets: dict[Path, int] = {}
+    for entry in tail_logs(run, lines)["files"]:
+        click.echo(f"==> {entry['path']} <==\n{entry['text']}")
+        offsets[Path(entry["path"])] = Path(entry["path"]).stat().st_size
+    last_check, done = 0.0, False
+    while True:
+        for path in sorted((run.dir / "logs").glob("*")):
+            if path.suffix not in (".out", ".err"):
+                continue
+            size = path.stat().st_size
+            if size > offsets.get(path, 0):
+                with open(path, "rb") as fh:
+                    fh.seek(offsets.get(path, 0))
+                    click.echo(fh.read(size - offsets.get(path, 0)).decode(errors="replace"), nl=False)
+                offsets[path] = size
+        if done:
+            return
+        if time.monotonic() - last_check > 2:
+            done, last_check = finished(), time.monotonic()  # one more pass after the end drains the tail
+        time.sleep(poll_s)

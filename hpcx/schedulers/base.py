@@ -51,20 +51,21 @@ class JobState:
         return {**asdict(self), "finished": self.finished}
 
 
-def scrubbed_env(allowed: Sequence[str] = ("SLURM_CONF",)) -> dict[str, str]:
-    """Our environment without inherited SBATCH_*/SLURM_* variables, which would silently change a submission."""
-    return {
-        k: v for k, v in os.environ.items()
-        if k in allowed or not (k.startswith("SBATCH_") or k.startswith("SLURM_") or k.startswith("SALLOC_"))
-    }  # fmt: skip
+def scrubbed_env(allowed: Sequence[str] = ()) -> dict[str, str]:
+    """Our environment without inherited SBATCH_*/SLURM_*/SALLOC_* variables, which would silently change a
+    submission (SBATCH_PARTITION overrides the script's own #SBATCH line); SLURM_CONF and ``allowed`` stay."""
+    keep = {"SLURM_CONF", *allowed}
+    return {k: v for k, v in os.environ.items() if k in keep or not k.startswith(("SBATCH_", "SLURM_", "SALLOC_"))}
 
 
 class Scheduler(ABC):
     name: str
 
     @abstractmethod
-    def submit(self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None) -> str:
-        """Submit ``script`` (already written in ``run_dir``); return the job id."""
+    def submit(
+        self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+    ) -> str:
+        """Submit ``script`` (already written in ``run_dir``) with extra sbatch ``args``; return the job id."""
 
     @abstractmethod
     def status(self, jobs: Sequence[JobRef]) -> dict[str, JobState]:

@@ -25,7 +25,10 @@ _WRAPPER = (
 class LocalScheduler(Scheduler):
     name = "local"
 
-    def submit(self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None) -> str:
+    def submit(
+        self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+    ) -> str:
+        # sbatch options (args) have no meaning here: the local backend runs the script at once, on this host.
         job_env = dict(env if env is not None else scrubbed_env())
         pid = _proc.spawn_detached(
             ["bash", "-c", _WRAPPER, "hpcx-local", str(script), str(run_dir / EXIT_FILE)],

@@ -19,9 +19,11 @@ SACCT_FIELDS = "JobIDRaw,JobID,State,ExitCode,ElapsedRaw,NodeList,Reason"
 class SlurmScheduler(Scheduler):
     name = "slurm"
 
-    def submit(self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None) -> str:
+    def submit(
+        self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+    ) -> str:
         result = _proc.run(
-            ["sbatch", "--parsable", str(script)],
+            ["sbatch", "--parsable", *args, str(script)],
             timeout_s=SUBMIT_TIMEOUT_S,
             env=env if env is not None else scrubbed_env(),
             cwd=run_dir,

@@ -9,18 +9,20 @@ from pathlib import Path
 import yaml
 
 from hpcx.errors import ConfigError
-from hpcx.site.model import Launcher, Partition, Site, build_site, builtin_local_doc
+from hpcx.site.model import Launcher, NamedResource, Partition, Site, build_site, builtin_local_doc
 from hpcx.site.schema import validate
 
-__all__ = ["Launcher", "Partition", "Site", "load_site", "site_source", "runs_root"]
+__all__ = ["Launcher", "NamedResource", "Partition", "Site", "load_site", "site_source", "runs_root"]
 
 
-def site_source(cli_path: str | None) -> tuple[str | None, str]:
-    """Which site file applies, and why: --site, then HPCX_SITE, then the builtin local site."""
+def site_source(cli_path: str | None, user_site: str | None = None) -> tuple[str | None, str]:
+    """Which site file applies, and why: --site, HPCX_SITE, the user config's site, else the builtin site."""
     if cli_path:
         return cli_path, "cli"
     if os.environ.get("HPCX_SITE"):
         return os.environ["HPCX_SITE"], "env"
+    if user_site:
+        return user_site, "user"
     return None, "builtin"
 
 
@@ -61,10 +63,9 @@ def load_site(path: str | None, *, cluster: str | None = None) -> Site:
     return build_site(doc, source=str(p.resolve()), raw=raw, cluster=cluster)
 
 
-def runs_root(site: Site) -> tuple[Path, str]:
-    """Where run directories live, and where that came from: HPCX_RUNS, the site file, or ~/hpcx-runs."""
-    if os.environ.get("HPCX_RUNS"):
-        return Path(os.environ["HPCX_RUNS"]).expanduser().resolve(), "env"
-    if site.runs_root:
-        return Path(os.path.expandvars(os.path.expanduser(site.runs_root))).resolve(), "site"
+def runs_root(site: Site, user_root: str | None = None) -> tuple[Path, str]:
+    """Where run directories live, and why: HPCX_RUNS, the user config, the site file, else ~/hpcx-runs."""
+    for value, source in ((os.environ.get("HPCX_RUNS"), "env"), (user_root, "user"), (site.runs_root, "site")):
+        if value:
+            return Path(os.path.expandvars(os.path.expanduser(value))).resolve(), source
     return (Path.home() / "hpcx-runs").resolve(), "default"

@@ -37,6 +37,16 @@ class Launcher:
 
 
 @dataclass(frozen=True)
+class NamedResource:
+    """A resource the admin named: ``--resource NAME=VALUE`` becomes ``#SBATCH {flag}=VALUE``."""
+
+    name: str
+    flag: str
+    help: str = ""
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Site:
     name: str
     source: str  # the file it came from, or "builtin"
@@ -53,6 +63,9 @@ class Site:
     template_dirs: tuple[Path, ...] = ()
     runs_root: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    locked_blocks: tuple[str, ...] = ()
+    resources: dict[str, NamedResource] = field(default_factory=dict)
+    allow_env: tuple[str, ...] = ()
 
     def launcher_for(self, partition: Partition) -> Launcher:
         return self.launchers.get(partition.launcher) or Launcher(partition.launcher, partition.launcher)
@@ -114,6 +127,12 @@ def build_site(doc: dict[str, Any], *, source: str, raw: bytes, cluster: str | N
         template_dirs=tuple((base / os.path.expanduser(d)).resolve() for d in doc.get("template_dirs", ())),
         runs_root=doc.get("runs_root"),
         defaults=defaults,
+        locked_blocks=tuple(doc.get("locked_blocks", ())),
+        resources={
+            n: NamedResource(n, r["flag"], r.get("help", ""), tuple(r.get("choices", ())))
+            for n, r in doc.get("resources", {}).items()
+        },
+        allow_env=tuple(doc.get("allow_env", ())),
     )
 
 

@@ -9,7 +9,23 @@ import re
 from typing import Any
 
 _TIME = {"type": ["string", "integer"], "description": "Slurm time: MM, HH:MM:SS or D-HH:MM:SS"}
-_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._+:@-]*$"}
+_NAME = {
+    "type": "string",
+    "pattern": r"^[A-Za-z0-9][A-Za-z0-9._+:@-]*$",
+    "title": "a plain name (letters, digits, . _ + : @ -)",
+}
+BLOCKS = ["header", "environment", "setup", "launch", "epilogue"]
+RESOURCE = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "an admin-named resource: the admin spells the sbatch flag, the user gives the value",
+    "properties": {
+        "flag": {"type": "string", "pattern": r"^--[a-z][a-z-]*$", "title": "an sbatch long option like --constraint"},
+        "help": {"type": "string"},
+        "choices": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["flag"],
+}
 _COUNT = {"type": "integer", "minimum": 0}
 _STRMAP = {"type": "object", "additionalProperties": {"type": ["string", "integer", "number", "boolean"]}}
 
@@ -79,12 +95,20 @@ SITE_SCHEMA: dict[str, Any] = {
             },
         },
         "template_dirs": {"type": "array", "items": {"type": "string"}},
+        "locked_blocks": {"type": "array", "items": {"enum": BLOCKS}},
+        "resources": {"type": "object", "additionalProperties": RESOURCE},
+        "allow_env": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "inherited SBATCH_*/SLURM_* variables that may reach sbatch (all others are removed)",
+        },
         "runs_root": {"type": "string"},
         "defaults": {
             "type": "object",
             "additionalProperties": False,
             "properties": {
                 "kind": {"type": "string"},
+                "partition": {"type": "string"},
                 "time": _TIME,
                 "nodes": {"type": "integer", "minimum": 1},
                 "ntasks_per_node": {"type": "integer", "minimum": 1},
@@ -120,7 +144,7 @@ def validate(doc: Any, schema: dict[str, Any] = SITE_SCHEMA, path: str = "") -> 
         for i, item in enumerate(doc):
             problems += validate(item, schema["items"], f"{path}[{i}]")
     elif isinstance(doc, str) and "pattern" in schema and not re.match(schema["pattern"], doc):
-        problems.append(f"{where}: {doc!r} is not a plain name (letters, digits, . _ + : @ -)")
+        problems.append(f"{where}: {doc!r} is not {schema.get('title', 'matching ' + schema['pattern'])}")
     elif isinstance(doc, int) and not isinstance(doc, bool) and doc < schema.get("minimum", doc):
         problems.append(f"{where}: {doc} is below the minimum {schema['minimum']}")
     return problems

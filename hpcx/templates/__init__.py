@@ -66,18 +66,54 @@ def _environment(dirs: Sequence[Path]) -> ImmutableSandboxedEnvironment:
     return env
 
 
-def render(kind: str, context: dict[str, Any], site_dirs: Sequence[Path] = ()) -> Rendered:
-    """Render job kind ``kind`` with ``context``; raise TemplateError naming the kind or the missing value."""
-    dirs = template_dirs(site_dirs)
+def _check_locks(env: jinja2.Environment, name: str, user_dirs: Sequence[Path], locked: Sequence[str]) -> None:
+    """Refuse a user template that overrides a block the site locked, or that escapes the site's base."""
+    user_roots = [str(d.resolve()) + "/" for d in user_dirs]
+    seen = set()
+    while name and name not in seen:
+        seen.add(name)
+        source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        if not any(str(Path(filename).resolve()).startswith(root) for root in user_roots):
+            return  # the site's own or hpcx's template: trusted
+        tree = env.parse(source)
+        overridden = sorted({b.name for b in tree.find_all(jinja2.nodes.Block)} & set(locked))
+        if overridden:
+            raise TemplateError(
+                f"template {filename} overrides block(s) {', '.join(overridden)}, which the site locked",
+                hint="remove those blocks; the site's versions apply",
+            )
+        parent = next(tree.find_all(jinja2.nodes.Extends), None)
+        if parent is None or not isinstance(parent.template, jinja2.nodes.Const):
+            raise TemplateError(
+                f"template {filename} must {{% extends %}} a site template by name while blocks are locked",
+                hint='start it with {% extends "base.sbatch.j2" %}',
+            )
+        name = parent.template.value
+
+
+def render(
+    kind: str,
+    context: dict[str, Any],
+    site_dirs: Sequence[Path] = (),
+    *,
+    user_dirs: Sequence[Path] = (),
+    locked: Sequence[str] = (),
+) -> Rendered:
+    """Render job kind ``kind`` with ``context``; raise TemplateError naming the kind or the missing value.
+
+    Templates are searched in ``user_dirs``, then ``site_dirs``, then hpcx's own; blocks in ``locked`` may only
+    come from the site's or hpcx's templates.
+    """
+    dirs = [*user_dirs, *template_dirs(site_dirs)]
     env = _environment(dirs)
     name = kind + SUFFIX
     try:
         template = env.get_template(name)
+        if locked and user_dirs:
+            _check_locks(env, name, user_dirs, locked)
     except jinja2.TemplateNotFound as exc:
-        kinds = ", ".join(list_kinds(site_dirs)) or "none"
-        raise TemplateError(
-            f"job kind {kind!r} has no template {exc.name!r}", hint=f"known kinds: {kinds}"
-        ) from exc
+        kinds = ", ".join(list_kinds([*user_dirs, *site_dirs])) or "none"
+        raise TemplateError(f"job kind {kind!r} has no template {exc.name!r}", hint=f"known kinds: {kinds}") from exc
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template {exc.filename or name}:{exc.lineno}: {exc.message}") from exc
     try:

@@ -1,0 +1,42 @@
+"""config show, completion."""
+
+from __future__ import annotations
+
+import click
+from click.shell_completion import get_completion_class
+
+from hpcx.cli.app import Ctx, cli, pass_ctx
+from hpcx.config import DEFAULT_KEYS, env_defaults, layered, user_config_path
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the configuration layers."""
+
+
+@config.command("show")
+@pass_ctx
+def config_show(obj: Ctx) -> None:
+    """Every resolved value with its source: cli > env (HPCX_*) > user config > site > builtin."""
+    site_path, site_origin = obj.site_choice
+    root, root_source = obj.runs_root
+    values, sources = layered([("env", env_defaults()), ("user", obj.user.defaults), ("site", obj.site.defaults)])
+    rows = [
+        {"key": "site", "value": site_path or "builtin local site", "source": site_origin},
+        {"key": "user_config", "value": str(obj.user.path or user_config_path()),
+         "source": "found" if obj.user.path else "absent"},
+        {"key": "runs_root", "value": str(root), "source": root_source},
+        {"key": "default_partition", "value": obj.site.default_partition, "source": "site"},
+    ]  # fmt: skip
+    rows += [{"key": k, "value": values.get(k), "source": sources.get(k, "default")} for k in DEFAULT_KEYS]
+    obj.emit("config", {"values": rows}, lambda d: "\n".join(
+        f"{r['key']:<18} {str(r['value']):<48} ({r['source']})" for r in d["values"]))  # fmt: skip
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the completion script for SHELL: eval "$(hpcx completion bash)" in ~/.bashrc."""
+    cls = get_completion_class(shell)
+    assert cls is not None  # click ships all three
+    click.echo(cls(cli, {}, "hpcx", "_HPCX_COMPLETE").source())
