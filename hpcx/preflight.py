@@ -7,7 +7,9 @@ from typing import Any
 
 from hpcx.errors import RejectedError
 from hpcx.site import Partition, Site
-from hpcx.spec import Resources, format_time
+from hpcx.spec import ArraySpec, Resources, format_time
+
+SLURM_DEFAULT_MAX_ARRAY_SIZE = 1001
 
 
 def _fmt_time(minutes: int | None) -> str:
@@ -40,6 +42,17 @@ def problems(res: Resources, part: Partition) -> list[str]:
     if part.qos and res.qos and res.qos not in part.qos:
         out.append(f"--qos {res.qos} is not allowed on partition {p} (allowed: {', '.join(part.qos)})")
     return out
+
+
+def check_array(array: ArraySpec, part: Partition) -> None:
+    """Slurm refuses array indices at or above MaxArraySize; say so before it does."""
+    limit = part.max_array_size or SLURM_DEFAULT_MAX_ARRAY_SIZE
+    if array.indices[-1] >= limit:
+        raise RejectedError(
+            f"--array {array.text} reaches index {array.indices[-1]}, but MaxArraySize on partition {part.name} is "
+            f"{limit} (indices 0-{limit - 1})",
+            hint="split it into several arrays, or use `hpcx sweep`, which chunks large sweeps",
+        )
 
 
 def check(res: Resources, site: Site) -> Partition:
@@ -93,7 +106,9 @@ def choose_partition(res: Resources, site: Site, *, time_given: bool) -> tuple[P
             fits.append(part)
     if not fits:
         details = "; ".join(f"{name}: {p[0]}" for name, p in rejected.items())
-        raise RejectedError(f"no partition of {site.cluster} fits this request ({details})", hint="ask for less")
+        raise RejectedError(
+            f"no partition of {site.cluster} fits this request ({details})", hint="ask for less"
+        )
     fits.sort(key=lambda p: _waste(res, p, site.default_partition))
     chosen = fits[0]
     why = (

@@ -149,3 +149,36 @@ def build_resources(values: dict[str, Any], base: Resources | None = None) -> Re
         else:
             raise UsageError(f"unknown resource {key!r}", hint=f"known: {', '.join(RESOURCE_FIELDS)}")
     return replace(res, **changes)
+
+
+_ARRAY_PART = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """A Slurm job array: ``0-99:2%10`` is indices 0, 2, ..., 98, at most 10 running at once."""
+
+    text: str
+    indices: tuple[int, ...]
+    throttle: int | None = None
+
+
+def parse_array(text: str) -> ArraySpec:
+    """Parse Slurm's --array syntax (``1,3,5-9:2%4``); raise UsageError naming the bad part."""
+    body, _, throttle = str(text).strip().partition("%")
+    indices: set[int] = set()
+    for part in body.split(","):
+        m = _ARRAY_PART.match(part.strip())
+        if not m:
+            raise UsageError(
+                f"--array {text!r}: {part!r} is not N, N-M or N-M:STEP", hint="e.g. --array 0-99%10"
+            )
+        first, last, step = int(m.group(1)), int(m.group(2) or m.group(1)), int(m.group(3) or 1)
+        if last < first or step < 1:
+            raise UsageError(
+                f"--array {text!r}: {part!r} is an empty range", hint="write the smaller index first"
+            )
+        indices.update(range(first, last + 1, step))
+    if throttle and not throttle.isdigit():
+        raise UsageError(f"--array {text!r}: %{throttle} is not a whole number of tasks")
+    return ArraySpec(str(text).strip(), tuple(sorted(indices)), int(throttle) if throttle else None)

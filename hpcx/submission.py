@@ -17,13 +17,21 @@ from hpcx.config import UserConfig, env_defaults, layered
 from hpcx.errors import CommandError, HpcxError, RejectedError, UsageError
 from hpcx.fsutil import atomic_write_json
 from hpcx.launchers import launch_argv
-from hpcx.preflight import check, choose_partition
+from hpcx.preflight import check, check_array, choose_partition
 from hpcx.runs import Run, create_run, discard_run, record_job, write_file
 from hpcx.sbatch_script import parse_directives
 from hpcx.schedulers import get_scheduler
 from hpcx.schedulers.base import scrubbed_env
 from hpcx.site import Partition, Site
-from hpcx.spec import RESOURCE_FIELDS, JobSpec, Resources, build_resources, format_time
+from hpcx.spec import (
+    RESOURCE_FIELDS,
+    ArraySpec,
+    JobSpec,
+    Resources,
+    build_resources,
+    format_time,
+    parse_array,
+)
 from hpcx.templates import Rendered, render
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -42,6 +50,7 @@ class Request:
     named: dict[str, str] = field(default_factory=dict)  # --resource NAME=VALUE
     after: tuple[str, ...] = ()  # job ids this job waits for (afterok)
     script: Path | None = None  # an existing batch script instead of a template kind
+    array: str | None = None  # --array, Slurm syntax
 
 
 @dataclass
@@ -55,6 +64,7 @@ class Prepared:
     script_text: str | None = None
     unchecked: list[str] = field(default_factory=list)
     user_dirs: tuple[Path, ...] = ()
+    array: ArraySpec | None = None
 
 
 def parse_pairs(option: str, pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -81,7 +91,9 @@ def _named_directives(named: dict[str, str], site: Site) -> list[tuple[str, str]
         res = site.resources.get(name)
         if res is None:
             known = ", ".join(site.resources) or "none"
-            raise UsageError(f"--resource {name} is not a resource of site {site.name}", hint=f"known: {known}")
+            raise UsageError(
+                f"--resource {name} is not a resource of site {site.name}", hint=f"known: {known}"
+            )
         if res.choices and value not in res.choices:
             raise RejectedError(
                 f"--resource {name}={value} is not offered by site {site.name}",
@@ -116,7 +128,9 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
     if request.kind:
         kind, kind_source = request.kind, "cli"
     if script_text is None and not request.command:
-        raise UsageError("no command given", hint="put it after --, e.g. hpcx submit serial -- python train.py")
+        raise UsageError(
+            "no command given", hint="put it after --, e.g. hpcx submit serial -- python train.py"
+        )
     choice: dict[str, Any] = {}
     if "partition" not in values:
         res_guess = build_resources({k: v for k, v in values.items() if k != "partition"})
@@ -138,11 +152,20 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
         variables=dict(request.variables),
     )
     partition = check(res, site)
+    array = parse_array(request.array) if request.array else None
+    if array is not None:
+        check_array(array, partition)
+    elif spec.kind == "array":
+        raise UsageError(
+            "job kind 'array' needs --array", hint="e.g. --array 0-9 (indices) or 0-99%10 (throttled)"
+        )
     extra = _named_directives(request.named, site)
     if request.after:
         extra.append(("--dependency", "afterok:" + ":".join(request.after)))
     unchecked = directives.unchecked if directives else []
-    return Prepared(spec, sources, partition, site, choice, extra, script_text, unchecked, user.template_dirs)
+    return Prepared(
+        spec, sources, partition, site, choice, extra, script_text, unchecked, user.template_dirs, array
+    )
 
 
 def _read_script(path: Path) -> str:
@@ -153,6 +176,12 @@ def _read_script(path: Path) -> str:
     if not text.startswith("#!"):
         raise UsageError(f"batch script {str(path)!r} has no #! line", hint="start it with #!/bin/bash")
     return text
+
+
+def _without_python(command: list[str]) -> list[str]:
+    if command and Path(command[0]).name.startswith("python"):
+        return command[1:]
+    return command
 
 
 def _gres(res: Resources, part: Partition) -> str | None:
@@ -169,6 +198,8 @@ def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dic
         "ntasks": res.ntasks,
         "time": format_time(res.time_min),
         "gres": _gres(res, prep.partition),
+        "array": prep.array.text if prep.array else None,
+        "array_indices": list(prep.array.indices) if prep.array else [],
     }
     return {
         "kind": prep.spec.kind,
@@ -184,6 +215,8 @@ def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dic
         "python": site.python or sys.executable,
         "launch": launch_argv(site.launcher_for(prep.partition), res),
         "command": list(prep.spec.command),
+        # The command without its leading interpreter, for launchers that start Python themselves (torchrun).
+        "script_command": _without_python(list(prep.spec.command)),
         "vars": dict(prep.spec.variables),
         "directives": [{"flag": f, "value": v} for f, v in prep.directives],
         "hpcx_version": __version__,
@@ -193,7 +226,9 @@ def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dic
 def render_script(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> Rendered:
     ctx = context(prep, run_id=run_id, run_dir=run_dir, workdir=workdir)
     site = prep.site
-    return render(prep.spec.kind, ctx, site.template_dirs, user_dirs=prep.user_dirs, locked=site.locked_blocks)
+    return render(
+        prep.spec.kind, ctx, site.template_dirs, user_dirs=prep.user_dirs, locked=site.locked_blocks
+    )
 
 
 def render_preview(prep: Prepared, workdir: Path, root: Path) -> str:
@@ -215,10 +250,13 @@ def script_args(prep: Prepared, run_dir: Path) -> list[str]:
         args.append(f"--gres={_gres(res, prep.partition)}")
     args += [f"--{k}={v}" for k, v in (("mem", f"{res.mem_mb}M" if res.mem_mb else None),
                                         ("account", res.account), ("qos", res.qos)) if v]  # fmt: skip
+    pattern = "%A_%a" if prep.array or any(u.startswith(("--array", "-a")) for u in prep.unchecked) else "%j"
     if not any(u.split("=")[0] in ("--output", "-o") for u in prep.unchecked):
-        args.append(f"--output={run_dir}/logs/slurm-%j.out")
+        args.append(f"--output={run_dir}/logs/slurm-{pattern}.out")
     if not any(u.split("=")[0] in ("--error", "-e") for u in prep.unchecked):
-        args.append(f"--error={run_dir}/logs/slurm-%j.err")
+        args.append(f"--error={run_dir}/logs/slurm-{pattern}.err")
+    if prep.array:
+        args.append(f"--array={prep.array.text}")
     return args + [f"{flag}={value}" for flag, value in prep.directives]
 
 
@@ -276,7 +314,9 @@ def submit(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
             text, args = prep.script_text, script_args(prep, run.dir)
             template = {"path": None, "sha256": hashlib.sha256(text.encode()).hexdigest()}
         script = write_file(run, "job.sbatch", text, mode=0o755)
-        atomic_write_json(run.dir / "manifest.json", {**manifest(prep, run, template, workdir), "sbatch_args": args})
+        atomic_write_json(
+            run.dir / "manifest.json", {**manifest(prep, run, template, workdir), "sbatch_args": args}
+        )
         env = {**scrubbed_env(prep.site.allow_env), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir)}
         job_id = scheduler.submit(script, run.dir, env=env, args=args)
     except (HpcxError, OSError, KeyboardInterrupt):

@@ -19,7 +19,8 @@ __all__ = ["Ctx", "cli", "main"]
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hpcx`` script: one line per error on stderr, exit codes as documented."""
     try:
-        cli.main(args=argv, prog_name="hpcx", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting: pass it on.
+        code = cli.main(args=argv, prog_name="hpcx", standalone_mode=False)
     except HpcxError as exc:
         click.echo(f"hpcx: error: {exc}", err=True)
         return exc.exit_code
@@ -33,4 +34,4 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except BrokenPipeError:
         return 0
-    return 0
+    return code if isinstance(code, int) else 0

@@ -28,7 +28,9 @@ def complete_kind(ctx: click.Context, param: click.Parameter, incomplete: str) -
     except HpcxError:
         return []
     items = [CompletionItem(k) for k in kinds if k.startswith(incomplete)]
-    return items + [CompletionItem(incomplete, type="file")] if "/" in incomplete or "." in incomplete else items
+    return (
+        items + [CompletionItem(incomplete, type="file")] if "/" in incomplete or "." in incomplete else items
+    )
 
 
 def complete_partition(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:

@@ -20,7 +20,9 @@ def config_show(obj: Ctx) -> None:
     """Every resolved value with its source: cli > env (HPCX_*) > user config > site > builtin."""
     site_path, site_origin = obj.site_choice
     root, root_source = obj.runs_root
-    values, sources = layered([("env", env_defaults()), ("user", obj.user.defaults), ("site", obj.site.defaults)])
+    values, sources = layered(
+        [("env", env_defaults()), ("user", obj.user.defaults), ("site", obj.site.defaults)]
+    )
     rows = [
         {"key": "site", "value": site_path or "builtin local site", "source": site_origin},
         {"key": "user_config", "value": str(obj.user.path or user_config_path()),

@@ -38,6 +38,7 @@ RESOURCE_OPTIONS = [
     click.option("--name", "-J", help="Job name."),
     click.option("--resource", "-r", "resources", multiple=True, metavar="NAME=VALUE",
                  help="A resource the site names (see `hpcx site show`), e.g. -r constraint=a100."),
+    click.option("--array", "-a", metavar="SPEC", help="Job array indices, Slurm syntax: 0-99, 1,3,5, 0-999%50."),
     click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
                  help="Template variable, $HPCX_VAR_NAME in the job (repeatable)."),
 ]  # fmt: skip
@@ -56,7 +57,9 @@ def _prepare(obj: Ctx, target: str, command: tuple[str, ...], opts: dict[str, An
     """KIND or SCRIPT plus options -> a resolved, checked request."""
     script = Path(target) if ("/" in target or target.endswith((".sh", ".sbatch"))) else None
     if script is not None and not script.is_file():
-        raise click.BadParameter(f"{target!r} is neither a job kind nor an existing script", param_hint="KIND")
+        raise click.BadParameter(
+            f"{target!r} is neither a job kind nor an existing script", param_hint="KIND"
+        )
     root, _ = obj.runs_root
     # --after takes a Slurm job id as is, and a run (id or prefix) as the job it submitted.
     after_ids = tuple(a if a.isdigit() else str(find_run(root, a).job.get("job_id", a)) for a in after)
@@ -69,6 +72,7 @@ def _prepare(obj: Ctx, target: str, command: tuple[str, ...], opts: dict[str, An
         workdir=Path.cwd(),
         after=after_ids,
         script=script,
+        array=opts["array"],
     )
     return resolve(request, obj.site, obj.user)
 
@@ -90,9 +94,16 @@ def render(obj: Ctx, kind: str, command: tuple[str, ...], **opts: Any) -> None:
 @cli.command()
 @click.argument("kind", metavar="KIND|SCRIPT", shell_complete=complete_kind)
 @resource_options
-@click.option("--after", multiple=True, metavar="RUN", shell_complete=complete_run,
-              help="Start only after RUN (run id, prefix or job id) completed successfully (repeatable).")
-@click.option("--dry-run", is_flag=True, help="Check and render, print the script and the choices, submit nothing.")
+@click.option(
+    "--after",
+    multiple=True,
+    metavar="RUN",
+    shell_complete=complete_run,
+    help="Start only after RUN (run id, prefix or job id) completed successfully (repeatable).",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Check and render, print the script and the choices, submit nothing."
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
 def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...], dry_run: bool,
@@ -140,7 +151,9 @@ def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interva
 
 @cli.command()
 @click.argument("run", shell_complete=complete_run)
-@click.option("--lines", "-n", default=LOG_TAIL_LINES, show_default=True, help="Lines from the end of each log.")
+@click.option(
+    "--lines", "-n", default=LOG_TAIL_LINES, show_default=True, help="Lines from the end of each log."
+)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job finishes.")
 @pass_ctx
 def logs(obj: Ctx, run: str, lines: int, follow: bool) -> None:
@@ -164,7 +177,9 @@ def cancel(obj: Ctx, runs: tuple[str, ...]) -> None:
     for run in found:
         job = run.job
         if job:
-            by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(JobRef(str(job["job_id"]), run.dir))
+            by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(
+                JobRef(str(job["job_id"]), run.dir)
+            )
     for name, refs in by_scheduler.items():
         get_scheduler(name).cancel(refs)
     obj.emit("cancel", {"cancelled": [r.id for r in found]},

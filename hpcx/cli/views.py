@@ -52,7 +52,9 @@ def render_status(doc: dict[str, Any]) -> str:
     lines = [f"{'RUN':<24} {'JOB':<14} {'KIND':<10} {'STATE':<12} {'EXIT':>4}  NODES / REASON"]
     for r in runs:
         code = "" if r["exit_code"] is None else str(r["exit_code"])
-        where = r.get("nodes") or r.get("reason") or ""
+        tasks = r.get("tasks")
+        where = ", ".join(f"{n} {s.lower()}" for s, n in sorted(tasks.items())) if tasks else ""
+        where = where or r.get("nodes") or r.get("reason") or ""
         lines.append(
             f"{r['run_id']:<24} {str(r['job_id'] or '-'):<14} {str(r['kind'] or '-'):<10} "
             f"{r['state']:<12} {code:>4}  {where}"

@@ -42,20 +42,50 @@ class JobState:
     nodes: str | None = None
     elapsed_s: int | None = None
     source: str = ""  # which query answered: squeue, sacct, local, ...
+    tasks: dict[str, int] | None = None  # job arrays: how many tasks are in each state
+    pending_tasks: int = 0  # an array's not-yet-started tasks that Slurm lists as one record
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "finished": self.finished}
+        doc = {**asdict(self), "finished": self.finished}
+        del doc["pending_tasks"]
+        return doc
+
+
+_BUSY = ("RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING")
+
+
+def summarize_array(job_id: str, members: Sequence[JobState]) -> JobState:
+    """One state for a job array from its tasks' states: running while any task runs, pending while any waits,
+    COMPLETED when all completed, else the first failure; ``tasks`` counts the tasks in each state."""
+    if len(members) == 1 and members[0].job_id == job_id and not members[0].pending_tasks:
+        return members[0]
+    counts: dict[str, int] = {}
+    for m in members:
+        counts[m.state] = counts.get(m.state, 0) + (m.pending_tasks or 1)
+    if any(s in counts for s in _BUSY):
+        state = "RUNNING"
+    elif any(s not in FINISHED_STATES for s in counts):
+        state = "PENDING"
+    else:
+        failures = [s for s in counts if s != "COMPLETED"]
+        state = failures[0] if failures else "COMPLETED"
+    codes = [m.exit_code for m in members if m.exit_code is not None and m.finished]
+    return JobState(
+        job_id, state, exit_code=max(codes) if codes else None, source=members[0].source, tasks=counts
+    )
 
 
 def scrubbed_env(allowed: Sequence[str] = ()) -> dict[str, str]:
     """Our environment without inherited SBATCH_*/SLURM_*/SALLOC_* variables, which would silently change a
     submission (SBATCH_PARTITION overrides the script's own #SBATCH line); SLURM_CONF and ``allowed`` stay."""
     keep = {"SLURM_CONF", *allowed}
-    return {k: v for k, v in os.environ.items() if k in keep or not k.startswith(("SBATCH_", "SLURM_", "SALLOC_"))}
+    return {
+        k: v for k, v in os.environ.items() if k in keep or not k.startswith(("SBATCH_", "SLURM_", "SALLOC_"))
+    }
 
 
 class Scheduler(ABC):

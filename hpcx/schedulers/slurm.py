@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from hpcx import _proc
-from hpcx.errors import CommandError, SchedulerError
-from hpcx.schedulers.base import JobRef, JobState, Scheduler, scrubbed_env
+from hpcx.errors import CommandError, SchedulerError, UsageError
+from hpcx.schedulers.base import JobRef, JobState, Scheduler, scrubbed_env, summarize_array
+from hpcx.spec import parse_array
 
 QUERY_TIMEOUT_S = 30.0
 SUBMIT_TIMEOUT_S = 60.0
@@ -34,44 +35,61 @@ class SlurmScheduler(Scheduler):
         ids = sorted({j.job_id for j in jobs})
         if not ids:
             return {}
-        states = self._squeue(ids)
-        missing = [i for i in ids if i not in states]
+        found = self._squeue(ids)
+        missing = sorted(set(ids) - {_base(s.job_id) for s in found})
         if missing:
-            states.update(self._sacct(missing))
-        return states
+            found += self._sacct(missing)
+        out = {}
+        for job_id in ids:
+            members = [s for s in found if _base(s.job_id) == job_id]
+            if members:
+                out[job_id] = summarize_array(job_id, members)
+        return out
 
     def cancel(self, jobs: Sequence[JobRef]) -> None:
         ids = sorted({j.job_id for j in jobs})
         if ids:
             _proc.run(["scancel", *ids], timeout_s=QUERY_TIMEOUT_S)
 
-    def _squeue(self, ids: list[str]) -> dict[str, JobState]:
+    def _squeue(self, ids: list[str]) -> list[JobState]:
         # --me instead of --jobs: squeue fails the whole query when one of the ids was already purged.
         argv = ["squeue", "--json", "--states=all", "--me"]
         result = _proc.run(argv, timeout_s=QUERY_TIMEOUT_S, check=False)
         if result.returncode == 0:
-            wanted = set(ids)
-            return {s.job_id: s for s in parse_squeue_json(result.stdout) if s.job_id in wanted}
+            return [s for s in parse_squeue_json(result.stdout) if _base(s.job_id) in set(ids)]
         if "unrecognized option" in result.stderr or "--json" in result.stderr:
             return self._squeue_text(ids)
         raise CommandError(argv, result.returncode, result.stdout, result.stderr, why="failed")
 
-    def _squeue_text(self, ids: list[str]) -> dict[str, JobState]:
+    def _squeue_text(self, ids: list[str]) -> list[JobState]:
         result = _proc.run(
             ["squeue", "-h", "--states=all", "--me", "-o", "%i|%T|%r|%N"], timeout_s=QUERY_TIMEOUT_S
         )
-        wanted = set(ids)
-        return {s.job_id: s for s in parse_squeue_text(result.stdout) if s.job_id in wanted}
+        return [s for s in parse_squeue_text(result.stdout) if _base(s.job_id) in set(ids)]
 
-    def _sacct(self, ids: list[str]) -> dict[str, JobState]:
+    def _sacct(self, ids: list[str]) -> list[JobState]:
         # Plain sacct, not --json: Slurm 22.05's sacct --json reports every exit code as 0.
         argv = ["sacct", "-P", "-n", "-X", "-o", SACCT_FIELDS, "-j", ",".join(ids)]
         result = _proc.run(argv, timeout_s=QUERY_TIMEOUT_S, check=False)
         if result.returncode != 0:
             if "accounting storage is disabled" in result.stderr.lower():
-                return {}
+                return []
             raise CommandError(argv, result.returncode, result.stdout, result.stderr, why="failed")
-        return parse_sacct(result.stdout)
+        return list(parse_sacct(result.stdout).values())
+
+
+def _base(job_id: str) -> str:
+    """The job id an array task belongs to: "12_3" -> "12", "12_[4-9]" -> "12"."""
+    return job_id.split("_", 1)[0]
+
+
+def _count_tasks(spec: str) -> int:
+    """How many tasks "2-5%2", "[4-9]" or "1,3,7" names."""
+    spec = spec.strip("[]")
+    try:
+        return len(parse_array(spec).indices) if spec else 0
+    except UsageError:
+        return 1
 
 
 def parse_sbatch_parsable(stdout: str) -> str:
@@ -101,7 +119,7 @@ def _exit_code(value: Any) -> int | None:
 
 def _job_id(job: dict[str, Any]) -> str:
     array_job, task = _number(job.get("array_job_id")), _number(job.get("array_task_id"))
-    if array_job and task is not None:
+    if array_job and task is not None and task < 4_000_000_000:  # NO_VAL marks an array's pending record
         return f"{array_job}_{task}"
     return str(_number(job.get("job_id")))
 
@@ -128,6 +146,7 @@ def parse_squeue_json(text: str) -> list[JobState]:
                 nodes=job.get("nodes") or None,
                 elapsed_s=elapsed,
                 source="squeue",
+                pending_tasks=_count_tasks(job.get("array_task_string") or ""),
             )
         )
     return out
@@ -167,5 +186,6 @@ def parse_sacct(text: str) -> dict[str, JobState]:
             nodes=nodes or None,
             elapsed_s=int(elapsed) if elapsed.isdigit() else None,
             source="sacct",
+            pending_tasks=_count_tasks(job_id.partition("_")[2]) if "[" in job_id else 0,
         )
     return out

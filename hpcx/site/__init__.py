@@ -65,7 +65,11 @@ def load_site(path: str | None, *, cluster: str | None = None) -> Site:
 
 def runs_root(site: Site, user_root: str | None = None) -> tuple[Path, str]:
     """Where run directories live, and why: HPCX_RUNS, the user config, the site file, else ~/hpcx-runs."""
-    for value, source in ((os.environ.get("HPCX_RUNS"), "env"), (user_root, "user"), (site.runs_root, "site")):
+    for value, source in (
+        (os.environ.get("HPCX_RUNS"), "env"),
+        (user_root, "user"),
+        (site.runs_root, "site"),
+    ):
         if value:
             return Path(os.path.expandvars(os.path.expanduser(value))).resolve(), source
     return (Path.home() / "hpcx-runs").resolve(), "default"

@@ -20,7 +20,11 @@ RESOURCE = {
     "additionalProperties": False,
     "description": "an admin-named resource: the admin spells the sbatch flag, the user gives the value",
     "properties": {
-        "flag": {"type": "string", "pattern": r"^--[a-z][a-z-]*$", "title": "an sbatch long option like --constraint"},
+        "flag": {
+            "type": "string",
+            "pattern": r"^--[a-z][a-z-]*$",
+            "title": "an sbatch long option like --constraint",
+        },
         "help": {"type": "string"},
         "choices": {"type": "array", "items": {"type": "string"}},
     },

@@ -66,7 +66,9 @@ def _environment(dirs: Sequence[Path]) -> ImmutableSandboxedEnvironment:
     return env
 
 
-def _check_locks(env: jinja2.Environment, name: str, user_dirs: Sequence[Path], locked: Sequence[str]) -> None:
+def _check_locks(
+    env: jinja2.Environment, name: str, user_dirs: Sequence[Path], locked: Sequence[str]
+) -> None:
     """Refuse a user template that overrides a block the site locked, or that escapes the site's base."""
     user_roots = [str(d.resolve()) + "/" for d in user_dirs]
     seen = set()
@@ -113,7 +115,9 @@ def render(
             _check_locks(env, name, user_dirs, locked)
     except jinja2.TemplateNotFound as exc:
         kinds = ", ".join(list_kinds([*user_dirs, *site_dirs])) or "none"
-        raise TemplateError(f"job kind {kind!r} has no template {exc.name!r}", hint=f"known kinds: {kinds}") from exc
+        raise TemplateError(
+            f"job kind {kind!r} has no template {exc.name!r}", hint=f"known kinds: {kinds}"
+        ) from exc
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template {exc.filename or name}:{exc.lineno}: {exc.message}") from exc
     try:
