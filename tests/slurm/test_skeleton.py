@@ -54,7 +54,7 @@ def test_failure_exit_code_from_squeue_and_sacct(slurm_hpcx):
     # Slurm 22.05's sacct --json says 0 here; the text form hpcx reads says 3.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        from_sacct = SlurmScheduler()._sacct([doc["job_id"]]).get(doc["job_id"])
+        from_sacct = {s.job_id: s for s in SlurmScheduler()._sacct([doc["job_id"]])}.get(doc["job_id"])
         if from_sacct and from_sacct.finished:
             break
         time.sleep(1)
