@@ -7,6 +7,7 @@ from typing import Any
 
 from hpcx.errors import RejectedError
 from hpcx.site import Partition, Site
+from hpcx.site.model import NodeType
 from hpcx.spec import ArraySpec, Resources, format_time
 
 SLURM_DEFAULT_MAX_ARRAY_SIZE = 1001
@@ -26,6 +27,16 @@ def problems(res: Resources, part: Partition) -> list[str]:
         )
     if res.nodes > part.max_nodes:
         out.append(f"--nodes {res.nodes} exceeds partition {p}'s MaxNodes {part.max_nodes}")
+    out += _node_problems(res, part) if part.node_types else _uniform_node_problems(res, part)
+    if part.accounts and res.account and res.account not in part.accounts:
+        out.append(f"--account {res.account} may not use partition {p} (allowed: {', '.join(part.accounts)})")
+    if part.qos and res.qos and res.qos not in part.qos:
+        out.append(f"--qos {res.qos} is not allowed on partition {p} (allowed: {', '.join(part.qos)})")
+    return out
+
+
+def _uniform_node_problems(res: Resources, part: Partition) -> list[str]:
+    out, p = [], part.name
     if res.cpus_per_node > part.cpus_per_node:
         out.append(
             f"{res.ntasks_per_node} tasks x {res.cpus_per_task} CPUs = {res.cpus_per_node} CPUs per node "
@@ -37,11 +48,32 @@ def problems(res: Resources, part: Partition) -> list[str]:
         out.append(
             f"--gpus-per-node {res.gpus_per_node} exceeds partition {p}'s {part.gpus_per_node} GPUs per node"
         )
-    if part.accounts and res.account and res.account not in part.accounts:
-        out.append(f"--account {res.account} may not use partition {p} (allowed: {', '.join(part.accounts)})")
-    if part.qos and res.qos and res.qos not in part.qos:
-        out.append(f"--qos {res.qos} is not allowed on partition {p} (allowed: {', '.join(part.qos)})")
     return out
+
+
+def _fits(res: Resources, node: NodeType) -> bool:
+    return (
+        res.cpus_per_node <= node.cpus
+        and (res.mem_mb is None or node.mem_mb is None or res.mem_mb <= node.mem_mb)
+        and res.gpus_per_node <= node.gpus
+    )
+
+
+def _node_problems(res: Resources, part: Partition) -> list[str]:
+    """A mixed partition: enough of its nodes must each hold one node's share of the request."""
+    fitting = sum(t.count for t in part.node_types if _fits(res, t))
+    if fitting >= res.nodes:
+        return []
+    need = f"{res.cpus_per_node} CPUs" + (f", {res.mem_mb}M" if res.mem_mb else "")
+    need += f", {res.gpus_per_node} GPUs" if res.gpus_per_node else ""
+    have = "; ".join(
+        f"{t.count} x ({t.cpus} CPUs{f', {t.mem_mb}M' if t.mem_mb else ''}, {t.gpus} GPUs)"
+        for t in part.node_types
+    )
+    return [
+        f"{res.nodes} node(s) with {need} each requested, but only {fitting} of partition {part.name}'s nodes "
+        f"have that ({have})"
+    ]
 
 
 def check_array(array: ArraySpec, part: Partition) -> None:
@@ -81,7 +113,7 @@ def _waste(res: Resources, part: Partition, default: str | None) -> tuple[int, i
     """How much of ``part`` the request would leave idle: GPUs first (never park a CPU job on GPU nodes),
     then the longest allowed time (short partitions start sooner), then node, CPU and memory headroom."""
     return (
-        part.gpus_per_node - res.gpus_per_node,
+        part.max_gpus_per_node - res.gpus_per_node,
         part.max_time_min if part.max_time_min is not None else 10**9,
         part.max_nodes - res.nodes,
         part.cpus_per_node - res.cpus_per_node,
@@ -113,7 +145,7 @@ def choose_partition(res: Resources, site: Site, *, time_given: bool) -> tuple[P
     chosen = fits[0]
     why = (
         f"partition {chosen.name} chosen automatically: it fits with the least waste "
-        f"(max {_fmt_time(chosen.max_time_min)}, {chosen.max_nodes} nodes, {chosen.gpus_per_node} GPUs per node)"
+        f"(max {_fmt_time(chosen.max_time_min)}, {chosen.max_nodes} nodes, up to {chosen.max_gpus_per_node} GPUs per node)"
     )
     return chosen, {
         "chosen": chosen.name,

@@ -12,6 +12,18 @@ from hpcx.spec import parse_mem_mb, parse_time_min
 
 
 @dataclass(frozen=True)
+class NodeType:
+    """``count`` identical nodes of a partition."""
+
+    count: int
+    cpus: int
+    mem_mb: int | None = None
+    gpus: int = 0
+    gpu_type: str | None = None
+    features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Partition:
     name: str
     max_time_min: int | None  # None: unlimited
@@ -26,6 +38,11 @@ class Partition:
     qos: tuple[str, ...] = ()
     max_array_size: int | None = None
     launcher: str = "srun"
+    node_types: tuple[NodeType, ...] = ()  # empty: every node as the per-node values above
+
+    @property
+    def max_gpus_per_node(self) -> int:
+        return max([self.gpus_per_node, *(t.gpus for t in self.node_types)])
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,17 @@ def _partition(name: str, doc: dict[str, Any]) -> Partition:
         qos=tuple(doc.get("qos", ())),
         max_array_size=doc.get("max_array_size"),
         launcher=doc.get("launcher", "srun"),
+        node_types=tuple(
+            NodeType(
+                t["count"],
+                t["cpus"],
+                t.get("mem_mb"),
+                t.get("gpus", 0),
+                t.get("gpu_type"),
+                tuple(t.get("features", ())),
+            )
+            for t in doc.get("node_types", ())
+        ),  # fmt: skip
     )
 
 

@@ -33,6 +33,21 @@ RESOURCE = {
 _COUNT = {"type": "integer", "minimum": 0}
 _STRMAP = {"type": "object", "additionalProperties": {"type": ["string", "integer", "number", "boolean"]}}
 
+NODE_TYPE = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "a group of identical nodes; lets a mixed partition say which nodes have what",
+    "properties": {
+        "count": {"type": "integer", "minimum": 1},
+        "cpus": {"type": "integer", "minimum": 1},
+        "mem_mb": {"type": "integer", "minimum": 1},
+        "gpus": _COUNT,
+        "gpu_type": {"type": "string"},
+        "features": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["count", "cpus"],
+}
+
 PARTITION = {
     "type": "object",
     "additionalProperties": False,
@@ -49,6 +64,7 @@ PARTITION = {
         "qos": {"type": "array", "items": _NAME},
         "max_array_size": {"type": "integer", "minimum": 1},
         "launcher": {"type": "string"},
+        "node_types": {"type": "array", "items": NODE_TYPE},
     },
     "required": ["max_time", "max_nodes", "cpus_per_node"],
 }

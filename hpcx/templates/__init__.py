@@ -6,6 +6,7 @@ Templates are searched in the site's template directories first, then in the tem
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -30,7 +31,10 @@ def builtin_dir() -> Path:
 
 
 def template_dirs(site_dirs: Sequence[Path]) -> list[Path]:
-    return [*site_dirs, builtin_dir()]
+    """The site's directories, then $HPCX_TEMPLATE_DIR (colon-separated; the hpcx modulefile sets it), then
+    hpcx's own templates."""
+    env_dirs = [Path(d) for d in os.environ.get("HPCX_TEMPLATE_DIR", "").split(":") if d]
+    return [*site_dirs, *env_dirs, builtin_dir()]
 
 
 def list_kinds(site_dirs: Sequence[Path]) -> list[str]:
