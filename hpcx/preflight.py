@@ -109,11 +109,18 @@ def check(res: Resources, site: Site) -> Partition:
     raise RejectedError("; ".join(found), hint=fix)
 
 
+def _idle_gpus(res: Resources, part: Partition) -> int:
+    """GPUs a node of ``part`` would leave idle, on the best-matching node type that fits."""
+    if not part.node_types:
+        return part.gpus_per_node - res.gpus_per_node
+    return min((t.gpus - res.gpus_per_node for t in part.node_types if _fits(res, t)), default=0)
+
+
 def _waste(res: Resources, part: Partition, default: str | None) -> tuple[int, int, int, int, int]:
     """How much of ``part`` the request would leave idle: GPUs first (never park a CPU job on GPU nodes),
     then the longest allowed time (short partitions start sooner), then node, CPU and memory headroom."""
     return (
-        part.max_gpus_per_node - res.gpus_per_node,
+        _idle_gpus(res, part),
         part.max_time_min if part.max_time_min is not None else 10**9,
         part.max_nodes - res.nodes,
         part.cpus_per_node - res.cpus_per_node,

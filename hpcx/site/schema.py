@@ -8,7 +8,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_TIME = {"type": ["string", "integer"], "description": "Slurm time: MM, HH:MM:SS or D-HH:MM:SS"}
+_TIME = {
+    "type": ["string", "integer"],
+    "pattern": r"^((\d+-)?\d+(:\d+){0,2}|[Ii][Nn][Ff][Ii][Nn][Ii][Tt][Ee]|[Uu][Nn][Ll][Ii][Mm][Ii][Tt][Ee][Dd])$",
+    "title": "a Slurm time (MM, HH:MM:SS, D-HH:MM:SS or UNLIMITED)",
+    "description": "Slurm time: MM, HH:MM:SS or D-HH:MM:SS",
+}
 _NAME = {
     "type": "string",
     "pattern": r"^[A-Za-z0-9][A-Za-z0-9._+:@-]*$",

@@ -86,9 +86,17 @@ def test_preflight_accepts_what_fits_and_rejects_each_limit():
     assert check(Resources(partition="gpu", gpus_per_node=2), site).name == "gpu"
     for res, words in [
         (Resources(partition="debug", nodes=3), "MaxNodes 2"),
-        (Resources(partition="debug", ntasks_per_node=3, cpus_per_task=2), "6 CPUs per node exceeds"),
-        (Resources(partition="debug", mem_mb=5000), "5000M exceeds"),
-        (Resources(partition="debug", gpus_per_node=1), "0 GPUs per node"),
+        (
+            Resources(partition="debug", ntasks_per_node=3, cpus_per_task=2),
+            "with 6 CPUs each requested, but only 0",
+        ),
+        (Resources(partition="debug", mem_mb=5000), "5000M each requested"),
+        (Resources(partition="debug", gpus_per_node=3), "3 GPUs each requested"),
+        (
+            Resources(partition="gpu", gpus_per_node=3),
+            "--gpus-per-node 3 exceeds partition gpu's 2 GPUs per node",
+        ),
+        (Resources(partition="gpu", ntasks_per_node=5), "5 CPUs per node exceeds partition gpu's 4"),
         (Resources(partition="nope"), "does not exist"),
     ]:
         with pytest.raises(RejectedError, match=words):
