@@ -29,7 +29,9 @@ def test_hostile_site_values_are_reported_not_executed():
         "name": "a b\n#SBATCH",
     }
     problems = validate(doc)
-    assert sorted(problems) == [
-        "name: 'a b\\n#SBATCH' is not a plain name (letters, digits, . _ + : @ -)",
-        "clusters.c.partitions.p.max_time: '$(reboot)' is not a Slurm time (MM, HH:MM:SS, D-HH:MM:SS or UNLIMITED)",
-    ]
+    assert sorted(problems) == sorted(
+        [
+            "name: 'a b\\n#SBATCH' is not a plain name (letters, digits, . _ + : @ -)",
+            "clusters.c.partitions.p.max_time: '$(reboot)' is not a Slurm time (MM, HH:MM:SS, D-HH:MM:SS or UNLIMITED)",
+        ]
+    )
