@@ -9,6 +9,14 @@ from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.config import DEFAULT_KEYS, env_defaults, layered, user_config_path
 
 
+# What applies when no layer sets a value (shown by `config show`; the code paths are in hpcx.submission).
+BUILTIN = {
+    "kind": "serial", "partition": "chosen per request: the one that fits with the least waste",
+    "time": "the partition's default_time, else 00:10:00", "nodes": 1, "ntasks_per_node": 1, "cpus_per_task": 1,
+    "gpus_per_node": 0, "mem": "Slurm's DefMemPerCPU", "account": "Slurm's default", "qos": "Slurm's default",
+}  # fmt: skip
+
+
 @cli.group()
 def config() -> None:
     """Inspect the configuration layers."""
@@ -30,7 +38,10 @@ def config_show(obj: Ctx) -> None:
         {"key": "runs_root", "value": str(root), "source": root_source},
         {"key": "default_partition", "value": obj.site.default_partition, "source": "site"},
     ]  # fmt: skip
-    rows += [{"key": k, "value": values.get(k), "source": sources.get(k, "default")} for k in DEFAULT_KEYS]
+    rows += [
+        {"key": k, "value": values.get(k, BUILTIN[k]), "source": sources.get(k, "default")}
+        for k in DEFAULT_KEYS
+    ]
     obj.emit("config", {"values": rows}, lambda d: "\n".join(
         f"{r['key']:<18} {str(r['value']):<48} ({r['source']})" for r in d["values"]))  # fmt: skip
 

@@ -214,7 +214,25 @@ def _node_limits(nodes: list[Node]) -> dict[str, Any]:
     features = sorted(set.intersection(*(set(n.features) for n in nodes)))
     if features:
         limits["features"] = features
+    types = _node_types(nodes)
+    if len(types) > 1:  # a mixed partition: say which nodes have what, so pre-flight judges like Slurm
+        limits["node_types"] = types
     return limits
+
+
+def _node_types(nodes: list[Node]) -> list[dict[str, Any]]:
+    """Groups of identical nodes, largest group first."""
+    groups: dict[tuple[Any, ...], int] = {}
+    for n in nodes:
+        key = (n.cpus, n.mem_mb, n.gpus, n.gpu_type if n.gpus else None)
+        groups[key] = groups.get(key, 0) + 1
+    out = []
+    for (cpus, mem_mb, gpus, gpu_type), count in sorted(groups.items(), key=lambda kv: (-kv[1], kv[0][:3])):
+        entry: dict[str, Any] = {"count": count, "cpus": cpus, "mem_mb": mem_mb}
+        if gpus:
+            entry.update(gpus=gpus, **({"gpu_type": gpu_type} if gpu_type else {}))
+        out.append(entry)
+    return out
 
 
 def _slurm_time(fields: dict[str, str], key: str) -> str:
