@@ -8,7 +8,6 @@ from click.shell_completion import get_completion_class
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.config import DEFAULT_KEYS, env_defaults, layered, user_config_path
 
-
 # What applies when no layer sets a value (shown by `config show`; the code paths are in hpcx.submission).
 BUILTIN = {
     "kind": "serial", "partition": "chosen per request: the one that fits with the least waste",
