@@ -27,7 +27,10 @@ def problems(res: Resources, part: Partition) -> list[str]:
         )
     if res.nodes > part.max_nodes:
         out.append(f"--nodes {res.nodes} exceeds partition {p}'s MaxNodes {part.max_nodes}")
-    out += _node_problems(res, part) if part.node_types else _uniform_node_problems(res, part)
+    if part.node_types:
+        out += _node_problems(res, part) if res.nodes <= part.max_nodes else []
+    else:
+        out += _uniform_node_problems(res, part)
     if part.accounts and res.account and res.account not in part.accounts:
         out.append(f"--account {res.account} may not use partition {p} (allowed: {', '.join(part.accounts)})")
     if part.qos and res.qos and res.qos not in part.qos:

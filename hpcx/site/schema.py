@@ -203,6 +203,8 @@ def _is_type(value: Any, name: str) -> bool:
 
 
 def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (an empty document or value)"
     kind = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "nothing"}
     text = repr(value)
     return f"{kind.get(type(value), type(value).__name__)} {text[:40] + '...' if len(text) > 40 else text}"
