@@ -1,7 +1,6 @@
 """A rendered job loads the site's modules with the real Lmod and records `module list` in its run directory."""
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -34,8 +33,5 @@ def test_job_loads_site_modules_and_records_them(hpcx, runs_root, tmp_path: Path
     type(hpcx)(env).wait_finished(run_id, timeout_s=60)
     run_dir = runs_root / run_id
     assert (run_dir / "modules.txt").read_text().split() == ["hpcx/0.1.0"]
-    # The module set HPCX_SITE for the job (it was unset in the submitting shell).
-    assert (
-        f"site={os.environ.get('HPCX_TEST_SITE', '')}" != (run_dir / "logs" / "local.out").read_text().strip()
-    )
+    # The module set HPCX_SITE for the job; the submitting shell had none.
     assert "examples/sites/testbed.yaml" in (run_dir / "logs" / "local.out").read_text()
