@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ from hpcx.errors import CommandError, SchedulerError, UsageError
 from hpcx.schedulers.base import JobRef, JobState, Scheduler, scrubbed_env, summarize_array
 from hpcx.spec import parse_array
 
-QUERY_TIMEOUT_S = 30.0
-SUBMIT_TIMEOUT_S = 60.0
+# Bounds on every Slurm call; HPCX_SLURM_TIMEOUT_S overrides both (a site with a slow controller raises it).
+QUERY_TIMEOUT_S = float(os.environ.get("HPCX_SLURM_TIMEOUT_S", 30))
+SUBMIT_TIMEOUT_S = float(os.environ.get("HPCX_SLURM_TIMEOUT_S", 60))
 SACCT_FIELDS = "JobIDRaw,JobID,State,ExitCode,ElapsedRaw,NodeList,Reason"
 
 
@@ -59,7 +61,9 @@ class SlurmScheduler(Scheduler):
             return [s for s in parse_squeue_json(result.stdout) if _base(s.job_id) in set(ids)]
         if "unrecognized option" in result.stderr or "--json" in result.stderr:
             return self._squeue_text(ids)
-        raise CommandError(argv, result.returncode, result.stdout, result.stderr, why="failed")
+        raise CommandError(
+            argv, result.returncode, result.stdout, result.stderr, why=f"exited {result.returncode}"
+        )
 
     def _squeue_text(self, ids: list[str]) -> list[JobState]:
         result = _proc.run(
@@ -74,7 +78,9 @@ class SlurmScheduler(Scheduler):
         if result.returncode != 0:
             if "accounting storage is disabled" in result.stderr.lower():
                 return []
-            raise CommandError(argv, result.returncode, result.stdout, result.stderr, why="failed")
+            raise CommandError(
+                argv, result.returncode, result.stdout, result.stderr, why=f"exited {result.returncode}"
+            )
         return list(parse_sacct(result.stdout).values())
 
 
