@@ -1,4 +1,4 @@
-"""render, submit, status, logs, cancel, runs."""
+"""render, submit, status, logs, cancel."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from hpcx.cli.views import (
     LOG_TAIL_LINES,
     follow_logs,
     job_states,
-    render_runs,
     render_status,
     submit_preview,
     tail_logs,
@@ -184,12 +183,3 @@ def cancel(obj: Ctx, runs: tuple[str, ...]) -> None:
         get_scheduler(name).cancel(refs)
     obj.emit("cancel", {"cancelled": [r.id for r in found]},
              lambda d: "\n".join(f"cancelled {r}" for r in d["cancelled"]))  # fmt: skip
-
-
-@cli.command("runs")
-@pass_ctx
-def runs_cmd(obj: Ctx) -> None:
-    """List the run directories under the runs root."""
-    root, source = obj.runs_root
-    rows = [{"run_id": r.id, "run_dir": str(r.dir), **r.job} for r in list_runs(root)]
-    obj.emit("runs", {"root": str(root), "root_source": source, "runs": rows}, render_runs)

@@ -62,14 +62,6 @@ def render_status(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_runs(doc: dict[str, Any]) -> str:
-    if not doc["runs"]:
-        return f"no runs under {doc['root']}"
-    lines = [f"runs under {doc['root']} ({doc['root_source']}):"]
-    lines += [f"  {r['run_id']}  {r.get('scheduler', '-')} job {r.get('job_id', '-')}" for r in doc["runs"]]
-    return "\n".join(lines)
-
-
 def tail_logs(run: Run, lines: int) -> dict[str, Any]:
     """The last ``lines`` lines of every log file of ``run``."""
     files = []
