@@ -16,9 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+from hpcx.errors import UsageError
 from hpcx.profiling.sampler import Sampler
 from hpcx.records import RecordWriter, rank_file
 from hpcx.runtime.rankenv import RankEnv, detect
+from hpcx.sweeps import fill_command, read_task, task_env
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT)
 
@@ -28,6 +30,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile-dir", help="where rank records go (default: $HPCX_RUN_DIR/profile)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
     parser.add_argument("--no-profile", action="store_true", help="record nothing, only run the command")
+    parser.add_argument(
+        "--task-id", type=int, help="this array task's id (records go to profile/task-NNNNN/)"
+    )
+    parser.add_argument("--task-table", help="a sweep's tasks.jsonl: set HPCX_PARAM_* and fill {name} in CMD")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     args = parser.parse_args(argv)
     if args.command and args.command[0] == "--":
@@ -45,7 +51,10 @@ def _profile_dir(args: argparse.Namespace) -> Path | None:
     if args.profile_dir:
         return Path(args.profile_dir)
     run_dir = os.environ.get("HPCX_RUN_DIR")
-    return Path(run_dir) / "profile" if run_dir else None
+    if not run_dir:
+        return None
+    base = Path(run_dir) / "profile"
+    return base / f"task-{args.task_id:05d}" if args.task_id is not None else base
 
 
 def _start_record(rank: RankEnv, child_pid: int, command: list[str]) -> dict[str, object]:
@@ -61,6 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     rank = detect()
     env = {**os.environ, "HPCX_RANK": str(rank.rank), "HPCX_WORLD_SIZE": str(rank.size)}
+    if args.task_id is not None:
+        env["HPCX_TASK_ID"] = str(args.task_id)
+    if args.task_table:
+        if args.task_id is None:
+            print("hpcx.run: --task-table needs --task-id", file=sys.stderr)
+            return 2
+        try:
+            row = read_task(args.task_table, args.task_id)
+        except (OSError, ValueError, UsageError) as exc:
+            print(f"hpcx.run: rank {rank.rank}: {exc}", file=sys.stderr)
+            return 2
+        env.update(task_env(row))
+        args.command = fill_command(args.command, row)
     t0 = time.time()
     try:
         child = subprocess.Popen(args.command, env=env)

@@ -32,7 +32,7 @@ from hpcx.spec import (
     format_time,
     parse_array,
 )
-from hpcx.templates import Rendered, render
+from hpcx.templates import Rendered, Shell, quote, render
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FIELD = {"time": "time_min", "mem": "mem_mb"}
@@ -65,6 +65,7 @@ class Prepared:
     unchecked: list[str] = field(default_factory=list)
     user_dirs: tuple[Path, ...] = ()
     array: ArraySpec | None = None
+    task_table: bool = False  # a sweep: each array task reads its parameters from the run's tasks.jsonl
 
 
 def parse_pairs(option: str, pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -190,6 +191,20 @@ def _gres(res: Resources, part: Partition) -> str | None:
     return f"gpu:{part.gpu_type}:{res.gpus_per_node}" if part.gpu_type else f"gpu:{res.gpus_per_node}"
 
 
+# An array task's id: its index plus the offset of its chunk (sweeps split into arrays below MaxArraySize).
+TASK_ID_EXPR = '"$((SLURM_ARRAY_TASK_ID + ${HPCX_TASK_OFFSET:-0}))"'
+
+
+def run_cmd(python: str, prep: Prepared) -> Shell:
+    """``python -m hpcx.run [task options] --``: the wrapper every rank runs its command under."""
+    words = f"{quote(python)} -m hpcx.run"
+    if prep.array is not None or prep.task_table:
+        words += f" --task-id {TASK_ID_EXPR}"
+    if prep.task_table:
+        words += ' --task-table "$HPCX_RUN_DIR/tasks.jsonl"'
+    return Shell(words + " --")
+
+
 def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dict[str, Any]:
     """Everything a template may use. User values stay raw here: the renderer quotes each one."""
     res, site = prep.spec.resources, prep.site
@@ -213,6 +228,7 @@ def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dic
         },
         "scheduler": site.scheduler,
         "python": site.python or sys.executable,
+        "run_cmd": run_cmd(site.python or sys.executable, prep),
         "launch": launch_argv(site.launcher_for(prep.partition), res),
         "command": list(prep.spec.command),
         # The command without its leading interpreter, for launchers that start Python themselves (torchrun).
@@ -308,7 +324,7 @@ def submit(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
     try:
         if prep.script_text is None:
             rendered = render_script(prep, run_id=run.id, run_dir=run.dir, workdir=workdir)
-            text, args = rendered.text, []
+            text, args = rendered.text, [f"--array={prep.array.text}"] if prep.array else []
             template = {"path": rendered.template_path, "sha256": rendered.template_sha256}
         else:
             text, args = prep.script_text, script_args(prep, run.dir)

@@ -9,17 +9,42 @@ from pathlib import Path
 
 from hpcx import _proc
 from hpcx.errors import SchedulerError
-from hpcx.schedulers.base import JobRef, JobState, Scheduler, scrubbed_env
+from hpcx.schedulers.base import JobRef, JobState, Scheduler, scrubbed_env, summarize_array
 
-EXIT_FILE = "logs/local.exit"
-PID_FILE = "logs/local.pid"
-# The wrapper survives a cancel (it forwards SIGTERM to the script) and writes the script's exit code
-# atomically (temp + rename) when the script ends, however it ends.
-_WRAPPER = (
-    'bash "$1" & c=$!; trap \'kill -TERM "$c" 2>/dev/null\' TERM INT; '
-    'while :; do wait "$c"; rc=$?; kill -0 "$c" 2>/dev/null || break; done; '
-    'echo "$rc" > "$2.tmp" && mv "$2.tmp" "$2"; exit "$rc"'
-)
+# The wrapper names its files after its own pid ($$ = the job id's number), so several jobs (a sweep's chunks)
+# can share one run directory. It survives a cancel (it forwards SIGTERM to the running script, then stops),
+# runs array tasks one after another with SLURM_ARRAY_TASK_ID set, and writes each exit code atomically.
+_WRAPPER = r"""
+cd logs; exec > "local-$$.out" 2> "local-$$.err"
+stop=0; trap 'stop=1; kill -TERM "$c" 2>/dev/null' TERM INT
+run() {  # run the script once; $1: the file stem for a task's output (empty: the job's own)
+  if [ -n "$1" ]; then bash "$script" > "$1.out" 2> "$1.err" & else bash "$script" & fi
+  c=$!
+  while :; do wait "$c"; rc=$?; kill -0 "$c" 2>/dev/null || break; done
+}
+script=$1; shift; worst=0
+if [ $# -eq 0 ]; then run ""; worst=$rc; fi
+for i in "$@"; do
+  [ "$stop" = 1 ] && break
+  export SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_JOB_ID=$$
+  run "local-$$_$i"; echo "$rc" > "local-$$_$i.exit.tmp" && mv "local-$$_$i.exit.tmp" "local-$$_$i.exit"
+  [ "$rc" -gt "$worst" ] && worst=$rc
+done
+[ "$stop" = 1 ] && worst=143
+echo "$worst" > "local-$$.exit.tmp" && mv "local-$$.exit.tmp" "local-$$.exit"; exit "$worst"
+"""
+
+
+def _array_indices(args: Sequence[str]) -> list[int]:
+    from hpcx.spec import parse_array
+
+    spec = next((a.split("=", 1)[1] for a in args if a.startswith("--array=")), None)
+    return list(parse_array(spec).indices) if spec else []
+
+
+def _state_of(code: int, job_id: str) -> JobState:
+    state = "COMPLETED" if code == 0 else ("CANCELLED" if code in (143, 137) else "FAILED")
+    return JobState(job_id, state, exit_code=code, source="local")
 
 
 class LocalScheduler(Scheduler):
@@ -28,34 +53,52 @@ class LocalScheduler(Scheduler):
     def submit(
         self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
     ) -> str:
-        # sbatch options (args) have no meaning here: the local backend runs the script at once, on this host.
+        """Start the script now, on this host; of sbatch's options only --array means something here."""
         job_env = dict(env if env is not None else scrubbed_env())
+        indices = _array_indices(args)
         pid = _proc.spawn_detached(
-            ["bash", "-c", _WRAPPER, "hpcx-local", str(script), str(run_dir / EXIT_FILE)],
-            stdout_path=run_dir / "logs" / "local.out",
-            stderr_path=run_dir / "logs" / "local.err",
-            env=job_env,
-            cwd=run_dir,
-        )
-        (run_dir / PID_FILE).write_text(f"{pid}\n")
+            ["bash", "-c", _WRAPPER, "hpcx-local", str(script), *map(str, indices)],
+            stdout_path=os.devnull, stderr_path=os.devnull, env=job_env, cwd=run_dir,
+        )  # fmt: skip
+        if indices:
+            (run_dir / "logs" / f"local-{pid}.array").write_text(" ".join(map(str, indices)) + "\n")
         return f"local-{pid}"
 
     def status(self, jobs: Sequence[JobRef]) -> dict[str, JobState]:
         return {j.job_id: self._state(j) for j in jobs}
 
     def _state(self, job: JobRef) -> JobState:
-        exit_file = job.run_dir / EXIT_FILE
+        logs, pid = job.run_dir / "logs", _pid(job)
+        array = logs / f"{job.job_id}.array"
+        if array.exists():
+            return self._array_state(job, [int(i) for i in array.read_text().split()], pid)
+        exit_file = logs / f"{job.job_id}.exit"
         if exit_file.exists():
-            code = int(exit_file.read_text().strip() or 1)
-            state = "COMPLETED" if code == 0 else ("CANCELLED" if code in (143, 137) else "FAILED")
-            return JobState(job.job_id, state, exit_code=code, source="local")
-        pid = _pid(job)
+            return _state_of(int(exit_file.read_text().strip() or 1), job.job_id)
         if pid and _alive(pid):
             return JobState(job.job_id, "RUNNING", source="local")
         # The wrapper itself died (machine restart, kill -9): nobody can tell how the job ended.
-        return JobState(
-            job.job_id, "LOST", reason="the local job's process is gone without an exit code", source="local"
-        )
+        return JobState(job.job_id, "LOST", reason="the local job's process is gone without an exit code",
+                        source="local")  # fmt: skip
+
+    def _array_state(self, job: JobRef, indices: list[int], pid: int | None) -> JobState:
+        logs, alive = job.run_dir / "logs", bool(pid and _alive(pid))
+        members = []
+        for i in indices:
+            exit_file = logs / f"{job.job_id}_{i}.exit"
+            if exit_file.exists():
+                members.append(_state_of(int(exit_file.read_text().strip() or 1), f"{job.job_id}_{i}"))
+            elif alive:
+                started = (logs / f"{job.job_id}_{i}.out").exists()
+                members.append(
+                    JobState(f"{job.job_id}_{i}", "RUNNING" if started else "PENDING", source="local")
+                )
+            else:  # the job ended (or died) before this task ran
+                stopped = (logs / f"{job.job_id}.exit").exists()
+                members.append(
+                    JobState(f"{job.job_id}_{i}", "CANCELLED" if stopped else "LOST", source="local")
+                )
+        return summarize_array(job.job_id, members)
 
     def cancel(self, jobs: Sequence[JobRef]) -> None:
         for job in jobs:
@@ -70,10 +113,9 @@ class LocalScheduler(Scheduler):
 
 
 def _pid(job: JobRef) -> int | None:
-    try:
-        return int((job.run_dir / PID_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
+    """The wrapper's pid: the number in the job id ("local-1234")."""
+    number = job.job_id.rsplit("-", 1)[-1]
+    return int(number) if number.isdigit() else None
 
 
 def _alive(pid: int) -> bool:

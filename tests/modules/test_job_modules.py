@@ -34,4 +34,5 @@ def test_job_loads_site_modules_and_records_them(hpcx, runs_root, tmp_path: Path
     run_dir = runs_root / run_id
     assert (run_dir / "modules.txt").read_text().split() == ["hpcx/0.1.0"]
     # The module set HPCX_SITE for the job; the submitting shell had none.
-    assert "examples/sites/testbed.yaml" in (run_dir / "logs" / "local.out").read_text()
+    (out,) = (run_dir / "logs").glob("local-*.out")
+    assert "examples/sites/testbed.yaml" in out.read_text()

@@ -1,0 +1,279 @@
+"""Parameter sweeps: a YAML spec expanded into a task table, submitted as job arrays. Pure: data in, data out.
+
+A sweep's parameters combine as: grid (cross product) x zip (advance together) x random draws (recorded seed)
+x repeats (seeds), minus the exclude rules. Every task gets a name made of its swept values and its own seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpcx.errors import UsageError
+
+SPEC_KEYS = {"version", "name", "kind", "resources", "command", "parameters", "exclude", "max_parallel", "seed",
+             "variables", "inputs"}  # fmt: skip
+PARAM_KEYS = {"grid", "zip", "random", "repeats"}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SweepError(UsageError):
+    """A sweep spec that cannot be expanded (exit 3: nothing was submitted)."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    name: str
+    params: dict[str, Any]
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.id, "name": self.name, "params": self.params, "seed": self.seed}
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    kind: str
+    command: list[str]
+    resources: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    zip: dict[str, list[Any]] = field(default_factory=dict)
+    random: dict[str, Any] = field(default_factory=dict)
+    repeats: int = 1
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+    max_parallel: int | None = None
+    seed: int = 0
+    variables: dict[str, str] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+
+
+def _values(name: str, raw: Any) -> list[Any]:
+    """A grid axis: a list, or {range: [start, stop, step]}, {linspace: [a, b, n]}, {logspace: [a, b, n]}."""
+    if isinstance(raw, list):
+        if not raw:
+            raise SweepError(f"parameters.grid.{name} is empty", hint="give at least one value")
+        return raw
+    if isinstance(raw, dict) and len(raw) == 1:
+        ((how, args),) = raw.items()
+        if how == "range" and isinstance(args, list) and len(args) in (2, 3):
+            start, stop, step = (*args, 1) if len(args) == 2 else args
+            if step == 0 or (stop - start) / step <= 0:
+                raise SweepError(f"parameters.grid.{name}: range {args} is empty")
+            count = math.ceil((stop - start) / step)
+            return [_tidy(start + i * step) for i in range(count)]
+        if (
+            how in ("linspace", "logspace")
+            and isinstance(args, list)
+            and len(args) == 3
+            and int(args[2]) >= 1
+        ):
+            a, b, n = float(args[0]), float(args[1]), int(args[2])
+            pts = [a + (b - a) * i / (n - 1) for i in range(n)] if n > 1 else [a]
+            return [_tidy(10**p if how == "logspace" else p) for p in pts]
+    raise SweepError(
+        f"parameters.grid.{name}: {raw!r} is not a list of values",
+        hint="use a list, or {range: [start, stop, step]}, {linspace: [a, b, n]}, {logspace: [a, b, n]}",
+    )
+
+
+def _tidy(x: float) -> float | int:
+    """Round away float noise (0.30000000000000004 -> 0.3) so values and task names read as written."""
+    r = float(f"{x:.12g}")
+    return int(r) if r.is_integer() and abs(r) < 2**53 and not isinstance(x, float) else r
+
+
+def parse_spec(doc: Any) -> SweepSpec:
+    """Validate a sweep document; raise SweepError naming the key, the value and what was expected."""
+    if not isinstance(doc, dict):
+        raise SweepError(f"a sweep spec is a mapping, found {type(doc).__name__}")
+    unknown = set(doc) - SPEC_KEYS
+    if unknown:
+        raise SweepError(f"unknown key(s) {', '.join(sorted(unknown))} in the sweep spec",
+                         hint=f"known keys: {', '.join(sorted(SPEC_KEYS))}")  # fmt: skip
+    params = doc.get("parameters") or {}
+    if not isinstance(params, dict) or set(params) - PARAM_KEYS:
+        raise SweepError(f"unknown key(s) in parameters: {', '.join(sorted(set(params) - PARAM_KEYS))}",
+                         hint=f"known: {', '.join(sorted(PARAM_KEYS))}")  # fmt: skip
+    command = doc.get("command")
+    if isinstance(command, str):
+        import shlex
+
+        command = shlex.split(command)
+    if not command or not all(isinstance(c, (str, int, float)) for c in command):
+        raise SweepError("the sweep spec needs a command: a list of words or one string",
+                         hint='e.g. command: [python, train.py, --lr, "{lr}"]')  # fmt: skip
+    spec = SweepSpec(
+        name=str(doc.get("name") or "sweep"),
+        kind=str(doc.get("kind") or "serial"),
+        command=[str(c) for c in command],
+        resources=dict(doc.get("resources") or {}),
+        grid={str(k): _values(str(k), v) for k, v in (params.get("grid") or {}).items()},
+        zip=dict(params.get("zip") or {}),
+        random=dict(params.get("random") or {}),
+        repeats=params.get("repeats", 1),
+        exclude=list(doc.get("exclude") or []),
+        max_parallel=doc.get("max_parallel"),
+        seed=doc.get("seed", 0),
+        variables={str(k): str(v) for k, v in (doc.get("variables") or {}).items()},
+        inputs=[str(p) for p in doc.get("inputs") or []],
+    )
+    _check(spec)
+    return spec
+
+
+def _check(spec: SweepSpec) -> None:
+    names = [*spec.grid, *spec.zip, *spec.random.get("params", {})]
+    bad = [n for n in names if not _NAME.match(n)]
+    if bad:
+        raise SweepError(f"parameter name(s) {', '.join(map(repr, bad))} are not identifiers",
+                         hint="use letters, digits and _ (they become $HPCX_PARAM_<NAME>)")  # fmt: skip
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise SweepError(
+            f"parameter(s) {', '.join(sorted(dupes))} appear in more than one of grid/zip/random"
+        )
+    if spec.zip:
+        lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in spec.zip.items()}
+        if len(set(lengths.values())) != 1 or -1 in lengths.values() or 0 in lengths.values():
+            shown = ", ".join(f"{k} has {n if n >= 0 else 'no list of'} values" for k, n in lengths.items())
+            raise SweepError(f"parameters.zip lists must have the same, non-zero length: {shown}")
+    if not isinstance(spec.repeats, int) or spec.repeats < 1:
+        raise SweepError(f"parameters.repeats {spec.repeats!r} must be a whole number >= 1")
+    if spec.max_parallel is not None and (not isinstance(spec.max_parallel, int) or spec.max_parallel < 1):
+        raise SweepError(f"max_parallel {spec.max_parallel!r} must be a whole number >= 1")
+    if spec.random:
+        extra = set(spec.random) - {"seed", "draws", "params"}
+        if extra or not isinstance(spec.random.get("draws"), int) or spec.random["draws"] < 1:
+            raise SweepError("parameters.random needs draws (>= 1), params and optionally seed",
+                             hint="e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}")  # fmt: skip
+        for name, dist in (spec.random.get("params") or {}).items():
+            _draw(name, dist, random.Random(0))  # validates the distribution
+    for i, rule in enumerate(spec.exclude):
+        if not isinstance(rule, dict) or not rule or set(rule) - set(names):
+            raise SweepError(f"exclude[{i}] {rule!r} must map swept parameter names to values",
+                             hint=f"swept parameters: {', '.join(names) or 'none'}")  # fmt: skip
+
+
+def _draw(name: str, dist: Any, rng: random.Random) -> Any:
+    if isinstance(dist, dict) and len(dist) == 1:
+        ((how, args),) = dist.items()
+        if how == "uniform" and isinstance(args, list) and len(args) == 2:
+            return _tidy(rng.uniform(float(args[0]), float(args[1])))
+        if how == "loguniform" and isinstance(args, list) and len(args) == 2 and float(args[0]) > 0:
+            lo, hi = math.log(float(args[0])), math.log(float(args[1]))
+            return _tidy(math.exp(rng.uniform(lo, hi)))
+        if how == "randint" and isinstance(args, list) and len(args) == 2:
+            return rng.randint(int(args[0]), int(args[1]))
+        if how == "choice" and isinstance(args, list) and args:
+            return rng.choice(args)
+    raise SweepError(f"parameters.random.params.{name}: {dist!r} is not a distribution",
+                     hint="use {uniform: [a, b]}, {loguniform: [a, b]}, {randint: [a, b]} or {choice: [...]}")  # fmt: skip
+
+
+def _combinations(spec: SweepSpec) -> Iterator[dict[str, Any]]:
+    grid_keys = list(spec.grid)
+    grid = [dict(zip(grid_keys, combo)) for combo in itertools.product(*spec.grid.values())] or [{}]
+    zipped = [dict(zip(spec.zip, row)) for row in zip(*spec.zip.values())] or [{}]
+    draws: list[dict[str, Any]] = [{}]
+    if spec.random:
+        rng = random.Random(spec.random.get("seed", spec.seed))
+        draws = [
+            {n: _draw(n, d, rng) for n, d in spec.random["params"].items()}
+            for _ in range(spec.random["draws"])
+        ]
+    for g, z, d in itertools.product(grid, zipped, draws):
+        yield {**g, **z, **d}
+
+
+def _excluded(params: dict[str, Any], rules: list[dict[str, Any]]) -> bool:
+    return any(all(params.get(k) == v for k, v in rule.items()) for rule in rules)
+
+
+def task_seed(sweep_seed: int, name: str, repeat: int) -> int:
+    """A task's seed: stable for the same sweep seed, parameters and repeat, whatever the task order."""
+    digest = hashlib.sha256(f"{sweep_seed}:{name}:{repeat}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _name(params: dict[str, Any], repeat: int, repeats: int) -> str:
+    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()]
+    if repeats > 1:
+        parts.append(f"rep={repeat}")
+    return ",".join(parts) or "task"
+
+
+def expand(spec: SweepSpec) -> list[Task]:
+    """Every task of the sweep, numbered from 0; raise SweepError when nothing is left to run."""
+    tasks = []
+    for params in _combinations(spec):
+        if _excluded(params, spec.exclude):
+            continue
+        for rep in range(spec.repeats):
+            name = _name(params, rep, spec.repeats)
+            tasks.append(Task(len(tasks), name, params, task_seed(spec.seed, _name(params, 0, 1), rep)))
+    if not tasks:
+        raise SweepError(f"sweep {spec.name!r} has no tasks left after the exclude rules",
+                         hint="loosen exclude, or add values")  # fmt: skip
+    return tasks
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One job array of a sweep: tasks ``offset`` .. ``offset + count - 1`` as array indices 0 .. count-1."""
+
+    offset: int
+    count: int
+
+    def array_spec(self, max_parallel: int | None) -> str:
+        base = f"0-{self.count - 1}" if self.count > 1 else "0"
+        return f"{base}%{max_parallel}" if max_parallel else base
+
+
+def chunks(n_tasks: int, max_array_size: int) -> list[Chunk]:
+    """Split ``n_tasks`` into arrays whose indices stay below ``max_array_size`` (Slurm's MaxArraySize)."""
+    return [Chunk(o, min(max_array_size, n_tasks - o)) for o in range(0, n_tasks, max_array_size)]
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill_command(command: list[str], task: dict[str, Any]) -> list[str]:
+    """Replace ``{name}`` in each word by the task's parameter (or ``{seed}``, ``{task}``, ``{name}``);
+    other braces are left as written."""
+    values = {**task["params"], "seed": task["seed"], "task": task["task"], "task_name": task["name"]}
+    return [_PLACEHOLDER.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), w)
+            for w in command]  # fmt: skip
+
+
+def read_task(table: str, task_id: int) -> dict[str, Any]:
+    """Row ``task_id`` of a task table (line N is task N); raise UsageError when the table has no such row."""
+    import json
+
+    with open(table, encoding="utf-8") as fh:
+        for number, line in enumerate(fh):
+            if number == task_id:
+                row = json.loads(line)
+                if row.get("task") != task_id:
+                    raise UsageError(f"task table {table} line {task_id} holds task {row.get('task')}")
+                return row
+    raise UsageError(f"task table {table} has no task {task_id}")
+
+
+def task_env(row: dict[str, Any]) -> dict[str, str]:
+    """The environment a task sees: HPCX_TASK_ID, HPCX_TASK_NAME, HPCX_SEED and HPCX_PARAM_<NAME>."""
+    import json
+
+    env = {"HPCX_TASK_ID": str(row["task"]), "HPCX_TASK_NAME": row["name"], "HPCX_SEED": str(row["seed"])}
+    for k, v in row["params"].items():
+        env[f"HPCX_PARAM_{k.upper()}"] = v if isinstance(v, str) else json.dumps(v)
+    return env
