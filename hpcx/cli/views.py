@@ -10,8 +10,10 @@ from typing import Any
 import click
 
 from hpcx.runs import Run
-from hpcx.schedulers import JobRef, get_scheduler
+from hpcx.schedulers import FINISHED_STATES, JobRef, get_scheduler
+from hpcx.schedulers.base import overall_state
 from hpcx.submission import Prepared, render_preview, script_args
+from hpcx.sweep_submit import summarize, task_states
 
 LOG_TAIL_LINES = 40
 
@@ -22,6 +24,9 @@ def job_states(runs: Sequence[Run]) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for run in runs:
         job = run.job
+        if "chunks" in job:  # a sweep: its tasks, merged over its arrays (and retries)
+            rows[run.id] = sweep_row(run)
+            continue
         rows[run.id] = {
             "run_id": run.id,
             "job_id": job.get("job_id"),
@@ -43,6 +48,14 @@ def job_states(runs: Sequence[Run]) -> list[dict[str, Any]]:
             if state is not None:
                 rows[run.id].update({k: v for k, v in state.to_dict().items() if k != "job_id"})
     return [rows[r.id] for r in runs]
+
+
+def sweep_row(run: Run) -> dict[str, Any]:
+    counts = summarize(task_states(run))
+    state = overall_state(counts)
+    return {"run_id": run.id, "job_id": run.job.get("job_id"), "kind": run.manifest.get("kind", {}).get("value"),
+            "state": state, "exit_code": None, "reason": None, "nodes": None, "elapsed_s": None,
+            "source": "sweep", "tasks": counts, "finished": state in FINISHED_STATES}  # fmt: skip
 
 
 def render_status(doc: dict[str, Any]) -> str:

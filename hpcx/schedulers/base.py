@@ -44,6 +44,7 @@ class JobState:
     source: str = ""  # which query answered: squeue, sacct, local, ...
     tasks: dict[str, int] | None = None  # job arrays: how many tasks are in each state
     pending_tasks: int = 0  # an array's not-yet-started tasks that Slurm lists as one record
+    task_states: dict[int, str] | None = None  # job arrays: array index -> state, for the tasks Slurm listed
 
     @property
     def finished(self) -> bool:
@@ -51,11 +52,22 @@ class JobState:
 
     def to_dict(self) -> dict[str, Any]:
         doc = {**asdict(self), "finished": self.finished}
-        del doc["pending_tasks"]
+        del doc["pending_tasks"], doc["task_states"]
         return doc
 
 
 _BUSY = ("RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING")
+
+
+def overall_state(counts: dict[str, int]) -> str:
+    """One state for many tasks: RUNNING while any runs, PENDING while any waits, COMPLETED when all completed,
+    else the first failure seen."""
+    if any(s in counts for s in _BUSY):
+        return "RUNNING"
+    if any(s not in FINISHED_STATES for s in counts):
+        return "PENDING"
+    failures = [s for s in counts if s != "COMPLETED"]
+    return failures[0] if failures else "COMPLETED"
 
 
 def summarize_array(job_id: str, members: Sequence[JobState]) -> JobState:
@@ -66,17 +78,11 @@ def summarize_array(job_id: str, members: Sequence[JobState]) -> JobState:
     counts: dict[str, int] = {}
     for m in members:
         counts[m.state] = counts.get(m.state, 0) + (m.pending_tasks or 1)
-    if any(s in counts for s in _BUSY):
-        state = "RUNNING"
-    elif any(s not in FINISHED_STATES for s in counts):
-        state = "PENDING"
-    else:
-        failures = [s for s in counts if s != "COMPLETED"]
-        state = failures[0] if failures else "COMPLETED"
+    state = overall_state(counts)
     codes = [m.exit_code for m in members if m.exit_code is not None and m.finished]
-    return JobState(
-        job_id, state, exit_code=max(codes) if codes else None, source=members[0].source, tasks=counts
-    )
+    per_task = {int(i): m.state for m in members for i in [m.job_id.partition("_")[2]] if i.isdigit()}
+    return JobState(job_id, state, exit_code=max(codes) if codes else None, source=members[0].source,
+                    tasks=counts, task_states=per_task)  # fmt: skip
 
 
 def scrubbed_env(allowed: Sequence[str] = ()) -> dict[str, str]:

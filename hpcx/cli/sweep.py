@@ -1,0 +1,96 @@
+"""sweep: a parameter sweep as job arrays."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hpcx.cli.app import Ctx, cli, pass_ctx
+from hpcx.cli.complete import complete_run
+from hpcx.errors import UsageError
+from hpcx.runs import find_run
+from hpcx.submission import render_preview
+from hpcx.sweep_submit import load_spec, prepare, retry_failed, submit_sweep
+
+PREVIEW_ROWS = 20
+
+
+@cli.command()
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Print the task table and the script; submit nothing.")
+@click.option("--max-parallel", type=click.IntRange(min=1), help="At most N tasks running at once.")
+@click.option("--retry-failed", "retry", metavar="RUN", shell_complete=complete_run,
+              help="Resubmit the failed tasks of sweep RUN (into the same run).")  # fmt: skip
+@pass_ctx
+def sweep(obj: Ctx, spec: str | None, dry_run: bool, max_parallel: int | None, retry: str | None) -> None:
+    """Run the parameter sweep SPEC.yaml as job arrays: one task table, one run directory.
+
+    \b
+    Example spec:
+      name: lr-scan
+      kind: serial
+      resources: {time: "00:20:00"}
+      command: [python, train.py, --lr, "{lr}", --seed, "{seed}"]
+      parameters:
+        grid: {lr: [0.1, 0.01, 0.001], model: [small, large]}
+        repeats: 3
+      exclude: [{lr: 0.1, model: large}]
+    """
+    if retry:
+        doc = retry_failed(find_run(obj.runs_root[0], retry))
+        obj.emit("sweep.retry", doc, lambda d: f"resubmitted {len(d['retried'])} failed task(s) of {d['run_id']}"
+                 + (f" as job(s) {', '.join(d['job_ids'])}" if d["job_ids"] else ""))  # fmt: skip
+        return
+    if spec is None:
+        raise UsageError("no sweep spec given", hint="hpcx sweep SPEC.yaml, or hpcx sweep --retry-failed RUN")
+    parsed, raw = load_spec(Path(spec))
+    ps = prepare(parsed, raw, obj.site, obj.user, max_parallel)
+    if dry_run:
+        doc = {"dry_run": True, "tasks": [t.to_dict() for t in ps.tasks],
+               "arrays": [c.array_spec(ps.max_parallel) for c in ps.chunks],
+               "script": render_preview(ps.prep, Path.cwd(), obj.runs_root[0])}  # fmt: skip
+        obj.emit("sweep", doc, _preview_text)
+        return
+    progress = _progress(len(ps.tasks))
+    doc = submit_sweep(ps, Path.cwd(), obj.runs_root[0], progress)
+    obj.emit(
+        "sweep",
+        doc,
+        lambda d: (
+            f"submitted sweep {d['run_id']}: {d['tasks']} tasks as {d['arrays']} "
+            f"array job(s) {', '.join(d['job_ids'])} (partition {d['partition']})\n  run directory: {d['run_dir']}"
+        ),
+    )
+
+
+def _preview_text(doc: dict[str, Any]) -> str:
+    tasks = doc["tasks"]
+    lines = [f"{len(tasks)} tasks in {len(doc['arrays'])} array(s): {' '.join(doc['arrays'])}", "",
+             f"{'TASK':>6}  {'SEED':>10}  NAME"]  # fmt: skip
+    shown = tasks if len(tasks) <= PREVIEW_ROWS else tasks[: PREVIEW_ROWS // 2] + tasks[-PREVIEW_ROWS // 2 :]
+    for i, t in enumerate(shown):
+        if len(tasks) > PREVIEW_ROWS and i == PREVIEW_ROWS // 2:
+            lines.append(f"{'...':>6}  ({len(tasks) - PREVIEW_ROWS} more)")
+        lines.append(f"{t['task']:>6}  {t['seed']:>10}  {t['name']}")
+    return "\n".join(lines) + "\n\n" + doc["script"].rstrip()
+
+
+def _progress(n_tasks: int) -> Any:
+    """A progress bar on stderr while writing large task tables (only on a terminal)."""
+    if n_tasks < 5000 or not sys.stderr.isatty():
+        return None
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    task = bar.add_task("writing task table", total=n_tasks)
+    bar.start()
+
+    def advance(n: int) -> None:
+        bar.advance(task, n)
+        if bar.tasks[0].completed >= n_tasks - 999:
+            bar.stop()
+
+    return advance

@@ -1,0 +1,250 @@
+"""Submit a sweep: one task table, one job array per chunk of MaxArraySize tasks, one run directory."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hpcx import _proc
+from hpcx.config import UserConfig
+from hpcx.errors import CommandError, HpcxError, UsageError
+from hpcx.fsutil import atomic_write, atomic_write_json
+from hpcx.preflight import SLURM_DEFAULT_MAX_ARRAY_SIZE
+from hpcx.runs import Run, create_run, discard_run, record_job
+from hpcx.schedulers import JobRef, get_scheduler
+from hpcx.schedulers.base import scrubbed_env
+from hpcx.submission import Prepared, Request, manifest, render_script, resolve
+from hpcx.sweeps import Chunk, SweepError, SweepSpec, Task, chunks, expand, parse_spec
+
+RESOURCE_KEYS = {"partition", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node", "mem", "time",
+                 "account", "qos", "name"}  # fmt: skip
+
+
+@dataclass
+class PreparedSweep:
+    spec: SweepSpec
+    doc: dict[str, Any]
+    prep: Prepared
+    tasks: list[Task]
+    chunks: list[Chunk]
+    max_parallel: int | None
+    limits: dict[str, Any]
+
+
+def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any]]:
+    """Read and validate a sweep file; errors name the file and the problem (exit 2 unreadable, 3 invalid)."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"sweep spec {str(path)!r} cannot be read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise SweepError(f"sweep spec {str(path)!r} is not valid YAML: {exc}") from exc
+    return parse_spec(doc), doc
+
+
+def prepare(spec: SweepSpec, doc: dict[str, Any], site: Any, user: UserConfig | None,
+            max_parallel: int | None = None) -> PreparedSweep:  # fmt: skip
+    """Resolve and check the sweep's job like `hpcx submit`, expand its tasks and split them into arrays."""
+    unknown = set(spec.resources) - RESOURCE_KEYS
+    if unknown:
+        raise SweepError(f"unknown resource(s) {', '.join(sorted(unknown))} in the sweep spec",
+                         hint=f"known: {', '.join(sorted(RESOURCE_KEYS))}")  # fmt: skip
+    options = {k: (str(v) if v is not None else None) for k, v in spec.resources.items()}
+    options.setdefault("name", spec.name)
+    prep = resolve(Request(spec.kind, options, spec.variables, tuple(spec.command)), site, user)
+    prep.task_table = True
+    tasks = expand(spec)
+    limits = live_limits(site.scheduler)
+    max_array = prep.partition.max_array_size or limits.get("MaxArraySize") or SLURM_DEFAULT_MAX_ARRAY_SIZE
+    parts = chunks(len(tasks), max_array)
+    check_queue(len(tasks), len(parts), limits)
+    return PreparedSweep(spec, doc, prep, tasks, parts, max_parallel or spec.max_parallel, limits)
+
+
+def live_limits(scheduler: str) -> dict[str, Any]:
+    """MaxArraySize, MaxJobCount, the user's MaxSubmitJobs and queued jobs, from the live Slurm (if it answers)."""
+    if scheduler != "slurm":
+        return {}
+    out: dict[str, Any] = {}
+    try:
+        config = _proc.run(["scontrol", "show", "config"], timeout_s=20).stdout
+        for line in config.splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() in ("MaxArraySize", "MaxJobCount") and value.strip().isdigit():
+                out[key.strip()] = int(value.strip())
+        queued = _proc.run(["squeue", "-h", "-r", "--me", "-o", "%i"], timeout_s=20).stdout.split()
+        out["queued"] = len(queued)
+        assoc = _proc.run(["sacctmgr", "-nP", "show", "assoc", "where", f"user={_user()}", "format=MaxSubmit"],
+                          timeout_s=20, check=False).stdout.split()  # fmt: skip
+        caps = [int(v) for v in assoc if v.isdigit()]
+        if caps:
+            out["MaxSubmitJobs"] = min(caps)
+    except CommandError:
+        return out  # a silent cluster is checked by sbatch itself; the site file's limits still apply
+    return out
+
+
+def _user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def check_queue(n_tasks: int, n_arrays: int, limits: dict[str, Any]) -> None:
+    """Refuse before sbatch does (after minutes of retrying) when the queue cannot take the sweep."""
+    queued = limits.get("queued", 0)
+    cap = limits.get("MaxSubmitJobs")
+    if cap is not None and queued + n_tasks > cap:
+        raise SweepError(
+            f"the sweep has {n_tasks} tasks and you have {queued} jobs queued, but your MaxSubmitJobs is {cap}",
+            hint=f"submit at most {max(cap - queued, 0)} tasks now (split the sweep or add exclude rules)",
+        )
+    max_jobs = limits.get("MaxJobCount")
+    if max_jobs is not None and queued + n_arrays > max_jobs:
+        raise SweepError(f"the cluster's queue holds at most {max_jobs} jobs (MaxJobCount) and {queued} are queued",
+                         hint="wait for the queue to drain")  # fmt: skip
+
+
+def task_table(tasks: list[Task], progress: Callable[[int], None] | None = None) -> str:
+    """tasks.jsonl: line N is task N, so a task finds its row without one file per task."""
+    lines = []
+    for i, task in enumerate(tasks):
+        lines.append(json.dumps(task.to_dict(), separators=(",", ":"), sort_keys=True))
+        if progress and i % 1000 == 999:
+            progress(1000)
+    return "\n".join(lines) + "\n"
+
+
+def submit_sweep(ps: PreparedSweep, workdir: Path, root: Path,
+                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Write the run directory (task table, script, manifest) and submit one array per chunk.
+
+    A failure part-way cancels what was submitted and removes the run directory: nothing half-done remains.
+    """
+    scheduler = get_scheduler(ps.prep.site.scheduler)
+    run = create_run(root)
+    submitted: list[dict[str, Any]] = []
+    try:
+        table = task_table(ps.tasks, progress)
+        atomic_write(run.dir / "tasks.jsonl", table)
+        atomic_write(run.dir / "sweep.yaml", yaml.safe_dump(ps.doc, sort_keys=False))
+        rendered = render_script(ps.prep, run_id=run.id, run_dir=run.dir, workdir=workdir)
+        script = atomic_write(run.dir / "job.sbatch", rendered.text, mode=0o755)
+        doc = manifest(
+            ps.prep, run, {"path": rendered.template_path, "sha256": rendered.template_sha256}, workdir
+        )
+        doc["sweep"] = _sweep_record(ps, run, table)
+        atomic_write_json(run.dir / "manifest.json", doc)
+        submitted = _submit_chunks(scheduler, script, run, ps.chunks, ps.max_parallel)
+    except (HpcxError, OSError, KeyboardInterrupt):
+        if submitted:
+            scheduler.cancel([JobRef(c["job_id"], run.dir) for c in submitted])
+        discard_run(run)
+        raise
+    _record_chunks(run, ps.prep.site.scheduler, submitted)
+    return {"run_id": run.id, "run_dir": str(run.dir), "job_id": submitted[0]["job_id"],
+            "job_ids": [c["job_id"] for c in submitted], "tasks": len(ps.tasks), "arrays": len(submitted),
+            "scheduler": ps.prep.site.scheduler, "partition": ps.prep.partition.name}  # fmt: skip
+
+
+def _sweep_record(ps: PreparedSweep, run: Run, table: str) -> dict[str, Any]:
+    return {"id": run.id, "name": ps.spec.name, "tasks": len(ps.tasks), "seed": ps.spec.seed,
+            "max_parallel": ps.max_parallel, "chunks": [[c.offset, c.count] for c in ps.chunks],
+            "tasks_sha256": hashlib.sha256(table.encode()).hexdigest(), "limits": ps.limits}  # fmt: skip
+
+
+def _submit_chunks(scheduler: Any, script: Path, run: Run, parts: list[Chunk], max_parallel: int | None,
+                   indices: list[list[int]] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """One array per chunk. With --max-parallel each chunk waits for the one before, so the whole sweep never
+    runs more than max_parallel tasks at once (a %N throttle holds within one array only)."""
+    out: list[dict[str, Any]] = []
+    for n, chunk in enumerate(parts):
+        spec = ",".join(map(str, indices[n])) if indices else chunk.array_spec(None)
+        args = [f"--array={spec}{f'%{max_parallel}' if max_parallel else ''}"]
+        if max_parallel and out and scheduler.name == "slurm":
+            args.append(f"--dependency=afterany:{out[-1]['job_id']}")
+        env = {**scrubbed_env(), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir),
+               "HPCX_TASK_OFFSET": str(chunk.offset)}  # fmt: skip
+        job_id = scheduler.submit(script, run.dir, env=env, args=args)
+        count = len(indices[n]) if indices else chunk.count
+        out.append({"job_id": job_id, "offset": chunk.offset, "count": count,
+                    **({"indices": indices[n]} if indices else {})})  # fmt: skip
+    return out
+
+
+def _record_chunks(run: Run, scheduler: str, chunks_: list[dict[str, Any]]) -> None:
+    old = run.job
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    record = {"scheduler": scheduler, "job_id": old.get("job_id", chunks_[0]["job_id"]),
+              "submitted_at": old.get("submitted_at", now), "chunks": [*old.get("chunks", []), *chunks_]}  # fmt: skip
+    record_job(run, record)
+
+
+FAILED_STATES = {
+    "FAILED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "LOST",
+    "CANCELLED",
+}
+
+
+def task_states(run: Run) -> dict[int, str]:
+    """Every task's state (task id -> Slurm state), in one batched query over the sweep's arrays.
+
+    Later arrays (retries) override earlier ones for the tasks they cover."""
+    job = run.job
+    chunks_ = job.get("chunks", [])
+    states = get_scheduler(job.get("scheduler", "slurm")).status(
+        [JobRef(c["job_id"], run.dir) for c in chunks_]
+    )
+    out: dict[int, str] = {}
+    for c in chunks_:
+        st = states.get(c["job_id"])
+        indices = c.get("indices") or list(range(c["count"]))
+        listed = (st.task_states or {}) if st else {}
+        for i in indices:
+            # Tasks Slurm lists only as "the rest of the array" are pending (or, once it is done, unknown).
+            fallback = "PENDING" if st is None or not st.finished else (st.state if not listed else "UNKNOWN")
+            out[c["offset"] + i] = listed.get(i, fallback)
+    return out
+
+
+def summarize(states: dict[int, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in states.values():
+        counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+def retry_failed(run: Run) -> dict[str, Any]:
+    """Submit the sweep's failed tasks again, as arrays over just those task ids, into the same run."""
+    if "chunks" not in run.job:
+        raise UsageError(
+            f"run {run.id} is not a sweep", hint="--retry-failed takes the run id of `hpcx sweep`"
+        )
+    failed = sorted(t for t, s in task_states(run).items() if s in FAILED_STATES)
+    if not failed:
+        return {"run_id": run.id, "retried": [], "job_ids": []}
+    max_array = max((c["count"] for c in run.job["chunks"] if "indices" not in c), default=1) or 1
+    max_array = int(run.manifest.get("sweep", {}).get("limits", {}).get("MaxArraySize", max_array))
+    groups: dict[int, list[int]] = {}
+    for t in failed:
+        groups.setdefault(t // max_array * max_array, []).append(t)
+    parts = [Chunk(offset, len(ids)) for offset, ids in sorted(groups.items())]
+    indices = [[t - offset for t in ids] for offset, ids in sorted(groups.items())]
+    scheduler = get_scheduler(run.job.get("scheduler", "slurm"))
+    max_parallel = run.manifest.get("sweep", {}).get("max_parallel")
+    submitted = _submit_chunks(scheduler, run.dir / "job.sbatch", run, parts, max_parallel, indices)
+    _record_chunks(run, run.job.get("scheduler", "slurm"), submitted)
+    return {"run_id": run.id, "retried": failed, "job_ids": [c["job_id"] for c in submitted]}
