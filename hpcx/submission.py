@@ -215,6 +215,7 @@ def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dic
         "gres": _gres(res, prep.partition),
         "array": prep.array.text if prep.array else None,
         "array_indices": list(prep.array.indices) if prep.array else [],
+        "is_array": prep.array is not None or prep.task_table,  # a sweep's arrays come per chunk, at submit
     }
     return {
         "kind": prep.spec.kind,
