@@ -1,4 +1,4 @@
-"""render, submit, status, logs, cancel."""
+"""render, submit, status, logs, cancel, rerun."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from hpcx.cli.views import (
     submit_preview,
     tail_logs,
 )
+from hpcx.rerun import differences, like_request
 from hpcx.runs import find_run, list_runs
 from hpcx.schedulers import JobRef, get_scheduler
 from hpcx.submission import Prepared, Request, parse_pairs, resolve
@@ -183,3 +184,32 @@ def cancel(obj: Ctx, runs: tuple[str, ...]) -> None:
         get_scheduler(name).cancel(refs)
     obj.emit("cancel", {"cancelled": [r.id for r in found]},
              lambda d: "\n".join(f"cancelled {r}" for r in d["cancelled"]))  # fmt: skip
+
+
+@cli.command()
+@click.argument("run", shell_complete=complete_run)
+@click.option("--dry-run", is_flag=True, help="Show the script and the differences; submit nothing.")
+@pass_ctx
+def rerun(obj: Ctx, run: str, dry_run: bool) -> None:
+    """Submit RUN again from its manifest: same kind or script, resources, variables and command.
+
+    Every difference that cannot be restored (code, site file, modules, Slurm, hpcx) is printed as a warning.
+    """
+    found = find_run(obj.runs_root[0], run)
+    request = like_request(found)
+    prep = resolve(request, obj.site, obj.user)
+    warnings = differences(found, obj.site)
+    for w in warnings:
+        click.echo(f"hpcx: warning: {w}", err=True)
+    if dry_run:
+        doc = {"dry_run": True, "like": found.id, "warnings": warnings,
+               **submit_preview(prep, request.workdir, obj.runs_root[0])}  # fmt: skip
+        obj.emit("rerun", doc, lambda d: d["script"].rstrip())
+        return
+    result = {
+        **submission.submit(prep, request.workdir, obj.runs_root[0]),
+        "like": found.id,
+        "warnings": warnings,
+    }
+    obj.emit("rerun", result, lambda d: f"submitted run {d['run_id']} like {d['like']} as {d['scheduler']} job "
+             f"{d['job_id']}\n  run directory: {d['run_dir']}")  # fmt: skip
