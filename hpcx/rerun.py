@@ -34,6 +34,7 @@ def like_request(run: Run) -> Request:
         workdir=Path(m.get("workdir") or Path.cwd()),
         named=named,
         script=script,
+        inputs=tuple(e["path"] for e in m.get("inputs", []) if isinstance(e, dict) and "path" in e),
     )
 
 
@@ -61,6 +62,25 @@ def differences(run: Run, site: Site) -> list[str]:
     if versions.get("python") and versions["python"] != platform.python_version():
         out.append(f"Python is {platform.python_version()}, the run used {versions['python']}")
     out += _provenance_differences(m)
+    out += _input_differences(m, workdir)
+    return out
+
+
+def _input_differences(m: dict[str, Any], workdir: Path) -> list[str]:
+    from hpcx.provenance import fingerprint, resolve_input
+
+    out = []
+    for old in m.get("inputs", []):
+        if not isinstance(old, dict) or "path" not in old:
+            continue
+        try:
+            now = fingerprint(resolve_input(workdir, old["path"]))
+        except (UsageError, OSError):
+            out.append(f"input {old['path']} is gone")
+            continue
+        keys = ("sha256", "listing_sha256", "size_bytes", "size")
+        if any(old.get(k) != now.get(k) for k in keys if k in old or k in now):
+            out.append(f"input {old['path']} changed since the run (its fingerprint differs)")
     return out
 
 

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpcx import __version__, _proc
+from hpcx import __version__, provenance
 from hpcx.config import UserConfig, env_defaults, layered
-from hpcx.errors import CommandError, HpcxError, RejectedError, UsageError
+from hpcx.errors import HpcxError, RejectedError, UsageError
 from hpcx.fsutil import atomic_write_json
 from hpcx.launchers import launch_argv
 from hpcx.preflight import check, check_array, choose_partition
@@ -51,6 +51,7 @@ class Request:
     after: tuple[str, ...] = ()  # job ids this job waits for (afterok)
     script: Path | None = None  # an existing batch script instead of a template kind
     array: str | None = None  # --array, Slurm syntax
+    inputs: tuple[str, ...] = ()  # --input PATH: data to fingerprint
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Prepared:
     user_dirs: tuple[Path, ...] = ()
     array: ArraySpec | None = None
     task_table: bool = False  # a sweep: each array task reads its parameters from the run's tasks.jsonl
+    inputs: tuple[str, ...] = ()  # data the job declares it reads: fingerprinted into the manifest
 
 
 def parse_pairs(option: str, pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -165,7 +167,17 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
         extra.append(("--dependency", "afterok:" + ":".join(request.after)))
     unchecked = directives.unchecked if directives else []
     return Prepared(
-        spec, sources, partition, site, choice, extra, script_text, unchecked, user.template_dirs, array
+        spec,
+        sources,
+        partition,
+        site,
+        choice,
+        extra,
+        script_text,
+        unchecked,
+        user.template_dirs,
+        array,
+        inputs=tuple(request.inputs),
     )
 
 
@@ -277,17 +289,9 @@ def script_args(prep: Prepared, run_dir: Path) -> list[str]:
     return args + [f"{flag}={value}" for flag, value in prep.directives]
 
 
-def _git(workdir: Path) -> dict[str, Any]:
-    try:
-        head = _proc.run(["git", "rev-parse", "HEAD"], cwd=workdir, timeout_s=10).stdout.strip()
-        dirty = bool(_proc.run(["git", "status", "--porcelain"], cwd=workdir, timeout_s=20).stdout.strip())
-    except (CommandError, OSError):
-        return {"commit": None}
-    return {"commit": head, "dirty": dirty}
-
-
 def manifest(prep: Prepared, run: Run, template: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """The provenance record of a run: what was asked, what was resolved (with sources), and where it ran."""
+    """The provenance record of a run: what was asked, what was resolved (with sources), where it ran from
+    (git, Python packages, modules, Slurm, the redacted environment, input fingerprints: see hpcx.provenance)."""
     resolved = {k: {"value": v, "source": prep.sources[k]} for k, v in asdict(prep.spec.resources).items()}
     return {
         "schema": "hpcx.manifest/1",
@@ -309,7 +313,7 @@ def manifest(prep: Prepared, run: Run, template: dict[str, Any], workdir: Path) 
         "choice": prep.choice,
         "directives": [list(d) for d in prep.directives],
         "unchecked_directives": prep.unchecked,
-        "git": _git(workdir),
+        **provenance.collect(workdir, run.dir, prep.site, inputs=prep.inputs),
         "versions": {"hpcx": __version__, "python": platform.python_version()},
         "host": platform.node(),
         "user": os.environ.get("USER") or str(os.getuid()),

@@ -60,6 +60,7 @@ def prepare(spec: SweepSpec, doc: dict[str, Any], site: Any, user: UserConfig | 
     options.setdefault("name", spec.name)
     prep = resolve(Request(spec.kind, options, spec.variables, tuple(spec.command)), site, user)
     prep.task_table = True
+    prep.inputs = tuple(spec.inputs)
     tasks = expand(spec)
     limits = live_limits(site.scheduler)
     max_array = prep.partition.max_array_size or limits.get("MaxArraySize") or SLURM_DEFAULT_MAX_ARRAY_SIZE

@@ -37,3 +37,35 @@ def test_rerun_warns_about_a_changed_site_file(hpcx, tmp_path):
     )
     proc = hpcx("--site", str(local_copy), "rerun", "--dry-run", run["run_id"])
     assert "hpcx: warning: the site file changed since the run" in proc.stderr
+
+
+def test_secrets_in_the_environment_never_reach_the_run_directory(hpcx, runs_root, tmp_path):
+    secret = "sk-live-4f7c2a9e1b"
+    leaky = type(hpcx)(
+        dict(hpcx.env, MY_API_TOKEN=secret, DB_PASSWORD=secret + "pw", HARMLESS="visible-value")
+    )
+    # Submitted from outside this repository: its uncommitted test files (this one) would be in git.diff.
+    doc = leaky.json("submit", "serial", "--", "true", cwd=tmp_path)
+    leaky.wait_finished(doc["run_id"], timeout_s=60)
+    leaky("report", doc["run_id"])
+    files = [p for p in (runs_root / doc["run_id"]).rglob("*") if p.is_file()]
+    contents = b"".join(p.read_bytes() for p in files)
+    assert secret.encode() not in contents
+    assert b"visible-value" in contents  # the environment was recorded, only the secrets were left out
+    manifest = json.loads((runs_root / doc["run_id"] / "manifest.json").read_text())
+    assert "MY_API_TOKEN" in manifest["environment"]["redacted"]
+
+
+def test_inputs_are_fingerprinted_and_a_changed_input_is_reported_on_rerun(hpcx, runs_root, tmp_path):
+    data = tmp_path / "train.csv"
+    data.write_text("a,b\n1,2\n")
+    doc = hpcx.json("submit", "serial", "--input", str(data), "--", "true")
+    hpcx.wait_finished(doc["run_id"], timeout_s=60)
+    manifest = json.loads((runs_root / doc["run_id"] / "manifest.json").read_text())
+    (entry,) = manifest["inputs"]
+    assert entry["path"] == str(data) and entry["size_bytes"] == 8 and len(entry["sha256"]) == 64
+    data.write_text("a,b\n1,3\n")
+    proc = hpcx("rerun", "--dry-run", doc["run_id"])
+    assert f"input {data} changed since the run" in proc.stderr
+    missing = hpcx("submit", "serial", "--input", str(tmp_path / "nope.csv"), "--", "true", check=False)
+    assert missing.returncode == 2 and "nope.csv" in missing.stderr

@@ -15,6 +15,7 @@ from hpcx.cli.views import (
     LOG_TAIL_LINES,
     follow_logs,
     job_states,
+    record_finished_accounting,
     render_status,
     submit_preview,
     tail_logs,
@@ -101,13 +102,15 @@ def render(obj: Ctx, kind: str, command: tuple[str, ...], **opts: Any) -> None:
     shell_complete=complete_run,
     help="Start only after RUN (run id, prefix or job id) completed successfully (repeatable).",
 )
+@click.option("--input", "inputs", multiple=True, metavar="PATH",
+              help="Data the job reads: its size, time and hash go into the manifest (repeatable).")  # fmt: skip
 @click.option(
     "--dry-run", is_flag=True, help="Check and render, print the script and the choices, submit nothing."
 )
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
-def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...], dry_run: bool,
-           **opts: Any) -> None:  # fmt: skip
+def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...], inputs: tuple[str, ...],
+           dry_run: bool, **opts: Any) -> None:  # fmt: skip
     """Check, render and submit KIND (or your own batch SCRIPT) with RESOURCES.
 
     \b
@@ -116,6 +119,7 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...]
       hpcx submit ./job.sh -t 30          # #SBATCH lines are read and checked; options override them
     """
     prep = _prepare(obj, kind, command, opts, after)
+    prep.inputs = inputs
     root = obj.runs_root[0]
     if dry_run:
         doc = {"dry_run": True, **submit_preview(prep, Path.cwd(), root)}
@@ -139,6 +143,8 @@ def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interva
     chosen = chosen if (runs or show_all) else chosen[-20:]
     while True:
         doc = {"runs": job_states(chosen)}
+        if runs:  # runs asked for by name: keep their accounting record once they are done (one sacct each)
+            record_finished_accounting(chosen, doc["runs"])
         if not watch:
             obj.emit("status", doc, render_status)
             return

@@ -130,3 +130,12 @@ def follow_logs(run: Run, lines: int, finished: Callable[[], bool], poll_s: floa
         if time.monotonic() - last_check > 2:
             done, last_check = finished(), time.monotonic()  # one more pass after the end drains the tail
         time.sleep(poll_s)
+
+
+def record_finished_accounting(runs: Sequence[Run], rows: Sequence[dict[str, Any]]) -> None:
+    """Write accounting.json for finished Slurm runs that lack a final one (see provenance.record_accounting)."""
+    from hpcx.provenance import record_accounting
+
+    for run, row in zip(runs, rows):
+        if row["finished"] and run.job.get("scheduler") == "slurm":
+            record_accounting(run)

@@ -83,6 +83,7 @@ class Site:
     locked_blocks: tuple[str, ...] = ()
     resources: dict[str, NamedResource] = field(default_factory=dict)
     allow_env: tuple[str, ...] = ()
+    redact_env: tuple[str, ...] = ()  # regexes: more variable names the provenance record leaves out
 
     def launcher_for(self, partition: Partition) -> Launcher:
         return self.launchers.get(partition.launcher) or Launcher(partition.launcher, partition.launcher)
@@ -161,6 +162,7 @@ def build_site(doc: dict[str, Any], *, source: str, raw: bytes, cluster: str | N
             for n, r in doc.get("resources", {}).items()
         },
         allow_env=tuple(doc.get("allow_env", ())),
+        redact_env=tuple(doc.get("redact_env", ())),
     )
 
 

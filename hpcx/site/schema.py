@@ -127,6 +127,13 @@ SITE_SCHEMA: dict[str, Any] = {
             "items": {"type": "string"},
             "description": "inherited SBATCH_*/SLURM_* variables that may reach sbatch (all others are removed)",
         },
+        "redact_env": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "regular expressions (case-insensitive, matched anywhere in the name) naming more "
+            "environment variables that the run's provenance record leaves out, on top of the builtin ones "
+            "(TOKEN, SECRET, PASSWORD, PASSWD, KEY, CREDENTIAL, AUTH)",
+        },
         "runs_root": {"type": "string"},
         "defaults": {
             "type": "object",
