@@ -81,11 +81,25 @@ parameters: {grid: {i: {range: [0, 1200]}}}
         slurm_hpcx("cancel", doc["run_id"], check=False)
 
 
-def test_sweep_over_the_accounts_limit_submits_nothing(slurm_hpcx, runs_root, tmp_path):
+def test_sweep_over_a_partition_limit_submits_nothing(slurm_hpcx, runs_root, tmp_path):
     spec = _write(
         tmp_path,
         "name: x\ncommand: [true]\nparameters: {grid: {i: [1, 2]}}\nresources: {time: '48:00:00', partition: debug}\n",
     )
     proc = slurm_hpcx("sweep", spec, check=False)
     assert proc.returncode == 3 and "MaxTime" in proc.stderr
+    assert list(runs_root.iterdir()) == []
+
+
+def test_sweep_larger_than_max_submit_jobs_is_refused_before_sbatch(slurm_hpcx, runs_root, tmp_path):
+    spec = _write(tmp_path, "name: x\ncommand: [true]\nparameters: {grid: {i: {range: [0, 10]}}}\n")
+    subprocess.run(["sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=5"], check=True,
+                   capture_output=True, timeout=30)  # fmt: skip
+    try:
+        proc = slurm_hpcx("sweep", spec, check=False)
+    finally:
+        subprocess.run(["sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=-1"], check=True,
+                       capture_output=True, timeout=30)  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "the sweep has 10 tasks" in proc.stderr and "your MaxSubmitJobs is 5" in proc.stderr
     assert list(runs_root.iterdir()) == []
