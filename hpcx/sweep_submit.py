@@ -18,7 +18,7 @@ from hpcx.errors import CommandError, HpcxError, UsageError
 from hpcx.fsutil import atomic_write, atomic_write_json
 from hpcx.preflight import SLURM_DEFAULT_MAX_ARRAY_SIZE
 from hpcx.runs import Run, create_run, discard_run, record_job
-from hpcx.schedulers import JobRef, get_scheduler
+from hpcx.schedulers import FINISHED_STATES, JobRef, get_scheduler
 from hpcx.schedulers.base import scrubbed_env
 from hpcx.submission import Prepared, Request, manifest, render_script, resolve
 from hpcx.sweeps import Chunk, SweepError, SweepSpec, Task, chunks, expand, parse_spec
@@ -188,16 +188,8 @@ def _record_chunks(run: Run, scheduler: str, chunks_: list[dict[str, Any]]) -> N
     record_job(run, record)
 
 
-FAILED_STATES = {
-    "FAILED",
-    "TIMEOUT",
-    "NODE_FAIL",
-    "OUT_OF_MEMORY",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "LOST",
-    "CANCELLED",
-}
+# Tasks worth running again: every way of finishing except success.
+FAILED_STATES = FINISHED_STATES - {"COMPLETED"}
 
 
 def task_states(run: Run) -> dict[int, str]:
