@@ -1,25 +1,107 @@
-"""runs: list the run directories."""
+"""runs: list the run directories, filtered, through the run index."""
 
 from __future__ import annotations
 
+import datetime as _dt
+from pathlib import Path
 from typing import Any
 
+import click
+
 from hpcx.cli.app import Ctx, cli, pass_ctx
-from hpcx.runs import list_runs
+from hpcx.cli.views import job_states
+from hpcx.errors import UsageError
+from hpcx.runs import Run
+from hpcx.runs.index import RunFilter, newest, parse_filter, record_states, refresh_index
+
+DEFAULT_LIMIT = 50
+# The keys of each JSON row after run_id and run_dir (tests pin them: scripts rely on them).
+ROW_KEYS = ("name", "kind", "created", "scheduler", "job_id", "state", "finished", "sweep")
 
 
-def render_runs(doc: dict[str, Any]) -> str:
+def list_rows(
+    root: Path, wanted: RunFilter, limit: int, *, rebuild: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    """The newest ``limit`` runs that ``wanted`` keeps, oldest first, and how many it keeps in all.
+
+    Only runs whose cached state is not finished are asked about, in one batched query, and only those that
+    could be shown; the answers go back into the index (finished states are final).
+    """
+    index = refresh_index(root, rebuild=rebuild)
+    kept = [r for r in index.rows if wanted.keeps_run(r)]
+    # Without a state filter only the shown rows need a state; with one, every candidate does.
+    asked = [r for r in (kept if wanted.states else newest(kept, limit)) if r["job_id"] and not r["finished"]]
+    if asked and record_states(asked, job_states([Run(r["run_id"], root / r["run_id"]) for r in asked])):
+        index.save()
+    kept = [r for r in kept if wanted.keeps_state(r)]
+    shown = [{"run_id": r["run_id"], "run_dir": str(root / r["run_id"]), **{k: r[k] for k in ROW_KEYS}}
+             for r in newest(kept, limit)]  # fmt: skip
+    return shown, len(kept)
+
+
+def render_runs(doc: dict[str, Any], matched: int, filtered: bool) -> str:
+    where = f"under {doc['root']} ({doc['root_source']})"
     if not doc["runs"]:
-        return f"no runs under {doc['root']}"
-    lines = [f"runs under {doc['root']} ({doc['root_source']}):"]
-    lines += [f"  {r['run_id']}  {r.get('scheduler', '-')} job {r.get('job_id', '-')}" for r in doc["runs"]]
-    return "\n".join(lines)
+        return f"no runs {where} match the filters" if filtered else f"no runs {where}"
+    header = ("RUN", "JOB", "KIND", "NAME", "STATE", "CREATED", "SWEEP")
+    table = [header] + [
+        (r["run_id"], r["job_id"] or "-", r["kind"] or "-", r["name"] or "-", r["state"], _local(r["created"]),
+         r["sweep"] or "-")
+        for r in doc["runs"]
+    ]  # fmt: skip
+    if all(r["sweep"] is None for r in doc["runs"]):
+        table = [row[:-1] for row in table]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in table]
+    more = f"; --limit 0 shows all {matched}" if matched > len(doc["runs"]) else ""
+    return "\n".join(lines + [f"{len(doc['runs'])} of {matched} runs {where}{more}"])
+
+
+def _local(created: str | None) -> str:
+    """An ISO time as the reader's local time, to the minute."""
+    try:
+        return _dt.datetime.fromisoformat(created or "").astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return "-"
 
 
 @cli.command("runs")
+@click.option("--name", metavar="TEXT", help="Job name contains TEXT, or matches it as a glob (*, ?, [...]).")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    metavar="STATE",
+    help="Job state (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, ...; any case), or active / "
+    "finished (repeatable).",
+)
+@click.option("--sweep", metavar="ID", help="Runs of the sweep ID (or an id prefix).")
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Created at or after DATE (2024-05-01, 2024-05-01T14:30) or an age (2h, 3d).",
+)
+@click.option(
+    "--until", metavar="DATE", help="Created before DATE (a bare date includes that day), or an age."
+)
+@click.option(
+    "--limit", default=DEFAULT_LIMIT, show_default=True, metavar="N", help="The newest N runs; 0: all."
+)
+@click.option(
+    "--rebuild", is_flag=True, help="Discard the run index and rebuild it from the run directories."
+)
 @pass_ctx
-def runs_cmd(obj: Ctx) -> None:
-    """List the run directories under the runs root."""
+def runs_cmd(obj: Ctx, name: str | None, states: tuple[str, ...], sweep: str | None, since: str | None,
+             until: str | None, limit: int, rebuild: bool) -> None:  # fmt: skip
+    """List the runs under the runs root, newest last.
+
+    Reads the run index (<runs root>/.index), refreshed from the run directories first; asks the scheduler only
+    about jobs not known to have finished. See docs/runs.md.
+    """
+    wanted = parse_filter(name=name, states=states, sweep=sweep, since=since, until=until)
+    if limit < 0:
+        raise UsageError(f"--limit {limit} is negative", hint="give a number of runs, or 0 for all")
     root, source = obj.runs_root
-    rows = [{"run_id": r.id, "run_dir": str(r.dir), **r.job} for r in list_runs(root)]
-    obj.emit("runs", {"root": str(root), "root_source": source, "runs": rows}, render_runs)
+    shown, matched = list_rows(root, wanted, limit, rebuild=rebuild)
+    doc = {"root": str(root), "root_source": source, "runs": shown}
+    obj.emit("runs", doc, lambda d: render_runs(d, matched, wanted != RunFilter()))

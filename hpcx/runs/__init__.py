@@ -101,9 +101,12 @@ def find_run(root: Path, key: str) -> Run:
             f"run {key!r} is ambiguous: {len(by_prefix)} runs start with it ({shown})",
             hint="give more characters of the run id",
         )
-    by_job = [r for r in runs if str(r.job.get("job_id", "")) == key]
+    from hpcx.runs.index import refresh_index  # the index module imports this one
+
+    # The index reads only new or changed job.json files, instead of every run's; a sweep answers to each array.
+    by_job = [r["run_id"] for r in refresh_index(root).rows if key in r["job_ids"]]
     if by_job:
-        return by_job[-1]
+        return Run(by_job[-1], root / by_job[-1])
     raise RunNotFoundError(
         f"no run {key!r} under {root}",
         hint="list runs with `hpcx runs`, or set HPCX_RUNS to the runs root it lives in",
