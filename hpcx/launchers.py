@@ -11,7 +11,10 @@ from hpcx.spec import Resources
 
 def srun(launcher: Launcher, res: Resources) -> list[str]:
     # Inside an sbatch allocation srun takes the geometry from it; --mpi picks the PMI flavour.
-    argv = ["srun"]
+    argv = [
+        "srun",
+        "--kill-on-bad-exit=1",
+    ]  # one failing rank ends the step instead of leaving the others waiting
     if launcher.mpi:
         argv.append(f"--mpi={launcher.mpi}")
     return [*argv, *launcher.args]

@@ -217,6 +217,18 @@ def run_cmd(python: str, prep: Prepared) -> Shell:
     return Shell(words + " --")
 
 
+def preempt_settings(prep: Prepared) -> dict[str, Any]:
+    """Which signal Slurm sends before the time limit, and how early: --set signal_lead_s=N (default 180 s, at
+    most half the time limit; Slurm checks about every 30 s)."""
+    limit_s = prep.spec.resources.time_min * 60
+    raw = prep.spec.variables.get("signal_lead_s", "180")
+    if not raw.isdigit() or int(raw) < 30:
+        raise UsageError(
+            f"--set signal_lead_s={raw} must be whole seconds, at least 30 (Slurm checks every ~30 s)"
+        )
+    return {"signal": "USR2", "lead_s": min(int(raw), limit_s // 2)}
+
+
 def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dict[str, Any]:
     """Everything a template may use. User values stay raw here: the renderer quotes each one."""
     res, site = prep.spec.resources, prep.site
@@ -248,6 +260,7 @@ def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dic
         "script_command": _without_python(list(prep.spec.command)),
         "vars": dict(prep.spec.variables),
         "directives": [{"flag": f, "value": v} for f, v in prep.directives],
+        "preempt": preempt_settings(prep),
         "hpcx_version": __version__,
     }
 
