@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from hpcx.errors import ConfigError
+from hpcx.fsutil import SAFE_LOADER
 from hpcx.site.schema import validate
 
 # Request values a user may default; HPCX_<NAME> in the environment sets each one.
@@ -67,7 +68,7 @@ def load_user_config(env: Mapping[str, str] | None = None) -> UserConfig:
                               hint="create it or unset HPCX_CONFIG")  # fmt: skip
         return UserConfig(None)
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = yaml.load(path.read_text(), Loader=SAFE_LOADER) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"user config {str(path)!r} cannot be read: {exc}") from exc
     problems = validate(doc, USER_SCHEMA)

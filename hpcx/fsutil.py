@@ -8,6 +8,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+# libyaml's safe loader when PyYAML was built with it (about ten times faster), the pure-Python one otherwise.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, mode: int = 0o644) -> Path:
     """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part.

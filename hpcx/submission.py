@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpcx import __version__, provenance
+from hpcx import __version__
 from hpcx.config import UserConfig, env_defaults, layered
 from hpcx.errors import HpcxError, RejectedError, UsageError
 from hpcx.fsutil import atomic_write_json
@@ -302,6 +302,12 @@ def script_args(prep: Prepared, run_dir: Path) -> list[str]:
     return args + [f"{flag}={value}" for flag, value in prep.directives]
 
 
+def _provenance(workdir: Path, run: Run, prep: Prepared) -> dict[str, Any]:
+    from hpcx import provenance  # only submissions need it: render and --dry-run stay fast
+
+    return provenance.collect(workdir, run.dir, prep.site, inputs=prep.inputs)
+
+
 def manifest(prep: Prepared, run: Run, template: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The provenance record of a run: what was asked, what was resolved (with sources), where it ran from
     (git, Python packages, modules, Slurm, the redacted environment, input fingerprints: see hpcx.provenance)."""
@@ -326,7 +332,7 @@ def manifest(prep: Prepared, run: Run, template: dict[str, Any], workdir: Path) 
         "choice": prep.choice,
         "directives": [list(d) for d in prep.directives],
         "unchecked_directives": prep.unchecked,
-        **provenance.collect(workdir, run.dir, prep.site, inputs=prep.inputs),
+        **_provenance(workdir, run, prep),
         "versions": {"hpcx": __version__, "python": platform.python_version()},
         "host": platform.node(),
         "user": os.environ.get("USER") or str(os.getuid()),
@@ -357,7 +363,8 @@ def submit(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
         discard_run(run)
         raise
     submitted = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    record_job(run, {"scheduler": prep.site.scheduler, "job_id": job_id, "submitted_at": submitted})
+    record_job(run, {"scheduler": prep.site.scheduler, "job_id": job_id, "submitted_at": submitted,
+                     "kind": prep.spec.kind})  # fmt: skip
     return {
         "run_id": run.id,
         "run_dir": str(run.dir),

@@ -15,7 +15,7 @@ import yaml
 from hpcx import _proc
 from hpcx.config import UserConfig
 from hpcx.errors import CommandError, HpcxError, UsageError
-from hpcx.fsutil import atomic_write, atomic_write_json
+from hpcx.fsutil import SAFE_LOADER, atomic_write, atomic_write_json
 from hpcx.preflight import SLURM_DEFAULT_MAX_ARRAY_SIZE
 from hpcx.runs import Run, create_run, discard_run, record_job
 from hpcx.schedulers import FINISHED_STATES, JobRef, get_scheduler
@@ -41,7 +41,7 @@ class PreparedSweep:
 def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any]]:
     """Read and validate a sweep file; errors name the file and the problem (exit 2 unreadable, 3 invalid)."""
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.load(path.read_text(), Loader=SAFE_LOADER)
     except OSError as exc:
         raise UsageError(f"sweep spec {str(path)!r} cannot be read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
@@ -183,7 +183,7 @@ def _submit_chunks(scheduler: Any, script: Path, run: Run, parts: list[Chunk], m
 def _record_chunks(run: Run, scheduler: str, chunks_: list[dict[str, Any]]) -> None:
     old = run.job
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    record = {"scheduler": scheduler, "job_id": old.get("job_id", chunks_[0]["job_id"]),
+    record = {"scheduler": scheduler, "job_id": old.get("job_id", chunks_[0]["job_id"]), "kind": "sweep",
               "submitted_at": old.get("submitted_at", now), "chunks": [*old.get("chunks", []), *chunks_]}  # fmt: skip
     record_job(run, record)
 

@@ -10,9 +10,6 @@ import click
 from hpcx.cli.app import Ctx, cli
 from hpcx.errors import HpcxError
 
-# Importing the command modules registers their commands on ``cli``.
-from hpcx.cli import admin, config, jobs, reporting, runs, site, sweep  # noqa: E402,F401  isort: skip
-
 __all__ = ["Ctx", "cli", "main"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,7 +64,30 @@ class Ctx:
             click.echo(text(doc))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+# Each command lives in the module named here and is imported only when used, so `hpcx status` does not pay for
+# Jinja, sweeps or provenance on a slow login node (`hpcx --help` imports them all to list them).
+COMMAND_MODULES = {
+    "render": "jobs", "submit": "jobs", "status": "jobs", "logs": "jobs", "cancel": "jobs", "rerun": "jobs",
+    "sweep": "sweep", "runs": "runs", "report": "reporting", "site": "site", "config": "config",
+    "completion": "config", "testbed": "admin",
+}  # fmt: skip
+
+
+class LazyGroup(click.Group):
+    """A group whose commands register themselves when their module is first imported."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMAND_MODULES and name not in self.commands:
+            importlib.import_module(f"hpcx.cli.{COMMAND_MODULES[name]}")
+        return super().get_command(ctx, name)
+
+
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
 @click.version_option(__version__, "--version", prog_name="hpcx")
 @click.option(
     "--site",

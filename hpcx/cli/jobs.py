@@ -20,7 +20,6 @@ from hpcx.cli.views import (
     submit_preview,
     tail_logs,
 )
-from hpcx.rerun import differences, like_request
 from hpcx.runs import find_run, list_runs
 from hpcx.schedulers import JobRef, get_scheduler
 from hpcx.submission import Prepared, Request, parse_pairs, resolve
@@ -201,6 +200,8 @@ def rerun(obj: Ctx, run: str, dry_run: bool) -> None:
 
     Every difference that cannot be restored (code, site file, modules, Slurm, hpcx) is printed as a warning.
     """
+    from hpcx.rerun import differences, like_request
+
     found = find_run(obj.runs_root[0], run)
     request = like_request(found)
     prep = resolve(request, obj.site, obj.user)

@@ -13,7 +13,6 @@ from hpcx.runs import Run
 from hpcx.schedulers import FINISHED_STATES, JobRef, get_scheduler
 from hpcx.schedulers.base import overall_state
 from hpcx.submission import Prepared, render_preview, script_args
-from hpcx.sweep_submit import summarize, task_states
 
 LOG_TAIL_LINES = 40
 
@@ -30,7 +29,7 @@ def job_states(runs: Sequence[Run]) -> list[dict[str, Any]]:
         rows[run.id] = {
             "run_id": run.id,
             "job_id": job.get("job_id"),
-            "kind": run.manifest.get("kind", {}).get("value"),
+            "kind": _kind(run),
             "state": "UNSUBMITTED" if not job else "UNKNOWN",
             "exit_code": None,
             "reason": None,
@@ -51,11 +50,18 @@ def job_states(runs: Sequence[Run]) -> list[dict[str, Any]]:
 
 
 def sweep_row(run: Run) -> dict[str, Any]:
+    from hpcx.sweep_submit import summarize, task_states
+
     counts = summarize(task_states(run))
     state = overall_state(counts)
-    return {"run_id": run.id, "job_id": run.job.get("job_id"), "kind": run.manifest.get("kind", {}).get("value"),
+    return {"run_id": run.id, "job_id": run.job.get("job_id"), "kind": _kind(run),
             "state": state, "exit_code": None, "reason": None, "nodes": None, "elapsed_s": None,
             "source": "sweep", "tasks": counts, "finished": state in FINISHED_STATES}  # fmt: skip
+
+
+def _kind(run: Run) -> str | None:
+    """The job kind, from job.json (written at submit); older runs only have it in the manifest."""
+    return run.job.get("kind") or run.manifest.get("kind", {}).get("value")
 
 
 def render_status(doc: dict[str, Any]) -> str:

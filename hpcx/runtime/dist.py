@@ -76,11 +76,15 @@ def _init_torch(comm: Any, backend: str, timeout_s: float) -> tuple[str, int]:
     return addr, port
 
 
-def init(*, torch_backend: str | None = "auto", timeout_s: float = 300.0) -> Context:
+def init(*, torch_backend: str | None = "auto", timeout_s: float | None = None) -> Context:
     """Initialise MPI and (unless ``torch_backend`` is None) torch.distributed on every rank.
 
     ``torch_backend="auto"`` picks NCCL when CUDA is available and gloo otherwise. Every rank must call it.
+    ``timeout_s`` bounds the rendezvous and every collective (default $HPCX_INIT_TIMEOUT_S or 120 s), so a rank
+    that never arrives ends the job instead of hanging it until the time limit.
     """
+    _refuse_in_dataloader_worker()
+    timeout_s = timeout_s if timeout_s is not None else float(os.environ.get("HPCX_INIT_TIMEOUT_S", 120))
     MPI = _mpi()
     comm = MPI.COMM_WORLD
     _check_geometry(comm)
@@ -94,10 +98,49 @@ def init(*, torch_backend: str | None = "auto", timeout_s: float = 300.0) -> Con
         if torch_backend == "auto":
             torch_backend = "nccl" if torch.cuda.is_available() else "gloo"
         if torch_backend == "nccl":
-            torch.cuda.set_device(env.local_rank % max(torch.cuda.device_count(), 1))
+            torch.cuda.set_device(
+                gpu_for_rank(env.local_rank, _ranks_on_node(comm), torch.cuda.device_count())
+            )
         ctx.master_addr, ctx.master_port = _init_torch(comm, torch_backend, timeout_s)
         ctx.torch_backend = torch_backend
     return ctx
+
+
+def _ranks_on_node(comm: Any) -> int:
+    from mpi4py import MPI
+
+    return comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+
+
+def gpu_for_rank(local_rank: int, ranks_on_node: int, visible_gpus: int) -> int:
+    """The GPU a rank drives: its local rank, when each rank on the node can have its own GPU.
+
+    Raises RuntimeFailure saying what to change in the request when the node has fewer GPUs than ranks.
+    """
+    if visible_gpus == 0:
+        raise RuntimeFailure(
+            f"NCCL needs a GPU but rank {local_rank} on this node sees none (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')!r})",
+            hint="ask for GPUs (--gpus-per-node N) or use torch_backend='gloo'",
+        )
+    if ranks_on_node > visible_gpus:
+        raise RuntimeFailure(
+            f"{ranks_on_node} ranks on this node but only {visible_gpus} GPU(s) visible: NCCL needs one GPU per rank",
+            hint=f"use --ntasks-per-node {visible_gpus} or --gpus-per-node {ranks_on_node}",
+        )
+    return local_rank
+
+
+def _refuse_in_dataloader_worker() -> None:
+    """MPI must never start inside a forked DataLoader worker (it would join as a stray rank or crash)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            raise RuntimeFailure(
+                f"hpcx.runtime.init() called in DataLoader worker {info.id}",
+                hint="initialise in the main process; seed workers with hpcx.runtime.seeds.worker_init_fn",
+            )
 
 
 def shutdown(ctx: Context) -> None:

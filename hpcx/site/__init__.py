@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from hpcx.errors import ConfigError
+from hpcx.fsutil import SAFE_LOADER
 from hpcx.site.model import Launcher, NamedResource, Partition, Site, build_site, builtin_local_doc
 from hpcx.site.schema import validate
 
@@ -43,7 +44,7 @@ def load_site(path: str | None, *, cluster: str | None = None) -> Site:
             hint="pass an existing file with --site or HPCX_SITE",
         ) from exc
     try:
-        doc = yaml.safe_load(raw)
+        doc = yaml.load(raw, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

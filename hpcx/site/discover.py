@@ -17,7 +17,6 @@ import yaml
 
 from hpcx import _proc
 from hpcx.errors import CommandError, SchedulerError, UsageError
-from hpcx.schedulers.slurm import _number  # the one reader of Slurm's {"set", "number"} wrapper
 from hpcx.site.model import Site, build_site
 from hpcx.site.schema import validate
 from hpcx.spec import parse_time_min
@@ -34,6 +33,13 @@ ACCOUNTING_TIMEOUT_S = 10.0
 _UNSET = ("", "(null)", "none", "n/a")
 _TIME_LIKE = re.compile(r"^[0-9][0-9:-]*$")
 _GRES_GPU = re.compile(r"^gpu(?::([^:(]+))?:(\d+)")
+
+
+def _number(value: Any) -> Any:
+    """Slurm >= 23.02 wraps numbers in JSON as {"set": bool, "number": n}; 22.05 prints them bare."""
+    if isinstance(value, dict):
+        return value.get("number") if value.get("set", True) else None
+    return value
 
 
 @dataclass(frozen=True)

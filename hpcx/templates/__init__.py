@@ -5,6 +5,7 @@ Templates are searched in the site's template directories first, then in the tem
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -54,7 +55,9 @@ class Rendered:
         self.template_sha256 = template_sha256
 
 
-def _environment(dirs: Sequence[Path]) -> ImmutableSandboxedEnvironment:
+@functools.lru_cache(maxsize=8)
+def _environment(dirs: tuple[Path, ...]) -> ImmutableSandboxedEnvironment:
+    """One environment per search path: Jinja caches compiled templates in it (and checks their mtimes)."""
     env = ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
         undefined=jinja2.StrictUndefined,
@@ -110,7 +113,7 @@ def render(
     Templates are searched in ``user_dirs``, then ``site_dirs``, then hpcx's own; blocks in ``locked`` may only
     come from the site's or hpcx's templates.
     """
-    dirs = [*user_dirs, *template_dirs(site_dirs)]
+    dirs = (*user_dirs, *template_dirs(site_dirs))
     env = _environment(dirs)
     name = kind + SUFFIX
     try:

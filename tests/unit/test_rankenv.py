@@ -36,3 +36,16 @@ def test_batch_step_alone_is_one_rank():
 def test_torchrun():
     r = detect({"RANK": "2", "WORLD_SIZE": "8", "LOCAL_RANK": "0"})
     assert (r.rank, r.size, r.launcher) == (2, 8, "torchrun")
+
+
+def test_gpu_geometry_errors_say_what_to_change():
+    import pytest
+
+    from hpcx.errors import RuntimeFailure
+    from hpcx.runtime.dist import gpu_for_rank
+
+    assert gpu_for_rank(1, 2, 2) == 1
+    with pytest.raises(RuntimeFailure, match="use --ntasks-per-node 2 or --gpus-per-node 4"):
+        gpu_for_rank(3, 4, 2)
+    with pytest.raises(RuntimeFailure, match="sees none"):
+        gpu_for_rank(0, 1, 0)

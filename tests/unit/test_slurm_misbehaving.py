@@ -36,8 +36,8 @@ def broken(hpcx, runs_root, tmp_path) -> Hpcx:
 
 
 @pytest.mark.parametrize("body, words", [
-    ("sleep 30", "`squeue --json --states=all --me` timed out after 1 s"),
-    ("echo '<html>proxy error</html>'", "squeue --json printed something that is not JSON"),
+    ("sleep 30", "`squeue -h -r --me --states=all -O JobArrayID:|,State:|,Reason:|,NodeList:|,exit_code:|,TimeUsed:|` timed out after 1 s"),
+    ("echo '<html>proxy error</html>'", "squeue printed a line hpcx cannot read"),
     ("echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1",
      "exited 1: slurm_load_jobs error: Unable to contact slurm controller"),
 ])  # fmt: skip
