@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-import platform
 import re
 import sys
 from dataclasses import asdict, dataclass, field
@@ -311,6 +310,8 @@ def _provenance(workdir: Path, run: Run, prep: Prepared) -> dict[str, Any]:
 def manifest(prep: Prepared, run: Run, template: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The provenance record of a run: what was asked, what was resolved (with sources), where it ran from
     (git, Python packages, modules, Slurm, the redacted environment, input fingerprints: see hpcx.provenance)."""
+    import platform  # submit only: keeps render and --dry-run light
+
     resolved = {k: {"value": v, "source": prep.sources[k]} for k, v in asdict(prep.spec.resources).items()}
     return {
         "schema": "hpcx.manifest/1",

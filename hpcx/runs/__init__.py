@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,13 @@ class Run:
     id: str
     dir: Path
 
-    @property
+    @functools.cached_property
     def job(self) -> dict[str, Any]:
         """The scheduler record (scheduler, job_id, submitted_at); empty before submission."""
         path = self.dir / JOB_FILE
         return read_json(path) if path.exists() else {}
 
-    @property
+    @functools.cached_property
     def manifest(self) -> dict[str, Any]:
         path = self.dir / "manifest.json"
         return read_json(path) if path.exists() else {}
@@ -65,6 +65,8 @@ def create_run(root: Path) -> Run:
 
 def discard_run(run: Run) -> None:
     """Remove a run directory whose submission failed, so nothing half-written stays behind."""
+    import shutil
+
     shutil.rmtree(run.dir, ignore_errors=True)
 
 

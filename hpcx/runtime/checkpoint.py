@@ -56,9 +56,7 @@ STEP_RE = re.compile(r"^step-(\d{8,})$")
 LEFTOVER_RE = re.compile(r"^step-(\d{8,})\.(tmp|del)-")
 WRITE_BUFFER_BYTES = 8 << 20  # small pickle records are gathered into big writes; tensors go straight through
 PARALLEL_HASH_MIN_BYTES = 1 << 20  # below this, hashing in another thread costs more than it saves
-WRITEBACK_CHUNK_BYTES = (
-    16 << 20
-)  # the kernel is asked to start writing back every 16 MiB (see _HashingWriter)
+WRITEBACK_CHUNK_BYTES = 16 << 20  # writeback of new pages is started every 16 MiB (see _HashingWriter)
 
 
 def step_dir_name(step: int) -> str:
