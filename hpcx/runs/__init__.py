@@ -19,7 +19,8 @@ JOB_FILE = "job.json"
 
 @dataclass(frozen=True)
 class Run:
-    """A run directory and what it records about its job."""
+    """A run directory and what it records about its job (job.json and manifest.json are read once, on first
+    use: make a new Run to see later changes)."""
 
     id: str
     dir: Path

@@ -336,7 +336,7 @@ def test_accounting_covers_every_chunk_and_is_written_once_finished(tmp_path, mo
     )  # finished: not asked again
     job["chunks"].append({"job_id": "44"})  # a retry adds a chunk: the record is no longer complete
     (run_dir / "job.json").write_text(json.dumps(job))
-    assert record_accounting(run)["job_ids"] == ["42", "43", "44"]
+    assert record_accounting(Run("r", run_dir))["job_ids"] == ["42", "43", "44"]  # a Run reads job.json once
     assert len(calls.read_text().splitlines()) == 2
 
 
