@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcx import _proc
-from hpcx.errors import CommandError, RuntimeFailure
+from hpcx.errors import CommandError
 
 DEFAULT_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 DEFAULT_MAX_RESTARTS = 5
@@ -107,6 +107,9 @@ def requeue(
         try:
             _proc.run(["scontrol", "requeue", job_id], timeout_s=30)
         except CommandError as exc:
-            raise RuntimeFailure(f"could not requeue job {job_id}: {exc}",
-                                 hint="is the partition's or the job's requeue disabled (--no-requeue)?") from exc  # fmt: skip
+            # Most often the job is being requeued or cancelled already (an admin's `scontrol requeue`, or a
+            # preemption): the checkpoint is saved, so nothing is lost either way.
+            say(f"hpcx: could not requeue job {job_id} ({exc}); if it is already being requeued or cancelled, "
+                "the saved checkpoint is where it resumes")  # fmt: skip
+            return False
     return True
