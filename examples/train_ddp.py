@@ -43,6 +43,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1234, help="the run's root seed")
     p.add_argument("--ckpt-every", type=int, default=10)
     p.add_argument("--step-sleep", type=float, default=0.0, help="seconds of pretend work per step")
+    p.add_argument("--check-every", type=int, default=1, help="agree on stopping every N steps")
     p.add_argument("--fail-at", type=int, default=-1)
     p.add_argument("--die-in-save", type=int, default=-1)
     p.add_argument("--fail-rank", type=int, default=1)
@@ -164,7 +165,7 @@ def main() -> int:
                     )  # ... and one rank dies while its file is half written
             if step % args.ckpt_every == 0 or step == args.steps:
                 ckpt.save(step, state())
-            if preempt.should_stop(stop, ctx.comm):
+            if preempt.should_stop(stop, ctx.comm, step=step, every=args.check_every):
                 ckpt.save(step, state())
                 if ctx.rank == 0:
                     print(f"stopping at step {step}: checkpoint saved", flush=True)
