@@ -30,7 +30,9 @@ def main() -> int:
             print(f"diverged: lr={args.lr} model={args.model} seed={args.seed}", file=sys.stderr)
             return 1
     loss = sum(((w * x + b) - (3 * x + 1)) ** 2 for x in (i / 10 for i in range(-10, 11))) / 21
-    print(f"task={os.environ.get('HPCX_TASK_ID')} lr={args.lr} model={args.model} seed={args.seed} loss={loss:.3g}")
+    print(
+        f"task={os.environ.get('HPCX_TASK_ID')} lr={args.lr} model={args.model} seed={args.seed} loss={loss:.3g}"
+    )
     return 0
 
 
