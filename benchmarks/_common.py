@@ -239,11 +239,12 @@ def timing_row(metric: str, samples: Sequence[float], baseline: str, unit: str =
 
 
 def verdict(row: Mapping[str, Any]) -> str:
-    """ok / MISS against the row's target (targets are upper bounds); empty without a target."""
+    """ok / MISS against the row's target: an upper bound, or a lower one for rows marked "better": "higher"."""
     target, value = row.get("target"), row.get("value")
     if target is None or value is None:
         return ""
-    return "ok" if value <= target else "MISS"
+    met = value >= target if row.get("better") == "higher" else value <= target
+    return "ok" if met else "MISS"
 
 
 def _fmt(value: Any) -> str:

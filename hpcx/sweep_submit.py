@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,11 @@ def prepare(spec: SweepSpec, doc: dict[str, Any], site: Any, user: UserConfig | 
 
 
 def live_limits(scheduler: str) -> dict[str, Any]:
-    """MaxArraySize, MaxJobCount, the user's MaxSubmitJobs and queued jobs, from the live Slurm (if it answers)."""
+    """MaxArraySize, MaxJobCount, the user's MaxSubmitJobs and what is queued, from the live Slurm (if it answers).
+
+    ``queued_all`` counts every job record slurmctld holds (each array task, and finished jobs it still
+    remembers), which is what MaxJobCount limits; ``queued`` counts the user's own, for MaxSubmitJobs.
+    """
     if scheduler != "slurm":
         return {}
     out: dict[str, Any] = {}
@@ -80,16 +85,30 @@ def live_limits(scheduler: str) -> dict[str, Any]:
             key, _, value = line.partition("=")
             if key.strip() in ("MaxArraySize", "MaxJobCount") and value.strip().isdigit():
                 out[key.strip()] = int(value.strip())
-        queued = _proc.run(["squeue", "-h", "-r", "--me", "-o", "%i"], timeout_s=20).stdout.split()
-        out["queued"] = len(queued)
-        assoc = _proc.run(["sacctmgr", "-nP", "show", "assoc", "where", f"user={_user()}", "format=MaxSubmit"],
-                          timeout_s=20, check=False).stdout.split()  # fmt: skip
-        caps = [int(v) for v in assoc if v.isdigit()]
+        jobs = _proc.run(["squeue", "-h", "-r", "--states=all", "-o", "%u"], timeout_s=20).stdout.split()
+        out["queued_all"], out["queued"] = len(jobs), jobs.count(_user())
+        # scontrol reads slurmctld's copy of the associations: milliseconds, where sacctmgr asks slurmdbd.
+        assoc = _proc.run(["scontrol", "show", "assoc_mgr", f"users={_user()}", "flags=assoc"], timeout_s=20,
+                          check=False).stdout  # fmt: skip
+        caps = _max_submit_jobs(assoc, _user())
         if caps:
             out["MaxSubmitJobs"] = min(caps)
     except CommandError:
         return out  # a silent cluster is checked by sbatch itself; the site file's limits still apply
     return out
+
+
+def _max_submit_jobs(text: str, user: str) -> list[int]:
+    """MaxSubmitJobs of ``user``'s association records in `scontrol show assoc_mgr flags=assoc` output."""
+    caps, mine = [], False
+    for line in text.splitlines():
+        if line.startswith("ClusterName="):
+            mine = f" UserName={user}(" in f" {line}"
+        elif mine:
+            m = re.search(r"\bMaxSubmitJobs=(\d+)", line)
+            if m:
+                caps.append(int(m.group(1)))
+    return caps
 
 
 def _user() -> str:
@@ -108,9 +127,13 @@ def check_queue(n_tasks: int, n_arrays: int, limits: dict[str, Any]) -> None:
             hint=f"submit at most {max(cap - queued, 0)} tasks now (split the sweep or add exclude rules)",
         )
     max_jobs = limits.get("MaxJobCount")
-    if max_jobs is not None and queued + n_arrays > max_jobs:
-        raise SweepError(f"the cluster's queue holds at most {max_jobs} jobs (MaxJobCount) and {queued} are queued",
-                         hint="wait for the queue to drain")  # fmt: skip
+    held = limits.get("queued_all", queued)
+    if max_jobs is not None and held + n_tasks > max_jobs:
+        raise SweepError(
+            f"the sweep has {n_tasks} tasks, but slurmctld holds at most {max_jobs} job records (MaxJobCount; "
+            f"every array task counts) and holds {held} now",
+            hint=f"submit at most {max(max_jobs - held, 0)} tasks now, or wait for finished jobs to age out",
+        )
 
 
 def task_table(tasks: list[Task], progress: Callable[[int], None] | None = None) -> str:
@@ -143,7 +166,7 @@ def submit_sweep(ps: PreparedSweep, workdir: Path, root: Path,
         )
         doc["sweep"] = _sweep_record(ps, run, table)
         atomic_write_json(run.dir / "manifest.json", doc)
-        submitted = _submit_chunks(scheduler, script, run, ps.chunks, ps.max_parallel)
+        _submit_chunks(scheduler, script, run, ps.chunks, ps.max_parallel, out=submitted)
     except (HpcxError, OSError, KeyboardInterrupt):
         if submitted:
             scheduler.cancel([JobRef(c["job_id"], run.dir) for c in submitted])
@@ -162,10 +185,13 @@ def _sweep_record(ps: PreparedSweep, run: Run, table: str) -> dict[str, Any]:
 
 
 def _submit_chunks(scheduler: Any, script: Path, run: Run, parts: list[Chunk], max_parallel: int | None,
-                   indices: list[list[int]] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+                   indices: list[list[int]] | None = None,
+                   out: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """One array per chunk. With --max-parallel each chunk waits for the one before, so the whole sweep never
-    runs more than max_parallel tasks at once (a %N throttle holds within one array only)."""
-    out: list[dict[str, Any]] = []
+    runs more than max_parallel tasks at once (a %N throttle holds within one array only).
+
+    Each submitted array is appended to ``out`` at once, so a caller can cancel them when a later one fails."""
+    out = [] if out is None else out
     for n, chunk in enumerate(parts):
         spec = ",".join(map(str, indices[n])) if indices else chunk.array_spec(None)
         args = [f"--array={spec}{f'%{max_parallel}' if max_parallel else ''}"]

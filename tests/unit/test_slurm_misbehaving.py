@@ -54,3 +54,19 @@ def test_submit_with_a_hanging_sbatch_leaves_nothing(broken, runs_root):
     proc = broken("submit", "serial", "--", "true", check=False, timeout_s=30)
     assert proc.returncode == 1 and "timed out after 1 s" in proc.stderr
     assert set(os.listdir(runs_root)) == before  # the half-made run directory was removed
+
+
+def test_sweep_whose_second_array_fails_cancels_the_first_and_leaves_nothing(broken, runs_root, tmp_path):
+    calls = tmp_path / "calls"
+    _stub(broken.bindir, "sbatch", f'echo "sbatch $*" >> {calls}\n'
+          f'if [ "$(grep -c parsable {calls})" = 1 ]; then echo 101; else echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2; exit 1; fi')  # fmt: skip
+    _stub(broken.bindir, "scancel", f'echo "scancel $*" >> {calls}')
+    for tool in ("scontrol", "squeue", "sacctmgr"):
+        _stub(broken.bindir, tool, "exit 0")  # a cluster that reports no limits
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("name: s\ncommand: [true]\nparameters: {grid: {i: {range: [0, 1200]}}}\n")
+    before = set(os.listdir(runs_root))
+    proc = broken("sweep", str(spec), check=False, timeout_s=60)
+    assert proc.returncode == 1 and "QOSMaxSubmitJobPerUserLimit" in proc.stderr
+    assert "scancel 101" in calls.read_text()  # the array already submitted is not left running
+    assert set(os.listdir(runs_root)) == before
