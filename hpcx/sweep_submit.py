@@ -138,9 +138,10 @@ def check_queue(n_tasks: int, n_arrays: int, limits: dict[str, Any]) -> None:
 
 def task_table(tasks: list[Task], progress: Callable[[int], None] | None = None) -> str:
     """tasks.jsonl: line N is task N, so a task finds its row without one file per task."""
+    encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode  # one encoder for every row
     lines = []
     for i, task in enumerate(tasks):
-        lines.append(json.dumps(task.to_dict(), separators=(",", ":"), sort_keys=True))
+        lines.append(encode(task.to_dict()))
         if progress and i % 1000 == 999:
             progress(1000)
     return "\n".join(lines) + "\n"
@@ -192,17 +193,37 @@ def _submit_chunks(scheduler: Any, script: Path, run: Run, parts: list[Chunk], m
 
     Each submitted array is appended to ``out`` at once, so a caller can cancel them when a later one fails."""
     out = [] if out is None else out
-    for n, chunk in enumerate(parts):
+
+    def one(n: int, chunk: Chunk, after: str | None) -> dict[str, Any]:
         spec = ",".join(map(str, indices[n])) if indices else chunk.array_spec(None)
         args = [f"--array={spec}{f'%{max_parallel}' if max_parallel else ''}"]
-        if max_parallel and out and scheduler.name == "slurm":
-            args.append(f"--dependency=afterany:{out[-1]['job_id']}")
+        if after:
+            args.append(f"--dependency=afterany:{after}")
         env = {**scrubbed_env(), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir),
                "HPCX_TASK_OFFSET": str(chunk.offset)}  # fmt: skip
         job_id = scheduler.submit(script, run.dir, env=env, args=args)
         count = len(indices[n]) if indices else chunk.count
-        out.append({"job_id": job_id, "offset": chunk.offset, "count": count,
-                    **({"indices": indices[n]} if indices else {})})  # fmt: skip
+        return {"job_id": job_id, "offset": chunk.offset, "count": count,
+                **({"indices": indices[n]} if indices else {})}  # fmt: skip
+
+    if max_parallel or len(parts) == 1 or scheduler.name != "slurm":
+        for n, chunk in enumerate(parts):
+            chained = bool(max_parallel and out and scheduler.name == "slurm")
+            out.append(one(n, chunk, out[-1]["job_id"] if chained else None))
+        return out
+    # Independent arrays: submit them concurrently (each sbatch is a round trip to slurmctld).
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(parts))) as pool:
+        futures = [pool.submit(one, n, chunk, None) for n, chunk in enumerate(parts)]
+        failure = None
+        for f in futures:
+            try:
+                out.append(f.result())
+            except (HpcxError, OSError) as exc:
+                failure = failure or exc
+    if failure is not None:
+        raise failure
     return out
 
 

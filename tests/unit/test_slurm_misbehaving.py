@@ -59,7 +59,7 @@ def test_submit_with_a_hanging_sbatch_leaves_nothing(broken, runs_root):
 def test_sweep_whose_second_array_fails_cancels_the_first_and_leaves_nothing(broken, runs_root, tmp_path):
     calls = tmp_path / "calls"
     _stub(broken.bindir, "sbatch", f'echo "sbatch $*" >> {calls}\n'
-          f'if [ "$(grep -c parsable {calls})" = 1 ]; then echo 101; else echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2; exit 1; fi')  # fmt: skip
+          f'if [ "${{HPCX_TASK_OFFSET:-}}" = 0 ]; then echo 101; else echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2; exit 1; fi')  # fmt: skip
     _stub(broken.bindir, "scancel", f'echo "scancel $*" >> {calls}')
     for tool in ("scontrol", "squeue", "sacctmgr"):
         _stub(broken.bindir, tool, "exit 0")  # a cluster that reports no limits
