@@ -14,7 +14,8 @@ PATH that drops ``--array=...`` and calls the real sbatch with ``--hold --array=
 real submission RPC to the real slurmctld (one held one-task array each, cancelled right after), while each
 tool does all of its own work for 10,000 tasks (hpcx: expansion, task table, 10 sbatch calls; submitit: 10,000
 pickles, one sbatch call). That is also how the issue's "MaxArraySize raised for it" is reproduced without
-touching the shared cluster's configuration. Nothing runs, and each measurement adds 1 to 10 job records.
+touching the shared cluster's configuration; a ``scontrol`` shim likewise reports MaxJobCount raised, so hpcx's
+pre-flight check (which counts every array task against MaxJobCount) lets the sweep through. Nothing runs, and each measurement adds 1 to 10 job records.
 
 Rows without a target: the medians behind the ratio; the ratio against submitit as a user must call it at the
 default MaxArraySize (10 x ``map_array`` of 1,000); the same ratios in user+system CPU time (the test host is
@@ -61,6 +62,17 @@ SHIM = """#!/bin/sh
 case " $* " in *" --version "*|*" -V "*|*" --help "*|*" --usage "*) exec {real} "$@" ;; esac
 for a; do shift; case $a in --array=*) ;; *) set -- "$@" "$a" ;; esac; done
 exec {real} --hold --array=0 "$@"
+"""
+
+# The scontrol shim: the cluster being reproduced has its job limits raised, so hpcx's pre-flight check of
+# MaxJobCount (every array task counts) sees room for the 10,000 tasks; everything else is the real scontrol.
+SCONTROL_SHIM = """#!/bin/sh
+# hpcx benchmark shim: report MaxJobCount raised (see benchmarks/sweep_speedup_vs_submitit.py)
+if [ "$1" = show ] && [ "$2" = config ]; then
+  {real} "$@" | sed 's/^MaxJobCount *=.*/MaxJobCount             = 1000000/'
+else
+  exec {real} "$@"
+fi
 """
 
 # The submitit side, as a user writes it: a module-level function and one map_array call per chunk.
@@ -254,6 +266,11 @@ class Bench:
         self.shim = shim_dir / "sbatch"
         self.shim.write_text(SHIM.replace("{real}", self.real_sbatch))
         self.shim.chmod(0o755)
+        real_scontrol = shutil.which("scontrol")
+        assert real_scontrol is not None
+        scontrol_shim = shim_dir / "scontrol"
+        scontrol_shim.write_text(SCONTROL_SHIM.replace("{real}", str(Path(real_scontrol).resolve())))
+        scontrol_shim.chmod(0o755)
         (self.work / "submitit_side.py").write_text(SUBMITIT_SCRIPT)
         (self.work / "one.sh").write_text("#!/bin/sh\ntrue\n")
         self.env = c.python_env(
