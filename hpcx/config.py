@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hpcx.errors import ConfigError
-from hpcx.fsutil import SAFE_LOADER
+from hpcx.fsutil import YamlError, load_yaml
 from hpcx.site.schema import validate
 
 # Request values a user may default; HPCX_<NAME> in the environment sets each one.
@@ -68,8 +66,8 @@ def load_user_config(env: Mapping[str, str] | None = None) -> UserConfig:
                               hint="create it or unset HPCX_CONFIG")  # fmt: skip
         return UserConfig(None)
     try:
-        doc = yaml.load(path.read_text(), Loader=SAFE_LOADER) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        doc = load_yaml(path.read_text()) or {}
+    except (OSError, YamlError) as exc:
         raise ConfigError(f"user config {str(path)!r} cannot be read: {exc}") from exc
     problems = validate(doc, USER_SCHEMA)
     if problems:

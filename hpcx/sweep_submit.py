@@ -16,7 +16,7 @@ import yaml
 from hpcx import _proc
 from hpcx.config import UserConfig
 from hpcx.errors import CommandError, HpcxError, UsageError
-from hpcx.fsutil import SAFE_LOADER, atomic_write, atomic_write_json
+from hpcx.fsutil import YamlError, atomic_write, atomic_write_json, load_yaml
 from hpcx.preflight import SLURM_DEFAULT_MAX_ARRAY_SIZE
 from hpcx.runs import Run, create_run, discard_run, record_job
 from hpcx.schedulers import FINISHED_STATES, JobRef, get_scheduler
@@ -42,10 +42,10 @@ class PreparedSweep:
 def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any]]:
     """Read and validate a sweep file; errors name the file and the problem (exit 2 unreadable, 3 invalid)."""
     try:
-        doc = yaml.load(path.read_text(), Loader=SAFE_LOADER)
+        doc = load_yaml(path.read_text())
     except OSError as exc:
         raise UsageError(f"sweep spec {str(path)!r} cannot be read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
+    except YamlError as exc:
         raise SweepError(f"sweep spec {str(path)!r} is not valid YAML: {exc}") from exc
     return parse_spec(doc), doc
 

@@ -24,6 +24,7 @@ torch is imported inside the functions that need it; importing this module impor
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import hashlib
@@ -34,9 +35,9 @@ import os
 import pickle
 import re
 import shutil
-import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -57,7 +58,6 @@ STEP_RE = re.compile(r"^step-(\d{8,})$")
 LEFTOVER_RE = re.compile(r"^step-(\d{8,})\.(tmp|del)-")
 WRITE_BUFFER_BYTES = 8 << 20  # small pickle records are gathered into big writes; tensors go straight through
 PARALLEL_HASH_MIN_BYTES = 1 << 20  # below this, hashing in another thread costs more than it saves
-BACKGROUND_NICE = 10  # the background writer thread's nice value (Linux): it yields to the training threads
 WRITEBACK_CHUNK_BYTES = 16 << 20  # writeback of new pages is started every 16 MiB (see _HashingWriter)
 
 
@@ -117,9 +117,9 @@ def _hasher() -> ThreadPoolExecutor:
 class _HashingWriter:
     """The file object torch.save writes to: it hashes every byte while writing it, so nothing is read back.
 
-    A large write (a tensor's storage) is hashed in a second thread while this one writes it; both release the
-    GIL, so on two cores the hash costs (almost) no time. write() returns only when both are done with the
-    buffer, because torch may reuse it afterwards.
+    With ``parallel_hash`` a large write (a tensor's storage) is hashed in a second thread while this one writes
+    it; both release the GIL, so with a spare core the hash costs (almost) no time. write() returns only when
+    both are done with the buffer: torch may free it afterwards (the CPU copy of a GPU storage).
 
     Every WRITEBACK_CHUNK_BYTES it asks the kernel to start writing the new pages to disk
     (``posix_fadvise(DONTNEED)`` starts writeback of dirty pages on Linux), so the disk works while torch is
@@ -144,15 +144,11 @@ class _HashingWriter:
 
     def _write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        if view.nbytes < PARALLEL_HASH_MIN_BYTES or not self._parallel_hash:
+        hashed = None
+        if self._parallel_hash and view.nbytes >= PARALLEL_HASH_MIN_BYTES:
+            hashed = _hasher().submit(self._sha.update, view)
+        else:
             self._sha.update(view)
-            for start in range(0, view.nbytes, WRITEBACK_CHUNK_BYTES):
-                part = view[start : start + WRITEBACK_CHUNK_BYTES]
-                self._fh.write(part)
-                self.size_bytes += part.nbytes
-                self._start_writeback()
-            return view.nbytes
-        hashed = _hasher().submit(self._sha.update, view)
         try:
             for start in range(0, view.nbytes, WRITEBACK_CHUNK_BYTES):
                 part = view[start : start + WRITEBACK_CHUNK_BYTES]
@@ -160,7 +156,8 @@ class _HashingWriter:
                 self.size_bytes += part.nbytes
                 self._start_writeback()
         finally:
-            hashed.result()
+            if hashed is not None:
+                hashed.result()
         return view.nbytes
 
     def _start_writeback(self) -> None:
@@ -182,6 +179,27 @@ class _HashingWriter:
         return self._sha.hexdigest()
 
 
+_crc32_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_zip_crc32(torch: Any) -> Iterator[None]:
+    """torch.save without its CRC-32 of every zip record: the sha256 in the manifest already covers every byte,
+    and the CRC costs about 0.4 s of CPU per GB. torch has only a process-wide switch for it, so a torch.save
+    another thread runs meanwhile also skips its CRC (torch.load does not need it)."""
+    switch = getattr(torch.serialization, "set_crc32_options", None)
+    if switch is None:  # torch < 2.6: always computes it
+        yield
+        return
+    with _crc32_lock:
+        before = torch.serialization.get_crc32_options()
+        switch(False)
+        try:
+            yield
+        finally:
+            switch(before)
+
+
 def _write_file(directory: Path, name: str, obj: Any, *, parallel_hash: bool = True) -> dict[str, Any]:
     """torch.save ``obj`` to ``directory/name`` via a temp name, fsynced; returns its sha256 and size."""
     import torch
@@ -191,7 +209,8 @@ def _write_file(directory: Path, name: str, obj: Any, *, parallel_hash: bool = T
     try:
         with open(tmp, "wb", buffering=WRITE_BUFFER_BYTES) as fh:
             writer = _HashingWriter(fh, parallel_hash=parallel_hash)
-            torch.save(obj, writer)
+            with _without_zip_crc32(torch):
+                torch.save(obj, writer)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, directory / name)
@@ -277,7 +296,9 @@ class _Stager:
         if staged is None:
             on_gpu = storage.device.type == "cuda"
             staged = self._memo[key] = self._buffer(storage.nbytes(), pinned=on_gpu)
-            staged.copy_(storage, non_blocking=on_gpu)
+            as_bytes = torch.empty(0, dtype=torch.uint8)
+            source = torch.empty(0, dtype=torch.uint8, device=storage.device).set_(storage)
+            as_bytes.set_(staged).copy_(source, non_blocking=on_gpu)
             self._from_cuda = self._from_cuda or on_gpu
         out = torch.empty(0, dtype=t.dtype)
         out.set_(staged, t.storage_offset(), t.size(), t.stride())
@@ -355,19 +376,9 @@ class _Pending:
         self.thread = threading.Thread(target=self._run, args=(jobs,), name=f"hpcx-ckpt-{step}", daemon=False)
 
     def _run(self, jobs: list[tuple[str, Any]]) -> None:
-        _lower_this_threads_priority()
         # Hashing inline: a background save is not in a hurry, and a second busy thread would compete with
         # training for the cores.
         self.outcome = _write_all(self.tmp, jobs, parallel_hash=False)
-
-
-def _lower_this_threads_priority() -> None:
-    """Let the training threads win the cores: on Linux, nice is per thread."""
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
-        except OSError:
-            pass
 
 
 class Checkpointer:
@@ -401,11 +412,15 @@ class Checkpointer:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
+        """Commit a pending background save; after an exception only finish writing it (the other ranks may be
+        gone, so no collective), which leaves the step uncommitted."""
         if exc_type is None:
             self.wait()
-        elif self._pending is not None:  # the other ranks may be gone: finish writing, commit nothing
+            return
+        if self._pending is not None:
             self._pending.thread.join()
             self._pending = None
+        self._join_deleter()
 
     # ------------------------------------------------------------ saving
 
@@ -417,8 +432,9 @@ class Checkpointer:
         per_rank: Any = None,
         background: bool = False,
     ) -> Path:
-        """Save ``step``: ``state`` (replicated: rank 0's copy is written) and ``per_rank`` (every rank's own,
-        together with its RNG state, captured here). Returns the step directory.
+        """Save ``step``: ``state`` (replicated: only rank 0's copy is written, other ranks may pass None) and
+        ``per_rank`` (every rank's own, together with its RNG state, captured here). Returns the step directory.
+        Steps should grow: rotation keeps the ``keep`` highest.
 
         Synchronous saves return once the step is committed on disk and ``latest`` names it. With
         ``background=True`` the state is copied to the CPU now, written in a thread, and committed at the next

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
-import yaml
-
+from hpcx import __version__
 from hpcx.errors import ConfigError
-from hpcx.fsutil import SAFE_LOADER
+from hpcx.fsutil import YamlError, atomic_write, cache_dir, load_yaml
 from hpcx.site.model import Launcher, NamedResource, Partition, Site, build_site, builtin_local_doc
 from hpcx.site.schema import validate
 
@@ -43,25 +43,58 @@ def load_site(path: str | None, *, cluster: str | None = None) -> Site:
             f"site file {str(p)!r} cannot be read: {exc.strerror}",
             hint="pass an existing file with --site or HPCX_SITE",
         ) from exc
-    try:
-        doc = yaml.load(raw, Loader=SAFE_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(
-            f"site file {str(p)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"
-        ) from exc
-    problems = validate(doc)
-    if problems:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ConfigError(f"site file {str(p)!r} is invalid:\n  {shown}{more}")
+    doc = _cached(raw)
+    if doc is None:
+        doc = _parse_and_validate(p, raw)
+        _cache(raw, doc)
     if cluster is not None and cluster not in doc["clusters"]:
         raise ConfigError(
             f"cluster {cluster!r} is not in site file {str(p)!r}",
             hint=f"known clusters: {', '.join(doc['clusters'])}",
         )
     return build_site(doc, source=str(p.resolve()), raw=raw, cluster=cluster)
+
+
+def _parse_and_validate(p: Path, raw: bytes) -> Any:
+    try:
+        doc = load_yaml(raw)
+    except YamlError as exc:
+        raise ConfigError(f"site file {str(p)!r} is not valid YAML{exc.where}: {exc.problem}") from exc
+    problems = validate(doc)
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ConfigError(f"site file {str(p)!r} is invalid:\n  {shown}{more}")
+    return doc
+
+
+def _cache_path(raw: bytes) -> Path | None:
+    """Where the validated form of these exact bytes is cached (per hpcx version: the schema may change)."""
+    import hashlib
+
+    base = cache_dir()
+    if base is None:
+        return None
+    key = hashlib.sha256(__version__.encode() + b"\0" + raw).hexdigest()
+    return base / f"site-{key}.json"
+
+
+def _cached(raw: bytes) -> Any:
+    path = _cache_path(raw)
+    try:
+        return json.loads(path.read_text()) if path is not None and path.exists() else None
+    except (OSError, ValueError):
+        return None  # a damaged cache entry is ignored and rewritten
+
+
+def _cache(raw: bytes, doc: Any) -> None:
+    """Keep the validated document as JSON: the next command skips YAML and validation (login nodes are slow)."""
+    path = _cache_path(raw)
+    if path is not None:
+        try:
+            atomic_write(path, json.dumps(doc))
+        except OSError:
+            pass
 
 
 def runs_root(site: Site, user_root: str | None = None) -> tuple[Path, str]:

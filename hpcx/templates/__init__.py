@@ -17,6 +17,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from hpcx.errors import TemplateError
+from hpcx.fsutil import cache_dir
 from hpcx.templates.quoting import Shell, join_argv, quote
 
 SUFFIX = ".sbatch.j2"
@@ -58,8 +59,11 @@ class Rendered:
 @functools.lru_cache(maxsize=8)
 def _environment(dirs: tuple[Path, ...]) -> ImmutableSandboxedEnvironment:
     """One environment per search path: Jinja caches compiled templates in it (and checks their mtimes)."""
+    cache = cache_dir("jinja")
     env = ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+        # Compiled templates kept on disk (keyed by the source's checksum): a new process skips compiling.
+        bytecode_cache=jinja2.FileSystemBytecodeCache(str(cache)) if cache else None,
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

@@ -101,3 +101,15 @@ def test_preflight_accepts_what_fits_and_rejects_each_limit():
     ]:
         with pytest.raises(RejectedError, match=words):
             check(res, site)
+
+
+def test_validated_site_is_cached_and_a_damaged_cache_is_ignored(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = load_site(str(TESTBED))
+    (entry,) = (tmp_path / "cache" / "hpcx").glob("site-*.json")
+    assert load_site(str(TESTBED)) == first  # served from the cache: no YAML, no validation
+    entry.write_text("{not json")
+    assert load_site(str(TESTBED)) == first  # damaged: parsed again and rewritten
+    site = tmp_path / "site.yaml"
+    site.write_text(TESTBED.read_text().replace('max_time: "00:30:00"', 'max_time: "00:20:00"'))
+    assert load_site(str(site)).partitions["debug"].max_time_min == 20  # other bytes, other entry
