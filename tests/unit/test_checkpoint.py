@@ -345,6 +345,26 @@ def test_a_background_save_keeps_shared_storages_shared(tmp_path):
     assert torch.equal(loaded["view"], torch.tensor([2.0, 3.0, 4.0]))
 
 
+def test_background_saves_reuse_their_staging_buffers_without_mixing_steps(tmp_path):
+    w = torch.ones(1000)
+    cp = Checkpointer(tmp_path, keep=None)
+    cp.save(1, {"w": w}, background=True)
+    w.mul_(2)
+    cp.save(2, {"w": w}, background=True)  # the same buffer again, once step 1 is written
+    cp.save(3, {"w": torch.arange(7.0), "extra": torch.zeros(3)}, background=True)  # other sizes
+    cp.wait()
+    for step, expected in [(1, torch.ones(1000)), (2, torch.full((1000,), 2.0)), (3, torch.arange(7.0))]:
+        (tmp_path / "latest").write_text(f"step-{step:08d}\n")
+        assert torch.equal(cp.load().state["w"], expected)
+
+
+def test_saving_leaves_torchs_crc32_switch_as_it_was(tmp_path):
+    if not hasattr(torch.serialization, "set_crc32_options"):
+        pytest.skip("this torch always computes the CRC")
+    Checkpointer(tmp_path).save(1, {"w": torch.ones(3)})
+    assert torch.serialization.get_crc32_options() is True
+
+
 def test_a_background_save_is_committed_by_the_next_save(tmp_path):
     cp = Checkpointer(tmp_path)
     cp.save(1, {"v": 1}, background=True)
