@@ -34,8 +34,11 @@ def job_states(runs: Sequence[Run]) -> list[dict[str, Any]]:
             "exit_code": None,
             "reason": None,
             "nodes": None,
+            "elapsed_s": None,
+            "source": None,
+            "tasks": None,
             "finished": False,
-        }
+        }  # the same keys whether or not the scheduler still knows the job
         if job:
             by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(
                 (run, JobRef(str(job["job_id"]), run.dir))

@@ -51,3 +51,14 @@ def test_completion_offers_kinds_partitions_and_runs(hpcx):
     for shell in ("bash", "zsh", "fish"):
         assert "_HPCX_COMPLETE" in hpcx("completion", shell).stdout
     assert os.environ.get("_HPCX_COMPLETE") is None
+
+
+def test_status_rows_keep_their_keys_for_a_lost_job(hpcx, runs_root):
+    import json as _json
+
+    run = runs_root / "20260101-000000-bbbbbb"
+    run.mkdir()
+    (run / "job.json").write_text(_json.dumps({"scheduler": "local", "job_id": "nojob", "kind": "serial"}))
+    (row,) = hpcx.json("status", "20260101-000000-bbbbbb")["runs"]
+    assert set(row) == {"run_id", "job_id", "kind", "state", "exit_code", "reason", "nodes", "finished",
+                        "elapsed_s", "source", "tasks"}  # fmt: skip
