@@ -82,10 +82,6 @@ def parse_pairs(option: str, pairs: tuple[str, ...] | list[str]) -> dict[str, st
     return out
 
 
-def parse_sets(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
-    return parse_pairs("--set", pairs)
-
-
 def _named_directives(named: dict[str, str], site: Site) -> list[tuple[str, str]]:
     """``--resource NAME=VALUE`` pairs as (flag, value), for resources the site names."""
     out = []

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from hpcx import submission
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.cli.complete import complete_kind, complete_partition, complete_run
 from hpcx.cli.views import (
@@ -22,7 +21,12 @@ from hpcx.cli.views import (
 )
 from hpcx.runs import find_run, list_runs
 from hpcx.schedulers import JobRef, get_scheduler
-from hpcx.submission import Prepared, Request, parse_pairs, resolve
+
+if TYPE_CHECKING:
+    from hpcx.submission import Prepared
+
+# hpcx.submission (and with it Jinja) is imported inside the commands that render: status, logs and cancel
+# stay light on a login node.
 
 RESOURCE_OPTIONS = [
     click.option("--partition", "-p", shell_complete=complete_partition,
@@ -55,6 +59,8 @@ def resource_options(fn: Any) -> Any:
 def _prepare(obj: Ctx, target: str, command: tuple[str, ...], opts: dict[str, Any],
              after: tuple[str, ...] = ()) -> Prepared:  # fmt: skip
     """KIND or SCRIPT plus options -> a resolved, checked request."""
+    from hpcx.submission import Request, parse_pairs, resolve
+
     script = Path(target) if ("/" in target or target.endswith((".sh", ".sbatch"))) else None
     if script is not None and not script.is_file():
         raise click.BadParameter(
@@ -124,6 +130,8 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...]
         doc = {"dry_run": True, **submit_preview(prep, Path.cwd(), root)}
         obj.emit("submit", doc, lambda d: f"{d['script'].rstrip()}\n\n# {d['explain']}")
         return
+    from hpcx import submission
+
     result = submission.submit(prep, Path.cwd(), root)
     obj.emit("submit", result, lambda d: f"submitted run {d['run_id']} as {d['scheduler']} job {d['job_id']} "
              f"(partition {d['partition']})\n  run directory: {d['run_dir']}")  # fmt: skip
@@ -200,7 +208,9 @@ def rerun(obj: Ctx, run: str, dry_run: bool) -> None:
 
     Every difference that cannot be restored (code, site file, modules, Slurm, hpcx) is printed as a warning.
     """
+    from hpcx import submission
     from hpcx.rerun import differences, like_request
+    from hpcx.submission import resolve
 
     found = find_run(obj.runs_root[0], run)
     request = like_request(found)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hpcx.runs import Run
 from hpcx.schedulers import FINISHED_STATES, JobRef, get_scheduler
 from hpcx.schedulers.base import overall_state
-from hpcx.submission import Prepared, render_preview, script_args
+
+if TYPE_CHECKING:
+    from hpcx.submission import Prepared
 
 LOG_TAIL_LINES = 40
 
@@ -96,6 +98,8 @@ def tail_logs(run: Run, lines: int) -> dict[str, Any]:
 
 def submit_preview(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
     """What --dry-run and render show: the script, where each value came from, and how the partition was chosen."""
+    from hpcx.submission import render_preview, script_args
+
     res = prep.spec.resources
     if prep.choice:
         explain = prep.choice["why"]
