@@ -109,7 +109,8 @@ def refresh_index(root: Path, *, rebuild: bool = False) -> RunIndex:
         else:
             index.rows.append(_read_row(run_id, root / run_id, sig, old))
             reads += 1
-    if rebuild or reads or len(index.rows) != len(stored):
+    # Written when anything changed, and always the first time, so every refresh leaves an index behind.
+    if rebuild or reads or len(index.rows) != len(stored) or not index_path(root).exists():
         index.save()
     return index
 
