@@ -49,3 +49,22 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(record, dict) and record.get("v") == FORMAT_VERSION:
                 yield record
+
+
+def read_io_totals(profile_dir: str | os.PathLike[str]) -> dict[int, dict[str, dict[str, float]]]:
+    """Per rank, the I/O totals of ``io-rank-*.jsonl`` (hpcx.io.metrics): each process file's last record,
+    summed over the processes of a rank (its main process and its DataLoader workers)."""
+    per_rank: dict[int, dict[str, dict[str, float]]] = {}
+    for path in sorted(Path(profile_dir).glob("io-rank-*.jsonl")):
+        last = None
+        for record in read_records(path):
+            if record.get("type") == "io":
+                last = record
+        if last is None:
+            continue
+        rank = per_rank.setdefault(int(last["rank"]), {})
+        for op in ("read", "write"):
+            entry = rank.setdefault(op, {"bytes": 0, "seconds": 0.0, "calls": 0})
+            for key in entry:
+                entry[key] += last.get(op, {}).get(key, 0)
+    return per_rank

@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         env.update(task_env(row))
         args.command = fill_command(args.command, row)
+    profile_dir = _profile_dir(args)
+    if profile_dir is not None:
+        env["HPCX_PROFILE_DIR"] = str(profile_dir)  # in-process records (hpcx.io.metrics) go beside ours
     t0 = time.time()
     try:
         child = subprocess.Popen(args.command, env=env)
@@ -91,7 +94,6 @@ def main(argv: list[str] | None = None) -> int:
         return 127
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
-    profile_dir = _profile_dir(args)
     writer = sampler = None
     if profile_dir is not None:
         writer = RecordWriter(rank_file(profile_dir, rank.rank))
