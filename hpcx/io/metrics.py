@@ -40,7 +40,13 @@ def _check_fork() -> None:
     """A forked child (a DataLoader worker) starts its own totals and its own file."""
     global _pid, _totals, _writer, _writer_failed, _last_flush
     if _pid != os.getpid():
-        _pid, _totals, _writer, _writer_failed, _last_flush = os.getpid(), _fresh(), None, False, time.monotonic()
+        _pid, _totals, _writer, _writer_failed, _last_flush = (
+            os.getpid(),
+            _fresh(),
+            None,
+            False,
+            time.monotonic(),
+        )
 
 
 def profile_dir() -> Path | None:
@@ -87,21 +93,45 @@ def flush() -> None:
         _last_flush = time.monotonic()
         if _writer_failed or not any(_totals[op]["calls"] for op in OPS):
             return
-        if _writer is None:
-            directory = profile_dir()
-            if directory is None:
-                return
-            try:
-                _writer = RecordWriter(directory / f"io-rank-{_rank():05d}-p{os.getpid()}.jsonl")
-            except OSError:
-                _writer_failed = True  # accounting must never break the job's I/O
-                return
+        if _writer is None and not _open_writer():
+            return
+        assert _writer is not None
         record = {"type": "io", "t": time.time(), "rank": _rank(), "pid": os.getpid(),
                   **{k: dict(v) for k, v in _totals.items()}}  # fmt: skip
         try:
             _writer.write(record)
         except OSError:
             _writer_failed = True
+
+
+def event(kind: str, **fields: Any) -> None:
+    """Record a one-off fact about this process's I/O now (e.g. the HDF5 layout chosen and why)."""
+    global _writer, _writer_failed
+    with _lock:
+        _check_fork()
+        if _writer_failed:
+            return
+        if _writer is None and not _open_writer():
+            return
+        assert _writer is not None
+        try:
+            _writer.write({"type": kind, "t": time.time(), "rank": _rank(), "pid": os.getpid(), **fields})
+        except OSError:
+            _writer_failed = True
+
+
+def _open_writer() -> bool:
+    """Open this process's record file (the lock is held); False outside a run or when it cannot be made."""
+    global _writer, _writer_failed
+    directory = profile_dir()
+    if directory is None:
+        return False
+    try:
+        _writer = RecordWriter(directory / f"io-rank-{_rank():05d}-p{os.getpid()}.jsonl")
+    except OSError:
+        _writer_failed = True  # accounting must never break the job's I/O
+        return False
+    return True
 
 
 class timed:
