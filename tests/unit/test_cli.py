@@ -17,6 +17,8 @@ COMMANDS = [
     ["site"],
     ["site", "validate"],
     ["site", "show"],
+    ["data"],
+    ["data", "info"],
 ]
 
 
