@@ -1,0 +1,496 @@
+"""The training reader: whole batches from HDF5 datasets for one rank, safe in DataLoader workers, resumable
+exactly in the middle of an epoch.
+
+    reader = HDF5Reader(["a.h5", "b.h5"], ["x", "y"], batch_size=64, seed=root_seed)
+    reader.load_state_dict(checkpoint["reader"])          # when resuming
+    for x, y in reader.loader(num_workers=2):              # the rest of the current epoch
+        ...                                                # checkpoint["reader"] = reader.state_dict()
+
+The rows of all files, in order, are cut into blocks: runs of rows aligned to the datasets' chunks (about
+:data:`TARGET_BLOCK_BYTES` per block; a fixed row count for contiguous datasets). An epoch is one stream of
+rows: the blocks in an order shuffled by ``derive_seed(seed, "reader", epoch, ...)``, each block's rows shuffled
+inside it. Rank ``r`` of ``R`` takes the ``r``-th of ``R`` equal contiguous slices of that stream, cut into
+batches; the stream's tail that does not fill a batch on every rank is dropped (``DistributedSampler``'s
+``drop_last``), so every rank has ``len(reader)`` batches in every epoch and DDP never waits for a missing one.
+A batch is built from slices of the blocks it covers, each block read with one ``read_direct`` per dataset.
+
+DataLoader worker ``w`` of ``W`` yields the batches ``i`` with ``(i - position) % W == w``; the DataLoader hands
+its workers' batches to the main process round-robin, in order, so the loop sees batches ``position,
+position + 1, ...``, the same as without workers. :meth:`HDF5Reader.loader` counts the batches the loop has
+taken: that count is the position in :meth:`HDF5Reader.state_dict`. Files are opened inside the process that
+reads, when it starts reading, and closed when it stops: nothing unpicklable is held in between, so fork and
+spawn are both safe. Nothing here imports MPI.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import h5py
+import numpy as np
+import torch
+import torch.utils.data
+
+from hpcx.errors import RuntimeFailure, UsageError
+from hpcx.io import metrics
+from hpcx.runtime.rankenv import detect
+from hpcx.runtime.seeds import derive_seed
+
+# Large enough that a read costs far more than its Python call, small enough to leave blocks to shuffle.
+TARGET_BLOCK_BYTES = 1 << 20
+MAX_LCM_FACTOR = 8  # datasets chunked 64 and 1000 rows: an lcm of 8000 rows would be too coarse to shuffle
+Batch = Union[torch.Tensor, tuple[torch.Tensor, ...]]
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]  # of one row
+
+    @property
+    def row_bytes(self) -> int:
+        return self.dtype.itemsize * math.prod(self.shape)
+
+
+def _open(path: str) -> h5py.File:
+    """``path`` opened read-only, or a UsageError that says why not."""
+    if not Path(path).is_file():
+        raise UsageError(f"HDF5 file {path} does not exist", hint="every rank must see the same files")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise UsageError(f"{path} is not a readable HDF5 file: {exc}") from exc
+
+
+def _datasets(f: h5py.File, path: str, names: Sequence[str]) -> list[h5py.Dataset]:
+    """The datasets ``names`` of ``f``, checked to have rows and the same number of them."""
+    found = []
+    for name in names:
+        obj = f.get(name)
+        if not isinstance(obj, h5py.Dataset):
+            what = "is not a dataset" if obj is not None else "does not exist"
+            raise UsageError(
+                f"{name!r} in {path} {what}", hint=f"datasets there: {', '.join(_dataset_names(f)) or 'none'}"
+            )
+        if obj.ndim == 0:
+            raise UsageError(f"{name!r} in {path} is a scalar", hint="the reader needs rows along axis 0")
+        found.append(obj)
+    lengths = {d.name.lstrip("/"): d.shape[0] for d in found}
+    if len(set(lengths.values())) > 1:
+        raise UsageError(
+            f"datasets in {path} have different lengths: {lengths}",
+            hint="inputs and labels must have one row per sample",
+        )
+    return found
+
+
+def _dataset_names(f: h5py.File) -> list[str]:
+    names: list[str] = []
+    f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return names
+
+
+def _columns(dsets: list[h5py.Dataset], path: str) -> list[_Column]:
+    """What one row of each dataset is; the byte order made native (HDF5 converts on read), as torch needs."""
+    columns = []
+    for d in dsets:
+        dtype = np.dtype(d.dtype).newbyteorder("=")
+        try:
+            torch.from_numpy(np.empty(0, dtype))
+        except TypeError as exc:
+            raise UsageError(
+                f"{d.name} in {path} has dtype {d.dtype}, which torch cannot hold",
+                hint="store numbers (float, int, uint8, bool)",
+            ) from exc
+        columns.append(_Column(d.name.lstrip("/"), dtype, tuple(d.shape[1:])))
+    return columns
+
+
+def default_block_rows(dsets: Sequence[h5py.Dataset], batch_size: int) -> int:
+    """Rows per block for datasets read together, about TARGET_BLOCK_BYTES in all: a multiple of every
+    dataset's chunk rows (of the dataset with the most bytes per row when a common multiple would be huge), and
+    of ``batch_size`` when that costs little, so that batches rarely straddle two blocks (which costs a copy)."""
+    row_bytes = max(1, sum(d.dtype.itemsize * math.prod(d.shape[1:]) for d in dsets))
+    unit = _common_rows([d.chunks[0] for d in dsets if d.chunks])
+    if unit is None:
+        unit = max(
+            (d for d in dsets if d.chunks), key=lambda d: d.dtype.itemsize * math.prod(d.shape[1:])
+        ).chunks[0]
+    with_batch = _common_rows([unit, batch_size])
+    if with_batch is not None and with_batch * row_bytes <= 2 * TARGET_BLOCK_BYTES:
+        unit = with_batch
+    return unit * max(1, TARGET_BLOCK_BYTES // (unit * row_bytes))
+
+
+def _common_rows(rows: list[int]) -> int | None:
+    """The least common multiple of ``rows`` (1 for none), or None when it is much larger than any of them."""
+    common = math.lcm(*rows) if rows else 1
+    return common if not rows or common <= MAX_LCM_FACTOR * max(rows) else None
+
+
+class _EpochPlan:
+    """Where one rank's batches of one epoch lie: the epoch's block order and each batch's stream rows."""
+
+    def __init__(self, sizes: np.ndarray, order: np.ndarray, first_row: int, batch_size: int) -> None:
+        self.order = order.tolist()
+        self.sizes = sizes[order].tolist()
+        self.ends = np.cumsum(sizes[order]).tolist()  # stream row where each block (in epoch order) ends
+        self.first_row = first_row
+        self.batch_size = batch_size
+
+    def pieces(self, i: int) -> list[tuple[int, int, int]]:
+        """Batch ``i`` as ``(stream block j, lo, hi)``: rows lo:hi of the j-th block (after its shuffle)."""
+        start = self.first_row + i * self.batch_size
+        stop = start + self.batch_size
+        first = bisect.bisect_right(self.ends, start)
+        last = bisect.bisect_right(self.ends, stop - 1)
+        out = []
+        for j in range(first, last + 1):
+            begin = self.ends[j] - self.sizes[j]
+            out.append((j, max(start, begin) - begin, min(stop, self.ends[j]) - begin))
+        return out
+
+
+class _Source:
+    """One dataset of one file, read one block (rows lo:hi) per call into a new array.
+
+    A contiguous dataset's rows are raw bytes at one offset of the file: they are copied out of a memory map,
+    which costs what ``np.memmap`` costs and skips HDF5's per-call overhead (like any memory map, a file
+    truncated while mapped ends the process with SIGBUS). Chunked (maybe compressed) and unallocated datasets
+    are read by HDF5, one hyperslab per block.
+    """
+
+    def __init__(self, f: h5py.File, column: _Column) -> None:
+        d = f[column.name]
+        self.column, self.dataset = column, d.id
+        self.map: np.ndarray | None = None
+        offset = d.id.get_offset() if d.chunks is None and not d.external and not d.is_virtual else None
+        file_bytes = d.dtype.itemsize * math.prod(d.shape)
+        if offset is not None and d.dtype.kind in "iuf" and d.id.get_storage_size() == file_bytes > 0:
+            # H5Dget_offset counts from the start of the file, user block included
+            self.map = np.asarray(
+                np.memmap(f.filename, dtype=d.dtype, mode="r", offset=offset, shape=d.shape)
+            )
+        self.space = d.id.get_space()
+        self.scratch = np.empty((0, *column.shape), column.dtype)
+
+    def read(self, lo: int, hi: int, perm: np.ndarray | None) -> np.ndarray:
+        """Rows lo:hi, in the order ``perm`` (indices into the block) when given."""
+        if self.map is not None:
+            rows = self.map[lo:hi]
+            out = np.take(rows, perm, axis=0) if perm is not None else np.array(rows)
+            return out.astype(self.column.dtype, copy=False)  # byte order made native
+        out = np.empty((hi - lo, *self.column.shape), self.column.dtype)
+        # shuffled blocks go through a reused buffer, from which the shuffle copies them out
+        target = out if perm is None else self._scratch(hi - lo)
+        tail = self.column.shape
+        self.space.select_hyperslab((lo, *(0 for _ in tail)), (hi - lo, *tail))
+        self.dataset.read(h5py.h5s.create_simple(target.shape), self.space, target)
+        return out if perm is None else np.take(target, perm, axis=0, out=out)
+
+    def _scratch(self, rows: int) -> np.ndarray:
+        if len(self.scratch) < rows:
+            self.scratch = np.empty((rows, *self.column.shape), self.column.dtype)
+        return self.scratch[:rows]
+
+
+class _BlockCache:
+    """Reads blocks in the process that uses them and keeps those of the last batch it built.
+
+    Consecutive batches share at most their boundary blocks, and a worker's next batch starts no earlier than
+    its last one ended, so keeping the last batch's blocks reads every block once per process.
+    """
+
+    def __init__(self, reader: HDF5Reader, plan: _EpochPlan, epoch: int) -> None:
+        self.reader, self.plan, self.epoch = reader, plan, epoch
+        self.files: dict[int, tuple[h5py.File, list[_Source]]] = {}
+        self.blocks: dict[int, list[np.ndarray]] = {}
+
+    def batch(self, i: int) -> Batch:
+        pieces = self.plan.pieces(i)
+        if len(pieces) == 1:  # the common case: views of one block, no copy
+            j, lo, hi = pieces[0]
+            block = self.blocks.get(j)
+            if block is None:
+                block = self._load(j)
+                self.blocks = {j: block}
+            columns = [torch.from_numpy(a[lo:hi]) for a in block]
+        else:
+            self.blocks = {j: self.blocks.get(j) or self._load(j) for j, _, _ in pieces}
+            columns = [
+                torch.from_numpy(np.concatenate([self.blocks[j][c][lo:hi] for j, lo, hi in pieces]))
+                for c in range(len(self.reader.columns))
+            ]
+        return columns[0] if self.reader.single else tuple(columns)
+
+    def _load(self, j: int) -> list[np.ndarray]:
+        block = self.plan.order[j]
+        file_index, lo, hi = self.reader.blocks[block]
+        path = self.reader.paths[file_index]
+        perm = None
+        if self.reader.shuffle:
+            perm = np.random.default_rng(derive_seed(self.reader.seed, "reader", self.epoch, "block", block))
+            perm = perm.permutation(hi - lo)
+        t0 = time.perf_counter()
+        try:
+            arrays = [source.read(lo, hi, perm) for source in self._sources(file_index, path)]
+        except (OSError, KeyError, ValueError) as exc:
+            raise RuntimeFailure(
+                f"reading rows {lo}:{hi} of {path} failed: {exc}",
+                hint="the reader's files must not change while it reads them",
+            ) from exc
+        metrics.add("read", sum(a.nbytes for a in arrays), time.perf_counter() - t0)
+        return arrays
+
+    def _sources(self, file_index: int, path: str) -> list[_Source]:
+        if file_index not in self.files:
+            f = h5py.File(path, "r")
+            self.files[file_index] = (f, [_Source(f, column) for column in self.reader.columns])
+        return self.files[file_index][1]
+
+    def close(self) -> None:
+        for f, _ in self.files.values():
+            f.close()
+        self.files.clear()
+
+
+class HDF5Reader(torch.utils.data.IterableDataset):
+    """Batches of rows from datasets ``names`` (same length in each file; rows of ``files`` concatenated) for
+    rank ``rank`` of ``world_size`` (default: :func:`hpcx.runtime.rankenv.detect`).
+
+    Each item is a batch: one tensor per name (a tuple), or one tensor when ``names`` is a string. ``seed`` is
+    the run's root seed, the same on every rank: the ranks split one shuffled stream between them. Iterate with
+    :meth:`loader`, which keeps :attr:`epoch` and :attr:`position` (the next batch) up to date; iterating the
+    dataset itself, or a DataLoader over it, yields the rest of the current epoch without counting.
+    ``block_rows`` overrides the rows per block (see :func:`default_block_rows`; chunk multiples read best).
+    Raises UsageError for missing files or datasets, datasets of different lengths or row shapes, and a batch
+    larger than a rank's share of the rows.
+    """
+
+    def __init__(
+        self,
+        files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        names: str | Sequence[str],
+        *,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        block_rows: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.paths = (
+            [os.fspath(files)] if isinstance(files, (str, os.PathLike)) else [os.fspath(p) for p in files]
+        )
+        self.single = isinstance(names, str)
+        self.names = [names] if isinstance(names, str) else list(names)
+        if not self.paths or not self.names:
+            raise UsageError("the reader needs at least one file and one dataset name")
+        _check_int("batch_size", batch_size, 1)
+        _check_int("seed", seed, 0)
+        if block_rows is not None:
+            _check_int("block_rows", block_rows, 1)
+        if rank is None or world_size is None:
+            env = detect()
+            rank = env.rank if rank is None else rank
+            world_size = env.size if world_size is None else world_size
+        _check_int("world_size", world_size, 1)
+        _check_int("rank", rank, 0)
+        if rank >= world_size:
+            raise UsageError(f"rank {rank} is not below world_size {world_size}")
+        self.batch_size, self.shuffle, self.seed = batch_size, bool(shuffle), seed
+        self.rank, self.world_size = rank, world_size
+        self.columns, self.blocks = self._inspect(block_rows)
+        self.rows = sum(hi - lo for _, lo, hi in self.blocks)
+        self.batches_per_epoch = self.rows // world_size // batch_size
+        if self.batches_per_epoch == 0:
+            raise UsageError(
+                f"batch_size {batch_size} is larger than a rank's share of the rows ({self.rows} rows over "
+                f"{world_size} ranks: {self.rows // world_size} each)",
+                hint="use a smaller batch, fewer ranks or more data",
+            )
+        self.epoch, self.position = 0, 0
+
+    def _inspect(self, block_rows: int | None) -> tuple[list[_Column], list[tuple[int, int, int]]]:
+        """Every file's datasets checked against the first file's; blocks as (file index, start, stop)."""
+        columns: list[_Column] = []
+        blocks: list[tuple[int, int, int]] = []
+        for index, path in enumerate(self.paths):
+            with _open(path) as f:
+                dsets = _datasets(f, path, self.names)
+                found = _columns(dsets, path)
+                if columns and found != columns:
+                    raise UsageError(
+                        f"datasets in {path} differ from those in {self.paths[0]}: {found} vs {columns}",
+                        hint="every file needs the same dtypes and row shapes",
+                    )
+                columns, rows = found, dsets[0].shape[0]
+                step = block_rows or default_block_rows(dsets, self.batch_size)
+            blocks += [(index, lo, min(lo + step, rows)) for lo in range(0, rows, step)]
+        return columns, blocks
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank (the same on every rank)."""
+        return self.batches_per_epoch
+
+    def _plan(self, epoch: int) -> _EpochPlan:
+        """This rank's batches of ``epoch``: blocks in shuffled order (or file order), the rank's slice of rows."""
+        sizes = np.array([hi - lo for _, lo, hi in self.blocks], dtype=np.int64)
+        order = np.arange(len(sizes))
+        if self.shuffle:
+            rng = np.random.default_rng(derive_seed(self.seed, "reader", epoch, "blocks"))
+            order = rng.permutation(order)
+        first_row = self.rank * self.batches_per_epoch * self.batch_size
+        return _EpochPlan(sizes, order, first_row, self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        """The rest of the current epoch from :attr:`position`; in a DataLoader worker, only its share."""
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return self._read(self.epoch, range(self.position + worker, self.batches_per_epoch, workers))
+
+    def _read(self, epoch: int, indices: range) -> Iterator[Batch]:
+        cache = _BlockCache(self, self._plan(epoch), epoch)
+        try:
+            for i in indices:
+                yield cache.batch(i)
+        finally:
+            cache.close()
+            metrics.flush()  # DataLoader workers end without atexit: write their totals now
+
+    def loader(
+        self,
+        num_workers: int = 0,
+        *,
+        multiprocessing_context: Any = None,
+        pin_memory: bool = False,
+        prefetch_factor: int | None = None,
+        worker_init_fn: Any = None,
+        timeout_s: float = 0,
+    ) -> ReaderLoader:
+        """An iterable over the rest of the current epoch through a DataLoader with ``num_workers`` workers
+        (``batch_size=None``: the reader's items are whole batches), counting the batches the loop takes."""
+        kwargs = {"num_workers": num_workers, "multiprocessing_context": multiprocessing_context,
+                  "pin_memory": pin_memory, "prefetch_factor": prefetch_factor,
+                  "worker_init_fn": worker_init_fn, "timeout": timeout_s}  # fmt: skip
+        return ReaderLoader(self, kwargs)
+
+    def epoch_batches(self, epoch: int) -> EpochBatches:
+        """The batches of ``epoch`` as a map-style dataset: item ``i`` is batch ``i`` (for samplers)."""
+        return EpochBatches(self, epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The next batch to read (epoch, position) and what must not change for it to mean the same batch.
+
+        Plain ints, bools and strings: ``torch.load(weights_only=True)`` reads it back.
+        """
+        return {"epoch": self.epoch, "position": self.position, **self._layout()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (what :meth:`state_dict` returned). Raises UsageError when it was taken with
+        other files, batch size, seed, shuffle, blocks, rank or world size: its position would mean other rows."""
+        layout = self._layout()
+        changed = {k: (state.get(k), v) for k, v in layout.items() if state.get(k) != v}
+        if changed:
+            detail = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise UsageError(
+                f"the reader state was saved for a different reader ({detail})",
+                hint="resume with the same files, batch size, seed, shuffle, block rows and ranks",
+            )
+        epoch, position = state.get("epoch"), state.get("position")
+        _check_int("state['epoch']", epoch, 0)
+        _check_int("state['position']", position, 0)
+        if position > self.batches_per_epoch:
+            raise UsageError(f"position {position} is beyond the epoch's {self.batches_per_epoch} batches")
+        self.epoch, self.position = epoch, position - 1
+        self.advance()  # a state taken after an epoch's last batch continues with the next epoch
+
+    def _layout(self) -> dict[str, Any]:
+        return {"rows": self.rows, "blocks": len(self.blocks), "block_sizes": _digest(self.blocks),
+                "batch_size": self.batch_size, "batches_per_epoch": self.batches_per_epoch,
+                "seed": self.seed, "shuffle": self.shuffle, "rank": self.rank,
+                "world_size": self.world_size}  # fmt: skip
+
+    def advance(self) -> None:
+        """Count one batch taken by the loop; after the epoch's last, the next epoch begins at batch 0."""
+        self.position += 1
+        if self.position >= self.batches_per_epoch:
+            self.epoch, self.position = self.epoch + 1, 0
+
+
+class ReaderLoader:
+    """What :meth:`HDF5Reader.loader` returns: each iteration reads the rest of the reader's current epoch.
+
+    A new DataLoader per iteration, so its workers start from the reader's state at that moment (persistent
+    workers would keep an old one). Its generator is seeded from (seed, rank, epoch, position): creating it
+    draws nothing from torch's global generator, which would change the training's random stream on resume.
+    """
+
+    def __init__(self, reader: HDF5Reader, dataloader_kwargs: dict[str, Any]) -> None:
+        self.reader = reader
+        self.dataloader_kwargs = dataloader_kwargs
+
+    def __iter__(self) -> Iterator[Batch]:
+        reader, kwargs = self.reader, self.dataloader_kwargs
+        batches: Iterator[Batch] = iter(reader)  # what a DataLoader without workers does, less ~10 us a batch
+        if kwargs["num_workers"] > 0 or kwargs["pin_memory"]:
+            generator = torch.Generator()
+            generator.manual_seed(
+                derive_seed(reader.seed, "loader", reader.rank, reader.epoch, reader.position)
+            )
+            batches = iter(
+                torch.utils.data.DataLoader(reader, batch_size=None, generator=generator, **kwargs)
+            )
+        for batch in batches:
+            reader.advance()  # before the loop body runs: a checkpoint taken there counts this batch as read
+            yield batch
+
+
+class EpochBatches(torch.utils.data.Dataset):
+    """Map-style view of one epoch: ``ds[i]`` is batch ``i`` of the reader's rank in ``epoch``.
+
+    Use it with ``DataLoader(ds, batch_size=None, sampler=range(position, len(ds)))``. Files are opened on first
+    use in each process and reopened after a fork; the open files are never pickled.
+    """
+
+    def __init__(self, reader: HDF5Reader, epoch: int) -> None:
+        self.reader, self.epoch = reader, epoch
+        self._cache: _BlockCache | None = None
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return self.reader.batches_per_epoch
+
+    def __getitem__(self, i: int) -> Batch:
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} is outside the epoch's {len(self)} batches")
+        if self._cache is None or self._pid != os.getpid():
+            self._cache = _BlockCache(
+                self.reader, self.reader._plan(self.epoch), self.epoch
+            )  # no inherited file
+            self._pid = os.getpid()
+        return self._cache.batch(i)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"reader": self.reader, "epoch": self.epoch, "_cache": None, "_pid": -1}
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{name} must be an integer >= {minimum}, not {value!r}")
+
+
+def _digest(blocks: list[tuple[int, int, int]]) -> str:
+    """A short fingerprint of the block layout, so a resume over other files or block sizes is caught."""
+    text = ";".join(f"{f},{lo},{hi}" for f, lo, hi in blocks)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
