@@ -8,7 +8,7 @@ from typing import Any
 
 from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write_json
-from hpcx.records import read_records
+from hpcx.records import read_io_totals, read_records
 from hpcx.runs import Run
 
 REPORT_SCHEMA = "hpcx.report/1"
@@ -86,7 +86,32 @@ def build_report(run: Run) -> dict[str, Any]:
             "exit_code": max((c for c in exits if c is not None), default=None),
         },
         "ranks": ranks,
+        "io": summarize_io(run.dir / "profile", [r["rank"] for r in ranks]),
     }
+
+
+def summarize_io(profile_dir: Path, ranks: list[int]) -> dict[str, Any]:
+    """Bytes, seconds and rate per rank and in all, read and write (hpcx.io.metrics records), and each HDF5
+    file's layout as the writer chose it (mpio, per-rank fallback, serial) with the reason."""
+    per_rank = read_io_totals(profile_dir)
+    rows = []
+    for rank in ranks:
+        entry = per_rank.get(rank, {})
+        row: dict[str, Any] = {"rank": rank}
+        for op in ("read", "write"):
+            t = entry.get(op, {"bytes": 0, "seconds": 0.0, "calls": 0})
+            row[op] = {**t, "mb_per_s": t["bytes"] / 2**20 / t["seconds"] if t["seconds"] > 0 else None}
+        rows.append(row)
+    total = {
+        op: {k: sum(r[op][k] for r in rows) for k in ("bytes", "seconds", "calls")}
+        for op in ("read", "write")
+    }
+    files: dict[str, dict[str, Any]] = {}
+    for path in sorted(profile_dir.glob("io-rank-*.jsonl")):
+        for record in read_records(path):
+            if record.get("type") == "hdf5_open" and record.get("rank") == 0:
+                files[record["path"]] = {k: record.get(k) for k in ("layout", "reason", "ranks", "fs_type")}
+    return {"ranks": rows, "total": total, "hdf5_files": files}
 
 
 def write_report(run: Run, report: dict[str, Any]) -> Path:

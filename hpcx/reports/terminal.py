@@ -19,6 +19,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"exit code {s['exit_code']}{failed}",
         f"  wall {s['wall_s']:.1f} s   CPU {s['cpu_s']:.1f} s   CPU efficiency {_pct(s['cpu_efficiency'])}",
         f"  peak memory {s['peak_rss_mb_max']:.0f} MB on the largest rank, {s['peak_rss_mb_sum']:.0f} MB in all",
+        *_io_lines(report.get("io")),
         "",
         f"  {'rank':>4}  {'node':<10} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} {'exit':>5}",
     ]
@@ -29,3 +30,27 @@ def render_text(report: dict[str, Any]) -> str:
             f"{r['peak_rss_mb']:>8.0f} {code:>5}"
         )
     return "\n".join(lines)
+
+
+def _size(nbytes: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes:.0f} B"
+
+
+def _io_lines(io: dict[str, Any] | None) -> list[str]:
+    if not io or not any(io["total"][op]["calls"] for op in ("read", "write")):
+        return []
+    parts = []
+    for op in ("read", "write"):
+        t = io["total"][op]
+        if t["calls"]:
+            rate = (
+                f" at {t['bytes'] / 2**20 / t['seconds']:.0f} MiB/s per rank-second" if t["seconds"] else ""
+            )
+            parts.append(f"{op} {_size(t['bytes'])}{rate}")
+    lines = [f"  I/O: {', '.join(parts)}"]
+    for path, f in io.get("hdf5_files", {}).items():
+        lines.append(f"  HDF5 {path}: {f['layout']} ({f['reason']})")
+    return lines
