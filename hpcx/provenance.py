@@ -25,6 +25,8 @@ from typing import Any, BinaryIO
 from hpcx import __version__, _proc
 from hpcx.errors import CommandError, UsageError
 from hpcx.fsutil import atomic_write, atomic_write_json, read_json
+from hpcx.io.info import inspect as inspect_hdf5
+from hpcx.io.info import is_hdf5
 from hpcx.runs import Run
 from hpcx.schedulers.base import FINISHED_STATES
 from hpcx.schedulers.slurm import QUERY_TIMEOUT_S
@@ -40,6 +42,9 @@ DIFF_CAP_BYTES = 1 << 20
 UNTRACKED_CAP_LINES = 10_000
 FULL_HASH_CAP_BYTES = 256 << 20  # larger input files are hashed at both ends only
 EDGE_BYTES = 16 << 20
+# What the manifest keeps of each dataset of an HDF5 input, with its filters' names and its fingerprint.
+HDF5_SUMMARY_KEYS = ("path", "shape", "dtype", "layout", "chunks")
+HDF5_DATASETS_SHOWN = 200  # a file of thousands of datasets lists the first ones (the fingerprint covers all)
 GIT_TIMEOUT_S = 10.0
 SLURM_TIMEOUT_S = min(QUERY_TIMEOUT_S, 10.0)
 
@@ -320,21 +325,50 @@ def resolve_input(workdir: Path, given: str) -> Path:
 
 def fingerprint(path: Path) -> dict[str, Any]:
     """Size, mtime and sha256 of a file (both 16 MiB ends only, ``partial``, above 256 MiB); for a directory
-    the file count, total size and a sha256 over its sorted (relative path, size, mtime) listing."""
+    the file count, total size and a sha256 over its sorted (relative path, size, mtime) listing. An HDF5 file
+    (known by its signature, whatever its name) adds ``hdf5``: see ``hdf5_content``."""
     st = path.stat()
     if stat.S_ISDIR(st.st_mode):
         return _directory_fingerprint(path)
     if not stat.S_ISREG(st.st_mode):  # a FIFO or device: opening it could block
         return {"type": "other"}
-    doc = {"type": "file", "size_bytes": st.st_size, "mtime_s": st.st_mtime}
+    doc = {"type": "file", "size_bytes": st.st_size, "mtime_s": st.st_mtime, **_file_sha256(path, st.st_size)}
+    if is_hdf5(path):
+        doc["hdf5"] = _guarded(hdf5_content, path, st.st_size)
+    return doc
+
+
+def _file_sha256(path: Path, size_bytes: int) -> dict[str, Any]:
     with open(path, "rb") as fh:
-        if st.st_size <= FULL_HASH_CAP_BYTES:
-            return {**doc, "sha256": _sha256(fh).hexdigest(), "partial": False}
+        if size_bytes <= FULL_HASH_CAP_BYTES:
+            return {"sha256": _sha256(fh).hexdigest(), "partial": False}
         digest = _sha256(fh, EDGE_BYTES)
-        fh.seek(st.st_size - EDGE_BYTES)
+        fh.seek(size_bytes - EDGE_BYTES)
         digest = _sha256(fh, EDGE_BYTES, digest)
-        digest.update(str(st.st_size).encode())
-        return {**doc, "sha256": digest.hexdigest(), "partial": True}
+        digest.update(str(size_bytes).encode())
+        return {"sha256": digest.hexdigest(), "partial": True}
+
+
+def hdf5_content(path: Path, size_bytes: int) -> dict[str, Any]:
+    """The fingerprint of an HDF5 file's values (hpcx.io.info: the same whatever the chunking, compression or
+    layout) and a summary of its datasets: read in full up to the byte-hash cap, sampled beyond it (on disk, or
+    in values once decompressed, so a small, well compressed file cannot stall a submission). Raises when h5py
+    cannot be imported or the file cannot be read; the caller records why, next to the byte fingerprint."""
+    doc = inspect_hdf5(path, quick=size_bytes > FULL_HASH_CAP_BYTES, full_limit_bytes=FULL_HASH_CAP_BYTES)
+    return {
+        **doc["fingerprint"],
+        "datasets": [_dataset_summary(d) for d in doc["datasets"][:HDF5_DATASETS_SHOWN]],
+        "datasets_total": len(doc["datasets"]),
+        "links": doc["links"][:HDF5_DATASETS_SHOWN],
+    }
+
+
+def _dataset_summary(described: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{k: described[k] for k in HDF5_SUMMARY_KEYS},
+        "filters": [f["name"] for f in described["filters"]],
+        **described["fingerprint"],  # sha256 and mode, or sha256 None and why
+    }
 
 
 def _sha256(fh: BinaryIO, limit: int | None = None, digest: Any = None) -> Any:

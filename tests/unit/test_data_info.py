@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -233,3 +235,66 @@ def test_a_bad_file_is_one_line_and_exit_2(hpcx, tmp_path, name, make, words):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("hpcx: error: ") and words in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+# --- declared inputs in the manifest ---------------------------------------------------------------------------
+
+
+def test_an_hdf5_input_declared_at_submission_gets_its_content_fingerprint(hpcx, runs_root, tmp_path):
+    data = write(
+        tmp_path / "train.dat", values(), chunks=True, compression="gzip"
+    )  # found by signature, not name
+    notes = tmp_path / "notes.h5"
+    notes.write_text("not HDF5\n")
+    doc = hpcx.json("submit", "serial", "--input", str(data), "--input", str(notes), "--", "true")
+    manifest = json.loads((runs_root / doc["run_id"] / "manifest.json").read_text())
+
+    entry, text = manifest["inputs"]
+    assert len(entry["sha256"]) == 64 and entry["partial"] is False  # the byte fingerprint stays
+    hdf5 = entry["hdf5"]
+    assert (hdf5["scheme"], hdf5["mode"], hdf5["sha256"]) == (info.SCHEME, "full", fingerprint(data))
+    assert hdf5["datasets_total"] == 4 and hdf5["links"] == []
+    assert hdf5["datasets"][0] == {
+        "path": "/floats",
+        "shape": [ROWS, 3, 4],
+        "dtype": "<f8",
+        "layout": "chunked",
+        "chunks": info.inspect(data)["datasets"][0]["chunks"],
+        "filters": ["deflate"],
+        "sha256": info.inspect(data)["datasets"][0]["fingerprint"]["sha256"],
+        "mode": "full",
+    }
+    assert "hdf5" not in text and len(text["sha256"]) == 64
+    hpcx.wait_finished(doc["run_id"], timeout_s=60)
+
+
+def test_a_large_hdf5_input_is_sampled_and_a_broken_one_does_not_stop_the_submission(tmp_path, monkeypatch):
+    from hpcx import provenance
+    from hpcx.site import load_site
+
+    monkeypatch.setattr(provenance, "FULL_HASH_CAP_BYTES", 4096)
+    monkeypatch.setattr(provenance, "EDGE_BYTES", 1024)
+    monkeypatch.setattr(info, "SAMPLE_BYTES", 1024)
+    write(tmp_path / "big.h5", {"x": np.arange(100_000)})
+    (tmp_path / "cut.h5").write_bytes(info.HDF5_SIGNATURE + b"\0" * 100)
+    (tmp_path / "run").mkdir()
+
+    big, cut = provenance.collect(tmp_path, tmp_path / "run", load_site(None), inputs=["big.h5", "cut.h5"])[
+        "inputs"
+    ]
+    assert big["partial"] is True and big["hdf5"]["mode"] == "sampled" and len(big["hdf5"]["sha256"]) == 64
+    assert len(cut["sha256"]) == 64 and "HDF5 cannot open it" in cut["hdf5"]["error"]
+
+
+def test_without_h5py_the_byte_fingerprint_stays_and_the_manifest_says_why(tmp_path):
+    write(tmp_path / "a.h5", {"x": np.arange(3)})
+    # A Python that cannot import h5py, as on a login node without the runtime extra.
+    code = (
+        "import json, sys; sys.modules['h5py'] = None\n"
+        "from pathlib import Path; from hpcx.provenance import fingerprint\n"
+        f"print(json.dumps(fingerprint(Path({str(tmp_path / 'a.h5')!r}))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    entry = json.loads(out.stdout)
+    assert len(entry["sha256"]) == 64
+    assert entry["hdf5"].keys() == {"error"} and "needs h5py" in entry["hdf5"]["error"]
