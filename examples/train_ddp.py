@@ -4,11 +4,12 @@
     mpirun -n 2 python examples/train_ddp.py --out /tmp/ddp        # without Slurm or hpcx
 
 Every rank joins MPI and torch.distributed (gloo on CPUs, NCCL on GPUs), writes its slab of a synthetic
-dataset into one shared HDF5 file (mpio driver) the first time, then trains on its own shard. It checkpoints
-every --ckpt-every steps and whenever the job is asked to stop (preemption warning or time limit), requeues
-itself, and on restart resumes from the newest good checkpoint: model, optimizer, LR schedule, every rank's RNG
-state and the position in the epoch. At the end rank 0 writes the sha256 of the final model state to
-final_state.sha256, so an interrupted run can be compared with an uninterrupted one bit for bit.
+dataset into one shared HDF5 file (mpio driver) the first time, then trains on its share of each epoch, read
+by hpcx.io.reader. It checkpoints every --ckpt-every steps and whenever the job is asked to stop (preemption
+warning or time limit), requeues itself, and on restart resumes from the newest good checkpoint: model,
+optimizer, LR schedule, every rank's RNG state and its reader's position in the epoch. At the end rank 0 writes
+the sha256 of the final model state to final_state.sha256, so an interrupted run can be compared with an
+uninterrupted one bit for bit.
 
 Fault hooks for the tests: --fail-at STEP --fail-rank R (rank R raises), --die-in-save STEP --fail-rank R
 (rank R is killed with SIGKILL while its checkpoint file for STEP is being written), --step-sleep S.
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from hpcx import runtime
+from hpcx.io.reader import HDF5Reader
 from hpcx.runtime import preempt, seeds
 from hpcx.runtime.checkpoint import Checkpointer
 from hpcx.runtime.hdf5 import open_shared
@@ -73,23 +75,10 @@ def make_data(path: Path, rows: int, seed: int, ctx: runtime.Context) -> None:
     ctx.comm.Barrier()
 
 
-def load_shard(path: Path, ctx: runtime.Context):
-    """This rank's rows (every size-th row from its rank), read in the main process (no MPI in workers)."""
-    import h5py
-    import torch
-
-    with h5py.File(path, "r") as f:
-        x, y = f["x"][ctx.rank :: ctx.size], f["y"][ctx.rank :: ctx.size]
-    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
-
-
-def batch_indices(n_rows: int, batch: int, epoch: int, seed: int):
-    """The epoch's batches: a permutation that depends only on (seed, epoch), so a resumed run sees the same."""
-    import torch
-
-    g = torch.Generator().manual_seed(seeds.derive_seed(seed, "epoch", epoch))
-    order = torch.randperm(n_rows, generator=g)
-    return [order[i : i + batch] for i in range(0, n_rows - batch + 1, batch)]
+def endless(reader: HDF5Reader):
+    """This rank's batches, epoch after epoch, from the reader's position."""
+    while True:
+        yield from reader.loader()
 
 
 def model_sha256(model) -> str:
@@ -114,8 +103,8 @@ def main() -> int:
         device = torch.device("cuda", torch.cuda.current_device()) if ctx.torch_backend == "nccl" else None
         data = out / "data.h5"
         make_data(data, args.rows, args.seed, ctx)
-        x, y = load_shard(data, ctx)
-        x, y = x.to(device), y.to(device)
+        reader = HDF5Reader(data, ["x", "y"], batch_size=args.batch, seed=args.seed, rank=ctx.rank,
+                            world_size=ctx.size)  # fmt: skip
 
         net = torch.nn.Sequential(torch.nn.Linear(FEATURES, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)).to(
             device
@@ -125,48 +114,47 @@ def main() -> int:
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.5)
         ckpt = Checkpointer(out / "checkpoints", ctx, keep=3)
 
-        step, epoch, position = 0, 0, 0
+        step = 0
         loaded = ckpt.load()
         if loaded is not None:
             net.load_state_dict(loaded.state["model"])
             opt.load_state_dict(loaded.state["optimizer"])
             sched.load_state_dict(loaded.state["scheduler"])
-            step, epoch, position = loaded.step, loaded.state["epoch"], loaded.state["position"]
+            reader.load_state_dict(loaded.per_rank["reader"])
+            step = loaded.step
             if ctx.rank == 0:
-                print(f"resumed at step {step} (epoch {epoch}, batch {position})", flush=True)
+                print(f"resumed at step {step} (epoch {reader.epoch}, batch {reader.position})", flush=True)
 
-        def state() -> dict:
-            return {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "epoch": epoch, "position": position}  # fmt: skip
+        def save(background: bool = False) -> None:
+            """Replicated: model, optimizer, schedule. Per rank: where its reader is (with its RNG state)."""
+            state = {
+                "model": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+            }
+            ckpt.save(step, state, per_rank={"reader": reader.state_dict()}, background=background)
 
-        batches = batch_indices(len(x), args.batch, epoch, args.seed)
+        batches = endless(reader)
         while step < args.steps:
-            if position >= len(batches):
-                epoch, position = epoch + 1, 0
-                batches = batch_indices(len(x), args.batch, epoch, args.seed)
-            idx = batches[position]
-            loss = torch.nn.functional.mse_loss(model(x[idx]).squeeze(-1), y[idx])
+            x, y = (t.to(device) for t in next(batches))
+            loss = torch.nn.functional.mse_loss(model(x).squeeze(-1), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            step, position = step + 1, position + 1
+            step += 1
             runtime.log(step, loss=loss.item(), lr=sched.get_last_lr()[0])
             time.sleep(args.step_sleep)
             if step == args.fail_at and ctx.rank == args.fail_rank:
                 raise RuntimeError(f"injected failure at step {step}")
             if step == args.die_in_save:
-                ckpt.save(
-                    step, state(), background=True
-                )  # every rank starts writing (save is collective) ...
-                if ctx.rank == args.fail_rank:
-                    os.kill(
-                        os.getpid(), signal.SIGKILL
-                    )  # ... and one rank dies while its file is half written
+                save(background=True)  # every rank starts writing (save is collective) ...
+                if ctx.rank == args.fail_rank:  # ... and one rank dies while its file is half written
+                    os.kill(os.getpid(), signal.SIGKILL)
             if step % args.ckpt_every == 0 or step == args.steps:
-                ckpt.save(step, state())
+                save()
             if preempt.should_stop(stop, ctx.comm, step=step, every=args.check_every):
-                ckpt.save(step, state())
+                save()
                 if ctx.rank == 0:
                     print(f"stopping at step {step}: checkpoint saved", flush=True)
                 if preempt.requeue(ctx.comm):
