@@ -87,8 +87,13 @@ def inspect(
             hint="it may be truncated or still being written; check it with h5dump -H",
         ) from exc
     with handle as f:
-        datasets, links, groups = _walk(f)
-        described = [describe_dataset(ds, name, file) for name, ds in datasets]
+        try:
+            datasets, links, groups = _walk(f)
+            described = [describe_dataset(ds, name, file) for name, ds in datasets]
+        except READ_ERRORS as exc:  # a damaged object header, a datatype h5py has no NumPy type for
+            raise UsageError(
+                f"cannot read the structure of {file} ({exc})", hint="check it with h5dump -H"
+            ) from exc
         total = sum(max(d["logical_bytes"] or 0, d["storage_bytes"]) for d in described)
         sampled = quick or (full_limit_bytes is not None and total > full_limit_bytes)
         fingerprints: dict[Any, dict[str, Any]] = {}  # one read per object, however many hard links name it

@@ -219,6 +219,12 @@ def test_data_info_prints_a_table_and_a_versioned_json_document(hpcx, tmp_path):
     assert quick["fingerprint"]["mode"] == "full"  # every dataset fits in the sample: read in full
 
 
+def with_unix_time_dataset(path: Path) -> None:
+    """A valid file whose one dataset has a type h5py cannot map to NumPy (H5T_TIME)."""
+    with h5py.File(path, "w") as f:
+        h5py.h5d.create(f.id, b"t", h5py.h5t.UNIX_D32LE, h5py.h5s.create_simple((4,)))
+
+
 @pytest.mark.parametrize(
     "name, make, words",
     [
@@ -226,6 +232,7 @@ def test_data_info_prints_a_table_and_a_versioned_json_document(hpcx, tmp_path):
         ("notes.h5", lambda p: p.write_text("x,y\n1,2\n"), "notes.h5 is not an HDF5 file"),
         ("folder", lambda p: p.mkdir(), "folder is a directory"),
         ("cut.h5", lambda p: p.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100), "HDF5 cannot open it"),
+        ("time.h5", lambda p: with_unix_time_dataset(p), "cannot read the structure of"),
     ],
 )
 def test_a_bad_file_is_one_line_and_exit_2(hpcx, tmp_path, name, make, words):
