@@ -225,6 +225,13 @@ def _choose_layout(requested: str, ranks: _Ranks) -> tuple[str, str]:
     has_mpi = bool(h5py.get_config().mpi)
     if requested == "per-rank":
         return "per-rank", "asked for"
+    if ranks.comm is not None and getattr(ranks.comm, "is_mpi", True) is False:
+        if requested == "mpio":
+            raise UsageError(
+                "layout 'mpio' needs an MPI communicator, and this job runs without MPI",
+                hint="install mpi4py and launch with srun --mpi=pmix or mpirun, or use layout='auto'",
+            )
+        return "per-rank", "no MPI in this job (torch.distributed only)"
     if ranks.comm is None:
         if ranks.size == 1:
             return "serial", "one process, no communicator"

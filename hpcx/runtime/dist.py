@@ -1,4 +1,11 @@
-"""Bring up MPI (mpi4py) and torch.distributed together, with a port negotiated over MPI, never guessed."""
+"""Bring up MPI (mpi4py) and torch.distributed together, with a port negotiated over MPI, never guessed.
+
+Without MPI (mpi4py missing, a torchrun launch, or ``HPCX_MPI=0``) torch.distributed comes up alone: rank 0's
+address from the step's first node (resolved to an IP here, so no rank depends on a name resolving elsewhere)
+and the port Slurm reserved for the step (``SLURM_STEP_RESV_PORTS``, from ``srun --resv-ports``). The context's
+``comm`` is then a :class:`TorchComm`, which offers the few mpi4py calls hpcx uses over a gloo group, so
+checkpoints, preemption and the HDF5 writer work the same either way.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +37,63 @@ class Context:
     master_port: int | None = None
 
 
+class TorchComm:
+    """The subset of an mpi4py communicator that hpcx uses (Get_rank, Get_size, bcast, allgather, Barrier,
+    Abort, any_true), over a torch.distributed gloo group: the communicator of a job without MPI."""
+
+    is_mpi = False
+
+    def __init__(self, group: Any = None) -> None:
+        import torch.distributed as dist
+
+        self._dist, self.group = dist, group
+        self._rank, self._size = dist.get_rank(), dist.get_world_size()
+
+    def Get_rank(self) -> int:  # noqa: N802 - mpi4py's spelling, so callers need not care which they hold
+        return self._rank
+
+    def Get_size(self) -> int:  # noqa: N802
+        return self._size
+
+    def bcast(self, obj: Any, root: int = 0) -> Any:
+        box = [obj]
+        self._dist.broadcast_object_list(box, src=root, group=self.group)
+        return box[0]
+
+    def allgather(self, obj: Any) -> list[Any]:
+        out: list[Any] = [None] * self._size
+        self._dist.all_gather_object(out, obj, group=self.group)
+        return out
+
+    def any_true(self, flag: bool) -> bool:
+        import torch
+
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX, group=self.group)
+        return bool(t.item())
+
+    def Barrier(self) -> None:  # noqa: N802
+        self._dist.barrier(group=self.group)
+
+    def Abort(self, code: int = 1) -> None:  # noqa: N802
+        """No MPI to take the others down: exit now; srun --kill-on-bad-exit ends the rest of the step."""
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def mpi_wanted() -> bool:
+    """Whether init() uses MPI: ``HPCX_MPI`` (1/0) decides; else yes when mpi4py is installed and the ranks
+    were not started by torchrun (whose processes MPI would see as unrelated singletons)."""
+    forced = os.environ.get("HPCX_MPI", "").strip().lower()
+    if forced in ("1", "yes", "true", "on"):
+        return True
+    if forced in ("0", "no", "false", "off"):
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("mpi4py") is not None and detect().launcher != "torchrun"
+
+
 def _mpi() -> Any:
     try:
         from mpi4py import MPI
@@ -43,6 +107,84 @@ def _master_addr() -> str:
     if os.environ.get("HPCX_MASTER_ADDR"):
         return os.environ["HPCX_MASTER_ADDR"]
     return socket.gethostbyname(socket.gethostname())
+
+
+def _first_node_address() -> str:
+    """An IP address of the step's first node (where rank 0 runs under srun's block distribution)."""
+    if os.environ.get("HPCX_MASTER_ADDR"):
+        return os.environ["HPCX_MASTER_ADDR"]
+    nodelist = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST")
+    if not nodelist:
+        if detect().size == 1:
+            return "127.0.0.1"
+        raise RuntimeFailure(
+            "without MPI, rank 0's address comes from MASTER_ADDR or the Slurm step's node list, and neither is set",
+            hint="export MASTER_ADDR (an IP every rank reaches) or HPCX_MASTER_ADDR, or run under srun",
+        )
+    from hpcx import _proc
+    from hpcx.errors import CommandError
+
+    try:
+        first = _proc.run(["scontrol", "show", "hostnames", nodelist], timeout_s=30).stdout.split()[0]
+    except (CommandError, IndexError) as exc:
+        raise RuntimeFailure(
+            f"cannot expand the node list {nodelist!r}: {exc}", hint="set HPCX_MASTER_ADDR"
+        ) from exc
+    try:
+        return socket.gethostbyname(first)
+    except OSError as exc:
+        raise RuntimeFailure(
+            f"rank 0's node {first!r} does not resolve to an address ({exc})",
+            hint="set HPCX_MASTER_ADDR in the site's environment to an address the nodes reach",
+        ) from exc
+
+
+def _reserved_port() -> int:
+    """MASTER_PORT, else the first port Slurm reserved for this step (the same on every node of the step)."""
+    if os.environ.get("MASTER_PORT"):
+        return int(os.environ["MASTER_PORT"])
+    ports = os.environ.get("SLURM_STEP_RESV_PORTS", "")
+    first = ports.split(",")[0].split("-")[0]
+    if first.isdigit():
+        return int(first)
+    if detect().size == 1:
+        from hpcx.freeport import free_port
+
+        return free_port()
+    raise RuntimeFailure(
+        "without MPI to broadcast a port, rank 0's port comes from MASTER_PORT or SLURM_STEP_RESV_PORTS, "
+        "and neither is set",
+        hint="launch with `srun --resv-ports` (slurm.conf needs MpiParams=ports=12000-12999), export "
+        "MASTER_PORT, or install mpi4py",
+    )
+
+
+def _ranks_on_node_from_env() -> int:
+    """Ranks on this node without MPI: torchrun's LOCAL_WORLD_SIZE, else Slurm's tasks-per-node for this node."""
+    if os.environ.get("LOCAL_WORLD_SIZE", "").isdigit():
+        return int(os.environ["LOCAL_WORLD_SIZE"])
+    spec, node_id = os.environ.get("SLURM_STEP_TASKS_PER_NODE", ""), int(os.environ.get("SLURM_NODEID", "0"))
+    counts: list[int] = []
+    for part in filter(None, spec.split(",")):  # e.g. "2(x3),1"
+        count, _, times = part.partition("(x")
+        counts += [int(count)] * (int(times.rstrip(")")) if times else 1)
+    return counts[node_id] if node_id < len(counts) else 1
+
+
+def _init_torch_without_mpi(backend: str, timeout_s: float) -> tuple[Any, str, int]:
+    import torch.distributed as dist
+
+    env = detect()
+    addr, port = _first_node_address(), _reserved_port()
+    dist.init_process_group(
+        backend, init_method=f"tcp://{addr}:{port}", rank=env.rank, world_size=env.size,
+        timeout=_dt.timedelta(seconds=timeout_s),
+    )  # fmt: skip
+    group = (
+        None if backend == "gloo" else dist.new_group(backend="gloo")
+    )  # object collectives need a CPU group
+    os.environ.update(MASTER_ADDR=addr, MASTER_PORT=str(port), RANK=str(env.rank), WORLD_SIZE=str(env.size))
+    return TorchComm(group), addr, port
 
 
 def _check_geometry(comm: Any) -> None:
@@ -76,15 +218,20 @@ def _init_torch(comm: Any, backend: str, timeout_s: float) -> tuple[str, int]:
     return addr, port
 
 
-def init(*, torch_backend: str | None = "auto", timeout_s: float | None = None) -> Context:
+def init(
+    *, torch_backend: str | None = "auto", timeout_s: float | None = None, mpi: bool | None = None
+) -> Context:
     """Initialise MPI and (unless ``torch_backend`` is None) torch.distributed on every rank.
 
     ``torch_backend="auto"`` picks NCCL when CUDA is available and gloo otherwise. Every rank must call it.
     ``timeout_s`` bounds the rendezvous and every collective (default $HPCX_INIT_TIMEOUT_S or 120 s), so a rank
-    that never arrives ends the job instead of hanging it until the time limit.
+    that never arrives ends the job instead of hanging it until the time limit. ``mpi`` (default
+    :func:`mpi_wanted`) False brings torch.distributed up alone (see the module docstring).
     """
     _refuse_in_dataloader_worker()
     timeout_s = timeout_s if timeout_s is not None else float(os.environ.get("HPCX_INIT_TIMEOUT_S", 120))
+    if not (mpi if mpi is not None else mpi_wanted()):
+        return _init_without_mpi(torch_backend, timeout_s)
     MPI = _mpi()
     comm = MPI.COMM_WORLD
     _check_geometry(comm)
@@ -104,6 +251,29 @@ def init(*, torch_backend: str | None = "auto", timeout_s: float | None = None) 
         ctx.master_addr, ctx.master_port = _init_torch(comm, torch_backend, timeout_s)
         ctx.torch_backend = torch_backend
     return ctx
+
+
+def _init_without_mpi(torch_backend: str | None, timeout_s: float) -> Context:
+    env = detect()
+    if torch_backend is None:
+        if env.size > 1:
+            raise RuntimeFailure(
+                f"{env.size} ranks with neither MPI nor torch.distributed cannot talk to each other",
+                hint="install mpi4py (pip install 'hpcx[runtime]') or pass a torch_backend",
+            )
+        return Context(None, 0, 1, env.local_rank, env.node)
+    try:
+        import torch
+    except ImportError as exc:
+        raise RuntimeFailure("torch is not installed", hint="pip install 'hpcx[torch]'") from exc
+    if torch_backend == "auto":
+        torch_backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch_backend == "nccl":
+        torch.cuda.set_device(
+            gpu_for_rank(env.local_rank, _ranks_on_node_from_env(), torch.cuda.device_count())
+        )
+    comm, addr, port = _init_torch_without_mpi(torch_backend, timeout_s)
+    return Context(comm, env.rank, env.size, env.local_rank, env.node, torch_backend, addr, port)
 
 
 def _ranks_on_node(comm: Any) -> int:
@@ -166,6 +336,10 @@ def session(**kwargs: Any) -> Iterator[Context]:
         print(f"hpcx: rank {rank} failed, aborting all ranks: {exc}", file=sys.stderr)
         traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
+        if ctx is not None and isinstance(ctx.comm, TorchComm):
+            ctx.comm.Abort(1)
+        elif ctx is None and not mpi_wanted():
+            os._exit(1)  # init itself failed without MPI: srun --kill-on-bad-exit ends the others
         _mpi().COMM_WORLD.Abort(1)
         raise
     else:

@@ -76,6 +76,8 @@ def should_stop(state: Preemption, comm: Any = None, *, step: int | None = None,
     local = state.requested
     if comm is None or comm.Get_size() == 1:
         return local
+    if hasattr(comm, "any_true"):  # hpcx.runtime.dist.TorchComm: a job without MPI
+        return comm.any_true(local)
     from mpi4py import MPI
 
     return bool(comm.allreduce(local, op=MPI.LOR))
