@@ -136,22 +136,12 @@ def _mpi_info(fs: FsInfo) -> Any:
 
 
 def _transfer_mode() -> str:
-    """Collective transfers (two-phase buffering) unless Open MPI's own MPI-IO, OMPIO, does the I/O.
-
-    Each rank's slab is one contiguous block of the file, which is what collective buffering would build
-    anyway; OMPIO's two-phase path then only adds a shuffle between ranks (4 ranks writing 256 MiB to ext4:
-    3.98 s collective vs 0.55 s independent), while ROMIO's costs nothing (0.20 s, and the aggregation that
-    Lustre needs). ``HPCX_HDF5_TRANSFER`` = collective | independent overrides; see docs/data.md for
-    ``OMPI_MCA_io=romio321``."""
+    """Collective transfers (two-phase buffering: a few aggregators write large aligned pieces, which is what
+    Lustre and GPFS need at scale, NERSC measured 2x) unless ``HPCX_HDF5_TRANSFER=independent``. Measured here
+    on one ext4 disk, 4 ranks and 256 MiB, collective and independent were within the run-to-run noise under
+    both OMPIO and ROMIO (performance.md), so nothing is lost by the default on a single node."""
     forced = os.environ.get("HPCX_HDF5_TRANSFER")
-    if forced in ("collective", "independent"):
-        return forced
-    from mpi4py import MPI
-
-    vendor = MPI.get_vendor()[0]
-    if vendor == "Open MPI" and not os.environ.get("OMPI_MCA_io", "").startswith("romio"):
-        return "independent"
-    return "collective"
+    return forced if forced in ("collective", "independent") else "collective"
 
 
 # --- ranks ---------------------------------------------------------------------------------------------------
