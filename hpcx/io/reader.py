@@ -12,7 +12,8 @@ rows: the blocks in an order shuffled by ``derive_seed(seed, "reader", epoch, ..
 inside it. Rank ``r`` of ``R`` takes the ``r``-th of ``R`` equal contiguous slices of that stream, cut into
 batches; the stream's tail that does not fill a batch on every rank is dropped (``DistributedSampler``'s
 ``drop_last``), so every rank has ``len(reader)`` batches in every epoch and DDP never waits for a missing one.
-A batch is built from slices of the blocks it covers, each block read with one ``read_direct`` per dataset.
+A batch is built from slices of the blocks it covers: HDF5 reads each block of a chunked dataset with one
+hyperslab; a contiguous dataset is memory-mapped and each batch copies its rows out of the map.
 
 DataLoader worker ``w`` of ``W`` yields the batches ``i`` with ``(i - position) % W == w``; the DataLoader hands
 its workers' batches to the main process round-robin, in order, so the loop sees batches ``position,
@@ -24,12 +25,11 @@ spawn are both safe. Nothing here imports MPI.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -56,9 +56,16 @@ class _Column:
     dtype: np.dtype
     shape: tuple[int, ...]  # of one row
 
-    @property
-    def row_bytes(self) -> int:
-        return self.dtype.itemsize * math.prod(self.shape)
+
+@dataclass(frozen=True)
+class _File:
+    """What a reading process needs to know of one file, found once when the reader is made (picklable)."""
+
+    path: str
+    rows: int
+    identity: tuple[int, ...]  # device, inode, mtime, size: a file changed since then is refused
+    # per dataset: (offset, dtype in the file) to map its bytes, or None: HDF5 reads it
+    maps: tuple[tuple[int, str] | None, ...]
 
 
 def _open(path: str) -> h5py.File:
@@ -119,16 +126,18 @@ def default_block_rows(dsets: Sequence[h5py.Dataset], batch_size: int) -> int:
     """Rows per block for datasets read together, about TARGET_BLOCK_BYTES in all: a multiple of every
     dataset's chunk rows (of the dataset with the most bytes per row when a common multiple would be huge), and
     of ``batch_size`` when that costs little, so that batches rarely straddle two blocks (which costs a copy)."""
-    row_bytes = max(1, sum(d.dtype.itemsize * math.prod(d.shape[1:]) for d in dsets))
+    row_bytes = max(1, sum(_row_bytes(d) for d in dsets))
     unit = _common_rows([d.chunks[0] for d in dsets if d.chunks])
     if unit is None:
-        unit = max(
-            (d for d in dsets if d.chunks), key=lambda d: d.dtype.itemsize * math.prod(d.shape[1:])
-        ).chunks[0]
+        unit = max((d for d in dsets if d.chunks), key=_row_bytes).chunks[0]
     with_batch = _common_rows([unit, batch_size])
     if with_batch is not None and with_batch * row_bytes <= 2 * TARGET_BLOCK_BYTES:
         unit = with_batch
     return unit * max(1, TARGET_BLOCK_BYTES // (unit * row_bytes))
+
+
+def _row_bytes(d: h5py.Dataset) -> int:
+    return d.dtype.itemsize * math.prod(d.shape[1:])
 
 
 def _common_rows(rows: list[int]) -> int | None:
@@ -137,130 +146,200 @@ def _common_rows(rows: list[int]) -> int | None:
     return common if not rows or common <= MAX_LCM_FACTOR * max(rows) else None
 
 
+def _identity(path: str) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _map_of(d: h5py.Dataset) -> tuple[int, str] | None:
+    """(offset, dtype) of a dataset whose bytes lie raw and contiguous in its file, else None: chunked,
+    compressed, external, virtual and unwritten datasets, and types other than plain numbers, HDF5 must read."""
+    if d.chunks is not None or d.external or d.is_virtual or d.dtype.kind not in "iuf":
+        return None
+    nbytes = d.dtype.itemsize * math.prod(d.shape)
+    if nbytes == 0 or d.id.get_storage_size() != nbytes:
+        return None
+    return d.id.get_offset(), d.dtype.str  # H5Dget_offset counts from the file's start, user block included
+
+
+_maps: dict[tuple[Any, ...], np.ndarray] = {}
+
+
+def _mapped(file: _File, offset: int, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only view of a contiguous dataset's bytes, kept for the life of the process.
+
+    Mapping anew every epoch would fault every page in again, which a long-lived ``np.memmap`` does not pay. A
+    mapping is plain memory, safe to inherit across a fork, unlike an open HDF5 file; one per dataset a process
+    reads. Like any memory map, a file truncated while mapped ends the process with SIGBUS.
+    """
+    key = (file.path, file.identity, offset, dtype, shape)
+    if key not in _maps:
+        mapped = np.memmap(file.path, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
+        _maps[key] = np.asarray(mapped)  # a plain view: slicing the memmap subclass costs more per batch
+    return _maps[key]
+
+
 class _EpochPlan:
     """Where one rank's batches of one epoch lie: the epoch's block order and each batch's stream rows."""
 
-    def __init__(self, sizes: np.ndarray, order: np.ndarray, first_row: int, batch_size: int) -> None:
-        self.order = order.tolist()
-        self.sizes = sizes[order].tolist()
-        self.ends = np.cumsum(sizes[order]).tolist()  # stream row where each block (in epoch order) ends
-        self.first_row = first_row
-        self.batch_size = batch_size
+    def __init__(self, sizes: np.ndarray, order: np.ndarray, first_row: int, batch_size: int, batches: int):
+        ends = np.cumsum(sizes[order])  # stream row where each block (in epoch order) ends
+        starts = first_row + batch_size * np.arange(batches)
+        self.first = np.searchsorted(ends, starts, side="right").tolist()  # each batch's first and last block
+        self.last = np.searchsorted(ends, starts + batch_size - 1, side="right").tolist()
+        self.order, self.sizes, self.ends = order.tolist(), sizes[order].tolist(), ends.tolist()
+        self.first_row, self.batch_size = first_row, batch_size
 
     def pieces(self, i: int) -> list[tuple[int, int, int]]:
         """Batch ``i`` as ``(stream block j, lo, hi)``: rows lo:hi of the j-th block (after its shuffle)."""
         start = self.first_row + i * self.batch_size
         stop = start + self.batch_size
-        first = bisect.bisect_right(self.ends, start)
-        last = bisect.bisect_right(self.ends, stop - 1)
         out = []
-        for j in range(first, last + 1):
+        for j in range(self.first[i], self.last[i] + 1):
             begin = self.ends[j] - self.sizes[j]
             out.append((j, max(start, begin) - begin, min(stop, self.ends[j]) - begin))
         return out
 
 
-class _Source:
-    """One dataset of one file, read one block (rows lo:hi) per call into a new array.
-
-    A contiguous dataset's rows are raw bytes at one offset of the file: they are copied out of a memory map,
-    which costs what ``np.memmap`` costs and skips HDF5's per-call overhead (like any memory map, a file
-    truncated while mapped ends the process with SIGBUS). Chunked (maybe compressed) and unallocated datasets
-    are read by HDF5, one hyperslab per block.
-    """
-
-    def __init__(self, f: h5py.File, column: _Column) -> None:
-        d = f[column.name]
-        self.column, self.dataset = column, d.id
-        self.map: np.ndarray | None = None
-        offset = d.id.get_offset() if d.chunks is None and not d.external and not d.is_virtual else None
-        file_bytes = d.dtype.itemsize * math.prod(d.shape)
-        if offset is not None and d.dtype.kind in "iuf" and d.id.get_storage_size() == file_bytes > 0:
-            # H5Dget_offset counts from the start of the file, user block included
-            self.map = np.asarray(
-                np.memmap(f.filename, dtype=d.dtype, mode="r", offset=offset, shape=d.shape)
-            )
-        self.space = d.id.get_space()
-        self.scratch = np.empty((0, *column.shape), column.dtype)
-
-    def read(self, lo: int, hi: int, perm: np.ndarray | None) -> np.ndarray:
-        """Rows lo:hi, in the order ``perm`` (indices into the block) when given."""
-        if self.map is not None:
-            rows = self.map[lo:hi]
-            out = np.take(rows, perm, axis=0) if perm is not None else np.array(rows)
-            return out.astype(self.column.dtype, copy=False)  # byte order made native
-        out = np.empty((hi - lo, *self.column.shape), self.column.dtype)
-        # shuffled blocks go through a reused buffer, from which the shuffle copies them out
-        target = out if perm is None else self._scratch(hi - lo)
-        tail = self.column.shape
-        self.space.select_hyperslab((lo, *(0 for _ in tail)), (hi - lo, *tail))
-        self.dataset.read(h5py.h5s.create_simple(target.shape), self.space, target)
-        return out if perm is None else np.take(target, perm, axis=0, out=out)
-
-    def _scratch(self, rows: int) -> np.ndarray:
-        if len(self.scratch) < rows:
-            self.scratch = np.empty((rows, *self.column.shape), self.column.dtype)
-        return self.scratch[:rows]
+Rows = Callable[[int, int], np.ndarray]  # rows a:b of one dataset's block
 
 
 class _BlockCache:
     """Reads blocks in the process that uses them and keeps those of the last batch it built.
 
     Consecutive batches share at most their boundary blocks, and a worker's next batch starts no earlier than
-    its last one ended, so keeping the last batch's blocks reads every block once per process.
+    its last one ended, so keeping the last batch's blocks reads every block once per process. Reads are
+    counted in hpcx.io.metrics once per block: a mapped block's batch copies are summed until the next block.
     """
 
     def __init__(self, reader: HDF5Reader, plan: _EpochPlan, epoch: int) -> None:
         self.reader, self.plan, self.epoch = reader, plan, epoch
-        self.files: dict[int, tuple[h5py.File, list[_Source]]] = {}
-        self.blocks: dict[int, list[np.ndarray]] = {}
+        self.opened: list[h5py.File] = []
+        self.columns: dict[int, list[Callable[[int, int, np.ndarray | None], Rows]]] = {}
+        self.blocks: dict[int, list[Rows]] = {}
+        self.read_bytes, self.read_s = 0, 0.0
 
     def batch(self, i: int) -> Batch:
         pieces = self.plan.pieces(i)
-        if len(pieces) == 1:  # the common case: views of one block, no copy
+        if len(pieces) == 1:  # the common case: no copy beyond the read
             j, lo, hi = pieces[0]
             block = self.blocks.get(j)
             if block is None:
                 block = self._load(j)
                 self.blocks = {j: block}
-            columns = [torch.from_numpy(a[lo:hi]) for a in block]
+            columns = [torch.from_numpy(rows(lo, hi)) for rows in block]
         else:
             self.blocks = {j: self.blocks.get(j) or self._load(j) for j, _, _ in pieces}
             columns = [
-                torch.from_numpy(np.concatenate([self.blocks[j][c][lo:hi] for j, lo, hi in pieces]))
+                torch.from_numpy(np.concatenate([self.blocks[j][c](lo, hi) for j, lo, hi in pieces]))
                 for c in range(len(self.reader.columns))
             ]
         return columns[0] if self.reader.single else tuple(columns)
 
-    def _load(self, j: int) -> list[np.ndarray]:
+    def _load(self, j: int) -> list[Rows]:
+        self._count()
         block = self.plan.order[j]
         file_index, lo, hi = self.reader.blocks[block]
-        path = self.reader.paths[file_index]
         perm = None
         if self.reader.shuffle:
-            perm = np.random.default_rng(derive_seed(self.reader.seed, "reader", self.epoch, "block", block))
-            perm = perm.permutation(hi - lo)
-        t0 = time.perf_counter()
+            rng = np.random.default_rng(derive_seed(self.reader.seed, "reader", self.epoch, "block", block))
+            perm = rng.permutation(hi - lo)
+        path = self.reader.files[file_index].path
         try:
-            arrays = [source.read(lo, hi, perm) for source in self._sources(file_index, path)]
+            return [column(lo, hi, perm) for column in self._columns(file_index)]
         except (OSError, KeyError, ValueError) as exc:
             raise RuntimeFailure(
                 f"reading rows {lo}:{hi} of {path} failed: {exc}",
                 hint="the reader's files must not change while it reads them",
             ) from exc
-        metrics.add("read", sum(a.nbytes for a in arrays), time.perf_counter() - t0)
-        return arrays
 
-    def _sources(self, file_index: int, path: str) -> list[_Source]:
-        if file_index not in self.files:
-            f = h5py.File(path, "r")
-            self.files[file_index] = (f, [_Source(f, column) for column in self.reader.columns])
-        return self.files[file_index][1]
+    def _columns(self, file_index: int) -> list[Callable[[int, int, np.ndarray | None], Rows]]:
+        """How to read each dataset of a file in this process: mapped, or through HDF5 (opened once here)."""
+        if file_index in self.columns:
+            return self.columns[file_index]
+        file = self.reader.files[file_index]
+        if _identity(file.path) != file.identity:
+            raise RuntimeFailure(
+                f"{file.path} changed since the reader was made", hint="make a new reader for the new data"
+            )
+        found: list[Callable[[int, int, np.ndarray | None], Rows]] = []
+        f = None
+        for column, mapping in zip(self.reader.columns, file.maps):
+            if mapping is None:
+                if f is None:
+                    f = h5py.File(file.path, "r")
+                    self.opened.append(f)
+                found.append(_HDF5Column(f[column.name], column, self._add).block)
+            else:
+                rows = _mapped(file, mapping[0], mapping[1], (file.rows, *column.shape))
+                found.append(_MappedColumn(rows, column, self._add).block)
+        self.columns[file_index] = found
+        return found
+
+    def _add(self, nbytes: int, seconds: float) -> None:
+        self.read_bytes += nbytes
+        self.read_s += seconds
+
+    def _count(self) -> None:
+        if self.read_bytes:
+            metrics.add("read", self.read_bytes, self.read_s)
+            self.read_bytes, self.read_s = 0, 0.0
 
     def close(self) -> None:
-        for f, _ in self.files.values():
+        self._count()
+        for f in self.opened:
             f.close()
-        self.files.clear()
+        self.opened.clear()
+        self.columns.clear()
+
+
+class _MappedColumn:
+    """A contiguous dataset read through its memory map: a block is a view, and each batch copies its rows
+    out (the read itself), which costs what the same loop over ``np.memmap`` costs."""
+
+    def __init__(self, rows: np.ndarray, column: _Column, count: Callable[[int, float], None]) -> None:
+        self.rows, self.dtype, self.count = rows, column.dtype, count
+
+    def block(self, lo: int, hi: int, perm: np.ndarray | None) -> Rows:
+        rows = self.rows[lo:hi]
+        return lambda a, b: self._copy(rows, a, b, perm)
+
+    def _copy(self, rows: np.ndarray, a: int, b: int, perm: np.ndarray | None) -> np.ndarray:
+        t0 = time.perf_counter()
+        if perm is None:
+            out = np.array(rows[a:b], dtype=self.dtype)  # the byte order made native, as torch needs
+        else:
+            out = np.take(rows, perm[a:b], axis=0).astype(self.dtype, copy=False)
+        self.count(out.nbytes, time.perf_counter() - t0)
+        return out
+
+
+class _HDF5Column:
+    """A chunked (maybe compressed) or unwritten dataset, read by HDF5 one hyperslab per block; the block's
+    batches are views of it."""
+
+    def __init__(self, d: h5py.Dataset, column: _Column, count: Callable[[int, float], None]) -> None:
+        self.dataset, self.column, self.count = d.id, column, count
+        self.space = d.id.get_space()
+        self.scratch = np.empty((0, *column.shape), column.dtype)
+
+    def block(self, lo: int, hi: int, perm: np.ndarray | None) -> Rows:
+        t0 = time.perf_counter()
+        out = np.empty((hi - lo, *self.column.shape), self.column.dtype)
+        # a shuffled block is read into a reused buffer, and the shuffle copies its rows out
+        target = out if perm is None else self._scratch(hi - lo)
+        tail = self.column.shape
+        self.space.select_hyperslab((lo, *(0 for _ in tail)), (hi - lo, *tail))
+        self.dataset.read(h5py.h5s.create_simple(target.shape), self.space, target)
+        self.count(out.nbytes, time.perf_counter() - t0)
+        if perm is not None:
+            np.take(target, perm, axis=0, out=out)
+        return lambda a, b: out[a:b]
+
+    def _scratch(self, rows: int) -> np.ndarray:
+        if len(self.scratch) < rows:
+            self.scratch = np.empty((rows, *self.column.shape), self.column.dtype)
+        return self.scratch[:rows]
 
 
 class HDF5Reader(torch.utils.data.IterableDataset):
@@ -310,7 +389,7 @@ class HDF5Reader(torch.utils.data.IterableDataset):
             raise UsageError(f"rank {rank} is not below world_size {world_size}")
         self.batch_size, self.shuffle, self.seed = batch_size, bool(shuffle), seed
         self.rank, self.world_size = rank, world_size
-        self.columns, self.blocks = self._inspect(block_rows)
+        self.columns, self.files, self.blocks = self._inspect(block_rows)
         self.rows = sum(hi - lo for _, lo, hi in self.blocks)
         self.batches_per_epoch = self.rows // world_size // batch_size
         if self.batches_per_epoch == 0:
@@ -321,9 +400,12 @@ class HDF5Reader(torch.utils.data.IterableDataset):
             )
         self.epoch, self.position = 0, 0
 
-    def _inspect(self, block_rows: int | None) -> tuple[list[_Column], list[tuple[int, int, int]]]:
+    def _inspect(
+        self, block_rows: int | None
+    ) -> tuple[list[_Column], list[_File], list[tuple[int, int, int]]]:
         """Every file's datasets checked against the first file's; blocks as (file index, start, stop)."""
         columns: list[_Column] = []
+        files: list[_File] = []
         blocks: list[tuple[int, int, int]] = []
         for index, path in enumerate(self.paths):
             with _open(path) as f:
@@ -335,9 +417,10 @@ class HDF5Reader(torch.utils.data.IterableDataset):
                         hint="every file needs the same dtypes and row shapes",
                     )
                 columns, rows = found, dsets[0].shape[0]
+                files.append(_File(path, rows, _identity(path), tuple(_map_of(d) for d in dsets)))
                 step = block_rows or default_block_rows(dsets, self.batch_size)
             blocks += [(index, lo, min(lo + step, rows)) for lo in range(0, rows, step)]
-        return columns, blocks
+        return columns, files, blocks
 
     def __len__(self) -> int:
         """Batches per epoch on this rank (the same on every rank)."""
@@ -351,7 +434,7 @@ class HDF5Reader(torch.utils.data.IterableDataset):
             rng = np.random.default_rng(derive_seed(self.seed, "reader", epoch, "blocks"))
             order = rng.permutation(order)
         first_row = self.rank * self.batches_per_epoch * self.batch_size
-        return _EpochPlan(sizes, order, first_row, self.batch_size)
+        return _EpochPlan(sizes, order, first_row, self.batch_size, self.batches_per_epoch)
 
     def __iter__(self) -> Iterator[Batch]:
         """The rest of the current epoch from :attr:`position`; in a DataLoader worker, only its share."""
@@ -384,10 +467,6 @@ class HDF5Reader(torch.utils.data.IterableDataset):
                   "pin_memory": pin_memory, "prefetch_factor": prefetch_factor,
                   "worker_init_fn": worker_init_fn, "timeout": timeout_s}  # fmt: skip
         return ReaderLoader(self, kwargs)
-
-    def epoch_batches(self, epoch: int) -> EpochBatches:
-        """The batches of ``epoch`` as a map-style dataset: item ``i`` is batch ``i`` (for samplers)."""
-        return EpochBatches(self, epoch)
 
     def state_dict(self) -> dict[str, Any]:
         """The next batch to read (epoch, position) and what must not change for it to mean the same batch.
@@ -454,35 +533,6 @@ class ReaderLoader:
         for batch in batches:
             reader.advance()  # before the loop body runs: a checkpoint taken there counts this batch as read
             yield batch
-
-
-class EpochBatches(torch.utils.data.Dataset):
-    """Map-style view of one epoch: ``ds[i]`` is batch ``i`` of the reader's rank in ``epoch``.
-
-    Use it with ``DataLoader(ds, batch_size=None, sampler=range(position, len(ds)))``. Files are opened on first
-    use in each process and reopened after a fork; the open files are never pickled.
-    """
-
-    def __init__(self, reader: HDF5Reader, epoch: int) -> None:
-        self.reader, self.epoch = reader, epoch
-        self._cache: _BlockCache | None = None
-        self._pid = -1
-
-    def __len__(self) -> int:
-        return self.reader.batches_per_epoch
-
-    def __getitem__(self, i: int) -> Batch:
-        if not 0 <= i < len(self):
-            raise IndexError(f"batch {i} is outside the epoch's {len(self)} batches")
-        if self._cache is None or self._pid != os.getpid():
-            self._cache = _BlockCache(
-                self.reader, self.reader._plan(self.epoch), self.epoch
-            )  # no inherited file
-            self._pid = os.getpid()
-        return self._cache.batch(i)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"reader": self.reader, "epoch": self.epoch, "_cache": None, "_pid": -1}
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
 h5py = pytest.importorskip("h5py")
 
-from hpcx.errors import UsageError  # noqa: E402
+from hpcx.errors import RuntimeFailure, UsageError  # noqa: E402
 from hpcx.io import metrics  # noqa: E402
-from hpcx.io.reader import HDF5Reader, _Column, _Source  # noqa: E402
+from hpcx.io.reader import HDF5Reader  # noqa: E402
 from hpcx.records import read_records  # noqa: E402
 
 FEATURES = 3
@@ -54,11 +54,17 @@ def epoch_ids(files, **kw) -> list[int]:
     return ids_of(reader(files, batch_size=1, **kw).loader())
 
 
+LAYOUTS = pytest.mark.parametrize(
+    "chunks", [64, None], ids=["chunked", "contiguous"]
+)  # HDF5 reads, or mapped
+
+
+@LAYOUTS
 @pytest.mark.parametrize("context", ["fork", "spawn"])
-def test_two_workers_read_every_row_exactly_once_across_ranks(tmp_path, context):
+def test_two_workers_read_every_row_exactly_once_across_ranks(tmp_path, context, chunks):
     ranks, batch = (3, 16) if context == "fork" else (2, 16)  # spawn starts slow workers: fewer of them
     rows = ranks * 20 * batch
-    data = write(tmp_path / "d.h5", rows)
+    data = write(tmp_path / "d.h5", rows, chunks=chunks)
     seen = []
     for rank in range(ranks):
         r = reader(data, rank=rank, world_size=ranks, block_rows=64, batch_size=batch)
@@ -82,8 +88,9 @@ def test_uneven_sizes_give_every_rank_the_same_batches_and_drop_only_the_streams
     assert sum(per_rank, []) == stream[: ranks * 320]
 
 
-def test_shuffle_is_by_block_then_within_it_and_depends_only_on_seed_and_epoch(tmp_path):
-    data = write(tmp_path / "d.h5", 1000)
+@LAYOUTS
+def test_shuffle_is_by_block_then_within_it_and_depends_only_on_seed_and_epoch(tmp_path, chunks):
+    data = write(tmp_path / "d.h5", 1000, chunks=chunks)
     r = reader(data, batch_size=1)
     assert r.blocks[:2] == [(0, 0, 1000)]  # small rows: the default block is a whole run of 64-row chunks
     stream = epoch_ids(data, block_rows=64)
@@ -101,10 +108,13 @@ def test_shuffle_is_by_block_then_within_it_and_depends_only_on_seed_and_epoch(t
     assert epoch_ids(data, shuffle=False) == list(range(1000))
 
 
+@LAYOUTS
 @pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("stop_after", [0, 7, 31])
-def test_a_state_taken_mid_epoch_resumes_with_exactly_the_remaining_batches(tmp_path, workers, stop_after):
-    data = write(tmp_path / "d.h5", 1000)
+def test_a_state_taken_mid_epoch_resumes_with_exactly_the_remaining_batches(
+    tmp_path, workers, stop_after, chunks
+):
+    data = write(tmp_path / "d.h5", 1000, chunks=chunks)
     kw = {"rank": 1, "world_size": 2, "block_rows": 64}
     context = "fork" if workers else None
 
@@ -138,20 +148,6 @@ def test_workers_order_matches_the_main_process_and_leaves_the_global_rng_alone(
     assert with_workers == ids_of(reader(data, block_rows=64).loader())
 
 
-def test_map_style_epoch_batches_match_the_iterable_from_any_position(tmp_path):
-    data = write(tmp_path / "d.h5", 1000)
-    r = reader(data, block_rows=64)
-    r.load_state_dict({**r.state_dict(), "epoch": 1, "position": 5})
-    expected = ids_of(r.loader())
-    ds = r.epoch_batches(1)
-    loader = torch.utils.data.DataLoader(
-        ds, batch_size=None, sampler=range(5, len(ds)), num_workers=2, multiprocessing_context="fork"
-    )
-    assert ids_of(loader) == expected and len(ds) == len(r)
-    with pytest.raises(IndexError):
-        ds[len(ds)]
-
-
 def test_one_name_gives_tensors_and_rank_defaults_come_from_the_launcher(tmp_path, monkeypatch):
     data = write(tmp_path / "d.h5", 100)
     monkeypatch.delenv("OMPI_COMM_WORLD_RANK", raising=False)
@@ -167,10 +163,9 @@ def test_contiguous_big_endian_data_after_a_user_block_and_unwritten_data_read_r
     with h5py.File(path, "w", userblock_size=1024) as f:
         f["x"] = np.arange(300, dtype=">f4").reshape(100, 3)
         f.create_dataset("empty", (100, 3), dtype="f4", fillvalue=2.5)  # never written: no bytes to map
-    with h5py.File(path) as f:
-        assert _Source(f, _Column("x", np.dtype("f4"), (3,))).map is not None  # the memory-mapped path
     for shuffle in (False, True):
         r = HDF5Reader(path, ["x", "empty"], batch_size=10, shuffle=shuffle, rank=0, world_size=1)
+        assert r.files[0].maps[0] is not None and r.files[0].maps[1] is None  # x mapped, empty read by HDF5
         x, empty = (torch.cat(t) for t in zip(*r))
         assert x.dtype == torch.float32 and sorted(x[:, 0].tolist()) == list(range(0, 300, 3))
         assert torch.equal(x[:, 1], x[:, 0] + 1) and torch.all(empty == 2.5)
@@ -189,13 +184,14 @@ def test_the_reader_pickles_after_reading_and_never_imports_mpi(tmp_path):
     assert proc.stdout.strip() == "[]"
 
 
-def test_reads_are_recorded_per_process_under_the_profile_dir(tmp_path, monkeypatch):
-    data = write(tmp_path / "d.h5", 1024)
+@LAYOUTS
+def test_reads_are_recorded_per_process_under_the_profile_dir(tmp_path, monkeypatch, chunks):
+    data = write(tmp_path / "d.h5", 1024, chunks=chunks)
     profile = tmp_path / "profile"
     monkeypatch.setenv("HPCX_PROFILE_DIR", str(profile))
     before = metrics.totals()["read"]["bytes"]
     assert len(ids_of(reader(data, block_rows=64).loader())) == 1024
-    assert metrics.totals()["read"]["bytes"] - before == 1024 * ROW_BYTES  # each block read once
+    assert metrics.totals()["read"]["bytes"] - before == 1024 * ROW_BYTES  # each row read once
     ids_of(reader(data, block_rows=64).loader(num_workers=2, multiprocessing_context="fork"))
     last = [list(read_records(p))[-1] for p in profile.glob("io-rank-00000-p*.jsonl")]
     workers = [record for record in last if record["pid"] != os.getpid()]  # each worker its own file
@@ -233,3 +229,7 @@ def test_the_errors_name_the_problem(tmp_path):
         reader(good, batch_size=8).load_state_dict(state)
     with pytest.raises(UsageError, match="beyond the epoch's 6 batches"):
         reader(good).load_state_dict({**state, "position": 7})
+    stale = reader(good)
+    write(good, 100, first=1000)
+    with pytest.raises(RuntimeFailure, match="changed since the reader was made"):
+        next(iter(stale))
