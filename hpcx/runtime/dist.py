@@ -2,8 +2,8 @@
 
 Without MPI (mpi4py missing, a torchrun launch, or ``HPCX_MPI=0``) torch.distributed comes up alone: rank 0's
 address from the step's first node (resolved to an IP here, so no rank depends on a name resolving elsewhere)
-and the port Slurm reserved for the step (``SLURM_STEP_RESV_PORTS``, from ``srun --resv-ports``). The context's
-``comm`` is then a :class:`TorchComm`, which offers the few mpi4py calls hpcx uses over a gloo group, so
+and the port Slurm reserved for the step (``SLURM_STEP_RESV_PORTS``, from ``srun --resv-ports=1``). The
+context's ``comm`` is then a :class:`TorchComm`, which offers the few mpi4py calls hpcx uses over a gloo group, so
 checkpoints, preemption and the HDF5 writer work the same either way.
 """
 
@@ -154,7 +154,7 @@ def _reserved_port() -> int:
     raise RuntimeFailure(
         "without MPI to broadcast a port, rank 0's port comes from MASTER_PORT or SLURM_STEP_RESV_PORTS, "
         "and neither is set",
-        hint="launch with `srun --resv-ports` (slurm.conf needs MpiParams=ports=12000-12999), export "
+        hint="launch with `srun --resv-ports=1` (slurm.conf needs MpiParams=ports=12000-12999), export "
         "MASTER_PORT, or install mpi4py",
     )
 
