@@ -1,7 +1,8 @@
 """``python -m hpcx.run [options] -- CMD ARGS...``: run one rank's command under hpcx.
 
-It records who this rank is, samples the command's memory and CPU time into the run's profile records,
-forwards signals (preemption, cancel) to the command, and exits with the command's exit status.
+It records who this rank is, samples the command's process tree (memory, CPU time, threads, I/O bytes) into
+the run's profile records and, on the node's lowest local rank, the node's sensors (memory, network, RAPL, NVML)
+into the node's file; it forwards signals (preemption, cancel) to the command, and exits with the command's exit status.
 Jobs start here, never through click: this module imports nothing from the login side.
 """
 
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from hpcx.errors import UsageError
 from hpcx.profiling.sampler import Sampler
-from hpcx.records import RecordWriter, rank_file
+from hpcx.profiling.sources import node_sources
+from hpcx.records import RecordWriter, node_file, rank_file
 from hpcx.runtime.rankenv import RankEnv, detect
 from hpcx.sweeps import fill_command, read_task, task_env
 
@@ -57,13 +59,38 @@ def _profile_dir(args: argparse.Namespace) -> Path | None:
     return base / f"task-{args.task_id:05d}" if args.task_id is not None else base
 
 
-def _start_record(rank: RankEnv, child_pid: int, command: list[str]) -> dict[str, object]:
+def _start_record(rank: RankEnv, child_pid: int, command: list[str], interval_s: float) -> dict[str, object]:
     return {
         "type": "start", "t": time.time(), "rank": rank.rank, "size": rank.size, "local_rank": rank.local_rank,
         "node": rank.node, "host": socket.gethostname(), "pid": child_pid, "launcher": rank.launcher,
         "job_id": rank.job_id, "attempt": rank.attempt, "argv": command,
-        "cpus_allowed": len(os.sched_getaffinity(0)),
+        "cpus_allowed": len(os.sched_getaffinity(0)), "interval_s": interval_s,
+        "node_collector": rank.local_rank == 0,
     }  # fmt: skip
+
+
+def _start_sampler(profile_dir: Path, rank: RankEnv, child_pid: int, command: list[str],
+                   interval_s: float) -> tuple[RecordWriter, Sampler]:  # fmt: skip
+    """The rank's writer and sampler; the node's lowest local rank also collects the node's sensors."""
+    writer = RecordWriter(rank_file(profile_dir, rank.rank))
+    writer.write(_start_record(rank, child_pid, command, interval_s))
+    node_writer = None
+    if rank.local_rank == 0:
+        node_writer = RecordWriter(node_file(profile_dir, rank.node))
+        node_writer.write({"type": "start", "t": time.time(), "node": rank.node, "host": socket.gethostname(),
+                           "rank": rank.rank, "job_id": rank.job_id, "attempt": rank.attempt,
+                           "interval_s": interval_s})  # fmt: skip
+    sampler = Sampler(child_pid, writer, rank.rank, interval_s=interval_s, node_writer=node_writer,
+                      node=rank.node, node_sources=node_sources() if node_writer else ())  # fmt: skip
+    sampler.start()
+    return writer, sampler
+
+
+def _self_rss_mb() -> float:
+    """This wrapper's own RSS: the memory profiling costs the node beside the rank."""
+    import psutil
+
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
     writer = sampler = None
     if profile_dir is not None:
-        writer = RecordWriter(rank_file(profile_dir, rank.rank))
-        writer.write(_start_record(rank, child.pid, args.command))
-        sampler = Sampler(child.pid, writer, rank.rank, interval_s=args.interval)
-        sampler.start()
+        writer, sampler = _start_sampler(profile_dir, rank, child.pid, args.command, args.interval)
     # wait4 rather than wait: its rusage counts the CPU time and peak RSS of the whole reaped tree.
     while True:
         try:
@@ -114,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         writer.write({
             "type": "end", "t": time.time(), "rank": rank.rank, "exit_code": exit_code, "wall_s": time.time() - t0,
             "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": max(usage.ru_maxrss / 1024, sampler.peak_rss_mb),
-            "samples": sampler.samples,
+            "samples": sampler.samples, "sampler_cpu_s": round(sampler.cpu_s, 4), "sampler_rss_mb": _self_rss_mb(),
         })  # fmt: skip
         writer.close()
     return exit_code

@@ -8,7 +8,7 @@ from typing import Any
 
 from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write_json
-from hpcx.records import read_io_totals, read_records
+from hpcx.records import node_series, read_io_totals, read_records
 from hpcx.runs import Run
 
 REPORT_SCHEMA = "hpcx.report/1"
@@ -27,7 +27,10 @@ def summarize_rank(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         elif rec["type"] == "end":
             end = rec
     last_t = (end or (samples[-1] if samples else start)).get("t", start.get("t", 0.0))
-    peak = max([s["rss_mb"] for s in samples] + [end["peak_rss_mb"] if end else 0.0], default=0.0)
+    # hwm_mb (format 2) is the kernel's peak, so a spike between two samples still counts after a kill -9.
+    peak = max(
+        [max(s["rss_mb"], s.get("hwm_mb", 0.0)) for s in samples] + [end["peak_rss_mb"] if end else 0.0]
+    )
     cpu = end["cpu_s"] if end else (samples[-1]["cpu_s"] if samples else 0.0)
     return {
         "rank": start.get("rank"),
@@ -87,7 +90,22 @@ def build_report(run: Run) -> dict[str, Any]:
         },
         "ranks": ranks,
         "io": summarize_io(run.dir / "profile", [r["rank"] for r in ranks]),
+        "nodes": summarize_nodes(run.dir / "profile"),
     }
+
+
+def summarize_nodes(profile_dir: Path) -> list[dict[str, Any]]:
+    """Per node (records of its lowest local rank): each sensor's status (with the reason when unavailable)
+    and each energy figure with its method, window and coverage. Empty for runs recorded before format 2."""
+    rows = []
+    for path in sorted(profile_dir.glob("node-*.jsonl")):
+        node = node_series(read_records(path))
+        sources = {
+            name: {k: rec[k] for k in ("status", "reason") if k in rec}
+            for name, rec in node["sources"].items()
+        }
+        rows.append({"node": node["start"].get("node"), "sources": sources, "energy": node["energy"]})
+    return rows
 
 
 def summarize_io(profile_dir: Path, ranks: list[int]) -> dict[str, Any]:

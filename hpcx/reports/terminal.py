@@ -20,6 +20,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"  wall {s['wall_s']:.1f} s   CPU {s['cpu_s']:.1f} s   CPU efficiency {_pct(s['cpu_efficiency'])}",
         f"  peak memory {s['peak_rss_mb_max']:.0f} MB on the largest rank, {s['peak_rss_mb_sum']:.0f} MB in all",
         *_io_lines(report.get("io")),
+        *_energy_lines(report.get("nodes", [])),
         "",
         f"  {'rank':>4}  {'node':<10} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} {'exit':>5}",
     ]
@@ -53,4 +54,20 @@ def _io_lines(io: dict[str, Any] | None) -> list[str]:
     lines = [f"  I/O: {', '.join(parts)}"]
     for path, f in io.get("hdf5_files", {}).items():
         lines.append(f"  HDF5 {path}: {f['layout']} ({f['reason']})")
+    return lines
+
+
+def _energy_lines(nodes: list[dict[str, Any]]) -> list[str]:
+    """One line per node: each energy figure measured, or unavailable with the reason (never a silent 0)."""
+    lines = []
+    for n in nodes:
+        parts = []
+        for name, e in n["energy"].items():
+            if e["status"] == "unavailable":
+                parts.append(f"{name} unavailable ({e['reason']})")
+            else:
+                parts.append(
+                    f"{name} {e['energy_j'] / 1000:.2f} kJ ({e['method']}, {_pct(e['coverage'])} covered)"
+                )
+        lines.append(f"  energy {n['node']}: {'; '.join(parts)}")
     return lines

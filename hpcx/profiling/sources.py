@@ -1,0 +1,321 @@
+"""What the sampler reads: one class per source, each opened once and then read every interval.
+
+A source either opens (and says which fields it gives, each with its method: ``counter`` for a value the
+hardware or kernel accumulates, ``sampled`` for a gauge read now, ``derived`` for one computed from others) or
+raises :class:`SourceUnavailable` with a reason a person can act on. Missing hardware, a missing library or a
+permission the kernel withholds are facts to record, never zeros and never a crash.
+
+Rank scope (every rank): :class:`ProcessTree`. Node scope (only the lowest local rank of a node, so nothing is
+counted twice): :class:`NodeMemory`, :class:`Network`, :class:`Rapl`, :class:`Nvml`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+MEASURED, UNAVAILABLE = "measured", "unavailable"
+COUNTER, SAMPLED, DERIVED = "counter", "sampled", "derived"
+POWERCAP_ROOT = "/sys/class/powercap"
+MB = 2**20
+
+
+class SourceUnavailable(Exception):
+    """A source that cannot be read on this node; the message is the reason recorded."""
+
+
+class Source:
+    """A source: :meth:`open` once (returns its description), then :meth:`read` every interval.
+
+    ``edge`` is true at window edges (the first and last reading and every few seconds between): expensive
+    counters (NVML's total energy costs milliseconds per read) are read only then.
+    """
+
+    name = ""
+
+    def open(self) -> dict[str, Any]:
+        """``{"fields": {field: [method, unit]}, ...}``; raises SourceUnavailable with the reason."""
+        raise NotImplementedError
+
+    def read(self, edge: bool) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what :meth:`open` took (NVML's handle); most sources hold nothing."""
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    """The kernel's high-water mark of ``pid``'s RSS (VmHWM), so a peak between two samples is not missed."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+class ProcessTree(Source):
+    """The rank: RSS, peak, CPU time, threads and storage read/write bytes of ``pid`` and its descendants."""
+
+    name = "process"
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def open(self) -> dict[str, Any]:
+        import psutil
+
+        try:
+            self._root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess as exc:
+            raise SourceUnavailable(f"process {self.pid} is gone") from exc
+        return {"fields": {"rss_mb": [SAMPLED, "MB"], "hwm_mb": [COUNTER, "MB"], "cpu_s": [COUNTER, "s"],
+                           "threads": [SAMPLED, "1"], "read_bytes": [COUNTER, "B"],
+                           "write_bytes": [COUNTER, "B"]},
+                "note": "rss_mb sums the tree now; hwm_mb is the largest single process's kernel peak (VmHWM)"}  # fmt: skip
+
+    def read(self, edge: bool) -> dict[str, Any] | None:
+        """The tree's figures now; None once the rank's process has exited."""
+        import psutil
+
+        try:
+            procs = [self._root, *self._root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return None
+        rss = cpu = 0.0
+        hwm = 0.0
+        threads = rbytes = wbytes = 0
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    rss += proc.memory_info().rss
+                    t = proc.cpu_times()
+                    cpu += t.user + t.system + t.children_user + t.children_system
+                    threads += proc.num_threads()
+                    io = proc.io_counters()
+                    rbytes, wbytes = rbytes + io.read_bytes, wbytes + io.write_bytes
+                hwm = max(hwm, _vm_hwm_mb(proc.pid))
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue  # a child that exited between listing and reading
+        return {"rss_mb": round(rss / MB, 2), "hwm_mb": round(hwm, 2), "cpu_s": round(cpu, 3),
+                "threads": threads, "read_bytes": rbytes, "write_bytes": wbytes}  # fmt: skip
+
+
+class NodeMemory(Source):
+    """The node's memory in use (total minus available, as `free` counts it) and available."""
+
+    name = "memory"
+
+    def open(self) -> dict[str, Any]:
+        import psutil
+
+        return {"fields": {"used_mb": [SAMPLED, "MB"], "available_mb": [SAMPLED, "MB"]},
+                "total_mb": round(psutil.virtual_memory().total / MB, 1)}  # fmt: skip
+
+    def read(self, edge: bool) -> dict[str, float]:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return {
+            "used_mb": round((vm.total - vm.available) / MB, 1),
+            "available_mb": round(vm.available / MB, 1),
+        }
+
+
+def parse_net_dev(text: str) -> dict[str, tuple[int, int]]:
+    """``/proc/net/dev`` as ``{interface: (rx_bytes, tx_bytes)}``, without loopback unless it is all there is
+    (loopback traffic is the node talking to itself, e.g. two ranks over TCP on one host)."""
+    ifaces: dict[str, tuple[int, int]] = {}
+    for line in text.splitlines()[2:]:
+        name, _, rest = line.partition(":")
+        cols = rest.split()
+        if len(cols) >= 9:
+            ifaces[name.strip()] = (int(cols[0]), int(cols[8]))
+    external = {k: v for k, v in ifaces.items() if k != "lo"}
+    return external or ifaces
+
+
+class Network(Source):
+    """Bytes received and sent by the node, summed over its interfaces (kernel counters since boot)."""
+
+    name = "network"
+
+    def __init__(self, path: str = "/proc/net/dev") -> None:
+        self.path = path
+
+    def open(self) -> dict[str, Any]:
+        try:
+            ifaces = parse_net_dev(Path(self.path).read_text())
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot read {self.path}: {exc.strerror}") from exc
+        if not ifaces:
+            raise SourceUnavailable(f"no interfaces in {self.path}")
+        return {
+            "fields": {"rx_bytes": [COUNTER, "B"], "tx_bytes": [COUNTER, "B"]},
+            "interfaces": sorted(ifaces),
+        }
+
+    def read(self, edge: bool) -> dict[str, int]:
+        ifaces = parse_net_dev(Path(self.path).read_text())
+        return {
+            "rx_bytes": sum(v[0] for v in ifaces.values()),
+            "tx_bytes": sum(v[1] for v in ifaces.values()),
+        }
+
+
+class _RaplZone:
+    """One powercap zone's counter, accumulated across wrap-arounds at ``max_energy_range_uj``."""
+
+    def __init__(self, path: Path, name: str, max_uj: int, first_uj: int) -> None:
+        self.path, self.name, self.max_uj = path, name, max_uj
+        self.last_uj, self.total_uj, self.wraps = first_uj, 0, 0
+
+    def update(self) -> None:
+        now = int((self.path / "energy_uj").read_text())
+        delta = now - self.last_uj
+        if delta < 0:  # the counter passed max_energy_range_uj and started again from 0
+            delta += self.max_uj
+            self.wraps += 1
+        self.total_uj += delta
+        self.last_uj = now
+
+
+class Rapl(Source):
+    """CPU package and DRAM energy from RAPL's powercap counters, read every interval (so no wrap-around is
+    missed: some counters wrap within a minute) and reported at window edges.
+
+    ``root`` defaults to ``$HPCX_POWERCAP_ROOT``, else /sys/class/powercap. MMIO zones mirror the MSR ones
+    and are skipped so a package is not counted twice.
+    """
+
+    name = "rapl"
+
+    def __init__(self, root: str | None = None) -> None:
+        self.root = Path(root or os.environ.get("HPCX_POWERCAP_ROOT") or POWERCAP_ROOT)
+        self.zones: dict[str, _RaplZone] = {}
+
+    def open(self) -> dict[str, Any]:
+        paths = sorted(p for p in self.root.glob("*/energy_uj") if "mmio" not in p.parent.name)
+        if not paths:
+            raise SourceUnavailable(f"no RAPL zones under {self.root} (not an Intel/AMD CPU, or a VM)")
+        for energy in paths:
+            zone = energy.parent
+            try:
+                first = int(energy.read_text())
+                max_uj = int((zone / "max_energy_range_uj").read_text())
+                name = (zone / "name").read_text().strip()
+            except PermissionError as exc:
+                raise SourceUnavailable(
+                    f"permission denied reading {energy}: energy_uj is root-only since Linux 5.10; "
+                    "an admin can grant read access with a udev rule"
+                ) from exc
+            except (OSError, ValueError) as exc:
+                raise SourceUnavailable(f"cannot read {zone}: {exc}") from exc
+            self.zones[zone.name] = _RaplZone(zone, name, max_uj, first)
+        return {"fields": {"energy_j": [COUNTER, "J"], "package_j": [COUNTER, "J"], "dram_j": [COUNTER, "J"]},
+                "zones": {k: z.name for k, z in self.zones.items()},
+                "note": "package_j sums package-* zones, dram_j the dram zones; core/uncore are inside package"}  # fmt: skip
+
+    def read(self, edge: bool) -> dict[str, Any] | None:
+        for zone in self.zones.values():
+            zone.update()
+        if not edge:
+            return None
+        zones = self.zones.values()
+        return {
+            "energy_j": {k: round(z.total_uj / 1e6, 3) for k, z in self.zones.items()},
+            "package_j": round(sum(z.total_uj for z in zones if z.name.startswith("package")) / 1e6, 3),
+            "dram_j": round(sum(z.total_uj for z in zones if z.name == "dram") / 1e6, 3),
+            "wraps": sum(z.wraps for z in zones),
+        }
+
+
+class Nvml(Source):
+    """Each GPU of the node once: power, memory used, utilisation, SM clock and throttle reasons every
+    interval; the total-energy counter (mJ since driver load) only at window edges, since a read costs
+    milliseconds on an H100.
+
+    Under Slurm only the job's GPUs (``SLURM_JOB_GPUS``, matched by minor number) are read.
+    """
+
+    name = "nvml"
+
+    def open(self) -> dict[str, Any]:
+        try:
+            import pynvml
+        except ImportError as exc:
+            raise SourceUnavailable("nvidia-ml-py is not installed (pip install 'hpcx[runtime]')") from exc
+        self.nv = pynvml
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as exc:
+            raise SourceUnavailable(f"NVML did not start ({exc}): no NVIDIA driver on this node") from exc
+        self.gpus = self._job_gpus()
+        if not self.gpus:
+            self.close()
+            raise SourceUnavailable("NVML found no GPU for this job on this node")
+        self.first_mj: dict[int, int | None] = {i: self._energy_mj(h) for i, h in self.gpus}
+        no_counter = [i for i, mj in self.first_mj.items() if mj is None]
+        return {"fields": {"power_w": [SAMPLED, "W"], "mem_used_mb": [SAMPLED, "MB"], "util_pct": [SAMPLED, "%"],
+                           "sm_mhz": [SAMPLED, "MHz"], "throttle": [SAMPLED, "bitmask"],
+                           "energy_j": [COUNTER, "J"]},
+                "gpus": [i for i, _ in self.gpus], "no_energy_counter": no_counter}  # fmt: skip
+
+    def _job_gpus(self) -> list[tuple[int, Any]]:
+        nv = self.nv
+        handles = [(i, nv.nvmlDeviceGetHandleByIndex(i)) for i in range(nv.nvmlDeviceGetCount())]
+        wanted = os.environ.get("SLURM_JOB_GPUS", "")
+        if not wanted or not all(x.isdigit() for x in wanted.split(",")):
+            return handles
+        minors = {int(x) for x in wanted.split(",")}
+        return [(i, h) for i, h in handles if nv.nvmlDeviceGetMinorNumber(h) in minors]
+
+    def _energy_mj(self, handle: Any) -> int | None:
+        try:
+            return int(self.nv.nvmlDeviceGetTotalEnergyConsumption(handle))
+        except self.nv.NVMLError:
+            return None  # before Volta, or not supported on this board: recorded as unavailable per GPU
+
+    def _field(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self.nv.NVMLError:
+            return None
+
+    def read(self, edge: bool) -> list[dict[str, Any]]:
+        nv, out = self.nv, []
+        # NVML 12 renamed "throttle reasons" to "clocks event reasons"; older bindings have only the old name.
+        throttle = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
+        throttle = throttle or nv.nvmlDeviceGetCurrentClocksThrottleReasons
+        for i, h in self.gpus:
+            power = self._field(nv.nvmlDeviceGetPowerUsage, h)
+            mem = self._field(nv.nvmlDeviceGetMemoryInfo, h)
+            util = self._field(nv.nvmlDeviceGetUtilizationRates, h)
+            row: dict[str, Any] = {
+                "index": i,
+                "power_w": None if power is None else power / 1000,
+                "mem_used_mb": None if mem is None else round(mem.used / MB, 1),
+                "util_pct": None if util is None else util.gpu,
+                "sm_mhz": self._field(nv.nvmlDeviceGetClockInfo, h, nv.NVML_CLOCK_SM),
+                "throttle": self._field(throttle, h),
+            }
+            first = self.first_mj.get(i)
+            if edge and first is not None:
+                now = self._energy_mj(h)
+                row["energy_j"] = None if now is None else (now - first) / 1000
+            out.append(row)
+        return out
+
+    def close(self) -> None:
+        try:
+            self.nv.nvmlShutdown()
+        except self.nv.NVMLError:
+            pass
+
+
+def node_sources() -> list[Source]:
+    """The node-level sources, in the order they are read."""
+    return [NodeMemory(), Network(), Rapl(), Nvml()]
