@@ -12,15 +12,17 @@ rows: the blocks in an order shuffled by ``derive_seed(seed, "reader", epoch, ..
 inside it. Rank ``r`` of ``R`` takes the ``r``-th of ``R`` equal contiguous slices of that stream, cut into
 batches; the stream's tail that does not fill a batch on every rank is dropped (``DistributedSampler``'s
 ``drop_last``), so every rank has ``len(reader)`` batches in every epoch and DDP never waits for a missing one.
-A batch is built from slices of the blocks it covers: HDF5 reads each block of a chunked dataset with one
-hyperslab; a contiguous dataset is memory-mapped and each batch copies its rows out of the map.
+A batch is built from slices of the blocks it covers. Where a dataset's bytes lie raw in its file (contiguous,
+or chunked without filters) the file is memory-mapped and each batch copies its rows out of the map, as a loop
+over ``np.memmap`` would; otherwise (compressed, say) HDF5 reads each block with one hyperslab.
 
 DataLoader worker ``w`` of ``W`` yields the batches ``i`` with ``(i - position) % W == w``; the DataLoader hands
 its workers' batches to the main process round-robin, in order, so the loop sees batches ``position,
 position + 1, ...``, the same as without workers. :meth:`HDF5Reader.loader` counts the batches the loop has
-taken: that count is the position in :meth:`HDF5Reader.state_dict`. Files are opened inside the process that
-reads, when it starts reading, and closed when it stops: nothing unpicklable is held in between, so fork and
-spawn are both safe. Nothing here imports MPI.
+taken: that count is the position in :meth:`HDF5Reader.state_dict`. A block HDF5 reads is read by every
+worker with a batch in it (up to ``W`` times with ``W`` workers); mapped rows are copied once. Files are opened
+inside the process that reads, when it starts reading, and closed when it stops (memory maps, plain memory, are
+kept): nothing unpicklable is held in between, so fork and spawn are both safe. Nothing here imports MPI.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import h5py
 import numpy as np
@@ -44,8 +46,9 @@ from hpcx.io import metrics
 from hpcx.runtime.rankenv import detect
 from hpcx.runtime.seeds import derive_seed
 
-# Large enough that a read costs far more than its Python call, small enough to leave blocks to shuffle.
-TARGET_BLOCK_BYTES = 1 << 20
+# Large enough that a block's fixed costs (its shuffle's generator, chunk look-ups, one HDF5 call) are small
+# beside its rows; small enough to leave many blocks to shuffle.
+TARGET_BLOCK_BYTES = 4 << 20
 MAX_LCM_FACTOR = 8  # datasets chunked 64 and 1000 rows: an lcm of 8000 rows would be too coarse to shuffle
 Batch = Union[torch.Tensor, tuple[torch.Tensor, ...]]
 
@@ -57,6 +60,14 @@ class _Column:
     shape: tuple[int, ...]  # of one row
 
 
+class _Mapping(NamedTuple):
+    """How a dataset's raw bytes lie in its file, for reading them through a memory map."""
+
+    dtype: str  # as stored, byte order included
+    offset: int | None  # contiguous: where its bytes start
+    chunk_rows: int | None  # chunked without filters: rows per chunk (chunks found as blocks are read)
+
+
 @dataclass(frozen=True)
 class _File:
     """What a reading process needs to know of one file, found once when the reader is made (picklable)."""
@@ -64,8 +75,7 @@ class _File:
     path: str
     rows: int
     identity: tuple[int, ...]  # device, inode, mtime, size: a file changed since then is refused
-    # per dataset: (offset, dtype in the file) to map its bytes, or None: HDF5 reads it
-    maps: tuple[tuple[int, str] | None, ...]
+    maps: tuple[_Mapping | None, ...]  # per dataset; None: HDF5 reads it
 
 
 def _open(path: str) -> h5py.File:
@@ -151,26 +161,29 @@ def _identity(path: str) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def _map_of(d: h5py.Dataset) -> tuple[int, str] | None:
-    """(offset, dtype) of a dataset whose bytes lie raw and contiguous in its file, else None: chunked,
-    compressed, external, virtual and unwritten datasets, and types other than plain numbers, HDF5 must read."""
-    if d.chunks is not None or d.external or d.is_virtual or d.dtype.kind not in "iuf":
+def _map_of(f: h5py.File, d: h5py.Dataset) -> _Mapping | None:
+    """How to map a dataset whose bytes lie raw in its file: contiguous and written, or chunked without filters
+    in chunks of whole rows. None when HDF5 must read it: compressed, external, virtual, unwritten, types other
+    than plain numbers, and files with a user block (HDF5 versions differ on whether it counts in offsets)."""
+    if f.userblock_size or d.external or d.is_virtual or d.dtype.kind not in "iuf" or d.size == 0:
         return None
-    nbytes = d.dtype.itemsize * math.prod(d.shape)
-    if nbytes == 0 or d.id.get_storage_size() != nbytes:
-        return None
-    return d.id.get_offset(), d.dtype.str  # H5Dget_offset counts from the file's start, user block included
+    if d.chunks is None:
+        written = d.id.get_storage_size() == d.dtype.itemsize * d.size
+        return _Mapping(d.dtype.str, d.id.get_offset(), None) if written else None
+    if d.id.get_create_plist().get_nfilters() == 0 and d.chunks[1:] == d.shape[1:]:
+        return _Mapping(d.dtype.str, None, d.chunks[0])
+    return None
 
 
 _maps: dict[tuple[Any, ...], np.ndarray] = {}
 
 
 def _mapped(file: _File, offset: int, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A read-only view of a contiguous dataset's bytes, kept for the life of the process.
+    """A read-only view of ``shape`` items of ``dtype`` at ``offset`` in a file, kept for the life of the process.
 
     Mapping anew every epoch would fault every page in again, which a long-lived ``np.memmap`` does not pay. A
-    mapping is plain memory, safe to inherit across a fork, unlike an open HDF5 file; one per dataset a process
-    reads. Like any memory map, a file truncated while mapped ends the process with SIGBUS.
+    mapping is plain memory, safe to inherit across a fork, unlike an open HDF5 file; one per contiguous dataset
+    (or file of chunks) a process reads. Like any memory map, a file truncated while mapped ends the process with SIGBUS.
     """
     key = (file.path, file.identity, offset, dtype, shape)
     if key not in _maps:
@@ -265,14 +278,19 @@ class _BlockCache:
         found: list[Callable[[int, int, np.ndarray | None], Rows]] = []
         f = None
         for column, mapping in zip(self.reader.columns, file.maps):
-            if mapping is None:
-                if f is None:
-                    f = h5py.File(file.path, "r")
-                    self.opened.append(f)
-                found.append(_HDF5Column(f[column.name], column, self._add).block)
-            else:
-                rows = _mapped(file, mapping[0], mapping[1], (file.rows, *column.shape))
+            if mapping is not None and mapping.offset is not None:
+                rows = _mapped(file, mapping.offset, mapping.dtype, (file.rows, *column.shape))
                 found.append(_MappedColumn(rows, column, self._add).block)
+                continue
+            if f is None:
+                f = h5py.File(file.path, "r")
+                self.opened.append(f)
+            hdf5 = _HDF5Column(f[column.name], column, self._add)
+            if mapping is None:
+                found.append(hdf5.block)
+            else:
+                whole = _mapped(file, 0, "u1", (file.identity[3],))
+                found.append(_ChunkMappedColumn(whole, mapping, hdf5, column, self._add).block)
         self.columns[file_index] = found
         return found
 
@@ -294,14 +312,16 @@ class _BlockCache:
 
 
 class _MappedColumn:
-    """A contiguous dataset read through its memory map: a block is a view, and each batch copies its rows
-    out (the read itself), which costs what the same loop over ``np.memmap`` costs."""
+    """A dataset read through a memory map: a block is a view, and each batch copies its rows out (the read
+    itself), which costs what the same loop over ``np.memmap`` costs."""
 
     def __init__(self, rows: np.ndarray, column: _Column, count: Callable[[int, float], None]) -> None:
         self.rows, self.dtype, self.count = rows, column.dtype, count
 
     def block(self, lo: int, hi: int, perm: np.ndarray | None) -> Rows:
-        rows = self.rows[lo:hi]
+        return self._rows(self.rows[lo:hi], perm)
+
+    def _rows(self, rows: np.ndarray, perm: np.ndarray | None) -> Rows:
         return lambda a, b: self._copy(rows, a, b, perm)
 
     def _copy(self, rows: np.ndarray, a: int, b: int, perm: np.ndarray | None) -> np.ndarray:
@@ -312,6 +332,32 @@ class _MappedColumn:
             out = np.take(rows, perm[a:b], axis=0).astype(self.dtype, copy=False)
         self.count(out.nbytes, time.perf_counter() - t0)
         return out
+
+
+class _ChunkMappedColumn(_MappedColumn):
+    """A chunked dataset without filters: each chunk holds its rows raw, so a block whose chunks lie back to back
+    in the file is a view of the file's map. Blocks whose chunks do not (or are unwritten) go to HDF5."""
+
+    def __init__(
+        self, whole: np.ndarray, mapping: _Mapping, hdf5: _HDF5Column, column: _Column,
+        count: Callable[[int, float], None],
+    ) -> None:  # fmt: skip
+        super().__init__(whole, column, count)
+        self.hdf5, self.file_dtype, self.chunk_rows = hdf5, np.dtype(mapping.dtype), mapping.chunk_rows or 1
+        self.shape, self.zeros = column.shape, (0,) * len(column.shape)
+        self.row_bytes = self.file_dtype.itemsize * math.prod(column.shape)
+
+    def block(self, lo: int, hi: int, perm: np.ndarray | None) -> Rows:
+        c = self.chunk_rows
+        first, last = lo // c, (hi - 1) // c
+        info = self.hdf5.dataset.get_chunk_info_by_coord
+        offsets = [info((k * c, *self.zeros)).byte_offset for k in range(first, last + 1)]
+        chunk_bytes = c * self.row_bytes
+        if None in offsets or any(b - a != chunk_bytes for a, b in zip(offsets, offsets[1:])):
+            return self.hdf5.block(lo, hi, perm)
+        start = offsets[0] + (lo - first * c) * self.row_bytes
+        raw = self.rows[start : start + (hi - lo) * self.row_bytes]
+        return self._rows(raw.view(self.file_dtype).reshape(hi - lo, *self.shape), perm)
 
 
 class _HDF5Column:
@@ -417,7 +463,7 @@ class HDF5Reader(torch.utils.data.IterableDataset):
                         hint="every file needs the same dtypes and row shapes",
                     )
                 columns, rows = found, dsets[0].shape[0]
-                files.append(_File(path, rows, _identity(path), tuple(_map_of(d) for d in dsets)))
+                files.append(_File(path, rows, _identity(path), tuple(_map_of(f, d) for d in dsets)))
                 step = block_rows or default_block_rows(dsets, self.batch_size)
             blocks += [(index, lo, min(lo + step, rows)) for lo in range(0, rows, step)]
         return columns, files, blocks

@@ -158,17 +158,35 @@ def test_one_name_gives_tensors_and_rank_defaults_come_from_the_launcher(tmp_pat
     assert torch.cat(list(r)).tolist() == list(range(50, 100))
 
 
-def test_contiguous_big_endian_data_after_a_user_block_and_unwritten_data_read_right(tmp_path):
-    path = tmp_path / "d.h5"
-    with h5py.File(path, "w", userblock_size=1024) as f:
-        f["x"] = np.arange(300, dtype=">f4").reshape(100, 3)
-        f.create_dataset("empty", (100, 3), dtype="f4", fillvalue=2.5)  # never written: no bytes to map
+@pytest.mark.parametrize("block_rows", [32, 20])  # whole chunks, and blocks that start inside one
+def test_every_layout_reads_right_whether_mapped_or_read_by_hdf5(tmp_path, block_rows):
+    x = np.arange(300).reshape(100, 3)
+    path = tmp_path / "layouts.h5"
+    with h5py.File(path, "w") as f:
+        f["contiguous"] = x.astype(">f4")  # big-endian: made native on the way out
+        f.create_dataset("chunked", data=x.astype("f4"), chunks=(16, 3))
+        f.create_dataset("reversed", (100, 3), dtype="f4", chunks=(16, 3))
+        for lo in reversed(range(0, 100, 16)):  # chunks stored back to front: not one run of bytes
+            f["reversed"][lo : lo + 16] = x[lo : lo + 16]
+        f.create_dataset("gzip", data=x.astype("f4"), chunks=(16, 3), compression="gzip")
+        f.create_dataset("narrow", data=x.astype("f4"), chunks=(16, 1))
+        f.create_dataset("unwritten", (100, 3), dtype="f4", fillvalue=2.5)
+    with h5py.File(tmp_path / "userblock.h5", "w", userblock_size=512) as f:
+        f["contiguous"] = x.astype("f4")
+    names = ["contiguous", "chunked", "reversed", "gzip", "narrow", "unwritten"]
+    kw = {"batch_size": 10, "rank": 0, "world_size": 1, "block_rows": block_rows}
+    maps = HDF5Reader(path, names, **kw).files[0].maps
+    kinds = ["hdf5" if m is None else "offset" if m.offset is not None else "chunks" for m in maps]
+    assert kinds == ["offset", "chunks", "chunks", "hdf5", "hdf5", "hdf5"]
+    assert HDF5Reader(tmp_path / "userblock.h5", "contiguous", **kw).files[0].maps == (None,)
     for shuffle in (False, True):
-        r = HDF5Reader(path, ["x", "empty"], batch_size=10, shuffle=shuffle, rank=0, world_size=1)
-        assert r.files[0].maps[0] is not None and r.files[0].maps[1] is None  # x mapped, empty read by HDF5
-        x, empty = (torch.cat(t) for t in zip(*r))
-        assert x.dtype == torch.float32 and sorted(x[:, 0].tolist()) == list(range(0, 300, 3))
-        assert torch.equal(x[:, 1], x[:, 0] + 1) and torch.all(empty == 2.5)
+        columns = [torch.cat(c) for c in zip(*HDF5Reader(path, names, shuffle=shuffle, **kw))]
+        ids = (columns[0][:, 0] / 3).long()
+        assert columns[0].dtype == torch.float32 and sorted(ids.tolist()) == list(range(100))
+        assert torch.equal(columns[0], torch.from_numpy(x).float()[ids])
+        assert all(torch.equal(c, columns[0]) for c in columns[1:5]) and torch.all(columns[5] == 2.5)
+        alone = torch.cat(list(HDF5Reader(tmp_path / "userblock.h5", "contiguous", shuffle=shuffle, **kw)))
+        assert torch.equal(alone, torch.from_numpy(x).float()[(alone[:, 0] / 3).long()])
 
 
 def test_the_reader_pickles_after_reading_and_never_imports_mpi(tmp_path):
