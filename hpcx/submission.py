@@ -67,6 +67,7 @@ class Prepared:
     array: ArraySpec | None = None
     task_table: bool = False  # a sweep: each array task reads its parameters from the run's tasks.jsonl
     inputs: tuple[str, ...] = ()  # data the job declares it reads: fingerprinted into the manifest
+    profile: bool = False  # the ranks record profiles and trace communication (see profile_env)
 
 
 def parse_pairs(option: str, pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -123,6 +124,7 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
     )
     kind = values.pop("kind", None)
     kind_source = sources.pop("kind", "default")
+    profile = values.pop("profile", False), sources.pop("profile", "default")  # --profile: with_profile
     if request.kind:
         kind, kind_source = request.kind, "cli"
     if script_text is None and not request.command:
@@ -143,6 +145,7 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
     for key in RESOURCE_FIELDS:
         sources.setdefault(key, "default")
     sources["kind"] = kind_source if script_text is None else "script"
+    sources["profile"] = profile[1]
     spec = JobSpec(
         kind=(kind or "serial") if script_text is None else "script",
         resources=res,
@@ -173,7 +176,21 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
         user.template_dirs,
         array,
         inputs=tuple(request.inputs),
+        profile=bool(profile[0]),
     )
+
+
+def with_profile(prep: Prepared, profile: bool | None) -> Prepared:
+    """``prep`` with the command line's ``--profile``/``--no-profile`` applied (None: as resolved)."""
+    if profile is not None:
+        prep.profile, prep.sources["profile"] = profile, "cli"
+    return prep
+
+
+def profile_env(prep: Prepared) -> dict[str, str]:
+    """What the ranks of a profiled job find in their environment: hpcx.run records the rank's profile and
+    switches communication tracing on in the program it starts."""
+    return {"HPCX_PROFILE": "1", "HPCX_PROFILE_COMM": "1"} if prep.profile else {}
 
 
 def _read_script(path: Path) -> str:
@@ -256,6 +273,7 @@ def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dic
         "vars": dict(prep.spec.variables),
         "directives": [{"flag": f, "value": v} for f, v in prep.directives],
         "preempt": preempt_settings(prep),
+        "profile_env": profile_env(prep),
         "hpcx_version": __version__,
     }
 
@@ -314,6 +332,7 @@ def manifest(prep: Prepared, run: Run, template: dict[str, Any], workdir: Path) 
         "run_id": run.id,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "kind": {"value": prep.spec.kind, "source": prep.sources["kind"]},
+        "profile": {"value": prep.profile, "source": prep.sources["profile"]},
         "resources": resolved,
         "command": list(prep.spec.command),
         "variables": prep.spec.variables,
@@ -354,7 +373,8 @@ def submit(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
         atomic_write_json(
             run.dir / "manifest.json", {**manifest(prep, run, template, workdir), "sbatch_args": args}
         )
-        env = {**scrubbed_env(prep.site.allow_env), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir)}
+        env = {**scrubbed_env(prep.site.allow_env), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir),
+               **profile_env(prep)}  # fmt: skip
         job_id = scheduler.submit(script, run.dir, env=env, args=args)
     except (HpcxError, OSError, KeyboardInterrupt):
         discard_run(run)

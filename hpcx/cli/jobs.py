@@ -46,6 +46,8 @@ RESOURCE_OPTIONS = [
     click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
                  help="Template variable, $HPCX_VAR_NAME in the job (repeatable)."),
 ]  # fmt: skip
+PROFILE_HELP = ("Record each rank's profile and trace its MPI and torch.distributed calls into the run's "
+                "profile/ (default: the site's defaults.profile, else off).")  # fmt: skip
 _RESOURCE_KEYS = ("partition", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node", "mem", "time",
                   "account", "qos", "name")  # fmt: skip
 
@@ -112,10 +114,11 @@ def render(obj: Ctx, kind: str, command: tuple[str, ...], **opts: Any) -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Check and render, print the script and the choices, submit nothing."
 )
+@click.option("--profile/--no-profile", default=None, help=PROFILE_HELP)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
 def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...], inputs: tuple[str, ...],
-           dry_run: bool, **opts: Any) -> None:  # fmt: skip
+           dry_run: bool, profile: bool | None, **opts: Any) -> None:  # fmt: skip
     """Check, render and submit KIND (or your own batch SCRIPT) with RESOURCES.
 
     \b
@@ -123,7 +126,9 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...]
       hpcx submit mpi -N 2 --ntasks-per-node 1 -- python examples/allreduce_hdf5.py
       hpcx submit ./job.sh -t 30          # #SBATCH lines are read and checked; options override them
     """
-    prep = _prepare(obj, kind, command, opts, after)
+    from hpcx.submission import with_profile
+
+    prep = with_profile(_prepare(obj, kind, command, opts, after), profile)
     prep.inputs = inputs
     root = obj.runs_root[0]
     if dry_run:

@@ -10,9 +10,10 @@ import click
 
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.cli.complete import complete_run
+from hpcx.cli.jobs import PROFILE_HELP
 from hpcx.errors import UsageError
 from hpcx.runs import find_run
-from hpcx.submission import render_preview
+from hpcx.submission import render_preview, with_profile
 from hpcx.sweep_submit import load_spec, prepare, retry_failed, submit_sweep
 
 PREVIEW_ROWS = 20
@@ -24,8 +25,10 @@ PREVIEW_ROWS = 20
 @click.option("--max-parallel", type=click.IntRange(min=1), help="At most N tasks running at once.")
 @click.option("--retry-failed", "retry", metavar="RUN", shell_complete=complete_run,
               help="Resubmit the failed tasks of sweep RUN (into the same run).")  # fmt: skip
+@click.option("--profile/--no-profile", default=None, help=PROFILE_HELP)
 @pass_ctx
-def sweep(obj: Ctx, spec: str | None, dry_run: bool, max_parallel: int | None, retry: str | None) -> None:
+def sweep(obj: Ctx, spec: str | None, dry_run: bool, max_parallel: int | None, retry: str | None,
+          profile: bool | None) -> None:  # fmt: skip
     """Run the parameter sweep SPEC.yaml as job arrays: one task table, one run directory.
 
     \b
@@ -48,6 +51,7 @@ def sweep(obj: Ctx, spec: str | None, dry_run: bool, max_parallel: int | None, r
         raise UsageError("no sweep spec given", hint="hpcx sweep SPEC.yaml, or hpcx sweep --retry-failed RUN")
     parsed, raw = load_spec(Path(spec))
     ps = prepare(parsed, raw, obj.site, obj.user, max_parallel)
+    with_profile(ps.prep, profile)
     if dry_run:
         doc = {"dry_run": True, "tasks": [t.to_dict() for t in ps.tasks],
                "arrays": [c.array_spec(ps.max_parallel) for c in ps.chunks],

@@ -79,7 +79,7 @@ class Site:
     python: str | None = None
     template_dirs: tuple[Path, ...] = ()
     runs_root: str | None = None
-    defaults: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)  # request defaults, and profile (bool): --profile
     locked_blocks: tuple[str, ...] = ()
     resources: dict[str, NamedResource] = field(default_factory=dict)
     allow_env: tuple[str, ...] = ()

@@ -148,6 +148,11 @@ SITE_SCHEMA: dict[str, Any] = {
                 "mem": {"type": ["string", "integer"]},
                 "account": _NAME,
                 "qos": _NAME,
+                "profile": {
+                    "type": "boolean",
+                    "description": "profile every job (per-rank records and communication tracing) unless "
+                    "the user says --no-profile; default false",
+                },
             },
         },
     },
