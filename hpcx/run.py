@@ -72,11 +72,11 @@ def _start_record(rank: RankEnv, child_pid: int, command: list[str], interval_s:
 def _start_sampler(profile_dir: Path, rank: RankEnv, child_pid: int, command: list[str],
                    interval_s: float) -> tuple[RecordWriter, Sampler]:  # fmt: skip
     """The rank's writer and sampler; the node's lowest local rank also collects the node's sensors."""
-    writer = RecordWriter(rank_file(profile_dir, rank.rank))
+    writer = RecordWriter(rank_file(profile_dir, rank.rank), line_flush=False)  # synced every 5 s
     writer.write(_start_record(rank, child_pid, command, interval_s))
     node_writer = None
     if rank.local_rank == 0:
-        node_writer = RecordWriter(node_file(profile_dir, rank.node))
+        node_writer = RecordWriter(node_file(profile_dir, rank.node), line_flush=False)
         node_writer.write({"type": "start", "t": time.time(), "node": rank.node, "host": socket.gethostname(),
                            "rank": rank.rank, "job_id": rank.job_id, "attempt": rank.attempt,
                            "interval_s": interval_s})  # fmt: skip

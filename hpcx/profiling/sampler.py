@@ -3,7 +3,8 @@
 One sampler per rank reads the rank's process tree into the rank file; the node's lowest local rank also reads
 the node-level sources into the node file. Energy counters are reported at window edges (the first and last
 reading and every ``edge_s`` between); gauges every interval. A source that cannot open, or fails later, is
-recorded once as unavailable with the reason and not read again.
+recorded once as unavailable with the reason and not read again. Lines are written to disk every ``sync_s``
+(5 s) and at the end, so a kill -9 loses at most that much.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Sampler(threading.Thread):
             self.tree = None
         if self.node_writer is not None:
             self.node_sources = [s for s in self.node_sources if _open(s, self.node_writer, node=self.node)]
+        self._sync()  # who ran where, and which sensors exist, are on disk from the first second
         next_t = next_edge = time.monotonic()
         last_sync = next_t
         while True:
