@@ -1,0 +1,168 @@
+"""profiling_overhead: what hpcx's profiling costs a training loop, beside no profiler and beside perun.
+
+One CPU training loop (benchmarks/_profiling_worker.py, ~2 ms steps) runs three ways, alternating in one run:
+bare; under ``python -m hpcx.run`` at the default 1 s interval with every source on (the rank's process tree
+and, as the node's collector, memory, network, RAPL and NVML where present) and regions around each step and
+its forward pass; and under ``perun monitor`` (1 s sampling, its ``@monitor`` region around each step). Each run
+reports its median step time (wall, and CPU time of the loop's thread, which other engineers' load on a shared
+machine disturbs less); a case's figure is the median over runs.
+
+- ``overhead_vs_bare``: hpcx over bare (target <= 1.01);
+- ``overhead_vs_perun``: hpcx's ratio over perun's (target <= 1.0);
+- ``record_bytes_per_rank_hour``: bytes of rank + node records per rank per hour at the default interval, from a
+  measured run extrapolated (a node file counted for every rank: one rank per node, the upper bound);
+- ``region_us``: one ``with hpcx.region(...)`` in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from _common import REPO, Skip, alternate, main, result, stats, timing_row
+
+WORKER = REPO / "benchmarks" / "_profiling_worker.py"
+RANKS_AT_SCALE = 10_000
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "SLURM_", "HPCX_"))}
+
+
+def _case(argv: list[str], per_step: list[tuple[float, float]], cwd: str) -> Callable[[], None]:
+    def go() -> None:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=_env(), cwd=cwd)
+        if out.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed: {out.stderr[-2000:]}")
+        line = next(x for x in out.stdout.splitlines() if x.startswith("SECONDS_PER_STEP"))
+        wall_s, cpu_s = line.split()[1:3]
+        per_step.append((float(wall_s), float(cpu_s)))
+
+    return go
+
+
+def _perun_argv(data_out: str) -> list[str]:
+    perun = shutil.which("perun", path=str(Path(sys.executable).parent)) or shutil.which("perun")
+    if perun is None:
+        raise Skip("perun is not installed (pip install 'hpcx[bench]')")
+    return [perun, "monitor", "--data-out", data_out, str(WORKER)]
+
+
+def overhead_rows(quick: bool) -> list[dict]:
+    steps, repeats = (1000, 3) if quick else (1000, 9)
+    tmp = tempfile.mkdtemp(prefix="hpcx-prof-bench-")
+    per_step: dict[str, list[tuple[float, float]]] = {"bare": [], "hpcx": [], "perun": []}
+    worker = [str(WORKER), "--steps", str(steps)]
+    cases = {
+        "bare": _case([sys.executable, *worker], per_step["bare"], tmp),
+        "hpcx": _case(
+            [
+                sys.executable,
+                "-m",
+                "hpcx.run",
+                "--profile-dir",
+                f"{tmp}/hpcx",
+                "--",
+                sys.executable,
+                *worker,
+                "--regions",
+                "hpcx",
+            ],
+            per_step["hpcx"],
+            tmp,
+        ),  # fmt: skip
+        "perun": _case(
+            [*_perun_argv(f"{tmp}/perun"), *worker[1:], "--regions", "perun"], per_step["perun"], tmp
+        ),
+    }
+    try:
+        alternate(cases, 1, warmup=0)  # warm-up round: file cache, bytecode; its numbers are dropped
+        for v in per_step.values():
+            v.clear()
+        alternate(cases, repeats, warmup=0)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    wall = {k: [w for w, _ in v] for k, v in per_step.items()}
+    cpu = {k: [c for _, c in v] for k, v in per_step.items()}
+    med = {k: stats(v)["median"] for k, v in wall.items()}
+    med_cpu = {k: stats(v)["median"] for k, v in cpu.items()}
+    return [
+        result("overhead_vs_bare", round(med["hpcx"] / med["bare"], 4), "ratio",
+               "the same loop without hpcx, median wall s/step", 1.01),
+        result("overhead_vs_perun", round(med["hpcx"] / med["perun"], 4), "ratio",
+               "perun monitor (1 s sampling, @monitor per step), median wall s/step", 1.0),
+        result("overhead_vs_bare_cpu", round(med_cpu["hpcx"] / med_cpu["bare"], 4), "ratio",
+               "as overhead_vs_bare, CPU s/step of the loop's thread", 1.01),
+        result("overhead_vs_perun_cpu", round(med_cpu["hpcx"] / med_cpu["perun"], 4), "ratio",
+               "as overhead_vs_perun, CPU s/step of the loop's thread", 1.0),
+        timing_row("bare_step_ms", wall["bare"], "one torch thread, MLP 256-512-10, batch 128"),
+        timing_row("hpcx_step_ms", wall["hpcx"], "hpcx.run, all sources, regions per step and forward"),
+        timing_row("perun_step_ms", wall["perun"], "perun monitor, psutil (+RAPL/NVML where present)"),
+    ]  # fmt: skip
+
+
+def _record_bytes(profile: Path) -> tuple[int, int, float]:
+    """Bytes of sample records, bytes of the other records, and the seconds the samples span."""
+    sample_bytes = other = 0
+    times = []
+    for path in [*profile.glob("rank-*.jsonl"), *profile.glob("node-*.jsonl")]:
+        for line in path.read_bytes().splitlines(keepends=True):
+            rec = json.loads(line)
+            if rec["type"] == "sample":
+                sample_bytes += len(line)
+                times.append(rec["t"])
+            else:
+                other += len(line)
+    return sample_bytes, other, max(times) - min(times)
+
+
+def bytes_rows(quick: bool) -> list[dict]:
+    seconds = 10 if quick else 30
+    tmp = Path(tempfile.mkdtemp(prefix="hpcx-bytes-bench-"))
+    try:
+        subprocess.run([sys.executable, "-m", "hpcx.run", "--profile-dir", str(tmp), "--", sys.executable, "-c",
+                        f"import time; x = b'1' * 2**26; time.sleep({seconds})"],
+                       check=True, timeout=seconds + 60, env=_env())  # fmt: skip
+        sample_bytes, fixed, span_s = _record_bytes(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    per_hour = sample_bytes / span_s * 3600 + fixed
+    return [
+        result("record_bytes_per_rank_hour", round(per_hour), "B",
+               f"rank + node records at the default 1 s interval, {seconds} s measured, extrapolated; "
+               f"{RANKS_AT_SCALE} ranks: {per_hour * RANKS_AT_SCALE / 1e9:.2f} GB per hour"),
+    ]  # fmt: skip
+
+
+def region_rows() -> list[dict]:
+    from hpcx.profiling import region
+
+    n = 200_000
+    os.environ.pop("HPCX_PROFILE_DIR", None)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        with region("x"):
+            pass
+    t1 = time.perf_counter()
+    for _ in range(n):
+        pass
+    us = ((t1 - t0) - (time.perf_counter() - t1)) / n * 1e6
+    return [
+        result("region_us", round(us, 3), "us", "one `with hpcx.region(...)`, both edges, in this process")
+    ]
+
+
+def run(quick: bool) -> list[dict]:
+    sys.path.insert(0, str(REPO))
+    return [*overhead_rows(quick), *bytes_rows(quick), *region_rows()]
+
+
+if __name__ == "__main__":
+    sys.exit(main("profiling_overhead", run, __doc__))
