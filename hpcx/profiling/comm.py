@@ -81,7 +81,8 @@ _torch_lock = threading.Lock()  # torch completions arrive on the backend's thre
 # Bytes mpi4py has pickled and unpickled so far: a lower-case call's bytes are what it pickled (sent), or,
 # for a call that only received, what it unpickled.
 _pickled = [0, 0]
-_state: dict[str, Any] = {"installed": False, "t0": 0.0, "next_flush": 0.0, "writer": None, "failed": False}
+_state: dict[str, Any] = {"installed": False, "t0": 0.0, "writer": None, "failed": False}
+_next_flush = float("inf")  # perf_counter time of the next record; a plain global: every call reads it
 _perf = time.perf_counter
 
 
@@ -143,7 +144,8 @@ def totals() -> list[dict[str, Any]]:
 def flush() -> None:
     """Write the current totals as one record (nothing outside a run, before any call, or after a failure)."""
     now = _perf()
-    _state["next_flush"] = now + FLUSH_EVERY_S
+    global _next_flush
+    _next_flush = now + FLUSH_EVERY_S
     if _state["failed"] or not any(_tables.values()):
         return
     try:
@@ -166,7 +168,9 @@ def _after_fork_in_child() -> None:
     for table in _tables.values():
         table.clear()
     _pickled[:] = [0, 0]
-    _state.update(t0=_perf(), next_flush=_perf() + FLUSH_EVERY_S, writer=None, failed=False)
+    global _next_flush
+    _state.update(t0=_perf(), writer=None, failed=False)
+    _next_flush = _perf() + FLUSH_EVERY_S
 
 
 # ---------------------------------------------------------------- installing
@@ -179,7 +183,9 @@ def install() -> None:
     """
     if _state["installed"]:
         return
-    _state.update(installed=True, t0=_perf(), next_flush=_perf() + FLUSH_EVERY_S)
+    global _next_flush
+    _state.update(installed=True, t0=_perf())
+    _next_flush = _perf() + FLUSH_EVERY_S
     patches = {"mpi4py.MPI": _patch_mpi, "torch.distributed": _patch_torch}
     for name, patch in patches.items():
         if name in sys.modules:
@@ -341,7 +347,7 @@ def _one_buffer(name: str, orig: Callable[..., Any], wrap: Callable[[Any], Any] 
         entry[0] += 1
         entry[1] += nbytes
         entry[2] += t1 - t0
-        if t1 >= _state["next_flush"]:
+        if t1 >= _next_flush:
             flush()
         return result if wrap is None else wrap(result)
 
@@ -376,7 +382,7 @@ def _two_buffers(name: str, orig: Callable[..., Any], sizer: Callable[[Any, Any,
         entry[0] += 1
         entry[1] += nbytes
         entry[2] += t1 - t0
-        if t1 >= _state["next_flush"]:
+        if t1 >= _next_flush:
             flush()
         return result if wrap is None else wrap(result)
 
@@ -399,7 +405,7 @@ def _other(name: str, orig: Callable[..., Any], sizer: Callable[..., int] | None
         else:
             nbytes = _pickled[0] - dumped or _pickled[1] - loaded
         _count(table, _size(args[0]) if comm else 0, nbytes, t1 - t0)
-        if t1 >= _state["next_flush"]:
+        if t1 >= _next_flush:
             flush()
         return result if wrap is None else wrap(result)
 
@@ -538,7 +544,7 @@ def _torch_wrapper(dist: ModuleType, name: str, orig: Callable[..., Any]) -> Cal
         )
         if not (is_async and work is not None and _on_completion(work, name, nbytes, size, t0)):
             _torch_record(name, nbytes, t_return - t0, size)
-        if t_return >= _state["next_flush"]:
+        if t_return >= _next_flush:
             flush()
         return work
 
