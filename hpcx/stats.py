@@ -111,8 +111,8 @@ def _betacf(a: float, b: float, x: float) -> float:
 
 
 def betainc(a: float, b: float, x: float, x_complement: float | None = None) -> float:
-    """The regularized incomplete beta function I_x(a, b). ``x_complement`` (1 - x, when the caller can form it
-    without cancellation) keeps precision for x near 1. The fraction is evaluated on the side where it
+    """The regularized incomplete beta function I_x(a, b). ``x_complement`` (1 - x, when the caller can form
+    it without cancellation) keeps precision for x near 1. The fraction is evaluated on the side where it
     converges fast, so small results keep their relative precision."""
     xc = 1 - x if x_complement is None else x_complement
     if x <= 0:
@@ -134,7 +134,7 @@ def t_sf(t: float, df: float) -> float:
 
 
 def t_ppf(p: float, df: float) -> float:
-    """The t quantile: the t with P(T <= t) = p, by bisection on :func:`t_sf` (monotone, so it cannot miss)."""
+    """The t quantile, P(T <= t) = p, by bisection on :func:`t_sf` (monotone, so it cannot miss)."""
     if p == 0.5:
         return 0.0
     if p < 0.5:
@@ -179,10 +179,10 @@ def bootstrap_ci(samples: Sequence[Sample], statistic: str = "mean", *, level: f
                  method: str = "percentile", n_resamples: int = 9999, seed: int = 0) -> Interval:  # fmt: skip
     """A bootstrap interval for ``statistic`` of one sample, or for stat(x) - stat(y) of two independent ones.
 
-    Each sample is resampled with replacement on its own, from ``numpy.random.default_rng(seed)``, in the order
-    scipy.stats.bootstrap draws them, so the same seed gives scipy's interval. ``percentile`` takes the
-    quantiles of the resampled statistic; ``bca`` corrects them for bias and skew (Efron & Tibshirani 14.3, with
-    the jackknife acceleration of each sample). Both are too narrow for a handful of replicates (see
+    Each sample is resampled with replacement on its own, from ``numpy.random.default_rng(seed)``, in the
+    order scipy.stats.bootstrap draws them, so the same seed gives scipy's interval. ``percentile`` takes the
+    quantiles of the resampled statistic; ``bca`` corrects them for bias and skew (Efron & Tibshirani 14.3,
+    with the jackknife acceleration of each sample). Both are too narrow for a handful of replicates (see
     docs/compare.md); ``t`` is Student's interval, for the mean (or difference of means, Welch) only.
     """
     if method == "t":
@@ -300,9 +300,9 @@ def _u_counts(n1: int, n2: int) -> list[int]:
 
 
 def mann_whitney(x: Sample, y: Sample) -> TestResult:
-    """Mann-Whitney U, two-sided, as scipy.stats.mannwhitneyu's defaults choose: U is x's statistic; the p-value
-    is exact when a sample has at most 8 values and there are no ties, else normal with the tie correction
-    and a continuity correction of 0.5."""
+    """Mann-Whitney U, two-sided, as scipy.stats.mannwhitneyu's defaults choose: U is x's statistic; the
+    p-value is exact when a sample has at most 8 values and there are no ties, else normal with the tie
+    correction and a continuity correction of 0.5."""
     n1, n2 = len(x), len(y)
     ranks, ties = _ranks([*x, *y])
     u1 = math.fsum(ranks[:n1]) - n1 * (n1 + 1) / 2
@@ -324,7 +324,7 @@ def mann_whitney(x: Sample, y: Sample) -> TestResult:
 
 
 def cohens_d(x: Sample, y: Sample) -> float:
-    """(mean x - mean y) / pooled SD (ddof=1 in each group); +-inf when both groups are constant but differ."""
+    """(mean x - mean y) / pooled SD (ddof=1 in each group); +-inf when both are constant but differ."""
     n1, n2 = len(x), len(y)
     pooled = math.sqrt(((n1 - 1) * std(x) ** 2 + (n2 - 1) * std(y) ** 2) / (n1 + n2 - 2))
     diff = mean(x) - mean(y)
@@ -388,8 +388,8 @@ def welch_power(diff: float, sd_x: float, sd_y: float, n: int, alpha: float = 0.
     """Power of the two-sided Welch test with ``n`` replicates per group to detect a true difference ``diff``.
 
     The noncentral t of the test statistic (noncentrality diff / se) is approximated by a central t shifted
-    by the noncentrality, with Welch-Satterthwaite's df at equal n; against scipy.stats.nct this picks the same
-    replicate counts (tests/unit/test_stats.py)."""
+    by the noncentrality, with Welch-Satterthwaite's df at equal n; against scipy.stats.nct this picks the
+    same replicate counts (tests/unit/test_stats.py)."""
     vx, vy = sd_x**2, sd_y**2
     if vx + vy == 0:
         return 1.0 if diff != 0 else alpha

@@ -69,7 +69,7 @@ class Ctx:
 COMMAND_MODULES = {
     "render": "jobs", "submit": "jobs", "status": "jobs", "logs": "jobs", "cancel": "jobs", "rerun": "jobs",
     "sweep": "sweep", "runs": "runs", "report": "reporting", "site": "site", "config": "config",
-    "completion": "config", "testbed": "admin", "data": "data",
+    "completion": "config", "testbed": "admin", "data": "data", "compare": "compare",
 }  # fmt: skip
 
 

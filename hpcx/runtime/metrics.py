@@ -1,7 +1,9 @@
 """Metrics from inside the job: ``hpcx.runtime.log(step, loss=..., lr=...)`` appends one record per call.
 
 Records go to ``$HPCX_RUN_DIR/metrics/rank-NNNNN.jsonl`` (one file per rank, append-only, flushed per line,
-fsynced every few seconds), which `hpcx report` and `hpcx compare` read.
+fsynced every few seconds), which `hpcx report` and `hpcx compare` read. A sweep's task
+(``$HPCX_TASK_ID`` set) writes under ``metrics/task-NNNNN/`` instead, as its profile records go under
+``profile/task-NNNNN/``: the tasks share the run directory, and their metrics must not mix.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def _open() -> RecordWriter | None:
         run_dir = os.environ.get("HPCX_RUN_DIR")
         if not run_dir:
             return None  # outside an hpcx run: logging is a no-op, so scripts run unchanged by hand
-        _writer = RecordWriter(rank_file(Path(run_dir) / "metrics", detect().rank))
+        base, task = Path(run_dir) / "metrics", os.environ.get("HPCX_TASK_ID")
+        _writer = RecordWriter(rank_file(base / f"task-{int(task):05d}" if task else base, detect().rank))
     return _writer
 
 
