@@ -163,7 +163,7 @@ def test_rapl_through_the_sampler_gives_counter_energy_over_the_window(tmp_path)
     assert node["sources"]["rapl"]["status"] == "measured"
     energy = node["energy"]["cpu_package"]
     assert energy["status"] == "measured" and energy["method"] == "counter"
-    assert energy["energy_j"] == pytest.approx(1.1) and energy["coverage"] > 0.9
+    assert energy["energy_j"] == pytest.approx(1.1) and 0.5 < energy["coverage"] <= 1  # start-up is outside
     assert node["energy"]["dram"] == {"status": "unavailable", "reason": "no dram zone under RAPL"}
     assert node["samples"][-1]["rapl"]["wraps"] == 1
 
