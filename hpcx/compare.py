@@ -400,12 +400,13 @@ def comparison_table(doc: dict[str, Any]) -> list[list[str]]:
 
 
 def headline(doc: dict[str, Any]) -> str:
-    m, s = doc["metric"], doc["settings"]
+    m, ci = doc["metric"], doc["settings"]["ci"]
     how = f"rank 0's {m['reduce']} value" if m["source"] == "logged" else "from the run reports"
-    n = sum(g["n"] for g in doc["groups"])
-    return (f"{m['name']} ({how}): {n} replicates in {len(doc['groups'])} groups of {len(doc['runs'])} runs; "
-            f"{s['ci']['level']:.0%} {s['ci']['method']} intervals ({s['ci']['resamples']} resamples, seed "
-            f"{s['ci']['seed']})")  # fmt: skip
+    n, runs = sum(g["n"] for g in doc["groups"]), len(doc["runs"])
+    interval = f"{ci['level']:.0%} {ci['method']} intervals"
+    if ci["method"] != "t":
+        interval += f" ({ci['resamples']} resamples, seed {ci['seed']})"
+    return f"{m['name']} ({how}): {n} replicates in {len(doc['groups'])} groups of {runs} run(s); {interval}"
 
 
 def render_text(doc: dict[str, Any]) -> str:

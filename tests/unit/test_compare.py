@@ -63,6 +63,22 @@ def test_sweep_tasks_group_by_parameters_with_seeds_as_replicates(hpcx, runs_roo
     run, tasks = _sweep(runs_root, monkeypatch)
     doc = hpcx.json("compare", "--sweep", run.id, "--metric", "loss")
     assert doc["hpcx"] == 1 and doc["kind"] == "compare" and doc["schema"] == "hpcx.compare/1"
+    # Pinned keys (docs/compare.md; scripts rely on them).
+    assert set(doc) == {
+        "hpcx",
+        "kind",
+        "schema",
+        "metric",
+        "settings",
+        "runs",
+        "groups",
+        "comparisons",
+        "notes",
+    }
+    assert set(doc["groups"][0]) == {"name", "params", "n", "mean", "std", "median", "iqm", "min", "max", "ci",
+                                     "replicates"}  # fmt: skip
+    assert set(doc["comparisons"][0]) == {"a", "b", "difference", "ci", "welch", "mann_whitney", "p_adjusted",
+                                          "cohens_d", "cliffs_delta", "seeds_needed"}  # fmt: skip
     assert doc["metric"] == {"name": "loss", "source": "logged", "reduce": "last"}
     assert [g["name"] for g in doc["groups"]] == ["lr=0.01", "lr=0.1"] and doc["runs"] == [run.id]
     low = doc["groups"][0]
