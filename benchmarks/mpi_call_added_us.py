@@ -3,8 +3,11 @@
 Two ranks under mpirun (shared memory on one host). Each rank keeps the raw ``MPI.COMM_WORLD``, installs
 ``hpcx.profiling.comm`` and takes the traced one, then times blocks of 8-byte ``Allreduce`` calls through
 each, alternating raw and traced blocks in the same run so load drifts hit both alike. The added cost is the
-median over blocks of (traced block - raw block) / calls. The pickle-based ``allreduce`` of one float is
-measured the same way, as context (it also pays for counting the bytes pickled).
+fastest traced block's time per call minus the fastest raw block's: on a shared machine two ranks that poll
+for each other are often descheduled, which adds tens of microseconds to whole blocks, and the fastest block
+is the one least disturbed (timeit's reasoning). The median over blocks of (traced - raw) is printed beside
+it. The pickle-based ``allreduce`` of one float is measured the same way, as context (it also pays for
+counting the bytes pickled).
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def run(quick: bool) -> list[dict]:
         import mpi4py  # noqa: F401
     except ImportError as exc:
         raise Skip("mpi4py is not installed") from exc
-    blocks, calls = (10, 2000) if quick else (40, 5000)
+    blocks, calls = (20, 1000) if quick else (100, 1000)
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
     argv = ["mpirun", "-n", "2", "--oversubscribe", *root, sys.executable, __file__, "--worker", str(blocks),
             str(calls)]  # fmt: skip
@@ -87,35 +90,53 @@ def run(quick: bool) -> list[dict]:
     if data["traced_calls"] != expected:
         raise RuntimeError(f"traced {data['traced_calls']} calls, expected {expected}")
 
-    def added(kind: str) -> tuple[float, float]:
+    def added(kind: str) -> tuple[float, float, float]:
+        """(fastest traced - fastest raw, median of the paired differences, their IQR), in us per call."""
         diffs = [(t - r) * 1e6 for t, r in zip(data[f"traced_{kind}"], data[f"raw_{kind}"])]
         q = statistics.quantiles(diffs, n=4, method="inclusive")
-        return round(statistics.median(diffs), 3), round(q[2] - q[0], 3)
+        best = (min(data[f"traced_{kind}"]) - min(data[f"raw_{kind}"])) * 1e6
+        return round(best, 3), round(statistics.median(diffs), 3), round(q[2] - q[0], 3)
 
-    buf, buf_iqr = added("buf")
-    pkl, pkl_iqr = added("pickle")
-    raw_buf = round(statistics.median(data["raw_buf"]) * 1e6, 3)
-    raw_pkl = round(statistics.median(data["raw_pickle"]) * 1e6, 3)
+    buf, buf_median, buf_iqr = added("buf")
+    pkl, pkl_median, pkl_iqr = added("pickle")
+    raw_buf = round(min(data["raw_buf"]) * 1e6, 3)
+    raw_pkl = round(min(data["raw_pickle"]) * 1e6, 3)
     n = len(data["raw_buf"])
     return [
         result(
             "mpi_call_added_us",
             buf,
             "us",
-            f"raw mpi4py Allreduce of 8 bytes, 2 ranks, {calls} calls per block, alternating blocks",
+            f"raw mpi4py Allreduce of 8 bytes, 2 ranks, fastest of {n} alternating blocks of {calls} calls",
             1.0,
-            iqr=buf_iqr,
             n=n,
         ),
-        result("mpi_call_raw_us", raw_buf, "us", "the raw 8-byte Allreduce itself (context)", n=n),
+        result(
+            "mpi_call_added_us_median",
+            buf_median,
+            "us",
+            "median of the paired block differences (context)",
+            iqr=buf_iqr,
+            n=n,
+        ),  # fmt: skip
+        result(
+            "mpi_call_raw_us", raw_buf, "us", "the raw 8-byte Allreduce itself, fastest block (context)", n=n
+        ),
         result(
             "mpi_pickle_call_added_us",
             pkl,
             "us",
-            "raw mpi4py allreduce(1.0) (pickle-based; context)",
-            iqr=pkl_iqr,
+            "raw mpi4py allreduce(1.0), pickle-based, fastest blocks (context)",
             n=n,
         ),
+        result(
+            "mpi_pickle_call_added_us_median",
+            pkl_median,
+            "us",
+            "median of the paired block differences",
+            iqr=pkl_iqr,
+            n=n,
+        ),  # fmt: skip
         result("mpi_pickle_call_raw_us", raw_pkl, "us", "the raw allreduce(1.0) itself (context)", n=n),
     ]
 

@@ -291,10 +291,12 @@ def _no_bytes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
 # lower-case calls go through _other.
 _MPI_ONE_BUFFER = ("Send", "Ssend", "Bsend", "Rsend", "Recv", "Isend", "Issend", "Ibsend", "Irsend", "Irecv",
                    "Bcast", "Ibcast")  # fmt: skip
+# (sendbuf, recvbuf, op=SUM), the most frequent calls: an exact signature (see _reduction)
+_MPI_REDUCTIONS = ("Allreduce", "Scan", "Exscan", "Reduce_scatter_block", "Iallreduce", "Iscan", "Iexscan",
+                   "Ireduce_scatter_block")  # fmt: skip
 _MPI_TWO_BUFFERS = {
-    "send_or_recv": ("Reduce", "Allreduce", "Scan", "Exscan", "Alltoall", "Alltoallv", "Reduce_scatter",
-                     "Reduce_scatter_block", "Ireduce", "Iallreduce", "Iscan", "Iexscan", "Ialltoall",
-                     "Ialltoallv", "Ireduce_scatter", "Ireduce_scatter_block"),
+    "send_or_recv": ("Reduce", "Alltoall", "Alltoallv", "Reduce_scatter", "Ireduce", "Ialltoall",
+                     "Ialltoallv", "Ireduce_scatter"),
     "times_n": ("Gather", "Gatherv", "Allgather", "Allgatherv", "Igather", "Igatherv", "Iallgather",
                 "Iallgatherv"),
     "scatter": ("Scatter", "Scatterv", "Iscatter", "Iscatterv"),
@@ -389,6 +391,36 @@ def _two_buffers(name: str, orig: Callable[..., Any], sizer: Callable[[Any, Any,
     return functools.wraps(orig)(traced)
 
 
+def _reduction(name: str, orig: Callable[..., Any], sum_op: Any,
+               wrap: Callable[[Any], Any] | None) -> Callable[..., Any]:  # fmt: skip
+    """Allreduce, Scan, Reduce_scatter_block, ... (sendbuf, recvbuf, op=SUM): the signature written out, which
+    saves a fifth of the budget over packing *args and **kwargs; bytes as in :func:`_two_buffers`."""
+    table = _table("mpi", name)
+
+    def traced(self: Any, sendbuf: Any, recvbuf: Any, op: Any = sum_op) -> Any:
+        t0 = _perf()
+        result = orig(self, sendbuf, recvbuf, op)
+        t1 = _perf()
+        try:
+            n = self._n
+        except AttributeError:
+            n = _size(self)
+        try:
+            nbytes = sendbuf.nbytes
+        except AttributeError:  # a [data, count, type] spec, or MPI.IN_PLACE
+            nbytes = _safe_bytes(recvbuf if sendbuf is _IN_PLACE[0] else sendbuf)
+        key = n << 6 | nbytes.bit_length()
+        entry = table.get(key) or _entry(table, key)
+        entry[0] += 1
+        entry[1] += nbytes
+        entry[2] += t1 - t0
+        if t1 >= _next_flush:
+            flush()
+        return result if wrap is None else wrap(result)
+
+    return functools.wraps(orig)(traced)
+
+
 def _other(name: str, orig: Callable[..., Any], sizer: Callable[..., int] | None, comm: bool,
            wrap: Callable[[Any], Any] | None) -> Callable[..., Any]:  # fmt: skip
     """Any other call: bytes from ``sizer(args, kwargs)``, else what it pickled (or unpickled); ``comm``:
@@ -446,7 +478,8 @@ def _patch_mpi(MPI: ModuleType) -> None:
     for name in _MPI_MULTI_WAITS:  # classmethods: bound to the base class, called without an instance
         wrapper = _other(name, getattr(base_request, name), _no_bytes, False, None)
         setattr(traced_request, name, staticmethod(wrapper))
-    traced_comm = type("Intracomm", (base_comm,), {"__module__": MPI.__name__})
+    # A slot for the size: found in the class, not after searching four classes and an instance dict.
+    traced_comm = type("Intracomm", (base_comm,), {"__module__": MPI.__name__, "__slots__": ("_n",)})
 
     def as_traced_comm(comm: Any) -> Any:
         return traced_comm(comm) if type(comm) is base_comm and comm != MPI.COMM_NULL else comm
@@ -454,6 +487,9 @@ def _patch_mpi(MPI: ModuleType) -> None:
     for name in _MPI_ONE_BUFFER:
         wrap = traced_request if name.startswith("I") else None
         setattr(traced_comm, name, _one_buffer(name, getattr(base_comm, name), wrap))
+    for name in _MPI_REDUCTIONS:
+        wrap = traced_request if name.startswith("I") else None
+        setattr(traced_comm, name, _reduction(name, getattr(base_comm, name), MPI.SUM, wrap))
     sizers = _two_buffer_sizers(MPI.IN_PLACE)
     for shape, names in _MPI_TWO_BUFFERS.items():
         for name in names:

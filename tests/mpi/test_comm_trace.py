@@ -254,7 +254,7 @@ def test_records_survive_kill_9_losing_at_most_one_interval(tmp_path: Path) -> N
     assert len(files) == 1
     records = [r for r in read_records(files[0]) if r["type"] == "comm"]
     assert len(records) >= 2  # flushed while running, not only at exit (there was no exit)
-    assert killed_at - records[-1]["t"] <= FLUSH_EVERY_S + 1.0
+    assert killed_at - records[-1]["t"] <= FLUSH_EVERY_S + 1.5
     calls = [sum(e["calls"] for e in r["entries"]) for r in records]
     assert calls == sorted(calls) and calls[-1] > 100
 
