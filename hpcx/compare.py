@@ -263,6 +263,12 @@ def collect(runs: Sequence[Run], options: Options) -> tuple[list[Group], list[st
 def compare(runs: Sequence[Run], options: Options) -> dict[str, Any]:
     """The comparison document (schema hpcx.compare/1): groups with their summaries and intervals, and the
     pairwise comparisons (against ``baseline``, or all pairs), each listing the replicates it used."""
+    if options.ci_method != "t":
+        try:
+            import numpy  # noqa: F401 - the bootstrap resamples with it
+        except ImportError as exc:
+            raise UsageError("bootstrap intervals need numpy",
+                             hint="pip install numpy (or 'hpcx[runtime]'), or use --ci t") from exc  # fmt: skip
     groups, notes = collect(runs, options)
     small = [f"{g.name} (n={len(g.members)})" for g in groups if len(g.members) < 2]
     if small:
