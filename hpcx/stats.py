@@ -243,6 +243,10 @@ def _t_interval(samples: Sequence[Sample], statistic: str, level: float) -> Inte
         return Interval(mean(x) - half, mean(x) + half, level, "t")
     res = welch(samples[0], samples[1])
     diff = mean(samples[0]) - mean(samples[1])
+    if res.se == 0:  # two constant groups: the difference is known exactly
+        return Interval(diff, diff, level, "t")
+    if not (math.isfinite(res.df) and math.isfinite(res.se)):  # NaN values: no interval, never an exception
+        return Interval(math.nan, math.nan, level, "t")
     half = t_ppf(1 - (1 - level) / 2, res.df) * res.se
     return Interval(diff - half, diff + half, level, "t")
 

@@ -35,8 +35,9 @@ from hpcx.stats import CI_METHODS, CORRECTIONS, STATISTICS
                    "(Benjamini-Hochberg), none.")  # fmt: skip
 @click.option("--stat", "statistic", type=click.Choice(STATISTICS), default="mean", show_default=True,
               help="The statistic whose interval and difference are shown.")  # fmt: skip
-@click.option("--ci", "ci_method", type=click.Choice(CI_METHODS), default="percentile", show_default=True,
-              help="Interval: percentile or bca bootstrap, or t (Student/Welch, for the mean).")  # fmt: skip
+@click.option("--ci", "ci_method", type=click.Choice(("auto", *CI_METHODS)), default="auto", show_default=True,
+              help="Interval: percentile or bca bootstrap, or t (Student/Welch, for the mean); auto: t for the "
+              "mean while a group has fewer than 10 replicates, else percentile.")  # fmt: skip
 @click.option("--level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True)
 @click.option("--resamples", type=click.IntRange(100), default=9999, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap's generator.")

@@ -99,7 +99,12 @@ def test_sweep_tasks_group_by_parameters_with_seeds_as_replicates(hpcx, runs_roo
     assert row["seeds_needed"]["n"] == 2 and row["ci"]["low"] > 0
 
     text = hpcx("compare", run.id, "--metric", "loss").stdout  # a sweep given as RUN means its tasks too
-    assert "lr=0.01" in text and "WELCH P" in text and "SEEDS" in text and "too narrow" in text
+    assert "lr=0.01" in text and "WELCH P" in text and "SEEDS" in text
+    # 3 seeds a group: the default interval is t (bootstrap would cover ~80%), and nothing warns about it ...
+    assert "95% t intervals" in text and "too narrow" not in text
+    # ... while an explicit bootstrap with so few replicates says why it is too narrow.
+    forced = hpcx("compare", "--sweep", run.id, "--metric", "loss", "--ci", "percentile").stdout
+    assert "95% percentile intervals" in forced and "too narrow" in forced
 
 
 def test_reductions_and_a_resumed_step(hpcx, runs_root, monkeypatch):
