@@ -214,3 +214,67 @@ def test_format_1_files_still_read(tmp_path):
     rank = summarize_rank(read_records(path))
     assert (rank["peak_rss_mb"], rank["cpu_s"], rank["finished"]) == (25.0, 1.5, True)
     assert read_profile(tmp_path)["ranks"][0]["series"]["rss_mb"] == [20.0]
+
+
+class _FakeNvml:
+    """A stand-in for pynvml with two GPUs (minor numbers 4 and 7); GPU 1 has no energy counter and no
+    utilisation. Only the NVML calls hpcx makes, so a rename in the source fails here before it meets an H100."""
+
+    NVML_CLOCK_SM = 1
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self) -> None:
+        self.energy_mj = [1_000_000, None]
+
+    def nvmlInit(self) -> None: ...
+    def nvmlShutdown(self) -> None: ...
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetMinorNumber(self, h: int) -> int:
+        return (4, 7)[h]
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:
+        if self.energy_mj[h] is None:
+            raise self.NVMLError("Not Supported")
+        return self.energy_mj[h]
+
+    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+        return 250_500
+
+    def nvmlDeviceGetMemoryInfo(self, h: int):
+        return type("Mem", (), {"used": 3 * 2**30})()
+
+    def nvmlDeviceGetUtilizationRates(self, h: int):
+        if h == 1:
+            raise self.NVMLError("Not Supported")
+        return type("Util", (), {"gpu": 87})()
+
+    def nvmlDeviceGetClockInfo(self, h: int, clock: int) -> int:
+        return 1980
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h: int) -> int:
+        return 4
+
+
+def test_nvml_reads_gauges_every_interval_and_energy_only_at_edges(monkeypatch):
+    fake = _FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setenv("SLURM_JOB_GPUS", "4,7")
+    nvml = Nvml()
+    desc = nvml.open()
+    assert desc["gpus"] == [0, 1] and desc["no_energy_counter"] == [1]
+    gauges = nvml.read(edge=False)
+    assert gauges[0] == {"index": 0, "power_w": 250.5, "mem_used_mb": 3072.0, "util_pct": 87, "sm_mhz": 1980,
+                         "throttle": 4}  # fmt: skip
+    assert gauges[1]["util_pct"] is None and "energy_j" not in gauges[1]
+    fake.energy_mj[0] += 12_345
+    edge = nvml.read(edge=True)
+    assert edge[0]["energy_j"] == pytest.approx(12.345) and "energy_j" not in edge[1]
+    monkeypatch.setenv("SLURM_JOB_GPUS", "7")
+    assert Nvml().open()["gpus"] == [1]  # only the job's GPU, matched by minor number
