@@ -31,6 +31,11 @@ def test_wheel_ships_templates_and_a_light_base_install(tmp_path):
         names = set(zf.namelist())
         meta = zf.read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert {"hpcx/job_templates/base.sbatch.j2", "hpcx/job_templates/mpi.sbatch.j2", "hpcx/py.typed"} <= names
+    # Every module in the source tree is in the wheel (a package left out of pyproject's list would be missing).
+    sources = {
+        p.relative_to(REPO).as_posix() for p in (REPO / "hpcx").rglob("*.py") if "__pycache__" not in p.parts
+    }
+    assert sources - names == set()
     base = [
         line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line
     ]
