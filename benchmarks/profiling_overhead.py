@@ -1,16 +1,16 @@
 """profiling_overhead: what hpcx's profiling costs a training loop, beside no profiler and beside perun.
 
-One CPU training loop (benchmarks/_profiling_worker.py, ~2 ms steps) runs three ways, alternating in one run:
-bare; under ``python -m hpcx.run`` at the default 1 s interval with every source on (the rank's process tree
-and, as the node's collector, memory, network, RAPL and NVML where present) and regions around each step and
-its forward pass; and under ``perun monitor`` (1 s sampling, its ``@monitor`` region around each step). Each run
+One CPU training loop (benchmarks/_profiling_worker.py, ~2 ms steps) runs three ways, alternating in one
+run: bare; under ``python -m hpcx.run`` at the default 1 s interval with every source on (the rank's process
+tree and, as the node's collector, memory, network, RAPL and NVML where present) and regions around each
+step and its forward pass; and under ``perun monitor`` (1 s sampling, ``@monitor`` around each step). Each run
 reports its median step time (wall, and CPU time of the loop's thread, which other engineers' load on a shared
 machine disturbs less); a case's figure is the median over runs.
 
 - ``overhead_vs_bare``: hpcx over bare (target <= 1.01);
 - ``overhead_vs_perun``: hpcx's ratio over perun's (target <= 1.0);
-- ``record_bytes_per_rank_hour``: bytes of rank + node records per rank per hour at the default interval, from a
-  measured run extrapolated (a node file counted for every rank: one rank per node, the upper bound);
+- ``record_bytes_per_rank_hour``: bytes of rank + node records per rank per hour at the default interval,
+  from a measured run extrapolated (a node file counted for every rank: one rank per node, the upper bound);
 - ``region_us``: one ``with hpcx.region(...)`` in this process.
 """
 
@@ -127,9 +127,9 @@ def bytes_rows(quick: bool) -> list[dict]:
     seconds = 10 if quick else 30
     tmp = Path(tempfile.mkdtemp(prefix="hpcx-bytes-bench-"))
     try:
-        subprocess.run([sys.executable, "-m", "hpcx.run", "--profile-dir", str(tmp), "--", sys.executable, "-c",
-                        f"import time; x = b'1' * 2**26; time.sleep({seconds})"],
-                       check=True, timeout=seconds + 60, env=_env())  # fmt: skip
+        job = [sys.executable, "-c", f"import time; x = b'1' * 2**26; time.sleep({seconds})"]
+        argv = [sys.executable, "-m", "hpcx.run", "--profile-dir", str(tmp), "--", *job]
+        subprocess.run(argv, check=True, timeout=seconds + 60, env=_env())
         sample_bytes, fixed, span_s = _record_bytes(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,5 @@
 """Memory cross-check under real mpirun: each rank touches a known, different amount; hpcx's per-rank peak
-agrees with it and with GNU ``/usr/bin/time -v`` within 5%, and the node's sensors are read by one rank only."""
+agrees with it and with GNU ``/usr/bin/time -v`` within 5%, and the node's sensors are read by one rank."""
 
 from __future__ import annotations
 

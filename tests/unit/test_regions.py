@@ -106,6 +106,9 @@ def test_spans_survive_kill_9_up_to_the_last_flush(tmp_path):
 
 
 def test_hpcx_region_is_loaded_on_first_use():
-    code = "import sys, hpcx; a = 'hpcx.profiling.regions' in sys.modules; hpcx.region('x'); print(a, 'torch' in sys.modules)"
+    code = (
+        "import sys, hpcx; a = 'hpcx.profiling.regions' in sys.modules; hpcx.region('x');"
+        "print(a, 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["False", "False"]

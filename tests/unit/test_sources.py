@@ -1,6 +1,6 @@
 """The sampler's sources against real files and processes: a powercap tree the test writes (reading and
-wrap-around), a denied energy_uj, NVML absent, /proc/net/dev, and ``python -m hpcx.run`` leaving records that a
-report reads after a normal exit and after ``kill -9``."""
+wrap-around), a denied energy_uj, NVML absent, /proc/net/dev, and ``python -m hpcx.run`` leaving records
+that a report reads after a normal exit and after ``kill -9``."""
 
 from __future__ import annotations
 
@@ -218,7 +218,7 @@ def test_format_1_files_still_read(tmp_path):
 
 class _FakeNvml:
     """A stand-in for pynvml with two GPUs (minor numbers 4 and 7); GPU 1 has no energy counter and no
-    utilisation. Only the NVML calls hpcx makes, so a rename in the source fails here before it meets an H100."""
+    utilisation. Only the NVML calls hpcx makes, so a rename in the source fails here before an H100."""
 
     NVML_CLOCK_SM = 1
 
