@@ -1,8 +1,8 @@
 """The per-rank profile record format, shared by the writer (compute side) and the report (login side).
 
-One JSON object per line in ``profile/rank-NNNNN.jsonl`` (per rank) and ``profile/node-NAME.jsonl`` (per node,
-written by the node's lowest local rank); files are only ever appended to. Each line has ``v`` (format version),
-``type`` (start | source | sample | end, and others in the in-process files) and ``t`` (Unix time, s).
+One JSON object per line in ``profile/rank-NNNNN.jsonl`` (per rank) and ``profile/node-NAME.jsonl`` (per
+node, written by the node's lowest local rank); files are only ever appended to. Each line has ``v`` (format
+version), ``type`` (start | source | sample | end, others in the in-process files) and ``t`` (Unix time, s).
 docs/formats.md describes the fields. Version 2 added source records, node files and more sample fields; the
 reader accepts version 1 files unchanged.
 
@@ -138,7 +138,7 @@ def _series(records: Iterable[dict[str, Any]], skip: tuple[str, ...]) -> dict[st
 
 
 def rank_series(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """One rank: its start and end records, its sources and its samples as columns (``t``, ``rss_mb``, ...)."""
+    """One rank: its start and end records, its sources, and its samples as columns (``t``, ``rss_mb``...)."""
     return _series(records, skip=("v", "type", "rank"))
 
 
@@ -160,7 +160,7 @@ def _window(edges: list[tuple[float, float]], job_s: float) -> dict[str, Any]:
 
 
 def node_energy(node: dict[str, Any]) -> dict[str, Any]:
-    """Per energy source (``cpu_package``, ``dram``, ``gpu<i>``): a measured window, or unavailable with why."""
+    """Per energy source (``cpu_package``, ``dram``, ``gpuN``): a measured window, or unavailable with why."""
     samples, sources = node["samples"], node["sources"]
     t_start = node["start"].get("t")
     t_end = node["end"]["t"] if node["end"] else (samples[-1]["t"] if samples else t_start)
@@ -220,21 +220,22 @@ def region_spans(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 _RANK = re.compile(r"rank-(\d+)")
 
 
+def _rank_of(path: Path) -> int:
+    return int(_RANK.search(path.name).group(1))  # type: ignore[union-attr]  # the glob guarantees a match
+
+
 def read_profile(profile_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Every record of a run's profile directory: ``{"ranks": {rank: ...}, "nodes": {node: ...},
     "regions": {rank: [span, ...]}}`` (regions of all a rank's processes, in start order)."""
     root = Path(profile_dir)
-    ranks = {}
-    for path in sorted(root.glob("rank-*.jsonl")):
-        ranks[int(_RANK.search(path.name).group(1))] = rank_series(read_records(path))  # type: ignore[union-attr]
+    ranks = {_rank_of(path): rank_series(read_records(path)) for path in sorted(root.glob("rank-*.jsonl"))}
     nodes = {}
     for path in sorted(root.glob("node-*.jsonl")):
         node = node_series(read_records(path))
         nodes[node["start"].get("node") or path.stem[len("node-") :]] = node
     regions: dict[int, list[dict[str, Any]]] = {}
     for path in sorted(root.glob("regions-rank-*.jsonl")):
-        rank = int(_RANK.search(path.name).group(1))  # type: ignore[union-attr]
-        regions.setdefault(rank, []).extend(region_spans(read_records(path)))
+        regions.setdefault(_rank_of(path), []).extend(region_spans(read_records(path)))
     for spans in regions.values():
         spans.sort(key=lambda s: s["start_t"])
     return {"ranks": ranks, "nodes": nodes, "regions": regions}

@@ -1,8 +1,9 @@
 """``python -m hpcx.run [options] -- CMD ARGS...``: run one rank's command under hpcx.
 
-It records who this rank is, samples the command's process tree (memory, CPU time, threads, I/O bytes) into
-the run's profile records and, on the node's lowest local rank, the node's sensors (memory, network, RAPL, NVML)
-into the node's file; it forwards signals (preemption, cancel) to the command, and exits with the command's exit status.
+It records who this rank is, samples the command's process tree (memory, CPU time, threads, I/O bytes)
+into the run's profile records and, on the node's lowest local rank, the node's sensors (memory, network,
+RAPL, NVML) into the node's file; it forwards signals (preemption, cancel) to the command, and exits with
+the command's exit status.
 Jobs start here, never through click: this module imports nothing from the login side.
 """
 
@@ -61,8 +62,9 @@ def _profile_dir(args: argparse.Namespace) -> Path | None:
 
 def _start_record(rank: RankEnv, child_pid: int, command: list[str], interval_s: float) -> dict[str, object]:
     return {
-        "type": "start", "t": time.time(), "rank": rank.rank, "size": rank.size, "local_rank": rank.local_rank,
-        "node": rank.node, "host": socket.gethostname(), "pid": child_pid, "launcher": rank.launcher,
+        "type": "start", "t": time.time(), "rank": rank.rank, "size": rank.size,
+        "local_rank": rank.local_rank, "node": rank.node, "host": socket.gethostname(), "pid": child_pid,
+        "launcher": rank.launcher,
         "job_id": rank.job_id, "attempt": rank.attempt, "argv": command,
         "cpus_allowed": len(os.sched_getaffinity(0)), "interval_s": interval_s,
         "node_collector": rank.local_rank == 0,
@@ -136,9 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     if writer is not None and sampler is not None:
         sampler.stop()
         writer.write({
-            "type": "end", "t": time.time(), "rank": rank.rank, "exit_code": exit_code, "wall_s": time.time() - t0,
-            "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": max(usage.ru_maxrss / 1024, sampler.peak_rss_mb),
-            "samples": sampler.samples, "sampler_cpu_s": round(sampler.cpu_s, 4), "sampler_rss_mb": _self_rss_mb(),
+            "type": "end", "t": time.time(), "rank": rank.rank, "exit_code": exit_code,
+            "wall_s": time.time() - t0, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mb": max(usage.ru_maxrss / 1024, sampler.peak_rss_mb), "samples": sampler.samples,
+            "sampler_cpu_s": round(sampler.cpu_s, 4), "sampler_rss_mb": _self_rss_mb(),
         })  # fmt: skip
         writer.close()
     return exit_code

@@ -1,4 +1,4 @@
-"""Profiling on the compute side: ``import hpcx.profiling`` gives the API for code that wants regions or metrics.
+"""Profiling on the compute side: ``import hpcx.profiling`` gives the API for code wanting regions or metrics.
 
 - :func:`region` marks a named span (``with region("forward"):`` or ``@region("step")``), timestamps only;
 - :func:`log` records the job's own numbers per training step (the same function as ``hpcx.runtime.log``).

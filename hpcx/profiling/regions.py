@@ -1,8 +1,8 @@
 """Regions: ``with region("forward"):`` or ``@region("step")`` marks a named span of the rank's time.
 
-Only timestamps are taken (``time.perf_counter_ns`` at both edges); the report slices the sampled series (memory,
-power, energy counters) against them afterwards, as perun's and Zeus's windows do, so a region costs a few
-microseconds and no sensor is read inside the job's loop. Spans are kept in memory and appended to
+Only timestamps are taken (``time.perf_counter_ns`` at both edges); the report slices the sampled series
+(memory, power, energy counters) against them afterwards, as perun's and Zeus's windows do, so a region costs
+a few microseconds and no sensor is read inside the job's loop. Spans are kept in memory and appended to
 ``<profile dir>/regions-rank-NNNNN-pPID.jsonl`` when one ends at least :data:`FLUSH_EVERY_S` after the last
 write, and at exit: a ``kill -9`` loses at most that interval. Each file begins with an ``anchor`` record
 pairing one wall-clock time with the perf counter, so spans map to Unix time. One file per process: DataLoader
@@ -138,8 +138,8 @@ def _rank() -> int:
 
 
 def _cuda_memory() -> dict[str, Any] | None:
-    """torch's CUDA allocator peaks (allocated and reserved) when this process already uses CUDA: two C calls,
-    so cheap enough for every flush. NVML's "used" (node file) counts the whole process and other processes."""
+    """torch's CUDA allocator peaks (allocated and reserved) when this process already uses CUDA: two C
+    calls, cheap enough for every flush. NVML's "used" (node file) counts every process on the device."""
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_initialized():
         return None

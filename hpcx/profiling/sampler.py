@@ -36,8 +36,8 @@ class Sampler(threading.Thread):
     """Samples ``pid``'s tree every ``interval_s`` into ``writer``, and the node sources into ``node_writer``
     when one is given (this rank is its node's collector). Keeps the peak RSS seen."""
 
-    def __init__(self, pid: int, writer: RecordWriter, rank: int, interval_s: float = 1.0, sync_s: float = 5.0,
-                 node_writer: RecordWriter | None = None, node: str = "",
+    def __init__(self, pid: int, writer: RecordWriter, rank: int, interval_s: float = 1.0,
+                 sync_s: float = 5.0, node_writer: RecordWriter | None = None, node: str = "",
                  node_sources: Sequence[Source] = (), edge_s: float = EDGE_EVERY_S) -> None:  # fmt: skip
         super().__init__(name="hpcx-sampler", daemon=True)
         self.pid, self.writer, self.rank, self.node = pid, writer, rank, node
@@ -117,8 +117,9 @@ class Sampler(threading.Thread):
             return
         for source in self.node_sources:
             source.close()
-        self.node_writer.write({"type": "end", "t": time.time(), "node": self.node, "samples": self.node_samples,
-                                "edge_s": self.edge_s, "sampler_cpu_s": round(self.cpu_s, 4)})  # fmt: skip
+        self.node_writer.write({"type": "end", "t": time.time(), "node": self.node,
+                                "samples": self.node_samples, "edge_s": self.edge_s,
+                                "sampler_cpu_s": round(self.cpu_s, 4)})  # fmt: skip
         self.node_writer.close()
 
     def stop(self) -> None:

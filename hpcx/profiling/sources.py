@@ -75,7 +75,7 @@ class ProcessTree(Source):
         return {"fields": {"rss_mb": [SAMPLED, "MB"], "hwm_mb": [COUNTER, "MB"], "cpu_s": [COUNTER, "s"],
                            "threads": [SAMPLED, "1"], "read_bytes": [COUNTER, "B"],
                            "write_bytes": [COUNTER, "B"]},
-                "note": "rss_mb sums the tree now; hwm_mb is the largest single process's kernel peak (VmHWM)"}  # fmt: skip
+                "note": "rss_mb: the tree now; hwm_mb: the largest process's VmHWM"}  # fmt: skip
 
     def read(self, edge: bool) -> dict[str, Any] | None:
         """The tree's figures now; None once the rank's process has exited."""
@@ -217,7 +217,7 @@ class Rapl(Source):
             self.zones[zone.name] = _RaplZone(zone, name, max_uj, first)
         return {"fields": {"energy_j": [COUNTER, "J"], "package_j": [COUNTER, "J"], "dram_j": [COUNTER, "J"]},
                 "zones": {k: z.name for k, z in self.zones.items()},
-                "note": "package_j sums package-* zones, dram_j the dram zones; core/uncore are inside package"}  # fmt: skip
+                "note": "package_j: package-* zones (incl. core, uncore); dram_j: dram"}  # fmt: skip
 
     def read(self, edge: bool) -> dict[str, Any] | None:
         for zone in self.zones.values():
@@ -259,9 +259,9 @@ class Nvml(Source):
             raise SourceUnavailable("NVML found no GPU for this job on this node")
         self.first_mj: dict[int, int | None] = {i: self._energy_mj(h) for i, h in self.gpus}
         no_counter = [i for i, mj in self.first_mj.items() if mj is None]
-        return {"fields": {"power_w": [SAMPLED, "W"], "mem_used_mb": [SAMPLED, "MB"], "util_pct": [SAMPLED, "%"],
-                           "sm_mhz": [SAMPLED, "MHz"], "throttle": [SAMPLED, "bitmask"],
-                           "energy_j": [COUNTER, "J"]},
+        return {"fields": {"power_w": [SAMPLED, "W"], "mem_used_mb": [SAMPLED, "MB"],
+                           "util_pct": [SAMPLED, "%"], "sm_mhz": [SAMPLED, "MHz"],
+                           "throttle": [SAMPLED, "bitmask"], "energy_j": [COUNTER, "J"]},
                 "gpus": [i for i, _ in self.gpus], "no_energy_counter": no_counter}  # fmt: skip
 
     def _job_gpus(self) -> list[tuple[int, Any]]:
