@@ -11,6 +11,7 @@ machine disturbs less); a case's figure is the median over runs.
 - ``overhead_vs_perun``: hpcx's ratio over perun's (target <= 1.0);
 - ``record_bytes_per_rank_hour``: bytes of rank + node records per rank per hour at the default interval,
   from a measured run extrapolated (a node file counted for every rank: one rank per node, the upper bound);
+- ``sampler_cpu_per_s``: the sampler's own CPU time per second of job, which machine load does not blur;
 - ``region_us``: one ``with hpcx.region(...)`` in this process.
 """
 
@@ -108,10 +109,11 @@ def overhead_rows(quick: bool) -> list[dict]:
     ]  # fmt: skip
 
 
-def _record_bytes(profile: Path) -> tuple[int, int, float]:
-    """Bytes of sample records, bytes of the other records, and the seconds the samples span."""
+def _record_bytes(profile: Path) -> tuple[int, int, float, float]:
+    """Bytes of sample records, bytes of the other records, the seconds the samples span, and the sampler
+    thread's CPU seconds (its own count, in the rank's end record)."""
     sample_bytes = other = 0
-    times = []
+    times, sampler_cpu_s = [], 0.0
     for path in [*profile.glob("rank-*.jsonl"), *profile.glob("node-*.jsonl")]:
         for line in path.read_bytes().splitlines(keepends=True):
             rec = json.loads(line)
@@ -120,17 +122,20 @@ def _record_bytes(profile: Path) -> tuple[int, int, float]:
                 times.append(rec["t"])
             else:
                 other += len(line)
-    return sample_bytes, other, max(times) - min(times)
+            if rec["type"] == "end" and "rank" in rec:
+                sampler_cpu_s = rec["sampler_cpu_s"]
+    return sample_bytes, other, max(times) - min(times), sampler_cpu_s
 
 
-def bytes_rows(quick: bool) -> list[dict]:
+def record_rows(quick: bool) -> list[dict]:
+    """One rank that is also its node's collector, at the default interval: bytes and the sampler's CPU."""
     seconds = 10 if quick else 30
     tmp = Path(tempfile.mkdtemp(prefix="hpcx-bytes-bench-"))
     try:
         job = [sys.executable, "-c", f"import time; x = b'1' * 2**26; time.sleep({seconds})"]
         argv = [sys.executable, "-m", "hpcx.run", "--profile-dir", str(tmp), "--", *job]
         subprocess.run(argv, check=True, timeout=seconds + 60, env=_env())
-        sample_bytes, fixed, span_s = _record_bytes(tmp)
+        sample_bytes, fixed, span_s, sampler_cpu_s = _record_bytes(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     per_hour = sample_bytes / span_s * 3600 + fixed
@@ -138,6 +143,9 @@ def bytes_rows(quick: bool) -> list[dict]:
         result("record_bytes_per_rank_hour", round(per_hour), "B",
                f"rank + node records at the default 1 s interval, {seconds} s measured, extrapolated; "
                f"{RANKS_AT_SCALE} ranks: {per_hour * RANKS_AT_SCALE / 1e9:.2f} GB per hour"),
+        result("sampler_cpu_per_s", round(sampler_cpu_s / span_s * 1000, 3), "ms/s",
+               "the sampler thread's CPU time per second of job (rank + node sources, start-up included), "
+               "on a core beside the rank's; load from other jobs does not inflate it"),
     ]  # fmt: skip
 
 
@@ -161,7 +169,7 @@ def region_rows() -> list[dict]:
 
 def run(quick: bool) -> list[dict]:
     sys.path.insert(0, str(REPO))
-    return [*overhead_rows(quick), *bytes_rows(quick), *region_rows()]
+    return [*overhead_rows(quick), *record_rows(quick), *region_rows()]
 
 
 if __name__ == "__main__":
