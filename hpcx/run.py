@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -88,11 +89,9 @@ def _start_sampler(profile_dir: Path, rank: RankEnv, child_pid: int, command: li
     return writer, sampler
 
 
-def _self_rss_mb() -> float:
-    """This wrapper's own RSS: the memory profiling costs the node beside the rank."""
-    import psutil
-
-    return round(psutil.Process().memory_info().rss / 2**20, 1)
+def _self_peak_rss_mb() -> float:
+    """This wrapper's own peak RSS: the memory profiling costs the node beside the rank."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             "type": "end", "t": time.time(), "rank": rank.rank, "exit_code": exit_code,
             "wall_s": time.time() - t0, "cpu_s": usage.ru_utime + usage.ru_stime,
             "peak_rss_mb": max(usage.ru_maxrss / 1024, sampler.peak_rss_mb), "samples": sampler.samples,
-            "sampler_cpu_s": round(sampler.cpu_s, 4), "sampler_rss_mb": _self_rss_mb(),
+            "sampler_cpu_s": round(sampler.cpu_s, 4), "sampler_rss_mb": _self_peak_rss_mb(),
         })  # fmt: skip
         writer.close()
     return exit_code

@@ -45,6 +45,14 @@ class Source:
         """Release what :meth:`open` took (NVML's handle); most sources hold nothing."""
 
 
+def _psutil() -> Any:
+    try:
+        import psutil
+    except ImportError as exc:
+        raise SourceUnavailable("psutil is not installed (pip install 'hpcx[runtime]')") from exc
+    return psutil
+
+
 def _vm_hwm_mb(pid: int) -> float:
     """The kernel's high-water mark of ``pid``'s RSS (VmHWM), so a peak between two samples is not missed."""
     try:
@@ -66,8 +74,7 @@ class ProcessTree(Source):
         self.pid = pid
 
     def open(self) -> dict[str, Any]:
-        import psutil
-
+        psutil = _psutil()
         try:
             self._root = psutil.Process(self.pid)
         except psutil.NoSuchProcess as exc:
@@ -110,8 +117,7 @@ class NodeMemory(Source):
     name = "memory"
 
     def open(self) -> dict[str, Any]:
-        import psutil
-
+        psutil = _psutil()
         return {"fields": {"used_mb": [SAMPLED, "MB"], "available_mb": [SAMPLED, "MB"]},
                 "total_mb": round(psutil.virtual_memory().total / MB, 1)}  # fmt: skip
 

@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from hpcx.profiling.sources import Network, Nvml, ProcessTree, Rapl, SourceUnavailable, parse_net_dev
+from hpcx.profiling.sources import (
+    Network,
+    NodeMemory,
+    Nvml,
+    ProcessTree,
+    Rapl,
+    SourceUnavailable,
+    parse_net_dev,
+)
 from hpcx.records import node_series, read_profile, read_records
 from hpcx.reports.build import summarize_rank
 
@@ -111,6 +119,13 @@ def test_nvml_without_the_library_is_unavailable_with_the_reason(monkeypatch):
 def test_nvml_without_a_driver_is_unavailable_with_the_reason():
     with pytest.raises(SourceUnavailable, match="NVML did not start"):
         Nvml().open()
+
+
+def test_without_psutil_the_rank_and_node_memory_are_unavailable_not_a_crash(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psutil", None)
+    for source in (ProcessTree(os.getpid()), NodeMemory()):
+        with pytest.raises(SourceUnavailable, match="psutil is not installed"):
+            source.open()
 
 
 def test_net_dev_leaves_out_loopback_unless_it_is_all_there_is(tmp_path):
