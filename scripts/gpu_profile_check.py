@@ -1,0 +1,100 @@
+"""GPU checks of the profiling hooks (issue 7), run by scripts/gpu-check on a GPU machine; prints one JSON object.
+
+1. NVML energy: a minute of matmul load on GPU 0 while hpcx.profiling.sources.Nvml reads power every 0.1 s
+   (``edge=False``) and the total-energy counter only at the two edges; the counter's joules against the
+   trapezoid integral of the power samples (target: within 5%).
+2. GPU memory both ways: torch's allocator peak (``max_memory_allocated``, ``max_memory_reserved``) beside
+   NVML's "used" for the same tensors, labelled, never one passed off as the other.
+3. NCCL collective timing through hpcx.profiling.comm at world size 1 (all_reduce of 1, 16 and 256 MiB), with
+   the traced seconds against CUDA-event timing of the same calls.
+4. The cost of the energy counter read itself (the reason it is read only at edges).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+
+def main() -> int:
+    import torch
+
+    from hpcx.profiling.sources import Nvml
+
+    seconds = float(os.environ.get("HPCX_GPU_LOAD_S", "60"))
+    out: dict[str, object] = {"gpu": torch.cuda.get_device_name(0)}
+    nv = Nvml()
+    nv.open()
+    first = nv.read(edge=True)[0]
+    a = torch.randn(8192, 8192, device="cuda")
+    samples: list[tuple[float, float]] = []
+    t_end = time.monotonic() + seconds
+    t0 = time.monotonic()
+    next_sample = t0
+    while time.monotonic() < t_end:
+        for _ in range(4):
+            a = (a @ a).clamp_(-1, 1)
+        torch.cuda.synchronize()
+        now = time.monotonic()
+        if now >= next_sample:
+            samples.append((now - t0, nv.read(edge=False)[0]["power_w"]))
+            next_sample = now + 0.1
+    last = nv.read(edge=True)[0]
+    samples.append((time.monotonic() - t0, last["power_w"]))
+    integral = sum((t2 - t1) * (p1 + p2) / 2 for (t1, p1), (t2, p2) in zip(samples, samples[1:]))
+    counter = last["energy_j"] - (first.get("energy_j") or 0.0)
+    out["energy"] = {"counter_j": round(counter, 1), "integrated_power_j": round(integral, 1),
+                     "ratio": round(integral / counter, 4) if counter else None, "samples": len(samples),
+                     "seconds": round(samples[-1][0], 1), "target": "within 5%"}  # fmt: skip
+
+    t = time.perf_counter()
+    for _ in range(20):
+        nv._energy_mj(nv.gpus[0][1])
+    out["energy_counter_read_ms"] = round((time.perf_counter() - t) / 20 * 1000, 3)
+
+    del a
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    before = nv.read(edge=False)[0]["mem_used_mb"]
+    blocks = [torch.empty(256 << 20, dtype=torch.uint8, device="cuda") for _ in range(8)]  # 2 GiB
+    torch.cuda.synchronize()
+    after = nv.read(edge=False)[0]["mem_used_mb"]
+    out["memory"] = {"torch_max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
+                     "torch_max_reserved_mb": torch.cuda.max_memory_reserved() / 2**20,
+                     "nvml_used_delta_mb": round(after - before, 1), "allocated_mb": 2048}  # fmt: skip
+    del blocks
+
+    import torch.distributed as dist
+
+    from hpcx.profiling import comm
+
+    comm.install()
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29561")
+    dist.init_process_group("nccl", rank=0, world_size=1)
+    rows = []
+    for mib in (1, 16, 256):
+        x = torch.ones(mib << 18, device="cuda")  # float32: mib MiB
+        dist.all_reduce(x)
+        torch.cuda.synchronize()
+        before = {(e["call"], e["bucket"]): e["seconds"] for e in comm.totals()}
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(10):
+            dist.all_reduce(x)
+        end.record()
+        torch.cuda.synchronize()
+        traced = sum(e["seconds"] - before.get((e["call"], e["bucket"]), 0.0) for e in comm.totals()
+                     if e["call"] == "all_reduce")  # fmt: skip
+        rows.append({"mib": mib, "cuda_events_s": round(start.elapsed_time(end) / 1000, 6),
+                     "traced_s": round(traced, 6)})  # fmt: skip
+    dist.destroy_process_group()
+    out["nccl_all_reduce"] = rows
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
