@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     profile_dir = _profile_dir(args)
     if profile_dir is not None:
         env["HPCX_PROFILE_DIR"] = str(profile_dir)  # in-process records (hpcx.io.metrics) go beside ours
+    if env.get("HPCX_PROFILE_COMM") == "1":  # `hpcx submit --profile`: trace MPI and torch.distributed calls
+        from hpcx.profiling.comm import child_env
+
+        env = child_env(env)
     t0 = time.time()
     try:
         child = subprocess.Popen(args.command, env=env)

@@ -59,3 +59,31 @@ def test_known_allocations_agree_with_sacct_and_nodes_are_read_once(slurm_hpcx, 
         assert collector["node"] == name and collector["local_rank"] == 0
     text = slurm_hpcx("report", doc["run_id"]).stdout
     assert "energy n1: cpu_package unavailable" in text, text
+
+
+ALLREDUCES = (
+    "import numpy as np; from mpi4py import MPI; a = np.ones(4); b = np.empty(4)\n"
+    "for _ in range(10): MPI.COMM_WORLD.Allreduce(a, b)\n"
+)
+
+
+@pytest.mark.parametrize("profile", [True, False])
+def test_submit_profile_traces_an_unmodified_mpi_program(slurm_hpcx, runs_root, profile):
+    """`hpcx submit --profile` reaches the ranks: hpcx.run injects the tracing hook, so a program that knows
+    nothing of hpcx leaves per-rank communication records; without it, nothing is traced."""
+    flag = "--profile" if profile else "--no-profile"
+    doc = slurm_hpcx.json("submit", "mpi", flag, "--nodes", "2", "--ntasks-per-node", "1", "--",
+                          "python", "-c", ALLREDUCES)  # fmt: skip
+    row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=180)
+    assert row["state"] == "COMPLETED", slurm_hpcx("logs", doc["run_id"]).stdout
+    files = sorted((runs_root / doc["run_id"] / "profile").glob("comm-rank-*.jsonl"))
+    if not profile:
+        assert files == []
+        return
+    from hpcx.records import read_records
+
+    ranks = {}
+    for f in files:
+        last = [r for r in read_records(f) if r.get("type") == "comm"][-1]
+        ranks[last["rank"]] = {e["call"]: e["calls"] for e in last["entries"] if e["lib"] == "mpi"}
+    assert ranks == {0: {"Allreduce": 10}, 1: {"Allreduce": 10}}, ranks
