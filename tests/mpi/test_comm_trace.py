@@ -211,18 +211,21 @@ def test_torch_gloo_collectives_count_bytes_and_time_async_work_to_completion(tm
 
 def test_traced_pingpong_bandwidth_agrees_with_what_the_benchmark_prints(tmp_path: Path) -> None:
     # Large messages (loop-large iterations, no untimed warm-up) so both sides time the same sends and
-    # receives and the tracer's own cost per call is far below the message time.
-    sizes = ["-m", str(1 << 18), "-n", str(1 << 21), "--large-size", str(1 << 14),
-             "--huge-size", str(1 << 23), "-s", "0", "--skip-large", "0", "--loop-large", "300"]  # fmt: skip
+    # receives and the tracer's own cost per call is far below the message time. From 2 MiB up: the
+    # benchmark's clock also runs between calls (its loop, and a rank descheduled on a busy 2-core host), which
+    # the tracer rightly leaves out; measured here that gap is 10-17% at 256 KiB (CI failed on it), 5-11% at
+    # 1 MiB, 3-6% at 2 MiB and 1-2% at 8 MiB.
+    sizes = ["-m", str(1 << 21), "-n", str(1 << 24), "--large-size", str(1 << 14),
+             "--huge-size", str(1 << 25), "-s", "0", "--skip-large", "0", "--loop-large", "200"]  # fmt: skip
     profile = tmp_path / "profile"
     out = mpirun(2, "-m", "mpi4py.bench", "pingpong", *sizes, env=_traced_env(profile), timeout_s=240)
     assert out.returncode == 0, out.stderr[-3000:]
     printed = {int(m[0]): float(m[1]) for m in re.findall(r"^\s*(\d+)\s+([\d.]+)", out.stdout, re.M)}
-    assert sorted(printed) == [1 << 18, 1 << 19, 1 << 20, 1 << 21], out.stdout
+    assert sorted(printed) == [1 << 21, 1 << 22, 1 << 23, 1 << 24], out.stdout
     entries = _last_records(profile)[0]["entries"]
     for size, mb_per_s in printed.items():
         calls = [e for e in entries if e["bucket"] == size and e["call"] in ("Send", "Recv")]
-        assert [e["calls"] for e in calls] == [300, 300]
+        assert [e["calls"] for e in calls] == [200, 200]
         traced = sum(e["bytes"] for e in calls) / sum(e["seconds"] for e in calls) / 1e6
         assert traced == pytest.approx(mb_per_s, rel=0.10), f"{size} B: traced {traced:.0f} MB/s"
 
