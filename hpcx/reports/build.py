@@ -1,4 +1,6 @@
-"""Merge per-rank profile records into report.json. Pure over the records; the I/O is at the two ends."""
+"""Merge per-rank profile records, the comm records and Slurm's accounting into report.json (hpcx.report/2).
+
+Pure over the records; the I/O is at the two ends."""
 
 from __future__ import annotations
 
@@ -7,11 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.errors import UsageError
-from hpcx.fsutil import atomic_write_json
+from hpcx.fsutil import atomic_write_json, read_json
+from hpcx.provenance import ACCOUNTING
 from hpcx.records import node_series, read_io_totals, read_records
+from hpcx.reports.accounting import summarize_accounting
+from hpcx.reports.advice import advise
+from hpcx.reports.comm import summarize_comm
 from hpcx.runs import Run
 
-REPORT_SCHEMA = "hpcx.report/1"
+REPORT_SCHEMA = "hpcx.report/2"
 
 
 def summarize_rank(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -52,46 +58,152 @@ def summarize_rank(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def build_report(run: Run) -> dict[str, Any]:
-    """The report document of ``run`` from its profile records and manifest (raises if it has no records)."""
-    files = sorted((run.dir / "profile").glob("rank-*.jsonl"))
+def build_report(run: Run, accounting: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report document of ``run`` from its profile records, manifest and Slurm accounting (given, else
+    accounting.json when the run has one). Either source alone makes a report; with neither (a job not yet
+    started, or not a Slurm job and never profiled) it raises UsageError saying so."""
+    if accounting is None and (run.dir / ACCOUNTING).exists():
+        accounting = read_json(run.dir / ACCOUNTING)
+    acct = summarize_accounting(accounting)
+    profile = run.dir / "profile"
+    files = sorted(profile.glob("rank-*.jsonl"))
     ranks = [r for r in (summarize_rank(read_records(f)) for f in files) if r["rank"] is not None]
-    if not ranks:
+    if not ranks and acct is None:
         raise UsageError(
-            f"run {run.id} has no profile records in {run.dir / 'profile'}",
-            hint="the job has not started yet, or it ran without `python -m hpcx.run`",
+            f"run {run.id} has no profile records in {profile} and no Slurm accounting record",
+            hint="the job has not started yet; submit with --profile for hpcx's own records",
         )
     ranks.sort(key=lambda r: r["rank"])
-    manifest, job = run.manifest, run.job
+    manifest = run.manifest
     res = {k: v["value"] for k, v in manifest.get("resources", {}).items()}
-    wall = max(r["wall_s"] for r in ranks)
-    cpu = sum(r["cpu_s"] for r in ranks)
-    # CPU efficiency against what was allocated: ranks x cpus per task x wall time.
-    cpus_alloc = len(ranks) * int(res.get("cpus_per_task") or 1)
-    exits = [r["exit_code"] for r in ranks]
-    return {
+    nodes = summarize_nodes(profile)
+    comm = summarize_comm(profile, {r["rank"]: r["wall_s"] for r in ranks})
+    summary = summarize(ranks, acct, res, nodes, comm)
+    report = {
         "schema": REPORT_SCHEMA,
         "run_id": run.id,
-        "job_id": job.get("job_id"),
+        "job_id": run.job.get("job_id"),
         "kind": manifest.get("kind", {}).get("value"),
         "command": manifest.get("command"),
         "resources": res,
-        "summary": {
-            "ranks": len(ranks),
-            "nodes": sorted({r["node"] for r in ranks if r["node"]}),
-            "wall_s": wall,
-            "cpu_s": cpu,
-            "cpu_efficiency": cpu / (cpus_alloc * wall) if wall > 0 else None,
-            "peak_rss_mb_max": max(r["peak_rss_mb"] for r in ranks),
-            "peak_rss_mb_sum": sum(r["peak_rss_mb"] for r in ranks),
-            "all_finished": all(r["finished"] for r in ranks),
-            "failed_ranks": [r["rank"] for r in ranks if r["exit_code"] not in (0, None)],
-            "exit_code": max((c for c in exits if c is not None), default=None),
-        },
+        "summary": summary,
+        "accounting": acct,
         "ranks": ranks,
-        "io": summarize_io(run.dir / "profile", [r["rank"] for r in ranks]),
-        "nodes": summarize_nodes(run.dir / "profile"),
+        "io": summarize_io(profile, [r["rank"] for r in ranks]),
+        "nodes": nodes,
+        "comm": comm,
+        "advice": advise(summary, ranks, comm),
     }
+    report["line"] = grep_line(report)
+    return report
+
+
+def summarize(
+    ranks: list[dict[str, Any]],
+    acct: dict[str, Any] | None,
+    res: dict[str, Any],
+    nodes: list[dict[str, Any]],
+    comm: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The summary: hpcx's numbers from the ranks (None without records) beside Slurm's, and the best of
+    the two for state, elapsed time and memory, each with where it came from."""
+    cpus_per_task = int(res.get("cpus_per_task") or 1)
+    wall = max((r["wall_s"] for r in ranks), default=None)
+    cpu = sum(r["cpu_s"] for r in ranks) if ranks else None
+    # CPU efficiency against what was allocated: ranks x cpus per task x wall time.
+    alloc = len(ranks) * cpus_per_task * (wall or 0)
+    exits = [r["exit_code"] for r in ranks if r["exit_code"] is not None]
+    state, state_source = _state(ranks, acct)
+    energies = [e["energy_j"] for n in nodes for e in n["energy"].values() if e.get("status") == "measured"]
+    mem_peak, where, mem_source = _memory_peak(ranks, acct, res)
+    a = acct or {}
+    return {
+        "ranks": len(ranks),
+        "nodes": sorted({r["node"] for r in ranks if r["node"]}),
+        "wall_s": wall if wall is not None else a.get("elapsed_s"),
+        "cpu_s": cpu if cpu is not None else a.get("total_cpu_s"),
+        "cpu_efficiency": cpu / alloc if cpu is not None and alloc > 0 else None,
+        "cpu_efficiency_slurm": a.get("cpu_efficiency"),
+        "peak_rss_mb_max": max((r["peak_rss_mb"] for r in ranks), default=None),
+        "peak_rss_mb_sum": sum(r["peak_rss_mb"] for r in ranks) if ranks else None,
+        "all_finished": bool(ranks) and all(r["finished"] for r in ranks),
+        "failed_ranks": [r["rank"] for r in ranks if r["exit_code"] not in (0, None)],
+        "state": state,
+        "state_source": state_source,
+        "finished": a["finished"] if acct else bool(ranks) and all(r["finished"] for r in ranks),
+        "exit_code": a["exit_code"] if acct else max(exits, default=None),
+        "elapsed_s": a.get("elapsed_s") if a.get("elapsed_s") is not None else wall,
+        "time_limit_s": int(res["time_min"]) * 60 if res.get("time_min") else None,
+        "cpus_per_task": cpus_per_task,
+        "mem_req_mb": _mem_request(res, acct),
+        "mem_peak_mb": mem_peak,
+        "mem_peak_where": where,
+        "mem_peak_source": mem_source,
+        "energy_j": sum(energies) if energies else None,
+        "energy_kwh": sum(energies) / 3.6e6 if energies else None,
+        "comm_share": comm["share"] if comm else None,
+    }
+
+
+def _state(ranks: list[dict[str, Any]], acct: dict[str, Any] | None) -> tuple[str, str]:
+    """Slurm's state when it has one; else what the records say: every rank ended (COMPLETED or FAILED by
+    the exit codes), or UNFINISHED (still running, or killed before the ranks wrote their end)."""
+    if acct is not None:
+        return acct["state"], "sacct"
+    if not all(r["finished"] for r in ranks):
+        return "UNFINISHED", "profile"
+    return ("COMPLETED" if all(r["exit_code"] == 0 for r in ranks) else "FAILED"), "profile"
+
+
+def _mem_request(res: dict[str, Any], acct: dict[str, Any] | None) -> float | None:
+    """Memory per node asked for: the request, else what Slurm allocated (AllocTRES mem over nodes)."""
+    if res.get("mem_mb"):
+        return float(res["mem_mb"])
+    if acct and acct["alloc_mem_mb"] and acct["alloc_nodes"]:
+        return acct["alloc_mem_mb"] / acct["alloc_nodes"]
+    return None
+
+
+def _memory_peak(
+    ranks: list[dict[str, Any]], acct: dict[str, Any] | None, res: dict[str, Any]
+) -> tuple[float | None, str | None, str | None]:
+    """The largest node's peak (its ranks' peaks added: an upper bound, as they need not coincide), where,
+    and its source; without records, Slurm's MaxRSS (the largest task) times the tasks per node."""
+    if ranks:
+        per_node: dict[str, list[dict[str, Any]]] = {}
+        for r in ranks:
+            per_node.setdefault(str(r["node"]), []).append(r)
+        node, members = max(per_node.items(), key=lambda kv: sum(r["peak_rss_mb"] for r in kv[1]))
+        top = max(members, key=lambda r: r["peak_rss_mb"])
+        where = f"node {node}" + (
+            f", largest rank {top['rank']}" if len(members) > 1 else f", rank {top['rank']}"
+        )
+        return sum(r["peak_rss_mb"] for r in members), where, "profile"
+    if acct and acct["max_rss_mb"] is not None:
+        tasks = int(res.get("ntasks_per_node") or 1)
+        return acct["max_rss_mb"] * tasks, None, "sacct MaxRSS x tasks per node"
+    return None, None, None
+
+
+def grep_line(report: dict[str, Any]) -> str:
+    """One line for grep and awk: ``hpcx: job=... state=...``, every field present, ``na`` when unknown."""
+    s = report["summary"]
+    eff = s["cpu_efficiency_slurm"] if s["cpu_efficiency_slurm"] is not None else s["cpu_efficiency"]
+    fields = {
+        "job": report["job_id"],
+        "state": s["state"],
+        "elapsed_s": _num(s["elapsed_s"], "{:.0f}"),
+        "eff_cpu": _num(eff, "{:.3f}"),
+        "mem_peak_mb": _num(s["mem_peak_mb"], "{:.0f}"),
+        "mem_req_mb": _num(s["mem_req_mb"], "{:.0f}"),
+        "energy_kwh": _num(s["energy_kwh"], "{:.6f}"),
+        "comm_share": _num(s["comm_share"], "{:.3f}"),
+    }
+    return "hpcx: " + " ".join(f"{k}={'na' if v is None else v}" for k, v in fields.items())
+
+
+def _num(value: float | None, fmt: str) -> str | None:
+    return None if value is None else fmt.format(value)
 
 
 def summarize_nodes(profile_dir: Path) -> list[dict[str, Any]]:

@@ -4,24 +4,80 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpcx.reports.advice import gib, hms
+
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.0f}%"
 
 
 def render_text(report: dict[str, Any]) -> str:
+    """The summary, Slurm's record, I/O, energy, communication, advice, the greppable line, then the ranks."""
     s = report["summary"]
-    state = "finished" if s["all_finished"] else "still running or killed"
-    failed = f", failed ranks: {s['failed_ranks']}" if s["failed_ranks"] else ""
     lines = [
         f"run {report['run_id']}  job {report['job_id']}  kind {report['kind']}",
-        f"  {s['ranks']} ranks on {len(s['nodes'])} nodes ({', '.join(s['nodes'])}), {state}, "
-        f"exit code {s['exit_code']}{failed}",
-        f"  wall {s['wall_s']:.1f} s   CPU {s['cpu_s']:.1f} s   CPU efficiency {_pct(s['cpu_efficiency'])}",
-        f"  peak memory {s['peak_rss_mb_max']:.0f} MB on the largest rank, {s['peak_rss_mb_sum']:.0f} MB in all",
+        f"  state {s['state']} ({_state_note(s)}), exit code {s['exit_code']}"
+        + (f", failed ranks: {s['failed_ranks']}" if s["failed_ranks"] else ""),
+        *_time_lines(s),
+        f"  CPU efficiency: hpcx {_pct(s['cpu_efficiency'])}, Slurm {_pct(s['cpu_efficiency_slurm'])}"
+        f" ({s['cpus_per_task']} CPUs per task)",
+        *_memory_lines(s),
         *_io_lines(report.get("io")),
         *_energy_lines(report.get("nodes", [])),
+        *_comm_lines(report.get("comm")),
         "",
+        *(["advice:", *(f"  - {a['text']}" for a in report["advice"]), ""] if report["advice"] else []),
+        report["line"],
+        *_rank_lines(report),
+    ]
+    return "\n".join(lines)
+
+
+def _state_note(s: dict[str, Any]) -> str:
+    source = "from sacct" if s["state_source"] == "sacct" else "from hpcx's records; no Slurm accounting"
+    return source if s["finished"] else f"{source}; partial: the job has not finished"
+
+
+def _time_lines(s: dict[str, Any]) -> list[str]:
+    limit = f" of {hms(s['time_limit_s'])} requested" if s["time_limit_s"] else ""
+    elapsed = "n/a" if s["elapsed_s"] is None else hms(s["elapsed_s"])
+    cpu = "n/a" if s["cpu_s"] is None else f"{s['cpu_s']:.1f} s"
+    return [f"  elapsed {elapsed}{limit}   CPU time {cpu}"]
+
+
+def _memory_lines(s: dict[str, Any]) -> list[str]:
+    if s["mem_peak_mb"] is None:
+        return ["  memory: no peak measured"]
+    req = f" of {gib(s['mem_req_mb'])} requested per node" if s["mem_req_mb"] else ""
+    where = f" ({s['mem_peak_where']})" if s["mem_peak_where"] else ""
+    lines = [f"  memory peak {gib(s['mem_peak_mb'])}{req}{where}, from {s['mem_peak_source']}"]
+    if s["peak_rss_mb_max"] is not None:
+        lines.append(
+            f"  peak memory {s['peak_rss_mb_max']:.0f} MB on the largest rank, {s['peak_rss_mb_sum']:.0f} MB in all"
+        )
+    return lines
+
+
+def _comm_lines(comm: dict[str, Any] | None) -> list[str]:
+    if not comm:
+        return []
+    lines = [f"  communication: {comm['seconds']:.1f} s in traced calls, {_pct(comm['share'])} of rank time"]
+    for c in comm["calls"][:5]:
+        bw = f", {c['busbw_gbs']:.2f} GB/s bus" if c["busbw_gbs"] else ""
+        lines.append(
+            f"    {c['lib']} {c['call']}: {c['calls']} calls, {_size(c['bytes'])}, {c['seconds']:.2f} s{bw}"
+        )
+    return lines
+
+
+def _rank_lines(report: dict[str, Any]) -> list[str]:
+    s = report["summary"]
+    if not report["ranks"]:
+        return ["", "  no profile records (submit with --profile for per-rank numbers)"]
+    state = "finished" if s["all_finished"] else "still running or killed"
+    lines = [
+        "",
+        f"  {s['ranks']} ranks on {len(s['nodes'])} nodes ({', '.join(s['nodes'])}), {state}",
         f"  {'rank':>4}  {'node':<10} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} {'exit':>5}",
     ]
     for r in report["ranks"]:
@@ -30,7 +86,7 @@ def render_text(report: dict[str, Any]) -> str:
             f"  {r['rank']:>4}  {str(r['node']):<10} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
             f"{r['peak_rss_mb']:>8.0f} {code:>5}"
         )
-    return "\n".join(lines)
+    return lines
 
 
 def _size(nbytes: float) -> str:

@@ -1,0 +1,129 @@
+"""What to change next time, each line backed by numbers the report measured; no data, no advice.
+
+Every item says its rule, so a reader can check the arithmetic: memory and time get 25% headroom over what was
+used, rounded up (memory to a whole GiB, time to 15 minutes), and are only suggested when that is below what was
+asked. Pure over the report's summary, ranks and communication totals.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+HEADROOM = 1.25
+MEM_STEP_MB = 1024
+TIME_STEP_S = 900
+LOW_EFFICIENCY = 0.5
+SLOW_RANK = 0.2  # a rank this much slower than the median is named
+COMM_SHARE = 0.1
+
+
+def advise(summary: dict[str, Any], ranks: list[dict[str, Any]], comm: dict[str, Any] | None) -> list[dict]:
+    """The advice items: ``kind``, ``text`` (with the numbers and the rule) and ``values`` (those numbers)."""
+    items = [
+        _memory(summary),
+        _time(summary),
+        _cpu(summary),
+        _slow_rank(ranks, comm),
+        _comm(comm),
+    ]
+    return [i for i in items if i is not None]
+
+
+def gib(mb: float) -> str:
+    return f"{mb / 1024:.3g}G"
+
+
+def hms(seconds: float) -> str:
+    """``2h10m`` / ``12m30s`` / ``45s``: how a person reads a duration."""
+    s = round(seconds)
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
+def _item(kind: str, text: str, **values: Any) -> dict[str, Any]:
+    return {"kind": kind, "text": text, "values": values}
+
+
+def _memory(s: dict[str, Any]) -> dict[str, Any] | None:
+    peak, req = s.get("mem_peak_mb"), s.get("mem_req_mb")
+    if peak is None or req is None:
+        return None
+    where = f" on {s['mem_peak_where']}" if s.get("mem_peak_where") else ""
+    suggest_mb = max(1, math.ceil(peak * HEADROOM / MEM_STEP_MB)) * MEM_STEP_MB
+    rule = "peak per node + 25%, rounded up to a whole GiB"
+    head = f"requested {gib(req)} per node, peak {gib(peak)}{where}"
+    if s.get("state") == "OUT_OF_MEMORY" or peak > 0.9 * req:
+        suggest_mb = max(suggest_mb, math.ceil(req * 2 / MEM_STEP_MB) * MEM_STEP_MB)
+        return _item("memory", f"{head}: at the limit, next time --mem={suggest_mb // 1024}G (twice the "
+                     "request)", peak_mb=peak, requested_mb=req, suggested_mb=suggest_mb)  # fmt: skip
+    if suggest_mb >= req:
+        return None
+    return _item("memory", f"{head}: next time --mem={suggest_mb // 1024}G ({rule})",
+                 peak_mb=peak, requested_mb=req, suggested_mb=suggest_mb)  # fmt: skip
+
+
+def _time(s: dict[str, Any]) -> dict[str, Any] | None:
+    used, limit = s.get("elapsed_s"), s.get("time_limit_s")
+    if used is None or limit is None:
+        return None
+    if s.get("state") == "TIMEOUT":
+        return _item("time", f"hit its time limit {hms(limit)} after {hms(used)}: ask for more "
+                     f"(-t {_slurm_time(limit * 2)}) or checkpoint and resume",
+                     used_s=used, limit_s=limit, suggested_s=limit * 2)  # fmt: skip
+    if not s.get("finished"):
+        return None  # still running: the time used is not final
+    suggest = max(1, math.ceil(used * HEADROOM / TIME_STEP_S)) * TIME_STEP_S
+    if suggest >= limit:
+        return None
+    return _item("time", f"time limit {hms(limit)}, used {hms(used)}: next time -t {_slurm_time(suggest)} "
+                 "(elapsed + 25%, rounded up to 15 minutes)", used_s=used, limit_s=limit,
+                 suggested_s=suggest)  # fmt: skip
+
+
+def _slurm_time(seconds: float) -> str:
+    h, rest = divmod(int(seconds), 3600)
+    return f"{h}:{rest // 60:02d}:00"
+
+
+def _cpu(s: dict[str, Any]) -> dict[str, Any] | None:
+    eff, cpus = s.get("cpu_efficiency_slurm") or s.get("cpu_efficiency"), s.get("cpus_per_task")
+    if eff is None or eff >= LOW_EFFICIENCY:
+        return None
+    if cpus and cpus > 1:
+        fewer = max(1, math.ceil(eff * cpus * HEADROOM))
+        return _item("cpu", f"CPU efficiency {eff:.0%} with {cpus} CPUs per task: ask for fewer CPUs "
+                     f"(-c {fewer}: the CPUs busy + 25%) or use more threads", efficiency=eff,
+                     cpus_per_task=cpus, suggested_cpus=fewer)  # fmt: skip
+    return _item("cpu", f"CPU efficiency {eff:.0%}: the ranks mostly waited (I/O, communication or sleep)",
+                 efficiency=eff)  # fmt: skip
+
+
+def _slow_rank(ranks: list[dict[str, Any]], comm: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The rank with the most time outside communication, against the median rank (wall minus traced calls:
+    ranks that wait for a slow one in a collective end together, so wall time alone hides it)."""
+    if len(ranks) < 2:
+        return None
+    in_comm = {r["rank"]: r["seconds"] for r in (comm or {}).get("ranks", [])}
+    busy = {r["rank"]: r["wall_s"] - in_comm.get(r["rank"], 0.0) for r in ranks}
+    median = statistics.median(busy.values())
+    rank, worst = max(busy.items(), key=lambda kv: kv[1])
+    if median <= 0 or worst < (1 + SLOW_RANK) * median:
+        return None
+    what = "outside MPI/torch.distributed calls" if in_comm else "wall time"
+    return _item("imbalance", f"rank {rank} was {worst / median - 1:.0%} slower than the median rank "
+                 f"({worst:.1f} s vs {median:.1f} s {what})", rank=rank, seconds=worst,
+                 median_s=median)  # fmt: skip
+
+
+def _comm(comm: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not comm or comm.get("share") is None or comm["share"] < COMM_SHARE or not comm["calls"]:
+        return None
+    top = comm["calls"][0]
+    bw = f" at {top['busbw_gbs']:.1f} GB/s bus bandwidth" if top.get("busbw_gbs") else ""
+    top_share = top["seconds"] / comm["seconds"] if comm["seconds"] > 0 else 0.0
+    return _item("communication", f"{comm['share']:.0%} of run time in MPI/torch.distributed calls; "
+                 f"{top['call']} ({top['lib']}) took {top_share:.0%} of that{bw}",
+                 share=comm["share"], call=top["call"], busbw_gbs=top.get("busbw_gbs"))  # fmt: skip
