@@ -20,7 +20,7 @@ def make_run(
     tmp_path: Path, *, mem_mb: int = 65536, time_min: int = 1440, cpus: int = 1, ntasks: int = 1
 ) -> Run:
     run = Run("20260101-000000-abcdef", tmp_path / "run")
-    run.dir.mkdir()
+    run.dir.mkdir(parents=True)
     res = {
         "mem_mb": mem_mb,
         "time_min": time_min,
