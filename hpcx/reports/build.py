@@ -4,24 +4,32 @@ Pure over the records; the I/O is at the two ends."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from hpcx.errors import UsageError
-from hpcx.fsutil import atomic_write_json, read_json
+from hpcx.fsutil import atomic_write, read_json
 from hpcx.provenance import ACCOUNTING
-from hpcx.records import node_series, read_io_totals, read_records
+from hpcx.records import READABLE_VERSIONS, node_series, read_io_totals, read_records
 from hpcx.reports.accounting import summarize_accounting
 from hpcx.reports.advice import advise
 from hpcx.reports.comm import summarize_comm
 from hpcx.runs import Run
 
 REPORT_SCHEMA = "hpcx.report/2"
+# A rank's timeline in the report is for reading, not analysis (the records keep every sample): an hour at 1 s
+# becomes one point every 6 s, which keeps a 256-rank report a few MB and its build linear in ranks.
+MAX_TIMELINE_POINTS = 600
+_START, _SAMPLE, _END = '"type":"start"', '"type":"sample"', '"type":"end"'  # as RecordWriter writes them
 
 
-def summarize_rank(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """One rank's numbers from its records: the last attempt's start and end, samples in between."""
+def summarize_rank(
+    records: Iterable[dict[str, Any]], max_points: int = MAX_TIMELINE_POINTS
+) -> dict[str, Any]:
+    """One rank's numbers from its records: the last attempt's start and end, samples in between; the
+    timeline keeps every n-th sample, at most ``max_points``."""
     start: dict[str, Any] = {}
     end: dict[str, Any] | None = None
     samples: list[dict[str, Any]] = []
@@ -38,6 +46,7 @@ def summarize_rank(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         [max(s["rss_mb"], s.get("hwm_mb", 0.0)) for s in samples] + [end["peak_rss_mb"] if end else 0.0]
     )
     cpu = end["cpu_s"] if end else (samples[-1]["cpu_s"] if samples else 0.0)
+    step = -(-len(samples) // max_points) or 1
     return {
         "rank": start.get("rank"),
         "node": start.get("node"),
@@ -53,9 +62,37 @@ def summarize_rank(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "cpus_allowed": start.get("cpus_allowed"),
         "timeline": [
             [round(s["t"] - start.get("t", s["t"]), 3), round(s["rss_mb"], 2), round(s["cpu_s"], 3)]
-            for s in samples
+            for s in samples[::step]
         ],
     }
+
+
+def summarize_rank_file(path: Path, max_points: int = MAX_TIMELINE_POINTS) -> dict[str, Any]:
+    """:func:`summarize_rank` of one rank file, parsing only what it needs: a finished rank's end record holds
+    its totals and peak, so of its samples only the timeline's are decoded (parsing every line of a 256-rank
+    hour is most of the report's time). Lines are told apart by how RecordWriter writes ``type``; a file that
+    is not written that way, or a rank without an end record (running, killed), is parsed whole."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    first = next((i for i in range(len(lines) - 1, -1, -1) if _START in lines[i]), None)
+    last = next((i for i in range(len(lines) - 1, max(len(lines) - 4, -1), -1) if _END in lines[i]), None)
+    if first is None or last is None or last < first or not list(_decode(lines[last : last + 1])):
+        return summarize_rank(read_records(path), max_points)
+    samples = [line for line in lines[first:last] if _SAMPLE in line]
+    step = -(-len(samples) // max_points) or 1
+    picked = [lines[first], *samples[::step], lines[last]]
+    summary = summarize_rank(_decode(picked), max_points)
+    summary["samples"] = len(samples)
+    return summary
+
+
+def _decode(lines: list[str]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn line
+        if isinstance(record, dict) and record.get("v") in READABLE_VERSIONS:
+            yield record
 
 
 def build_report(run: Run, accounting: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -67,7 +104,7 @@ def build_report(run: Run, accounting: dict[str, Any] | None = None) -> dict[str
     acct = summarize_accounting(accounting)
     profile = run.dir / "profile"
     files = sorted(profile.glob("rank-*.jsonl"))
-    ranks = [r for r in (summarize_rank(read_records(f)) for f in files) if r["rank"] is not None]
+    ranks = [r for r in (summarize_rank_file(f) for f in files) if r["rank"] is not None]
     if not ranks and acct is None:
         raise UsageError(
             f"run {run.id} has no profile records in {profile} and no Slurm accounting record",
@@ -247,4 +284,6 @@ def summarize_io(profile_dir: Path, ranks: list[int]) -> dict[str, Any]:
 def write_report(run: Run, report: dict[str, Any]) -> Path:
     """Write report/report.json atomically; return its path."""
     (run.dir / "report").mkdir(exist_ok=True)
-    return atomic_write_json(run.dir / "report" / "report.json", report)
+    # Compact: indented JSON is written by Python's slow encoder, seconds for a large job; jq reads either.
+    text = json.dumps(report, sort_keys=True, separators=(",", ":"), default=str) + "\n"
+    return atomic_write(run.dir / "report" / "report.json", text)

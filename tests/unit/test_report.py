@@ -170,3 +170,18 @@ def test_energy_in_the_line(tmp_path):
     w.write({"type": "end", "t": 1003.0, "node": "n1"})
     w.close()
     assert "energy_kwh=0.100000" in build_report(run)["line"]
+
+
+def test_fast_rank_reader_agrees_with_the_full_parse(tmp_path):
+    from hpcx.records import read_records
+    from hpcx.reports.build import summarize_rank, summarize_rank_file
+
+    run = make_run(tmp_path)
+    write_rank(run, 0, wall_s=5, peak_mb=50.0, cpu_s=1.0)  # a first attempt, then a requeued one
+    write_rank(run, 0, wall_s=1300, peak_mb=700.0, cpu_s=900.0)
+    path = rank_file(run.dir / "profile", 0)
+    fast, full = summarize_rank_file(path, max_points=100), summarize_rank(read_records(path), max_points=100)
+    assert fast == full and fast["samples"] == 1300 and len(fast["timeline"]) == 100
+    with open(path, "a") as fh:
+        fh.write('{"v":2,"type":"end","t":')  # torn: the whole file is read, as before
+    assert summarize_rank_file(path, max_points=100) == full
