@@ -1,0 +1,100 @@
+"""hpcx report on real jobs of the test cluster, with Slurm's accounting: a profiled MPI job, a user's own
+batch script whose command leaves no records (a report from sacct alone, like seff), a failed one (exit 3) and
+one killed at its time limit. Each checks the state, the greppable line and that the advice has numbers."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from hpcx.site import schema
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slurm
+SCHEMA = json.loads((REPO / "docs" / "report-schema.json").read_text())
+LINE = re.compile(
+    r"^hpcx: job=(\d+) state=(\S+) elapsed_s=(\S+) eff_cpu=(\S+) mem_peak_mb=(\S+) mem_req_mb=(\S+) "
+    r"energy_kwh=(\S+) comm_share=(\S+)$",
+    re.MULTILINE,
+)
+
+
+def _final_report(slurm_hpcx, run_id: str, timeout_s: float = 90) -> tuple[dict, str]:
+    """The report once slurmdbd has the finished job (it lags the job's end by a few seconds)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        doc = slurm_hpcx.json("report", run_id)["report"]
+        if doc["accounting"] and doc["accounting"]["finished"]:
+            return doc, slurm_hpcx("report", run_id).stdout
+        assert time.monotonic() < deadline, f"no finished accounting after {timeout_s} s: {doc['summary']}"
+        time.sleep(2)
+
+
+def _valid(doc: dict, monkeypatch) -> None:
+    monkeypatch.setitem(schema._PY_TYPES, "null", type(None))
+    assert schema.validate(doc, SCHEMA) == []
+
+
+def test_profiled_mpi_job(slurm_hpcx, monkeypatch):
+    doc = slurm_hpcx.json("submit", "mpi", "-N", "2", "--ntasks-per-node", "1", "--mem", "2000", "-t", "20",
+                          "--profile", "--", "python", "examples/allreduce_hdf5.py", "--seconds", "2")  # fmt: skip
+    row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=180)
+    assert row["state"] == "COMPLETED", slurm_hpcx("logs", doc["run_id"]).stdout
+    report, text = _final_report(slurm_hpcx, doc["run_id"])
+    s = report["summary"]
+    assert (s["state"], s["state_source"], s["exit_code"], s["ranks"]) == ("COMPLETED", "sacct", 0, 2)
+    assert s["cpu_efficiency"] is not None and s["cpu_efficiency_slurm"] is not None
+    assert report["comm"] and report["comm"]["calls"], "--profile traces the allreduces"
+    job, state, elapsed, _, peak, req, _, share = LINE.search(text).groups()
+    assert (job, state, req) == (doc["job_id"], "COMPLETED", "2000") and float(elapsed) > 0
+    assert float(peak) > 10 and share != "na"
+    advice = {a["kind"]: a for a in report["advice"]}
+    assert advice["time"]["values"]["suggested_s"] == 900 and "-t 0:15:00" in text  # seconds of 20 minutes
+    assert advice["memory"]["values"]["suggested_mb"] == 1024 and "--mem=1G" in text
+    _valid(report, monkeypatch)
+
+
+def test_own_script_without_records_is_reported_from_accounting(slurm_hpcx, runs_root, monkeypatch):
+    script = runs_root / "plain.sh"  # a plain command: no hpcx.run, so no profile records
+    script.write_text("#!/bin/bash\n#SBATCH -t 30\n#SBATCH --mem 1500\npython3 -c 'x = bytearray(300 * 2**20)'\n"
+                      "sleep 6\n")  # fmt: skip
+    doc = slurm_hpcx.json("submit", str(script))
+    assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=120)["state"] == "COMPLETED"
+    report, text = _final_report(slurm_hpcx, doc["run_id"])
+    assert not (runs_root / doc["run_id"] / "profile").exists() or not report["ranks"]
+    s = report["summary"]
+    assert (s["state"], s["state_source"], s["ranks"], s["mem_peak_source"]) == (
+        "COMPLETED",
+        "sacct",
+        0,
+        "sacct MaxRSS x tasks per node",
+    )
+    assert "no profile records" in text and f"hpcx: job={doc['job_id']} state=COMPLETED" in text
+    assert "energy_kwh=na comm_share=na" in text and "mem_req_mb=1500" in text
+    assert [a["kind"] for a in report["advice"] if a["kind"] == "time"] == ["time"]
+    _valid(report, monkeypatch)
+
+
+def test_failed_job_reports_exit_code_3(slurm_hpcx, monkeypatch):
+    doc = slurm_hpcx.json("submit", "serial", "-t", "5", "--", "bash", "-c", "exit 3")
+    assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=120)["state"] == "FAILED"
+    report, text = _final_report(slurm_hpcx, doc["run_id"])
+    assert (report["summary"]["state"], report["summary"]["exit_code"]) == ("FAILED", 3)
+    assert "state FAILED (from sacct), exit code 3" in text and "state=FAILED" in text
+    _valid(report, monkeypatch)
+
+
+def test_time_limit_reports_timeout_with_what_was_flushed(slurm_hpcx, monkeypatch):
+    # The program ignores the USR2 hpcx's script sends 30 s before the limit (a plain sleep dies of it, exit
+    # 12, FAILED), so Slurm's time limit is what ends it.
+    doc = slurm_hpcx.json("submit", "serial", "-t", "1", "--", "bash", "-c", "trap '' USR2; sleep 300")
+    assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=200)["state"] == "TIMEOUT"
+    report, text = _final_report(slurm_hpcx, doc["run_id"])
+    s = report["summary"]
+    assert s["state"] == "TIMEOUT" and s["time_limit_s"] == 60 and s["elapsed_s"] >= 60
+    assert report["ranks"] and report["ranks"][0]["samples"] > 0  # the records flushed before the kill
+    assert "state=TIMEOUT" in text and "hit its time limit 1m00s" in text and "-t 0:02:00" in text
+    _valid(report, monkeypatch)
