@@ -22,7 +22,7 @@ REPORT_SCHEMA = "hpcx.report/2"
 # A rank's timeline in the report is for reading, not analysis (the records keep every sample): an hour at 1 s
 # becomes one point every 6 s, which keeps a 256-rank report a few MB and its build linear in ranks.
 MAX_TIMELINE_POINTS = 600
-_START, _SAMPLE, _END = '"type":"start"', '"type":"sample"', '"type":"end"'  # as RecordWriter writes them
+_START, _SAMPLE, _END = b'"type":"start"', b'"type":"sample"', b'"type":"end"'  # as RecordWriter writes them
 
 
 def summarize_rank(
@@ -72,7 +72,7 @@ def summarize_rank_file(path: Path, max_points: int = MAX_TIMELINE_POINTS) -> di
     its totals and peak, so of its samples only the timeline's are decoded (parsing every line of a 256-rank
     hour is most of the report's time). Lines are told apart by how RecordWriter writes ``type``; a file that
     is not written that way, or a rank without an end record (running, killed), is parsed whole."""
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = path.read_bytes().splitlines()  # bytes: most lines are only searched, never decoded
     first = next((i for i in range(len(lines) - 1, -1, -1) if _START in lines[i]), None)
     last = next((i for i in range(len(lines) - 1, max(len(lines) - 4, -1), -1) if _END in lines[i]), None)
     if first is None or last is None or last < first or not list(_decode(lines[last : last + 1])):
@@ -85,11 +85,20 @@ def summarize_rank_file(path: Path, max_points: int = MAX_TIMELINE_POINTS) -> di
     return summary
 
 
-def _decode(lines: list[str]) -> Iterator[dict[str, Any]]:
+def _decode(lines: list[bytes]) -> Iterator[dict[str, Any]]:
+    """The records of whole lines; a torn one is skipped. One json.loads for them all when they parse (the
+    usual case: a third of the time of one call per line)."""
+    try:
+        records = json.loads(b"[" + b",".join(lines) + b"]")
+    except ValueError:  # JSONDecodeError, or UnicodeDecodeError from a torn multi-byte character
+        records = None
+    if records is not None:
+        yield from (r for r in records if isinstance(r, dict) and r.get("v") in READABLE_VERSIONS)
+        return
     for line in lines:
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except ValueError:
             continue  # a torn line
         if isinstance(record, dict) and record.get("v") in READABLE_VERSIONS:
             yield record
