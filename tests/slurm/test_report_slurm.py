@@ -1,6 +1,6 @@
 """hpcx report on real jobs of the test cluster, with Slurm's accounting: a profiled MPI job, a user's own
 batch script whose command leaves no records (a report from sacct alone, like seff), a failed one (exit 3) and
-one killed at its time limit. Each checks the state, the greppable line and that the advice has numbers."""
+one killed at its time limit, and one reported while running, then cancelled. Each checks the state, the greppable line and that the advice has numbers."""
 
 from __future__ import annotations
 
@@ -98,3 +98,25 @@ def test_time_limit_reports_timeout_with_what_was_flushed(slurm_hpcx, monkeypatc
     assert report["ranks"] and report["ranks"][0]["samples"] > 0  # the records flushed before the kill
     assert "state=TIMEOUT" in text and "hit its time limit 1m00s" in text and "-t 0:02:00" in text
     _valid(report, monkeypatch)
+
+
+def test_running_then_cancelled_job_gives_a_partial_then_a_killed_report(slurm_hpcx, monkeypatch):
+    doc = slurm_hpcx.json("submit", "serial", "-t", "5", "--", "sleep", "120")
+    deadline = time.monotonic() + 60
+    while True:  # until the rank has flushed a sample (every 5 s) while Slurm says RUNNING
+        proc = slurm_hpcx("--json", "report", doc["run_id"], check=False)  # exit 2 until it starts
+        partial = json.loads(proc.stdout)["report"] if proc.returncode == 0 else None
+        if partial and partial["summary"]["state"] == "RUNNING" and partial["ranks"]:
+            break
+        assert time.monotonic() < deadline, "the job never ran with records"
+        time.sleep(2)
+    assert partial["summary"]["finished"] is False and partial["ranks"][0]["finished"] is False
+    assert "partial: the job has not finished" in slurm_hpcx("report", doc["run_id"]).stdout
+    assert not [a for a in partial["advice"] if a["kind"] == "time"]  # the time used is not final
+    _valid(partial, monkeypatch)
+
+    slurm_hpcx("cancel", doc["run_id"])
+    assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=60)["state"] == "CANCELLED"
+    killed, text = _final_report(slurm_hpcx, doc["run_id"])
+    assert killed["summary"]["state"] == "CANCELLED" and "state=CANCELLED" in text
+    assert killed["ranks"][0]["samples"] >= 1  # what was flushed before the kill
