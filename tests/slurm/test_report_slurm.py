@@ -1,6 +1,7 @@
 """hpcx report on real jobs of the test cluster, with Slurm's accounting: a profiled MPI job, a user's own
-batch script whose command leaves no records (a report from sacct alone, like seff), a failed one (exit 3) and
-one killed at its time limit, and one reported while running, then cancelled. Each checks the state, the greppable line and that the advice has numbers."""
+batch script whose command leaves no records (a report from sacct alone, like seff), a failed one (exit 3), one
+killed at its time limit, and one reported while running, then cancelled. Each checks the state, the greppable
+line and that the advice has numbers."""
 
 from __future__ import annotations
 
