@@ -67,7 +67,8 @@ def _write_rank(profile: Path, rank: int) -> None:
     w.close()
     c = RecordWriter(profile / f"comm-rank-{rank:05d}-p{1000 + rank}.jsonl")
     entry = {"lib": "torch", "call": "all_reduce", "bucket": 2**24, "ranks": 256, "calls": 36_000,
-             "bytes": 36_000 * 2**24, "seconds": 600.0 + rank % 7, "algbw_gbs": 1.0, "busbw_gbs": 2.0}  # fmt: skip
+             "bytes": 36_000 * 2**24, "seconds": 600.0 + rank % 7, "algbw_gbs": 1.0,
+             "busbw_gbs": 2.0}  # fmt: skip
     c.write({"type": "comm", "t": T0 + HOUR_S, "rank": rank, "format": "hpcx.comm/1", "pid": 1000 + rank,
              "wall_s": float(HOUR_S), "seconds": entry["seconds"], "entries": [entry]})  # fmt: skip
     c.close()
@@ -79,8 +80,9 @@ def _write_node(profile: Path, node: str, rank: int) -> None:
     w.write({"type": "source", "t": T0, "node": node, "name": "rapl", "status": "measured",
              "zones": {"intel-rapl:0": "package-0", "intel-rapl:0:0": "dram"}})  # fmt: skip
     for i in range(HOUR_S + 1):
-        sample = {"type": "sample", "t": T0 + i, "node": node, "memory": {"used_mb": 64000.0 + i % 13,
-                  "available_mb": 190000.0}, "network": {"rx_bytes": i * 10**6, "tx_bytes": i * 10**6}}  # fmt: skip
+        memory = {"used_mb": 64000.0 + i % 13, "available_mb": 190000.0}
+        network = {"rx_bytes": i * 10**6, "tx_bytes": i * 10**6}
+        sample = {"type": "sample", "t": T0 + i, "node": node, "memory": memory, "network": network}
         if i % 10 == 0 or i == HOUR_S:
             sample.update(edge=True, rapl={"package_j": i * 400.0, "dram_j": i * 30.0, "wraps": 0})
         w.write(sample)

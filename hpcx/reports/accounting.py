@@ -1,8 +1,8 @@
 """Slurm's accounting rows (accounting.json) as numbers: the report's second witness beside hpcx's records.
 
-sacct prints durations as ``[D-][HH:]MM:SS[.mmm]``, sizes as ``123K``/``1.5G`` and exit codes as ``code:signal``;
-the report needs seconds, MB and integers, and a job with no profile records at all (like seff) still gets one
-from these alone. Pure: the rows come from :func:`hpcx.provenance.record_accounting`.
+sacct prints durations as ``[D-][HH:]MM:SS[.mmm]``, sizes as ``123K``/``1.5G`` and exit codes as
+``code:signal``; the report needs seconds, MB and integers, and a job with no profile records at all (like
+seff) still gets one from these alone. Pure: the rows come from :func:`hpcx.provenance.record_accounting`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """What to change next time, each line backed by numbers the report measured; no data, no advice.
 
-Every item says its rule, so a reader can check the arithmetic: memory and time get 25% headroom over what was
-used, rounded up (memory to a whole GiB, time to 15 minutes), and are only suggested when that is below what was
-asked. Pure over the report's summary, ranks and communication totals.
+Every item says its rule, so a reader can check the arithmetic: memory and time get 25% headroom over what
+was used, rounded up (memory to a whole GiB, time to 15 minutes), and are only suggested when that is below
+what was asked. Pure over the report's summary, ranks and communication totals.
 """
 
 from __future__ import annotations

@@ -31,15 +31,16 @@ def read_comm(profile_dir: Path) -> dict[int, list[dict[str, Any]]]:
 
 def summarize_comm(profile_dir: Path, wall_by_rank: dict[int, float]) -> dict[str, Any] | None:
     """Seconds in traced calls per rank and in all, their share of the ranks' wall time, and per call the
-    calls, bytes, seconds and bus bandwidth (bytes x nccl-tests' factor over seconds). None without records."""
+    calls, bytes, seconds and bus bandwidth (bytes x nccl-tests' factor over seconds). None without
+    records."""
     per_rank = read_comm(profile_dir)
     if not per_rank:
         return None
     calls: dict[tuple[str, str], dict[str, Any]] = {}
     for entries in per_rank.values():
         for e in entries:
-            row = calls.setdefault((e["lib"], e["call"]), {"lib": e["lib"], "call": e["call"], "calls": 0,
-                                                           "bytes": 0, "seconds": 0.0, "_bus": 0.0})  # fmt: skip
+            fresh = {"lib": e["lib"], "call": e["call"], "calls": 0, "bytes": 0, "seconds": 0.0, "_bus": 0.0}
+            row = calls.setdefault((e["lib"], e["call"]), fresh)
             row["calls"] += e["calls"]
             row["bytes"] += e["bytes"]
             row["seconds"] += e["seconds"]

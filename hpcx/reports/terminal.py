@@ -53,7 +53,8 @@ def _memory_lines(s: dict[str, Any]) -> list[str]:
     lines = [f"  memory peak {gib(s['mem_peak_mb'])}{req}{where}, from {s['mem_peak_source']}"]
     if s["peak_rss_mb_max"] is not None:
         lines.append(
-            f"  peak memory {s['peak_rss_mb_max']:.0f} MB on the largest rank, {s['peak_rss_mb_sum']:.0f} MB in all"
+            f"  peak memory {s['peak_rss_mb_max']:.0f} MB on the largest rank, "
+            f"{s['peak_rss_mb_sum']:.0f} MB in all"
         )
     return lines
 

@@ -1,7 +1,7 @@
 """hpcx report on real jobs of the test cluster, with Slurm's accounting: a profiled MPI job, a user's own
-batch script whose command leaves no records (a report from sacct alone, like seff), a failed one (exit 3), one
-killed at its time limit, and one reported while running, then cancelled. Each checks the state, the greppable
-line and that the advice has numbers."""
+batch script whose command leaves no records (a report from sacct alone, like seff), a failed one (exit 3),
+one killed at its time limit, and one reported while running, then cancelled. Each checks the state, the
+greppable line and that the advice has numbers."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def _valid(doc: dict, monkeypatch) -> None:
 
 def test_profiled_mpi_job(slurm_hpcx, monkeypatch):
     doc = slurm_hpcx.json("submit", "mpi", "-N", "2", "--ntasks-per-node", "1", "--mem", "2000", "-t", "20",
-                          "--profile", "--", "python", "examples/allreduce_hdf5.py", "--seconds", "2")  # fmt: skip
+                          "--profile", "--", "python", "examples/allreduce_hdf5.py", "--seconds",
+                          "2")  # fmt: skip
     row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=180)
     assert row["state"] == "COMPLETED", slurm_hpcx("logs", doc["run_id"]).stdout
     report, text = _final_report(slurm_hpcx, doc["run_id"])
@@ -60,8 +61,8 @@ def test_profiled_mpi_job(slurm_hpcx, monkeypatch):
 
 def test_own_script_without_records_is_reported_from_accounting(slurm_hpcx, runs_root, monkeypatch):
     script = runs_root / "plain.sh"  # a plain command: no hpcx.run, so no profile records
-    script.write_text("#!/bin/bash\n#SBATCH -t 30\n#SBATCH --mem 1500\npython3 -c 'x = bytearray(300 * 2**20)'\n"
-                      "sleep 6\n")  # fmt: skip
+    script.write_text("#!/bin/bash\n#SBATCH -t 30\n#SBATCH --mem 1500\n"
+                      "python3 -c 'x = bytearray(300 * 2**20)'\nsleep 6\n")  # fmt: skip
     doc = slurm_hpcx.json("submit", str(script))
     assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=120)["state"] == "COMPLETED"
     report, text = _final_report(slurm_hpcx, doc["run_id"])

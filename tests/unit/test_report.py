@@ -12,8 +12,8 @@ from hpcx.reports import build_report, render_text
 from hpcx.reports.accounting import duration_s, size_mb, summarize_accounting
 from hpcx.runs import Run
 
-FIELDS = ("JobID", "State", "ExitCode", "Elapsed", "TotalCPU", "MaxRSS", "AllocTRES", "NodeList", "Start", "End",
-          "JobName")  # fmt: skip
+FIELDS = ("JobID", "State", "ExitCode", "Elapsed", "TotalCPU", "MaxRSS", "AllocTRES", "NodeList", "Start",
+          "End", "JobName")  # fmt: skip
 
 
 def make_run(
@@ -70,9 +70,10 @@ def test_sacct_values_as_numbers():
 
 def test_accounting_only_report_like_seff(tmp_path):
     run = make_run(tmp_path, mem_mb=65536, time_min=1440, cpus=8)
-    acct = sacct(("42", "COMPLETED", "0:0", "02:10:00", "2:04:48", "", "cpu=8,mem=64G,node=1", "n1", "s", "e", "j"),
-                 ("42.batch", "COMPLETED", "0:0", "02:10:00", "2:04:48", "5347737K", "cpu=8,mem=64G,node=1", "n1",
-                  "s", "e", "batch"))  # fmt: skip
+    acct = sacct(("42", "COMPLETED", "0:0", "02:10:00", "2:04:48", "", "cpu=8,mem=64G,node=1", "n1", "s", "e",
+                  "j"),
+                 ("42.batch", "COMPLETED", "0:0", "02:10:00", "2:04:48", "5347737K", "cpu=8,mem=64G,node=1",
+                  "n1", "s", "e", "batch"))  # fmt: skip
     doc = build_report(run, acct)
     s = doc["summary"]
     assert (s["state"], s["state_source"], s["exit_code"], s["ranks"]) == ("COMPLETED", "sacct", 0, 0)
@@ -110,8 +111,8 @@ def test_profiled_report_names_the_slow_rank_and_the_communication_share(tmp_pat
 def test_partial_and_killed_jobs_report_what_was_flushed(tmp_path):
     run = make_run(tmp_path, time_min=1)
     write_rank(run, 0, wall_s=30, peak_mb=100.0, cpu_s=10.0, end=False)
-    running = sacct(("42", "RUNNING", "0:0", "00:00:31", "00:00:00", "", "cpu=1,mem=1G,node=1", "n1", "s", "e", "j"),
-                    finished=False)  # fmt: skip
+    running = sacct(("42", "RUNNING", "0:0", "00:00:31", "00:00:00", "", "cpu=1,mem=1G,node=1", "n1", "s",
+                     "e", "j"), finished=False)  # fmt: skip
     doc = build_report(run, running)
     assert (doc["summary"]["state"], doc["summary"]["finished"], doc["ranks"][0]["wall_s"]) == (
         "RUNNING",

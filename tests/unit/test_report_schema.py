@@ -12,8 +12,8 @@ from tests.conftest import REPO
 from tests.unit.test_report import make_run, sacct, write_comm, write_rank
 
 SCHEMA = json.loads((REPO / "docs" / "report-schema.json").read_text())
-TOP_KEYS = ["schema", "run_id", "job_id", "kind", "command", "resources", "summary", "accounting", "ranks", "io",
-            "nodes", "comm", "advice", "line"]  # fmt: skip
+TOP_KEYS = ["schema", "run_id", "job_id", "kind", "command", "resources", "summary", "accounting", "ranks",
+            "io", "nodes", "comm", "advice", "line"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -23,9 +23,10 @@ def _null_type(monkeypatch):
 
 
 def _reports(tmp_path):
-    acct = sacct(("42", "TIMEOUT", "0:15", "00:01:08", "00:00:10", "", "cpu=2,mem=1G,node=1", "n1", "s", "e", "j"),
-                 ("42.batch", "CANCELLED", "0:15", "00:01:08", "00:00:10", "900K", "cpu=2,mem=1G,node=1", "n1", "s",
-                  "e", "batch"))  # fmt: skip
+    acct = sacct(("42", "TIMEOUT", "0:15", "00:01:08", "00:00:10", "", "cpu=2,mem=1G,node=1", "n1", "s", "e",
+                  "j"),
+                 ("42.batch", "CANCELLED", "0:15", "00:01:08", "00:00:10", "900K", "cpu=2,mem=1G,node=1",
+                  "n1", "s", "e", "batch"))  # fmt: skip
     only_acct = make_run(tmp_path / "a", mem_mb=4096, time_min=60, cpus=2)
     yield build_report(only_acct, acct)
     profiled = make_run(tmp_path / "p", mem_mb=4096, time_min=60)
