@@ -161,6 +161,7 @@ SITE_SCHEMA: dict[str, Any] = {
 
 _PY_TYPES = {
     "object": dict, "array": list, "string": str, "integer": int, "number": (int, float), "boolean": bool,
+    "null": type(None),
 }  # fmt: skip
 
 

@@ -4,8 +4,6 @@ to report.json is a change to its schema version and its documentation."""
 
 import json
 
-import pytest
-
 from hpcx.reports import REPORT_SCHEMA, build_report
 from hpcx.site import schema
 from tests.conftest import REPO
@@ -14,12 +12,6 @@ from tests.unit.test_report import make_run, sacct, write_comm, write_rank
 SCHEMA = json.loads((REPO / "docs" / "report-schema.json").read_text())
 TOP_KEYS = ["schema", "run_id", "job_id", "kind", "command", "resources", "summary", "accounting", "ranks",
             "io", "nodes", "comm", "advice", "line"]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _null_type(monkeypatch):
-    # hpcx's validator knows the types site files use; a report also has JSON's null.
-    monkeypatch.setitem(schema._PY_TYPES, "null", type(None))
 
 
 def _reports(tmp_path):
