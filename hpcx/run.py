@@ -89,6 +89,55 @@ def _start_sampler(profile_dir: Path, rank: RankEnv, child_pid: int, command: li
     return writer, sampler
 
 
+WARNINGS = (signal.SIGUSR1, signal.SIGUSR2)  # Slurm's early warnings (--signal): default action terminate
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (the SigCgt mask in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc/PID/task/*/children."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children", encoding="ascii") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def _forward(child: subprocess.Popen[bytes], signum: int, rank: int) -> None:
+    """Pass a signal on to the command. Slurm's time-limit warning (USR1/USR2) goes only to the processes of
+    the command's tree that handle it: its default action is to terminate, so a program that never asked for
+    it would die minutes before its limit and the job end FAILED instead of running to its time."""
+    if signum not in WARNINGS:
+        child.send_signal(signum)
+        return
+    takers = [p for p in _tree(child.pid) if catches(p, signum)]
+    for pid in takers:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    if not takers:
+        name = signal.Signals(signum).name
+        print(f"hpcx.run: rank {rank}: {name} (the time-limit warning) not passed on: the program does not "
+              "handle it (hpcx.runtime.preempt.install() does)", file=sys.stderr, flush=True)  # fmt: skip
+
+
 def _self_peak_rss_mb() -> float:
     """This wrapper's own peak RSS: the memory profiling costs the node beside the rank."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -125,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hpcx.run: rank {rank.rank} cannot start {args.command[0]!r}: {exc.strerror}", file=sys.stderr)
         return 127
     for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
+        signal.signal(sig, lambda signum, _frame: _forward(child, signum, rank.rank))
     writer = sampler = None
     if profile_dir is not None:
         writer, sampler = _start_sampler(profile_dir, rank, child.pid, args.command, args.interval)
