@@ -71,8 +71,16 @@ def ddp(testbed, tmp_path_factory):
         submit(f"requeue-{k}")
     submit("killed", "--die-in-save", "15", "--fail-rank", "1")
     submit("raises", "--fail-at", "12", "--fail-rank", "1")
-    # A 3-minute limit and a 160 s margin: each run of the job may train for ~20 s (start-up included).
-    submit("timelimit", time_limit="3", env_extra={"HPCX_STOP_MARGIN_S": "160", "HPCX_MAX_RESTARTS": "12"})
+    # A 3-minute limit and a 160 s margin: each run of the job may train for ~20 s (start-up included). Its
+    # steps are slower (40 x 0.75 s) so the training can never fit into one run: with 0.25 s steps a quiet
+    # machine finished all 40 before the stop point and the test saw no requeue (CI did).
+    submit(
+        "timelimit",
+        "--step-sleep",
+        "0.75",
+        time_limit="3",
+        env_extra={"HPCX_STOP_MARGIN_S": "160", "HPCX_MAX_RESTARTS": "12"},
+    )
 
     deadline = time.monotonic() + 600
     pending_requeue = {f"requeue-{k}": k for k in steps}
