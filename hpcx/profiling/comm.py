@@ -103,15 +103,6 @@ def _count(table: dict[int, list[Any]], size: int, nbytes: int, seconds: float) 
 # ---------------------------------------------------------------- records
 
 
-def profile_dir() -> Path | None:
-    """Where records go: $HPCX_PROFILE_DIR, else $HPCX_RUN_DIR/profile, else nowhere (totals still count)."""
-    explicit = os.environ.get("HPCX_PROFILE_DIR")
-    if explicit:
-        return Path(explicit)
-    run_dir = os.environ.get("HPCX_RUN_DIR")
-    return Path(run_dir) / "profile" if run_dir else None
-
-
 def _rank() -> int:
     from hpcx.runtime.rankenv import detect
 
@@ -150,6 +141,8 @@ def flush() -> None:
         return
     try:
         if _state["writer"] is None:
+            from hpcx.io.metrics import profile_dir  # the one rule for where in-process records go
+
             directory = profile_dir()
             if directory is None:
                 return

@@ -15,7 +15,7 @@ import os
 import socket
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -238,19 +238,22 @@ def init(
     env = detect()
     ctx = Context(comm, comm.Get_rank(), comm.Get_size(), env.local_rank, env.node)
     if torch_backend is not None:
-        try:
-            import torch
-        except ImportError as exc:
-            raise RuntimeFailure("torch is not installed", hint="pip install 'hpcx[torch]'") from exc
-        if torch_backend == "auto":
-            torch_backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if torch_backend == "nccl":
-            torch.cuda.set_device(
-                gpu_for_rank(env.local_rank, _ranks_on_node(comm), torch.cuda.device_count())
-            )
+        torch_backend = _torch_backend(torch_backend, env.local_rank, lambda: _ranks_on_node(comm))
         ctx.master_addr, ctx.master_port = _init_torch(comm, torch_backend, timeout_s)
         ctx.torch_backend = torch_backend
     return ctx
+
+
+def _torch_backend(requested: str, local_rank: int, ranks_on_node: Callable[[], int]) -> str:
+    """The backend to use ("auto": NCCL with CUDA, else gloo); for NCCL, this rank's GPU made current."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise RuntimeFailure("torch is not installed", hint="pip install 'hpcx[torch]'") from exc
+    backend = ("nccl" if torch.cuda.is_available() else "gloo") if requested == "auto" else requested
+    if backend == "nccl":
+        torch.cuda.set_device(gpu_for_rank(local_rank, ranks_on_node(), torch.cuda.device_count()))
+    return backend
 
 
 def _init_without_mpi(torch_backend: str | None, timeout_s: float) -> Context:
@@ -262,16 +265,7 @@ def _init_without_mpi(torch_backend: str | None, timeout_s: float) -> Context:
                 hint="install mpi4py (pip install 'hpcx[runtime]') or pass a torch_backend",
             )
         return Context(None, 0, 1, env.local_rank, env.node)
-    try:
-        import torch
-    except ImportError as exc:
-        raise RuntimeFailure("torch is not installed", hint="pip install 'hpcx[torch]'") from exc
-    if torch_backend == "auto":
-        torch_backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if torch_backend == "nccl":
-        torch.cuda.set_device(
-            gpu_for_rank(env.local_rank, _ranks_on_node_from_env(), torch.cuda.device_count())
-        )
+    torch_backend = _torch_backend(torch_backend, env.local_rank, _ranks_on_node_from_env)
     comm, addr, port = _init_torch_without_mpi(torch_backend, timeout_s)
     return Context(comm, env.rank, env.size, env.local_rank, env.node, torch_backend, addr, port)
 

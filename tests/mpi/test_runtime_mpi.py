@@ -1,36 +1,13 @@
 """The runtime under real Open MPI: mpirun -n 1 and -n 2, mpi4py + torch.distributed (gloo) + parallel HDF5."""
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.mpi.mpirun import mpirun
+
 pytestmark = pytest.mark.mpi
-REPO = Path(__file__).resolve().parents[2]
-MPI_ENV = {
-    "OMPI_MCA_btl": "self,vader,tcp",
-    "OMPI_MCA_btl_tcp_if_include": "lo",
-    "OMPI_MCA_oob_tcp_if_include": "lo",
-    "GLOO_SOCKET_IFNAME": "lo",
-}
-
-
-def mpirun(n: int, *argv: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    cmd = ["mpirun", "-n", str(n), "--oversubscribe"]
-    if os.geteuid() == 0:
-        cmd.append("--allow-run-as-root")
-    env = {**os.environ, **MPI_ENV}
-    return subprocess.run(
-        [*cmd, sys.executable, *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        env=env,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.mark.parametrize("n", [1, 2])
