@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hpcx.errors import UsageError
 from hpcx.profiling.sampler import Sampler
-from hpcx.profiling.sources import node_sources
+from hpcx.profiling.sources import node_sources, tree_pids
 from hpcx.records import RecordWriter, node_file, rank_file
 from hpcx.runtime.rankenv import RankEnv, detect
 from hpcx.sweeps import fill_command, read_task, task_env
@@ -104,21 +104,6 @@ def catches(pid: int, signum: int) -> bool:
     return False
 
 
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, from /proc/PID/task/*/children."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children", encoding="ascii") as fh:
-                    todo.extend(int(c) for c in fh.read().split())
-        except OSError:
-            continue
-    return out
-
-
 def _forward(child: subprocess.Popen[bytes], signum: int, rank: int) -> None:
     """Pass a signal on to the command. Slurm's time-limit warning (USR1/USR2) goes only to the processes of
     the command's tree that handle it: its default action is to terminate, so a program that never asked for
@@ -126,7 +111,7 @@ def _forward(child: subprocess.Popen[bytes], signum: int, rank: int) -> None:
     if signum not in WARNINGS:
         child.send_signal(signum)
         return
-    takers = [p for p in _tree(child.pid) if catches(p, signum)]
+    takers = [p for p in tree_pids(child.pid) if catches(p, signum)]
     for pid in takers:
         try:
             os.kill(pid, signum)

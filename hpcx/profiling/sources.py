@@ -65,13 +65,48 @@ def _vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
+def children_files_work(pid: int | None = None) -> bool:
+    """Whether this kernel lists a thread's children in ``/proc/PID/task/TID/children`` (CONFIG_PROC_CHILDREN,
+    on in the distributions' kernels since 4.2)."""
+    pid = os.getpid() if pid is None else pid
+    return os.path.exists(f"/proc/{pid}/task/{pid}/children")
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants from ``/proc/PID/task/*/children`` (every thread's: a child belongs to
+    the thread that forked it). Costs a few reads per process of the tree, however many processes the node
+    has. A process that exits while it is walked is left out."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{p}/task/{task}/children", "rb") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+            except OSError:
+                continue  # the thread (or the process) ended between the listing and the read
+    return out
+
+
 class ProcessTree(Source):
-    """The rank: RSS, peak, CPU time, threads and storage read/write bytes of ``pid`` and its descendants."""
+    """The rank: RSS, peak, CPU time, threads and storage read/write bytes of ``pid`` and its descendants.
+
+    The descendants come from the kernel's per-thread children lists (:func:`tree_pids`), so a sample costs
+    the same on a node with 300 processes as on an idle one; a kernel without them falls back to psutil's
+    scan of all of /proc (``children_files=False`` forces it). Either way every sample finds the tree anew:
+    a child started or reaped since the last sample is in or out of the next one.
+    """
 
     name = "process"
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, children_files: bool | None = None) -> None:
         self.pid = pid
+        self.children_files = children_files
 
     def open(self) -> dict[str, Any]:
         psutil = _psutil()
@@ -79,36 +114,76 @@ class ProcessTree(Source):
             self._root = psutil.Process(self.pid)
         except psutil.NoSuchProcess as exc:
             raise SourceUnavailable(f"process {self.pid} is gone") from exc
+        if self.children_files is None:
+            self.children_files = children_files_work(self.pid)
         return {"fields": {"rss_mb": [SAMPLED, "MB"], "hwm_mb": [COUNTER, "MB"], "cpu_s": [COUNTER, "s"],
                            "threads": [SAMPLED, "1"], "read_bytes": [COUNTER, "B"],
                            "write_bytes": [COUNTER, "B"]},
+                "tree": "task children files" if self.children_files else "scan of /proc",
                 "note": "rss_mb: the tree now; hwm_mb: the largest process's VmHWM"}  # fmt: skip
 
-    def read(self, edge: bool) -> dict[str, Any] | None:
-        """The tree's figures now; None once the rank's process has exited."""
+    def _pids(self) -> list[int] | None:
+        """The tree's pids, the root first; None once the root has exited."""
+        if self.children_files:
+            return tree_pids(self.pid) if os.path.exists(f"/proc/{self.pid}") else None
         import psutil
 
         try:
-            procs = [self._root, *self._root.children(recursive=True)]
+            return [self.pid, *(c.pid for c in self._root.children(recursive=True))]
         except psutil.NoSuchProcess:
             return None
-        rss = cpu = 0.0
-        hwm = 0.0
+
+    def read(self, edge: bool) -> dict[str, Any] | None:
+        """The tree's figures now; None once the rank's process has exited."""
+        pids = self._pids()
+        if pids is None:
+            return None
+        rss = cpu = hwm = 0.0
         threads = rbytes = wbytes = 0
-        for proc in procs:
-            try:
-                with proc.oneshot():
-                    rss += proc.memory_info().rss
-                    t = proc.cpu_times()
-                    cpu += t.user + t.system + t.children_user + t.children_system
-                    threads += proc.num_threads()
-                    io = proc.io_counters()
-                    rbytes, wbytes = rbytes + io.read_bytes, wbytes + io.write_bytes
-                hwm = max(hwm, _vm_hwm_mb(proc.pid))
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
+        for pid in pids:
+            usage = _proc_usage(pid)
+            if usage is None:
                 continue  # a child that exited between listing and reading
+            rss += usage[0]
+            cpu += usage[1]
+            threads += usage[2]
+            hwm = max(hwm, usage[3])
+            rbytes += usage[4]
+            wbytes += usage[5]
         return {"rss_mb": round(rss / MB, 2), "hwm_mb": round(hwm, 2), "cpu_s": round(cpu, 3),
                 "threads": threads, "read_bytes": rbytes, "write_bytes": wbytes}  # fmt: skip
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _proc_usage(pid: int) -> tuple[float, float, int, float, int, int] | None:
+    """One process from /proc (three reads, what psutil would read in five): RSS bytes, CPU seconds (user +
+    system, incl. reaped children), threads, VmHWM in MB, storage read and write bytes (0 where the kernel
+    withholds /proc/PID/io). None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            status = fh.read()
+    except OSError:
+        return None
+    f = stat[stat.rindex(b")") + 2 :].split()  # the fields after the command name, from field 3 (state)
+    cpu = (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / _TICKS
+    i = status.find(b"VmHWM:")
+    hwm = int(status[i + 6 : status.index(b"kB", i)]) / 1024 if i >= 0 else 0.0
+    rbytes = wbytes = 0
+    try:
+        with open(f"/proc/{pid}/io", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"read_bytes:"):
+                    rbytes = int(line[11:])
+                elif line.startswith(b"write_bytes:"):
+                    wbytes = int(line[12:])
+    except OSError:
+        pass
+    return int(f[21]) * _PAGE, cpu, int(f[17]), hwm, rbytes, wbytes
 
 
 class NodeMemory(Source):

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from hpcx.profiling.sources import (
@@ -24,7 +25,9 @@ from hpcx.profiling.sources import (
     ProcessTree,
     Rapl,
     SourceUnavailable,
+    children_files_work,
     parse_net_dev,
+    tree_pids,
 )
 from hpcx.records import node_series, read_profile, read_records
 from hpcx.reports.build import summarize_rank
@@ -140,11 +143,14 @@ def test_net_dev_leaves_out_loopback_unless_it_is_all_there_is(tmp_path):
     assert net.read(edge=False) == {"rx_bytes": 1000, "tx_bytes": 3000}
 
 
-def test_process_tree_counts_children(tmp_path):
+@pytest.mark.parametrize("children_files", [True, False], ids=["children-files", "proc-scan"])
+def test_process_tree_counts_children(children_files):
+    if children_files and not children_files_work():
+        pytest.skip("this kernel has no /proc/PID/task/TID/children")
     child = subprocess.Popen([sys.executable, "-c", "import time; x = b'1' * (50 * 2**20); time.sleep(30)"])
     try:
-        tree = ProcessTree(os.getpid())
-        tree.open()
+        tree = ProcessTree(os.getpid(), children_files=children_files)
+        assert tree.open()["tree"] == ("task children files" if children_files else "scan of /proc")
         deadline = time.monotonic() + 10
         while (usage := tree.read(edge=False))["rss_mb"] < 50 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -152,6 +158,45 @@ def test_process_tree_counts_children(tmp_path):
     finally:
         child.kill()
         child.wait()
+
+
+def _wait_for(predicate, timeout_s: float = 10.0):
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
+
+
+def test_tree_from_children_files_follows_new_and_reaped_grandchildren_like_the_scan(tmp_path):
+    if not children_files_work():
+        pytest.skip("this kernel has no /proc/PID/task/TID/children")
+    # A child whose worker thread (not its main thread) starts a grandchild, as a DataLoader or a subprocess
+    # call from a thread does; the grandchild's pid arrives in a file.
+    pidfile = tmp_path / "grandchild"
+    code = ("import subprocess, sys, threading, time, pathlib\n"
+            "def start():\n"
+            "    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+            f"    pathlib.Path({str(pidfile)!r}).write_text(str(p.pid))\n"
+            "    p.wait()\n"
+            "threading.Thread(target=start).start()\ntime.sleep(30)\n")  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        assert _wait_for(lambda: pidfile.exists() and pidfile.read_text()), "no grandchild within 10 s"
+        grandchild = int(pidfile.read_text())
+        scan = {p.pid for p in psutil.Process(child.pid).children(recursive=True)}
+        assert set(tree_pids(child.pid)) == {child.pid, grandchild} == {child.pid, *scan}
+        fast, slow = ProcessTree(child.pid, children_files=True), ProcessTree(child.pid, children_files=False)
+        fast.open(), slow.open()
+        assert fast.read(False)["threads"] == slow.read(False)["threads"] >= 3
+        os.kill(grandchild, signal.SIGKILL)  # the child's thread reaps it: it leaves the tree
+        assert _wait_for(lambda: tree_pids(child.pid) == [child.pid])
+        assert fast.read(False)["threads"] == slow.read(False)["threads"] == 1  # the thread has ended
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    gone = ProcessTree(child.pid, children_files=True)
+    with pytest.raises(SourceUnavailable, match="is gone"):
+        gone.open()
 
 
 def _hpcx_run(profile: Path, code: str, env: dict[str, str], **kw) -> subprocess.Popen:
