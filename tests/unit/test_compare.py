@@ -79,7 +79,7 @@ def test_sweep_tasks_group_by_parameters_with_seeds_as_replicates(hpcx, runs_roo
                                      "replicates"}  # fmt: skip
     assert set(doc["comparisons"][0]) == {"a", "b", "difference", "ci", "welch", "mann_whitney", "p_adjusted",
                                           "cohens_d", "cliffs_delta", "seeds_needed"}  # fmt: skip
-    assert doc["metric"] == {"name": "loss", "source": "logged", "reduce": "last"}
+    assert doc["metric"] == {"name": "loss", "source": "logged", "reduce": "last", "unit": None}
     assert [g["name"] for g in doc["groups"]] == ["lr=0.01", "lr=0.1"] and doc["runs"] == [run.id]
     low = doc["groups"][0]
     assert low["n"] == 3 and low["mean"] == pytest.approx(stats.mean(LOSS[0.01]))
@@ -94,7 +94,8 @@ def test_sweep_tasks_group_by_parameters_with_seeds_as_replicates(hpcx, runs_roo
     assert (row["a"], row["b"]) == ("lr=0.01", "lr=0.1")
     assert row["difference"] == pytest.approx(stats.mean(LOSS[0.01]) - stats.mean(LOSS[0.1]))
     assert row["welch"]["p"] == pytest.approx(stats.welch(LOSS[0.01], LOSS[0.1]).pvalue)
-    assert row["mann_whitney"] == {"u": 9.0, "p": pytest.approx(0.1), "method": "exact"}
+    assert row["mann_whitney"] == {"u": 9.0, "p": pytest.approx(0.1), "method": "exact",
+                                   "p_adjusted": pytest.approx(0.1)}  # fmt: skip
     assert row["cliffs_delta"] == 1.0 and row["p_adjusted"] == row["welch"]["p"]  # one comparison
     assert row["seeds_needed"]["n"] == 2 and row["ci"]["low"] > 0
 
@@ -135,7 +136,12 @@ def test_single_runs_group_by_their_variables_against_a_baseline(hpcx, runs_root
     ]
     raw = [c["welch"]["p"] for c in doc["comparisons"]]
     assert [c["p_adjusted"] for c in doc["comparisons"]] == pytest.approx(stats.holm(raw))
-    assert doc["groups"][0]["replicates"][0] == {"run_id": ids[0], "task": None, "seed": "0", "value": 1.0}
+    assert doc["groups"][0]["replicates"][0] == {
+        "run_id": ids[0], "task": None, "seed": "0", "value": 1.0,
+        "source": {"file": "metrics/rank-00000.jsonl", "field": "loss", "how": "last of 1 logged step(s)"},
+    }  # fmt: skip
+    adjusted = stats.holm([c["mann_whitney"]["p"] for c in doc["comparisons"]])
+    assert [c["mann_whitney"]["p_adjusted"] for c in doc["comparisons"]] == pytest.approx(adjusted)
     bh = hpcx.json("compare", *ids, "--metric", "loss", "--correction", "bh", "--detect", "0.5")
     assert [c["p_adjusted"] for c in bh["comparisons"]] == pytest.approx(stats.benjamini_hochberg(
         [c["welch"]["p"] for c in bh["comparisons"]]))  # fmt: skip
@@ -154,8 +160,11 @@ def test_report_numbers_of_sweep_tasks(hpcx, runs_root, monkeypatch):
                       "cpu_s": wall / 2, "peak_rss_mb": 100.0 + task.id})  # fmt: skip
         writer.close()
     doc = hpcx.json("compare", "--sweep", run.id, "--metric", "wall_s", "--ci", "t")
-    assert doc["metric"] == {"name": "wall_s", "source": "report", "reduce": None}
+    assert doc["metric"] == {"name": "wall_s", "source": "report", "reduce": None, "unit": "s"}
     assert [r["value"] for r in doc["groups"][1]["replicates"]] == [20.0, 21.0, 22.0]
+    assert [r["source"]["file"] for r in doc["groups"][1]["replicates"]] == [
+        f"profile/task-{t.id:05d}/" for t in tasks if t.params["lr"] == 0.1
+    ]
     eff = hpcx.json("compare", "--sweep", run.id, "--metric", "report.cpu_efficiency")
     assert {r["value"] for g in eff["groups"] for r in g["replicates"]} == {0.5}
     energy = hpcx("compare", "--sweep", run.id, "--metric", "energy_j", check=False)
@@ -172,6 +181,7 @@ def test_out_writes_markdown_json_and_plots(hpcx, runs_root, monkeypatch, tmp_pa
     )
     names = sorted(p.name for p in out.iterdir())
     assert names == [
+        "compare.html",
         "compare.json",
         "compare.md",
         "differences.pdf",
@@ -181,7 +191,8 @@ def test_out_writes_markdown_json_and_plots(hpcx, runs_root, monkeypatch, tmp_pa
     ]
     assert json.loads((out / "compare.json").read_text())["groups"] == doc["groups"]
     md = (out / "compare.md").read_text()
-    assert "| lr=0.01 | lr=0.1 |" in md and "![groups.svg](groups.svg)" in md and f"`{run.id}` task 0" in md
+    assert "| lr=0.01 | lr=0.1 |" in md and "![groups.svg](groups.svg)" in md
+    assert f"| lr=0.01 | {run.id} | 0 |" in md and "metrics/task-00000/rank-00000.jsonl" in md
     assert len(doc["comparisons"]) == 3 and doc["settings"]["ci"]["method"] == "bca"
     svg = ET.parse(out / "groups.svg").getroot()
     assert svg.tag.endswith("svg") and (out / "groups.pdf").read_bytes().startswith(b"%PDF")
@@ -230,3 +241,28 @@ def test_nan_and_constant_groups_give_json_nulls(hpcx, runs_root, monkeypatch):
 def test_help_lists_compare(hpcx):
     assert "compare" in hpcx("--help").stdout
     assert "--baseline" in hpcx("compare", "--help").stdout
+
+
+def test_report_numbers_of_single_runs_name_their_source(hpcx, runs_root):
+    """A run with report/report.json is read from it; one without has its report built from the profile."""
+    ids = []
+    for seed, wall in enumerate([30.0, 32.0]):
+        run = create_run(runs_root)
+        atomic_write_json(run.dir / "manifest.json", {"variables": {"seed": str(seed)}, "resources": {}})
+        atomic_write_json(run.dir / "report" / "report.json", {"summary": {"wall_s": wall}, "nodes": []})
+        ids.append(run.id)
+    run = create_run(runs_root)
+    atomic_write_json(run.dir / "manifest.json", {"variables": {"seed": "2"}, "resources": {}})
+    writer = RecordWriter(rank_file(run.dir / "profile", 0))
+    writer.write({"type": "start", "t": 1000.0, "rank": 0, "node": "n1", "attempt": 0, "cpus_allowed": 1})
+    writer.write({"type": "end", "t": 1031.0, "rank": 0, "exit_code": 0, "wall_s": 31.0, "cpu_s": 20.0,
+                  "peak_rss_mb": 100.0})  # fmt: skip
+    writer.close()
+    ids.append(run.id)
+    (group,) = hpcx.json("compare", *ids, "--metric", "wall_s")["groups"]
+    assert [(r["run_id"], r["value"]) for r in group["replicates"]] == list(zip(ids, [30.0, 32.0, 31.0]))
+    assert [r["source"] for r in group["replicates"]] == [
+        {"file": "report/report.json", "field": "summary.wall_s", "how": "as written by hpcx report"}
+    ] * 2 + [{"file": "profile/", "field": "summary.wall_s",
+              "how": "report built from the profile records (no report/report.json)"}]  # fmt: skip
+    assert not (run.dir / "report" / "report.json").exists()  # built, not written
