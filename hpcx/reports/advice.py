@@ -17,9 +17,17 @@ TIME_STEP_S = 900
 LOW_EFFICIENCY = 0.5
 SLOW_RANK = 0.2  # a rank this much slower than the median is named
 COMM_SHARE = 0.1
+GPU_IDLE = 0.2  # a GPU idle (below 5% utilisation) this share of its samples is named
+REGION_IMBALANCE = 0.2  # a region whose slowest rank takes this much more than the mean is named
 
 
-def advise(summary: dict[str, Any], ranks: list[dict[str, Any]], comm: dict[str, Any] | None) -> list[dict]:
+def advise(
+    summary: dict[str, Any],
+    ranks: list[dict[str, Any]],
+    comm: dict[str, Any] | None,
+    nodes: dict[str, dict[str, Any]] | None = None,
+    regions: dict[str, Any] | None = None,
+) -> list[dict]:
     """The advice items: ``kind``, ``text`` (with the numbers and the rule) and ``values`` (those numbers)."""
     items = [
         _memory(summary),
@@ -27,6 +35,8 @@ def advise(summary: dict[str, Any], ranks: list[dict[str, Any]], comm: dict[str,
         _cpu(summary),
         _slow_rank(ranks, comm),
         _comm(comm),
+        *_gpus(nodes or {}),
+        _region_imbalance(regions),
     ]
     return [i for i in items if i is not None]
 
@@ -127,3 +137,30 @@ def _comm(comm: dict[str, Any] | None) -> dict[str, Any] | None:
     return _item("communication", f"{comm['share']:.0%} of run time in MPI/torch.distributed calls; "
                  f"{top['call']} ({top['lib']}) took {top_share:.0%} of that{bw}",
                  share=comm["share"], call=top["call"], busbw_gbs=top.get("busbw_gbs"))  # fmt: skip
+
+
+def _gpus(nodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The GPUs idle for at least 20% of their samples: the idlest named with its mean utilisation, and how
+    many others were (one line, not one per GPU)."""
+    idle = [(g["idle_share"], d["node"], g) for d in nodes.values() for g in d["gpus"]
+            if g.get("idle_share") is not None and g["idle_share"] >= GPU_IDLE]  # fmt: skip
+    if not idle:
+        return []
+    share, node, g = max(idle, key=lambda x: x[0])
+    others = f"; {len(idle) - 1} more GPU(s) idle at least {GPU_IDLE:.0%}" if len(idle) > 1 else ""
+    return [_item("gpu", f"GPU {g['index']} on {node} idle {share:.0%} of the run (mean utilisation "
+                  f"{g['util_mean_pct']:.0f}%){others}: feed it faster (more DataLoader workers, pinned "
+                  "memory) or ask for fewer GPUs", node=node, gpu=g["index"], idle_share=share,
+                  util_mean_pct=g["util_mean_pct"], idle_gpus=len(idle))]  # fmt: skip
+
+
+def _region_imbalance(regions: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The region with the most time whose slowest rank is at least 20% above the mean rank."""
+    for r in (regions or {}).get("regions", []):
+        if r["imbalance"] is not None and r["imbalance"] >= REGION_IMBALANCE and len(r["per_rank"]) > 1:
+            return _item("imbalance", f"region {r['name']!r}: rank {r['slowest_rank']} took "
+                         f"{r['seconds_max']:.2f} s, {r['imbalance']:.0%} above the mean rank's "
+                         f"{r['seconds_mean']:.2f} s: balance the work it does across ranks",
+                         region=r["name"], rank=r["slowest_rank"], seconds=r["seconds_max"],
+                         mean_s=r["seconds_mean"], imbalance=r["imbalance"])  # fmt: skip
+    return None

@@ -1,4 +1,4 @@
-"""Merge per-rank profile records, the comm records and Slurm's accounting into report.json (hpcx.report/2).
+"""Merge per-rank profile records, the comm records and Slurm's accounting into report.json (hpcx.report/3).
 
 Pure over the records; the I/O is at the two ends."""
 
@@ -15,10 +15,11 @@ from hpcx.provenance import ACCOUNTING
 from hpcx.records import READABLE_VERSIONS, node_series, read_io_totals, read_records
 from hpcx.reports.accounting import summarize_accounting
 from hpcx.reports.advice import advise
-from hpcx.reports.comm import summarize_comm
+from hpcx.reports.comm import read_comm, summarize_comm
+from hpcx.reports.timelines import carbon, comm_sizes, node_details, profiler_cost, regions
 from hpcx.runs import Run
 
-REPORT_SCHEMA = "hpcx.report/2"
+REPORT_SCHEMA = "hpcx.report/3"
 # A rank's timeline in the report is for reading, not analysis (the records keep every sample): an hour at 1 s
 # becomes one point every 6 s, which keeps a 256-rank report a few MB and its build linear in ranks.
 MAX_TIMELINE_POINTS = 600
@@ -60,6 +61,8 @@ def summarize_rank(
         "finished": end is not None,
         "samples": len(samples),
         "cpus_allowed": start.get("cpus_allowed"),
+        "sampler_cpu_s": end.get("sampler_cpu_s") if end else None,
+        "sampler_rss_mb": end.get("sampler_rss_mb") if end else None,
         "timeline": [
             [round(s["t"] - start.get("t", s["t"]), 3), round(s["rss_mb"], 2), round(s["cpu_s"], 3)]
             for s in samples[::step]
@@ -104,17 +107,41 @@ def _decode(lines: list[bytes]) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def build_report(run: Run, accounting: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_report(
+    run: Run,
+    accounting: dict[str, Any] | None = None,
+    *,
+    task: int | None = None,
+    site_energy: dict[str, Any] | None = None,
+    site_name: str | None = None,
+    max_points: int = MAX_TIMELINE_POINTS,
+) -> dict[str, Any]:
     """The report document of ``run`` from its profile records, manifest and Slurm accounting (given, else
     accounting.json when the run has one). Either source alone makes a report; with neither (a job not yet
-    started, or not a Slurm job and never profiled) it raises UsageError saying so."""
+    started, or not a Slurm job and never profiled) it raises UsageError saying so.
+
+    An array job or sweep keeps each task's records in ``profile/task-NNNNN/``: the run's report lists the
+    tasks (``tasks``) beside Slurm's totals, and ``task=N`` reports one task rank by rank. ``site_energy`` is
+    the site's ``energy`` block (carbon intensity, PUE)."""
     if accounting is None and (run.dir / ACCOUNTING).exists():
         accounting = read_json(run.dir / ACCOUNTING)
+    tasks_dir = run.dir / "profile"
+    profile = tasks_dir if task is None else tasks_dir / f"task-{task:05d}"
+    if task is not None and not profile.is_dir():
+        have = sorted(int(p.name[5:]) for p in tasks_dir.glob("task-[0-9]*") if p.name[5:].isdigit())
+        raise UsageError(
+            f"run {run.id} has no records of task {task} (no {profile})",
+            hint=f"its tasks with records: {_ranges(have)}"
+            if have
+            else "it is not an array job or sweep, or no task has started; leave out --task",
+        )
+    if task is not None and accounting is not None:
+        accounting = task_accounting(run, accounting, task)
     acct = summarize_accounting(accounting)
-    profile = run.dir / "profile"
     files = sorted(profile.glob("rank-*.jsonl"))
-    ranks = [r for r in (summarize_rank_file(f) for f in files) if r["rank"] is not None]
-    if not ranks and acct is None:
+    ranks = [r for r in (summarize_rank_file(f, max_points) for f in files) if r["rank"] is not None]
+    task_rows = summarize_tasks(run, accounting) if task is None else None
+    if not ranks and acct is None and not task_rows:
         raise UsageError(
             f"run {run.id} has no profile records in {profile} and no Slurm accounting record",
             hint="the job has not started yet; submit with --profile for hpcx's own records",
@@ -123,12 +150,22 @@ def build_report(run: Run, accounting: dict[str, Any] | None = None) -> dict[str
     manifest = run.manifest
     res = {k: v["value"] for k, v in manifest.get("resources", {}).items()}
     nodes = summarize_nodes(profile)
+    details = node_details(profile, max_points)
     comm = summarize_comm(profile, {r["rank"]: r["wall_s"] for r in ranks})
+    if comm is not None:
+        comm["sizes"] = comm_sizes(read_comm(profile))
+    region_doc = regions(profile)
     summary = summarize(ranks, acct, res, nodes, comm)
+    summary.update(gpu_summary(details, region_doc))
+    profiler = profiler_cost(ranks, profile, sum(c["calls"] for c in comm["calls"]) if comm else None)
+    summary["profiler_share"] = profiler["sampler_share"]
+    carbon_doc = carbon(summary["energy_j"], site_energy or {}, site_name)
+    summary["carbon_g"] = carbon_doc.get("g_co2e")
     report = {
         "schema": REPORT_SCHEMA,
         "run_id": run.id,
         "job_id": run.job.get("job_id"),
+        "task": task,
         "kind": manifest.get("kind", {}).get("value"),
         "command": manifest.get("command"),
         "resources": res,
@@ -138,10 +175,130 @@ def build_report(run: Run, accounting: dict[str, Any] | None = None) -> dict[str
         "io": summarize_io(profile, [r["rank"] for r in ranks]),
         "nodes": nodes,
         "comm": comm,
-        "advice": advise(summary, ranks, comm),
+        "node_timelines": list(details.values()),
+        "regions": region_doc,
+        "carbon": carbon_doc,
+        "profiler": profiler,
+        "tasks": task_rows,
+        "provenance": provenance(manifest),
+        "advice": advise(summary, ranks, comm, details, region_doc),
     }
     report["line"] = grep_line(report)
     return report
+
+
+def _ranges(values: list[int]) -> str:
+    """``0-3,7,9-10``: task ids as Slurm writes array ranges."""
+    out: list[str] = []
+    for v in values:
+        if out and "-" in out[-1] and int(out[-1].split("-")[1]) == v - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{v}"
+        elif out and "-" not in out[-1] and int(out[-1]) == v - 1:
+            out[-1] = f"{out[-1]}-{v}"
+        else:
+            out.append(str(v))
+    return ",".join(out)
+
+
+def _task_jobs(run: Run) -> dict[int, str]:
+    """Each array task's Slurm id (``JOB_INDEX``): a sweep's task t is index t - offset of the last chunk that
+    ran it (retries come later); a plain ``--array`` job's task is its index."""
+    job = run.job
+    out: dict[int, str] = {}
+    for c in job.get("chunks", []):
+        for i in c.get("indices") or range(c["count"]):
+            out[c["offset"] + i] = f"{c['job_id']}_{i}"
+    return out
+
+
+def task_accounting(run: Run, accounting: dict[str, Any], task: int) -> dict[str, Any] | None:
+    """accounting.json cut down to one array task's rows (the task and its steps)."""
+    job_id = run.job.get("job_id")
+    wanted = _task_jobs(run).get(task, f"{job_id}_{task}")
+    rows = [r for r in accounting.get("rows", []) if r["JobID"].split(".")[0] == wanted]
+    return {**accounting, "rows": rows} if rows else None
+
+
+def summarize_tasks(run: Run, accounting: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """One row per array task with records (``profile/task-NNNNN/``): Slurm's state and exit code for it
+    when accounting has them, and its ranks' wall and CPU seconds, CPU efficiency and peak memory, with its
+    measured energy. None for a run that is not an array (no task directories)."""
+    dirs = sorted(p for p in (run.dir / "profile").glob("task-[0-9]*") if p.is_dir() and p.name[5:].isdigit())
+    if not dirs:
+        return None
+    cpus = int(run.manifest.get("resources", {}).get("cpus_per_task", {}).get("value") or 1)
+    rows = []
+    for path in dirs:
+        task = int(path.name[5:])
+        ranks = [r for r in (summarize_rank_file(f, 1) for f in sorted(path.glob("rank-*.jsonl")))
+                 if r["rank"] is not None]  # fmt: skip
+        acct = summarize_accounting(task_accounting(run, accounting, task)) if accounting else None
+        wall = max((r["wall_s"] for r in ranks), default=None)
+        cpu = sum(r["cpu_s"] for r in ranks) if ranks else None
+        energies = [e["energy_j"] for n in summarize_nodes(path) for e in n["energy"].values()
+                    if e.get("status") == "measured"]  # fmt: skip
+        state, _ = _state(ranks, acct) if ranks or acct else ("PENDING", "profile")
+        rows.append({
+            "task": task,
+            "state": state,
+            "exit_code": acct["exit_code"] if acct else max(
+                (r["exit_code"] for r in ranks if r["exit_code"] is not None), default=None),
+            "ranks": len(ranks),
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "cpu_efficiency": cpu / (len(ranks) * cpus * wall) if cpu is not None and wall else None,
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in ranks), default=None),
+            "energy_j": sum(energies) if energies else None,
+            "attempt": max((r["attempt"] for r in ranks), default=None),
+        })  # fmt: skip
+    return rows
+
+
+def gpu_summary(details: dict[str, dict[str, Any]], region_doc: dict[str, Any] | None) -> dict[str, Any]:
+    """The GPUs at a glance: how many were sampled, their mean utilisation, the idlest one's idle share,
+    NVML's peak memory used (whole device) and torch's allocator peak (the tensors the job held)."""
+    gpus = [(d["node"], g) for d in details.values() for g in d["gpus"]]
+    util = [g["util_mean_pct"] for _, g in gpus if g["util_mean_pct"] is not None]
+    idle = [(g["idle_share"], f"{node} GPU {g['index']}") for node, g in gpus if g["idle_share"] is not None]
+    mem = [g["mem_used_peak_mb"] for _, g in gpus if g["mem_used_peak_mb"] is not None]
+    alloc = [c["allocated_peak_mb"] for c in (region_doc or {}).get("cuda_memory", [])]
+    worst = max(idle, default=(None, None))
+    return {
+        "gpus": len(gpus),
+        "gpu_util_mean_pct": sum(util) / len(util) if util else None,
+        "gpu_idle_share_max": worst[0],
+        "gpu_idle_where": worst[1],
+        "gpu_mem_used_peak_mb": max(mem, default=None),
+        "gpu_alloc_peak_mb": max(alloc, default=None),
+    }
+
+
+def provenance(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the report shows of where the run came from: the manifest's creation, host, user, git, site,
+    template, Python, modules and Slurm version (the full record stays in manifest.json)."""
+    git = manifest.get("git") or {}
+    python = manifest.get("python") or {}
+    site = manifest.get("site") or {}
+    template = manifest.get("template") or {}
+    return {
+        "created": manifest.get("created"),
+        "host": manifest.get("host"),
+        "user": manifest.get("user"),
+        "workdir": manifest.get("workdir"),
+        "git_commit": git.get("commit"),
+        "git_dirty": git.get("dirty"),
+        "git_branch": git.get("branch"),
+        "git_remote": git.get("remote_url"),
+        "site": site.get("name"),
+        "site_sha256": site.get("sha256"),
+        "template": template.get("path"),
+        "template_sha256": template.get("sha256"),
+        "python": python.get("version") if isinstance(python, dict) else None,
+        "hpcx": python.get("hpcx") if isinstance(python, dict) else None,
+        "modules": list((manifest.get("modules") or {}).get("loaded") or []),
+        "slurm": (manifest.get("slurm") or {}).get("version"),
+        "variables": manifest.get("variables") or {},
+    }
 
 
 def summarize(
@@ -253,17 +410,30 @@ def _num(value: float | None, fmt: str) -> str | None:
 
 
 def summarize_nodes(profile_dir: Path) -> list[dict[str, Any]]:
-    """Per node (records of its lowest local rank): each sensor's status (with the reason when unavailable)
-    and each energy figure with its method, window and coverage. Empty for runs recorded before format 2."""
-    rows = []
+    """Per node (records of its lowest local rank; of each job step's, merged, when several steps ran on it):
+    each sensor's status (with the reason when unavailable) and each energy figure with its method, window
+    and coverage, a node's energy counted once however many steps read it. Empty for runs recorded before
+    format 2."""
+    from hpcx.records import merge_node_steps, node_name
+
+    steps: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(profile_dir.glob("node-*.jsonl")):
         node = node_series(read_records(path))
+        steps.setdefault(node_name(node, path), []).append(node)
+    rows = []
+    for name, found in sorted(steps.items()):
+        node = merge_node_steps(found)
         sources = {
-            name: {k: rec[k] for k in ("status", "reason") if k in rec}
-            for name, rec in node["sources"].items()
+            src: {k: rec[k] for k in ("status", "reason") if k in rec} for src, rec in node["sources"].items()
         }
-        rows.append({"node": node["start"].get("node"), "sources": sources, "energy": node["energy"]})
+        energy = {
+            key: {k: v for k, v in e.items() if k in NODE_ENERGY_KEYS} for key, e in node["energy"].items()
+        }
+        rows.append({"node": node["start"].get("node") or name, "sources": sources, "energy": energy})
     return rows
+
+
+NODE_ENERGY_KEYS = ("status", "reason", "energy_j", "window_s", "method", "coverage")  # report-schema.json
 
 
 def summarize_io(profile_dir: Path, ranks: list[int]) -> dict[str, Any]:
@@ -290,9 +460,23 @@ def summarize_io(profile_dir: Path, ranks: list[int]) -> dict[str, Any]:
     return {"ranks": rows, "total": total, "hdf5_files": files}
 
 
+def report_stem(report: dict[str, Any]) -> str:
+    """``report`` for a run, ``task-NNNNN`` for one array task's report."""
+    return "report" if report.get("task") is None else f"task-{report['task']:05d}"
+
+
 def write_report(run: Run, report: dict[str, Any]) -> Path:
-    """Write report/report.json atomically; return its path."""
+    """Write report/report.json (report/task-NNNNN.json for one task) atomically; return its path."""
     (run.dir / "report").mkdir(exist_ok=True)
     # Compact: indented JSON is written by Python's slow encoder, seconds for a large job; jq reads either.
     text = json.dumps(report, sort_keys=True, separators=(",", ":"), default=str) + "\n"
-    return atomic_write(run.dir / "report" / "report.json", text)
+    return atomic_write(run.dir / "report" / f"{report_stem(report)}.json", text)
+
+
+def write_html(run: Run, report: dict[str, Any]) -> Path:
+    """Write report/report.html (or task-NNNNN.html) atomically; ImportError without matplotlib."""
+    from hpcx.reports.html import render_html
+
+    page = render_html(report)
+    (run.dir / "report").mkdir(exist_ok=True)
+    return atomic_write(run.dir / "report" / f"{report_stem(report)}.html", page)

@@ -84,6 +84,7 @@ class Site:
     resources: dict[str, NamedResource] = field(default_factory=dict)
     allow_env: tuple[str, ...] = ()
     redact_env: tuple[str, ...] = ()  # regexes: more variable names the provenance record leaves out
+    energy: dict[str, Any] = field(default_factory=dict)  # carbon_intensity_g_per_kwh, carbon_source, pue
 
     def launcher_for(self, partition: Partition) -> Launcher:
         return self.launchers.get(partition.launcher) or Launcher(partition.launcher, partition.launcher)
@@ -163,6 +164,7 @@ def build_site(doc: dict[str, Any], *, source: str, raw: bytes, cluster: str | N
         },
         allow_env=tuple(doc.get("allow_env", ())),
         redact_env=tuple(doc.get("redact_env", ())),
+        energy=dict(doc.get("energy", {})),
     )
 
 

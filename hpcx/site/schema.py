@@ -135,6 +135,31 @@ SITE_SCHEMA: dict[str, Any] = {
             "(TOKEN, SECRET, PASSWORD, PASSWD, KEY, CREDENTIAL, AUTH)",
         },
         "runs_root": {"type": "string"},
+        "energy": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "what hpcx report needs to turn measured energy into facility energy and carbon",
+            "properties": {
+                "carbon_intensity_g_per_kwh": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 2000,
+                    "description": "grams of CO2-equivalent per kWh of the electricity the site draws (its "
+                    "contract or grid mix); without it reports give no carbon estimate",
+                },
+                "carbon_source": {
+                    "type": "string",
+                    "description": "where the intensity comes from (printed beside the estimate)",
+                },
+                "pue": {
+                    "type": "number",
+                    "minimum": 1,
+                    "maximum": 5,
+                    "description": "power usage effectiveness of the machine room: facility energy over IT "
+                    "energy; default 1 (IT energy only)",
+                },
+            },
+        },
         "defaults": {
             "type": "object",
             "additionalProperties": False,

@@ -28,7 +28,7 @@ def test_pinned_keys_of_each_document(hpcx, runs_root):
     assert _keys(hpcx, "status") == {"kind", "runs"}
     assert _keys(hpcx, "logs", sub["run_id"]) == {"kind", "run_id", "files"}
     assert _keys(hpcx, "runs") == {"kind", "root", "root_source", "runs"}
-    assert _keys(hpcx, "report", sub["run_id"]) == {"kind", "report_path", "report"}
+    assert _keys(hpcx, "report", sub["run_id"]) == {"kind", "report_path", "html_path", "html_skipped", "report"}
     assert _keys(hpcx, "cancel", sub["run_id"]) == {"kind", "cancelled"}
     assert _keys(hpcx, "config", "show") == {"kind", "values"}
     assert _keys(hpcx, "--site", SITE, "site", "validate") == {"kind", "valid", "source", "sha256"}

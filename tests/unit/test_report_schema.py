@@ -10,8 +10,9 @@ from tests.conftest import REPO
 from tests.unit.test_report import make_run, sacct, write_comm, write_rank
 
 SCHEMA = json.loads((REPO / "docs" / "report-schema.json").read_text())
-TOP_KEYS = ["schema", "run_id", "job_id", "kind", "command", "resources", "summary", "accounting", "ranks",
-            "io", "nodes", "comm", "advice", "line"]  # fmt: skip
+TOP_KEYS = ["schema", "run_id", "job_id", "task", "kind", "command", "resources", "summary", "accounting",
+            "ranks", "io", "nodes", "comm", "node_timelines", "regions", "carbon", "profiler", "tasks",
+            "provenance", "advice", "line"]  # fmt: skip
 
 
 def _reports(tmp_path):
@@ -42,7 +43,7 @@ def test_top_level_keys_and_version_are_pinned(tmp_path):
     killed = make_run(tmp_path / "k")
     write_rank(killed, 0, wall_s=2, peak_mb=10.0, cpu_s=1.0)
     assert list(build_report(killed)) == TOP_KEYS == list(SCHEMA["properties"]) == SCHEMA["required"]
-    assert REPORT_SCHEMA == "hpcx.report/2" and SCHEMA["properties"]["schema"]["enum"] == [REPORT_SCHEMA]
+    assert REPORT_SCHEMA == "hpcx.report/3" and SCHEMA["properties"]["schema"]["enum"] == [REPORT_SCHEMA]
 
 
 def test_the_schema_rejects_what_it_should(tmp_path):
