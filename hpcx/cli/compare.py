@@ -48,7 +48,10 @@ from hpcx.stats import CI_METHODS, CORRECTIONS, STATISTICS
 @click.option("--alpha", type=click.FloatRange(0.001, 0.2), default=0.05, show_default=True)
 @click.option("--skip-missing", is_flag=True, help="Leave out replicates without the metric (say which).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write compare.md, compare.json and plots (SVG, PDF) here.")  # fmt: skip
+              help="Also write here: compare.html (one self-contained page, plots inlined, no network), "
+                   "compare.md, compare.json, and the plots groups and differences as SVG and PDF; the "
+                   "reports list every replicate with its run, task, seed and the file its value came "
+                   "from.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON document (as hpcx --json).")
 @pass_ctx
 def compare_cmd(obj: Ctx, runs: tuple[str, ...], sweeps: tuple[str, ...], out_dir: Path | None, as_json: bool,
