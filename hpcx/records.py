@@ -29,9 +29,14 @@ def rank_file(profile_dir: str | os.PathLike[str], rank: int) -> Path:
     return Path(profile_dir) / f"rank-{rank:05d}.jsonl"
 
 
-def node_file(profile_dir: str | os.PathLike[str], node: str) -> Path:
-    """The node's file; a node name is a host name, but keep any path separator out of the file name."""
-    return Path(profile_dir) / f"node-{node.replace('/', '_')}.jsonl"
+def node_file(profile_dir: str | os.PathLike[str], node: str, step: str | None = None) -> Path:
+    """The node's file, one per job step when there is one (``node-NAME.step-S.jsonl``: two concurrent sruns
+    in one allocation each have a collector on the node); a node name is a host name, but keep any path
+    separator out of the file name."""
+    name = node.replace("/", "_")
+    if step:
+        name += f".step-{step.replace('/', '_')}"
+    return Path(profile_dir) / f"node-{name}.jsonl"
 
 
 class RecordWriter:
@@ -143,64 +148,187 @@ def rank_series(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def node_series(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """One node: start, end, sources, samples as columns (``memory.used_mb``, ``network.rx_bytes``, ...) and
-    the energy of each counter source over the window its edges span (see :func:`node_energy`)."""
+    """One node file (one collector, one job step): start, end, sources, samples as columns
+    (``memory.used_mb``, ``network.rx_bytes``, ...), the energy of each counter source over the window its
+    edges span, and those edge windows (``windows``: per counter ``[t0, t1, joules]``)."""
     node = _series(records, skip=("v", "type", "node"))
-    node["energy"] = node_energy(node)
+    node["energy"], node["windows"] = _combined_energy([node])
     return node
-
-
-def _window(edges: list[tuple[float, float]], job_s: float) -> dict[str, Any]:
-    """Energy between the first and last counter readings, with the share of the node's time they span."""
-    (t0, e0), (t1, e1) = edges[0], edges[-1]
-    window = t1 - t0
-    return {"energy_j": round(e1 - e0, 3), "window_s": round(window, 3), "method": "counter",
-            "coverage": round(min(window / job_s, 1.0), 4) if job_s > 0 else None,
-            "status": "measured" if window > 0 else UNAVAILABLE}  # fmt: skip
 
 
 def node_energy(node: dict[str, Any]) -> dict[str, Any]:
     """Per energy source (``cpu_package``, ``dram``, ``gpuN``): a measured window, or unavailable with why."""
-    samples, sources = node["samples"], node["sources"]
+    return _combined_energy([node])[0]
+
+
+def merge_node_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One node read by several job steps' collectors (each a :func:`node_series`) as one node: energy that
+    counts every moment once (:func:`energy_windows`), all the steps' samples in time order, and ``steps``,
+    the steps' own series in start order."""
+    steps = sorted(steps, key=_node_start)
+    if len(steps) == 1:
+        return {**steps[0], "steps": steps}
+    samples = sorted((s for step in steps for s in step["samples"]), key=lambda s: s.get("t", 0.0))
+    sources: dict[str, Any] = {}
+    for step in steps:
+        for name, rec in step["sources"].items():
+            if name not in sources or sources[name].get("status") == UNAVAILABLE != rec.get("status"):
+                sources[name] = rec  # measured by any step is measured
+    ends = [step["end"] for step in steps]
+    energy, windows = _combined_energy(steps)
+    return {
+        "start": steps[0]["start"],
+        "end": max(ends, key=lambda e: e["t"]) if all(ends) else None,
+        "sources": sources,
+        "series": _columns(samples, skip=("v", "type", "node")),
+        "samples": samples,
+        "energy": energy,
+        "windows": windows,
+        "steps": steps,
+    }
+
+
+def _node_start(node: dict[str, Any]) -> float:
+    t = node["start"].get("t")
+    if t is None:
+        t = node["samples"][0]["t"] if node["samples"] else float("inf")
+    return t
+
+
+def _lifetime(node: dict[str, Any]) -> tuple[float, float] | None:
+    """From the collector's start record to its end record (or its last sample, after a kill)."""
+    samples = node["samples"]
     t_start = node["start"].get("t")
     t_end = node["end"]["t"] if node["end"] else (samples[-1]["t"] if samples else t_start)
-    job_s = (t_end - t_start) if t_start is not None and t_end is not None else 0.0
-    out: dict[str, Any] = {}
+    return (t_start, t_end) if t_start is not None and t_end is not None else None
+
+
+def _union_length(intervals: Iterable[tuple[float, float]]) -> float:
+    total, reach = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total
+
+
+def _counter_points(node: dict[str, Any]) -> dict[str, list[tuple[float, float]] | str]:
+    """Per energy counter of one collector: its edge readings ``(t, joules since its sampler started)``, or
+    the reason it has none."""
+    samples, sources = node["samples"], node["sources"]
+    out: dict[str, list[tuple[float, float]] | str] = {}
     rapl = sources.get("rapl")
     if rapl is None or rapl.get("status") == UNAVAILABLE:
-        reason = rapl.get("reason") if rapl else "no RAPL source record"
-        out["cpu_package"] = out["dram"] = {"status": UNAVAILABLE, "reason": reason}
+        out["cpu_package"] = out["dram"] = (rapl.get("reason") if rapl else None) or "no RAPL source record"
     else:
         edges = [s for s in samples if isinstance(s.get("rapl"), dict)]
         for key, field in (("cpu_package", "package_j"), ("dram", "dram_j")):
-            points = [(s["t"], s["rapl"][field]) for s in edges]
             has_zone = any(
                 n.startswith("package") if field == "package_j" else n == "dram"
                 for n in rapl.get("zones", {}).values()
             )  # fmt: skip
-            if not has_zone:
-                out[key] = {"status": UNAVAILABLE, "reason": f"no {key} zone under RAPL"}
-            elif len(points) < 2:
-                out[key] = {"status": UNAVAILABLE, "reason": "fewer than two counter readings"}
+            if has_zone:
+                out[key] = [(s["t"], s["rapl"][field]) for s in edges if field in s["rapl"]]
             else:
-                out[key] = _window(points, job_s)
+                out[key] = f"no {key} zone under RAPL"
     nvml = sources.get("nvml")
     if nvml is None or nvml.get("status") == UNAVAILABLE:
-        out["gpu"] = {
-            "status": UNAVAILABLE,
-            "reason": nvml.get("reason") if nvml else "no NVML source record",
-        }
+        out["gpu"] = (nvml.get("reason") if nvml else None) or "no NVML source record"
         return out
     for index in nvml.get("gpus", []):
-        points = [(s["t"], g["energy_j"]) for s in samples for g in s.get("nvml", [])
-                  if g.get("index") == index and g.get("energy_j") is not None]  # fmt: skip
         if index in nvml.get("no_energy_counter", []):
-            out[f"gpu{index}"] = {"status": UNAVAILABLE, "reason": "this GPU has no total-energy counter"}
-        elif len(points) < 2:
-            out[f"gpu{index}"] = {"status": UNAVAILABLE, "reason": "fewer than two counter readings"}
+            out[f"gpu{index}"] = "this GPU has no total-energy counter"
         else:
-            out[f"gpu{index}"] = _window(points, job_s)
+            out[f"gpu{index}"] = [(s["t"], g["energy_j"]) for s in samples for g in s.get("nvml", [])
+                                  if g.get("index") == index and g.get("energy_j") is not None]  # fmt: skip
     return out
+
+
+COMBINE_RULE = (
+    "one node read by several job steps: each moment counted once, from the step whose collector started "
+    "first; a later step adds only the parts of its edge windows that no earlier step covered, a window that "
+    "straddles a covered one prorated by time"
+)
+
+
+def _uncovered(a: float, b: float, covered: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The parts of [a, b] outside the sorted, disjoint ``covered`` intervals."""
+    parts, cursor = [], a
+    for c, d in covered:
+        if d <= cursor or c >= b:
+            continue
+        if c > cursor:
+            parts.append((cursor, c))
+        cursor = max(cursor, d)
+    if cursor < b:
+        parts.append((cursor, b))
+    return parts
+
+
+def _add_interval(covered: list[tuple[float, float]], a: float, b: float) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for c, d in sorted([*covered, (a, b)]):
+        if merged and c <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], d))
+        else:
+            merged.append((c, d))
+    return merged
+
+
+def energy_windows(series: list[list[tuple[float, float]]]) -> tuple[list[tuple[float, float, float]], bool]:
+    """Disjoint windows ``(t0, t1, joules)`` of one counter read by one or more collectors (each a list of
+    ``(t, joules)`` edge readings; earlier-started collector first), counting every moment once
+    (:data:`COMBINE_RULE`: two steps on one node read the same counter, so their overlap is one energy), and
+    whether any window was prorated."""
+    covered: list[tuple[float, float]] = []
+    windows: list[tuple[float, float, float]] = []
+    prorated = False
+    for points in series:
+        for (a, ea), (b, eb) in zip(points, points[1:]):
+            if b <= a:
+                continue
+            parts = _uncovered(a, b, covered)
+            if parts and parts != [(a, b)]:
+                prorated = True
+            windows.extend((c, d, (eb - ea) * (d - c) / (b - a)) for c, d in parts)
+            covered = _add_interval(covered, a, b)
+    windows.sort()
+    return windows, prorated
+
+
+def _combined_energy(steps: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, list[list[float]]]]:
+    """Per energy counter of a node read by ``steps`` (its collectors, one per job step): energy, window,
+    coverage (of the union of the collectors' lifetimes) and method, or unavailable with the reason; and
+    the disjoint windows ``[t0, t1, joules]`` behind each figure."""
+    lifetimes = [lt for lt in (_lifetime(step) for step in steps) if lt is not None]
+    node_s = _union_length(lifetimes)
+    per_step = [_counter_points(step) for step in sorted(steps, key=_node_start)]
+    out: dict[str, Any] = {}
+    windows: dict[str, list[list[float]]] = {}
+    for key in dict.fromkeys(k for points in per_step for k in points):
+        found = [points.get(key) for points in per_step]
+        series = [p for p in found if isinstance(p, list) and len(p) >= 2]
+        wins, prorated = energy_windows(series)
+        window_s = sum(b - a for a, b, _ in wins)
+        if window_s <= 0:
+            reasons = [p for p in found if isinstance(p, str)]
+            why = reasons[0] if reasons else "fewer than two counter readings"
+            out[key] = {
+                "status": UNAVAILABLE,
+                "reason": "the counter readings span no time" if series else why,
+            }
+            continue
+        entry = {"energy_j": round(sum(e for _, _, e in wins), 3), "window_s": round(window_s, 3),
+                 "method": "derived" if prorated else "counter",
+                 "coverage": round(min(window_s / node_s, 1.0), 4) if node_s > 0 else None,
+                 "status": "measured"}  # fmt: skip
+        if len(steps) > 1:
+            entry["steps"] = len(series)
+            if prorated:
+                entry["rule"] = COMBINE_RULE
+        out[key] = entry
+        windows[key] = [list(w) for w in wins]
+    return out, windows
 
 
 def region_spans(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -224,15 +352,30 @@ def _rank_of(path: Path) -> int:
     return int(_RANK.search(path.name).group(1))  # type: ignore[union-attr]  # the glob guarantees a match
 
 
+_STEP = re.compile(r"\.step-[^.]*$")
+
+
+def node_name(node: dict[str, Any], path: Path) -> str:
+    """The node a node file describes: its start record's, else the file name's without the step."""
+    return node["start"].get("node") or _STEP.sub("", path.stem[len("node-") :])
+
+
+def read_nodes(profile_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Per node, its collectors' files (``node-NAME.jsonl``, or one ``node-NAME.step-S.jsonl`` per job step)
+    merged by :func:`merge_node_steps`."""
+    steps: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(Path(profile_dir).glob("node-*.jsonl")):
+        node = node_series(read_records(path))
+        steps.setdefault(node_name(node, path), []).append(node)
+    return {name: merge_node_steps(found) for name, found in steps.items()}
+
+
 def read_profile(profile_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Every record of a run's profile directory: ``{"ranks": {rank: ...}, "nodes": {node: ...},
     "regions": {rank: [span, ...]}}`` (regions of all a rank's processes, in start order)."""
     root = Path(profile_dir)
     ranks = {_rank_of(path): rank_series(read_records(path)) for path in sorted(root.glob("rank-*.jsonl"))}
-    nodes = {}
-    for path in sorted(root.glob("node-*.jsonl")):
-        node = node_series(read_records(path))
-        nodes[node["start"].get("node") or path.stem[len("node-") :]] = node
+    nodes = read_nodes(root)
     regions: dict[int, list[dict[str, Any]]] = {}
     for path in sorted(root.glob("regions-rank-*.jsonl")):
         regions.setdefault(_rank_of(path), []).extend(region_spans(read_records(path)))

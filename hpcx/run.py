@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from hpcx.errors import UsageError
-from hpcx.profiling.sampler import Sampler
+from hpcx.profiling.sampler import EDGE_EVERY_S, Sampler
 from hpcx.profiling.sources import node_sources, tree_pids
 from hpcx.records import RecordWriter, node_file, rank_file
 from hpcx.runtime.rankenv import RankEnv, detect
@@ -33,6 +33,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m hpcx.run", description=__doc__.splitlines()[0])
     parser.add_argument("--profile-dir", help="where rank records go (default: $HPCX_RUN_DIR/profile)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
+    parser.add_argument("--edge-interval", type=float, default=EDGE_EVERY_S,
+                        help=f"seconds between energy-counter window edges (default {EDGE_EVERY_S:g})")  # fmt: skip
     parser.add_argument("--no-profile", action="store_true", help="record nothing, only run the command")
     parser.add_argument(
         "--task-id", type=int, help="this array task's id (records go to profile/task-NNNNN/)"
@@ -46,6 +48,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         parser.error("no command given: python -m hpcx.run -- CMD ARGS...")
     if args.interval <= 0:
         parser.error(f"--interval {args.interval} must be positive")
+    if args.edge_interval < args.interval:
+        parser.error(f"--edge-interval {args.edge_interval} must be at least --interval {args.interval}")
     return args
 
 
@@ -72,19 +76,27 @@ def _start_record(rank: RankEnv, child_pid: int, command: list[str], interval_s:
     }  # fmt: skip
 
 
+def step_id() -> str | None:
+    """This job step's id under srun (SLURM_STEP_ID), None outside a step (the batch script, no Slurm)."""
+    return os.environ.get("SLURM_STEP_ID") or os.environ.get("SLURM_STEPID") or None
+
+
 def _start_sampler(profile_dir: Path, rank: RankEnv, child_pid: int, command: list[str],
-                   interval_s: float) -> tuple[RecordWriter, Sampler]:  # fmt: skip
-    """The rank's writer and sampler; the node's lowest local rank also collects the node's sensors."""
+                   interval_s: float, edge_s: float = EDGE_EVERY_S) -> tuple[RecordWriter, Sampler]:  # fmt: skip
+    """The rank's writer and sampler; the node's lowest local rank also collects the node's sensors, into a
+    file of its own job step (two concurrent sruns on a node each have a local rank 0)."""
     writer = RecordWriter(rank_file(profile_dir, rank.rank), line_flush=False)  # synced every 5 s
     writer.write(_start_record(rank, child_pid, command, interval_s))
     node_writer = None
     if rank.local_rank == 0:
-        node_writer = RecordWriter(node_file(profile_dir, rank.node), line_flush=False)
+        step = step_id()
+        node_writer = RecordWriter(node_file(profile_dir, rank.node, step), line_flush=False)
         node_writer.write({"type": "start", "t": time.time(), "node": rank.node, "host": socket.gethostname(),
-                           "rank": rank.rank, "job_id": rank.job_id, "attempt": rank.attempt,
-                           "interval_s": interval_s})  # fmt: skip
+                           "rank": rank.rank, "job_id": rank.job_id, "step": step, "attempt": rank.attempt,
+                           "interval_s": interval_s, "edge_s": edge_s})  # fmt: skip
     sampler = Sampler(child_pid, writer, rank.rank, interval_s=interval_s, node_writer=node_writer,
-                      node=rank.node, node_sources=node_sources() if node_writer else ())  # fmt: skip
+                      node=rank.node, node_sources=node_sources() if node_writer else (),
+                      edge_s=edge_s)  # fmt: skip
     sampler.start()
     return writer, sampler
 
@@ -162,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda signum, _frame: _forward(child, signum, rank.rank))
     writer = sampler = None
     if profile_dir is not None:
-        writer, sampler = _start_sampler(profile_dir, rank, child.pid, args.command, args.interval)
+        writer, sampler = _start_sampler(
+            profile_dir, rank, child.pid, args.command, args.interval, args.edge_interval
+        )
     # wait4 rather than wait: its rusage counts the CPU time and peak RSS of the whole reaped tree.
     while True:
         try:
