@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -125,7 +126,8 @@ class _Plots:
             finally:
                 self.plt.close(fig)
         text = buf.getvalue()
-        return f'<figure id="fig-{esc(name)}">{text[text.index("<svg") :]}</figure>'
+        text = re.sub(r"\s*<metadata>.*?</metadata>", "", text[text.index("<svg") :], count=1, flags=re.S)
+        return f'<figure id="fig-{esc(name)}">{text}</figure>'
 
 
 def _lines(ax: Any, series: list[tuple[str, list[float], list[float | None]]], unit: str, title: str) -> None:

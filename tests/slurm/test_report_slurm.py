@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +58,11 @@ def test_profiled_mpi_job(slurm_hpcx, monkeypatch):
     assert advice["time"]["values"]["suggested_s"] == 900 and "-t 0:15:00" in text  # seconds of 20 minutes
     assert advice["memory"]["values"]["suggested_mb"] == 1024 and "--mem=1G" in text
     _valid(report, monkeypatch)
+    page = slurm_hpcx.json("report", doc["run_id"])["html_path"]
+    html = Path(page).read_text()
+    assert [f for f in ("nodes", "heatmap", "comm") if f'<figure id="fig-{f}"><svg' in html] == [
+        "nodes", "heatmap", "comm"]  # fmt: skip
+    assert not re.search(r'(src|href)="(https?:|//)', html) and doc["run_id"] in html  # nothing fetched
 
 
 def test_own_script_without_records_is_reported_from_accounting(slurm_hpcx, runs_root, monkeypatch):
@@ -122,3 +128,59 @@ def test_running_then_cancelled_job_gives_a_partial_then_a_killed_report(slurm_h
     killed, text = _final_report(slurm_hpcx, doc["run_id"])
     assert killed["summary"]["state"] == "CANCELLED" and "state=CANCELLED" in text
     assert killed["ranks"][0]["samples"] >= 1  # what was flushed before the kill
+
+
+REQUEUE_JOB = """
+import os, time
+from hpcx.runtime import preempt
+attempt = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+block = bytearray((80 if attempt == 0 else 240) * 2**20)  # the report must show the last attempt's peak
+time.sleep(7)  # records reach the disk every 5 s
+if attempt == 0:
+    assert preempt.requeue(), "scontrol requeue failed"
+print(f"attempt {attempt} done", flush=True)
+"""
+
+
+def test_requeued_job_reports_its_last_attempt(slurm_hpcx, tmp_path, monkeypatch):
+    job = tmp_path / "requeue.py"
+    job.write_text(REQUEUE_JOB)
+    doc = slurm_hpcx.json(
+        "submit", "serial", "-t", "5", "--mem", "1000", "--profile", "--", "python", str(job)
+    )
+    deadline = time.monotonic() + 240
+    while not (row := slurm_hpcx.json("status", doc["run_id"])["runs"][0])["finished"]:
+        assert time.monotonic() < deadline, f"the requeued job did not finish: {row}"
+        time.sleep(2)
+    logs = slurm_hpcx("logs", doc["run_id"]).stdout
+    assert row["state"] == "COMPLETED" and "attempt 1 done" in logs, logs
+    report, _ = _final_report(slurm_hpcx, doc["run_id"])
+    (rank,) = report["ranks"]
+    assert rank["attempt"] == 1 and rank["finished"] and rank["exit_code"] == 0
+    assert 240 <= rank["peak_rss_mb"] < 400, rank["peak_rss_mb"]  # the second attempt's, not a mixture
+    assert report["summary"]["state"] == "COMPLETED"
+    _valid(report, monkeypatch)
+
+
+def test_array_job_lists_its_tasks_and_reports_one_with_a_page(slurm_hpcx, runs_root, monkeypatch):
+    doc = slurm_hpcx.json("submit", "serial", "--array", "0-1", "-t", "5", "--profile", "--", "bash", "-c",
+                          "sleep 6; exit $SLURM_ARRAY_TASK_ID")  # fmt: skip
+    slurm_hpcx.wait_finished(doc["run_id"], timeout_s=180)
+    deadline = time.monotonic() + 90
+    while True:  # slurmdbd lags the tasks' end by a few seconds
+        report = slurm_hpcx.json("report", doc["run_id"])["report"]
+        if [t["state"] for t in report["tasks"] or []] == ["COMPLETED", "FAILED"]:
+            break
+        assert time.monotonic() < deadline, report["tasks"]
+        time.sleep(2)
+    assert [(t["task"], t["exit_code"], t["ranks"]) for t in report["tasks"]] == [(0, 0, 1), (1, 1, 1)]
+    _valid(report, monkeypatch)
+    one = slurm_hpcx.json("report", doc["run_id"], "--task", "1")
+    assert one["report"]["task"] == 1 and one["report"]["summary"]["state"] == "FAILED"
+    assert one["report"]["summary"]["exit_code"] == 1 and one["report"]["ranks"][0]["samples"] >= 1
+    page = Path(one["html_path"])
+    assert page.name == "task-00001.html" and page.parent == runs_root / doc["run_id"] / "report"
+    assert '<figure id="fig-heatmap"><svg' in page.read_text()
+    _valid(one["report"], monkeypatch)
+    bad = slurm_hpcx("report", doc["run_id"], "--task", "5", check=False)
+    assert bad.returncode == 2 and "no records of task 5" in bad.stderr and "0-1" in bad.stderr
