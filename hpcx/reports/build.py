@@ -159,6 +159,7 @@ def build_report(
     summary.update(gpu_summary(details, region_doc))
     profiler = profiler_cost(ranks, profile, sum(c["calls"] for c in comm["calls"]) if comm else None)
     summary["profiler_share"] = profiler["sampler_share"]
+    summary.update(slowest_rank(ranks, comm))
     carbon_doc = carbon(summary["energy_j"], site_energy or {}, site_name)
     summary["carbon_g"] = carbon_doc.get("g_co2e")
     report = {
@@ -254,6 +255,20 @@ def summarize_tasks(run: Run, accounting: dict[str, Any] | None) -> list[dict[st
     return rows
 
 
+def slowest_rank(ranks: list[dict[str, Any]], comm: dict[str, Any] | None) -> dict[str, Any]:
+    """The rank with the most time outside traced communication calls (ranks waiting for a slow one in a
+    collective end together, so wall time alone hides it), its seconds and the median rank's."""
+    if not ranks:
+        return {"slowest_rank": None, "slowest_rank_busy_s": None, "median_rank_busy_s": None}
+    in_comm = {r["rank"]: r["seconds"] for r in (comm or {}).get("ranks", [])}
+    busy = {r["rank"]: r["wall_s"] - in_comm.get(r["rank"], 0.0) for r in ranks}
+    rank = max(busy, key=lambda k: busy[k])
+    ordered = sorted(busy.values())
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return {"slowest_rank": rank, "slowest_rank_busy_s": busy[rank], "median_rank_busy_s": median}
+
+
 def gpu_summary(details: dict[str, dict[str, Any]], region_doc: dict[str, Any] | None) -> dict[str, Any]:
     """The GPUs at a glance: how many were sampled, their mean utilisation, the idlest one's idle share,
     NVML's peak memory used (whole device) and torch's allocator peak (the tensors the job held)."""
@@ -262,7 +277,7 @@ def gpu_summary(details: dict[str, dict[str, Any]], region_doc: dict[str, Any] |
     idle = [(g["idle_share"], f"{node} GPU {g['index']}") for node, g in gpus if g["idle_share"] is not None]
     mem = [g["mem_used_peak_mb"] for _, g in gpus if g["mem_used_peak_mb"] is not None]
     alloc = [c["allocated_peak_mb"] for c in (region_doc or {}).get("cuda_memory", [])]
-    worst = max(idle, default=(None, None))
+    worst = max(idle, key=lambda x: x[0], default=(None, None))  # the first of equals, as the advice names
     return {
         "gpus": len(gpus),
         "gpu_util_mean_pct": sum(util) / len(util) if util else None,

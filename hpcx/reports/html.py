@@ -356,9 +356,13 @@ def _cards(report: dict[str, Any]) -> str:
         ("carbon", "n/a" if s.get("carbon_g") is None else f"{s['carbon_g']:.1f} g CO2e",
          (report.get("carbon") or {}).get("source") or (report.get("carbon") or {}).get("reason", "")),
         ("communication", _pct(s["comm_share"]), "of rank time in traced calls"),
+        ("slowest rank", "n/a" if s.get("slowest_rank") is None else str(s["slowest_rank"]),
+         "" if s.get("slowest_rank") is None else f"{s['slowest_rank_busy_s']:.1f} s outside comm, median "
+         f"{s['median_rank_busy_s']:.1f} s"),
         ("GPUs", str(s.get("gpus") or 0), "" if s.get("gpu_util_mean_pct") is None
          else f"mean utilisation {s['gpu_util_mean_pct']:.0f}%"),
-        ("profiler overhead", _pct(s.get("profiler_share")), "sampler CPU over allocated CPU"),
+        ("profiler overhead", _num(None if s.get("profiler_share") is None else 100 * s["profiler_share"],
+                                   "{:.2f}%"), "sampler CPU over allocated CPU"),
     ]  # fmt: skip
     return (
         '<div class="grid">'
@@ -484,7 +488,11 @@ def _profiler(report: dict[str, Any]) -> str:
         return ""
     rows = [
         ["sampler CPU time", _num(p.get("sampler_cpu_s"), "{:.3f} s"), p.get("sampler_method")],
-        ["share of the ranks' allocated CPU", _pct(p.get("sampler_share")), "sampler CPU / (wall x CPUs)"],
+        [
+            "share of the ranks' allocated CPU",
+            _num(None if p.get("sampler_share") is None else 100 * p["sampler_share"], "{:.2f}%"),
+            "sampler CPU / (wall x CPUs)",
+        ],
         ["hpcx.run peak memory", _num(p.get("wrapper_rss_mb_max"), "{:.0f} MB"), "largest rank"],
         ["records written", _size(p.get("record_bytes") or 0), "profile/*.jsonl"],
         [

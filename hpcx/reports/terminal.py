@@ -25,6 +25,10 @@ def render_text(report: dict[str, Any]) -> str:
         *_io_lines(report.get("io")),
         *_energy_lines(report.get("nodes", [])),
         *_comm_lines(report.get("comm")),
+        *_gpu_lines(s),
+        *_carbon_lines(report.get("carbon")),
+        *_slowest_lines(s),
+        *_profiler_lines(report.get("profiler")),
         "",
         *(["advice:", *(f"  - {a['text']}" for a in report["advice"]), ""] if report["advice"] else []),
         report["line"],
@@ -115,8 +119,17 @@ def _io_lines(io: dict[str, Any] | None) -> list[str]:
 
 
 def _energy_lines(nodes: list[dict[str, Any]]) -> list[str]:
-    """One line per node: each energy figure measured, or unavailable with the reason (never a silent 0)."""
+    """The measured total split into GPU and CPU (package and DRAM), then one line per node: each energy
+    figure measured, or unavailable with the reason (never a silent 0)."""
+    measured = [(name, e["energy_j"]) for n in nodes for name, e in n["energy"].items()
+                if e.get("status") == "measured"]  # fmt: skip
     lines = []
+    if measured:
+        gpu = sum(j for name, j in measured if name.startswith("gpu"))
+        cpu = sum(j for name, j in measured if not name.startswith("gpu"))
+        total = gpu + cpu
+        lines.append(f"  energy: {total:.0f} J = {total / 3.6e6:.6f} kWh (GPU {gpu:.0f} J, CPU {cpu:.0f} J; "
+                     "from counters, only the sources measured below)")  # fmt: skip
     for n in nodes:
         parts = []
         for name, e in n["energy"].items():
@@ -128,3 +141,44 @@ def _energy_lines(nodes: list[dict[str, Any]]) -> list[str]:
                 )
         lines.append(f"  energy {n['node']}: {'; '.join(parts)}")
     return lines
+
+
+def _gpu_lines(s: dict[str, Any]) -> list[str]:
+    if not s.get("gpus"):
+        return []
+    parts = [f"  GPUs: {s['gpus']} sampled, mean utilisation {s['gpu_util_mean_pct']:.0f}%"
+             if s.get("gpu_util_mean_pct") is not None else f"  GPUs: {s['gpus']} sampled"]  # fmt: skip
+    if s.get("gpu_idle_share_max") is not None:
+        parts.append(f"idlest {s['gpu_idle_where']} idle {_pct(s['gpu_idle_share_max'])}")
+    if s.get("gpu_mem_used_peak_mb") is not None:
+        parts.append(f"memory peak {gib(s['gpu_mem_used_peak_mb'])} (NVML, whole device)")
+    if s.get("gpu_alloc_peak_mb") is not None:
+        parts.append(f"{gib(s['gpu_alloc_peak_mb'])} (torch allocator)")
+    return [", ".join(parts)]
+
+
+def _carbon_lines(c: dict[str, Any] | None) -> list[str]:
+    if not c:
+        return []
+    if c["status"] != "estimated":
+        return [f"  carbon: n/a ({c['reason']})"]
+    return [f"  carbon: {c['g_co2e']:.1f} g CO2e ({c['facility_kwh']:.5f} kWh incl. PUE {c['pue']:g}, "
+            f"x {c['intensity_g_per_kwh']:g} g/kWh from {c['source']}; estimated)"]  # fmt: skip
+
+
+def _slowest_lines(s: dict[str, Any]) -> list[str]:
+    if s.get("slowest_rank") is None or (s.get("ranks") or 0) < 2:
+        return []
+    return [f"  slowest rank: {s['slowest_rank']}, {s['slowest_rank_busy_s']:.1f} s outside communication "
+            f"(median rank {s['median_rank_busy_s']:.1f} s)"]  # fmt: skip
+
+
+def _profiler_lines(p: dict[str, Any] | None) -> list[str]:
+    if not p or p.get("sampler_cpu_s") is None:
+        return []
+    share = "" if p["sampler_share"] is None else f" ({100 * p['sampler_share']:.2f}% of allocated CPU)"
+    comm = (
+        f", comm tracing ~{p['comm_added_s']:.4f} s (estimated)" if p.get("comm_added_s") is not None else ""
+    )
+    return [f"  profiler overhead: sampler {p['sampler_cpu_s']:.2f} s CPU{share}, records "
+            f"{_size(p['record_bytes'])}{comm}"]  # fmt: skip

@@ -123,8 +123,10 @@ def node_details(profile_dir: Path, max_points: int) -> dict[str, dict[str, Any]
     for path in sorted(profile_dir.glob("node-*.jsonl")):
         records = list(read_records(path))
         node = next((r.get("node") for r in reversed(records) if r.get("type") == "start"), None)
+        name = node or path.stem[len("node-") :].split(".step-")[0]
+        step = path.stem.split(".step-")[1] if ".step-" in path.stem else None  # one file per job step
         out[path.stem] = {
-            "node": node or path.stem[len("node-") :],
+            "node": name if step is None else f"{name} step {step}",
             "timeline": node_timeline(records, max_points),
             "gpus": gpu_stats(records),
         }
