@@ -47,7 +47,7 @@ from typing import Any
 from hpcx.records import RecordWriter
 
 FORMAT = "hpcx.comm/1"
-FLUSH_EVERY_S = 5.0
+FLUSH_EVERY_S = float(os.environ.get("HPCX_COMM_FLUSH_S") or 5.0)  # a shorter interval for tests
 HOOK_DIR = Path(__file__).resolve().parent / "_hook"
 
 # nccl-tests' bus-bandwidth factor for a communicator of n ranks (doc/PERFORMANCE.md); p2p moves S once.
@@ -81,7 +81,9 @@ _torch_lock = threading.Lock()  # torch completions arrive on the backend's thre
 # Bytes mpi4py has pickled and unpickled so far: a lower-case call's bytes are what it pickled (sent), or,
 # for a call that only received, what it unpickled.
 _pickled = [0, 0]
-_state: dict[str, Any] = {"installed": False, "t0": 0.0, "writer": None, "failed": False}
+_state: dict[str, Any] = {"installed": False, "t0": 0.0, "writer": None, "failed": False, "written": None,
+                          "flusher": None}  # fmt: skip
+_flush_lock = threading.Lock()  # the flusher thread, a call's fallback flush and exit's flush
 _next_flush = float("inf")  # perf_counter time of the next record; a plain global: every call reads it
 _perf = time.perf_counter
 
@@ -132,38 +134,89 @@ def totals() -> list[dict[str, Any]]:
     return entries
 
 
-def flush() -> None:
-    """Write the current totals as one record (nothing outside a run, before any call, or after a failure)."""
+def _signature() -> tuple[int, float]:
+    """Calls and seconds so far: what changes when any call is counted."""
+    calls, seconds = 0, 0.0
+    for table in list(_tables.values()):
+        for entry in list(table.values()):
+            calls += entry[0]
+            seconds += entry[2]
+    return calls, seconds
+
+
+def flush(if_changed: bool = False) -> None:
+    """Write the current totals as one record (nothing outside a run, before any call, after a failure, or
+    with ``if_changed`` when nothing was counted since the last record)."""
     now = _perf()
     global _next_flush
-    _next_flush = now + FLUSH_EVERY_S
+    if _state["flusher"] is None:
+        _next_flush = now + FLUSH_EVERY_S  # no thread (it could not start): the calls flush themselves
     if _state["failed"] or not any(_tables.values()):
         return
-    try:
-        if _state["writer"] is None:
-            from hpcx.io.metrics import profile_dir  # the one rule for where in-process records go
+    with _flush_lock:
+        signature = _signature()
+        if if_changed and signature == _state["written"]:
+            return
+        try:
+            if _state["writer"] is None:
+                from hpcx.io.metrics import profile_dir  # the one rule for where in-process records go
 
-            directory = profile_dir()
-            if directory is None:
-                return
-            _state["writer"] = RecordWriter(directory / f"comm-rank-{_rank():05d}-p{os.getpid()}.jsonl")
-        entries = totals()
-        _state["writer"].write({
-            "type": "comm", "format": FORMAT, "t": time.time(), "rank": _rank(), "pid": os.getpid(),
-            "wall_s": now - _state["t0"], "seconds": sum(e["seconds"] for e in entries), "entries": entries,
-        })  # fmt: skip
-    except OSError:
-        _state["failed"] = True  # tracing must never break the job
+                directory = profile_dir()
+                if directory is None:
+                    return
+                _state["writer"] = RecordWriter(directory / f"comm-rank-{_rank():05d}-p{os.getpid()}.jsonl")
+            entries = totals()
+            _state["writer"].write({
+                "type": "comm", "format": FORMAT, "t": time.time(), "rank": _rank(), "pid": os.getpid(),
+                "wall_s": now - _state["t0"], "seconds": sum(e["seconds"] for e in entries),
+                "entries": entries,
+            })  # fmt: skip
+            _state["written"] = signature
+        except OSError:
+            _state["failed"] = True  # tracing must never break the job
+
+
+def _flusher(stop: threading.Event) -> None:
+    while not stop.wait(FLUSH_EVERY_S):
+        flush(if_changed=True)
+
+
+def _start_flusher() -> None:
+    """The thread that writes a record every FLUSH_EVERY_S while the totals change; the calls' own check of
+    ``_next_flush`` is switched off while it runs (it stays the fallback if the thread cannot start)."""
+    global _next_flush
+    stop = threading.Event()
+    thread = threading.Thread(target=_flusher, args=(stop,), name="hpcx-comm-flush", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:
+        _state["flusher"] = None
+        _next_flush = _perf() + FLUSH_EVERY_S
+        return
+    _state["flusher"] = stop
+    _next_flush = float("inf")
+
+
+def _stop_flusher() -> None:
+    if _state["flusher"] is not None:
+        _state["flusher"].set()
 
 
 def _after_fork_in_child() -> None:
-    """A forked child (a DataLoader worker) counts its own calls into its own file."""
+    """A forked child (a DataLoader worker) counts its own calls into its own file, with its own flusher
+    (threads do not survive a fork)."""
+    global _flush_lock
     for table in _tables.values():
         table.clear()
     _pickled[:] = [0, 0]
-    global _next_flush
-    _state.update(t0=_perf(), writer=None, failed=False)
-    _next_flush = _perf() + FLUSH_EVERY_S
+    _flush_lock = threading.Lock()  # the parent's flusher may have held it at the fork
+    _state.update(t0=_perf(), writer=None, failed=False, written=None, flusher=None)
+    _start_flusher()
+
+
+def _at_exit() -> None:
+    _stop_flusher()
+    flush()
 
 
 # ---------------------------------------------------------------- installing
@@ -176,16 +229,15 @@ def install() -> None:
     """
     if _state["installed"]:
         return
-    global _next_flush
     _state.update(installed=True, t0=_perf())
-    _next_flush = _perf() + FLUSH_EVERY_S
+    _start_flusher()
     patches = {"mpi4py.MPI": _patch_mpi, "torch.distributed": _patch_torch}
     for name, patch in patches.items():
         if name in sys.modules:
             patch(sys.modules[name])
     sys.meta_path.insert(0, _PostImport({n: p for n, p in patches.items() if n not in sys.modules}))
     os.register_at_fork(after_in_child=_after_fork_in_child)
-    atexit.register(flush)
+    atexit.register(_at_exit)
 
 
 def child_env(env: dict[str, str]) -> dict[str, str]:

@@ -1,7 +1,10 @@
-"""Communication records (profile/comm-rank-*.jsonl, hpcx.comm/1) as the report's share of time in calls.
+"""Communication records (profile/comm-rank-*.jsonl, hpcx.comm/1) as the report's share of time in calls, and
+the node energy spent in them.
 
 Lives on the login side beside the merge (hpcx.profiling.comm writes the files and must not be imported here).
-Each file's last record holds its process's cumulative totals; a rank is the sum of its processes.
+Each file's last record holds its process's cumulative totals; a rank is the sum of its processes. The
+records before it (one every 5 s while the totals change) give the cumulative seconds in calls over time,
+which :func:`comm_energy` joins with the node energy counters' edge windows.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hpcx.records import read_records
+from hpcx.records import UNAVAILABLE, read_nodes, read_records
 
 _RANK = re.compile(r"comm-rank-(\d+)")
 
@@ -57,4 +60,147 @@ def summarize_comm(profile_dir: Path, wall_by_rank: dict[int, float]) -> dict[st
         "share": total / wall if wall > 0 else None,
         "ranks": [{"rank": rank, "seconds": s} for rank, s in sorted(seconds.items())],
         "calls": rows,
+        "energy": comm_energy(profile_dir),
     }
+
+
+# ---------------------------------------------------------------- energy spent in communication
+
+ENERGY_RULE = (
+    "per energy-counter edge window of a node, the window's energy times the share of the node's rank-time in "
+    "traced calls: (seconds in calls of the node's ranks within the window, from their cumulative comm records "
+    "interpolated linearly at the window edges) / (seconds the node's ranks ran within the window), at most 1"
+)
+
+
+def comm_curves(profile_dir: Path) -> dict[int, list[list[tuple[float, float]]]]:
+    """Per rank, per process file, the cumulative seconds in traced calls over time: ``[(t, seconds), ...]``,
+    from 0 when tracing started in the process (the first record's ``t - wall_s``) through every record.
+
+    A call is counted when it ends, so a call longer than the interval between two records would put all its
+    seconds after the earlier record; the curve is therefore made to rise at most 1 s per second (a process is
+    in one call at a time), moving the excess before the earlier record."""
+    curves: dict[int, list[list[tuple[float, float]]]] = {}
+    for path in sorted(profile_dir.glob("comm-rank-*.jsonl")):
+        m = _RANK.match(path.name)
+        records = [r for r in read_records(path) if r.get("type") == "comm"]
+        if not m or not records:
+            continue
+        first = records[0]
+        points = [(first["t"] - first.get("wall_s", 0.0), 0.0)]
+        points += [(r["t"], float(r["seconds"])) for r in records if r["t"] > points[-1][0]]
+        curves.setdefault(int(m.group(1)), []).append(_at_most_one_per_second(points))
+    return curves
+
+
+def _at_most_one_per_second(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Lift earlier points so the curve never rises faster than time passes (see :func:`comm_curves`)."""
+    out = list(points)
+    for i in range(len(out) - 2, -1, -1):
+        (t, s), (t_next, s_next) = out[i], out[i + 1]
+        out[i] = (t, max(s, s_next - (t_next - t)))
+    return out
+
+
+def _at(curve: list[tuple[float, float]], t: float) -> float:
+    """The curve at ``t``, linear between points; 0 before the first, the last value after the last."""
+    if t <= curve[0][0]:
+        return curve[0][1]
+    for (t0, s0), (t1, s1) in zip(curve, curve[1:]):
+        if t <= t1:
+            return s0 + (s1 - s0) * (t - t0) / (t1 - t0)
+    return curve[-1][1]
+
+
+def _rank_lives(profile_dir: Path) -> dict[int, tuple[str, float, float]]:
+    """Per rank with a rank file: its node and when it ran (start record to end record, or last sample)."""
+    lives = {}
+    for path in sorted(profile_dir.glob("rank-*.jsonl")):
+        start = end = last = None
+        for rec in read_records(path):
+            kind = rec.get("type")
+            if kind == "start":
+                start, end, last = rec, None, None  # a requeued job: the last attempt
+            elif kind == "end":
+                end = rec
+            elif kind == "sample":
+                last = rec
+        if start is None or not start.get("node") or start.get("rank") is None:
+            continue
+        stop = (end or last or start)["t"]
+        lives[int(start["rank"])] = (start["node"], start["t"], stop)
+    return lives
+
+
+def _unavailable(reason: str) -> dict[str, Any]:
+    return {"status": UNAVAILABLE, "reason": reason, "method": "derived", "rule": ENERGY_RULE}
+
+
+def comm_energy(profile_dir: Path) -> dict[str, Any]:
+    """The node energy spent in traced communication, per node and in all (method ``derived``, :data:`ENERGY_RULE`).
+
+    Per node: ``energy_j`` (all its measured counters), per counter (``cpu_package``, ``dram``, ``gpuN``) the
+    attributed ``energy_j`` beside the counter's ``node_energy_j`` over the same windows, ``comm_s`` (seconds
+    in calls inside energy windows), and ``coverage`` (that over all its ranks' seconds in calls); or
+    ``status`` unavailable with the ``reason`` (no energy counter on the node, no rank records): never 0 for
+    a figure nobody measured."""
+    profile_dir = Path(profile_dir)
+    curves = comm_curves(profile_dir)
+    if not curves:
+        return _unavailable("no communication records (tracing off, or no traced call was made)")
+    lives = _rank_lives(profile_dir)
+    nodes = read_nodes(profile_dir)
+    by_node: dict[str, list[int]] = {}
+    for rank in sorted(curves):
+        if rank in lives:
+            by_node.setdefault(lives[rank][0], []).append(rank)
+    out_nodes: dict[str, Any] = {}
+    unplaced = sorted(set(curves) - set(lives))
+    for name, ranks in sorted(by_node.items()):
+        node = nodes.get(name)
+        out_nodes[name] = _node_comm_energy(node, ranks, curves, lives) if node else _unavailable(
+            f"no node records for {name} (its collector, local rank 0, wrote none)")  # fmt: skip
+    total_s = sum(_at(c, float("inf")) for r in curves for c in curves[r])
+    measured = {n: e for n, e in out_nodes.items() if e["status"] == "measured"}
+    result: dict[str, Any]
+    if measured:
+        covered = sum(e["comm_s"] for e in measured.values())
+        result = {"status": "measured", "energy_j": round(sum(e["energy_j"] for e in measured.values()), 3),
+                  "method": "derived", "rule": ENERGY_RULE,
+                  "coverage": round(min(covered / total_s, 1.0), 4) if total_s > 0 else None}  # fmt: skip
+    else:
+        why = "; ".join(f"{n}: {e['reason']}" for n, e in out_nodes.items()) or "no rank records"
+        result = _unavailable(f"no node with an energy counter ({why})")
+    if unplaced:
+        result["unplaced_ranks"] = unplaced  # comm records without a rank file: their node is unknown
+    result["nodes"] = out_nodes
+    return result
+
+
+def _node_comm_energy(node: dict[str, Any], ranks: list[int], curves: dict[int, list[list[tuple[float, float]]]],
+                      lives: dict[int, tuple[str, float, float]]) -> dict[str, Any]:  # fmt: skip
+    counters: dict[str, Any] = {}
+    comm_in_windows = 0.0
+    reasons = []
+    for key, figure in node["energy"].items():
+        if figure.get("status") != "measured":
+            reasons.append(f"{key}: {figure.get('reason', 'unavailable')}")
+            continue
+        attributed = energy = comm_s = 0.0
+        for a, b, joules in node["windows"][key]:
+            comm = sum(_at(c, b) - _at(c, a) for r in ranks for c in curves[r])
+            ran = sum(max(0.0, min(b, lives[r][2]) - max(a, lives[r][1])) for r in ranks)
+            share = min(comm / ran, 1.0) if ran > 0 else 0.0
+            attributed += joules * share
+            energy += joules
+            comm_s += comm
+        counters[key] = {"energy_j": round(attributed, 3), "node_energy_j": round(energy, 3),
+                         "share": round(attributed / energy, 4) if energy > 0 else None}  # fmt: skip
+        comm_in_windows = max(comm_in_windows, comm_s)
+    if not counters:
+        return _unavailable("no energy counter: " + "; ".join(reasons))
+    all_comm = sum(_at(c, float("inf")) for r in ranks for c in curves[r])
+    return {"status": "measured", "energy_j": round(sum(c["energy_j"] for c in counters.values()), 3),
+            "method": "derived", "rule": ENERGY_RULE, "counters": counters, "comm_s": round(comm_in_windows, 6),
+            "coverage": round(min(comm_in_windows / all_comm, 1.0), 4) if all_comm > 0 else None,
+            "ranks": ranks}  # fmt: skip

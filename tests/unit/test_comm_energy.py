@@ -1,0 +1,81 @@
+"""Energy in communication where it cannot be measured (no energy counter, no rank file, no comm records):
+unavailable with the reason, never 0; and the cumulative-seconds rule on records a person can check. The
+measured case runs under real mpirun in tests/mpi/test_comm_energy.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hpcx.records import RecordWriter, node_file, rank_file
+from hpcx.reports.comm import comm_curves, comm_energy
+
+
+def _write(path: Path, records: list[dict]) -> None:
+    writer = RecordWriter(path)
+    for record in records:
+        writer.write(record)
+    writer.close()
+
+
+def _profile(tmp_path: Path, rapl: dict, edges: list[tuple[float, float]] | None = None) -> Path:
+    _write(rank_file(tmp_path, 0), [
+        {"type": "start", "t": 100.0, "rank": 0, "node": "n1", "local_rank": 0},
+        {"type": "end", "t": 120.0, "rank": 0, "exit_code": 0},
+    ])  # fmt: skip
+    samples = [{"type": "sample", "t": t, "node": "n1", "edge": True, "rapl": {"package_j": e}}
+               for t, e in edges or []]  # fmt: skip
+    _write(node_file(tmp_path, "n1"), [{"type": "start", "t": 100.0, "node": "n1"},
+                                       {"type": "source", "t": 100.0, "node": "n1", "name": "rapl", **rapl},
+                                       *samples, {"type": "end", "t": 120.0, "node": "n1"}])  # fmt: skip
+    comm = [(105.0, 5.0, 0.0), (110.0, 10.0, 2.0), (115.0, 15.0, 2.0), (120.0, 20.0, 7.0)]
+    _write(
+        tmp_path / "comm-rank-00000-p1.jsonl",
+        [{"type": "comm", "t": t, "rank": 0, "wall_s": w, "seconds": s, "entries": []} for t, w, s in comm],
+    )
+    return tmp_path
+
+
+def test_no_energy_counter_is_unavailable_with_the_reason_never_zero(tmp_path):
+    profile = _profile(tmp_path, {"status": "unavailable", "reason": "no RAPL zones under /x (a VM)"})
+    got = comm_energy(profile)
+    assert got["status"] == "unavailable" and "energy_j" not in got
+    assert "n1" in got["reason"] and "no RAPL zones under /x (a VM)" in got["reason"]
+    node = got["nodes"]["n1"]
+    assert (
+        node["status"] == "unavailable" and "energy_j" not in node and "no energy counter" in node["reason"]
+    )
+    json.dumps(got)
+
+
+def test_no_comm_records_and_no_rank_file_are_unavailable(tmp_path):
+    assert "no communication records" in comm_energy(tmp_path)["reason"]
+    profile = _profile(tmp_path, {"status": "measured", "zones": {"intel-rapl:0": "package-0"}},
+                       [(100.0, 0.0), (110.0, 1000.0), (120.0, 2000.0)])  # fmt: skip
+    rank_file(profile, 0).unlink()
+    got = comm_energy(profile)
+    assert got["status"] == "unavailable" and got["unplaced_ranks"] == [0]
+
+
+def test_windows_times_share_by_hand(tmp_path):
+    # Comm seconds: 0 at 100 s (tracing start = t - wall_s), 0 at 105, 2 at 110, 2 at 115, 7 at 120. The last
+    # step (5 s in 5 s) is allowed; two windows of 10 s, 1000 J each, one rank alive all the time:
+    # [100, 110]: 2 s of 10 -> 200 J; [110, 120]: 5 s of 10 -> 500 J.
+    profile = _profile(tmp_path, {"status": "measured", "zones": {"intel-rapl:0": "package-0"}},
+                       [(100.0, 0.0), (110.0, 1000.0), (120.0, 2000.0)])  # fmt: skip
+    got = comm_energy(profile)
+    assert got["status"] == "measured" and got["energy_j"] == pytest.approx(700.0)
+    counters = got["nodes"]["n1"]["counters"]
+    assert counters["cpu_package"] == {"energy_j": 700.0, "node_energy_j": 2000.0, "share": 0.35}
+    assert got["nodes"]["n1"]["comm_s"] == pytest.approx(7.0) and got["coverage"] == 1.0
+
+
+def test_a_call_longer_than_the_record_interval_is_spread_back_at_most_one_second_per_second(tmp_path):
+    # 9 s of calls arrive in one 5-s step (a 9-s Barrier that ended at 120): 4 s of it belongs before 115.
+    _write(tmp_path / "comm-rank-00003-p9.jsonl",
+           [{"type": "comm", "t": t, "rank": 3, "wall_s": t - 100.0, "seconds": s, "entries": []}
+            for t, s in ((105.0, 0.0), (110.0, 1.0), (115.0, 1.0), (120.0, 10.0))])  # fmt: skip
+    (curve,) = comm_curves(tmp_path)[3]
+    assert curve == [(100.0, 0.0), (105.0, 0.0), (110.0, 1.0), (115.0, 5.0), (120.0, 10.0)]
