@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+import hpcx
 from hpcx import runtime
 from hpcx.runtime.hdf5 import open_shared
 
@@ -50,12 +51,13 @@ def main() -> int:
             dist.all_reduce(keep_going, op=dist.ReduceOp.MIN)
             if not keep_going.item():
                 break
-            dist.all_reduce(big)
+            with hpcx.region("allreduce"):  # regions are timestamps: the report slices them per rank
+                dist.all_reduce(big)
             big.fill_(1.0)
             rounds += 1
 
         block = np.full((args.rows,), ctx.rank, dtype="f8")
-        with open_shared(args.out, "w", ctx.comm) as f:
+        with hpcx.region("hdf5-write"), open_shared(args.out, "w", ctx.comm) as f:
             dset = f.create_dataset("x", (ctx.size, args.rows), dtype="f8")
             with dset.collective:
                 dset[ctx.rank, :] = block

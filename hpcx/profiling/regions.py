@@ -154,8 +154,10 @@ def flush() -> None:
         spans = []
         while _spans:
             spans.append(_spans.popleft())
+        if not spans:
+            return  # a process that never entered a region leaves no file (hpcx.run itself, workers)
         writer = _writer or _open_writer()
-        if writer is None or not spans:
+        if writer is None:
             return
         rows = [[name, t0 - _anchor_ns, t1 - t0, depth] for name, t0, t1, depth in spans]
         try:
