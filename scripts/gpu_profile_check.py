@@ -5,8 +5,9 @@
    trapezoid integral of the power samples (target: within 5%).
 2. GPU memory both ways: torch's allocator peak (``max_memory_allocated``, ``max_memory_reserved``) beside
    NVML's "used" for the same tensors, labelled, never one passed off as the other.
-3. NCCL collective timing through hpcx.profiling.comm at world size 1 (all_reduce of 1, 16 and 256 MiB), with
-   the traced seconds against CUDA-event timing of the same calls.
+3. NCCL collective timing through hpcx.profiling.comm at world size 1 (all_reduce of 1, 16 and 256 MiB,
+   blocking and ``async_op=True``), with the traced seconds (CUDA events per call, resolved lazily: the
+   calls still pending when the loop ends are shown) against CUDA-event timing of the same loop.
 4. The cost of the energy counter read itself (the reason it is read only at edges).
 """
 
@@ -77,19 +78,24 @@ def main() -> int:
     rows = []
     for mib in (1, 16, 256):
         x = torch.ones(mib << 18, device="cuda")  # float32: mib MiB
-        dist.all_reduce(x)
-        torch.cuda.synchronize()
-        before = {(e["call"], e["bucket"]): e["seconds"] for e in comm.totals()}
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(10):
+        for mode in ("blocking", "async_op"):
             dist.all_reduce(x)
-        end.record()
-        torch.cuda.synchronize()
-        traced = sum(e["seconds"] - before.get((e["call"], e["bucket"]), 0.0) for e in comm.totals()
-                     if e["call"] == "all_reduce")  # fmt: skip
-        rows.append({"mib": mib, "cuda_events_s": round(start.elapsed_time(end) / 1000, 6),
-                     "traced_s": round(traced, 6)})  # fmt: skip
+            torch.cuda.synchronize()
+            before = {(e["call"], e["bucket"]): e["seconds"] for e in comm.totals()}
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(10):
+                if mode == "async_op":
+                    dist.all_reduce(x, async_op=True).wait()
+                else:
+                    dist.all_reduce(x)
+            end.record()
+            pending = len(comm._cuda_pending)  # NCCL calls are timed by CUDA events, resolved lazily
+            torch.cuda.synchronize()
+            traced = sum(e["seconds"] - before.get((e["call"], e["bucket"]), 0.0) for e in comm.totals()
+                         if e["call"] == "all_reduce")  # fmt: skip
+            rows.append({"mib": mib, "mode": mode, "cuda_events_s": round(start.elapsed_time(end) / 1000, 6),
+                         "traced_s": round(traced, 6), "pending_at_loop_end": pending})  # fmt: skip
     dist.destroy_process_group()
     out["nccl_all_reduce"] = rows
     print(json.dumps(out, indent=2))

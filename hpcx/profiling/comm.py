@@ -23,7 +23,11 @@ the send buffer, receives the receive buffer given. Pickle-based lower-case call
 pickled (all they sent), or unpickled when they only received. Nonblocking calls count their bytes and the
 time to post them; the time waiting for them is counted under Wait/Waitall/Test/... (as mpiP does).
 torch.distributed calls with ``async_op=True`` are timed from the call until the work completes (a callback
-on the work's future), not until they return.
+on the work's future), not until they return. On the NCCL backend (CUDA tensors) the host returns before the
+GPU has done the work, so a call is timed on the GPU instead: a CUDA timing event recorded on the current
+stream before the call and one after it (for ``async_op=True`` on a side stream made to wait for the work,
+so the event completes with the collective); the pair is resolved lazily, by ``Event.query()`` at later
+calls and at each flush, never by synchronising a stream in the call (only exit waits for the last ones).
 
 Enabled in-process by :func:`install`, or for an unmodified child program by :func:`child_env` (a
 ``sitecustomize`` on ``PYTHONPATH`` that calls :func:`install` when ``HPCX_PROFILE_COMM=1``).
@@ -32,6 +36,7 @@ Enabled in-process by :func:`install`, or for an unmodified child program by :fu
 from __future__ import annotations
 
 import atexit
+import collections
 import functools
 import importlib.abc
 import importlib.machinery
@@ -122,7 +127,10 @@ def _bandwidths(name: str, size: int, nbytes: float, seconds: float) -> tuple[fl
 
 
 def totals() -> list[dict[str, Any]]:
-    """This process's cumulative entries, one per (lib, call, bucket, ranks), as they appear in records."""
+    """This process's cumulative entries, one per (lib, call, bucket, ranks), as they appear in records
+    (NCCL calls whose GPU work has completed included; those still running count once they complete)."""
+    if _cuda_pending:
+        _resolve_cuda()
     entries = []
     for (lib, name), table in sorted(_tables.copy().items()):
         for key, (calls, nbytes, seconds) in sorted(table.copy().items()):
@@ -205,9 +213,12 @@ def _stop_flusher() -> None:
 def _after_fork_in_child() -> None:
     """A forked child (a DataLoader worker) counts its own calls into its own file, with its own flusher
     (threads do not survive a fork)."""
-    global _flush_lock
+    global _flush_lock, _torch_lock
     for table in _tables.values():
         table.clear()
+    _cuda_pending.clear()  # the parent's CUDA events mean nothing here
+    _side_streams.clear()
+    _torch_lock = threading.Lock()
     _pickled[:] = [0, 0]
     _flush_lock = threading.Lock()  # the parent's flusher may have held it at the fork
     _state.update(t0=_perf(), writer=None, failed=False, written=None, flusher=None)
@@ -216,6 +227,11 @@ def _after_fork_in_child() -> None:
 
 def _at_exit() -> None:
     _stop_flusher()
+    if _cuda_pending:
+        try:
+            _resolve_cuda(wait=True)  # the last NCCL calls: exit may wait for the GPU, a call never does
+        except Exception:  # noqa: BLE001 - CUDA torn down, or an error on the device: tracing never breaks the exit
+            pass
     flush()
 
 
@@ -604,26 +620,91 @@ def _torch_record(name: str, nbytes: int, seconds: float, size: int) -> None:
         _count(_table("torch", name), size, nbytes, seconds)
 
 
+# NCCL calls timed by CUDA events and not yet resolved: [start, end, name, bytes, ranks], in call order.
+_cuda_pending: collections.deque[list[Any]] = collections.deque()
+_side_streams: dict[Any, Any] = {}  # device -> the stream an async call's end event is recorded on
+
+
+def _resolve_cuda(wait: bool = False) -> None:
+    """Count the pending NCCL calls whose end event has completed (``wait``: all, waiting for each)."""
+    with _torch_lock:
+        while _cuda_pending:
+            start, end, name, nbytes, size = _cuda_pending[0]
+            if wait:
+                end.synchronize()
+            elif not end.query():
+                break  # later calls are resolved at a later call or flush
+            _cuda_pending.popleft()
+            _count(_table("torch", name), size, nbytes, start.elapsed_time(end) / 1000)
+
+
+def _first_tensor(value: Any) -> Any:
+    while isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    return value
+
+
+def _cuda_start(dist: ModuleType, value: Any, group: Any) -> Any:
+    """A timing event recorded on the current stream when this call runs on NCCL with CUDA tensors; None
+    otherwise (gloo, CPU tensors, no tensor: timed on the host as before)."""
+    tensor = _first_tensor(value)
+    if not getattr(tensor, "is_cuda", False) or dist.get_backend(group) != "nccl":
+        return None
+    torch = sys.modules["torch"]
+    start = torch.cuda.Event(enable_timing=True)
+    start.record()
+    return start
+
+
+def _cuda_end(start: Any, work: Any, value: Any, name: str, nbytes: int, size: int) -> None:
+    """The end event of an NCCL call: on the current stream after a blocking call (ProcessGroupNCCL has made
+    it wait for the collective); for async work on a side stream made to wait for it (``work.wait()`` only
+    orders the stream: the host does not block), so the event completes when the collective does."""
+    torch = sys.modules["torch"]
+    end = torch.cuda.Event(enable_timing=True)
+    if work is None:
+        end.record()
+    else:
+        device = _first_tensor(value).device
+        stream = _side_streams.get(device)
+        if stream is None:
+            stream = _side_streams[device] = torch.cuda.Stream(device=device)
+        with torch.cuda.stream(stream):
+            work.wait()
+            end.record()
+    with _torch_lock:
+        _cuda_pending.append([start, end, name, nbytes, size])
+
+
 def _torch_wrapper(dist: ModuleType, name: str, orig: Callable[..., Any]) -> Callable[..., Any]:
-    """Time ``orig`` to completion: a blocking call until it returns, async work until its future is done."""
+    """Time ``orig`` to completion: a blocking call until it returns, async work until its future is done,
+    and on NCCL the GPU work itself by CUDA events (:func:`_cuda_start`, :func:`_cuda_end`)."""
     pos, keyword, async_pos = _TORCH_CALLS[name]
     group_pos = _GROUP_POS[name]
 
     def traced(*args: Any, **kwargs: Any) -> Any:
+        if _cuda_pending:
+            _resolve_cuda()
+        group = args[group_pos] if len(args) > group_pos else kwargs.get("group")
+        value = args[pos] if len(args) > pos >= 0 else kwargs.get(keyword)
+        try:
+            start = _cuda_start(dist, value, group) if pos >= 0 else None
+        except (TypeError, ValueError, RuntimeError, AttributeError):
+            start = None
         t0 = _perf()
         work = orig(*args, **kwargs)
         t_return = _perf()
         try:
-            group = args[group_pos] if len(args) > group_pos else kwargs.get("group")
             size = dist.get_world_size(group)
-            value = args[pos] if len(args) > pos >= 0 else kwargs.get(keyword)
             nbytes = _tensor_bytes(value) if pos >= 0 else 0
         except (TypeError, ValueError, RuntimeError, AttributeError):
             size, nbytes = 0, 0
         is_async = async_pos == -2 or (
             async_pos >= 0 and (args[async_pos] if len(args) > async_pos else kwargs.get("async_op", False))
         )
-        if not (is_async and work is not None and _on_completion(work, name, nbytes, size, t0)):
+        if start is not None:
+            _cuda_end(start, work if is_async else None, value, name, nbytes, size)
+        elif not (is_async and work is not None and _on_completion(work, name, nbytes, size, t0)):
             _torch_record(name, nbytes, t_return - t0, size)
         if t_return >= _next_flush:
             flush()
