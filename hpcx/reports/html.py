@@ -315,6 +315,7 @@ def _fig_regions(p: _Plots, regions: dict[str, Any] | None) -> str:
         ax.set_xlabel("seconds per rank (dots: ranks, bar: mean; label: slowest rank over the mean)")
         ax.set_title("regions per rank")
         ax.margins(x=0.15)
+        ax.set_xlim(left=0)  # from zero, so the gap between ranks reads at its true size
 
     return p.svg("regions", draw, (10, 1.2 + 0.45 * len(rows)))
 

@@ -25,6 +25,7 @@ def render_text(report: dict[str, Any]) -> str:
         *_io_lines(report.get("io")),
         *_energy_lines(report.get("nodes", [])),
         *_comm_lines(report.get("comm")),
+        *_region_lines(report.get("regions")),
         *_gpu_lines(s),
         *_carbon_lines(report.get("carbon")),
         *_slowest_lines(s),
@@ -182,3 +183,15 @@ def _profiler_lines(p: dict[str, Any] | None) -> list[str]:
     )
     return [f"  profiler overhead: sampler {p['sampler_cpu_s']:.2f} s CPU{share}, records "
             f"{_size(p['record_bytes'])}{comm}"]  # fmt: skip
+
+
+def _region_lines(regions: dict[str, Any] | None) -> list[str]:
+    """The regions taking most time: mean seconds per rank, and how far the slowest rank is above it."""
+    rows = (regions or {}).get("regions", [])
+    if not rows:
+        return []
+    lines = ["  regions (seconds per rank: mean, slowest rank over the mean):"]
+    for r in rows[:5]:
+        imb = "" if r["imbalance"] is None else f", rank {r['slowest_rank']} +{100 * r['imbalance']:.0f}%"
+        lines.append(f"    {r['name']}: {r['calls']} calls, {r['seconds_mean']:.2f} s{imb}")
+    return lines
