@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import html
 import io
-import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from hpcx.reports.advice import gib, hms
+from hpcx.reports.terminal import comm_energy_text
 
 MAX_NODE_LINES = 12  # more nodes than this are drawn as their median with the min-max band
 MAX_HEATMAP_BINS = 300
@@ -393,11 +393,9 @@ def _energy(report: dict[str, Any]) -> str:
                    f"{esc(c['method'])}</p>")  # fmt: skip
     elif c:
         out.append(f'<p class="na">carbon: {esc(c.get("reason"))}</p>')
-    energy = (report.get("comm") or {}).get("energy")
-    if energy:
-        out.append(
-            f"<p>energy in communication: <code>{esc(json.dumps(energy, default=str)[:600])}</code></p>"
-        )
+    line = comm_energy_text((report.get("comm") or {}).get("energy"))
+    if line:
+        out.append(f"<p>{esc(line)}</p>")
     return "".join(out)
 
 

@@ -73,7 +73,18 @@ def _comm_lines(comm: dict[str, Any] | None) -> list[str]:
         lines.append(
             f"    {c['lib']} {c['call']}: {c['calls']} calls, {_size(c['bytes'])}, {c['seconds']:.2f} s{bw}"
         )
-    return lines
+    line = comm_energy_text(comm.get("energy"))
+    return [*lines, f"    {line}"] if line else lines
+
+
+def comm_energy_text(energy: dict[str, Any] | None) -> str | None:
+    """``energy in communication: 120 J (derived: ..., 93% of call time covered)`` or n/a with the reason."""
+    if not energy:
+        return None
+    if energy.get("status") != "measured":
+        return f"energy in communication: n/a ({energy.get('reason')})"
+    return (f"energy in communication: {energy['energy_j']:.0f} J (derived: node energy per window x the "
+            f"node's share of rank time in calls; {_pct(energy.get('coverage'))} of call time covered)")  # fmt: skip
 
 
 def _rank_lines(report: dict[str, Any]) -> list[str]:

@@ -127,6 +127,7 @@ def test_page_is_self_contained_with_every_plot_and_escaped_text(gpu_run):
     assert "GPU 0 on n1 idle 34% of the run (mean utilisation 62%); 3 more GPU(s)" in text
     assert "region 'forward': rank 1" in text  # the imbalance, by hpcx.region's own records
     assert "carbon:" in text and "g CO2e" in text and report["summary"]["carbon_g"] > 0
+    assert "energy in communication: " in text and "derived: node energy per window" in text
     assert "0123abcd" in text and "uncommitted changes" in text  # provenance
     assert render_html(report) == page, "the same report renders to the same bytes"
     # Each inline SVG has its own ids: the clip paths of one figure must not capture another's.
@@ -145,6 +146,9 @@ def test_report_numbers_behind_the_page(gpu_run):
     assert set(report["node_timelines"][0]["timeline"]["cpu_power_w"][1:]) == {200.0}
     # Carbon: measured kWh x PUE x intensity.
     assert report["carbon"]["g_co2e"] == pytest.approx(s["energy_j"] / 3.6e6 * 1.2 * 400)
+    # Energy in communication on n2: its two ranks spent 5.4 s of their 60 s each in calls, so 9% of the
+    # node's 42 kJ (RAPL 12 kJ + two GPUs at 15 kJ).
+    assert report["comm"]["energy"]["nodes"]["n2"]["energy_j"] == pytest.approx(0.09 * 42000)
     sizes = {(r["call"], r["bucket"]): r for r in report["comm"]["sizes"]}
     assert sizes[("all_reduce", 2**20)]["calls"] == 40 and sizes[("Allreduce", 2**20)]["seconds"] == 2.0
 
