@@ -79,9 +79,13 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 yield record
 
 
-def read_io_totals(profile_dir: str | os.PathLike[str]) -> dict[int, dict[str, dict[str, float]]]:
+def read_io_totals(
+    profile_dir: str | os.PathLike[str], since: dict[int, float] | None = None
+) -> dict[int, dict[str, dict[str, float]]]:
     """Per rank, the I/O totals of ``io-rank-*.jsonl`` (hpcx.io.metrics): each process file's last record,
-    summed over the processes of a rank (its main process and its DataLoader workers)."""
+    summed over the processes of a rank (its main process and its DataLoader workers). ``since``: per rank,
+    the start of its last attempt; a process file last written before it (a requeued job's earlier attempt)
+    is left out."""
     per_rank: dict[int, dict[str, dict[str, float]]] = {}
     for path in sorted(Path(profile_dir).glob("io-rank-*.jsonl")):
         last = None
@@ -89,6 +93,8 @@ def read_io_totals(profile_dir: str | os.PathLike[str]) -> dict[int, dict[str, d
             if record.get("type") == "io":
                 last = record
         if last is None:
+            continue
+        if since is not None and int(last["rank"]) in since and last["t"] < since[int(last["rank"])]:
             continue
         rank = per_rank.setdefault(int(last["rank"]), {})
         for op in ("read", "write"):

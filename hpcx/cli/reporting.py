@@ -37,7 +37,9 @@ def report(obj: Ctx, run: str, task: int | None, html: bool, carbon_intensity: f
     doc = build_report(found, _accounting(found), task=task, site_energy=energy, site_name=site_name)
     path = write_report(found, doc)
     out: dict[str, Any] = {"report_path": str(path), "html_path": None, "html_skipped": None, "report": doc}
-    if html:
+    if not html:
+        out["html_skipped"] = "--no-html"
+    else:
         try:
             out["html_path"] = str(write_html(found, doc))
         except ImportError as exc:

@@ -52,7 +52,17 @@ from typing import Any
 from hpcx.records import RecordWriter
 
 FORMAT = "hpcx.comm/1"
-FLUSH_EVERY_S = float(os.environ.get("HPCX_COMM_FLUSH_S") or 5.0)  # a shorter interval for tests
+
+
+def _flush_every_s() -> float:
+    """HPCX_COMM_FLUSH_S (a shorter interval for tests), at least 0.05 s; 5 s when unset or not a number."""
+    try:
+        return max(0.05, float(os.environ.get("HPCX_COMM_FLUSH_S") or 5.0))
+    except ValueError:
+        return 5.0
+
+
+FLUSH_EVERY_S = _flush_every_s()
 HOOK_DIR = Path(__file__).resolve().parent / "_hook"
 
 # nccl-tests' bus-bandwidth factor for a communicator of n ranks (doc/PERFORMANCE.md); p2p moves S once.
@@ -129,8 +139,7 @@ def _bandwidths(name: str, size: int, nbytes: float, seconds: float) -> tuple[fl
 def totals() -> list[dict[str, Any]]:
     """This process's cumulative entries, one per (lib, call, bucket, ranks), as they appear in records
     (NCCL calls whose GPU work has completed included; those still running count once they complete)."""
-    if _cuda_pending:
-        _resolve_cuda()
+    _resolve_quietly()
     entries = []
     for (lib, name), table in sorted(_tables.copy().items()):
         for key, (calls, nbytes, seconds) in sorted(table.copy().items()):
@@ -159,6 +168,7 @@ def flush(if_changed: bool = False) -> None:
     global _next_flush
     if _state["flusher"] is None:
         _next_flush = now + FLUSH_EVERY_S  # no thread (it could not start): the calls flush themselves
+    _resolve_quietly()  # NCCL calls completed since the last call count now, not at the next call
     if _state["failed"] or not any(_tables.values()):
         return
     with _flush_lock:
@@ -186,7 +196,11 @@ def flush(if_changed: bool = False) -> None:
 
 def _flusher(stop: threading.Event) -> None:
     while not stop.wait(FLUSH_EVERY_S):
-        flush(if_changed=True)
+        try:
+            flush(if_changed=True)
+        except Exception:  # noqa: BLE001 - a tracing error must not end the thread silently mid-job
+            _state["failed"] = True
+            return
 
 
 def _start_flusher() -> None:
@@ -625,11 +639,24 @@ _cuda_pending: collections.deque[list[Any]] = collections.deque()
 _side_streams: dict[Any, Any] = {}  # device -> the stream an async call's end event is recorded on
 
 
+def _resolve_quietly() -> None:
+    """:func:`_resolve_cuda`, never raising: an error from the CUDA runtime drops the pending timings (and
+    says so in the next record's totals by their absence) instead of reaching the caller's collective."""
+    if not _cuda_pending:
+        return
+    try:
+        _resolve_cuda()
+    except Exception:  # noqa: BLE001 - tracing must never break the job
+        with _torch_lock:
+            _cuda_pending.clear()
+
+
 def _resolve_cuda(wait: bool = False) -> None:
-    """Count the pending NCCL calls whose end event has completed (``wait``: all, waiting for each)."""
+    """Count the pending NCCL calls whose end event has completed (``wait``: all, waiting for each). Each
+    pending entry holds the call's tensors until then, so their memory is not reused while NCCL works."""
     with _torch_lock:
         while _cuda_pending:
-            start, end, name, nbytes, size = _cuda_pending[0]
+            start, end, name, nbytes, size, _tensors = _cuda_pending[0]
             if wait:
                 end.synchronize()
             elif not end.query():
@@ -651,8 +678,10 @@ def _cuda_start(dist: ModuleType, value: Any, group: Any) -> Any:
     if not getattr(tensor, "is_cuda", False) or dist.get_backend(group) != "nccl":
         return None
     torch = sys.modules["torch"]
+    if torch.cuda.is_current_stream_capturing():
+        return None  # inside a CUDA graph capture an event record would change the graph: host timing
     start = torch.cuda.Event(enable_timing=True)
-    start.record()
+    start.record(torch.cuda.current_stream(tensor.device))  # the tensor's device, not the current one
     return start
 
 
@@ -663,7 +692,7 @@ def _cuda_end(start: Any, work: Any, value: Any, name: str, nbytes: int, size: i
     torch = sys.modules["torch"]
     end = torch.cuda.Event(enable_timing=True)
     if work is None:
-        end.record()
+        end.record(torch.cuda.current_stream(_first_tensor(value).device))
     else:
         device = _first_tensor(value).device
         stream = _side_streams.get(device)
@@ -673,7 +702,7 @@ def _cuda_end(start: Any, work: Any, value: Any, name: str, nbytes: int, size: i
             work.wait()
             end.record()
     with _torch_lock:
-        _cuda_pending.append([start, end, name, nbytes, size])
+        _cuda_pending.append([start, end, name, nbytes, size, value])
 
 
 def _torch_wrapper(dist: ModuleType, name: str, orig: Callable[..., Any]) -> Callable[..., Any]:
@@ -683,8 +712,7 @@ def _torch_wrapper(dist: ModuleType, name: str, orig: Callable[..., Any]) -> Cal
     group_pos = _GROUP_POS[name]
 
     def traced(*args: Any, **kwargs: Any) -> Any:
-        if _cuda_pending:
-            _resolve_cuda()
+        _resolve_quietly()
         group = args[group_pos] if len(args) > group_pos else kwargs.get("group")
         value = args[pos] if len(args) > pos >= 0 else kwargs.get(keyword)
         try:

@@ -151,11 +151,18 @@ def build_report(
     res = {k: v["value"] for k, v in manifest.get("resources", {}).items()}
     nodes = summarize_nodes(profile)
     details = node_details(profile, max_points)
-    comm = summarize_comm(profile, {r["rank"]: r["wall_s"] for r in ranks})
+    # Each rank's node and last attempt: a requeued job's earlier processes wrote their own comm, regions and
+    # I/O files, which must not add to the last attempt's times.
+    lives = {r["rank"]: (r["node"], r["start_t"], r["start_t"] + r["wall_s"]) for r in ranks
+             if r["node"] and r["start_t"] is not None}  # fmt: skip
+    since = {rank: life[1] for rank, life in lives.items()}
+    comm = summarize_comm(profile, {r["rank"]: r["wall_s"] for r in ranks}, lives)
     if comm is not None:
-        comm["sizes"] = comm_sizes(read_comm(profile))
-    region_doc = regions(profile)
+        comm["sizes"] = comm_sizes(read_comm(profile, since))
+    region_doc = regions(profile, [r["rank"] for r in ranks], since)
     summary = summarize(ranks, acct, res, nodes, comm)
+    if task_rows and not ranks:
+        summary.update(array_summary(task_rows, acct))
     summary.update(gpu_summary(details, region_doc))
     profiler = profiler_cost(ranks, profile, sum(c["calls"] for c in comm["calls"]) if comm else None)
     summary["profiler_share"] = profiler["sampler_share"]
@@ -173,7 +180,7 @@ def build_report(
         "summary": summary,
         "accounting": acct,
         "ranks": ranks,
-        "io": summarize_io(profile, [r["rank"] for r in ranks]),
+        "io": summarize_io(profile, [r["rank"] for r in ranks], since),
         "nodes": nodes,
         "comm": comm,
         "node_timelines": list(details.values()),
@@ -269,10 +276,35 @@ def slowest_rank(ranks: list[dict[str, Any]], comm: dict[str, Any] | None) -> di
     return {"slowest_rank": rank, "slowest_rank_busy_s": busy[rank], "median_rank_busy_s": median}
 
 
+def array_summary(tasks: list[dict[str, Any]], acct: dict[str, Any] | None) -> dict[str, Any]:
+    """What the tasks say of an array job as a whole: their energy summed (each task's own measured
+    counters), and without Slurm's record, the state and exit code from the tasks' own (any failed task
+    fails the array; a task without an end record leaves it unfinished)."""
+    energies = [t["energy_j"] for t in tasks if t["energy_j"] is not None]
+    out: dict[str, Any] = {}
+    if energies:
+        out.update(energy_j=sum(energies), energy_kwh=sum(energies) / 3.6e6)
+    if acct is None:
+        states = {t["state"] for t in tasks}
+        state = "FAILED" if "FAILED" in states else "UNFINISHED" if states - {"COMPLETED"} else "COMPLETED"
+        codes = [t["exit_code"] for t in tasks if t["exit_code"] is not None]
+        out.update(state=state, state_source="profile", finished=state != "UNFINISHED",
+                   exit_code=max(codes, default=None))  # fmt: skip
+    return out
+
+
 def gpu_summary(details: dict[str, dict[str, Any]], region_doc: dict[str, Any] | None) -> dict[str, Any]:
     """The GPUs at a glance: how many were sampled, their mean utilisation, the idlest one's idle share,
     NVML's peak memory used (whole device) and torch's allocator peak (the tensors the job held)."""
-    gpus = [(d["node"], g) for d in details.values() for g in d["gpus"]]
+    # A node with several job steps has a file, and GPU statistics, per step: count each GPU once, by the
+    # step that sampled it most.
+    unique: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
+    for d in details.values():
+        for g in d["gpus"]:
+            key = (d["node"].split(" step ")[0], g["index"])
+            if key not in unique or g["samples"] > unique[key][1]["samples"]:
+                unique[key] = (d["node"], g)
+    gpus = list(unique.values())
     util = [g["util_mean_pct"] for _, g in gpus if g["util_mean_pct"] is not None]
     idle = [(g["idle_share"], f"{node} GPU {g['index']}") for node, g in gpus if g["idle_share"] is not None]
     mem = [g["mem_used_peak_mb"] for _, g in gpus if g["mem_used_peak_mb"] is not None]
@@ -368,7 +400,7 @@ def _state(ranks: list[dict[str, Any]], acct: dict[str, Any] | None) -> tuple[st
     the exit codes), or UNFINISHED (still running, or killed before the ranks wrote their end)."""
     if acct is not None:
         return acct["state"], "sacct"
-    if not all(r["finished"] for r in ranks):
+    if not ranks or not all(r["finished"] for r in ranks):
         return "UNFINISHED", "profile"
     return ("COMPLETED" if all(r["exit_code"] == 0 for r in ranks) else "FAILED"), "profile"
 
@@ -448,13 +480,25 @@ def summarize_nodes(profile_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-NODE_ENERGY_KEYS = ("status", "reason", "energy_j", "window_s", "method", "coverage")  # report-schema.json
+NODE_ENERGY_KEYS = (
+    "status",
+    "reason",
+    "energy_j",
+    "window_s",
+    "method",
+    "coverage",
+    "steps",
+    "rule",
+)  # schema
 
 
-def summarize_io(profile_dir: Path, ranks: list[int]) -> dict[str, Any]:
+def summarize_io(
+    profile_dir: Path, ranks: list[int], since: dict[int, float] | None = None
+) -> dict[str, Any]:
     """Bytes, seconds and rate per rank and in all, read and write (hpcx.io.metrics records), and each HDF5
-    file's layout as the writer chose it (mpio, per-rank fallback, serial) with the reason."""
-    per_rank = read_io_totals(profile_dir)
+    file's layout as the writer chose it (mpio, per-rank fallback, serial) with the reason. ``since``: per
+    rank, the start of its last attempt (older process files are left out)."""
+    per_rank = read_io_totals(profile_dir, since)
     rows = []
     for rank in ranks:
         entry = per_rank.get(rank, {})

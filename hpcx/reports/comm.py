@@ -18,8 +18,10 @@ from hpcx.records import UNAVAILABLE, read_nodes, read_records
 _RANK = re.compile(r"comm-rank-(\d+)")
 
 
-def read_comm(profile_dir: Path) -> dict[int, list[dict[str, Any]]]:
-    """Per rank, the entries of each of its processes' last ``comm`` record."""
+def read_comm(profile_dir: Path, since: dict[int, float] | None = None) -> dict[int, list[dict[str, Any]]]:
+    """Per rank, the entries of each of its processes' last ``comm`` record. ``since``: per rank, the start of
+    its last attempt; a process file whose last record is older belongs to an earlier attempt of a requeued
+    job and is left out (each attempt's processes have their own files)."""
     per_rank: dict[int, list[dict[str, Any]]] = {}
     for path in sorted(profile_dir.glob("comm-rank-*.jsonl")):
         last = None
@@ -27,16 +29,27 @@ def read_comm(profile_dir: Path) -> dict[int, list[dict[str, Any]]]:
             if record.get("type") == "comm":
                 last = record
         m = _RANK.match(path.name)
-        if last is not None and m:
+        if last is not None and m and _current(since, int(m.group(1)), last["t"]):
             per_rank.setdefault(int(m.group(1)), []).extend(last.get("entries", []))
     return per_rank
 
 
-def summarize_comm(profile_dir: Path, wall_by_rank: dict[int, float]) -> dict[str, Any] | None:
+def _current(since: dict[int, float] | None, rank: int, last_t: float) -> bool:
+    """Whether a process file whose last record is at ``last_t`` belongs to the rank's last attempt."""
+    return since is None or rank not in since or last_t >= since[rank]
+
+
+def summarize_comm(
+    profile_dir: Path,
+    wall_by_rank: dict[int, float],
+    lives: dict[int, tuple[str, float, float]] | None = None,
+) -> dict[str, Any] | None:
     """Seconds in traced calls per rank and in all, their share of the ranks' wall time, and per call the
     calls, bytes, seconds and bus bandwidth (bytes x nccl-tests' factor over seconds). None without
-    records."""
-    per_rank = read_comm(profile_dir)
+    records. ``lives``: per rank its node, start and end (the report has them; else the rank files are
+    read); only the processes of each rank's last attempt count."""
+    since = {rank: life[1] for rank, life in lives.items()} if lives is not None else None
+    per_rank = read_comm(profile_dir, since)
     if not per_rank:
         return None
     calls: dict[tuple[str, str], dict[str, Any]] = {}
@@ -60,7 +73,7 @@ def summarize_comm(profile_dir: Path, wall_by_rank: dict[int, float]) -> dict[st
         "share": total / wall if wall > 0 else None,
         "ranks": [{"rank": rank, "seconds": s} for rank, s in sorted(seconds.items())],
         "calls": rows,
-        "energy": comm_energy(profile_dir),
+        "energy": comm_energy(profile_dir, lives),
     }
 
 
@@ -73,7 +86,9 @@ ENERGY_RULE = (
 )
 
 
-def comm_curves(profile_dir: Path) -> dict[int, list[list[tuple[float, float]]]]:
+def comm_curves(
+    profile_dir: Path, since: dict[int, float] | None = None
+) -> dict[int, list[list[tuple[float, float]]]]:
     """Per rank, per process file, the cumulative seconds in traced calls over time: ``[(t, seconds), ...]``,
     from 0 when tracing started in the process (the first record's ``t - wall_s``) through every record.
 
@@ -84,7 +99,7 @@ def comm_curves(profile_dir: Path) -> dict[int, list[list[tuple[float, float]]]]
     for path in sorted(profile_dir.glob("comm-rank-*.jsonl")):
         m = _RANK.match(path.name)
         records = [r for r in read_records(path) if r.get("type") == "comm"]
-        if not m or not records:
+        if not m or not records or not _current(since, int(m.group(1)), records[-1]["t"]):
             continue
         first = records[0]
         points = [(first["t"] - first.get("wall_s", 0.0), 0.0)]
@@ -136,7 +151,9 @@ def _unavailable(reason: str) -> dict[str, Any]:
     return {"status": UNAVAILABLE, "reason": reason, "method": "derived", "rule": ENERGY_RULE}
 
 
-def comm_energy(profile_dir: Path) -> dict[str, Any]:
+def comm_energy(
+    profile_dir: Path, lives: dict[int, tuple[str, float, float]] | None = None
+) -> dict[str, Any]:
     """The node energy spent in traced communication, per node and in all (method ``derived``, :data:`ENERGY_RULE`).
 
     Per node: ``energy_j`` (all its measured counters), per counter (``cpu_package``, ``dram``, ``gpuN``) the
@@ -145,10 +162,11 @@ def comm_energy(profile_dir: Path) -> dict[str, Any]:
     ``status`` unavailable with the ``reason`` (no energy counter on the node, no rank records): never 0 for
     a figure nobody measured."""
     profile_dir = Path(profile_dir)
-    curves = comm_curves(profile_dir)
+    if lives is None:
+        lives = _rank_lives(profile_dir)
+    curves = comm_curves(profile_dir, {rank: life[1] for rank, life in lives.items()})
     if not curves:
         return _unavailable("no communication records (tracing off, or no traced call was made)")
-    lives = _rank_lives(profile_dir)
     nodes = read_nodes(profile_dir)
     by_node: dict[str, list[int]] = {}
     for rank in sorted(curves):

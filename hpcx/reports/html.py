@@ -112,7 +112,8 @@ class _Plots:
         import matplotlib.pyplot as plt
 
         self.plt = plt
-        self.rc = {"svg.fonttype": "none", "font.size": 9, "axes.titlesize": 10, "axes.grid": True,
+        # parse_math off: a region or call name with a $ is text, not TeX (which could fail to parse).
+        self.rc = {"text.parse_math": False, "svg.fonttype": "none", "font.size": 9, "axes.titlesize": 10, "axes.grid": True,
                    "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False}  # fmt: skip
 
     def svg(self, name: str, draw: Callable[[Any], Any], size: tuple[float, float]) -> str:

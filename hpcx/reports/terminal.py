@@ -87,8 +87,23 @@ def comm_energy_text(energy: dict[str, Any] | None) -> str | None:
             f"node's share of rank time in calls; {_pct(energy.get('coverage'))} of call time covered)")  # fmt: skip
 
 
+def _task_lines(tasks: list[dict[str, Any]]) -> list[str]:
+    """An array job's tasks, one line each (``hpcx report RUN --task N`` for one rank by rank)."""
+    lines = ["", f"  {len(tasks)} array tasks with records (hpcx report RUN --task N: one task rank by rank)",
+             f"  {'task':>5}  {'state':<11} {'exit':>4} {'ranks':>5} {'wall s':>8} {'cpu eff':>7} {'peak MB':>8}"]  # fmt: skip
+    for t in tasks:
+        code = "-" if t["exit_code"] is None else str(t["exit_code"])
+        wall = "-" if t["wall_s"] is None else f"{t['wall_s']:.1f}"
+        peak = "-" if t["peak_rss_mb"] is None else f"{t['peak_rss_mb']:.0f}"
+        lines.append(f"  {t['task']:>5}  {t['state']:<11} {code:>4} {t['ranks']:>5} {wall:>8} "
+                     f"{_pct(t['cpu_efficiency']):>7} {peak:>8}")  # fmt: skip
+    return lines
+
+
 def _rank_lines(report: dict[str, Any]) -> list[str]:
     s = report["summary"]
+    if report.get("tasks"):
+        return _task_lines(report["tasks"])
     if not report["ranks"]:
         return ["", "  no profile records (submit with --profile for per-rank numbers)"]
     state = "finished" if s["all_finished"] else "still running or killed"

@@ -16,9 +16,10 @@ from typing import Any
 from hpcx.records import read_records, region_spans
 
 IDLE_UTIL_PCT = 5.0  # a GPU sample below this utilisation counts as idle
-# NVML clocks-event reasons that slow a busy GPU down: software power cap, hardware slowdown, software and
-# hardware thermal slowdown, power brake. Idle (0x1) and application clock settings (0x2) are not throttling.
-THROTTLE_MASK = 0x4 | 0x8 | 0x40 | 0x80 | 0x100
+# NVML clocks-event reasons that slow a busy GPU down: SW power cap 0x4, HW slowdown 0x8, SW thermal 0x20,
+# HW thermal 0x40, HW power brake 0x80. Not throttling: GPU idle 0x1, application clocks 0x2, sync boost 0x10,
+# display clock setting 0x100.
+THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80
 # Added cost of one traced MPI call (benchmarks/mpi_call_added_us.py, docs/performance.md): the estimate of
 # communication tracing's cost in a job, labelled as an estimate.
 TRACED_CALL_US = 0.58
@@ -30,7 +31,7 @@ def _stride(n: int, max_points: int) -> int:
 
 def _rates(t: list[float], counter: list[float | None], scale: float) -> list[float | None]:
     """A counter's rate between consecutive points (the first point has none), ``scale`` per second."""
-    out: list[float | None] = [None]
+    out: list[float | None] = [None] if t else []
     for i in range(1, len(t)):
         a, b, dt = counter[i - 1], counter[i], t[i] - t[i - 1]
         out.append(round((b - a) / dt * scale, 3) if a is not None and b is not None and dt > 0 else None)
@@ -38,7 +39,7 @@ def _rates(t: list[float], counter: list[float | None], scale: float) -> list[fl
 
 
 def node_timeline(records: Iterable[dict[str, Any]], max_points: int) -> dict[str, Any]:
-    """One node file's series: memory used (sampled), network receive and send rates in MB/s (derived from
+    """One node file's series: memory used (sampled), network receive and send rates in MB/s (2^20 bytes; derived from
     the byte counters), CPU package power in W (derived from RAPL energy between window edges) and per GPU
     power, utilisation, memory and SM clock (sampled), each as ``[seconds since start, ...]`` columns."""
     start: dict[str, Any] = {}
@@ -68,8 +69,10 @@ def node_timeline(records: Iterable[dict[str, Any]], max_points: int) -> dict[st
     return {
         "t": t,
         "mem_used_mb": [(s.get("memory") or {}).get("used_mb") for s in picked],
-        "net_rx_mb_s": _rates(t, [n.get("rx_bytes") for n in net], 1 / 1e6),
-        "net_tx_mb_s": _rates(t, [n.get("tx_bytes") for n in net], 1 / 1e6),
+        "net_rx_mb_s": _rates(
+            t, [n.get("rx_bytes") for n in net], 1 / 2**20
+        ),  # MB = 2^20 bytes, as everywhere
+        "net_tx_mb_s": _rates(t, [n.get("tx_bytes") for n in net], 1 / 2**20),
         "cpu_power_t": rapl_t,
         "cpu_power_w": _rates(rapl_t, [s["rapl"]["package_j"] for s in edges], 1.0),
         "gpus": [{"index": i, **cols} for i, cols in sorted(gpus.items())],
@@ -133,23 +136,28 @@ def node_details(profile_dir: Path, max_points: int) -> dict[str, dict[str, Any]
     return out
 
 
-def regions(profile_dir: Path) -> dict[str, Any] | None:
+def regions(
+    profile_dir: Path, all_ranks: Iterable[int] = (), since: dict[int, float] | None = None
+) -> dict[str, Any] | None:
     """Per region name, each rank's count and seconds (all its processes), and the imbalance across ranks:
-    the slowest rank's seconds over the mean, minus one (0 is perfect balance; a rank without the region
-    counts as 0 s). Also torch's CUDA allocator peaks per rank (``cuda_memory`` records). None without
-    regions files."""
+    the slowest rank's seconds over the mean, minus one (0 is perfect balance; a rank of ``all_ranks``
+    without the region counts as 0 s). Also torch's CUDA allocator peaks per rank (``cuda_memory``
+    records). ``since``: per rank, the start of its last attempt (older process files are left out). None
+    without regions files."""
     files = sorted(profile_dir.glob("regions-rank-*.jsonl"))
     if not files:
         return None
     per: dict[str, dict[int, list[float]]] = {}
     cuda: dict[int, dict[str, Any]] = {}
-    ranks: set[int] = set()
+    ranks: set[int] = set(all_ranks)
     for path in files:
         records = list(read_records(path))
         anchor = next((r for r in records if r.get("type") == "anchor"), None)
         if anchor is None:
             continue
         rank = int(anchor["rank"])
+        if since is not None and rank in since and records[-1]["t"] < since[rank]:
+            continue  # a requeued job's earlier attempt
         ranks.add(rank)
         for span in region_spans(records):
             row = per.setdefault(span["name"], {}).setdefault(rank, [0, 0.0])

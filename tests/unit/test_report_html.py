@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from hpcx.records import RecordWriter, node_file
-from hpcx.reports import build_report, write_html
+from hpcx.reports import build_report, render_text, write_html
 from hpcx.reports.html import heatmap_grid, render_html
+from hpcx.reports.timelines import gpu_stats
 from tests.unit.test_report import make_run, sacct, write_comm, write_rank
 
 pytest.importorskip("matplotlib")
@@ -58,11 +59,11 @@ def write_comm_sizes(run, rank: int) -> None:
     w.close()
 
 
-def write_regions(run, rank: int, step_s: float) -> None:
+def write_regions(run, rank: int, step_s: float, name: str = "forward") -> None:
     """Spans written by hpcx.region itself, in a process of its own for ``rank``."""
     code = ("import time, hpcx\n"
             "for _ in range(3):\n"
-            f"    with hpcx.region('forward'): time.sleep({step_s})\n"
+            f"    with hpcx.region({name!r}): time.sleep({step_s})\n"
             "    with hpcx.region('backward'): time.sleep(0.002)\n")  # fmt: skip
     env = {**os.environ, "HPCX_PROFILE_DIR": str(run.dir / "profile"), "HPCX_RANK": str(rank)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
@@ -153,6 +154,22 @@ def test_report_numbers_behind_the_page(gpu_run):
     assert sizes[("all_reduce", 2**20)]["calls"] == 40 and sizes[("Allreduce", 2**20)]["seconds"] == 2.0
 
 
+def test_dollar_signs_are_text_and_throttling_is_read_from_the_right_bits(tmp_path):
+    run = make_run(tmp_path)
+    write_rank(run, 0, wall_s=5, peak_mb=10.0, cpu_s=1.0)
+    write_rank(run, 1, wall_s=5, peak_mb=10.0, cpu_s=1.0)  # never enters a region: counts as 0 s
+    write_regions(run, 0, 0.001, name=r"load $\foo$ x")
+    report = build_report(run)
+    region = next(r for r in report["regions"]["regions"] if r["name"] == r"load $\foo$ x")
+    assert region["imbalance"] == pytest.approx(1.0) and region["slowest_rank"] == 0  # mean: half of rank 0
+    assert r"load $\foo$ x" in render_html(report)  # drawn as text, not parsed as TeX
+    rows = [{"type": "start", "t": 0.0}] + [
+        {"type": "sample", "t": float(i), "nvml": [{"index": 0, "util_pct": 90, "throttle": bits}]}
+        for i, bits in enumerate((0x20, 0x100, 0x1, 0x10, 0x80, 0))
+    ]  # SW thermal and power brake throttle; display clock, idle and sync boost do not
+    assert gpu_stats(rows)[0]["throttled_share"] == pytest.approx(2 / 6)
+
+
 def test_heatmap_bins_cpu_use_and_memory_per_rank():
     ranks = [{"rank": 0, "timeline": [[0, 1024, 0], [1, 1024, 1], [2, 2048, 3]]},
              {"rank": 1, "timeline": [[0, 512, 0], [2, 512, 1]]}]  # fmt: skip
@@ -177,6 +194,11 @@ def test_array_run_lists_tasks_and_reports_one(tmp_path):
     report = build_report(run, acct)
     assert [(t["task"], t["state"], t["exit_code"], t["peak_rss_mb"]) for t in report["tasks"]] == [
         (0, "COMPLETED", 0, 100.0), (1, "FAILED", 3, 200.0)]  # fmt: skip
+    text = render_text(report)
+    assert "2 array tasks with records" in text and "FAILED" in text.split("array tasks")[1]
+    # Without Slurm's record the array's state comes from its tasks: one failed, so the array failed.
+    alone = build_report(run)
+    assert (alone["summary"]["state"], alone["summary"]["exit_code"]) == ("FAILED", 3)
     one = build_report(run, acct, task=1)
     assert one["task"] == 1 and one["summary"]["state"] == "FAILED" and one["summary"]["exit_code"] == 3
     assert one["ranks"][0]["peak_rss_mb"] == 200.0
@@ -222,3 +244,16 @@ def test_chromium_loads_the_page_without_console_messages_and_shows_plots(gpu_ru
     bad.write_text("<html><body><p>x</p><script>undefinedFunction();</script></body></html>")
     _, bad_console, _ = chromium_load(bad, tmp_path / "b")
     assert any("undefinedFunction" in line for line in bad_console)
+
+
+def test_rich_reports_validate_against_the_published_schema(gpu_run, tmp_path, monkeypatch):
+    """GPUs, RAPL, comm sizes and energy, regions, carbon: every key the page draws is in the schema."""
+    from hpcx.site import schema
+    from tests.conftest import REPO
+
+    monkeypatch.setitem(schema._PY_TYPES, "null", type(None))
+    published = json.loads((REPO / "docs" / "report-schema.json").read_text())
+    write_regions(gpu_run, 2, 0.001)
+    report = json.loads(json.dumps(_report(gpu_run)))
+    assert report["comm"]["energy"]["status"] == "measured" and report["regions"]["regions"]
+    assert schema.validate(report, published) == []
