@@ -4,7 +4,7 @@ A synthetic run directory is written with hpcx's real record writers (hpcx.recor
 hpcx.run writes): 256 ranks, 32 per node, one hour at the default 1 s sampling (3,600 samples per rank; per
 node 3,600 samples with RAPL edges every 10 s), one comm file per rank, Slurm accounting rows. Timed: what
 `hpcx report` does after finding the run: build the report (merge, accounting, advice), render the terminal
-text and write report.json. Writing the records is not timed.
+text, write report.json and render and write report.html (matplotlib plots). Writing the records is not timed.
 
 - ``report_256rank_hour_s``: median seconds for 256 ranks (target < 5 s);
 - ``report_scaling_2x``: the same for 512 ranks over 256, the median of the ratios of alternating runs
@@ -26,7 +26,7 @@ from _common import REPO, alternate, main, result, stats, timing_row
 sys.path.insert(0, str(REPO))
 
 from hpcx.records import RecordWriter, node_file, rank_file  # noqa: E402
-from hpcx.reports import build_report, render_text, write_report  # noqa: E402
+from hpcx.reports import build_report, render_text, write_html, write_report  # noqa: E402
 from hpcx.runs import Run  # noqa: E402
 
 HOUR_S = 3600
@@ -96,12 +96,13 @@ ACCOUNTING = {"finished": True, "rows": [{"JobID": "1000", "State": "COMPLETED",
 
 
 def report_case(run: Run) -> Callable[[], None]:
-    """What `hpcx report` does after finding the run: build, render, write."""
+    """What `hpcx report` does after finding the run: build, render, write report.json and report.html."""
 
     def case() -> None:
         doc = build_report(run, ACCOUNTING)
         render_text(doc)
         write_report(run, doc)
+        write_html(run, doc)
 
     return case
 

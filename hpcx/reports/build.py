@@ -12,7 +12,7 @@ from typing import Any
 from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write, read_json
 from hpcx.provenance import ACCOUNTING
-from hpcx.records import READABLE_VERSIONS, node_series, read_io_totals, read_records
+from hpcx.records import READABLE_VERSIONS, read_io_totals, read_nodes, read_records
 from hpcx.reports.accounting import summarize_accounting
 from hpcx.reports.advice import advise
 from hpcx.reports.comm import read_comm, summarize_comm
@@ -149,14 +149,15 @@ def build_report(
     ranks.sort(key=lambda r: r["rank"])
     manifest = run.manifest
     res = {k: v["value"] for k, v in manifest.get("resources", {}).items()}
-    nodes = summarize_nodes(profile)
-    details = node_details(profile, max_points)
+    merged = read_nodes(profile)  # every node file parsed once, for energy, timelines and comm energy
+    nodes = summarize_nodes(profile, merged)
+    details = node_details(merged, max_points)
     # Each rank's node and last attempt: a requeued job's earlier processes wrote their own comm, regions and
     # I/O files, which must not add to the last attempt's times.
     lives = {r["rank"]: (r["node"], r["start_t"], r["start_t"] + r["wall_s"]) for r in ranks
              if r["node"] and r["start_t"] is not None}  # fmt: skip
     since = {rank: life[1] for rank, life in lives.items()}
-    comm = summarize_comm(profile, {r["rank"]: r["wall_s"] for r in ranks}, lives)
+    comm = summarize_comm(profile, {r["rank"]: r["wall_s"] for r in ranks}, lives, merged)
     if comm is not None:
         comm["sizes"] = comm_sizes(read_comm(profile, since))
     region_doc = regions(profile, [r["rank"] for r in ranks], since)
@@ -456,20 +457,17 @@ def _num(value: float | None, fmt: str) -> str | None:
     return None if value is None else fmt.format(value)
 
 
-def summarize_nodes(profile_dir: Path) -> list[dict[str, Any]]:
+def summarize_nodes(
+    profile_dir: Path, merged: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Per node (records of its lowest local rank; of each job step's, merged, when several steps ran on it):
     each sensor's status (with the reason when unavailable) and each energy figure with its method, window
     and coverage, a node's energy counted once however many steps read it. Empty for runs recorded before
-    format 2."""
-    from hpcx.records import merge_node_steps, node_name
-
-    steps: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(profile_dir.glob("node-*.jsonl")):
-        node = node_series(read_records(path))
-        steps.setdefault(node_name(node, path), []).append(node)
+    format 2. ``merged``: :func:`hpcx.records.read_nodes` of the directory, when the caller has it."""
+    if merged is None:
+        merged = read_nodes(profile_dir)
     rows = []
-    for name, found in sorted(steps.items()):
-        node = merge_node_steps(found)
+    for name, node in sorted(merged.items()):
         sources = {
             src: {k: rec[k] for k in ("status", "reason") if k in rec} for src, rec in node["sources"].items()
         }

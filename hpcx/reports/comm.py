@@ -43,6 +43,7 @@ def summarize_comm(
     profile_dir: Path,
     wall_by_rank: dict[int, float],
     lives: dict[int, tuple[str, float, float]] | None = None,
+    nodes: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any] | None:
     """Seconds in traced calls per rank and in all, their share of the ranks' wall time, and per call the
     calls, bytes, seconds and bus bandwidth (bytes x nccl-tests' factor over seconds). None without
@@ -73,7 +74,7 @@ def summarize_comm(
         "share": total / wall if wall > 0 else None,
         "ranks": [{"rank": rank, "seconds": s} for rank, s in sorted(seconds.items())],
         "calls": rows,
-        "energy": comm_energy(profile_dir, lives),
+        "energy": comm_energy(profile_dir, lives, nodes),
     }
 
 
@@ -152,7 +153,9 @@ def _unavailable(reason: str) -> dict[str, Any]:
 
 
 def comm_energy(
-    profile_dir: Path, lives: dict[int, tuple[str, float, float]] | None = None
+    profile_dir: Path,
+    lives: dict[int, tuple[str, float, float]] | None = None,
+    nodes: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The node energy spent in traced communication, per node and in all (method ``derived``, :data:`ENERGY_RULE`).
 
@@ -167,7 +170,8 @@ def comm_energy(
     curves = comm_curves(profile_dir, {rank: life[1] for rank, life in lives.items()})
     if not curves:
         return _unavailable("no communication records (tracing off, or no traced call was made)")
-    nodes = read_nodes(profile_dir)
+    if nodes is None:
+        nodes = read_nodes(profile_dir)
     by_node: dict[str, list[int]] = {}
     for rank in sorted(curves):
         if rank in lives:

@@ -120,19 +120,18 @@ def gpu_stats(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def node_details(profile_dir: Path, max_points: int) -> dict[str, dict[str, Any]]:
-    """Per node file (keyed by its stem, ``node-NAME``...): ``node``, ``timeline`` and ``gpus``."""
+def node_details(merged: dict[str, dict[str, Any]], max_points: int) -> dict[str, dict[str, Any]]:
+    """Per node and job step (from :func:`hpcx.records.read_nodes`; a node read by one collector has one
+    entry, ``node``, else ``node step S`` each): ``node``, ``timeline`` and ``gpus``."""
     out = {}
-    for path in sorted(profile_dir.glob("node-*.jsonl")):
-        records = list(read_records(path))
-        node = next((r.get("node") for r in reversed(records) if r.get("type") == "start"), None)
-        name = node or path.stem[len("node-") :].split(".step-")[0]
-        step = path.stem.split(".step-")[1] if ".step-" in path.stem else None  # one file per job step
-        out[path.stem] = {
-            "node": name if step is None else f"{name} step {step}",
-            "timeline": node_timeline(records, max_points),
-            "gpus": gpu_stats(records),
-        }
+    for name, node in sorted(merged.items()):
+        steps = node.get("steps") or [node]
+        for step in steps:
+            records = [step["start"], *step["samples"]]
+            sid = step["start"].get("step")
+            label = name if len(steps) == 1 or sid is None else f"{name} step {sid}"
+            out[label] = {"node": label, "timeline": node_timeline(records, max_points),
+                          "gpus": gpu_stats(records)}  # fmt: skip
     return out
 
 
