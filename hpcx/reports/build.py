@@ -20,9 +20,12 @@ from hpcx.reports.timelines import carbon, comm_sizes, node_details, profiler_co
 from hpcx.runs import Run
 
 REPORT_SCHEMA = "hpcx.report/3"
-# A rank's timeline in the report is for reading, not analysis (the records keep every sample): an hour at 1 s
-# becomes one point every 6 s, which keeps a 256-rank report a few MB and its build linear in ranks.
+# Timelines in the report are for reading, not analysis (the records keep every sample). A node's: an hour at
+# 1 s becomes one point every 6 s. A rank's: at most 300 points, as many as the page's rank x time heatmap has
+# columns, which keeps a 256-rank report a few MB and its build linear in ranks (decoding the samples kept is
+# most of its time).
 MAX_TIMELINE_POINTS = 600
+RANK_TIMELINE_POINTS = 300
 _START, _SAMPLE, _END = b'"type":"start"', b'"type":"sample"', b'"type":"end"'  # as RecordWriter writes them
 
 
@@ -139,7 +142,8 @@ def build_report(
         accounting = task_accounting(run, accounting, task)
     acct = summarize_accounting(accounting)
     files = sorted(profile.glob("rank-*.jsonl"))
-    ranks = [r for r in (summarize_rank_file(f, max_points) for f in files) if r["rank"] is not None]
+    rank_points = min(max_points, RANK_TIMELINE_POINTS)
+    ranks = [r for r in (summarize_rank_file(f, rank_points) for f in files) if r["rank"] is not None]
     task_rows = summarize_tasks(run, accounting) if task is None else None
     if not ranks and acct is None and not task_rows:
         raise UsageError(
