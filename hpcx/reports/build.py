@@ -78,17 +78,32 @@ def summarize_rank_file(path: Path, max_points: int = MAX_TIMELINE_POINTS) -> di
     its totals and peak, so of its samples only the timeline's are decoded (parsing every line of a 256-rank
     hour is most of the report's time). Lines are told apart by how RecordWriter writes ``type``; a file that
     is not written that way, or a rank without an end record (running, killed), is parsed whole."""
-    lines = path.read_bytes().splitlines()  # bytes: most lines are only searched, never decoded
-    first = next((i for i in range(len(lines) - 1, -1, -1) if _START in lines[i]), None)
+    data = path.read_bytes()
+    lines = data.splitlines()  # bytes: most lines are only searched, never decoded
+    at = data.rfind(_START)  # the last attempt's start: its line is the number of line ends before it
+    first = data.count(b"\n", 0, at) if at >= 0 else None
     last = next((i for i in range(len(lines) - 1, max(len(lines) - 4, -1), -1) if _END in lines[i]), None)
     if first is None or last is None or last < first or not list(_decode(lines[last : last + 1])):
         return summarize_rank(read_records(path), max_points)
-    samples = [line for line in lines[first:last] if _SAMPLE in line]
+    samples = _sample_lines(data, lines, first, last)
     step = -(-len(samples) // max_points) or 1
     picked = [lines[first], *samples[::step], lines[last]]
     summary = summarize_rank(_decode(picked), max_points)
     summary["samples"] = len(samples)
     return summary
+
+
+def _sample_lines(data: bytes, lines: list[bytes], first: int, last: int) -> list[bytes]:
+    """The sample lines between the start line ``first`` and the end line ``last``. RecordWriter writes the
+    few other records (sources) right after the start, so when the samples counted in the bytes fill the
+    rest, they are one slice; otherwise each line is searched."""
+    between = last - first - 1
+    count = b"\n".join(lines[first + 1 : last]).count(_SAMPLE) if between > 0 else 0
+    head = between - count
+    if count and head >= 0 and _SAMPLE in lines[first + 1 + head] and _SAMPLE in lines[last - 1]:
+        if not any(_SAMPLE in lines[first + 1 + i] for i in range(head)):
+            return lines[first + 1 + head : last]
+    return [line for line in lines[first:last] if _SAMPLE in line]
 
 
 def _decode(lines: list[bytes]) -> Iterator[dict[str, Any]]:

@@ -186,3 +186,34 @@ def test_fast_rank_reader_agrees_with_the_full_parse(tmp_path):
     with open(path, "a") as fh:
         fh.write('{"v":2,"type":"end","t":')  # torn: the whole file is read, as before
     assert summarize_rank_file(path, max_points=100) == full
+
+
+def test_fast_rank_reader_with_a_source_record_among_the_samples(tmp_path):
+    """A source that fails mid-job writes a record between samples: the reader then searches every line."""
+    from hpcx.records import read_records
+    from hpcx.reports.build import summarize_rank, summarize_rank_file
+
+    path = rank_file(tmp_path, 0)
+    w = RecordWriter(path)
+    w.write({"type": "start", "t": 0.0, "rank": 0, "node": "n1", "attempt": 0})
+    w.write({"type": "source", "t": 0.0, "rank": 0, "name": "process", "status": "measured"})
+    for i in range(1, 41):
+        w.write({"type": "sample", "t": float(i), "rank": 0, "rss_mb": float(i), "cpu_s": i / 2})
+        if i == 20:
+            w.write(
+                {"type": "source", "t": 20.5, "rank": 0, "name": "x", "status": "unavailable", "reason": "r"}
+            )
+    w.write(
+        {
+            "type": "end",
+            "t": 41.0,
+            "rank": 0,
+            "exit_code": 0,
+            "wall_s": 41.0,
+            "cpu_s": 20.0,
+            "peak_rss_mb": 40,
+        }
+    )
+    w.close()
+    fast, full = summarize_rank_file(path, max_points=7), summarize_rank(read_records(path), max_points=7)
+    assert fast == full and fast["samples"] == 40 and [p[0] for p in fast["timeline"]][:2] == [1.0, 7.0]
