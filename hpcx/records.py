@@ -79,6 +79,13 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 yield record
 
 
+def current_attempt(since: dict[int, float] | None, rank: int, last_t: float) -> bool:
+    """Whether a per-process file of ``rank`` whose last record is at ``last_t`` belongs to the rank's last
+    attempt: ``since`` holds each rank's last start (a requeued job's earlier processes wrote their own files,
+    all older than it); without it, every file does."""
+    return since is None or rank not in since or last_t >= since[rank]
+
+
 def read_io_totals(
     profile_dir: str | os.PathLike[str], since: dict[int, float] | None = None
 ) -> dict[int, dict[str, dict[str, float]]]:
@@ -94,7 +101,7 @@ def read_io_totals(
                 last = record
         if last is None:
             continue
-        if since is not None and int(last["rank"]) in since and last["t"] < since[int(last["rank"])]:
+        if not current_attempt(since, int(last["rank"]), last["t"]):
             continue
         rank = per_rank.setdefault(int(last["rank"]), {})
         for op in ("read", "write"):

@@ -22,7 +22,7 @@ from hpcx.runs import Run, create_run, discard_run, record_job
 from hpcx.schedulers import FINISHED_STATES, JobRef, get_scheduler
 from hpcx.schedulers.base import scrubbed_env
 from hpcx.submission import Prepared, Request, manifest, render_script, resolve
-from hpcx.sweeps import Chunk, SweepError, SweepSpec, Task, chunks, expand, parse_spec
+from hpcx.sweeps import Chunk, SweepError, SweepSpec, Task, chunk_tasks, chunks, expand, parse_spec
 
 RESOURCE_KEYS = {"partition", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node", "mem", "time",
                  "account", "qos", "name"}  # fmt: skip
@@ -249,14 +249,12 @@ def task_states(run: Run) -> dict[int, str]:
         [JobRef(c["job_id"], run.dir) for c in chunks_]
     )
     out: dict[int, str] = {}
-    for c in chunks_:
+    for c, i, task in chunk_tasks(chunks_):
         st = states.get(c["job_id"])
-        indices = c.get("indices") or list(range(c["count"]))
         listed = (st.task_states or {}) if st else {}
-        for i in indices:
-            # Tasks Slurm lists only as "the rest of the array" are pending (or, once it is done, unknown).
-            fallback = "PENDING" if st is None or not st.finished else (st.state if not listed else "UNKNOWN")
-            out[c["offset"] + i] = listed.get(i, fallback)
+        # Tasks Slurm lists only as "the rest of the array" are pending (or, once it is done, unknown).
+        fallback = "PENDING" if st is None or not st.finished else (st.state if not listed else "UNKNOWN")
+        out[task] = listed.get(i, fallback)
     return out
 
 

@@ -239,6 +239,15 @@ class Chunk:
         return f"{base}%{max_parallel}" if max_parallel else base
 
 
+def chunk_tasks(recorded: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], int, int]]:
+    """``(chunk, array index, task id)`` of every task of the chunks a sweep recorded in job.json, in order:
+    a chunk covers indices 0 .. count-1 (task ``offset + index``), or the ``indices`` a retry resubmitted;
+    a later chunk's entry for a task is the one that ran it last."""
+    for c in recorded:
+        for i in c.get("indices") or range(c["count"]):
+            yield c, i, c["offset"] + i
+
+
 def chunks(n_tasks: int, max_array_size: int) -> list[Chunk]:
     """Split ``n_tasks`` into arrays whose indices stay below ``max_array_size`` (Slurm's MaxArraySize)."""
     return [Chunk(o, min(max_array_size, n_tasks - o)) for o in range(0, n_tasks, max_array_size)]

@@ -2,13 +2,12 @@
 
 Every item says its rule, so a reader can check the arithmetic: memory and time get 25% headroom over what
 was used, rounded up (memory to a whole GiB, time to 15 minutes), and are only suggested when that is below
-what was asked. Pure over the report's summary, ranks and communication totals.
+what was asked. Pure over the report's summary, communication totals, GPU statistics and regions.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from typing import Any
 
 HEADROOM = 1.25
@@ -23,9 +22,8 @@ REGION_IMBALANCE = 0.2  # a region whose slowest rank takes this much more than 
 
 def advise(
     summary: dict[str, Any],
-    ranks: list[dict[str, Any]],
     comm: dict[str, Any] | None,
-    nodes: dict[str, dict[str, Any]] | None = None,
+    nodes: dict[Any, dict[str, Any]] | None = None,
     regions: dict[str, Any] | None = None,
 ) -> list[dict]:
     """The advice items: ``kind``, ``text`` (with the numbers and the rule) and ``values`` (those numbers)."""
@@ -33,7 +31,7 @@ def advise(
         _memory(summary),
         _time(summary),
         _cpu(summary),
-        _slow_rank(ranks, comm),
+        _slow_rank(summary, comm),
         _comm(comm),
         *_gpus(nodes or {}),
         _region_imbalance(regions),
@@ -111,18 +109,15 @@ def _cpu(s: dict[str, Any]) -> dict[str, Any] | None:
                  efficiency=eff)  # fmt: skip
 
 
-def _slow_rank(ranks: list[dict[str, Any]], comm: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The rank with the most time outside communication, against the median rank (wall minus traced calls:
-    ranks that wait for a slow one in a collective end together, so wall time alone hides it)."""
-    if len(ranks) < 2:
+def _slow_rank(s: dict[str, Any], comm: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The summary's slowest rank (most time outside communication: ranks that wait for a slow one in a
+    collective end together, so wall time alone hides it), named when 20% above the median rank."""
+    if (s.get("ranks") or 0) < 2 or s.get("slowest_rank") is None:
         return None
-    in_comm = {r["rank"]: r["seconds"] for r in (comm or {}).get("ranks", [])}
-    busy = {r["rank"]: r["wall_s"] - in_comm.get(r["rank"], 0.0) for r in ranks}
-    median = statistics.median(busy.values())
-    rank, worst = max(busy.items(), key=lambda kv: kv[1])
+    rank, worst, median = s["slowest_rank"], s["slowest_rank_busy_s"], s["median_rank_busy_s"]
     if median <= 0 or worst < (1 + SLOW_RANK) * median:
         return None
-    what = "outside MPI/torch.distributed calls" if in_comm else "wall time"
+    what = "outside MPI/torch.distributed calls" if (comm or {}).get("ranks") else "wall time"
     return _item("imbalance", f"rank {rank} was {worst / median - 1:.0%} slower than the median rank "
                  f"({worst:.1f} s vs {median:.1f} s {what})", rank=rank, seconds=worst,
                  median_s=median)  # fmt: skip
@@ -139,7 +134,7 @@ def _comm(comm: dict[str, Any] | None) -> dict[str, Any] | None:
                  share=comm["share"], call=top["call"], busbw_gbs=top.get("busbw_gbs"))  # fmt: skip
 
 
-def _gpus(nodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _gpus(nodes: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
     """The GPUs idle for at least 20% of their samples: the idlest named with its mean utilisation, and how
     many others were (one line, not one per GPU)."""
     idle = [(g["idle_share"], d["node"], g) for d in nodes.values() for g in d["gpus"]

@@ -4,7 +4,9 @@ Pure over the records; the I/O is at the two ends."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import statistics
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,8 @@ from hpcx.provenance import ACCOUNTING
 from hpcx.records import READABLE_VERSIONS, read_io_totals, read_nodes, read_records
 from hpcx.reports.accounting import summarize_accounting
 from hpcx.reports.advice import advise
-from hpcx.reports.comm import read_comm, summarize_comm
-from hpcx.reports.timelines import carbon, comm_sizes, node_details, profiler_cost, regions
+from hpcx.reports.comm import summarize_comm
+from hpcx.reports.timelines import carbon, node_details, profiler_cost, regions
 from hpcx.runs import Run
 
 REPORT_SCHEMA = "hpcx.report/3"
@@ -177,8 +179,6 @@ def build_report(
              if r["node"] and r["start_t"] is not None}  # fmt: skip
     since = {rank: life[1] for rank, life in lives.items()}
     comm = summarize_comm(profile, {r["rank"]: r["wall_s"] for r in ranks}, lives, merged)
-    if comm is not None:
-        comm["sizes"] = comm_sizes(read_comm(profile, since))
     region_doc = regions(profile, [r["rank"] for r in ranks], since)
     summary = summarize(ranks, acct, res, nodes, comm)
     if task_rows and not ranks:
@@ -209,34 +209,27 @@ def build_report(
         "profiler": profiler,
         "tasks": task_rows,
         "provenance": provenance(manifest),
-        "advice": advise(summary, ranks, comm, details, region_doc),
+        "advice": advise(summary, comm, details, region_doc),
     }
     report["line"] = grep_line(report)
     return report
 
 
 def _ranges(values: list[int]) -> str:
-    """``0-3,7,9-10``: task ids as Slurm writes array ranges."""
-    out: list[str] = []
-    for v in values:
-        if out and "-" in out[-1] and int(out[-1].split("-")[1]) == v - 1:
-            out[-1] = f"{out[-1].split('-')[0]}-{v}"
-        elif out and "-" not in out[-1] and int(out[-1]) == v - 1:
-            out[-1] = f"{out[-1]}-{v}"
-        else:
-            out.append(str(v))
-    return ",".join(out)
+    """``0-3,7,9-10``: sorted task ids as Slurm writes array ranges (a run of consecutive ids is one range)."""
+    parts = []
+    for _, group in itertools.groupby(enumerate(values), lambda p: p[1] - p[0]):
+        run = [v for _, v in group]
+        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ",".join(parts)
 
 
 def _task_jobs(run: Run) -> dict[int, str]:
     """Each array task's Slurm id (``JOB_INDEX``): a sweep's task t is index t - offset of the last chunk that
     ran it (retries come later); a plain ``--array`` job's task is its index."""
-    job = run.job
-    out: dict[int, str] = {}
-    for c in job.get("chunks", []):
-        for i in c.get("indices") or range(c["count"]):
-            out[c["offset"] + i] = f"{c['job_id']}_{i}"
-    return out
+    from hpcx.sweeps import chunk_tasks
+
+    return {task: f"{c['job_id']}_{i}" for c, i, task in chunk_tasks(run.job.get("chunks", []))}
 
 
 def task_accounting(run: Run, accounting: dict[str, Any], task: int) -> dict[str, Any] | None:
@@ -290,10 +283,8 @@ def slowest_rank(ranks: list[dict[str, Any]], comm: dict[str, Any] | None) -> di
     in_comm = {r["rank"]: r["seconds"] for r in (comm or {}).get("ranks", [])}
     busy = {r["rank"]: r["wall_s"] - in_comm.get(r["rank"], 0.0) for r in ranks}
     rank = max(busy, key=lambda k: busy[k])
-    ordered = sorted(busy.values())
-    mid = len(ordered) // 2
-    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    return {"slowest_rank": rank, "slowest_rank_busy_s": busy[rank], "median_rank_busy_s": median}
+    return {"slowest_rank": rank, "slowest_rank_busy_s": busy[rank],
+            "median_rank_busy_s": statistics.median(busy.values())}  # fmt: skip
 
 
 def array_summary(tasks: list[dict[str, Any]], acct: dict[str, Any] | None) -> dict[str, Any]:
@@ -313,15 +304,17 @@ def array_summary(tasks: list[dict[str, Any]], acct: dict[str, Any] | None) -> d
     return out
 
 
-def gpu_summary(details: dict[str, dict[str, Any]], region_doc: dict[str, Any] | None) -> dict[str, Any]:
+def gpu_summary(
+    details: dict[tuple[str, int], dict[str, Any]], region_doc: dict[str, Any] | None
+) -> dict[str, Any]:
     """The GPUs at a glance: how many were sampled, their mean utilisation, the idlest one's idle share,
     NVML's peak memory used (whole device) and torch's allocator peak (the tensors the job held)."""
     # A node with several job steps has a file, and GPU statistics, per step: count each GPU once, by the
     # step that sampled it most.
     unique: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
-    for d in details.values():
+    for (node, _step), d in details.items():
         for g in d["gpus"]:
-            key = (d["node"].split(" step ")[0], g["index"])
+            key = (node, g["index"])
             if key not in unique or g["samples"] > unique[key][1]["samples"]:
                 unique[key] = (d["node"], g)
     gpus = list(unique.values())

@@ -13,30 +13,49 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hpcx.records import UNAVAILABLE, read_nodes, read_records
+from hpcx.records import UNAVAILABLE, current_attempt, read_nodes, read_records
 
 _RANK = re.compile(r"comm-rank-(\d+)")
 
 
-def read_comm(profile_dir: Path, since: dict[int, float] | None = None) -> dict[int, list[dict[str, Any]]]:
-    """Per rank, the entries of each of its processes' last ``comm`` record. ``since``: per rank, the start of
-    its last attempt; a process file whose last record is older belongs to an earlier attempt of a requeued
-    job and is left out (each attempt's processes have their own files)."""
-    per_rank: dict[int, list[dict[str, Any]]] = {}
-    for path in sorted(profile_dir.glob("comm-rank-*.jsonl")):
-        last = None
-        for record in read_records(path):
-            if record.get("type") == "comm":
-                last = record
+CommFiles = dict[int, list[list[dict[str, Any]]]]  # per rank, per process file, its ``comm`` records
+
+
+def comm_files(profile_dir: Path, since: dict[int, float] | None = None) -> CommFiles:
+    """Per rank, each of its process files' ``comm`` records, every file read once. ``since``: per rank, the
+    start of its last attempt; a process file whose last record is older belongs to an earlier attempt of a
+    requeued job and is left out (each attempt's processes have their own files)."""
+    out: CommFiles = {}
+    for path in sorted(Path(profile_dir).glob("comm-rank-*.jsonl")):
         m = _RANK.match(path.name)
-        if last is not None and m and _current(since, int(m.group(1)), last["t"]):
-            per_rank.setdefault(int(m.group(1)), []).extend(last.get("entries", []))
-    return per_rank
+        records = [r for r in read_records(path) if r.get("type") == "comm"]
+        if m and records and current_attempt(since, int(m.group(1)), records[-1]["t"]):
+            out.setdefault(int(m.group(1)), []).append(records)
+    return out
 
 
-def _current(since: dict[int, float] | None, rank: int, last_t: float) -> bool:
-    """Whether a process file whose last record is at ``last_t`` belongs to the rank's last attempt."""
-    return since is None or rank not in since or last_t >= since[rank]
+def read_comm(
+    profile_dir: Path, since: dict[int, float] | None = None, files: CommFiles | None = None
+) -> dict[int, list[dict[str, Any]]]:
+    """Per rank, the entries of each of its processes' last ``comm`` record (cumulative totals)."""
+    files = comm_files(profile_dir, since) if files is None else files
+    return {rank: [e for records in per_file for e in records[-1].get("entries", [])]
+            for rank, per_file in files.items()}  # fmt: skip
+
+
+def comm_sizes(per_rank: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Calls, bytes and seconds per (library, call, message-size bucket) over all ranks, as the comm records
+    bucket them (a call of n bytes in 2^floor(log2 n))."""
+    rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for entries in per_rank.values():
+        for e in entries:
+            key = (e["lib"], e["call"], int(e.get("bucket") or 0))
+            row = rows.setdefault(key, {"lib": key[0], "call": key[1], "bucket": key[2], "calls": 0,
+                                        "bytes": 0, "seconds": 0.0})  # fmt: skip
+            row["calls"] += e["calls"]
+            row["bytes"] += e["bytes"]
+            row["seconds"] += e["seconds"]
+    return sorted(rows.values(), key=lambda r: (r["lib"], r["call"], r["bucket"]))
 
 
 def summarize_comm(
@@ -45,12 +64,15 @@ def summarize_comm(
     lives: dict[int, tuple[str, float, float]] | None = None,
     nodes: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any] | None:
-    """Seconds in traced calls per rank and in all, their share of the ranks' wall time, and per call the
-    calls, bytes, seconds and bus bandwidth (bytes x nccl-tests' factor over seconds). None without
+    """Seconds in traced calls per rank and in all, their share of the ranks' wall time, per call the
+    calls, bytes, seconds and bus bandwidth (bytes x nccl-tests' factor over seconds), the same by message
+    size (``sizes``) and the energy spent in calls; the comm files are read once for all of it. None without
     records. ``lives``: per rank its node, start and end (the report has them; else the rank files are
     read); only the processes of each rank's last attempt count."""
-    since = {rank: life[1] for rank, life in lives.items()} if lives is not None else None
-    per_rank = read_comm(profile_dir, since)
+    if lives is None:
+        lives = _rank_lives(profile_dir)
+    files = comm_files(profile_dir, {rank: life[1] for rank, life in lives.items()})
+    per_rank = read_comm(profile_dir, files=files)
     if not per_rank:
         return None
     calls: dict[tuple[str, str], dict[str, Any]] = {}
@@ -74,7 +96,8 @@ def summarize_comm(
         "share": total / wall if wall > 0 else None,
         "ranks": [{"rank": rank, "seconds": s} for rank, s in sorted(seconds.items())],
         "calls": rows,
-        "energy": comm_energy(profile_dir, lives, nodes),
+        "sizes": comm_sizes(per_rank),
+        "energy": comm_energy(profile_dir, lives, nodes, files),
     }
 
 
@@ -88,7 +111,7 @@ ENERGY_RULE = (
 
 
 def comm_curves(
-    profile_dir: Path, since: dict[int, float] | None = None
+    profile_dir: Path, since: dict[int, float] | None = None, files: CommFiles | None = None
 ) -> dict[int, list[list[tuple[float, float]]]]:
     """Per rank, per process file, the cumulative seconds in traced calls over time: ``[(t, seconds), ...]``,
     from 0 when tracing started in the process (the first record's ``t - wall_s``) through every record.
@@ -96,16 +119,14 @@ def comm_curves(
     A call is counted when it ends, so a call longer than the interval between two records would put all its
     seconds after the earlier record; the curve is therefore made to rise at most 1 s per second (a process is
     in one call at a time), moving the excess before the earlier record."""
+    files = comm_files(profile_dir, since) if files is None else files
     curves: dict[int, list[list[tuple[float, float]]]] = {}
-    for path in sorted(profile_dir.glob("comm-rank-*.jsonl")):
-        m = _RANK.match(path.name)
-        records = [r for r in read_records(path) if r.get("type") == "comm"]
-        if not m or not records or not _current(since, int(m.group(1)), records[-1]["t"]):
-            continue
-        first = records[0]
-        points = [(first["t"] - first.get("wall_s", 0.0), 0.0)]
-        points += [(r["t"], float(r["seconds"])) for r in records if r["t"] > points[-1][0]]
-        curves.setdefault(int(m.group(1)), []).append(_at_most_one_per_second(points))
+    for rank, per_file in files.items():
+        for records in per_file:
+            first = records[0]
+            points = [(first["t"] - first.get("wall_s", 0.0), 0.0)]
+            points += [(r["t"], float(r["seconds"])) for r in records if r["t"] > points[-1][0]]
+            curves.setdefault(rank, []).append(_at_most_one_per_second(points))
     return curves
 
 
@@ -156,6 +177,7 @@ def comm_energy(
     profile_dir: Path,
     lives: dict[int, tuple[str, float, float]] | None = None,
     nodes: dict[str, dict[str, Any]] | None = None,
+    files: CommFiles | None = None,
 ) -> dict[str, Any]:
     """The node energy spent in traced communication, per node and in all (method ``derived``, :data:`ENERGY_RULE`).
 
@@ -167,7 +189,7 @@ def comm_energy(
     profile_dir = Path(profile_dir)
     if lives is None:
         lives = _rank_lives(profile_dir)
-    curves = comm_curves(profile_dir, {rank: life[1] for rank, life in lives.items()})
+    curves = comm_curves(profile_dir, {rank: life[1] for rank, life in lives.items()}, files)
     if not curves:
         return _unavailable("no communication records (tracing off, or no traced call was made)")
     if nodes is None:

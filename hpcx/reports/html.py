@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hpcx.reports.advice import gib, hms
-from hpcx.reports.terminal import comm_energy_text
+from hpcx.reports.terminal import comm_energy_text, pct, size
 
 MAX_NODE_LINES = 12  # more nodes than this are drawn as their median with the min-max band
 MAX_HEATMAP_BINS = 300
@@ -66,17 +66,6 @@ def esc(value: Any) -> str:
 
 def _num(value: float | None, fmt: str = "{:.2f}", na: str = "n/a") -> str:
     return na if value is None else fmt.format(value)
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.0f}%"
-
-
-def _size(nbytes: float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.1f} {unit}"
-    return f"{nbytes:.0f} B"
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], sortable: bool = False) -> str:
@@ -351,13 +340,13 @@ def _cards(report: dict[str, Any]) -> str:
     cards = [
         ("state", s["state"], f"from {s['state_source']}, exit code {s['exit_code']}"),
         ("elapsed", "n/a" if s["elapsed_s"] is None else hms(s["elapsed_s"]), f"requested{limit}" if limit else ""),
-        ("CPU efficiency", _pct(eff), f"{s['cpus_per_task']} CPUs per task"),
+        ("CPU efficiency", pct(eff), f"{s['cpus_per_task']} CPUs per task"),
         ("memory peak per node", f"{mem}{req}", s.get("mem_peak_where") or s.get("mem_peak_source") or ""),
         ("energy", "n/a" if s["energy_kwh"] is None else f"{s['energy_kwh']:.4f} kWh",
          "measured counters" if s["energy_j"] is not None else "no energy counter"),
         ("carbon", "n/a" if s.get("carbon_g") is None else f"{s['carbon_g']:.1f} g CO2e",
          (report.get("carbon") or {}).get("source") or (report.get("carbon") or {}).get("reason", "")),
-        ("communication", _pct(s["comm_share"]), "of rank time in traced calls"),
+        ("communication", pct(s["comm_share"]), "of rank time in traced calls"),
         ("slowest rank", "n/a" if s.get("slowest_rank") is None else str(s["slowest_rank"]),
          "" if s.get("slowest_rank") is None else f"{s['slowest_rank_busy_s']:.1f} s outside comm, median "
          f"{s['median_rank_busy_s']:.1f} s"),
@@ -382,7 +371,7 @@ def _energy(report: dict[str, Any]) -> str:
         for name, e in n["energy"].items():
             if e.get("status") == "measured":
                 rows.append([n["node"], name, (f"{e['energy_j'] / 1000:.3f}", e["energy_j"]), e["method"],
-                             _pct(e.get("coverage")), "measured"])  # fmt: skip
+                             pct(e.get("coverage")), "measured"])  # fmt: skip
             else:
                 rows.append([n["node"], name, "", "", "", f"unavailable: {e.get('reason', '')}"])
     out = [_table(["node", "source", "kJ", "method", "coverage", "status"], rows)] if rows else [
@@ -403,9 +392,9 @@ def _energy(report: dict[str, Any]) -> str:
 def _comm_table(comm: dict[str, Any] | None) -> str:
     if not comm:
         return '<p class="na">no communication records (--profile traces MPI and torch.distributed)</p>'
-    rows = [[c["lib"], c["call"], c["calls"], _size(c["bytes"]), (f"{c['seconds']:.3f}", c["seconds"]),
+    rows = [[c["lib"], c["call"], c["calls"], size(c["bytes"]), (f"{c['seconds']:.3f}", c["seconds"]),
              _num(c.get("busbw_gbs"))] for c in comm["calls"]]  # fmt: skip
-    head = f"<p>{comm['seconds']:.2f} s in traced calls, {_pct(comm['share'])} of rank time</p>"
+    head = f"<p>{comm['seconds']:.2f} s in traced calls, {pct(comm['share'])} of rank time</p>"
     return head + _table(["library", "call", "calls", "bytes", "seconds", "bus GB/s"], rows)
 
 
@@ -413,7 +402,7 @@ def _regions_table(regions: dict[str, Any] | None) -> str:
     if not regions or not regions.get("regions"):
         return '<p class="na">no regions (mark code with hpcx.region("name"))</p>'
     rows = [[r["name"], r["calls"], _num(r["seconds_mean"], "{:.3f}"), _num(r["seconds_min"], "{:.3f}"),
-             _num(r["seconds_max"], "{:.3f}"), r["slowest_rank"], _pct(r["imbalance"])]
+             _num(r["seconds_max"], "{:.3f}"), r["slowest_rank"], pct(r["imbalance"])]
             for r in regions["regions"]]  # fmt: skip
     out = _table(["region", "calls", "mean s", "min s", "max s", "slowest rank", "imbalance"], rows)
     if regions.get("cuda_memory"):
@@ -428,7 +417,7 @@ def _io_table(io_doc: dict[str, Any] | None) -> str:
         return '<p class="na">no I/O through hpcx.io</p>'
     t = io_doc["total"]
     rows = [
-        [op, _size(t[op]["bytes"]), t[op]["calls"], _num(t[op]["seconds"], "{:.2f}")]
+        [op, size(t[op]["bytes"]), t[op]["calls"], _num(t[op]["seconds"], "{:.2f}")]
         for op in ("read", "write")
     ]
     out = _table(["operation", "bytes", "calls", "rank-seconds"], rows)
@@ -444,9 +433,9 @@ def _gpu_table(report: dict[str, Any]) -> str:
     rows = []
     for n in report.get("node_timelines") or []:
         for g in n["gpus"]:
-            rows.append([n["node"], g["index"], _num(g["util_mean_pct"], "{:.0f}"), _pct(g["idle_share"]),
+            rows.append([n["node"], g["index"], _num(g["util_mean_pct"], "{:.0f}"), pct(g["idle_share"]),
                          _num(g["power_mean_w"], "{:.0f}"), _num(g["power_max_w"], "{:.0f}"),
-                         _num(g["mem_used_peak_mb"], "{:.0f}"), _pct(g["throttled_share"])])  # fmt: skip
+                         _num(g["mem_used_peak_mb"], "{:.0f}"), pct(g["throttled_share"])])  # fmt: skip
     if not rows:
         return ""
     return _table(["node", "GPU", "util %", "idle", "power W (mean)", "power W (max)", "NVML used MB (peak)",
@@ -469,7 +458,7 @@ def _tasks_table(tasks: list[dict[str, Any]] | None) -> str:
     if not tasks:
         return ""
     rows = [[t["task"], t["state"], "-" if t["exit_code"] is None else t["exit_code"], t["ranks"],
-             _num(t["wall_s"], "{:.1f}"), _pct(t["cpu_efficiency"]), _num(t["peak_rss_mb"], "{:.0f}"),
+             _num(t["wall_s"], "{:.1f}"), pct(t["cpu_efficiency"]), _num(t["peak_rss_mb"], "{:.0f}"),
              _num(None if t["energy_j"] is None else t["energy_j"] / 1000, "{:.3f}")] for t in tasks]  # fmt: skip
     return (
         "<h2>Array tasks</h2>"
@@ -494,7 +483,7 @@ def _profiler(report: dict[str, Any]) -> str:
             "sampler CPU / (wall x CPUs)",
         ],
         ["hpcx.run peak memory", _num(p.get("wrapper_rss_mb_max"), "{:.0f} MB"), "largest rank"],
-        ["records written", _size(p.get("record_bytes") or 0), "profile/*.jsonl"],
+        ["records written", size(p.get("record_bytes") or 0), "profile/*.jsonl"],
         [
             "communication tracing",
             _num(p.get("comm_added_s"), "{:.4f} s"),

@@ -7,7 +7,8 @@ from typing import Any
 from hpcx.reports.advice import gib, hms
 
 
-def _pct(x: float | None) -> str:
+def pct(x: float | None) -> str:
+    """A share as a whole percentage, ``n/a`` when unknown."""
     return "n/a" if x is None else f"{100 * x:.0f}%"
 
 
@@ -19,7 +20,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"  state {s['state']} ({_state_note(s)}), exit code {s['exit_code']}"
         + (f", failed ranks: {s['failed_ranks']}" if s["failed_ranks"] else ""),
         *_time_lines(s),
-        f"  CPU efficiency: hpcx {_pct(s['cpu_efficiency'])}, Slurm {_pct(s['cpu_efficiency_slurm'])}"
+        f"  CPU efficiency: hpcx {pct(s['cpu_efficiency'])}, Slurm {pct(s['cpu_efficiency_slurm'])}"
         f" ({s['cpus_per_task']} CPUs per task)",
         *_memory_lines(s),
         *_io_lines(report.get("io")),
@@ -67,11 +68,11 @@ def _memory_lines(s: dict[str, Any]) -> list[str]:
 def _comm_lines(comm: dict[str, Any] | None) -> list[str]:
     if not comm:
         return []
-    lines = [f"  communication: {comm['seconds']:.1f} s in traced calls, {_pct(comm['share'])} of rank time"]
+    lines = [f"  communication: {comm['seconds']:.1f} s in traced calls, {pct(comm['share'])} of rank time"]
     for c in comm["calls"][:5]:
         bw = f", {c['busbw_gbs']:.2f} GB/s bus" if c["busbw_gbs"] else ""
         lines.append(
-            f"    {c['lib']} {c['call']}: {c['calls']} calls, {_size(c['bytes'])}, {c['seconds']:.2f} s{bw}"
+            f"    {c['lib']} {c['call']}: {c['calls']} calls, {size(c['bytes'])}, {c['seconds']:.2f} s{bw}"
         )
     line = comm_energy_text(comm.get("energy"))
     return [*lines, f"    {line}"] if line else lines
@@ -84,7 +85,7 @@ def comm_energy_text(energy: dict[str, Any] | None) -> str | None:
     if energy.get("status") != "measured":
         return f"energy in communication: n/a ({energy.get('reason')})"
     return (f"energy in communication: {energy['energy_j']:.0f} J (derived: node energy per window x the "
-            f"node's share of rank time in calls; {_pct(energy.get('coverage'))} of call time covered)")  # fmt: skip
+            f"node's share of rank time in calls; {pct(energy.get('coverage'))} of call time covered)")  # fmt: skip
 
 
 def _task_lines(tasks: list[dict[str, Any]]) -> list[str]:
@@ -96,7 +97,7 @@ def _task_lines(tasks: list[dict[str, Any]]) -> list[str]:
         wall = "-" if t["wall_s"] is None else f"{t['wall_s']:.1f}"
         peak = "-" if t["peak_rss_mb"] is None else f"{t['peak_rss_mb']:.0f}"
         lines.append(f"  {t['task']:>5}  {t['state']:<11} {code:>4} {t['ranks']:>5} {wall:>8} "
-                     f"{_pct(t['cpu_efficiency']):>7} {peak:>8}")  # fmt: skip
+                     f"{pct(t['cpu_efficiency']):>7} {peak:>8}")  # fmt: skip
     return lines
 
 
@@ -121,7 +122,8 @@ def _rank_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _size(nbytes: float) -> str:
+def size(nbytes: float) -> str:
+    """Bytes in binary units: ``812 B``, ``4.2 KiB``, ``1.5 GiB``."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if nbytes >= scale:
             return f"{nbytes / scale:.1f} {unit}"
@@ -138,7 +140,7 @@ def _io_lines(io: dict[str, Any] | None) -> list[str]:
             rate = (
                 f" at {t['bytes'] / 2**20 / t['seconds']:.0f} MiB/s per rank-second" if t["seconds"] else ""
             )
-            parts.append(f"{op} {_size(t['bytes'])}{rate}")
+            parts.append(f"{op} {size(t['bytes'])}{rate}")
     lines = [f"  I/O: {', '.join(parts)}"]
     for path, f in io.get("hdf5_files", {}).items():
         lines.append(f"  HDF5 {path}: {f['layout']} ({f['reason']})")
@@ -164,7 +166,7 @@ def _energy_lines(nodes: list[dict[str, Any]]) -> list[str]:
                 parts.append(f"{name} unavailable ({e['reason']})")
             else:
                 parts.append(
-                    f"{name} {e['energy_j'] / 1000:.2f} kJ ({e['method']}, {_pct(e['coverage'])} covered)"
+                    f"{name} {e['energy_j'] / 1000:.2f} kJ ({e['method']}, {pct(e['coverage'])} covered)"
                 )
         lines.append(f"  energy {n['node']}: {'; '.join(parts)}")
     return lines
@@ -176,7 +178,7 @@ def _gpu_lines(s: dict[str, Any]) -> list[str]:
     parts = [f"  GPUs: {s['gpus']} sampled, mean utilisation {s['gpu_util_mean_pct']:.0f}%"
              if s.get("gpu_util_mean_pct") is not None else f"  GPUs: {s['gpus']} sampled"]  # fmt: skip
     if s.get("gpu_idle_share_max") is not None:
-        parts.append(f"idlest {s['gpu_idle_where']} idle {_pct(s['gpu_idle_share_max'])}")
+        parts.append(f"idlest {s['gpu_idle_where']} idle {pct(s['gpu_idle_share_max'])}")
     if s.get("gpu_mem_used_peak_mb") is not None:
         parts.append(f"memory peak {gib(s['gpu_mem_used_peak_mb'])} (NVML, whole device)")
     if s.get("gpu_alloc_peak_mb") is not None:
@@ -208,7 +210,7 @@ def _profiler_lines(p: dict[str, Any] | None) -> list[str]:
         f", comm tracing ~{p['comm_added_s']:.4f} s (estimated)" if p.get("comm_added_s") is not None else ""
     )
     return [f"  profiler overhead: sampler {p['sampler_cpu_s']:.2f} s CPU{share}, records "
-            f"{_size(p['record_bytes'])}{comm}"]  # fmt: skip
+            f"{size(p['record_bytes'])}{comm}"]  # fmt: skip
 
 
 def _region_lines(regions: dict[str, Any] | None) -> list[str]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hpcx.records import read_records, region_spans
+from hpcx.records import current_attempt, read_records, region_spans
 
 IDLE_UTIL_PCT = 5.0  # a GPU sample below this utilisation counts as idle
 # NVML clocks-event reasons that slow a busy GPU down: SW power cap 0x4, HW slowdown 0x8, SW thermal 0x20,
@@ -120,18 +120,18 @@ def gpu_stats(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def node_details(merged: dict[str, dict[str, Any]], max_points: int) -> dict[str, dict[str, Any]]:
-    """Per node and job step (from :func:`hpcx.records.read_nodes`; a node read by one collector has one
-    entry, ``node``, else ``node step S`` each): ``node``, ``timeline`` and ``gpus``."""
+def node_details(merged: dict[str, dict[str, Any]], max_points: int) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per (node, n-th job step on it) (from :func:`hpcx.records.read_nodes`): ``node`` (its label: the node, or
+    ``node step S`` when several steps read it), ``timeline`` and ``gpus``."""
     out = {}
     for name, node in sorted(merged.items()):
         steps = node.get("steps") or [node]
-        for step in steps:
+        for i, step in enumerate(steps):
             records = [step["start"], *step["samples"]]
             sid = step["start"].get("step")
             label = name if len(steps) == 1 or sid is None else f"{name} step {sid}"
-            out[label] = {"node": label, "timeline": node_timeline(records, max_points),
-                          "gpus": gpu_stats(records)}  # fmt: skip
+            out[(name, i)] = {"node": label, "timeline": node_timeline(records, max_points),
+                              "gpus": gpu_stats(records)}  # fmt: skip
     return out
 
 
@@ -155,7 +155,7 @@ def regions(
         if anchor is None:
             continue
         rank = int(anchor["rank"])
-        if since is not None and rank in since and records[-1]["t"] < since[rank]:
+        if not current_attempt(since, rank, records[-1]["t"]):
             continue  # a requeued job's earlier attempt
         ranks.add(rank)
         for span in region_spans(records):
@@ -187,21 +187,6 @@ def regions(
                          for r, s in seconds.items()],  # fmt: skip
         })  # fmt: skip
     return {"regions": names, "cuda_memory": [cuda[r] for r in sorted(cuda)]}
-
-
-def comm_sizes(per_rank: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Calls, bytes and seconds per (library, call, message-size bucket) over all ranks, as the comm records
-    bucket them (a call of n bytes in 2^floor(log2 n))."""
-    rows: dict[tuple[str, str, int], dict[str, Any]] = {}
-    for entries in per_rank.values():
-        for e in entries:
-            key = (e["lib"], e["call"], int(e.get("bucket") or 0))
-            row = rows.setdefault(key, {"lib": key[0], "call": key[1], "bucket": key[2], "calls": 0,
-                                        "bytes": 0, "seconds": 0.0})  # fmt: skip
-            row["calls"] += e["calls"]
-            row["bytes"] += e["bytes"]
-            row["seconds"] += e["seconds"]
-    return sorted(rows.values(), key=lambda r: (r["lib"], r["call"], r["bucket"]))
 
 
 def profiler_cost(ranks: list[dict[str, Any]], profile_dir: Path, comm_calls: int | None) -> dict[str, Any]:
