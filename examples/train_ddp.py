@@ -135,6 +135,7 @@ def main() -> int:
             ckpt.save(step, state, per_rank={"reader": reader.state_dict()}, background=background)
 
         batches = endless(reader)
+        loss = None  # stays None when a requeued job resumes from the checkpoint of its last step
         while step < args.steps:
             x, y = (t.to(device) for t in next(batches))
             loss = torch.nn.functional.mse_loss(model(x).squeeze(-1), y)
@@ -153,7 +154,8 @@ def main() -> int:
                     os.kill(os.getpid(), signal.SIGKILL)
             if step % args.ckpt_every == 0 or step == args.steps:
                 save()
-            if preempt.should_stop(stop, ctx.comm, step=step, every=args.check_every):
+            # At the last step there is nothing left to requeue for: the job finishes instead.
+            if step < args.steps and preempt.should_stop(stop, ctx.comm, step=step, every=args.check_every):
                 save()
                 if ctx.rank == 0:
                     print(f"stopping at step {step}: checkpoint saved", flush=True)
@@ -163,7 +165,8 @@ def main() -> int:
         if ctx.rank == 0:
             sha = model_sha256(net)
             (out / "final_state.sha256").write_text(sha + "\n")
-            print(f"done: {step} steps, final loss {loss.item():.4g}, final state sha256 {sha}", flush=True)
+            final = f"{loss.item():.4g}" if loss is not None else "n/a (resumed after the last step)"
+            print(f"done: {step} steps, final loss {final}, final state sha256 {sha}", flush=True)
     return 0
 
 
