@@ -190,11 +190,9 @@ def report_summary(rep: Replicate) -> dict[str, Any]:
 
 def _task_summary(rep: Replicate, profile: Path) -> dict[str, Any]:
     """A sweep task's wall time, CPU time, efficiency and peak memory, as build_report sums a run's ranks."""
-    from hpcx.records import read_records
-    from hpcx.reports.build import summarize_rank
+    from hpcx.reports.build import summarize_ranks
 
-    ranks = [r for r in (summarize_rank(read_records(f)) for f in sorted(profile.glob("rank-*.jsonl")))
-             if r["rank"] is not None]  # fmt: skip
+    ranks = summarize_ranks(profile)
     if not ranks:
         return {}
     cpus = int(rep.run.manifest.get("resources", {}).get("cpus_per_task", {}).get("value") or 1)

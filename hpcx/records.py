@@ -25,8 +25,23 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
 
-def rank_file(profile_dir: str | os.PathLike[str], rank: int) -> Path:
-    return Path(profile_dir) / f"rank-{rank:05d}.jsonl"
+def rank_file(profile_dir: str | os.PathLike[str], rank: int, step: str | None = None) -> Path:
+    """The rank's file, one per job step when there is one (``rank-NNNNN.step-S.jsonl``): two sruns in one
+    allocation each have a rank 0, concurrent or one after the other, and each keeps its own records."""
+    name = f"rank-{rank:05d}"
+    if step:
+        name += f".step-{step.replace('/', '_')}"
+    return Path(profile_dir) / f"{name}.jsonl"
+
+
+def rank_files(profile_dir: str | os.PathLike[str]) -> dict[int, list[Path]]:
+    """Per rank, its files (``rank-NNNNN.jsonl``, and or one ``rank-NNNNN.step-S.jsonl`` per job step)."""
+    found: dict[int, list[Path]] = {}
+    for path in sorted(Path(profile_dir).glob("rank-*.jsonl")):
+        match = _RANK_FILE.fullmatch(path.name)
+        if match:
+            found.setdefault(int(match.group(1)), []).append(path)
+    return found
 
 
 def node_file(profile_dir: str | os.PathLike[str], node: str, step: str | None = None) -> Path:
@@ -158,6 +173,39 @@ def _series(records: Iterable[dict[str, Any]], skip: tuple[str, ...]) -> dict[st
 def rank_series(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """One rank: its start and end records, its sources, and its samples as columns (``t``, ``rss_mb``...)."""
     return _series(records, skip=("v", "type", "rank"))
+
+
+def last_attempt_steps(
+    steps: list[dict[str, Any]], start: Any = lambda s: s["start"]
+) -> list[dict[str, Any]]:
+    """Of one rank's job steps (one per rank file), those of the job's last attempt, in start order: a
+    requeued job's new attempt numbers its steps from 0 again, so a step file the new attempt never reached
+    still holds the old attempt's records."""
+    steps = [s for s in steps if start(s)]
+    if not steps:
+        return []
+    last = max(start(s).get("attempt", 0) or 0 for s in steps)
+    kept = [s for s in steps if (start(s).get("attempt", 0) or 0) == last]
+    return sorted(kept, key=lambda s: start(s).get("t", 0.0))
+
+
+def merge_rank_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One rank run by several job steps (each a :func:`rank_series` of its own file): the first step's start,
+    the last step's end (None while any step has none), every step's samples in time order and ``steps``, the
+    steps' own series in start order (concurrent steps' samples interleave: read those per step)."""
+    steps = last_attempt_steps(steps) or steps[:1]
+    if len(steps) == 1:
+        return {**steps[0], "steps": steps}
+    samples = sorted((s for step in steps for s in step["samples"]), key=lambda s: s.get("t", 0.0))
+    ends = [step["end"] for step in steps]
+    return {
+        "start": steps[0]["start"],
+        "end": None if any(e is None for e in ends) else max(ends, key=lambda e: e.get("t", 0.0)),
+        "sources": {k: v for step in steps for k, v in step["sources"].items()},
+        "series": _columns(samples, ("v", "type", "rank")),
+        "samples": samples,
+        "steps": steps,
+    }
 
 
 def node_series(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -359,6 +407,7 @@ def region_spans(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 _RANK = re.compile(r"rank-(\d+)")
+_RANK_FILE = re.compile(r"rank-(\d+)(?:\.step-[^.]*)?\.jsonl")
 
 
 def _rank_of(path: Path) -> int:
@@ -385,9 +434,11 @@ def read_nodes(profile_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]
 
 def read_profile(profile_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Every record of a run's profile directory: ``{"ranks": {rank: ...}, "nodes": {node: ...},
-    "regions": {rank: [span, ...]}}`` (regions of all a rank's processes, in start order)."""
+    "regions": {rank: [span, ...]}}`` (a rank's job steps merged by :func:`merge_rank_steps`, regions of all a
+    rank's processes in start order)."""
     root = Path(profile_dir)
-    ranks = {_rank_of(path): rank_series(read_records(path)) for path in sorted(root.glob("rank-*.jsonl"))}
+    ranks = {rank: merge_rank_steps([rank_series(read_records(path)) for path in paths])
+             for rank, paths in rank_files(root).items()}  # fmt: skip
     nodes = read_nodes(root)
     regions: dict[int, list[dict[str, Any]]] = {}
     for path in sorted(root.glob("regions-rank-*.jsonl")):

@@ -65,12 +65,14 @@ def _profile_dir(args: argparse.Namespace) -> Path | None:
     return base / f"task-{args.task_id:05d}" if args.task_id is not None else base
 
 
-def _start_record(rank: RankEnv, child_pid: int, command: list[str], interval_s: float) -> dict[str, object]:
+def _start_record(
+    rank: RankEnv, child_pid: int, command: list[str], interval_s: float, step: str | None
+) -> dict[str, object]:
     return {
         "type": "start", "t": time.time(), "rank": rank.rank, "size": rank.size,
         "local_rank": rank.local_rank, "node": rank.node, "host": socket.gethostname(), "pid": child_pid,
         "launcher": rank.launcher,
-        "job_id": rank.job_id, "attempt": rank.attempt, "argv": command,
+        "job_id": rank.job_id, "step": step, "attempt": rank.attempt, "argv": command,
         "cpus_allowed": len(os.sched_getaffinity(0)), "interval_s": interval_s,
         "node_collector": rank.local_rank == 0,
     }  # fmt: skip
@@ -83,13 +85,14 @@ def step_id() -> str | None:
 
 def _start_sampler(profile_dir: Path, rank: RankEnv, child_pid: int, command: list[str],
                    interval_s: float, edge_s: float = EDGE_EVERY_S) -> tuple[RecordWriter, Sampler]:  # fmt: skip
-    """The rank's writer and sampler; the node's lowest local rank also collects the node's sensors, into a
-    file of its own job step (two concurrent sruns on a node each have a local rank 0)."""
-    writer = RecordWriter(rank_file(profile_dir, rank.rank), line_flush=False)  # synced every 5 s
-    writer.write(_start_record(rank, child_pid, command, interval_s))
+    """The rank's writer and sampler, into a file of the rank's own job step (two sruns in one allocation each
+    have a rank 0); the node's lowest local rank also collects the node's sensors, into a node file of its own
+    job step (two concurrent sruns on a node each have a local rank 0)."""
+    step = step_id()
+    writer = RecordWriter(rank_file(profile_dir, rank.rank, step), line_flush=False)  # synced every 5 s
+    writer.write(_start_record(rank, child_pid, command, interval_s, step))
     node_writer = None
     if rank.local_rank == 0:
-        step = step_id()
         node_writer = RecordWriter(node_file(profile_dir, rank.node, step), line_flush=False)
         node_writer.write({"type": "start", "t": time.time(), "node": rank.node, "host": socket.gethostname(),
                            "rank": rank.rank, "job_id": rank.job_id, "step": step, "attempt": rank.attempt,

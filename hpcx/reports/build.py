@@ -14,7 +14,14 @@ from typing import Any
 from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write, read_json
 from hpcx.provenance import ACCOUNTING
-from hpcx.records import READABLE_VERSIONS, read_io_totals, read_nodes, read_records
+from hpcx.records import (
+    READABLE_VERSIONS,
+    last_attempt_steps,
+    rank_files,
+    read_io_totals,
+    read_nodes,
+    read_records,
+)
 from hpcx.reports.accounting import summarize_accounting
 from hpcx.reports.advice import advise
 from hpcx.reports.comm import summarize_comm
@@ -55,6 +62,7 @@ def summarize_rank(
     step = -(-len(samples) // max_points) or 1
     return {
         "rank": start.get("rank"),
+        "step": start.get("step"),
         "node": start.get("node"),
         "host": start.get("host"),
         "attempt": start.get("attempt", 0),
@@ -93,6 +101,83 @@ def summarize_rank_file(path: Path, max_points: int = MAX_TIMELINE_POINTS) -> di
     summary = summarize_rank(_decode(picked), max_points)
     summary["samples"] = len(samples)
     return summary
+
+
+def summarize_ranks(profile: Path, max_points: int = MAX_TIMELINE_POINTS) -> list[dict[str, Any]]:
+    """Every rank of a profile directory in rank order, each :func:`summarize_rank_file` of its file, or of its
+    job steps' files combined by :func:`combine_steps`."""
+    ranks = []
+    for paths in rank_files(profile).values():
+        parts = [r for r in (summarize_rank_file(p, max_points) for p in paths) if r["rank"] is not None]
+        if parts:
+            ranks.append(combine_steps(parts, max_points))
+    return sorted(ranks, key=lambda r: r["rank"])
+
+
+def combine_steps(parts: list[dict[str, Any]], max_points: int = MAX_TIMELINE_POINTS) -> dict[str, Any]:
+    """One rank run by several job steps (one summary each, :func:`summarize_rank`), the way Slurm's job line
+    sums its steps: the job's last attempt only; wall time the union of the steps' lifetimes (steps one after
+    another add up, concurrent ones count once); CPU time summed; the timeline the steps' sum at each moment
+    (a step contributes its RSS while it runs, and its CPU time from its start on), so the peak is the highest
+    of any step's own and the sum of those running together at a sample; ``exit_code`` the first failing
+    step's, else 0 once every step finished; ``steps`` each step's own figures. One part comes back as is."""
+    kept = last_attempt_steps(parts, start=lambda r: {"t": r["start_t"] or 0.0, "attempt": r["attempt"]})
+    if len(kept) <= 1:
+        return (kept or parts)[0]
+    t0 = kept[0]["start_t"] or 0.0
+    lives = [((r["start_t"] or t0), (r["start_t"] or t0) + r["wall_s"]) for r in kept]
+    wall = 0.0
+    reach = t0
+    for a, b in lives:  # sorted by start
+        wall += max(0.0, b - max(a, reach))
+        reach = max(reach, b)
+    steps_tl = [[(p[0] + (a - t0), p[1], p[2]) for p in r["timeline"]] for r, (a, _) in zip(kept, lives)]
+    times = sorted({p[0] for tl in steps_tl for p in tl})
+    times = times[:: -(-len(times) // max_points) or 1]
+    timeline = []
+    for t in times:
+        rss = cpu = 0.0
+        for tl, r in zip(steps_tl, kept):
+            if not tl or t < tl[0][0]:
+                continue
+            if t > tl[-1][0]:  # after its last point: ended (its CPU stays counted) or not sampled since
+                cpu += r["cpu_s"] if r["finished"] else tl[-1][2]
+                rss += 0.0 if r["finished"] else tl[-1][1]
+                continue
+            rss += _interp(tl, t, 1)
+            cpu += _interp(tl, t, 2)
+        timeline.append([round(t, 3), round(rss, 2), round(cpu, 3)])
+    failed = [r["exit_code"] for r in kept if r["exit_code"]]
+    finished = all(r["finished"] for r in kept)
+    sampler = [r["sampler_cpu_s"] for r in kept]
+    return {
+        **kept[0],
+        "step": None,
+        "wall_s": wall,
+        "cpu_s": sum(r["cpu_s"] for r in kept),
+        "peak_rss_mb": max([r["peak_rss_mb"] for r in kept] + [p[1] for p in timeline]),
+        "exit_code": failed[0] if failed else (0 if finished else None),
+        "finished": finished,
+        "samples": sum(r["samples"] for r in kept),
+        "cpus_allowed": max((r["cpus_allowed"] for r in kept if r["cpus_allowed"] is not None), default=None),
+        "sampler_cpu_s": None if None in sampler else sum(sampler),
+        "sampler_rss_mb": max(
+            (r["sampler_rss_mb"] for r in kept if r["sampler_rss_mb"] is not None), default=None
+        ),  # fmt: skip
+        "timeline": timeline,
+        "steps": [{k: r[k] for k in STEP_FIELDS} for r in kept],
+    }
+
+
+STEP_FIELDS = ("step", "node", "start_t", "wall_s", "cpu_s", "peak_rss_mb", "exit_code", "finished")
+
+
+def _interp(tl: list[tuple[float, float, float]], t: float, col: int) -> float:
+    """Column ``col`` of a timeline at ``t`` (within its span), linear between points."""
+    for p, q in zip(tl, tl[1:]):
+        if p[0] <= t <= q[0]:
+            return p[col] if q[0] == p[0] else p[col] + (q[col] - p[col]) * (t - p[0]) / (q[0] - p[0])
+    return tl[-1][col]
 
 
 def _sample_lines(data: bytes, lines: list[bytes], first: int, last: int) -> list[bytes]:
@@ -158,16 +243,13 @@ def build_report(
     if task is not None and accounting is not None:
         accounting = task_accounting(run, accounting, task)
     acct = summarize_accounting(accounting)
-    files = sorted(profile.glob("rank-*.jsonl"))
-    rank_points = min(max_points, RANK_TIMELINE_POINTS)
-    ranks = [r for r in (summarize_rank_file(f, rank_points) for f in files) if r["rank"] is not None]
+    ranks = summarize_ranks(profile, min(max_points, RANK_TIMELINE_POINTS))
     task_rows = summarize_tasks(run, accounting) if task is None else None
     if not ranks and acct is None and not task_rows:
         raise UsageError(
             f"run {run.id} has no profile records in {profile} and no Slurm accounting record",
             hint="the job has not started yet; submit with --profile for hpcx's own records",
         )
-    ranks.sort(key=lambda r: r["rank"])
     manifest = run.manifest
     res = {k: v["value"] for k, v in manifest.get("resources", {}).items()}
     merged = read_nodes(profile)  # every node file parsed once, for energy, timelines and comm energy
@@ -251,8 +333,7 @@ def summarize_tasks(run: Run, accounting: dict[str, Any] | None) -> list[dict[st
     rows = []
     for path in dirs:
         task = int(path.name[5:])
-        ranks = [r for r in (summarize_rank_file(f, 1) for f in sorted(path.glob("rank-*.jsonl")))
-                 if r["rank"] is not None]  # fmt: skip
+        ranks = summarize_ranks(path, 1)
         acct = summarize_accounting(task_accounting(run, accounting, task)) if accounting else None
         wall = max((r["wall_s"] for r in ranks), default=None)
         cpu = sum(r["cpu_s"] for r in ranks) if ranks else None

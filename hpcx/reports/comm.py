@@ -13,7 +13,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hpcx.records import UNAVAILABLE, current_attempt, read_nodes, read_records
+from hpcx.records import (
+    UNAVAILABLE,
+    current_attempt,
+    last_attempt_steps,
+    rank_files,
+    read_nodes,
+    read_records,
+)
 
 _RANK = re.compile(r"comm-rank-(\d+)")
 
@@ -150,22 +157,26 @@ def _at(curve: list[tuple[float, float]], t: float) -> float:
 
 
 def _rank_lives(profile_dir: Path) -> dict[int, tuple[str, float, float]]:
-    """Per rank with a rank file: its node and when it ran (start record to end record, or last sample)."""
+    """Per rank with a rank file: its node and when it ran (start record to end record, or last sample; a
+    rank several job steps ran: the first step's node, from the first start to the last end)."""
     lives = {}
-    for path in sorted(profile_dir.glob("rank-*.jsonl")):
-        start = end = last = None
-        for rec in read_records(path):
-            kind = rec.get("type")
-            if kind == "start":
-                start, end, last = rec, None, None  # a requeued job: the last attempt
-            elif kind == "end":
-                end = rec
-            elif kind == "sample":
-                last = rec
-        if start is None or not start.get("node") or start.get("rank") is None:
-            continue
-        stop = (end or last or start)["t"]
-        lives[int(start["rank"])] = (start["node"], start["t"], stop)
+    for rank, paths in rank_files(profile_dir).items():
+        steps = []
+        for path in paths:
+            start = end = last = None
+            for rec in read_records(path):
+                kind = rec.get("type")
+                if kind == "start":
+                    start, end, last = rec, None, None  # a requeued job: the last attempt
+                elif kind == "end":
+                    end = rec
+                elif kind == "sample":
+                    last = rec
+            if start is not None and start.get("node"):
+                steps.append({"start": start, "stop": (end or last or start)["t"]})
+        steps = last_attempt_steps(steps)
+        if steps:
+            lives[rank] = (steps[0]["start"]["node"], steps[0]["start"]["t"], max(s["stop"] for s in steps))
     return lives
 
 

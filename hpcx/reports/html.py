@@ -448,10 +448,19 @@ def _ranks_table(report: dict[str, Any]) -> str:
         return '<p class="na">no profile records: Slurm\'s accounting only (submit with --profile)</p>'
     rows = [[r["rank"], r["node"], (f"{r['wall_s']:.1f}", r["wall_s"]), (f"{r['cpu_s']:.1f}", r["cpu_s"]),
              (f"{r['peak_rss_mb']:.0f}", r["peak_rss_mb"]), "-" if r["exit_code"] is None else r["exit_code"],
-             r["attempt"], r["samples"]] for r in ranks]  # fmt: skip
+             r["attempt"], _steps(r), r["samples"]] for r in ranks]  # fmt: skip
     return _table(
-        ["rank", "node", "wall s", "CPU s", "peak MB", "exit", "attempt", "samples"], rows, sortable=True
+        ["rank", "node", "wall s", "CPU s", "peak MB", "exit", "attempt", "steps", "samples"],
+        rows,
+        sortable=True,
     )
+
+
+def _steps(rank: dict[str, Any]) -> str:
+    """The srun steps a rank's figures come from: several (combined), one, or none (no srun)."""
+    if rank.get("steps"):
+        return ", ".join(str(s["step"]) for s in rank["steps"])
+    return "-" if rank.get("step") is None else str(rank["step"])
 
 
 def _tasks_table(tasks: list[dict[str, Any]] | None) -> str:

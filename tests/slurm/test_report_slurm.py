@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -83,6 +84,28 @@ def test_own_script_without_records_is_reported_from_accounting(slurm_hpcx, runs
     assert "no profile records" in text and f"hpcx: job={doc['job_id']} state=COMPLETED" in text
     assert "energy_kwh=na comm_share=na" in text and "mem_req_mb=1500" in text
     assert [a["kind"] for a in report["advice"] if a["kind"] == "time"] == ["time"]
+    _valid(report, monkeypatch)
+
+
+def test_own_script_with_two_profiled_steps_reports_both(slurm_hpcx, runs_root, monkeypatch):
+    """``srun prep; srun train``: each step's ranks write their own files, and the report's rank 0 is both
+    steps (wall times added, the larger peak), not only the last."""
+    script = runs_root / "two-steps.sh"
+    step = (f"srun -n 1 {sys.executable} -m hpcx.run --interval 0.5 -- {sys.executable} -c "
+            "'import time; x = bytearray({mb} * 2**20); time.sleep(4)'\n")  # fmt: skip
+    script.write_text("#!/bin/bash\n#SBATCH -t 5\n#SBATCH --mem 1500\n" + step.format(mb=300)
+                      + step.format(mb=100))  # fmt: skip
+    doc = slurm_hpcx.json("submit", str(script))
+    assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=120)["state"] == "COMPLETED"
+    files = sorted(p.name for p in (runs_root / doc["run_id"] / "profile").glob("rank-*.jsonl"))
+    assert files == ["rank-00000.step-0.jsonl", "rank-00000.step-1.jsonl"]
+    report, _ = _final_report(slurm_hpcx, doc["run_id"])
+    (rank,) = report["ranks"]
+    assert [s["step"] for s in rank["steps"]] == ["0", "1"] and rank["exit_code"] == 0
+    first, second = rank["steps"]
+    assert first["peak_rss_mb"] > 300 > second["peak_rss_mb"] > 100
+    assert rank["peak_rss_mb"] == first["peak_rss_mb"] and rank["wall_s"] >= 8
+    assert rank["wall_s"] == pytest.approx(first["wall_s"] + second["wall_s"], rel=1e-6)
     _valid(report, monkeypatch)
 
 

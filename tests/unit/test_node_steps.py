@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hpcx.records import COMBINE_RULE, energy_windows, node_series, read_nodes, read_profile, read_records
-from hpcx.reports.build import summarize_nodes
+from hpcx.reports.build import summarize_nodes, summarize_ranks
 
 RATE_W = 100.0  # the fake package's power: the counter moves 100 J per second of wall time
 
@@ -123,3 +123,15 @@ def test_windows_rule_on_hand_made_series():
     assert energy_windows([first]) == ([(0.0, 10.0, 100.0), (10.0, 20.0, 100.0)], False)
     inside = [(12.0, 0.0), (18.0, 9.0)]  # wholly inside the first step's time: adds nothing
     assert energy_windows([first, inside]) == ([(0.0, 10.0, 100.0), (10.0, 20.0, 100.0)], False)
+
+
+def test_each_step_writes_its_own_rank_file_and_the_rank_is_both(two_steps):
+    """Both steps are rank 0 of their own srun: two rank files, one rank whose time counts the overlap once."""
+    assert sorted(p.name for p in two_steps.glob("rank-*.jsonl")) == [
+        "rank-00000.step-0.jsonl", "rank-00000.step-1.jsonl"]  # fmt: skip
+    rank = read_profile(two_steps)["ranks"][0]
+    assert [s["start"]["step"] for s in rank["steps"]] == ["0", "1"]
+    (combined,) = summarize_ranks(two_steps)
+    first, second = combined["steps"]
+    assert combined["wall_s"] == pytest.approx(second["start_t"] + second["wall_s"] - first["start_t"])
+    assert combined["wall_s"] < first["wall_s"] + second["wall_s"] - 0.5  # about 1.3 s of overlap
