@@ -124,7 +124,12 @@ def _forward(child: subprocess.Popen[bytes], signum: int, rank: int) -> None:
     the command's tree that handle it: its default action is to terminate, so a program that never asked for
     it would die minutes before its limit and the job end FAILED instead of running to its time."""
     if signum not in WARNINGS:
-        child.send_signal(signum)
+        # os.kill, not Popen.send_signal: that polls first and so may reap a child that has just exited,
+        # and the wait4 below would then find no child (a signal racing the end of the job).
+        try:
+            os.kill(child.pid, signum)
+        except ProcessLookupError:
+            pass
         return
     takers = [p for p in tree_pids(child.pid) if catches(p, signum)]
     for pid in takers:
@@ -173,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"hpcx.run: rank {rank.rank} cannot start {args.command[0]!r}: {exc.strerror}", file=sys.stderr)
         return 127
+    alive = [True]
     for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, lambda signum, _frame: _forward(child, signum, rank.rank))
+        signal.signal(sig, lambda signum, _frame: alive[0] and _forward(child, signum, rank.rank))
     writer = sampler = None
     if profile_dir is not None:
         writer, sampler = _start_sampler(
@@ -184,10 +190,18 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         try:
             _, status, usage = os.wait4(child.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
             break
         except InterruptedError:
             continue
-    code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:  # reaped by something else in this process: Popen may know its status
+            code, usage = child.returncode, resource.getrusage(resource.RUSAGE_CHILDREN)
+            if code is None:
+                print(f"hpcx.run: rank {rank.rank}: the command's exit status was lost (its process was "
+                      "reaped by something else); exiting 255", file=sys.stderr, flush=True)  # fmt: skip
+                code = 255
+            break
+    alive[0] = False  # reaped: its pid may be reused, so no signal goes to it any more
     exit_code = code if code >= 0 else 128 - code
     if writer is not None and sampler is not None:
         sampler.stop()

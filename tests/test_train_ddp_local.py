@@ -49,7 +49,8 @@ def test_a_stop_request_during_the_last_step_finishes_instead_of_requeueing(tmp_
     try:
         metrics = tmp_path / "metrics" / "rank-00000.jsonl"
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait until step 2 (the last) is logged: the job sleeps 6 s after it
+        # Wait until step 2 (the last) is logged: the job sleeps 6 s after it.
+        while time.monotonic() < deadline:
             lines = metrics.read_text().splitlines() if metrics.exists() else []
             if any(json.loads(line).get("step") == 2 for line in lines if line.strip()):
                 break

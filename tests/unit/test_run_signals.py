@@ -3,6 +3,7 @@ program must run to its time limit, not die of a signal it never asked for; a ha
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -46,3 +47,22 @@ def test_term_still_reaches_a_program_without_a_handler():
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM
+
+
+def test_forwarding_to_a_command_that_just_exited_leaves_it_for_the_wrapper_to_reap():
+    """A signal that reaches hpcx.run after its command exited, before the wrapper's wait4 reaped it: passing
+    it on must not reap the child itself (Popen.send_signal polls, and so did), or wait4 finds no child and
+    the wrapper crashes without its exit code and end record."""
+    from hpcx.run import _forward
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    deadline = time.monotonic() + 30
+    while (
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+    ):  # a zombie, not reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    _forward(child, signal.SIGCONT, 0)
+    _forward(child, signal.SIGTERM, 0)
+    _, status, _ = os.wait4(child.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 3

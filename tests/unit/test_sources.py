@@ -338,3 +338,55 @@ def test_nvml_reads_gauges_every_interval_and_energy_only_at_edges(monkeypatch):
     assert edge[0]["energy_j"] == pytest.approx(12.345) and "energy_j" not in edge[1]
     monkeypatch.setenv("SLURM_JOB_GPUS", "7")
     assert Nvml().open()["gpus"] == [1]  # only the job's GPU, matched by minor number
+
+
+def test_a_stalled_sampler_takes_one_sample_on_resume_not_a_burst(tmp_path):
+    """A suspended job (scontrol suspend: SIGSTOP to every process) resumes with one sample, not one for
+    every interval it missed written back to back."""
+    proc = _hpcx_run(tmp_path / "profile", "import time; time.sleep(6)", {})
+    rank_path = tmp_path / "profile" / "rank-00000.jsonl"
+    try:
+        _wait_for_start(rank_path)
+        time.sleep(1.0)
+        os.kill(proc.pid, signal.SIGSTOP)  # the wrapper (its sampler thread) misses 20 intervals of 0.1 s
+        time.sleep(2.0)
+        os.kill(proc.pid, signal.SIGCONT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    times = [r["t"] for r in read_records(rank_path) if r["type"] == "sample"]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert max(gaps) >= 1.8, gaps  # the stall is in the records, as a gap
+    assert sum(g < 0.05 for g in gaps) <= 2, gaps  # at most the closing sample falls close to another
+
+
+def _wait_for_start(rank_path: Path) -> None:
+    """Until the rank's start record is on disk (written at once; samples reach the disk every 5 s)."""
+    deadline = time.monotonic() + 20
+    while not (rank_path.exists() and any(r["type"] == "start" for r in read_records(rank_path))):
+        assert time.monotonic() < deadline, "no start record in 20 s"
+        time.sleep(0.05)
+
+
+def test_a_signal_after_the_command_exited_keeps_its_exit_code_and_end_record(tmp_path):
+    """The wrapper is held (stopped) while its command exits 3; the SIGCONT that resumes it is forwarded to a
+    child that is gone. The wrapper still reaps it, exits 3 and writes the end record (it used to crash on a
+    child reaped by the forwarding, exit 1, no end record)."""
+    proc = _hpcx_run(tmp_path / "profile", "import sys, time; time.sleep(1); sys.exit(3)", {},
+                     stderr=subprocess.PIPE, text=True)  # fmt: skip
+    rank_path = tmp_path / "profile" / "rank-00000.jsonl"
+    try:
+        _wait_for_start(rank_path)
+        os.kill(proc.pid, signal.SIGSTOP)
+        time.sleep(2.5)  # the command exits meanwhile
+        os.kill(proc.pid, signal.SIGCONT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 3, err
+    end = [r for r in read_records(rank_path) if r["type"] == "end"]
+    assert len(end) == 1 and end[0]["exit_code"] == 3 and "Traceback" not in err
