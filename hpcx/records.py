@@ -35,7 +35,8 @@ def rank_file(profile_dir: str | os.PathLike[str], rank: int, step: str | None =
 
 
 def rank_files(profile_dir: str | os.PathLike[str]) -> dict[int, list[Path]]:
-    """Per rank, its files (``rank-NNNNN.jsonl``, and or one ``rank-NNNNN.step-S.jsonl`` per job step)."""
+    """Per rank, its files: ``rank-NNNNN.jsonl`` (outside srun) and one ``rank-NNNNN.step-S.jsonl`` per job
+    step."""
     found: dict[int, list[Path]] = {}
     for path in sorted(Path(profile_dir).glob("rank-*.jsonl")):
         match = _RANK_FILE.fullmatch(path.name)

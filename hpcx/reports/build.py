@@ -4,6 +4,7 @@ Pure over the records; the I/O is at the two ends."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import statistics
@@ -132,20 +133,21 @@ def combine_steps(parts: list[dict[str, Any]], max_points: int = MAX_TIMELINE_PO
         wall += max(0.0, b - max(a, reach))
         reach = max(reach, b)
     steps_tl = [[(p[0] + (a - t0), p[1], p[2]) for p in r["timeline"]] for r, (a, _) in zip(kept, lives)]
-    times = sorted({p[0] for tl in steps_tl for p in tl})
+    ts = [[p[0] for p in tl] for tl in steps_tl]
+    times = sorted({t for step_ts in ts for t in step_ts})
     times = times[:: -(-len(times) // max_points) or 1]
     timeline = []
     for t in times:
         rss = cpu = 0.0
-        for tl, r in zip(steps_tl, kept):
-            if not tl or t < tl[0][0]:
+        for tl, step_ts, r in zip(steps_tl, ts, kept):
+            if not tl or t < step_ts[0]:
                 continue
-            if t > tl[-1][0]:  # after its last point: ended (its CPU stays counted) or not sampled since
+            if t > step_ts[-1]:  # after its last point: ended (its CPU stays counted) or not sampled since
                 cpu += r["cpu_s"] if r["finished"] else tl[-1][2]
                 rss += 0.0 if r["finished"] else tl[-1][1]
                 continue
-            rss += _interp(tl, t, 1)
-            cpu += _interp(tl, t, 2)
+            at = _interp(tl, step_ts, t)
+            rss, cpu = rss + at[0], cpu + at[1]
         timeline.append([round(t, 3), round(rss, 2), round(cpu, 3)])
     failed = [r["exit_code"] for r in kept if r["exit_code"]]
     finished = all(r["finished"] for r in kept)
@@ -172,12 +174,15 @@ def combine_steps(parts: list[dict[str, Any]], max_points: int = MAX_TIMELINE_PO
 STEP_FIELDS = ("step", "node", "start_t", "wall_s", "cpu_s", "peak_rss_mb", "exit_code", "finished")
 
 
-def _interp(tl: list[tuple[float, float, float]], t: float, col: int) -> float:
-    """Column ``col`` of a timeline at ``t`` (within its span), linear between points."""
-    for p, q in zip(tl, tl[1:]):
-        if p[0] <= t <= q[0]:
-            return p[col] if q[0] == p[0] else p[col] + (q[col] - p[col]) * (t - p[0]) / (q[0] - p[0])
-    return tl[-1][col]
+def _interp(tl: list[tuple[float, float, float]], ts: list[float], t: float) -> tuple[float, float]:
+    """RSS and CPU time of a timeline (``ts`` its times) at ``t`` within its span, linear between points."""
+    i = min(bisect.bisect_left(ts, t), len(tl) - 1)
+    q = tl[i]
+    if i == 0 or q[0] == t:
+        return q[1], q[2]
+    p = tl[i - 1]
+    f = (t - p[0]) / (q[0] - p[0])
+    return p[1] + (q[1] - p[1]) * f, p[2] + (q[2] - p[2]) * f
 
 
 def _sample_lines(data: bytes, lines: list[bytes], first: int, last: int) -> list[bytes]:
