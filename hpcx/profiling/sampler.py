@@ -70,8 +70,8 @@ class Sampler(threading.Thread):
             self.cpu_s = time.thread_time() - t_cpu
             next_t += self.interval_s
             late = time.monotonic()
-            if next_t < late:  # a stall (job suspended, SIGSTOP, overload): one sample now, no burst
-                next_t = late
+            if next_t < late:  # a stall (job suspended, SIGSTOP, overload): this sample was the catch-up one
+                next_t = late + self.interval_s
             if self._stop_event.wait(max(0.0, next_t - late)):
                 break
         self.sample_once(edge=True)  # the closing edge of every energy window

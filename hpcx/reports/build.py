@@ -121,7 +121,8 @@ def combine_steps(parts: list[dict[str, Any]], max_points: int = MAX_TIMELINE_PO
     another add up, concurrent ones count once); CPU time summed; the timeline the steps' sum at each moment
     (a step contributes its RSS while it runs, and its CPU time from its start on), so the peak is the highest
     of any step's own and the sum of those running together at a sample; ``exit_code`` the first failing
-    step's, else 0 once every step finished; ``steps`` each step's own figures. One part comes back as is."""
+    step's, else 0 once every step is over (ended, or without an end record but followed by a later step: it
+    was killed and the script went on); ``steps`` each step's own figures. One part comes back as is."""
     kept = last_attempt_steps(parts, start=lambda r: {"t": r["start_t"] or 0.0, "attempt": r["attempt"]})
     if len(kept) <= 1:
         return (kept or parts)[0]
@@ -137,20 +138,25 @@ def combine_steps(parts: list[dict[str, Any]], max_points: int = MAX_TIMELINE_PO
     times = sorted({t for step_ts in ts for t in step_ts})
     times = times[:: -(-len(times) // max_points) or 1]
     timeline = []
+    # A step without an end record is over too once a later step started after its last sample (killed, as
+    # by kill -9 or the OOM killer, and the script went on); only a step still running keeps its last RSS.
+    starts = [a - t0 for a, _ in lives]
+    over = [r["finished"] or any(s > (step_ts[-1] if step_ts else 0.0) for s in starts[i + 1 :])
+            for i, (r, step_ts) in enumerate(zip(kept, ts))]  # fmt: skip
     for t in times:
         rss = cpu = 0.0
-        for tl, step_ts, r in zip(steps_tl, ts, kept):
+        for tl, step_ts, r, done in zip(steps_tl, ts, kept, over):
             if not tl or t < step_ts[0]:
                 continue
             if t > step_ts[-1]:  # after its last point: ended (its CPU stays counted) or not sampled since
                 cpu += r["cpu_s"] if r["finished"] else tl[-1][2]
-                rss += 0.0 if r["finished"] else tl[-1][1]
+                rss += 0.0 if done else tl[-1][1]
                 continue
             at = _interp(tl, step_ts, t)
             rss, cpu = rss + at[0], cpu + at[1]
         timeline.append([round(t, 3), round(rss, 2), round(cpu, 3)])
     failed = [r["exit_code"] for r in kept if r["exit_code"]]
-    finished = all(r["finished"] for r in kept)
+    finished = all(over)
     sampler = [r["sampler_cpu_s"] for r in kept]
     return {
         **kept[0],
@@ -169,6 +175,12 @@ def combine_steps(parts: list[dict[str, Any]], max_points: int = MAX_TIMELINE_PO
         "timeline": timeline,
         "steps": [{k: r[k] for k in STEP_FIELDS} for r in kept],
     }
+
+
+def end_t(rank: dict[str, Any]) -> float:
+    """When a rank's last step ended (or was last sampled): its wall time counts the gaps between steps out."""
+    steps = rank.get("steps") or [rank]
+    return max(s["start_t"] + s["wall_s"] for s in steps if s["start_t"] is not None)
 
 
 STEP_FIELDS = ("step", "node", "start_t", "wall_s", "cpu_s", "peak_rss_mb", "exit_code", "finished")
@@ -262,7 +274,7 @@ def build_report(
     details = node_details(merged, max_points)
     # Each rank's node and last attempt: a requeued job's earlier processes wrote their own comm, regions and
     # I/O files, which must not add to the last attempt's times.
-    lives = {r["rank"]: (r["node"], r["start_t"], r["start_t"] + r["wall_s"]) for r in ranks
+    lives = {r["rank"]: (r["node"], r["start_t"], end_t(r)) for r in ranks
              if r["node"] and r["start_t"] is not None}  # fmt: skip
     since = {rank: life[1] for rank, life in lives.items()}
     comm = summarize_comm(profile, {r["rank"]: r["wall_s"] for r in ranks}, lives, merged)

@@ -196,7 +196,11 @@ def heatmap_grid(ranks: list[dict[str, Any]], bins: int = MAX_HEATMAP_BINS) -> t
     into common time bins: arrays (ranks x bins) with NaN where a rank has no sample, and the bin edges."""
     import numpy as np
 
-    end = max((r["timeline"][-1][0] for r in ranks if r["timeline"]), default=0.0)
+    # Timelines count from their own rank's start: put them on the job's clock (a rank that ran an earlier
+    # step as well as the last one starts before the others).
+    first = min((r["start_t"] for r in ranks if r.get("start_t") is not None), default=0.0)
+    shift = [(r["start_t"] - first) if r.get("start_t") is not None else 0.0 for r in ranks]
+    end = max((r["timeline"][-1][0] + d for r, d in zip(ranks, shift) if r["timeline"]), default=0.0)
     n = max(1, min(bins, max(len(r["timeline"]) for r in ranks)))
     edges = np.linspace(0.0, end if end > 0 else 1.0, n + 1)
     cpu = np.full((len(ranks), n), np.nan)
@@ -205,6 +209,7 @@ def heatmap_grid(ranks: list[dict[str, Any]], bins: int = MAX_HEATMAP_BINS) -> t
         tl = np.array(r["timeline"], dtype=float).reshape(-1, 3)
         if len(tl) == 0:
             continue
+        tl[:, 0] += shift[i]
         idx = np.clip(np.searchsorted(edges, tl[:, 0], side="right") - 1, 0, n - 1)
         count = np.bincount(idx, minlength=n)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -459,7 +464,7 @@ def _ranks_table(report: dict[str, Any]) -> str:
 def _steps(rank: dict[str, Any]) -> str:
     """The srun steps a rank's figures come from: several (combined), one, or none (no srun)."""
     if rank.get("steps"):
-        return ", ".join(str(s["step"]) for s in rank["steps"])
+        return ", ".join("-" if s["step"] is None else str(s["step"]) for s in rank["steps"])
     return "-" if rank.get("step") is None else str(rank["step"])
 
 

@@ -94,3 +94,17 @@ def test_a_step_still_running_leaves_the_rank_unfinished(tmp_path):
     write_step(profile, 0, "1", t0=1020.0, wall_s=10, rss_mb=100.0, cpu_s=5.0, exit_code=None)
     (r0,) = build_report(run)["ranks"]
     assert not r0["finished"] and r0["exit_code"] is None and r0["wall_s"] == 20.0  # to step 1's last sample
+
+
+def test_a_killed_step_followed_by_another_is_over_and_its_memory_is_not_carried(tmp_path):
+    """prep killed (kill -9, OOM: no end record) at 900 MB, then train at 700 MB: the rank's peak is 900, not
+    900 + 700, and the rank is finished once train is; its time on the clock runs to train's end."""
+    from hpcx.reports.build import end_t, summarize_ranks
+
+    profile = tmp_path / "profile"
+    write_step(profile, 0, "0", t0=1000.0, wall_s=20, rss_mb=900.0, cpu_s=10.0, exit_code=None)
+    write_step(profile, 0, "1", t0=1030.0, wall_s=60, rss_mb=700.0, cpu_s=50.0)
+    (r0,) = summarize_ranks(profile)
+    assert r0["peak_rss_mb"] == 900.0 and max(p[1] for p in r0["timeline"]) == 900.0
+    assert r0["finished"] and r0["exit_code"] == 0 and r0["wall_s"] == 80.0
+    assert end_t(r0) == 1090.0  # the last step's end, not start + wall (which leaves out the 10 s gap)

@@ -14,6 +14,7 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hpcx.records import RecordWriter, node_file
@@ -178,6 +179,13 @@ def test_heatmap_bins_cpu_use_and_memory_per_rank():
     assert cpu[0].tolist() == [1.0, 2.0]  # 1 core busy in the first second, 2 in the second
     assert rss[0].tolist() == [1.0, 1.5] and rss[1][0] == 0.5  # samples at 1 s and 2 s share the last bin
     assert cpu[1][1] == 0.5  # 1 CPU second over 2 wall seconds, counted where the sample lands
+    # On the job's clock: rank 1 started 2 s after rank 0 (rank 0 ran an earlier step too), so its samples
+    # land 2 s later, not beside rank 0's first ones.
+    ranks = [{"rank": 0, "start_t": 100.0, "timeline": [[0, 1024, 0], [4, 1024, 4]]},
+             {"rank": 1, "start_t": 102.0, "timeline": [[0, 2048, 0], [2, 2048, 2]]}]  # fmt: skip
+    cpu, rss, edges = heatmap_grid(ranks, bins=2)
+    assert edges.tolist() == [0.0, 2.0, 4.0]
+    assert np.isnan(rss[1][0]) and rss[1][1] == 2.0 and cpu[1][1] == 1.0
 
 
 def test_array_run_lists_tasks_and_reports_one(tmp_path):

@@ -359,7 +359,7 @@ def test_a_stalled_sampler_takes_one_sample_on_resume_not_a_burst(tmp_path):
     times = [r["t"] for r in read_records(rank_path) if r["type"] == "sample"]
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert max(gaps) >= 1.8, gaps  # the stall is in the records, as a gap
-    assert sum(g < 0.05 for g in gaps) <= 2, gaps  # at most the closing sample falls close to another
+    assert sum(g < 0.05 for g in gaps) <= 1, gaps  # at most the closing sample falls close to another
 
 
 def _wait_for_start(rank_path: Path) -> None:
