@@ -133,15 +133,15 @@ def combine_steps(parts: list[dict[str, Any]], max_points: int = MAX_TIMELINE_PO
     for a, b in lives:  # sorted by start
         wall += max(0.0, b - max(a, reach))
         reach = max(reach, b)
-    steps_tl = [[(p[0] + (a - t0), p[1], p[2]) for p in r["timeline"]] for r, (a, _) in zip(kept, lives)]
+    offsets = [a - t0 for a, _ in lives]  # each step's start on the rank's clock
+    steps_tl = [[(p[0] + d, p[1], p[2]) for p in r["timeline"]] for r, d in zip(kept, offsets)]
     ts = [[p[0] for p in tl] for tl in steps_tl]
     times = sorted({t for step_ts in ts for t in step_ts})
     times = times[:: -(-len(times) // max_points) or 1]
     timeline = []
     # A step without an end record is over too once a later step started after its last sample (killed, as
     # by kill -9 or the OOM killer, and the script went on); only a step still running keeps its last RSS.
-    starts = [a - t0 for a, _ in lives]
-    over = [r["finished"] or any(s > (step_ts[-1] if step_ts else 0.0) for s in starts[i + 1 :])
+    over = [r["finished"] or any(d > (step_ts[-1] if step_ts else 0.0) for d in offsets[i + 1 :])
             for i, (r, step_ts) in enumerate(zip(kept, ts))]  # fmt: skip
     for t in times:
         rss = cpu = 0.0
