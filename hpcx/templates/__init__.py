@@ -77,31 +77,94 @@ def _environment(dirs: tuple[Path, ...]) -> ImmutableSandboxedEnvironment:
     return env
 
 
-def _check_locks(
-    env: jinja2.Environment, name: str, user_dirs: Sequence[Path], locked: Sequence[str]
-) -> None:
-    """Refuse a user template that overrides a block the site locked, or that escapes the site's base."""
-    user_roots = [str(d.resolve()) + "/" for d in user_dirs]
-    seen = set()
-    while name and name not in seen:
-        seen.add(name)
-        source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
-        if not any(str(Path(filename).resolve()).startswith(root) for root in user_roots):
-            return  # the site's own or hpcx's template: trusted
-        tree = env.parse(source)
-        overridden = sorted({b.name for b in tree.find_all(jinja2.nodes.Block)} & set(locked))
-        if overridden:
+# Top-level statements of a checked template that emit nothing: {% set %}, macros and imports.
+_SILENT = (jinja2.nodes.Assign, jinja2.nodes.AssignBlock, jinja2.nodes.Macro, jinja2.nodes.Import,
+           jinja2.nodes.FromImport)  # fmt: skip
+
+
+def _under(filename: str, roots: Sequence[Path]) -> bool:
+    path = str(Path(filename).resolve())
+    return any(path.startswith(str(root.resolve()) + "/") for root in roots)
+
+
+def _references(tree: jinja2.nodes.Template) -> list[str]:
+    """Every template a template names literally: its parent, includes and imports."""
+    nodes = tree.find_all(
+        (jinja2.nodes.Extends, jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport)
+    )
+    return [n.template.value for n in nodes if isinstance(n.template, jinja2.nodes.Const)]
+
+
+def _check_unowned(tree: jinja2.nodes.Template, filename: str, locked: Sequence[str]) -> str:
+    """Refuse a template that overrides a locked block, does not extend one parent by name, or emits text outside
+    its blocks; return its parent's name."""
+    overridden = sorted({b.name for b in tree.find_all(jinja2.nodes.Block)} & set(locked))
+    if overridden:
+        line = next(b.lineno for b in tree.find_all(jinja2.nodes.Block) if b.name in overridden)
+        raise TemplateError(
+            f"template {filename}:{line}: overrides block(s) {', '.join(overridden)}, which the site locked",
+            hint="remove those blocks; the site's versions apply",
+        )
+    extends = [n for n in tree.body if isinstance(n, jinja2.nodes.Extends)]
+    nested = [n for n in tree.find_all(jinja2.nodes.Extends) if n not in extends]
+    if len(extends) != 1 or nested or not isinstance(extends[0].template, jinja2.nodes.Const):
+        line = (nested or extends[1:] or extends)[0].lineno if (nested or extends) else 1
+        raise TemplateError(
+            f"template {filename}:{line}: must {{% extends %}} one site template by name while blocks are locked",
+            hint='start it with {% extends "base.sbatch.j2" %}',
+        )
+    after_extends = False
+    for node in tree.body:
+        after_extends = after_extends or node is extends[0]
+        if isinstance(node, (jinja2.nodes.Extends, jinja2.nodes.Block, *_SILENT)):
+            continue
+        if isinstance(node, jinja2.nodes.Output) and after_extends and _blank(node):
+            continue  # blank lines after the {% extends %} are never emitted
+        where = (
+            "after its blocks" if after_extends else "before its {% extends %}, ahead of the site's header"
+        )
+        raise TemplateError(
+            f"template {filename}:{node.lineno}: emits text outside the blocks it may override ({where}; "
+            f"the site locked {', '.join(locked)})",
+            hint="put it inside an unlocked block such as {% block launch %}",
+        )
+    return str(extends[0].template.value)
+
+
+def _blank(node: jinja2.nodes.Output) -> bool:
+    return all(isinstance(n, jinja2.nodes.TemplateData) and not n.data.strip() for n in node.nodes)
+
+
+def _check_locks(env: jinja2.Environment, name: str, trusted: Sequence[Path], locked: Sequence[str]) -> None:
+    """Refuse to render kind ``name`` if a template the admin does not own could change a locked block.
+
+    Templates under ``trusted`` (the site file's template_dirs and hpcx's own) are the admin's. Every other one
+    (the user's template_dirs, $HPCX_TEMPLATE_DIR) may only override unlocked blocks of a parent, and may not
+    take the name of a template that an admin's template uses (extends, includes or imports).
+    """
+    todo: list[tuple[str, str | None]] = [(name, None)]  # (template name, the admin's template naming it)
+    seen: set[str] = set()
+    while todo:
+        current, named_by = todo.pop()
+        source, filename, _ = env.loader.get_source(env, current)  # type: ignore[union-attr]
+        tree = env.parse(source, current, filename)
+        seen.add(current)
+        if _under(filename, trusted):
+            todo += [(ref, filename) for ref in _references(tree) if ref not in seen]
+            continue
+        if named_by is not None:
             raise TemplateError(
-                f"template {filename} overrides block(s) {', '.join(overridden)}, which the site locked",
-                hint="remove those blocks; the site's versions apply",
+                f"template {filename} takes the name {current!r}, which the site's template {named_by} uses, "
+                f"while blocks are locked",
+                hint="give your template another name",
             )
-        parent = next(tree.find_all(jinja2.nodes.Extends), None)
-        if parent is None or not isinstance(parent.template, jinja2.nodes.Const):
+        parent = _check_unowned(tree, filename, locked)
+        if parent in seen:
             raise TemplateError(
-                f"template {filename} must {{% extends %}} a site template by name while blocks are locked",
-                hint='start it with {% extends "base.sbatch.j2" %}',
+                f"template {filename}: its {{% extends {parent!r} %}} leads back to itself, never to a site template",
+                hint="extend a template of the site or of hpcx under a name your own templates do not use",
             )
-        name = parent.template.value
+        todo.append((parent, None))
 
 
 def render(
@@ -122,8 +185,8 @@ def render(
     name = kind + SUFFIX
     try:
         template = env.get_template(name)
-        if locked and user_dirs:
-            _check_locks(env, name, user_dirs, locked)
+        if locked:
+            _check_locks(env, name, (*site_dirs, builtin_dir()), locked)
     except jinja2.TemplateNotFound as exc:
         kinds = ", ".join(list_kinds([*user_dirs, *site_dirs])) or "none"
         raise TemplateError(
