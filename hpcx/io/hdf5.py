@@ -7,9 +7,10 @@ behind that one API, and readers cannot tell them apart:
 - ``mpio``: one file opened with h5py's mpio driver and tuned the way the NERSC and HDF Group guides ask
   (latest file format, no fill values, objects aligned to the filesystem's block or Lustre stripe, file locking
   off on network filesystems, Lustre striping set before create, collective transfers);
-- ``per-rank``: each rank writes ``<name>.parts/rank-NNNNN.h5`` with serial h5py and rank 0 stitches them into a
-  virtual dataset at ``<name>``. Chosen when h5py was built without MPI, when there is no communicator, when the
-  mpio open fails on this filesystem, or when asked for (``layout="per-rank"`` or ``HPCX_HDF5_LAYOUT=per-rank``).
+- ``per-rank``: each rank writes ``<name>.parts/<gen>/rank-NNNNN.h5`` with serial h5py and rank 0 stitches them
+  into a virtual dataset at ``<name>`` (``<gen>``: one directory per write, so a new file replaces an old one
+  atomically). Chosen when h5py was built without MPI, when there is no communicator, when the mpio open fails
+  on this filesystem, or when asked for (``layout="per-rank"`` or ``HPCX_HDF5_LAYOUT=per-rank``).
 
 One process with no communicator gets ``serial``: a plain h5py file with the same tuning.
 
@@ -558,6 +559,8 @@ class SharedFile:
                 _fsync_path(self._tmp)
                 os.replace(self._tmp, self.path)
                 _fsync_path(self.path.parent)
+                # A per-rank file this one replaced left its parts: nothing names them any more.
+                shutil.rmtree(self.path.parent / (self.path.name + PARTS_SUFFIX), ignore_errors=True)
             self._ranks.barrier()
         metrics.flush()
 
@@ -652,7 +655,12 @@ class _MpioUnavailable(Exception):
 
 
 def _stitch(path: Path, parts_tmp: Path, size: int, attrs: dict[str, dict[str, Any]]) -> None:
-    """Rank 0: one virtual dataset per name over the ranks' parts, then both renamed into place."""
+    """Rank 0: one virtual dataset per name over the ranks' parts, then both moved into place.
+
+    Replacing a file is atomic: the parts go to a new generation directory, ``<name>.parts/<gen>/``, beside
+    the old file's, and the new file is renamed over the old one only once it and its parts are complete and
+    fsynced. A crash at any moment leaves either the old file, whole, with the parts it names, or the new one.
+    Generations no longer named by the file at ``path`` are removed last."""
     import h5py
 
     final_parts = path.parent / (path.name + PARTS_SUFFIX)
@@ -667,8 +675,10 @@ def _stitch(path: Path, parts_tmp: Path, size: int, attrs: dict[str, dict[str, A
                      None if gshape is None else tuple(int(x) for x in gshape),
                      bool(dset.attrs.get("_hpcx_distributed", True)))
                 )  # fmt: skip
-    tmp = path.parent / f".{path.name}.stitch-{uuid.uuid4().hex[:8]}"
-    rel = final_parts.name
+    generation = uuid.uuid4().hex[:12]  # never the old file's: a fixed name would have to be emptied first
+    tmp = path.parent / f".{path.name}.stitch-{generation}"
+    rel = f"{final_parts.name}/{generation}"
+    replaced = False
     try:
         with h5py.File(tmp, "w", libver="latest") as out:
             for name, pieces in layouts.items():
@@ -678,16 +688,31 @@ def _stitch(path: Path, parts_tmp: Path, size: int, attrs: dict[str, dict[str, A
                 for key, value in values.items():
                     target.attrs[key] = value
         _fsync_path(tmp)
-        if final_parts.exists():
-            shutil.rmtree(final_parts)
-        _unlink(path)  # the old file pointed into the parts directory just removed
-        os.replace(parts_tmp, final_parts)
+        final_parts.mkdir(exist_ok=True)
+        os.replace(parts_tmp, final_parts / generation)
+        _fsync_path(final_parts)
         _fsync_path(path.parent)
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # the one step that changes what a reader of ``path`` sees
+        replaced = True
         _fsync_path(path.parent)
     except BaseException:
         _unlink(tmp)
+        if not replaced:  # the old file, if any, still names its own parts: the new ones are nobody's
+            shutil.rmtree(final_parts / generation, ignore_errors=True)
         raise
+    _remove_old_parts(final_parts, keep=generation)
+
+
+def _remove_old_parts(final_parts: Path, keep: str) -> None:
+    """Everything in ``<name>.parts/`` but the generation the file now names: the replaced file's parts (a
+    file written before generations existed kept them at the top), and those of stitches that crashed."""
+    for entry in final_parts.iterdir():
+        if entry.name == keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            _unlink(entry)
 
 
 def _virtual(out: Any, name: str, pieces: list[Any], rel: str) -> None:
