@@ -5,28 +5,42 @@ Kept light on purpose: importing this module must not load torch, mpi4py, h5py, 
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from hpcx.cli.app import Ctx, cli
+from hpcx.cli.app import Ctx, cli, error_document, json_requested
 from hpcx.errors import HpcxError
 
 __all__ = ["Ctx", "cli", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``hpcx`` script: one line per error on stderr, exit codes as documented."""
+    """Entry point of the ``hpcx`` script: one line per error on stderr (with --json, one JSON document on
+    stdout: ``{"hpcx": 1, "error": {"message", "hint", "exit_code"}}``), exit codes as documented."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def fail(message: str, hint: str | None, code: int, text: str) -> int:
+        if json_requested(argv):
+            click.echo(error_document(message, hint, code))
+        else:
+            click.echo(text, err=True)
+        return code
+
     try:
         # Without standalone mode click returns ctx.exit()'s code instead of exiting: pass it on.
         code = cli.main(args=argv, prog_name="hpcx", standalone_mode=False)
     except HpcxError as exc:
-        click.echo(f"hpcx: error: {exc}", err=True)
-        return exc.exit_code
+        return fail(exc.message, exc.hint, exc.exit_code, f"hpcx: error: {exc}")
     except click.exceptions.Abort:
-        click.echo("hpcx: aborted", err=True)
-        return 130
+        return fail("aborted", None, 130, "hpcx: aborted")
     except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+        if not json_requested(argv):
+            exc.show()
+            return exc.exit_code
+        ctx = getattr(exc, "ctx", None)
+        hint = f"see `{ctx.command_path} --help`" if ctx is not None else None
+        return fail(exc.format_message(), hint, exc.exit_code, "")
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except BrokenPipeError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,44 @@ class Ctx:
         else:
             click.echo(text(doc))
 
+    def emit_line(self, kind: str, doc: dict[str, Any]) -> None:
+        """One versioned JSON document on one line, flushed at once: what streaming commands (status --watch,
+        logs --follow) print with --json, so a reader can parse each line as it comes."""
+        click.echo(json.dumps({"hpcx": JSON_VERSION, "kind": kind, **doc}, default=str))
+        sys.stdout.flush()
+
+
+def error_document(message: str, hint: str | None, exit_code: int) -> str:
+    """An error as the one JSON document a --json command prints instead of its result (same exit code); on one
+    line, so that it also ends a stream of one document per line."""
+    doc = {"hpcx": JSON_VERSION, "error": {"message": message, "hint": hint, "exit_code": exit_code}}
+    return json.dumps(doc)
+
+
+def json_requested(argv: list[str]) -> bool:
+    """Whether --json is among ``argv``'s options (before any ``--``), wherever it stands; for errors raised
+    before (or while) click parses the command line."""
+    return "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
+
+
+def _json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    obj = ctx.find_object(Ctx)
+    if value and obj is not None:
+        obj.json = True
+
+
+def accept_json(cmd: click.Command) -> click.Command:
+    """``cmd`` (and every command of a group) with its own --json, so `hpcx runs --json` means `hpcx --json
+    runs`. Added once, where the command is looked up: each module keeps declaring only its own options."""
+    # A command with its own --json (compare, data info) keeps it.
+    if not any("--json" in getattr(p, "opts", ()) for p in cmd.params):
+        cmd.params.append(click.Option(["--json", "json_flag"], is_flag=True, expose_value=False,
+                                       callback=_json_flag, help="Print one versioned JSON document on stdout."))  # fmt: skip
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            accept_json(sub)
+    return cmd
+
 
 # Each command lives in the module named here and is imported only when used, so `hpcx status` does not pay for
 # Jinja, sweeps or provenance on a slow login node (`hpcx --help` imports them all to list them).
@@ -82,7 +121,8 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in COMMAND_MODULES and name not in self.commands:
             importlib.import_module(f"hpcx.cli.{COMMAND_MODULES[name]}")
-        return super().get_command(ctx, name)
+        cmd = super().get_command(ctx, name)
+        return accept_json(cmd) if cmd is not None else None
 
 
 @click.group(
@@ -95,7 +135,9 @@ class LazyGroup(click.Group):
     metavar="FILE",
     help="Site file (default: $HPCX_SITE, else the builtin local site).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one versioned JSON document on stdout (errors too; one per line while streaming). "
+              "Also accepted after the command.")  # fmt: skip
 @click.pass_context
 def cli(ctx: click.Context, site_path: str | None, as_json: bool) -> None:
     """hpcx: checked Slurm submission, provenance, an MPI/torch runtime, profiling and reports.

@@ -145,7 +145,8 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...]
 @cli.command()
 @click.argument("runs", nargs=-1, shell_complete=complete_run)
 @click.option("--all", "show_all", is_flag=True, help="Every run, not only the 20 newest.")
-@click.option("--watch", is_flag=True, help="Redraw the table until every job has finished (Ctrl-C stops).")
+@click.option("--watch", is_flag=True, help="Redraw the table until every job has finished (Ctrl-C stops); "
+              "with --json, one status document per line instead.")  # fmt: skip
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between redraws with --watch.")
 @pass_ctx
 def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interval: float) -> None:
@@ -160,6 +161,12 @@ def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interva
         if not watch:
             obj.emit("status", doc, render_status)
             return
+        if obj.json:  # one document per line, each a whole status, for a script to read as they come
+            obj.emit_line("status", doc)
+            if all(r["finished"] for r in doc["runs"]):
+                return
+            time.sleep(interval)
+            continue
         click.clear()
         click.echo(f"{time.strftime('%H:%M:%S')}  every {interval:g} s, Ctrl-C to stop\n{render_status(doc)}")
         if all(r["finished"] for r in doc["runs"]):
@@ -172,13 +179,17 @@ def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interva
 @click.option(
     "--lines", "-n", default=LOG_TAIL_LINES, show_default=True, help="Lines from the end of each log."
 )
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job finishes.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job finishes; with --json, "
+              "one document per line (run_id, path, text, tail).")  # fmt: skip
 @pass_ctx
 def logs(obj: Ctx, run: str, lines: int, follow: bool) -> None:
     """Print the end of RUN's stdout and stderr logs."""
     found = find_run(obj.runs_root[0], run)
     if follow:
-        follow_logs(found, lines, lambda: job_states([found])[0]["finished"])
+        # --json: one document per line, for the tail of each log and then for each piece of new output.
+        show = (lambda path, text, first: obj.emit_line("logs", {"run_id": found.id, "path": path, "text": text,
+                                                                  "tail": first})) if obj.json else None  # fmt: skip
+        follow_logs(found, lines, lambda: job_states([found])[0]["finished"], show=show)
         return
     obj.emit("logs", tail_logs(found, lines), lambda d: "\n".join(
         f"==> {f['path']} <==\n{f['text']}" for f in d["files"]) or f"run {found.id} has no logs yet")  # fmt: skip

@@ -121,11 +121,16 @@ def submit_preview(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
     return doc
 
 
-def follow_logs(run: Run, lines: int, finished: Callable[[], bool], poll_s: float = 0.5) -> None:
-    """Print the last ``lines`` of each log, then new output as it comes, until ``finished()`` and drained."""
+def follow_logs(run: Run, lines: int, finished: Callable[[], bool], poll_s: float = 0.5,
+                show: Callable[[str, str, bool], None] | None = None) -> None:  # fmt: skip
+    """Print the last ``lines`` of each log, then new output as it comes, until ``finished()`` and drained.
+
+    ``show(path, text, first)`` prints each piece (``first``: the log's tail, else new output); by default as
+    text, `==> path <==` before each tail (--json passes one document per piece)."""
+    show = show or _show_log_text
     offsets: dict[Path, int] = {}
     for entry in tail_logs(run, lines)["files"]:
-        click.echo(f"==> {entry['path']} <==\n{entry['text']}")
+        show(entry["path"], entry["text"], True)
         offsets[Path(entry["path"])] = Path(entry["path"]).stat().st_size
     last_check, done = 0.0, False
     while True:
@@ -136,13 +141,20 @@ def follow_logs(run: Run, lines: int, finished: Callable[[], bool], poll_s: floa
             if size > offsets.get(path, 0):
                 with open(path, "rb") as fh:
                     fh.seek(offsets.get(path, 0))
-                    click.echo(fh.read(size - offsets.get(path, 0)).decode(errors="replace"), nl=False)
+                    show(str(path), fh.read(size - offsets.get(path, 0)).decode(errors="replace"), False)
                 offsets[path] = size
         if done:
             return
         if time.monotonic() - last_check > 2:
             done, last_check = finished(), time.monotonic()  # one more pass after the end drains the tail
         time.sleep(poll_s)
+
+
+def _show_log_text(path: str, text: str, first: bool) -> None:
+    if first:
+        click.echo(f"==> {path} <==\n{text}")
+    else:
+        click.echo(text, nl=False)
 
 
 def record_finished_accounting(runs: Sequence[Run], rows: Sequence[dict[str, Any]]) -> None:
