@@ -67,6 +67,11 @@ class RecordWriter:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._line_flush = line_flush
+        if _ends_torn(path):
+            # An earlier attempt was killed mid-line (a requeued job appends to its file): start on a new line,
+            # or this attempt's first record, its start, would be glued to the torn one and lost with it.
+            self._fh.write("\n")
+            self._fh.flush()
 
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(json.dumps({"v": FORMAT_VERSION, **record}, separators=(",", ":")) + "\n")
@@ -83,14 +88,41 @@ class RecordWriter:
         self._fh.close()
 
 
+def _ends_torn(path: str | os.PathLike[str]) -> bool:
+    """Whether the file is non-empty and its last line has no line end (its writer died mid-line)."""
+    with open(path, "rb") as fh:
+        if fh.seek(0, os.SEEK_END) == 0:
+            return False
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) != b"\n"
+
+
+# How a record line starts: RecordWriter writes the version, then the record's type (json.dumps escapes the
+# quotes inside string values, so this is never inside a string).
+_RECORD_START = re.compile(r'\{"v":\d+,"type":"')
+
+
+def _record_of(line: str) -> Any:
+    """The JSON value of one line, or None when it is torn. A torn line that an older writer (before it
+    looked at the tail) glued the next attempt's first record onto loses only its torn part."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        pass
+    for match in _RECORD_START.finditer(line, 1):
+        try:
+            return json.loads(line[match.start() :])
+        except json.JSONDecodeError:
+            continue
+    return None
+
+
 def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Records of one rank file; a torn last line (a rank killed mid-write) is skipped, not fatal."""
+    """Records of one rank file; a torn line (a rank killed mid-write) is skipped, not fatal, and only that
+    line: the records after it, a requeued attempt's among them, are all read."""
     with open(path, encoding="utf-8") as fh:
         for line in fh:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+            record = _record_of(line)
             if isinstance(record, dict) and record.get("v") in READABLE_VERSIONS:
                 yield record
 
