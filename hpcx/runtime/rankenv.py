@@ -14,7 +14,7 @@ class RankEnv:
     size: int
     local_rank: int
     node: str
-    launcher: str  # mpirun | srun | torchrun | none
+    launcher: str  # mpirun | mpiexec | srun | torchrun | pmix | none
     job_id: str | None = None
     attempt: int = 0  # SLURM_RESTART_COUNT: how often the job was requeued
 
@@ -26,15 +26,30 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         return default
 
 
+def _local_rank(env: Mapping[str, str], *keys: str) -> int:
+    """The first of ``keys`` that is set (launchers name the node-local rank differently), else 0."""
+    for key in keys:
+        if key in env:
+            return _int(env, key, 0)
+    return 0
+
+
 def detect(env: Mapping[str, str] | None = None) -> RankEnv:
     """The rank identity this process was started with, from the launcher's environment variables.
 
-    mpirun's OMPI_COMM_WORLD_* win over torchrun's RANK/WORLD_SIZE, which win over an srun step's
-    SLURM_PROCID/SLURM_STEP_NUM_TASKS. The batch step itself (no srun) counts as a single rank.
+    A torchrun worker (TORCHELASTIC_RUN_ID with RANK/WORLD_SIZE) is itself, whatever launched the torchrun
+    agent above it. Then mpirun's OMPI_COMM_WORLD_*, MPICH's and Intel MPI's PMI_RANK/PMI_SIZE (``mpiexec``;
+    local rank MPI_LOCALRANKID or PMI_LOCAL_RANK), torchrun's RANK/WORLD_SIZE set by hand, an srun step's
+    SLURM_PROCID/SLURM_STEP_NUM_TASKS, and PMIx's PMIX_RANK (size PMIX_SIZE), in that order. The batch step
+    itself (no srun) counts as a single rank.
     """
     env = os.environ if env is None else env
     node = env.get("SLURMD_NODENAME") or socket.gethostname()
     common = {"node": node, "job_id": env.get("SLURM_JOB_ID"), "attempt": _int(env, "SLURM_RESTART_COUNT", 0)}
+    torchrun = "RANK" in env and "WORLD_SIZE" in env
+    if torchrun and "TORCHELASTIC_RUN_ID" in env:
+        return RankEnv(_int(env, "RANK", 0), _int(env, "WORLD_SIZE", 1), _int(env, "LOCAL_RANK", 0),
+                       launcher="torchrun", **common)  # fmt: skip
     if "OMPI_COMM_WORLD_RANK" in env:
         return RankEnv(
             _int(env, "OMPI_COMM_WORLD_RANK", 0),
@@ -43,7 +58,11 @@ def detect(env: Mapping[str, str] | None = None) -> RankEnv:
             launcher="mpirun",
             **common,
         )
-    if "RANK" in env and "WORLD_SIZE" in env:
+    if "PMI_RANK" in env and "PMI_SIZE" in env:
+        return RankEnv(_int(env, "PMI_RANK", 0), _int(env, "PMI_SIZE", 1),
+                       _local_rank(env, "MPI_LOCALRANKID", "PMI_LOCAL_RANK", "SLURM_LOCALID"),
+                       launcher="mpiexec", **common)  # fmt: skip
+    if torchrun:
         return RankEnv(
             _int(env, "RANK", 0),
             _int(env, "WORLD_SIZE", 1),
@@ -59,4 +78,7 @@ def detect(env: Mapping[str, str] | None = None) -> RankEnv:
             launcher="srun",
             **common,
         )
+    if "PMIX_RANK" in env and "PMIX_SIZE" in env:
+        return RankEnv(_int(env, "PMIX_RANK", 0), _int(env, "PMIX_SIZE", 1),
+                       _local_rank(env, "PMIX_LOCAL_RANK", "MPI_LOCALRANKID"), launcher="pmix", **common)  # fmt: skip
     return RankEnv(0, 1, 0, launcher="none", **common)
