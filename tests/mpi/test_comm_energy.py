@@ -1,7 +1,10 @@
 """Energy spent in communication, under real mpirun: two ranks wrapped by ``python -m hpcx.run`` with comm
-tracing on, a fake powercap counter driven by the test at a known power, and a program that alternates
-computing, traced MPI calls and sleeping. The attributed energy is checked against a hand computation from
-the records (edge windows x the ranks' share of time in calls, interpolated at the edges)."""
+tracing on, a fake powercap counter driven by the test at a known, constant power, and a program in which each
+rank in turn waits in MPI calls while the other sleeps, timing its own calls with a stopwatch. The oracle owes
+nothing to the records or to the report's formula: at constant power P, with both ranks running, a window's
+energy times (seconds in calls) / (rank-seconds) is P x (seconds in calls) / 2, wherever in the window the
+calls fall; summed, P x (rank 0's seconds in calls + rank 1's) / 2. The fixed-trace case with every step
+worked by hand is tests/unit/test_comm_energy.py."""
 
 from __future__ import annotations
 
@@ -23,63 +26,39 @@ pytestmark = pytest.mark.mpi
 
 FLUSH_S = 0.2
 PROGRAM = """
-    import time
+    import sys, time
     import numpy as np
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    go = np.zeros(1, dtype="i")
+    buf = np.zeros(1, dtype="i")
+    in_calls_s = 0.0
 
-    def communicate(seconds):
-        # Allreduce until both ranks' clocks say stop (the MIN keeps the call counts matched)
-        end = time.monotonic() + seconds
-        while True:
-            go[0] = time.monotonic() < end
-            comm.Allreduce(MPI.IN_PLACE, go, op=MPI.MIN)
-            if not go[0]:
-                return
+    def call(fn, *args, **kwargs):
+        # The program's own stopwatch around each MPI call (the tracer's clock is not used)
+        global in_calls_s
+        t0 = time.perf_counter()
+        fn(*args, **kwargs)
+        in_calls_s += time.perf_counter() - t0
 
-    comm.Barrier()
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end:                  # computing: no calls
-        sum(range(2000))
-    communicate(1.2)
+    def waits_while_other_sleeps(sleeper, rounds):
+        # The sleeper naps 10 ms before each Allreduce, so the other rank waits about that long inside it
+        for _ in range(rounds):
+            if comm.rank == sleeper:
+                time.sleep(0.01)
+            call(comm.Allreduce, MPI.IN_PLACE, buf, op=MPI.SUM)
+
+    call(comm.Barrier)
+    waits_while_other_sleeps(1, 120)               # rank 0 waits about 1.2 s in calls
     time.sleep(0.8)                                # idle: no calls, no records
-    communicate(0.6)
-    comm.Barrier()
+    waits_while_other_sleeps(0, 60)                # rank 1 waits about 0.6 s
+    call(comm.Barrier)
+    with open(f"{sys.argv[1]}/in-calls-{comm.rank}.txt", "w") as fh:
+        fh.write(repr(in_calls_s))
 """
 
 
-def _hand_curve(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One process's cumulative seconds in calls from its records, rising at most 1 s per second."""
-    records = [r for r in read_records(path) if r["type"] == "comm"]
-    t = [records[0]["t"] - records[0]["wall_s"]] + [r["t"] for r in records]
-    s = [0.0] + [r["seconds"] for r in records]
-    for i in range(len(s) - 2, -1, -1):
-        s[i] = max(s[i], s[i + 1] - (t[i + 1] - t[i]))
-    return np.array(t), np.array(s)
-
-
-def _hand_energy(profile: Path) -> tuple[float, float]:
-    """(energy in communication, node energy) by hand: every RAPL edge window of the one node file, times
-    the two ranks' seconds in calls within it over their seconds alive within it."""
-    (node_path,) = profile.glob("node-*.jsonl")
-    edges = [(r["t"], r["rapl"]["package_j"]) for r in read_records(node_path) if "rapl" in r]
-    curves = [_hand_curve(p) for p in sorted(profile.glob("comm-rank-*.jsonl"))]
-    lives = []
-    for p in sorted(profile.glob("rank-*.jsonl")):
-        recs = list(read_records(p))
-        lives.append((recs[0]["t"], next(r["t"] for r in recs if r["type"] == "end")))
-    attributed = total = 0.0
-    for (a, ea), (b, eb) in zip(edges, edges[1:]):
-        comm = sum(np.interp(b, t, s) - np.interp(a, t, s) for t, s in curves)
-        alive = sum(max(0.0, min(b, end) - max(a, start)) for start, end in lives)
-        attributed += (eb - ea) * min(comm / alive, 1.0)
-        total += eb - ea
-    return attributed, total
-
-
-def test_energy_in_communication_matches_the_hand_computation(tmp_path):
+def test_energy_in_communication_is_the_power_times_the_seconds_each_rank_timed_in_calls(tmp_path):
     script = tmp_path / "prog.py"
     script.write_text(textwrap.dedent(PROGRAM))
     profile = tmp_path / "profile"
@@ -87,7 +66,7 @@ def test_energy_in_communication_matches_the_hand_computation(tmp_path):
     counter.start()
     try:
         out = mpirun(2, "-m", "hpcx.run", "--interval", "0.1", "--edge-interval", "0.5", "--profile-dir",
-                     str(profile), "--", sys.executable, str(script), timeout_s=180,
+                     str(profile), "--", sys.executable, str(script), str(tmp_path), timeout_s=180,
                      env={"HPCX_PROFILE_COMM": "1", "HPCX_COMM_FLUSH_S": str(FLUSH_S),
                           "HPCX_POWERCAP_ROOT": str(tmp_path / "powercap")})  # fmt: skip
     finally:
@@ -102,18 +81,22 @@ def test_energy_in_communication_matches_the_hand_computation(tmp_path):
         assert len(t) >= 6 and gaps.min() > 0
         assert max(g for g in gaps if g < 0.5) < 3 * FLUSH_S  # regular while active (CI may be slow)
 
+    # Each rank waited while the other slept: rank 0 at least 120 x 10 ms, rank 1 at least 60 x 10 ms.
+    in_calls = [float((tmp_path / f"in-calls-{rank}.txt").read_text()) for rank in (0, 1)]
+    assert in_calls[0] >= 1.2 and in_calls[1] >= 0.6, in_calls
     got = comm_energy(profile)
-    want, node_total = _hand_energy(profile)
     assert got["status"] == "measured" and got["method"] == "derived" and got["rule"] == ENERGY_RULE
-    assert got["energy_j"] == pytest.approx(want, abs=0.01)
+    # RATE_W (100 W) x (about 1.2 + 0.6 s) / 2: about 90 J, from the stopwatches and the power alone.
+    want = RATE_W * sum(in_calls) / 2
+    assert got["energy_j"] == pytest.approx(want, rel=0.1)
     (node,) = got["nodes"].values()
     package = node["counters"]["cpu_package"]
-    assert package["energy_j"] == pytest.approx(want, abs=0.01)
-    assert package["node_energy_j"] == pytest.approx(node_total, abs=0.01)
+    assert package["energy_j"] == got["energy_j"]
     assert node["ranks"] == [0, 1] and "dram" not in node["counters"]  # the fake tree has no dram zone
-    # About 1.8 of the program's 3.6 s are calls, and the counter runs at RATE_W: the share is about half.
-    assert 0.2 < package["share"] < 0.8
-    assert node_total == pytest.approx(RATE_W * sum(w[1] - w[0] for w in _windows(profile)), rel=0.1)
+    # The node's energy over its windows is the power times their length.
+    span_s = sum(b - a for a, b in _windows(profile))
+    assert package["node_energy_j"] == pytest.approx(RATE_W * span_s, rel=0.1)
+    assert package["share"] == pytest.approx(want / (RATE_W * span_s), rel=0.15)
     assert 0.9 <= got["coverage"] <= 1.0
 
     summary = summarize_comm(profile, {0: 4.0, 1: 4.0})

@@ -79,3 +79,43 @@ def test_a_call_longer_than_the_record_interval_is_spread_back_at_most_one_secon
             for t, s in ((105.0, 0.0), (110.0, 1.0), (115.0, 1.0), (120.0, 10.0))])  # fmt: skip
     (curve,) = comm_curves(tmp_path)[3]
     assert curve == [(100.0, 0.0), (105.0, 0.0), (110.0, 1.0), (115.0, 5.0), (120.0, 10.0)]
+
+
+def test_two_ranks_uneven_power_and_edges_between_records_by_hand(tmp_path):
+    """A fixed trace worked by hand. Node n1, RAPL edges (t, package J): (100, 0) (108, 400) (111, 1000)
+    (120, 1450): windows W1 [100, 108] 400 J, W2 [108, 111] 600 J, W3 [111, 120] 450 J (50, 200, 50 W).
+    Rank 0 runs 100-120; its comm records (t, cumulative s): tracing from 100, (106, 2) (110, 2) (118, 6). At
+    the edges 100: 0, 108: 2 (flat from 106 to 110), 111: 2 + 4 x 1/8 = 2.5, 120: 6 (after its last record):
+    2, 0.5 and 3.5 s in calls in W1, W2, W3.
+    Rank 1 runs 104-116; tracing from 104, (108, 3) (110, 3) (112, 6) (116, 7). The 3 s counted between 110
+    and 112 are more than the 2 s that passed, so 1 s of it moves before 110: (110, 3) becomes (110, 4). At
+    the edges 100: 0 (before tracing), 108: 3, 111: 4 + 2 x 1/2 = 5, 120: 7: 3, 2 and 2 s in W1, W2, W3.
+    Rank-seconds alive: W1 8 + 4 = 12, W2 3 + 3 = 6, W3 9 + 5 = 14. In calls: W1 5, W2 2.5, W3 5.5.
+    Energy in calls: 400 x 5/12 + 600 x 2.5/6 + 450 x 5.5/14 = 166.667 + 250 + 176.786 = 593.452 J of
+    1450 J (share 0.4093); 13 s in calls, all inside the windows (coverage 1)."""
+    for rank, (start, end) in enumerate([(100.0, 120.0), (104.0, 116.0)]):
+        _write(rank_file(tmp_path, rank), [
+            {"type": "start", "t": start, "rank": rank, "node": "n1", "local_rank": rank},
+            {"type": "end", "t": end, "rank": rank, "exit_code": 0},
+        ])  # fmt: skip
+    edges = [(100.0, 0.0), (108.0, 400.0), (111.0, 1000.0), (120.0, 1450.0)]
+    _write(node_file(tmp_path, "n1"), [
+        {"type": "start", "t": 100.0, "node": "n1"},
+        {"type": "source", "t": 100.0, "node": "n1", "name": "rapl", "status": "measured",
+         "zones": {"intel-rapl:0": "package-0"}},
+        *({"type": "sample", "t": t, "node": "n1", "edge": True, "rapl": {"package_j": e}} for t, e in edges),
+        {"type": "end", "t": 120.0, "node": "n1"},
+    ])  # fmt: skip
+    for rank, pid, traced_from, points in [
+        (0, 11, 100.0, [(106.0, 2.0), (110.0, 2.0), (118.0, 6.0)]),
+        (1, 12, 104.0, [(108.0, 3.0), (110.0, 3.0), (112.0, 6.0), (116.0, 7.0)]),
+    ]:
+        _write(tmp_path / f"comm-rank-{rank:05d}-p{pid}.jsonl",
+               [{"type": "comm", "t": t, "rank": rank, "wall_s": t - traced_from, "seconds": s, "entries": []}
+                for t, s in points])  # fmt: skip
+
+    got = comm_energy(tmp_path)
+    assert got["status"] == "measured" and got["energy_j"] == 593.452 and got["coverage"] == 1.0
+    node = got["nodes"]["n1"]
+    assert node["counters"]["cpu_package"] == {"energy_j": 593.452, "node_energy_j": 1450.0, "share": 0.4093}
+    assert node["comm_s"] == 13.0 and node["ranks"] == [0, 1]
