@@ -58,7 +58,7 @@ SLURM_CONFIG_KEYS = (
 )  # fmt: skip
 # JobName last: the one free-text field, so a "|" in it cannot shift the others.
 ACCOUNTING_FIELDS = ("JobID", "State", "ExitCode", "Elapsed", "TotalCPU", "MaxRSS", "AllocTRES", "NodeList",
-                     "Start", "End", "JobName")  # fmt: skip
+                     "Start", "End", "Reason", "JobName")  # fmt: skip
 
 
 def collect(workdir: Path, run_dir: Path, site: Site, *, inputs: Sequence[str] = ()) -> dict[str, Any]:

@@ -47,12 +47,15 @@ def parse_tres(text: str) -> dict[str, str]:
 def summarize_accounting(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     """State, exit code, elapsed and CPU seconds, allocated CPUs and memory, and the largest MaxRSS of any
     step, from accounting.json; None without one. Several job rows (an array, a sweep's chunks) add up:
-    elapsed is the longest, CPU time and allocations the sum, the exit code the largest."""
+    elapsed is from the first start to the last end, CPU time and allocations the sum, the efficiency the CPU
+    time over each job's elapsed x CPUs, the exit code the largest, the state :func:`combined_state` with
+    ``state_counts`` beside it; ``reason`` is sacct's Reason where it names one."""
     rows: Sequence[dict[str, str]] = (doc or {}).get("rows", [])
     jobs = [r for r in rows if "." not in r["JobID"]]
     if not jobs:
         return None
-    states = list(dict.fromkeys((r["State"].split() or ["UNKNOWN"])[0] for r in jobs))
+    per_job = [(r["State"].split() or ["UNKNOWN"])[0] for r in jobs]
+    states = list(dict.fromkeys(per_job))
     codes = [_exit(r["ExitCode"]) for r in jobs]
     tres = [parse_tres(r["AllocTRES"]) for r in jobs]
     elapsed = [duration_s(r["Elapsed"]) for r in jobs]
@@ -60,25 +63,63 @@ def summarize_accounting(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     rss = [v for v in (size_mb(r["MaxRSS"]) for r in rows) if v is not None]
     cpus = sum(int(t.get("cpu", 0)) for t in tres) or None
     mem = [size_mb(t["mem"], _TRES_MB_PER) for t in tres if "mem" in t]
-    elapsed_s = max((e for e in elapsed if e is not None), default=None)
+    elapsed_s = _span_s(jobs) if len(jobs) > 1 else None
+    if elapsed_s is None:
+        elapsed_s = max((e for e in elapsed if e is not None), default=None)
     total_cpu_s = sum(c for c in cpu if c is not None) if any(c is not None for c in cpu) else None
+    # Several jobs (array tasks, a sweep's chunks): each one's elapsed x its own CPUs is what was allocated.
+    alloc_cpu_s = sum((e or 0) * int(t.get("cpu", 0)) for e, t in zip(elapsed, tres))
     return {
-        "state": states[0] if len(states) == 1 else ",".join(states),
+        "state": combined_state(per_job),
+        "state_counts": {s: per_job.count(s) for s in states},
+        "reason": next((r.get("Reason") for r in jobs if r.get("Reason") not in (None, "", "None")), None),
         "finished": bool(doc and doc.get("finished")),
         "exit_code": max(c[0] for c in codes),
         "signal": max(c[1] for c in codes),
         "elapsed_s": elapsed_s,
+        "elapsed_max_s": max((e for e in elapsed if e is not None), default=None),
         "total_cpu_s": total_cpu_s,
         "alloc_cpus": cpus,
         "alloc_mem_mb": sum(m for m in mem if m is not None) if mem else None,
         "alloc_nodes": sum(int(t.get("node", 0)) for t in tres) or None,
         "max_rss_mb": max(rss) if rss else None,
-        "cpu_efficiency": _ratio(total_cpu_s, (elapsed_s or 0) * (cpus or 0)),
+        "cpu_efficiency": _ratio(total_cpu_s, alloc_cpu_s),
         "node_list": ",".join(dict.fromkeys(r["NodeList"] for r in jobs)),
         "start": jobs[0]["Start"],
         "end": jobs[-1]["End"],
         "queried_at": (doc or {}).get("queried_at"),
     }
+
+
+# Slurm's states of a job that has not ended; a set of jobs with one of them has not ended either.
+ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
+
+
+def combined_state(states: Sequence[str]) -> str:
+    """One state for several jobs (array tasks, a sweep's chunks), as a person reads it: the one state they
+    share; else RUNNING (or the first unfinished state) while any has not ended; else FAILED when any failed,
+    else the first state that is not COMPLETED. ``state_counts`` keeps how many had each."""
+    distinct = list(dict.fromkeys(states))
+    if len(distinct) == 1:
+        return distinct[0]
+    active = [s for s in distinct if s in ACTIVE_STATES]
+    if active:
+        return "RUNNING" if "RUNNING" in active else active[0]
+    if "FAILED" in distinct:
+        return "FAILED"
+    return next((s for s in distinct if s != "COMPLETED"), "UNKNOWN")
+
+
+def _span_s(jobs: Sequence[dict[str, str]]) -> float | None:
+    """From the first job's start to the last one's end (sacct's ISO times), or None when one is unknown."""
+    import datetime as dt
+
+    try:
+        starts = [dt.datetime.fromisoformat(r["Start"]) for r in jobs]
+        ends = [dt.datetime.fromisoformat(r["End"]) for r in jobs]
+    except (KeyError, ValueError):  # "Unknown", "None": not started or not ended
+        return None
+    return (max(ends) - min(starts)).total_seconds()
 
 
 def _exit(text: str) -> tuple[int, int]:

@@ -74,7 +74,8 @@ def _memory(s: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _time(s: dict[str, Any]) -> dict[str, Any] | None:
-    used, limit = s.get("elapsed_s"), s.get("time_limit_s")
+    # An array's time limit holds per task: its longest task, not the whole array's span, is what to size.
+    used, limit = s.get("longest_task_s") or s.get("elapsed_s"), s.get("time_limit_s")
     if used is None or limit is None:
         return None
     if s.get("state") == "TIMEOUT":
@@ -97,7 +98,11 @@ def _slurm_time(seconds: float) -> str:
 
 
 def _cpu(s: dict[str, Any]) -> dict[str, Any] | None:
-    eff, cpus = s.get("cpu_efficiency_slurm") or s.get("cpu_efficiency"), s.get("cpus_per_task")
+    # Slurm's figure first; 0.0 is a figure (a job that only slept), not a missing one.
+    eff = s.get("cpu_efficiency_slurm")
+    if eff is None:
+        eff = s.get("cpu_efficiency")
+    cpus = s.get("cpus_per_task")
     if eff is None or eff >= LOW_EFFICIENCY:
         return None
     if cpus and cpus > 1:

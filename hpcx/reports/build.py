@@ -26,6 +26,7 @@ from hpcx.records import (
 from hpcx.reports.accounting import summarize_accounting
 from hpcx.reports.advice import advise
 from hpcx.reports.comm import summarize_comm
+from hpcx.reports.sharing import is_jobs_own, mark_shared
 from hpcx.reports.timelines import carbon, node_details, profiler_cost, regions
 from hpcx.runs import Run
 
@@ -237,6 +238,7 @@ def build_report(
     site_energy: dict[str, Any] | None = None,
     site_name: str | None = None,
     max_points: int = MAX_TIMELINE_POINTS,
+    shared: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """The report document of ``run`` from its profile records, manifest and Slurm accounting (given, else
     accounting.json when the run has one). Either source alone makes a report; with neither (a job not yet
@@ -244,7 +246,9 @@ def build_report(
 
     An array job or sweep keeps each task's records in ``profile/task-NNNNN/``: the run's report lists the
     tasks (``tasks``) beside Slurm's totals, and ``task=N`` reports one task rank by rank. ``site_energy`` is
-    the site's ``energy`` block (carbon intensity, PUE)."""
+    the site's ``energy`` block (carbon intensity, PUE). ``shared``: per node, the other jobs that ran on it
+    meanwhile (:func:`hpcx.reports.sharing.shared_jobs`; None when unknown): RAPL's whole-package energy on
+    such a node is labelled as the node's and left out of the job's energy and carbon."""
     if accounting is None and (run.dir / ACCOUNTING).exists():
         accounting = read_json(run.dir / ACCOUNTING)
     tasks_dir = run.dir / "profile"
@@ -271,6 +275,7 @@ def build_report(
     res = {k: v["value"] for k, v in manifest.get("resources", {}).items()}
     merged = read_nodes(profile)  # every node file parsed once, for energy, timelines and comm energy
     nodes = summarize_nodes(profile, merged)
+    shared_j = mark_shared(nodes, shared)
     details = node_details(merged, max_points)
     # Each rank's node and last attempt: a requeued job's earlier processes wrote their own comm, regions and
     # I/O files, which must not add to the last attempt's times.
@@ -280,13 +285,16 @@ def build_report(
     comm = summarize_comm(profile, {r["rank"]: r["wall_s"] for r in ranks}, lives, merged)
     region_doc = regions(profile, [r["rank"] for r in ranks], since)
     summary = summarize(ranks, acct, res, nodes, comm)
+    summary["energy_shared_j"] = shared_j or None
     if task_rows and not ranks:
         summary.update(array_summary(task_rows, acct))
+        summary["longest_task_s"] = (acct or {}).get("elapsed_max_s") or max(
+            (t["wall_s"] for t in task_rows if t["wall_s"] is not None), default=None)  # fmt: skip
     summary.update(gpu_summary(details, region_doc))
     profiler = profiler_cost(ranks, profile, sum(c["calls"] for c in comm["calls"]) if comm else None)
     summary["profiler_share"] = profiler["sampler_share"]
     summary.update(slowest_rank(ranks, comm))
-    carbon_doc = carbon(summary["energy_j"], site_energy or {}, site_name)
+    carbon_doc = carbon(summary["energy_j"], site_energy or {}, site_name, shared_j)
     summary["carbon_g"] = carbon_doc.get("g_co2e")
     report = {
         "schema": REPORT_SCHEMA,
@@ -310,8 +318,49 @@ def build_report(
         "provenance": provenance(manifest),
         "advice": advise(summary, comm, details, region_doc),
     }
+    summary["failure"] = failure(run, report)
     report["line"] = grep_line(report)
     return report
+
+
+STDERR_TAIL_LINES = 5
+STDERR_LINE_CHARS = 240
+# Slurm's states of a job that has not ended: no failure to explain yet.
+_NOT_ENDED = ("PENDING", "RUNNING", "UNFINISHED", "REQUEUED", "SUSPENDED", "COMPLETING", "CONFIGURING")
+
+
+def failure(run: Run, report: dict[str, Any]) -> dict[str, Any] | None:
+    """Why a job (or an array's first failed task) ended badly, for the line after its state: Slurm's reason
+    (sacct's Reason, else what its state and exit code say) and the last lines of the stderr log of the job,
+    or of the task, with the failing rank when hpcx's records name one. None when it completed or runs."""
+    s, acct = report["summary"], report.get("accounting") or {}
+    if s["state"] == "COMPLETED" or s["state"] in _NOT_ENDED:
+        return None
+    task = report.get("task")
+    failed = [t for t in report.get("tasks") or [] if t["state"] not in ("COMPLETED", *_NOT_ENDED)]
+    state, code, signal = s["state"], s["exit_code"], acct.get("signal") or 0
+    if task is None and failed:
+        task, state, code, signal = failed[0]["task"], failed[0]["state"], failed[0]["exit_code"], 0
+    job_id = str(run.job.get("job_id"))
+    log_id = job_id if task is None else _task_jobs(run).get(task, f"{job_id}_{task}")
+    log = run.dir / "logs" / f"slurm-{log_id}.err"
+    tail: list[str] = []
+    if log.is_file():
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        tail = [ln[:STDERR_LINE_CHARS] for ln in lines[-STDERR_TAIL_LINES:]]
+    reason = acct.get("reason")
+    if reason is None:
+        how = f"killed by signal {signal}" if signal else f"exit code {code}" if code is not None else "no exit code"
+        reason = f"none given ({state}, {how})"
+    ranks = s["failed_ranks"] if task is None or task == report.get("task") else []
+    return {
+        "task": task if report.get("task") is None else None,
+        "state": state,
+        "rank": ranks[0] if ranks else None,
+        "reason": reason,
+        "log": log.relative_to(run.dir).as_posix() if log.is_file() else None,
+        "stderr_tail": tail,
+    }
 
 
 def _ranges(values: list[int]) -> str:
@@ -347,6 +396,7 @@ def summarize_tasks(run: Run, accounting: dict[str, Any] | None) -> list[dict[st
     if not dirs:
         return None
     cpus = int(run.manifest.get("resources", {}).get("cpus_per_task", {}).get("value") or 1)
+    params = _task_params(run)
     rows = []
     for path in dirs:
         task = int(path.name[5:])
@@ -369,8 +419,24 @@ def summarize_tasks(run: Run, accounting: dict[str, Any] | None) -> list[dict[st
             "peak_rss_mb": max((r["peak_rss_mb"] for r in ranks), default=None),
             "energy_j": sum(energies) if energies else None,
             "attempt": max((r["attempt"] for r in ranks), default=None),
+            "params": params.get(task, {}),
         })  # fmt: skip
     return rows
+
+
+def _task_params(run: Run) -> dict[int, dict[str, Any]]:
+    """Each sweep task's parameters (tasks.jsonl; the seed among them), empty for a plain array job."""
+    table = run.dir / "tasks.jsonl"
+    out: dict[int, dict[str, Any]] = {}
+    if table.exists():
+        for line in table.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                out[int(row["task"])] = {**row.get("params", {}),
+                                         **({"seed": row["seed"]} if row.get("seed") is not None else {})}  # fmt: skip
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a torn last line
+    return out
 
 
 def slowest_rank(ranks: list[dict[str, Any]], comm: dict[str, Any] | None) -> dict[str, Any]:
@@ -387,12 +453,17 @@ def slowest_rank(ranks: list[dict[str, Any]], comm: dict[str, Any] | None) -> di
 
 def array_summary(tasks: list[dict[str, Any]], acct: dict[str, Any] | None) -> dict[str, Any]:
     """What the tasks say of an array job as a whole: their energy summed (each task's own measured
-    counters), and without Slurm's record, the state and exit code from the tasks' own (any failed task
-    fails the array; a task without an end record leaves it unfinished)."""
+    counters), the memory peak of the largest task, and without Slurm's record, the state and exit code from
+    the tasks' own (any failed task fails the array; a task without an end record leaves it unfinished)."""
     energies = [t["energy_j"] for t in tasks if t["energy_j"] is not None]
     out: dict[str, Any] = {}
     if energies:
         out.update(energy_j=sum(energies), energy_kwh=sum(energies) / 3.6e6)
+    peaks = [t for t in tasks if t["peak_rss_mb"] is not None]
+    if peaks:  # the largest task's largest rank: tasks run apart, so their peaks never add up
+        top = max(peaks, key=lambda t: t["peak_rss_mb"])
+        out.update(mem_peak_mb=top["peak_rss_mb"], mem_peak_where=f"task {top['task']}",
+                   mem_peak_source="profile (the largest task's largest rank)")  # fmt: skip
     if acct is None:
         states = {t["state"] for t in tasks}
         state = "FAILED" if "FAILED" in states else "UNFINISHED" if states - {"COMPLETED"} else "COMPLETED"
@@ -475,7 +546,7 @@ def summarize(
     alloc = len(ranks) * cpus_per_task * (wall or 0)
     exits = [r["exit_code"] for r in ranks if r["exit_code"] is not None]
     state, state_source = _state(ranks, acct)
-    energies = [e["energy_j"] for n in nodes for e in n["energy"].values() if e.get("status") == "measured"]
+    energies = [e["energy_j"] for n in nodes for k, e in n["energy"].items() if is_jobs_own(k, e)]
     mem_peak, where, mem_source = _memory_peak(ranks, acct, res)
     a = acct or {}
     return {

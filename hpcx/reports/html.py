@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hpcx.reports.advice import gib, hms
-from hpcx.reports.terminal import comm_energy_text, pct, size
+from hpcx.reports.terminal import comm_energy_text, count, param_text, pct, size, task_params
 
 MAX_NODE_LINES = 12  # more nodes than this are drawn as their median with the min-max band
 MAX_HEATMAP_BINS = 300
@@ -343,7 +343,9 @@ def _cards(report: dict[str, Any]) -> str:
     mem = "n/a" if s["mem_peak_mb"] is None else gib(s["mem_peak_mb"])
     req = f" of {gib(s['mem_req_mb'])}" if s.get("mem_req_mb") else ""
     cards = [
-        ("state", s["state"], f"from {s['state_source']}, exit code {s['exit_code']}"),
+        ("state", s["state"], f"from {s['state_source']}, exit code {s['exit_code']}" + "".join(
+            f", {n} {k}" for k, n in ((report.get("accounting") or {}).get("state_counts") or {}).items()
+            if len((report.get("accounting") or {}).get("state_counts") or {}) > 1)),
         ("elapsed", "n/a" if s["elapsed_s"] is None else hms(s["elapsed_s"]), f"requested{limit}" if limit else ""),
         ("CPU efficiency", pct(eff), f"{s['cpus_per_task']} CPUs per task"),
         ("memory peak per node", f"{mem}{req}", s.get("mem_peak_where") or s.get("mem_peak_source") or ""),
@@ -357,8 +359,7 @@ def _cards(report: dict[str, Any]) -> str:
          f"{s['median_rank_busy_s']:.1f} s"),
         ("GPUs", str(s.get("gpus") or 0), "" if s.get("gpu_util_mean_pct") is None
          else f"mean utilisation {s['gpu_util_mean_pct']:.0f}%"),
-        ("profiler overhead", _num(None if s.get("profiler_share") is None else 100 * s["profiler_share"],
-                                   "{:.2f}%"), "sampler CPU over allocated CPU"),
+        _profiler_card(report),
     ]  # fmt: skip
     return (
         '<div class="grid">'
@@ -370,17 +371,48 @@ def _cards(report: dict[str, Any]) -> str:
     )
 
 
+def _profiler_card(report: dict[str, Any]) -> tuple[str, str, str]:
+    """The sampler's share of the allocated CPU, or its CPU seconds alone where the job was too short for a
+    share to mean anything."""
+    s, p = report["summary"], report.get("profiler") or {}
+    if s.get("profiler_share") is None and p.get("sampler_cpu_s") is not None:
+        return ("profiler overhead", f"{p['sampler_cpu_s']:.2f} s CPU", "sampler CPU time (too short a job for a "
+                "share)")  # fmt: skip
+    return ("profiler overhead", _num(None if s.get("profiler_share") is None else 100 * s["profiler_share"],
+                                      "{:.2f}%"), "sampler CPU over allocated CPU")  # fmt: skip
+
+
+def _failure(report: dict[str, Any]) -> str:
+    """Why the job failed, right under its state: Slurm's reason and the end of the stderr log."""
+    f = report["summary"].get("failure")
+    if not f:
+        return ""
+    who = f"task {f['task']} {f['state']}: " if f.get("task") is not None else ""
+    rank = f", rank {f['rank']}" if f.get("rank") is not None else ""
+    out = f'<p class="bad">{esc(who)}Slurm\'s reason: {esc(f["reason"])}</p>'
+    if f["stderr_tail"]:
+        out += (f'<p class="sub">last lines of stderr ({esc(f["log"])}{esc(rank)}):</p>'
+                f'<pre>{esc(chr(10).join(f["stderr_tail"]))}</pre>')  # fmt: skip
+    return out
+
+
 def _energy(report: dict[str, Any]) -> str:
     rows = []
     for n in report.get("nodes") or []:
         for name, e in n["energy"].items():
             if e.get("status") == "measured":
+                status = f"measured; {e['scope']}: not the job's" if "scope" in e else "measured"
                 rows.append([n["node"], name, (f"{e['energy_j'] / 1000:.3f}", e["energy_j"]), e["method"],
-                             pct(e.get("coverage")), "measured"])  # fmt: skip
+                             pct(e.get("coverage")), status])  # fmt: skip
             else:
                 rows.append([n["node"], name, "", "", "", f"unavailable: {e.get('reason', '')}"])
-    out = [_table(["node", "source", "kJ", "method", "coverage", "status"], rows)] if rows else [
-        '<p class="na">no node sensor records (submit with --profile)</p>']  # fmt: skip
+    if rows:
+        out = [_table(["node", "source", "kJ", "method", "coverage", "status"], rows)]
+    elif report.get("tasks"):
+        out = ['<p class="na">node sensor records are per task: the energy column of the array tasks below, '
+               "and <code>hpcx report RUN --task N</code> for one task's nodes</p>"]
+    else:
+        out = ['<p class="na">no node sensor records (submit with --profile)</p>']
     c = report.get("carbon") or {}
     if c.get("status") == "estimated":
         out.append(f"<p>carbon: <b>{c['g_co2e']:.1f} g CO2e</b> = {c['facility_kwh']:.5f} kWh (measured x PUE "
@@ -419,7 +451,8 @@ def _regions_table(regions: dict[str, Any] | None) -> str:
 
 def _io_table(io_doc: dict[str, Any] | None) -> str:
     if not io_doc or not any(io_doc["total"][op]["calls"] for op in ("read", "write")):
-        return '<p class="na">no I/O through hpcx.io</p>'
+        return ('<p class="na">no I/O through hpcx.io (counted: files written with hpcx.io.hdf5.create and read '
+                "with hpcx.io's training reader; h5py and open() calls of your own are not)</p>")
     t = io_doc["total"]
     rows = [
         [op, size(t[op]["bytes"]), t[op]["calls"], _num(t[op]["seconds"], "{:.2f}")]
@@ -471,13 +504,15 @@ def _steps(rank: dict[str, Any]) -> str:
 def _tasks_table(tasks: list[dict[str, Any]] | None) -> str:
     if not tasks:
         return ""
-    rows = [[t["task"], t["state"], "-" if t["exit_code"] is None else t["exit_code"], t["ranks"],
+    keys = task_params(tasks)
+    rows = [[t["task"], *(param_text((t.get("params") or {}).get(k, "-")) for k in keys), t["state"],
+             "-" if t["exit_code"] is None else t["exit_code"], t["ranks"],
              _num(t["wall_s"], "{:.1f}"), pct(t["cpu_efficiency"]), _num(t["peak_rss_mb"], "{:.0f}"),
              _num(None if t["energy_j"] is None else t["energy_j"] / 1000, "{:.3f}")] for t in tasks]  # fmt: skip
     return (
         "<h2>Array tasks</h2>"
         + _table(
-            ["task", "state", "exit", "ranks", "wall s", "CPU eff.", "peak MB", "energy kJ"],
+            ["task", *keys, "state", "exit", "ranks", "wall s", "CPU eff.", "peak MB", "energy kJ"],
             rows,
             sortable=True,
         )
@@ -512,8 +547,9 @@ def _provenance(report: dict[str, Any]) -> str:
     dirty = {True: " (uncommitted changes: git.diff)", False: "", None: ""}[pv.get("git_dirty")]
     rows = [
         ["command", " ".join(map(str, report.get("command") or []))],
-        ["resources", ", ".join(f"{k}={v}" for k, v in (report.get("resources") or {}).items())],
-        ["created", pv.get("created")], ["host / user", f"{pv.get('host')} / {pv.get('user')}"],
+        ["resources", ", ".join(f"{k}={v}" for k, v in (report.get("resources") or {}).items()
+                                if v is not None) or "the site's defaults"],
+        ["created", pv.get("created")], ["host", pv.get("host")], ["user", _user(pv.get("user"))],
         ["workdir", pv.get("workdir")],
         ["git", f"{pv.get('git_commit') or 'not a git repository'}{dirty} {pv.get('git_branch') or ''}"],
         ["remote", pv.get("git_remote")], ["site", f"{pv.get('site')} (sha256 {pv.get('site_sha256')})"],
@@ -523,6 +559,27 @@ def _provenance(report: dict[str, Any]) -> str:
         ["variables", ", ".join(f"{k}={v}" for k, v in (pv.get("variables") or {}).items()) or "none"],
     ]  # fmt: skip
     return _table(["", ""], rows) + '<p class="sub">the whole record: manifest.json in the run directory</p>'
+
+
+def _user(user: str | None) -> str | None:
+    """The submitting user: a name as recorded; a bare uid (no $USER at submit) as ``uid 0`` with its name
+    where this host knows it."""
+    if user is None or not str(user).isdigit():
+        return user
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(int(user)).pw_name} (uid {user})"
+    except (ImportError, KeyError):
+        return f"uid {user}"
+
+
+def _who(report: dict[str, Any]) -> str:
+    """``2 ranks on 2 nodes``, or for an array job or sweep its tasks."""
+    s = report["summary"]
+    if report.get("tasks") and not s["ranks"]:
+        return count(len(report["tasks"]), "array task") + " with records"
+    return f"{count(s['ranks'], 'rank')} on {count(len(s['nodes']), 'node')}"
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -539,7 +596,8 @@ def render_html(report: dict[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body>",
         f"<h1>run {esc(report['run_id'])}{esc(task)}: {esc(s['state'])}{partial}</h1>",
         f'<p class="sub">job {esc(report["job_id"])} &middot; kind {esc(report["kind"])} &middot; '
-        f"{esc(s['ranks'])} ranks on {len(s['nodes'])} nodes &middot; <code>{esc(report['line'])}</code></p>",
+        f"{esc(_who(report))} &middot; <code>{esc(report['line'])}</code></p>",
+        _failure(report),
         _cards(report),
         "<h2>Advice</h2>",
         ('<ul class="advice">' + "".join(f"<li>{esc(a['text'])}</li>" for a in advice) + "</ul>") if advice

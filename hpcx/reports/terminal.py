@@ -12,19 +12,25 @@ def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.0f}%"
 
 
+def count(n: int, noun: str) -> str:
+    """``1 rank``, ``2 ranks``: a number with its noun."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def render_text(report: dict[str, Any]) -> str:
     """The summary, Slurm's record, I/O, energy, communication, advice, the greppable line, then the ranks."""
     s = report["summary"]
     lines = [
         f"run {report['run_id']}  job {report['job_id']}  kind {report['kind']}",
-        f"  state {s['state']} ({_state_note(s)}), exit code {s['exit_code']}"
+        f"  state {s['state']} ({_state_note(s, report.get('accounting'))}), exit code {s['exit_code']}"
         + (f", failed ranks: {s['failed_ranks']}" if s["failed_ranks"] else ""),
+        *_failure_lines(s.get("failure")),
         *_time_lines(s),
         f"  CPU efficiency: hpcx {pct(s['cpu_efficiency'])}, Slurm {pct(s['cpu_efficiency_slurm'])}"
         f" ({s['cpus_per_task']} CPUs per task)",
         *_memory_lines(s),
         *_io_lines(report.get("io")),
-        *_energy_lines(report.get("nodes", [])),
+        *_energy_lines(report.get("nodes", []), s),
         *_comm_lines(report.get("comm")),
         *_region_lines(report.get("regions")),
         *_gpu_lines(s),
@@ -39,9 +45,29 @@ def render_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _state_note(s: dict[str, Any]) -> str:
+def _state_note(s: dict[str, Any], acct: dict[str, Any] | None = None) -> str:
     source = "from sacct" if s["state_source"] == "sacct" else "from hpcx's records; no Slurm accounting"
+    counts = (acct or {}).get("state_counts") or {}
+    if s["state_source"] == "sacct" and len(counts) > 1:  # an array's tasks, a sweep's chunks
+        source += ": " + ", ".join(f"{n} {state}" for state, n in counts.items())
     return source if s["finished"] else f"{source}; partial: the job has not finished"
+
+
+def _failure_lines(f: dict[str, Any] | None) -> list[str]:
+    """Why it failed, first thing after the state: Slurm's reason, then the end of the stderr log."""
+    if not f:
+        return []
+    who = f"task {f['task']} {f['state']}: " if f.get("task") is not None else ""
+    rank = f", rank {f['rank']}" if f.get("rank") is not None else ""
+    lines = [f"  {who}Slurm's reason: {f['reason']}"]
+    if f["stderr_tail"]:
+        lines.append(f"  last lines of stderr ({f['log']}{rank}):")
+        lines += [f"    | {line}" for line in f["stderr_tail"]]
+    elif f.get("log"):
+        lines.append(f"  stderr ({f['log']}) is empty")
+    else:
+        lines.append("  no stderr log in the run directory")
+    return lines
 
 
 def _time_lines(s: dict[str, Any]) -> list[str]:
@@ -88,15 +114,32 @@ def comm_energy_text(energy: dict[str, Any] | None) -> str | None:
             f"node's share of rank time in calls; {pct(energy.get('coverage'))} of call time covered)")  # fmt: skip
 
 
+def task_params(tasks: list[dict[str, Any]]) -> list[str]:
+    """The parameter names of a sweep's tasks, in the order the sweep gave them."""
+    return list(dict.fromkeys(k for t in tasks for k in t.get("params") or {}))
+
+
+def param_text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _task_lines(tasks: list[dict[str, Any]]) -> list[str]:
-    """An array job's tasks, one line each (``hpcx report RUN --task N`` for one rank by rank)."""
-    lines = ["", f"  {len(tasks)} array tasks with records (hpcx report RUN --task N: one task rank by rank)",
-             f"  {'task':>5}  {'state':<11} {'exit':>4} {'ranks':>5} {'wall s':>8} {'cpu eff':>7} {'peak MB':>8}"]  # fmt: skip
-    for t in tasks:
+    """An array job's tasks, one line each with the sweep's parameters (``hpcx report RUN --task N`` for one
+    rank by rank)."""
+    keys = task_params(tasks)
+    cells = [[param_text((t.get("params") or {}).get(k, "-")) for k in keys] for t in tasks]
+    widths = [max([len(k), *(len(c[i]) for c in cells)]) for i, k in enumerate(keys)]
+    head = "".join(f" {k:<{w}}" for k, w in zip(keys, widths))
+    lines = ["", f"  {count(len(tasks), 'array task')} with records (hpcx report RUN --task N: one task rank by "
+             "rank)",
+             f"  {'task':>5}{head}  {'state':<11} {'exit':>4} {'ranks':>5} {'wall s':>8} {'cpu eff':>7} "
+             f"{'peak MB':>8}"]  # fmt: skip
+    for t, row in zip(tasks, cells):
         code = "-" if t["exit_code"] is None else str(t["exit_code"])
         wall = "-" if t["wall_s"] is None else f"{t['wall_s']:.1f}"
         peak = "-" if t["peak_rss_mb"] is None else f"{t['peak_rss_mb']:.0f}"
-        lines.append(f"  {t['task']:>5}  {t['state']:<11} {code:>4} {t['ranks']:>5} {wall:>8} "
+        params = "".join(f" {c:<{w}}" for c, w in zip(row, widths))
+        lines.append(f"  {t['task']:>5}{params}  {t['state']:<11} {code:>4} {t['ranks']:>5} {wall:>8} "
                      f"{pct(t['cpu_efficiency']):>7} {peak:>8}")  # fmt: skip
     return lines
 
@@ -110,7 +153,7 @@ def _rank_lines(report: dict[str, Any]) -> list[str]:
     state = "finished" if s["all_finished"] else "still running or killed"
     lines = [
         "",
-        f"  {s['ranks']} ranks on {len(s['nodes'])} nodes ({', '.join(s['nodes'])}), {state}",
+        f"  {count(s['ranks'], 'rank')} on {count(len(s['nodes']), 'node')} ({', '.join(s['nodes'])}), {state}",
         f"  {'rank':>4}  {'node':<10} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} {'exit':>5}",
     ]
     for r in report["ranks"]:
@@ -147,28 +190,39 @@ def _io_lines(io: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _energy_lines(nodes: list[dict[str, Any]]) -> list[str]:
-    """The measured total split into GPU and CPU (package and DRAM), then one line per node: each energy
-    figure measured, or unavailable with the reason (never a silent 0)."""
+def _energy_lines(nodes: list[dict[str, Any]], s: dict[str, Any] | None = None) -> list[str]:
+    """The job's measured total split into GPU and CPU (package and DRAM), then one line per node with what
+    it measured (RAPL on a node shared with other jobs labelled as the whole package's, not in the total),
+    then each reason a source was unavailable once, with the nodes it holds for (never a silent 0)."""
     measured = [(name, e["energy_j"]) for n in nodes for name, e in n["energy"].items()
-                if e.get("status") == "measured"]  # fmt: skip
+                if e.get("status") == "measured" and "scope" not in e]  # fmt: skip
     lines = []
     if measured:
         gpu = sum(j for name, j in measured if name.startswith("gpu"))
         cpu = sum(j for name, j in measured if not name.startswith("gpu"))
         total = gpu + cpu
         lines.append(f"  energy: {total:.0f} J = {total / 3.6e6:.6f} kWh (GPU {gpu:.0f} J, CPU {cpu:.0f} J; "
-                     "from counters, only the sources measured below)")  # fmt: skip
+                     "from counters, only the job's sources measured below)")  # fmt: skip
+    elif s and s.get("energy_j") is not None and not nodes:  # an array's tasks, each with its own nodes
+        lines.append(f"  energy: {s['energy_j']:.0f} J = {s['energy_kwh']:.6f} kWh (the tasks' measured "
+                     "counters summed; hpcx report RUN --task N for one task's nodes)")  # fmt: skip
+    unavailable: dict[tuple[str, str], list[str]] = {}  # (reason, sources) -> nodes
     for n in nodes:
-        parts = []
+        parts, missing = [], {}
         for name, e in n["energy"].items():
             if e["status"] == "unavailable":
-                parts.append(f"{name} unavailable ({e['reason']})")
+                missing.setdefault(e["reason"], []).append(name)
             else:
-                parts.append(
-                    f"{name} {e['energy_j'] / 1000:.2f} kJ ({e['method']}, {pct(e['coverage'])} covered)"
-                )
-        lines.append(f"  energy {n['node']}: {'; '.join(parts)}")
+                scope = f"; {e['scope']}: not the job's" if "scope" in e else ""
+                parts.append(f"{name} {e['energy_j'] / 1000:.2f} kJ ({e['method']}, {pct(e['coverage'])} "
+                             f"covered{scope})")  # fmt: skip
+        for reason, names in missing.items():
+            unavailable.setdefault((reason, ", ".join(names)), []).append(str(n["node"]))
+        if parts:
+            lines.append(f"  energy {n['node']}: {'; '.join(parts)}")
+    for (reason, names), where in unavailable.items():
+        on = f"all {len(where)} nodes" if len(where) == len(nodes) and len(nodes) > 4 else ", ".join(where)
+        lines.append(f"  energy {names} unavailable on {on}: {reason}")
     return lines
 
 
@@ -206,6 +260,8 @@ def _profiler_lines(p: dict[str, Any] | None) -> list[str]:
     if not p or p.get("sampler_cpu_s") is None:
         return []
     share = "" if p["sampler_share"] is None else f" ({100 * p['sampler_share']:.2f}% of allocated CPU)"
+    if p["sampler_share"] is None and p.get("sampler_method", "").startswith("measured"):
+        share = " (no share: the job was too short for one to mean anything)"
     comm = (
         f", comm tracing ~{p['comm_added_s']:.4f} s (estimated)" if p.get("comm_added_s") is not None else ""
     )

@@ -23,6 +23,9 @@ THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80
 # Added cost of one traced MPI call (benchmarks/mpi_call_added_us.py, docs/performance.md): the estimate of
 # communication tracing's cost in a job, labelled as an estimate.
 TRACED_CALL_US = 0.58
+# Below this much allocated CPU time, the sampler's share of it is noise (its start-up alone is tens of ms):
+# the report gives the sampler's CPU seconds only.
+MIN_SHARE_ALLOC_S = 10.0
 
 
 def _stride(n: int, max_points: int) -> int:
@@ -193,7 +196,8 @@ def profiler_cost(ranks: list[dict[str, Any]], profile_dir: Path, comm_calls: in
     """hpcx's own cost in this job: the sampler threads' CPU seconds (measured; one thread per rank, which
     also reads the node sensors on local rank 0) against the CPU time allocated to the ranks, hpcx.run's peak
     memory, the bytes of records written, and the time communication tracing added (estimated: calls times
-    the benchmarked cost of one traced call)."""
+    the benchmarked cost of one traced call). The share is None below :data:`MIN_SHARE_ALLOC_S` of allocated
+    CPU: a share of a near-zero denominator is no finding."""
     cpu = [r["sampler_cpu_s"] for r in ranks if r.get("sampler_cpu_s") is not None]
     alloc = sum(r["wall_s"] * (r.get("cpus_allowed") or 1) for r in ranks)
     rss = [r["sampler_rss_mb"] for r in ranks if r.get("sampler_rss_mb") is not None]
@@ -201,7 +205,7 @@ def profiler_cost(ranks: list[dict[str, Any]], profile_dir: Path, comm_calls: in
     added = comm_calls * TRACED_CALL_US / 1e6 if comm_calls else None
     return {
         "sampler_cpu_s": sum(cpu) if cpu else None,
-        "sampler_share": sum(cpu) / alloc if cpu and alloc > 0 else None,
+        "sampler_share": sum(cpu) / alloc if cpu and alloc >= MIN_SHARE_ALLOC_S else None,
         "sampler_method": "measured (the sampler thread's CPU time)" if cpu else "unavailable (no end records)",
         "wrapper_rss_mb_max": max(rss, default=None),
         "record_bytes": sum(p.stat().st_size for p in profile_dir.glob("*.jsonl")) if profile_dir.is_dir()
@@ -214,10 +218,17 @@ def profiler_cost(ranks: list[dict[str, Any]], profile_dir: Path, comm_calls: in
     }  # fmt: skip
 
 
-def carbon(energy_j: float | None, site_energy: dict[str, Any], site_name: str | None) -> dict[str, Any]:
-    """The carbon estimate: measured energy x the site's PUE x its grid intensity, or why there is none."""
+def carbon(
+    energy_j: float | None, site_energy: dict[str, Any], site_name: str | None, shared_j: float = 0.0
+) -> dict[str, Any]:
+    """The carbon estimate: the job's measured energy x the site's PUE x its grid intensity, or why there is
+    none. ``shared_j``: RAPL energy left out as the node's, not the job's (other jobs shared the node)."""
     intensity = site_energy.get("carbon_intensity_g_per_kwh")
     pue = float(site_energy.get("pue", 1.0))
+    if energy_j is None and shared_j:
+        return {"status": "unavailable",
+                "reason": f"the only energy measured, {shared_j:.0f} J of RAPL, is the whole package of nodes "
+                          "shared with other jobs: not this job's"}  # fmt: skip
     if energy_j is None:
         return {"status": "unavailable", "reason": "no energy was measured (no RAPL or NVML counter)"}
     if intensity is None:
@@ -231,5 +242,7 @@ def carbon(energy_j: float | None, site_energy: dict[str, Any], site_name: str |
         "intensity_g_per_kwh": float(intensity),
         "pue": pue,
         "source": site_energy.get("carbon_source") or f"site {site_name or '?'}",
-        "method": "measured energy x PUE x grid intensity; covers only the sources measured",
+        "method": "measured energy x PUE x grid intensity; covers only the sources measured"
+        + (f"; leaves out {shared_j:.0f} J of RAPL on nodes shared with other jobs (whole package, not this "
+           "job's)" if shared_j else ""),
     }
