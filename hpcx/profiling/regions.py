@@ -129,12 +129,16 @@ def _open_writer() -> RecordWriter | None:
 
 
 def _rank() -> int:
-    explicit = os.environ.get("HPCX_RANK")
-    if explicit is not None and explicit.isdigit():
-        return int(explicit)
+    """This process's own global rank: its launcher's (a torchrun worker's RANK, not the node index that
+    ``hpcx.run`` above the torchrun agent saw and passed down as HPCX_RANK); HPCX_RANK only where no launcher
+    left a trace (``hpcx.run`` run by hand)."""
     from hpcx.runtime.rankenv import detect
 
-    return detect().rank
+    launched = detect()
+    explicit = os.environ.get("HPCX_RANK")
+    if launched.launcher == "none" and explicit is not None and explicit.isdigit():
+        return int(explicit)
+    return launched.rank
 
 
 def _cuda_memory() -> dict[str, Any] | None:
