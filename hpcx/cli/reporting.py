@@ -10,6 +10,7 @@ from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.errors import HpcxError
 from hpcx.provenance import record_accounting
 from hpcx.reports import build_report, render_text, write_html, write_report
+from hpcx.reports.sharing import query_sharing
 from hpcx.runs import Run, find_run
 
 
@@ -34,7 +35,9 @@ def report(obj: Ctx, run: str, task: int | None, html: bool, carbon_intensity: f
             "carbon_intensity_g_per_kwh": carbon_intensity,
             "carbon_source": "--carbon-intensity",
         }
-    doc = build_report(found, _accounting(found), task=task, site_energy=energy, site_name=site_name)
+    accounting = _accounting(found)
+    doc = build_report(found, accounting, task=task, site_energy=energy, site_name=site_name,
+                       shared=query_sharing(found, accounting, task))  # fmt: skip
     path = write_report(found, doc)
     out: dict[str, Any] = {"report_path": str(path), "html_path": None, "html_skipped": None, "report": doc}
     if not html:

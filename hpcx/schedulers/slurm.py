@@ -154,3 +154,19 @@ def parse_sacct(text: str) -> list[JobState]:
             )
         )
     return out
+
+
+SHARING_FIELDS = ("JobID", "NodeList", "Start", "End")
+
+
+def jobs_on_nodes(nodes: Sequence[str], start: str, end: str) -> list[dict[str, str]]:
+    """Every job sacct shows (all users' where Slurm lets this user see them) that was on any of ``nodes``
+    between ``start`` and ``end`` (sacct's times, ``2026-01-01T10:00:00``), one row per job or array task with
+    ``SHARING_FIELDS``: one batched query, for the report's question whether a node was shared."""
+    argv = ["sacct", "-a", "-X", "-P", "-n", "-N", ",".join(nodes), "-S", start, "-E", end,
+            "-o", ",".join(SHARING_FIELDS)]  # fmt: skip
+    result = _proc.run(argv, timeout_s=QUERY_TIMEOUT_S, check=False)
+    if result.returncode != 0:
+        raise CommandError(argv, result.returncode, result.stdout, result.stderr, why=f"exited {result.returncode}")
+    rows = [line.split("|") for line in result.stdout.splitlines()]
+    return [dict(zip(SHARING_FIELDS, r)) for r in rows if len(r) == len(SHARING_FIELDS)]
