@@ -15,6 +15,7 @@ from typing import Any
 from hpcx.errors import ConfigError
 from hpcx.fsutil import YamlError, load_yaml
 from hpcx.site.schema import validate
+from hpcx.spec import Origin
 
 # Request values a user may default; HPCX_<NAME> in the environment sets each one.
 DEFAULT_KEYS = ("kind", "partition", "time", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node",
@@ -96,3 +97,15 @@ def layered(layers: list[tuple[str, Mapping[str, Any]]]) -> tuple[dict[str, Any]
             if value is not None and key not in values:
                 values[key], sources[key] = value, source
     return values, sources
+
+
+def origins(
+    sources: Mapping[str, str], *, site_file: str | None, user_file: Path | None
+) -> dict[str, Origin]:
+    """Where each resolved value came from, with the file for the user and site layers, so that an error about a
+    value can name the place to fix it (`HPCX_TIME`, the site file's `defaults.time`), not a flag never typed."""
+    files = {
+        "site": site_file if site_file != "builtin" else None,
+        "user": str(user_file) if user_file else None,
+    }
+    return {key: (source, files.get(source)) for key, source in sources.items()}

@@ -8,7 +8,7 @@ from typing import Any
 from hpcx.errors import RejectedError
 from hpcx.site import Partition, Site
 from hpcx.site.model import NodeType
-from hpcx.spec import ArraySpec, Resources, format_time
+from hpcx.spec import ArraySpec, Origin, Resources, format_time, spell
 
 SLURM_DEFAULT_MAX_ARRAY_SIZE = 1001
 
@@ -17,39 +17,66 @@ def _fmt_time(minutes: int | None) -> str:
     return "unlimited" if minutes is None else format_time(minutes)
 
 
-def problems(res: Resources, part: Partition) -> list[str]:
-    """Every way ``res`` exceeds ``part``'s limits, one sentence each naming the value and the limit."""
+def problems(res: Resources, part: Partition, origins: dict[str, Origin] | None = None) -> list[str]:
+    """Every way ``res`` exceeds ``part``'s limits, one sentence each naming the value and the limit.
+
+    ``origins`` (keyed time, nodes, mem, ...) says where each value came from: a value the user never typed is
+    named where it was set (``HPCX_TIME=...``, the site file's ``defaults.time``), not as a flag."""
+    o = origins or {}
     out = []
     p = part.name
     if part.max_time_min is not None and res.time_min > part.max_time_min:
         out.append(
-            f"--time {format_time(res.time_min)} exceeds partition {p}'s MaxTime {_fmt_time(part.max_time_min)}"
+            f"{spell('time', format_time(res.time_min), o.get('time'))} exceeds partition {p}'s MaxTime "
+            f"{_fmt_time(part.max_time_min)}"
         )
     if res.nodes > part.max_nodes:
-        out.append(f"--nodes {res.nodes} exceeds partition {p}'s MaxNodes {part.max_nodes}")
+        out.append(
+            f"{spell('nodes', res.nodes, o.get('nodes'))} exceeds partition {p}'s MaxNodes {part.max_nodes}"
+        )
     if part.node_types:
-        out += _node_problems(res, part) if res.nodes <= part.max_nodes else []
+        out += _node_problems(res, part, o) if res.nodes <= part.max_nodes else []
     else:
-        out += _uniform_node_problems(res, part)
+        out += _uniform_node_problems(res, part, o)
     if part.accounts and res.account and res.account not in part.accounts:
-        out.append(f"--account {res.account} may not use partition {p} (allowed: {', '.join(part.accounts)})")
+        out.append(
+            f"{spell('account', res.account, o.get('account'))} may not use partition {p} "
+            f"(allowed: {', '.join(part.accounts)})"
+        )
     if part.qos and res.qos and res.qos not in part.qos:
-        out.append(f"--qos {res.qos} is not allowed on partition {p} (allowed: {', '.join(part.qos)})")
+        out.append(
+            f"{spell('qos', res.qos, o.get('qos'))} is not allowed on partition {p} (allowed: {', '.join(part.qos)})"
+        )
     return out
 
 
-def _uniform_node_problems(res: Resources, part: Partition) -> list[str]:
+def _set_elsewhere(res: Resources, keys: tuple[str, ...], origins: dict[str, Origin]) -> str:
+    """A note naming where values of ``keys`` that the command line did not set came from."""
+    values = {"mem": f"{res.mem_mb}M"}
+    found = [
+        spell(k, values.get(k, getattr(res, k)), origins[k])
+        for k in keys
+        if k in origins and origins[k][0] not in ("cli", "default", "auto")
+    ]
+    return f" (set by {'; '.join(found)})" if found else ""
+
+
+def _uniform_node_problems(res: Resources, part: Partition, o: dict[str, Origin]) -> list[str]:
     out, p = [], part.name
     if res.cpus_per_node > part.cpus_per_node:
         out.append(
             f"{res.ntasks_per_node} tasks x {res.cpus_per_task} CPUs = {res.cpus_per_node} CPUs per node "
             f"exceeds partition {p}'s {part.cpus_per_node} CPUs per node"
+            + _set_elsewhere(res, ("ntasks_per_node", "cpus_per_task"), o)
         )
     if part.mem_per_node_mb is not None and res.mem_mb is not None and res.mem_mb > part.mem_per_node_mb:
-        out.append(f"--mem {res.mem_mb}M exceeds partition {p}'s {part.mem_per_node_mb}M per node")
+        out.append(
+            f"{spell('mem', f'{res.mem_mb}M', o.get('mem'))} exceeds partition {p}'s {part.mem_per_node_mb}M per node"
+        )
     if res.gpus_per_node > part.gpus_per_node:
         out.append(
-            f"--gpus-per-node {res.gpus_per_node} exceeds partition {p}'s {part.gpus_per_node} GPUs per node"
+            f"{spell('gpus_per_node', res.gpus_per_node, o.get('gpus_per_node'))} exceeds partition {p}'s "
+            f"{part.gpus_per_node} GPUs per node"
         )
     return out
 
@@ -62,7 +89,7 @@ def _fits(res: Resources, node: NodeType) -> bool:
     )
 
 
-def _node_problems(res: Resources, part: Partition) -> list[str]:
+def _node_problems(res: Resources, part: Partition, origins: dict[str, Origin]) -> list[str]:
     """A mixed partition: enough of its nodes must each hold one node's share of the request."""
     fitting = sum(t.count for t in part.node_types if _fits(res, t))
     if fitting >= res.nodes:
@@ -76,6 +103,7 @@ def _node_problems(res: Resources, part: Partition) -> list[str]:
     return [
         f"{res.nodes} node(s) with {need} each requested, but only {fitting} of partition {part.name}'s nodes "
         f"have that ({have})"
+        + _set_elsewhere(res, ("ntasks_per_node", "cpus_per_task", "mem", "gpus_per_node"), origins)
     ]
 
 
@@ -90,16 +118,18 @@ def check_array(array: ArraySpec, part: Partition) -> None:
         )
 
 
-def check(res: Resources, site: Site) -> Partition:
-    """Return the partition ``res`` goes to, or raise RejectedError naming each violated limit and a fix."""
+def check(res: Resources, site: Site, origins: dict[str, Origin] | None = None) -> Partition:
+    """Return the partition ``res`` goes to, or raise RejectedError naming each violated limit (and where the value
+    came from, see ``problems``) and a fix."""
     name = res.partition
     if name not in site.partitions:
         known = ", ".join(site.partitions)
         raise RejectedError(
-            f"--partition {name} does not exist on {site.cluster}", hint=f"use one of: {known}"
+            f"{spell('partition', name, (origins or {}).get('partition'))} does not exist on {site.cluster}",
+            hint=f"use one of: {known}",
         )
     part = site.partitions[name]
-    found = problems(res, part)
+    found = problems(res, part, origins)
     if not found:
         return part
     others = [p for p in site.partitions.values() if p.name != name and not problems(res, p)]
@@ -131,7 +161,9 @@ def _waste(res: Resources, part: Partition, default: str | None) -> tuple[int, i
     )
 
 
-def choose_partition(res: Resources, site: Site, *, time_given: bool) -> tuple[Partition, dict[str, Any]]:
+def choose_partition(
+    res: Resources, site: Site, *, time_given: bool, origins: dict[str, Origin] | None = None
+) -> tuple[Partition, dict[str, Any]]:
     """The partition that fits ``res`` with the least waste, and why (for --dry-run and the manifest).
 
     Without a given time, each partition is judged with its own default time.
@@ -141,7 +173,7 @@ def choose_partition(res: Resources, site: Site, *, time_given: bool) -> tuple[P
         trial = replace(res, partition=part.name)
         if not time_given and part.default_time_min:
             trial = replace(trial, time_min=part.default_time_min)
-        found = problems(trial, part)
+        found = problems(trial, part, origins)
         if found:
             rejected[part.name] = found
         else:
@@ -153,9 +185,11 @@ def choose_partition(res: Resources, site: Site, *, time_given: bool) -> tuple[P
         )
     fits.sort(key=lambda p: _waste(res, p, site.default_partition))
     chosen = fits[0]
+    gpus = chosen.max_gpus_per_node
     why = (
         f"partition {chosen.name} chosen automatically: it fits with the least waste "
-        f"(max {_fmt_time(chosen.max_time_min)}, {chosen.max_nodes} nodes, up to {chosen.max_gpus_per_node} GPUs per node)"
+        f"(max {_fmt_time(chosen.max_time_min)}, {chosen.max_nodes} nodes, "
+        f"{f'up to {gpus} GPUs per node' if gpus else 'no GPUs'})"
     )
     return chosen, {
         "chosen": chosen.name,

@@ -62,15 +62,43 @@ class JobSpec:
         }
 
 
-def parse_time_min(text: str | int) -> int:
-    """Parse a Slurm time ("MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM[:SS]") into whole minutes, rounded up."""
+# Where a value came from: the layer (cli, script, env, user, site, ...) and the file, for user and site.
+Origin = tuple[str, "str | None"]
+
+
+def spell(key: str, value: object, origin: Origin | None = None) -> str:
+    """Request value ``key`` as the user can find it where it was set: ``--time 2h`` (the command line or the
+    script's #SBATCH lines; also when ``origin`` is None), ``HPCX_TIME=2h``, ``defaults.time 2h (from the site
+    file F)``."""
+    layer, file = origin or ("cli", None)
+    flag = "--" + key.replace("_", "-")
+    if layer == "env":
+        return f"HPCX_{key.upper()}={value}"
+    if layer in ("site", "user"):
+        what = "the site file" if layer == "site" else "the user config"
+        return f"defaults.{key} {value} (from {what}{' ' + file if file else ''})"
+    return f"{flag} {value}"  # typed on the command line or in the script's #SBATCH lines
+
+
+def example(key: str, value: object, origin: Origin | None = None) -> str:
+    """A right value for ``key`` written the way it is set at ``origin``: ``--time 01:30:00``, ``HPCX_TIME=...``,
+    ``defaults.time: 01:30:00`` (in the file)."""
+    if origin is not None and origin[0] in ("site", "user"):
+        return f"defaults.{key}: {value}"
+    return spell(key, value, origin)
+
+
+def parse_time_min(text: str | int, *, origin: Origin | None = None) -> int:
+    """Parse a Slurm time ("MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM[:SS]") into whole minutes, rounded up.
+
+    Errors name the value where ``origin`` says it was set (default: the --time option)."""
     if isinstance(text, int):
-        return _positive("time", text, "minutes")
+        return _positive("time", text, "minutes", origin)
     m = _TIME.match(str(text).strip())
     if not m:
         raise UsageError(
-            f"--time {text!r} is not a Slurm time",
-            hint="use MM, HH:MM:SS or D-HH:MM:SS, e.g. --time 01:30:00",
+            f"{spell('time', repr(text), origin)} is not a Slurm time",
+            hint=f"use MM, HH:MM:SS or D-HH:MM:SS, e.g. {example('time', '01:30:00', origin)}",
         )
     days, a, b, c = m.groups()
     if days is not None:  # D-HH[:MM[:SS]]
@@ -81,7 +109,7 @@ def parse_time_min(text: str | int) -> int:
         seconds = int(a) * 60 + int(b)
     else:  # MM
         seconds = int(a) * 60
-    return _positive("time", -(-seconds // 60), "minutes")
+    return _positive("time", -(-seconds // 60), "minutes", origin)
 
 
 def format_time(minutes: int) -> str:
@@ -91,61 +119,77 @@ def format_time(minutes: int) -> str:
     return f"{days}-{hours:02d}:{mins:02d}:00" if days else f"{hours:02d}:{mins:02d}:00"
 
 
-def parse_mem_mb(text: str | int) -> int:
+def parse_mem_mb(text: str | int, *, origin: Origin | None = None) -> int:
     """Parse a memory size ("4000", "4000M", "4G", "1.5G") into whole MB (Slurm's unit), rounded up."""
     if isinstance(text, int):
-        return _positive("mem", text, "MB")
+        return _positive("mem", text, "MB", origin)
     m = _MEM.match(str(text).strip())
     if not m:
-        raise UsageError(f"--mem {text!r} is not a memory size", hint="use e.g. --mem 4000M or --mem 4G")
+        raise UsageError(
+            f"{spell('mem', repr(text), origin)} is not a memory size",
+            hint=f"use e.g. {example('mem', '4000M', origin)} or 4G",
+        )
     value = float(m.group(1)) * _MEM_FACTOR_MB[m.group(2).upper()]
-    return _positive("mem", int(-(-value // 1)), "MB")
+    return _positive("mem", int(-(-value // 1)), "MB", origin)
 
 
-def parse_count(option: str, text: str | int, *, minimum: int = 1) -> int:
-    """Parse a whole count for ``option``; at least ``minimum``."""
+def parse_count(option: str, text: str | int, *, minimum: int = 1, origin: Origin | None = None) -> int:
+    """Parse a whole count for ``option`` (spelled as the flag: ``ntasks-per-node``); at least ``minimum``."""
+    key = option.replace("-", "_")
     try:
         value = int(str(text).strip())
     except ValueError:
-        raise UsageError(f"--{option} {text!r} is not a whole number", hint=f"e.g. --{option} 2") from None
+        raise UsageError(
+            f"{spell(key, repr(text), origin)} is not a whole number", hint=f"e.g. {example(key, 2, origin)}"
+        ) from None
     if value < minimum:
-        raise UsageError(f"--{option} {value} is below {minimum}", hint=f"use --{option} {minimum} or more")
+        raise UsageError(
+            f"{spell(key, value, origin)} is below {minimum}",
+            hint=f"use {example(key, minimum, origin)} or more",
+        )
     return value
 
 
-def check_token(option: str, value: str | None) -> str | None:
+def check_token(option: str, value: str | None, *, origin: Origin | None = None) -> str | None:
     """Check a name that goes on an #SBATCH line: one plain token, no spaces, quotes or newlines."""
-    if value is None or _TOKEN.match(value):
+    if value is None or _TOKEN.fullmatch(value):  # fullmatch: $ would let a trailing newline through
         return value
     raise UsageError(
-        f"--{option} {value!r} is not a plain name",
+        f"{spell(option, repr(value), origin)} is not a plain name",
         hint="use letters, digits and . _ + : @ - only, starting with a letter or digit",
     )
 
 
-def _positive(option: str, value: int, unit: str) -> int:
+def _positive(option: str, value: int, unit: str, origin: Origin | None = None) -> int:
     if value <= 0:
-        raise UsageError(f"--{option} {value} {unit} must be positive")
+        raise UsageError(f"{spell(option, value, origin)} {unit} must be positive")
     return value
 
 
-def build_resources(values: dict[str, Any], base: Resources | None = None) -> Resources:
-    """Build Resources from user spellings (``time`` "1:00:00", ``mem`` "4G", counts as text or int)."""
+def build_resources(
+    values: dict[str, Any], base: Resources | None = None, *, origins: dict[str, Origin] | None = None
+) -> Resources:
+    """Build Resources from user spellings (``time`` "1:00:00", ``mem`` "4G", counts as text or int).
+
+    ``origins`` says where each value came from (keyed like ``values``); errors then name that place, not a flag
+    the user never typed."""
     res = base or Resources()
+    origins = origins or {}
     changes: dict[str, Any] = {}
     for key, raw in values.items():
         if raw is None:
             continue
+        origin = origins.get(key)
         if key in ("time", "time_min"):
-            changes["time_min"] = parse_time_min(raw)
+            changes["time_min"] = parse_time_min(raw, origin=origin)
         elif key in ("mem", "mem_mb"):
-            changes["mem_mb"] = parse_mem_mb(raw)
+            changes["mem_mb"] = parse_mem_mb(raw, origin=origin)
         elif key in ("nodes", "ntasks_per_node", "cpus_per_task"):
-            changes[key] = parse_count(key.replace("_", "-"), raw)
+            changes[key] = parse_count(key.replace("_", "-"), raw, origin=origin)
         elif key == "gpus_per_node":
-            changes[key] = parse_count("gpus-per-node", raw, minimum=0)
+            changes[key] = parse_count("gpus-per-node", raw, minimum=0, origin=origin)
         elif key in ("partition", "account", "qos", "name"):
-            changes[key] = check_token(key, str(raw))
+            changes[key] = check_token(key, str(raw), origin=origin)
         else:
             raise UsageError(f"unknown resource {key!r}", hint=f"known: {', '.join(RESOURCE_FIELDS)}")
     return replace(res, **changes)

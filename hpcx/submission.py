@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcx import __version__
-from hpcx.config import UserConfig, env_defaults, layered
+from hpcx.config import UserConfig, env_defaults, layered, origins
 from hpcx.errors import HpcxError, RejectedError, UsageError
 from hpcx.fsutil import atomic_write_json
 from hpcx.launchers import launch_argv
@@ -122,6 +122,7 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
             ("site", site.defaults),
         ]
     )
+    origin = origins(sources, site_file=site.source, user_file=user.path)  # errors name where a value was set
     kind = values.pop("kind", None)
     kind_source = sources.pop("kind", "default")
     profile = values.pop("profile", False), sources.pop("profile", "default")  # --profile: with_profile
@@ -133,13 +134,13 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
         )
     choice: dict[str, Any] = {}
     if "partition" not in values:
-        res_guess = build_resources({k: v for k, v in values.items() if k != "partition"})
-        part, choice = choose_partition(res_guess, site, time_given="time" in values)
+        res_guess = build_resources({k: v for k, v in values.items() if k != "partition"}, origins=origin)
+        part, choice = choose_partition(res_guess, site, time_given="time" in values, origins=origin)
         values["partition"], sources["partition"] = part.name, "auto"
     part = site.partitions.get(values["partition"])
     if "time" not in values and part is not None and part.default_time_min:
         values["time"], sources["time"] = part.default_time_min, "partition"
-    res = build_resources(values)
+    res = build_resources(values, origins=origin)
     # Sources are keyed by Resources field (time -> time_min, mem -> mem_mb); unset fields are builtin defaults.
     sources = {_FIELD.get(k, k): v for k, v in sources.items()}
     for key in RESOURCE_FIELDS:
@@ -152,7 +153,7 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
         command=tuple(request.command),
         variables=dict(request.variables),
     )
-    partition = check(res, site)
+    partition = check(res, site, origin)
     array = parse_array(request.array) if request.array else None
     if array is not None:
         check_array(array, partition)

@@ -40,13 +40,15 @@ class PreparedSweep:
 
 
 def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any]]:
-    """Read and validate a sweep file; errors name the file and the problem (exit 2 unreadable, 3 invalid)."""
+    """Read and validate a sweep file; errors name the file and the problem (exit 2 unreadable or not YAML, 3
+    not a sweep hpcx can expand)."""
     try:
         doc = load_yaml(path.read_text())
     except OSError as exc:
         raise UsageError(f"sweep spec {str(path)!r} cannot be read: {exc.strerror}") from exc
-    except YamlError as exc:
-        raise SweepError(f"sweep spec {str(path)!r} is not valid YAML: {exc}") from exc
+    except YamlError as exc:  # exit 2 (usage), like a site file's: nothing was checked yet
+        tab = "indent with spaces: YAML does not allow tabs" if "\t" in path.read_text() else None
+        raise UsageError(f"sweep spec {str(path)!r} is not valid YAML: {exc}", hint=tab) from exc
     return parse_spec(doc), doc
 
 

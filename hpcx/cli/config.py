@@ -24,7 +24,10 @@ def config() -> None:
 @config.command("show")
 @pass_ctx
 def config_show(obj: Ctx) -> None:
-    """Every resolved value with its source: cli > env (HPCX_*) > user config > site > builtin."""
+    """Every resolved value with its source: cli > env (HPCX_*) > user config > site > builtin; then the
+    template directories in search order."""
+    from hpcx.templates import search_path  # Jinja: not for `hpcx completion`
+
     site_path, site_origin = obj.site_choice
     root, root_source = obj.runs_root
     values, sources = layered(
@@ -41,6 +44,9 @@ def config_show(obj: Ctx) -> None:
         {"key": k, "value": values.get(k, BUILTIN[k]), "source": sources.get(k, "default")}
         for k in DEFAULT_KEYS
     ]
+    # Where job templates are searched, in order; only site and builtin ones may change the site's locked blocks.
+    rows += [{"key": "template_dir", "value": str(d), "source": layer}
+             for d, layer in search_path(obj.site.template_dirs, obj.user.template_dirs)]  # fmt: skip
     obj.emit("config", {"values": rows}, lambda d: "\n".join(
         f"{r['key']:<18} {str(r['value']):<48} ({r['source']})" for r in d["values"]))  # fmt: skip
 

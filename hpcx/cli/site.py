@@ -53,12 +53,24 @@ def site_show(obj: Ctx) -> None:
         ]
         for name, p in d["partitions"].items():
             lines.append(
-                f"  {name:<10} max_time_min={p['max_time_min']} max_nodes={p['max_nodes']} "
-                f"cpus_per_node={p['cpus_per_node']} gpus_per_node={p['gpus_per_node']}"
+                f"  {name:<10} max_time_min={p['max_time_min']} max_nodes={p['max_nodes']} {_nodes(p)}"
             )
         return "\n".join(lines)
 
     obj.emit("site.show", doc, text)
+
+
+def _nodes(p: dict) -> str:
+    """What a partition's nodes have: each node type of a mixed partition (never a minimum that hides GPUs)."""
+    if not p["node_types"]:
+        return f"cpus_per_node={p['cpus_per_node']} gpus_per_node={p['gpus_per_node']}"
+    return "nodes: " + "; ".join(
+        f"{t['count']} x ({t['cpus']} CPUs"
+        + (f", {t['mem_mb']}M" if t["mem_mb"] else "")
+        + (f", {t['gpus']} GPUs{' ' + t['gpu_type'] if t['gpu_type'] else ''}" if t["gpus"] else ", no GPUs")
+        + ")"
+        for t in p["node_types"]
+    )
 
 
 @site.command("discover")

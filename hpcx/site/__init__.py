@@ -10,6 +10,7 @@ from typing import Any
 from hpcx import __version__
 from hpcx.errors import ConfigError
 from hpcx.fsutil import YamlError, atomic_write, cache_dir, load_yaml
+from hpcx.site.checks import cross_check
 from hpcx.site.model import Launcher, NamedResource, Partition, Site, build_site, builtin_local_doc
 from hpcx.site.schema import validate
 
@@ -59,8 +60,14 @@ def _parse_and_validate(p: Path, raw: bytes) -> Any:
     try:
         doc = load_yaml(raw)
     except YamlError as exc:
-        raise ConfigError(f"site file {str(p)!r} is not valid YAML{exc.where}: {exc.problem}") from exc
+        tab = "\t" in raw.decode(errors="replace")
+        raise ConfigError(
+            f"site file {str(p)!r} is not valid YAML{exc.where}: {exc.problem}",
+            hint="indent with spaces: YAML does not allow tabs" if tab else None,
+        ) from exc
     problems = validate(doc)
+    if not problems:  # references are followed only in a document of the right shape
+        problems = cross_check(doc, p.resolve().parent)
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -75,8 +82,15 @@ def _cache_path(raw: bytes) -> Path | None:
     base = cache_dir()
     if base is None:
         return None
-    key = hashlib.sha256(__version__.encode() + b"\0" + raw).hexdigest()
+    key = hashlib.sha256(__version__.encode() + b"\0" + _checks_id() + b"\0" + raw).hexdigest()
     return base / f"site-{key}.json"
+
+
+def _checks_id() -> bytes:
+    """The validating code itself: a check added without a version bump must not pass a cached, now-invalid file."""
+    from hpcx.site import checks, schema
+
+    return b"".join(Path(m.__file__).read_bytes() for m in (schema, checks))  # type: ignore[arg-type]
 
 
 def _cached(raw: bytes) -> Any:

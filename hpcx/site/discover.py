@@ -11,12 +11,14 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hpcx import _proc
 from hpcx.errors import CommandError, SchedulerError, UsageError
+from hpcx.site.checks import cross_check
 from hpcx.site.model import Site, build_site
 from hpcx.site.schema import validate
 from hpcx.spec import parse_time_min
@@ -309,7 +311,7 @@ def site_from_doc(doc: dict[str, Any], *, source: str) -> Site:
 
     Raises SchedulerError listing the problems: the cluster said something the schema cannot hold.
     """
-    problems = validate(doc)
+    problems = validate(doc) or cross_check(doc, Path.cwd())
     if problems:
         shown = "\n  ".join(problems[:20])
         raise SchedulerError(f"the site drafted from the cluster is invalid:\n  {shown}")

@@ -67,7 +67,7 @@ PARTITION = {
         "features": {"type": "array", "items": {"type": "string"}},
         "accounts": {"type": "array", "items": _NAME},
         "qos": {"type": "array", "items": _NAME},
-        "max_array_size": {"type": "integer", "minimum": 1},
+        "max_array_size": {"type": "integer", "minimum": 1, "maximum": 4000001},  # Slurm's own ceiling
         "launcher": {"type": "string"},
         "node_types": {"type": "array", "items": NODE_TYPE},
     },
@@ -206,10 +206,14 @@ def validate(doc: Any, schema: dict[str, Any] = SITE_SCHEMA, path: str = "") -> 
     elif isinstance(doc, list) and "items" in schema:
         for i, item in enumerate(doc):
             problems += validate(item, schema["items"], f"{path}[{i}]")
-    elif isinstance(doc, str) and "pattern" in schema and not re.match(schema["pattern"], doc):
+    elif isinstance(doc, str) and "pattern" in schema and not re.fullmatch(schema["pattern"], doc):
+        # A full match: Python's $ also matches before a trailing newline, which JSON Schema's does not.
         problems.append(f"{where}: {doc!r} is not {schema.get('title', 'matching ' + schema['pattern'])}")
-    elif isinstance(doc, int) and not isinstance(doc, bool) and doc < schema.get("minimum", doc):
-        problems.append(f"{where}: {doc} is below the minimum {schema['minimum']}")
+    elif _is_type(doc, "number"):
+        if doc < schema.get("minimum", doc):
+            problems.append(f"{where}: {doc} is below the minimum {schema['minimum']}")
+        if doc > schema.get("maximum", doc):
+            problems.append(f"{where}: {doc} is above the maximum {schema['maximum']}")
     return problems
 
 

@@ -21,7 +21,7 @@ from hpcx.fsutil import cache_dir
 from hpcx.templates.quoting import Shell, join_argv, quote
 
 SUFFIX = ".sbatch.j2"
-__all__ = ["Shell", "quote", "join_argv", "template_dirs", "list_kinds", "render", "Rendered"]
+__all__ = ["Shell", "quote", "join_argv", "search_path", "template_dirs", "list_kinds", "render", "Rendered"]
 
 
 def builtin_dir() -> Path:
@@ -32,11 +32,18 @@ def builtin_dir() -> Path:
         return Path(__file__).resolve().parents[2] / "job_templates"
 
 
-def template_dirs(site_dirs: Sequence[Path]) -> list[Path]:
-    """The site's directories, then $HPCX_TEMPLATE_DIR (colon-separated; the hpcx modulefile sets it), then
-    hpcx's own templates."""
+def search_path(site_dirs: Sequence[Path], user_dirs: Sequence[Path] = ()) -> list[tuple[Path, str]]:
+    """Every directory templates are searched in, in order, with the layer that put it there: the user config's
+    template_dirs (user), the site file's (site), $HPCX_TEMPLATE_DIR (env, colon-separated; the hpcx modulefile
+    sets it), then hpcx's own (builtin). Only the site's and hpcx's own may change locked blocks."""
     env_dirs = [Path(d) for d in os.environ.get("HPCX_TEMPLATE_DIR", "").split(":") if d]
-    return [*site_dirs, *env_dirs, builtin_dir()]
+    layers = ((user_dirs, "user"), (site_dirs, "site"), (env_dirs, "env"), ([builtin_dir()], "builtin"))
+    return [(d, layer) for dirs, layer in layers for d in dirs]
+
+
+def template_dirs(site_dirs: Sequence[Path]) -> list[Path]:
+    """The site's directories, then $HPCX_TEMPLATE_DIR, then hpcx's own templates."""
+    return [d for d, _ in search_path(site_dirs)]
 
 
 def list_kinds(site_dirs: Sequence[Path]) -> list[str]:
