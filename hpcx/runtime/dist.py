@@ -326,6 +326,8 @@ def session(**kwargs: Any) -> Iterator[Context]:
     except BaseException as exc:
         if isinstance(exc, SystemExit) and not exc.code:
             raise
+        if ctx is not None and ctx.comm is None:
+            raise  # one rank without a communicator: nobody to take down, the user's own error propagates
         rank = ctx.rank if ctx else detect().rank
         print(f"hpcx: rank {rank} failed, aborting all ranks: {exc}", file=sys.stderr)
         traceback.print_exc(file=sys.stderr)

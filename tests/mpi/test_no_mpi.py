@@ -85,3 +85,31 @@ def test_mpi_is_used_unless_off_or_torchrun(monkeypatch, env, want):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert dist.mpi_wanted() is want
+
+
+SINGLE_RANK_FAILS = """
+import sys
+sys.modules["mpi4py"] = None  # this Python has no mpi4py
+from hpcx import runtime
+
+def train():
+    raise ValueError("loss is nan at step 3")
+
+with runtime.session(torch_backend=None) as ctx:
+    print("ranks", ctx.size, "comm", ctx.comm, flush=True)
+    train()
+"""
+
+
+def test_a_single_rank_without_mpi4py_shows_the_user_s_own_error():
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OMPI_", "PMI", "SLURM_", "RANK", "WORLD", "HPCX_"))
+    }
+    out = subprocess.run([sys.executable, "-c", SINGLE_RANK_FAILS], capture_output=True, text=True, timeout=60,
+                         cwd=REPO, env=env)  # fmt: skip
+    assert out.stdout == "ranks 1 comm None\n"
+    assert out.returncode == 1
+    assert out.stderr.rstrip().splitlines()[-1] == "ValueError: loss is nan at step 3", out.stderr
+    assert "line 7, in train" in out.stderr and "mpi4py" not in out.stderr, out.stderr
