@@ -186,3 +186,30 @@ def test_values_are_named_by_origin_and_a_trailing_newline_is_no_plain_name():
         build_resources({"mem": "lots"}, origins={"mem": site})
     with pytest.raises(UsageError, match=r"--partition 'debug\\n' is not a plain name"):
         check_token("partition", "debug\n")
+
+
+def test_site_show_lists_each_node_type_with_its_gpus(hpcx):
+    shown = hpcx("--site", str(TESTBED), "site", "show").stdout
+    debug = next(line for line in shown.splitlines() if line.strip().startswith("debug"))
+    assert "nodes: 1 x (4 CPUs, 4000M, no GPUs); 1 x (4 CPUs, 4000M, 2 GPUs tesla)" in debug
+    assert "gpus_per_node=0" not in debug
+    gpu = next(line for line in shown.splitlines() if line.strip().startswith("gpu "))
+    assert "cpus_per_node=4 gpus_per_node=2" in gpu
+
+
+def test_an_automatic_choice_without_gpus_says_so(hpcx):
+    local_site = hpcx("--json", "submit", "--dry-run", "serial", "--", "true")
+    assert "up to 0 GPUs" not in local_site.stdout and "no GPUs)" in local_site.stdout
+
+
+def test_config_show_lists_the_template_directories_with_their_source(hpcx, tmp_path):
+    mine, env_dir, admin = tmp_path / "mine", tmp_path / "env", tmp_path / "admin"
+    for d in (mine, env_dir, admin):
+        d.mkdir()
+    (tmp_path / "config.yaml").write_text(f"version: 1\ntemplate_dirs: [{mine}]\n")
+    site = _site(tmp_path, lambda d: d.update(template_dirs=[str(admin)]))
+    hpcx.env.update(HPCX_CONFIG=str(tmp_path / "config.yaml"), HPCX_TEMPLATE_DIR=str(env_dir))
+    rows = hpcx.json("--site", str(site), "config", "show")["values"]
+    dirs = [(r["value"], r["source"]) for r in rows if r["key"] == "template_dir"]
+    assert dirs == [(str(mine), "user"), (str(admin), "site"), (str(env_dir), "env"),
+                    (str(REPO / "job_templates"), "builtin")]  # fmt: skip
