@@ -91,6 +91,7 @@ class Options:
     alpha: float = 0.05
     power: float = 0.8
     skip_missing: bool = False
+    include_failed: bool = False
 
 
 # --- replicates and their values ---------------------------------------------------------------------------
@@ -249,6 +250,50 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+# --- which replicates ran to completion --------------------------------------------------------------------
+
+
+def replicate_states(run: Run, reps: Sequence[Replicate]) -> dict[int | None, str | None]:
+    """Each replicate's final state (task id, None for a single run -> state): Slurm's for a sweep's tasks
+    (one batched query over its arrays), else what the replicate's own profile records say (COMPLETED when
+    every rank ended with 0, FAILED when one did not, UNFINISHED when one has no end record); None when
+    neither knows (no Slurm job, never profiled)."""
+    slurm: dict[int, str] = {}
+    if run.job.get("chunks"):
+        from hpcx.errors import HpcxError
+        from hpcx.sweep_submit import task_states
+
+        try:
+            slurm = task_states(run)
+        except (HpcxError, OSError):
+            slurm = {}  # no scheduler to ask here: the records decide
+    out: dict[int | None, str | None] = {}
+    for rep in reps:
+        state = slurm.get(rep.task) if rep.task is not None else None
+        out[rep.task] = state if state not in (None, "UNKNOWN") else _recorded_state(rep)
+    return out
+
+
+def _recorded_state(rep: Replicate) -> str | None:
+    from hpcx.reports.build import _state, summarize_ranks
+
+    profile = rep.run.dir / "profile"
+    if rep.task is not None:
+        profile = profile / f"task-{rep.task:05d}"
+    ranks = summarize_ranks(profile, 1) if profile.is_dir() else []
+    return _state(ranks, None)[0] if ranks else None
+
+
+def _left_out_why(state: str) -> str:
+    return "still running or pending" if state in ("PENDING", "RUNNING", "UNFINISHED", "REQUEUED") else state
+
+
+def group_of(rep: Replicate, by: Sequence[str] | None) -> tuple[str, dict[str, Any]]:
+    """The name and parameters of the group ``rep`` falls in."""
+    params = {k: rep.params.get(k) for k in by} if by is not None else dict(rep.params)
+    return ",".join(f"{k}={_fmt(v)}" for k, v in params.items()) or "all", params
+
+
 def group_replicates(
     reps: Sequence[Replicate],
     values: Sequence[float],
@@ -259,8 +304,7 @@ def group_replicates(
     the order their first replicate came in (the sweep's task order)."""
     groups: dict[str, Group] = {}
     for i, (rep, value) in enumerate(zip(reps, values)):
-        params = {k: rep.params.get(k) for k in by} if by is not None else dict(rep.params)
-        name = ",".join(f"{k}={_fmt(v)}" for k, v in params.items()) or "all"
+        name, params = group_of(rep, by)
         group = groups.setdefault(name, Group(name, params))
         group.members.append((rep, value))
         group.sources.append(dict(sources[i]) if sources is not None else {})
@@ -284,8 +328,50 @@ def find_baseline(groups: Sequence[Group], wanted: str) -> Group:
 # --- the comparison ----------------------------------------------------------------------------------------
 
 
-def collect(runs: Sequence[Run], options: Options) -> tuple[list[Group], list[str]]:
-    """Every replicate's value, grouped; raise UsageError naming the replicates without the metric (unless
+def leave_out_unfinished(
+    runs: Sequence[Run], reps: list[Replicate], options: Options
+) -> tuple[list[Replicate], list[dict[str, Any]]]:
+    """The replicates that count: those that completed, or whose state nobody knows (a run without Slurm or
+    records); with ``include_failed`` every one. The others come back as ``left_out`` rows: group, run,
+    task, state and why."""
+    if options.include_failed:
+        return reps, []
+    states: dict[tuple[str, int | None], str | None] = {}
+    for run in runs:
+        mine = [r for r in reps if r.run is run]
+        states.update({(run.id, task): s for task, s in replicate_states(run, mine).items()})
+    kept, left_out = [], []
+    for rep in reps:
+        state = states.get((rep.run.id, rep.task))
+        if state is None or state == "COMPLETED":
+            kept.append(rep)
+        else:
+            left_out.append({"group": group_of(rep, options.by)[0], "run_id": rep.run.id, "task": rep.task,
+                             "seed": rep.seed, "state": state, "why": _left_out_why(state)})  # fmt: skip
+    return kept, left_out
+
+
+def left_out_notes(left_out: Sequence[dict[str, Any]]) -> list[str]:
+    """One note per group with replicates left out: how many, and why."""
+    by_group: dict[str, dict[str, int]] = {}
+    for row in left_out:
+        whys = by_group.setdefault(row["group"], {})
+        whys[row["why"]] = whys.get(row["why"], 0) + 1
+    return [f"{name}: {_count(sum(whys.values()), 'replicate')} left out ("
+            + ", ".join(f"{n} {why}" for why, n in whys.items())
+            + "; only completed tasks and runs count, --include-failed keeps them)"
+            for name, whys in by_group.items()]  # fmt: skip
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def collect(
+    runs: Sequence[Run], options: Options
+) -> tuple[list[Group], list[str], list[dict[str, Any]]]:
+    """Every completed replicate's value, grouped (:func:`leave_out_unfinished`: the others come back as
+    ``left_out``, with a note per group); raise UsageError naming the replicates without the metric (unless
     ``skip_missing``, which drops them and says so in the returned notes)."""
     reps = [rep for run in runs for rep in replicates(run, options.replicate_keys)]
     known = {k for r in reps for k in r.params}
@@ -293,6 +379,10 @@ def collect(runs: Sequence[Run], options: Options) -> tuple[list[Group], list[st
     if unknown:
         raise UsageError(f"--by {','.join(unknown)}: no run has such a parameter",
                          hint=f"parameters: {', '.join(sorted(known)) or 'none'}")  # fmt: skip
+    reps, left_out = leave_out_unfinished(runs, reps, options)
+    if not reps:
+        raise UsageError(f"no replicate completed: {len(left_out)} left out ({left_out_notes(left_out)[0]})",
+                         hint="wait for the tasks to finish, or --include-failed to compare them anyway")  # fmt: skip
     found: list[tuple[Replicate, float, dict[str, Any]]] = []
     missing: list[tuple[Replicate, str]] = []
     for rep in reps:
@@ -301,7 +391,7 @@ def collect(runs: Sequence[Run], options: Options) -> tuple[list[Group], list[st
             missing.append((rep, why))
         else:
             found.append((rep, value, where))
-    notes = []
+    notes = left_out_notes(left_out)
     if missing:
         shown = "; ".join(f"{r.label} ({why})" for r, why in missing[:5]) + (
             " ..." if len(missing) > 5 else ""
@@ -313,13 +403,13 @@ def collect(runs: Sequence[Run], options: Options) -> tuple[list[Group], list[st
             )
         notes.append(f"skipped: {message}")
     reps_found, values, sources = [f[0] for f in found], [f[1] for f in found], [f[2] for f in found]
-    return group_replicates(reps_found, values, options.by, sources), notes
+    return group_replicates(reps_found, values, options.by, sources), notes, left_out
 
 
 def compare(runs: Sequence[Run], options: Options) -> dict[str, Any]:
     """The comparison document (schema hpcx.compare/1): groups with their summaries and intervals, and the
     pairwise comparisons (against ``baseline``, or all pairs), each listing the replicates it used."""
-    groups, notes = collect(runs, options)
+    groups, notes, left_out = collect(runs, options)
     if options.ci_method == "auto":
         # Bootstrap intervals of the mean cover ~85% at n=5 for a nominal 95%: with the usual 3-5 seeds the
         # t interval is the honest default; percentile once every group has 10 or more replicates.
@@ -363,8 +453,9 @@ def compare(runs: Sequence[Run], options: Options) -> dict[str, Any]:
                      "by": list(options.by) if options.by is not None else None,
                      "replicate_keys": list(options.replicate_keys)},
         "runs": sorted({rep.run.id for g in groups for rep, _ in g.members}),
-        "groups": [_group_row(g, options) for g in groups],
+        "groups": [_group_row(g, options, left_out) for g in groups],
         "comparisons": rows,
+        "left_out": left_out,
         "notes": notes,
     })  # fmt: skip
 
@@ -386,10 +477,11 @@ def _interval(samples: Sequence[Sequence[float]], options: Options) -> dict[str,
     return {"low": ci.low, "high": ci.high}
 
 
-def _group_row(g: Group, options: Options) -> dict[str, Any]:
+def _group_row(g: Group, options: Options, left_out: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     return {
         "name": g.name,
         "params": g.params,
+        "left_out": sum(1 for row in left_out if row["group"] == g.name),
         **stats.summarize(g.values),
         "ci": _interval([g.values], options),
         "replicates": [
@@ -478,10 +570,16 @@ def headline(doc: dict[str, Any]) -> str:
     m, ci = doc["metric"], doc["settings"]["ci"]
     how = f"rank 0's {m['reduce']} value" if m["source"] == "logged" else "from the run reports"
     n, runs = sum(g["n"] for g in doc["groups"]), len(doc["runs"])
+    tasks = any(r["task"] is not None for g in doc["groups"] for r in g["replicates"])
+    where = (f"tasks of sweep run {doc['runs'][0]}" if tasks and runs == 1
+             else f"tasks of {runs} runs" if tasks else _count(runs, "run"))  # fmt: skip
     interval = f"{ci['level']:.0%} {ci['method']} intervals"
     if ci["method"] != "t":
         interval += f" ({ci['resamples']} resamples, seed {ci['seed']})"
-    return f"{m['name']} ({how}): {n} replicates in {len(doc['groups'])} groups of {runs} run(s); {interval}"
+    left = len(doc.get("left_out") or [])
+    dropped = f", {left} left out (not completed)" if left else ""
+    return (f"{m['name']} ({how}): {_count(n, 'replicate')} in {_count(len(doc['groups']), 'group')} "
+            f"({where}{dropped}); {interval}")  # fmt: skip
 
 
 def render_text(doc: dict[str, Any]) -> str:

@@ -47,6 +47,9 @@ from hpcx.stats import CI_METHODS, CORRECTIONS, STATISTICS
 @click.option("--power", type=click.FloatRange(0.5, 0.99), default=0.8, show_default=True)
 @click.option("--alpha", type=click.FloatRange(0.001, 0.2), default=0.05, show_default=True)
 @click.option("--skip-missing", is_flag=True, help="Leave out replicates without the metric (say which).")
+@click.option("--include-failed", is_flag=True,
+              help="Count tasks and runs that did not complete (failed, cancelled, timed out, still running); "
+                   "by default only completed ones count and the others are listed as left out.")  # fmt: skip
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write here: compare.html (one self-contained page, plots inlined, no network), "
                    "compare.md, compare.json, and the plots groups and differences as SVG and PDF; the "

@@ -73,10 +73,11 @@ def test_sweep_tasks_group_by_parameters_with_seeds_as_replicates(hpcx, runs_roo
         "runs",
         "groups",
         "comparisons",
+        "left_out",
         "notes",
     }
-    assert set(doc["groups"][0]) == {"name", "params", "n", "mean", "std", "median", "iqm", "min", "max", "ci",
-                                     "replicates"}  # fmt: skip
+    assert set(doc["groups"][0]) == {"name", "params", "left_out", "n", "mean", "std", "median", "iqm", "min",
+                                     "max", "ci", "replicates"}  # fmt: skip
     assert set(doc["comparisons"][0]) == {"a", "b", "difference", "ci", "welch", "mann_whitney", "p_adjusted",
                                           "cohens_d", "cliffs_delta", "seeds_needed"}  # fmt: skip
     assert doc["metric"] == {"name": "loss", "source": "logged", "reduce": "last", "unit": None}
