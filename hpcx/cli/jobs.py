@@ -61,7 +61,7 @@ def resource_options(fn: Any) -> Any:
 def _prepare(obj: Ctx, target: str, command: tuple[str, ...], opts: dict[str, Any],
              after: tuple[str, ...] = ()) -> Prepared:  # fmt: skip
     """KIND or SCRIPT plus options -> a resolved, checked request."""
-    from hpcx.submission import Request, parse_pairs, resolve
+    from hpcx.submission import Request, after_job_ids, parse_pairs, resolve
 
     script = Path(target) if ("/" in target or target.endswith((".sh", ".sbatch"))) else None
     if script is not None and not script.is_file():
@@ -69,8 +69,9 @@ def _prepare(obj: Ctx, target: str, command: tuple[str, ...], opts: dict[str, An
             f"{target!r} is neither a job kind nor an existing script", param_hint="KIND"
         )
     root, _ = obj.runs_root
-    # --after takes a Slurm job id as is, and a run (id or prefix) as the job it submitted.
-    after_ids = tuple(a if a.isdigit() else str(find_run(root, a).job.get("job_id", a)) for a in after)
+    # --after RUN: decided from RUN's outcome (a success needs no dependency, a failure is refused), see
+    # submission.after_job_ids; only runs still active become Slurm dependencies.
+    after_ids = after_job_ids(root, after) if after else ()
     request = Request(
         kind=None if script else target,
         options={k: opts[k] for k in _RESOURCE_KEYS},
@@ -107,7 +108,8 @@ def render(obj: Ctx, kind: str, command: tuple[str, ...], **opts: Any) -> None:
     multiple=True,
     metavar="RUN",
     shell_complete=complete_run,
-    help="Start only after RUN (run id, prefix or job id) completed successfully (repeatable).",
+    help="Start only after RUN (run id, prefix or job id) completed successfully (repeatable). A run that "
+    "already succeeded needs no wait; one that already failed is refused (exit 3); a sweep: all its arrays.",
 )
 @click.option("--input", "inputs", multiple=True, metavar="PATH",
               help="Data the job reads: its size, time and hash go into the manifest (repeatable).")  # fmt: skip
