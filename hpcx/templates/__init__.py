@@ -184,8 +184,9 @@ def render(
 ) -> Rendered:
     """Render job kind ``kind`` with ``context``; raise TemplateError naming the kind or the missing value.
 
-    Templates are searched in ``user_dirs``, then ``site_dirs``, then hpcx's own; blocks in ``locked`` may only
-    come from the site's or hpcx's templates.
+    Templates are searched in ``user_dirs``, then ``site_dirs``, then $HPCX_TEMPLATE_DIR, then hpcx's own. While
+    ``locked`` names blocks, only templates under ``site_dirs`` and hpcx's own are trusted: every other template in
+    the chain is checked (see _check_locks), so the locked blocks render exactly as the site wrote them.
     """
     dirs = (*user_dirs, *template_dirs(site_dirs))
     env = _environment(dirs)
