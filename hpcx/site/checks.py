@@ -47,9 +47,10 @@ def _cluster(name: str, cluster: dict[str, Any]) -> list[str]:
         launcher = part.get("launcher")
         if launcher is not None and launcher not in launchers and launcher not in _IMPLICIT_LAUNCHERS:
             defined = ", ".join(launchers) or "none"
+            kind = launcher if launcher in ("mpirun", "torchrun") else "srun | mpirun | torchrun"
             out.append(
                 f"{where}.partitions.{pname}.launcher: {launcher!r} is not defined under {where}.launchers "
-                f"(defined: {defined}); add e.g. `{launcher}: {{type: {launcher}}}` there"
+                f"(defined: {defined}); add e.g. `{launcher}: {{type: {kind}}}` there"
             )
         out += _partition_times(f"{where}.partitions.{pname}", part)
     return out
