@@ -20,9 +20,7 @@ def locked_site(tmp_path: Path) -> Path:
         '{% extends "base.sbatch.j2" %}\n{% block launch %}\necho site kind\n{% endblock %}\n'
     )
     site = tmp_path / "site.yaml"
-    site.write_text(
-        TESTBED.read_text() + f"locked_blocks: [header, environment]\ntemplate_dirs: [{admin}]\n"
-    )
+    site.write_text(TESTBED.read_text() + f"locked_blocks: [header, environment]\ntemplate_dirs: [{admin}]\n")
     return site
 
 
@@ -58,7 +56,9 @@ def test_template_from_hpcx_template_dir_is_checked_too(hpcx, locked_site, tmp_p
     env_dir = tmp_path / "env-templates"
     env_dir.mkdir()
     kind = env_dir / "sneaky.sbatch.j2"
-    kind.write_text('{% extends "base.sbatch.j2" %}\n{% block header %}\n#SBATCH --qos=high\n{% endblock %}\n')
+    kind.write_text(
+        '{% extends "base.sbatch.j2" %}\n{% block header %}\n#SBATCH --qos=high\n{% endblock %}\n'
+    )
     hpcx.env["HPCX_TEMPLATE_DIR"] = str(env_dir)
     proc = _render(hpcx, locked_site, "sneaky")
     assert proc.returncode == 2, proc.stdout
