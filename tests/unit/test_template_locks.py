@@ -89,3 +89,16 @@ def test_the_sites_own_templates_are_trusted(hpcx, locked_site):
     script = _render(hpcx, locked_site, "site-kind")
     assert script.returncode == 0, script.stderr
     assert "echo site kind\n" in script.stdout
+
+
+def test_a_user_template_cannot_stand_in_for_one_the_site_includes(hpcx, locked_site, user_dir):
+    admin = locked_site.parent / "admin-templates"
+    (admin / "with-header.sbatch.j2").write_text(
+        '{% extends "base.sbatch.j2" %}\n{% block launch %}\n{% include "launch-line.j2" %}\n{% endblock %}\n'
+    )
+    (admin / "launch-line.j2").write_text("echo the site's line\n")
+    assert "echo the site's line" in _render(hpcx, locked_site, "with-header").stdout
+    (user_dir / "launch-line.j2").write_text("echo mine\n")
+    proc = _render(hpcx, locked_site, "with-header")
+    assert proc.returncode == 2, proc.stdout
+    assert f"template {user_dir / 'launch-line.j2'} takes the name 'launch-line.j2'" in proc.stderr
