@@ -160,6 +160,28 @@ def _write_diff(top: Path, run_dir: Path) -> dict[str, Any]:
     return {"file": GIT_DIFF, "size_bytes": size, "truncated": truncated}
 
 
+def working_tree(workdir: Path) -> dict[str, Any] | None:
+    """The repository of ``workdir`` as it is now, in the form git_state records it for a run: ``commit``,
+    ``diff`` (bytes of ``git diff HEAD``, binary patches included) and ``untracked`` (sorted names); None outside
+    a repository or when git fails."""
+    try:
+        head = _git(["rev-parse", "--show-toplevel", "HEAD"], workdir, check=False)
+        if head.returncode != 0:
+            return None
+        top, commit = head.stdout.splitlines()[:2]
+        fd, tmp = tempfile.mkstemp(prefix=f".{GIT_DIFF}.", suffix=".partial")
+        os.close(fd)
+        try:
+            _git([*_DIFF_ARGS, f"--output={tmp}"], Path(top))
+            diff = Path(tmp).read_bytes()
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        names = _git(["ls-files", "--others", "--exclude-standard"], Path(top)).stdout.splitlines()
+    except (CommandError, OSError, ValueError):
+        return None
+    return {"commit": commit, "diff": diff, "untracked": sorted(names)}
+
+
 def _write_untracked(top: Path, run_dir: Path) -> dict[str, Any]:
     # Paths come C-quoted (core.quotePath), so the list is ASCII text whatever the file names are.
     names = _git(["ls-files", "--others", "--exclude-standard"], top).stdout.splitlines()

@@ -2,30 +2,60 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import platform
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcx import __version__, _proc
+from hpcx.config import UserConfig
 from hpcx.errors import CommandError, UsageError
 from hpcx.runs import Run
 from hpcx.site import Site
-from hpcx.submission import Request
+from hpcx.submission import Prepared, Request, after_job_ids, resolve, with_profile
+
+if TYPE_CHECKING:
+    from hpcx.sweep_submit import PreparedSweep
 
 _OPTION = {"time_min": "time", "mem_mb": "mem"}
 
 
-def like_request(run: Run) -> Request:
-    """The request that made ``run``: same kind (or its exact script), resources, variables and command."""
-    m = run.manifest
-    if not m:
-        raise UsageError(
-            f"run {run.id} has no manifest.json", hint="only runs submitted by hpcx can be rerun"
-        )
+@dataclass
+class Plan:
+    """What `hpcx rerun` submits: one job (``prep``) or a sweep (``sweep``), and what it could not restore."""
+
+    prep: Prepared | None = None
+    sweep: PreparedSweep | None = None
+    workdir: Path = field(default_factory=Path.cwd)
+    lost: list[str] = field(default_factory=list)  # one sentence per part of the request that is not restored
+
+
+def plan(run: Run, site: Site, user: UserConfig | None, root: Path, *, failed: bool = False) -> Plan:
+    """The same request as ``run``'s, resolved and checked again: a job with the same kind (or its exact
+    script), resources, --array, named resources (-r), --set variables, --profile, inputs, command and --after
+    (decided again from each upstream run's outcome); a sweep as the same sweep (its task table), or with
+    ``failed`` only its tasks that did not succeed."""
+    if "sweep" in run.manifest:
+        return _sweep_plan(run, site, user, failed)
+    if failed:
+        raise UsageError(f"run {run.id} is not a sweep: --failed reruns a sweep's failed tasks",
+                         hint=f"hpcx rerun {run.id}")  # fmt: skip
+    request, lost = like_request(run, site, root)
+    prep = with_profile(resolve(request, site, user), _profile(run))
+    prep.inputs = request.inputs
+    return Plan(prep=prep, workdir=request.workdir, lost=lost)
+
+
+def like_request(run: Run, site: Site, root: Path) -> tuple[Request, list[str]]:
+    """The request that made ``run`` (not a sweep), and a sentence for each part of it that cannot be restored."""
+    m = _manifest(run)
     options = {_OPTION.get(k, k): v["value"] for k, v in m.get("resources", {}).items()}
     kind = m.get("kind", {}).get("value")
-    named = {}  # admin-named resources were recorded as (flag, value); dependencies are not carried over
     script = run.dir / "job.sbatch" if kind == "script" else None
+    named, after, lost = _directives(m.get("directives", []), site)
     return Request(
         kind=None if script else kind,
         options={k: (str(v) if v is not None else None) for k, v in options.items()},
@@ -33,9 +63,89 @@ def like_request(run: Run) -> Request:
         command=tuple(m.get("command", [])),
         workdir=Path(m.get("workdir") or Path.cwd()),
         named=named,
+        after=after_job_ids(root, after) if after else (),
         script=script,
+        array=_array(m.get("sbatch_args", [])),
         inputs=tuple(e["path"] for e in m.get("inputs", []) if isinstance(e, dict) and "path" in e),
-    )
+    ), lost
+
+
+def _manifest(run: Run) -> dict[str, Any]:
+    if not run.manifest:
+        raise UsageError(
+            f"run {run.id} has no manifest.json", hint="only runs submitted by hpcx can be rerun"
+        )
+    return run.manifest
+
+
+def _profile(run: Run) -> bool | None:
+    value = (run.manifest.get("profile") or {}).get("value")
+    return bool(value) if value is not None else None
+
+
+def _array(sbatch_args: list[str]) -> str | None:
+    """--array as it was submitted (manifest sbatch_args: sbatch's own options beside the script)."""
+    for arg in sbatch_args:
+        if arg.startswith("--array="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _directives(recorded: list[Any], site: Site) -> tuple[dict[str, str], list[str], list[str]]:
+    """The manifest's (flag, value) directives as -r NAME=VALUE pairs (through the site's resource flags) and
+    --after job ids, with a sentence for each one that cannot be given again."""
+    by_flag = {res.flag: name for name, res in site.resources.items()}
+    named: dict[str, str] = {}
+    after: list[str] = []
+    lost: list[str] = []
+    for flag, value in (tuple(d) for d in recorded if isinstance(d, (list, tuple)) and len(d) == 2):
+        if flag == "--dependency":
+            kind, _, ids = str(value).partition(":")
+            if kind == "afterok":
+                after += [i for i in ids.split(":") if i]
+            else:
+                lost.append(f"the dependency {value} is not restored (hpcx gives only afterok, from --after)")
+        elif flag in by_flag:
+            named[by_flag[flag]] = value
+        else:
+            lost.append(f"{flag}={value} is not restored: site {site.name} names no resource with that flag now")
+    return named, after, lost
+
+
+def _sweep_plan(run: Run, site: Site, user: UserConfig | None, failed: bool) -> Plan:
+    """The sweep again from the run's sweep.yaml (command, resources, variables) and its task table (the
+    same tasks, names, parameters and seeds; with ``failed``, only the tasks that did not succeed, numbered
+    from 0 in the new run)."""
+    from hpcx.sweep_submit import FAILED_STATES, load_spec, prepare, task_states
+    from hpcx.sweeps import Task, chunks
+
+    m = _manifest(run)
+    spec_path = run.dir / "sweep.yaml"
+    if not spec_path.exists():
+        raise UsageError(f"sweep {run.id} has no sweep.yaml", hint="only sweeps submitted by hpcx can be rerun")
+    spec, doc = load_spec(spec_path)
+    record = m.get("sweep") or {}
+    ps = prepare(spec, doc, site, user, record.get("max_parallel"))
+    with_profile(ps.prep, _profile(run))
+    tasks = [Task(int(t["task"]), t["name"], dict(t["params"]), int(t["seed"])) for t in _task_table(run)]
+    if failed:
+        states = task_states(run)
+        tasks = [t for t in tasks if states.get(t.id) in FAILED_STATES]
+        if not tasks:
+            raise UsageError(f"sweep {run.id} has no failed tasks", hint=f"hpcx rerun {run.id} reruns all of it")
+        tasks = [dataclasses.replace(t, id=n) for n, t in enumerate(tasks)]
+    max_array = max(c.count for c in ps.chunks)
+    ps = dataclasses.replace(ps, tasks=tasks, chunks=chunks(len(tasks), max_array))
+    return Plan(sweep=ps, workdir=Path(m.get("workdir") or Path.cwd()))
+
+
+def _task_table(run: Run) -> list[dict[str, Any]]:
+    rows = []
+    with open(run.dir / "tasks.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
 
 
 def differences(run: Run, site: Site) -> list[str]:
@@ -45,25 +155,62 @@ def differences(run: Run, site: Site) -> list[str]:
     old_site = m.get("site", {})
     if old_site.get("sha256") and old_site["sha256"] != site.sha256:
         out.append(f"the site file changed since the run ({old_site.get('source')} -> {site.source})")
-    old_git = m.get("git", {})
-    workdir = Path(m.get("workdir") or ".")
-    if old_git.get("commit"):
-        now = _head(workdir)
-        if now != old_git["commit"]:
-            out.append(f"the code is at commit {str(now)[:12]}, the run used {old_git['commit'][:12]}: "
-                       f"check it out to reproduce exactly")  # fmt: skip
-        if old_git.get("dirty"):
-            out.append(
-                "the run had uncommitted changes (its git.diff in the run directory); they are not re-applied"
-            )
+    out += _git_differences(run, Path(m.get("workdir") or "."))
     versions = m.get("versions", {})
     if versions.get("hpcx") and versions["hpcx"] != __version__:
         out.append(f"hpcx is {__version__}, the run used {versions['hpcx']}")
     if versions.get("python") and versions["python"] != platform.python_version():
         out.append(f"Python is {platform.python_version()}, the run used {versions['python']}")
-    out += _provenance_differences(m)
-    out += _input_differences(m, workdir)
+    out += _environment_differences(m)
+    out += _input_differences(m, Path(m.get("workdir") or "."))
     return out
+
+
+def _git_differences(run: Run, workdir: Path) -> list[str]:
+    """The working tree against the run's: its commit, its uncommitted changes to tracked files (the run's
+    git.diff against `git diff HEAD` now) and its untracked files (names only: their contents are not kept)."""
+    from hpcx.provenance import GIT_DIFF, GIT_UNTRACKED, working_tree
+
+    old = run.manifest.get("git") or {}
+    if not old.get("commit"):
+        return []
+    now = working_tree(workdir)
+    if now is None:
+        return [f"{workdir} is no longer a git repository hpcx can read: the run used commit {old['commit'][:12]}"]
+    diff_file = run.dir / GIT_DIFF
+    old_diff = diff_file.read_bytes() if diff_file.exists() else b""
+    out = []
+    if now["commit"] != old["commit"]:
+        out.append(f"the code is at commit {now['commit'][:12]}, the run used {old['commit'][:12]}: "
+                   f"check it out to reproduce exactly")  # fmt: skip
+        if old_diff:
+            out.append(f"the run had uncommitted changes ({diff_file}); they are not re-applied")
+    elif (old.get("diff") or {}).get("truncated"):
+        out.append(f"the run's uncommitted changes were too large to keep whole ({diff_file} is cut at 1 MiB): "
+                   "hpcx cannot tell whether the working tree matches them")  # fmt: skip
+    elif now["diff"] != old_diff:
+        if not old_diff:
+            out.append("the working tree has uncommitted changes to tracked files that the run did not have "
+                       "(see `git diff HEAD`)")  # fmt: skip
+        elif not now["diff"]:
+            out.append(f"the run had uncommitted changes the working tree lacks: `git apply {diff_file}` "
+                       "restores them")  # fmt: skip
+        else:
+            out.append(f"the working tree's uncommitted changes differ from the run's ({diff_file}; compare with "
+                       "`git diff HEAD`)")  # fmt: skip
+    out += _untracked_differences(run.dir / GIT_UNTRACKED, old, now["untracked"])
+    return out
+
+
+def _untracked_differences(listing: Path, old: dict[str, Any], now: list[str]) -> list[str]:
+    untracked = old.get("untracked") or {}
+    if "count" not in untracked or untracked.get("truncated") or not listing.exists():
+        return []
+    then = sorted(line for line in listing.read_text(errors="replace").splitlines() if line)
+    if then == now:
+        return []
+    return [f"the untracked files differ from the run's ({len(then)} then, {len(now)} now; the run's are listed "
+            f"in {listing}, their contents were not kept)"]  # fmt: skip
 
 
 def _input_differences(m: dict[str, Any], workdir: Path) -> list[str]:
@@ -84,28 +231,23 @@ def _input_differences(m: dict[str, Any], workdir: Path) -> list[str]:
     return out
 
 
-def _provenance_differences(m: dict[str, Any]) -> list[str]:
-    import os
+def _environment_differences(m: dict[str, Any]) -> list[str]:
+    """Loaded modules and the Slurm version, as hpcx.provenance.collect recorded them (manifest ``modules``
+    and ``slurm``), against now."""
+    from hpcx.provenance import loaded_modules
 
     out = []
-    prov = m.get("provenance", {})
-    old_modules = prov.get("modules")
-    now_modules = [x for x in os.environ.get("LOADEDMODULES", "").split(":") if x]
+    old_modules = (m.get("modules") or {}).get("loaded")
+    now_modules = loaded_modules(os.environ)["loaded"]
     if old_modules is not None and sorted(old_modules) != sorted(now_modules):
-        out.append(f"loaded modules differ: the run had {old_modules or 'none'}, now {now_modules or 'none'}")
-    old_slurm = (prov.get("slurm") or {}).get("version")
+        out.append(f"loaded modules differ: the run had {', '.join(old_modules) or 'none'}, "
+                   f"now {', '.join(now_modules) or 'none'}")  # fmt: skip
+    old_slurm = (m.get("slurm") or {}).get("version")
     if old_slurm:
         try:
             now = _proc.run(["sbatch", "--version"], timeout_s=10).stdout.split()[-1]
         except (CommandError, IndexError):
             now = None
-        if now and now != old_slurm:
-            out.append(f"Slurm is {now}, the run used {old_slurm}")
+        if now != old_slurm:
+            out.append(f"Slurm is {now or 'not reachable'}, the run used {old_slurm}")
     return out
-
-
-def _head(workdir: Path) -> str | None:
-    try:
-        return _proc.run(["git", "rev-parse", "HEAD"], cwd=workdir, timeout_s=10).stdout.strip()
-    except (CommandError, OSError):
-        return None

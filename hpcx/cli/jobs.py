@@ -220,31 +220,49 @@ def cancel(obj: Ctx, runs: tuple[str, ...]) -> None:
 @cli.command()
 @click.argument("run", shell_complete=complete_run)
 @click.option("--dry-run", is_flag=True, help="Show the script and the differences; submit nothing.")
+@click.option("--failed", is_flag=True, help="A sweep: only its tasks that did not succeed, as a new sweep.")
 @pass_ctx
-def rerun(obj: Ctx, run: str, dry_run: bool) -> None:
-    """Submit RUN again from its manifest: same kind or script, resources, variables and command.
+def rerun(obj: Ctx, run: str, dry_run: bool, failed: bool) -> None:
+    """Submit RUN again from its manifest: the same request (kind or script, resources, --array, -r, --set,
+    --profile, inputs, --after, command); a sweep as the same sweep, or only its failed tasks with --failed.
 
-    Every difference that cannot be restored (code, site file, modules, Slurm, hpcx) is printed as a warning.
+    Every difference that cannot be restored (code, site file, modules, Slurm, hpcx, inputs, parts of the
+    request) is printed as a warning.
     """
-    from hpcx import submission
-    from hpcx.rerun import differences, like_request
-    from hpcx.submission import resolve
+    from hpcx.rerun import differences, plan
 
-    found = find_run(obj.runs_root[0], run)
-    request = like_request(found)
-    prep = resolve(request, obj.site, obj.user)
-    warnings = differences(found, obj.site)
+    root = obj.runs_root[0]
+    found = find_run(root, run)
+    todo = plan(found, obj.site, obj.user, root, failed=failed)
+    warnings = differences(found, obj.site) + todo.lost
     for w in warnings:
         click.echo(f"hpcx: warning: {w}", err=True)
-    if dry_run:
-        doc = {"dry_run": True, "like": found.id, "warnings": warnings,
-               **submit_preview(prep, request.workdir, obj.runs_root[0])}  # fmt: skip
+    like = {"like": found.id, "warnings": warnings}
+    if todo.sweep is not None:
+        _rerun_sweep(obj, todo, like, dry_run)
+    elif dry_run:
+        doc = {"dry_run": True, **like, **submit_preview(todo.prep, todo.workdir, root)}
         obj.emit("rerun", doc, lambda d: d["script"].rstrip())
+    else:
+        from hpcx import submission
+
+        result = {**submission.submit(todo.prep, todo.workdir, root), **like}
+        obj.emit("rerun", result, lambda d: f"submitted run {d['run_id']} like {d['like']} as {d['scheduler']} "
+                 f"job {d['job_id']}\n  run directory: {d['run_dir']}")  # fmt: skip
+
+
+def _rerun_sweep(obj: Ctx, todo: Any, like: dict[str, Any], dry_run: bool) -> None:
+    from hpcx.submission import render_preview
+    from hpcx.sweep_submit import submit_sweep
+
+    ps, root = todo.sweep, obj.runs_root[0]
+    if dry_run:
+        doc = {"dry_run": True, **like, "tasks": [t.to_dict() for t in ps.tasks],
+               "arrays": [c.array_spec(ps.max_parallel) for c in ps.chunks],
+               "script": render_preview(ps.prep, todo.workdir, root)}  # fmt: skip
+        obj.emit("rerun", doc, lambda d: f"{len(d['tasks'])} tasks in {len(d['arrays'])} array(s)\n\n"
+                 + d["script"].rstrip())  # fmt: skip
         return
-    result = {
-        **submission.submit(prep, request.workdir, obj.runs_root[0]),
-        "like": found.id,
-        "warnings": warnings,
-    }
-    obj.emit("rerun", result, lambda d: f"submitted run {d['run_id']} like {d['like']} as {d['scheduler']} job "
-             f"{d['job_id']}\n  run directory: {d['run_dir']}")  # fmt: skip
+    result = {**submit_sweep(ps, todo.workdir, root), **like}
+    obj.emit("rerun", result, lambda d: f"submitted sweep {d['run_id']} like {d['like']}: {d['tasks']} tasks as "
+             f"{d['arrays']} array job(s) {', '.join(d['job_ids'])}\n  run directory: {d['run_dir']}")  # fmt: skip
