@@ -8,6 +8,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shutil
+import time
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -63,21 +65,57 @@ class Rendered:
         self.template_sha256 = template_sha256
 
 
+# How templates compile. The compiled code depends on these as much as on the source, so they key the bytecode cache.
+_SETTINGS: dict[str, Any] = {"autoescape": False, "keep_trailing_newline": True, "trim_blocks": True,
+                             "lstrip_blocks": True}  # fmt: skip
+_STALE_CACHE_S = 7 * 86400  # another key's directory unused this long is removed (another hpcx may still use it)
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates on disk, one directory per compile key: hpcx's version and the code of this package
+    (the finalize and filters), Jinja's version and _SETTINGS. Jinja itself keys only by the source's checksum, so
+    without this an upgrade or a changed setting would keep rendering the old way."""
+    root = cache_dir("jinja")
+    if root is None:
+        return None
+    from hpcx import __version__
+
+    digest = hashlib.sha256(repr((__version__, jinja2.__version__, sorted(_SETTINGS.items()))).encode())
+    for source in (Path(__file__), Path(__file__).with_name("quoting.py")):
+        digest.update(source.read_bytes())
+    key = digest.hexdigest()[:16]
+    _remove_stale(root, keep=key)
+    try:
+        (root / key).mkdir(exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(root / key))
+
+
+def _remove_stale(root: Path, keep: str) -> None:
+    """Drop the flat cache files of hpcx before keyed directories, and other keys' directories left unused."""
+    now = time.time()
+    for entry in root.iterdir():
+        try:
+            if entry.is_file():
+                entry.unlink()
+            elif entry.name != keep and now - entry.stat().st_mtime > _STALE_CACHE_S:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass  # another process removed it first, or it is not ours to remove
+
+
 @functools.lru_cache(maxsize=8)
 def _environment(dirs: tuple[Path, ...]) -> ImmutableSandboxedEnvironment:
     """One environment per search path: Jinja caches compiled templates in it (and checks their mtimes)."""
-    cache = cache_dir("jinja")
     env = ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
-        # Compiled templates kept on disk (keyed by the source's checksum): a new process skips compiling.
-        bytecode_cache=jinja2.FileSystemBytecodeCache(str(cache)) if cache else None,
+        # Compiled templates kept on disk: a new process skips compiling.
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
         # Every {{ expression }} goes through quote(): a template cannot forget to quote a user value.
         finalize=quote,
+        **_SETTINGS,
     )
     env.filters["sh"] = quote
     env.filters["argv"] = join_argv
