@@ -68,7 +68,8 @@ class Rendered:
 # How templates compile. The compiled code depends on these as much as on the source, so they key the bytecode cache.
 _SETTINGS: dict[str, Any] = {"autoescape": False, "keep_trailing_newline": True, "trim_blocks": True,
                              "lstrip_blocks": True}  # fmt: skip
-_STALE_CACHE_S = 7 * 86400  # another key's directory unused this long is removed (another hpcx may still use it)
+# Another key's directory unused this long is removed (another hpcx may still use it).
+_STALE_CACHE_S = 7 * 86400
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:

@@ -44,7 +44,8 @@ def test_another_hpcx_version_compiles_again(kind_dir, monkeypatch):
     before = {p.name for p in root.iterdir()}
     monkeypatch.setattr(hpcx, "__version__", hpcx.__version__ + ".post1")
     assert _render(kind_dir) == "X='a b'\n"
-    assert len({p.name for p in root.iterdir()} - before) == 1, "the new version must compile into its own key"
+    new = {p.name for p in root.iterdir()} - before
+    assert len(new) == 1, "the new version must compile into its own key"
 
 
 def test_stale_cache_directories_and_the_old_flat_files_are_removed(kind_dir):
