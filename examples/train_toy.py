@@ -1,4 +1,5 @@
-"""A toy training task for sweeps: fits y = 3x + 1 with SGD and prints the final loss.
+"""A toy training task for sweeps: fits y = 3x + 1 with SGD, prints the final loss and logs it
+(``hpcx.runtime.log``), so ``hpcx compare --sweep RUN --metric loss`` compares the sweep's groups.
 
 Deterministic for a given --seed; --lr 0.1 with --model small diverges on purpose, so a sweep has a failure to
 retry. Reads its parameters from the command line (hpcx fills {lr}, {seed}, ...) and from $HPCX_PARAM_*.
@@ -9,6 +10,8 @@ import math
 import os
 import random
 import sys
+
+from hpcx.runtime import log
 
 
 def main() -> int:
@@ -30,6 +33,7 @@ def main() -> int:
             print(f"diverged: lr={args.lr} model={args.model} seed={args.seed}", file=sys.stderr)
             return 1
     loss = sum(((w * x + b) - (3 * x + 1)) ** 2 for x in (i / 10 for i in range(-10, 11))) / 21
+    log(args.steps, loss=loss)  # outside an hpcx run this does nothing
     print(
         f"task={os.environ.get('HPCX_TASK_ID')} lr={args.lr} model={args.model} seed={args.seed} loss={loss:.3g}"
     )

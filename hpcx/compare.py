@@ -577,7 +577,7 @@ def headline(doc: dict[str, Any]) -> str:
     if ci["method"] != "t":
         interval += f" ({ci['resamples']} resamples, seed {ci['seed']})"
     left = len(doc.get("left_out") or [])
-    dropped = f", {left} left out (not completed)" if left else ""
+    dropped = f"; {left} not completed, left out" if left else ""
     return (f"{m['name']} ({how}): {_count(n, 'replicate')} in {_count(len(doc['groups']), 'group')} "
             f"({where}{dropped}); {interval}")  # fmt: skip
 

@@ -465,11 +465,20 @@ def record_accounting(run: Run) -> dict[str, Any] | None:
         "schema": "hpcx.accounting/1",
         "job_ids": job_ids,
         "queried_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "finished": all_finished(rows),
+        # slurmdbd lags: an array task sacct does not list yet would be missing from a file kept as final.
+        "finished": all_finished(rows) and _every_task_listed(job, rows),
         "rows": rows,
     }
     atomic_write_json(path, doc)
     return doc
+
+
+def _every_task_listed(job: dict[str, Any], rows: Sequence[dict[str, str]]) -> bool:
+    """Whether sacct listed every array task of a sweep's chunks (``JOB_INDEX``); true for other jobs."""
+    from hpcx.sweeps import chunk_tasks
+
+    listed = {r["JobID"] for r in rows}
+    return all(f"{c['job_id']}_{i}" in listed for c, i, _ in chunk_tasks(job.get("chunks", [])))
 
 
 def _job_ids(job: dict[str, Any]) -> list[str]:

@@ -31,7 +31,7 @@ def test_failed_tasks_are_left_out_and_counted(hpcx, runs_root, monkeypatch):
         ("lr=1", t.id, "FAILED") for t in tasks if t.params["lr"] == 1.0]  # fmt: skip
     text = hpcx("compare", "--sweep", run.id, "--metric", "loss").stdout
     assert text.splitlines()[0].startswith(
-        f"loss (rank 0's last value): 6 replicates in 2 groups (tasks of sweep run {run.id}, 3 left out")
+        f"loss (rank 0's last value): 6 replicates in 2 groups (tasks of sweep run {run.id}; 3 not completed, left out)")
     assert ("note: lr=1: 3 replicates left out (3 FAILED; only completed tasks and runs count, --include-failed "
             "keeps them)") in text  # fmt: skip
     kept = hpcx.json("compare", "--sweep", run.id, "--metric", "loss", "--include-failed")
