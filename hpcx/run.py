@@ -54,10 +54,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def _profile_dir(args: argparse.Namespace) -> Path | None:
+    """Where this rank's records go: --profile-dir, else the run's profile/; None with --no-profile, outside a
+    run, or in a job submitted with ``hpcx submit --no-profile`` (HPCX_PROFILE=0)."""
     if args.no_profile:
         return None
     if args.profile_dir:
         return Path(args.profile_dir)
+    if os.environ.get("HPCX_PROFILE") == "0":
+        return None
     run_dir = os.environ.get("HPCX_RUN_DIR")
     if not run_dir:
         return None
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     profile_dir = _profile_dir(args)
     if profile_dir is not None:
         env["HPCX_PROFILE_DIR"] = str(profile_dir)  # in-process records (hpcx.io.metrics) go beside ours
-    if env.get("HPCX_PROFILE_COMM") == "1":  # `hpcx submit --profile`: trace MPI and torch.distributed calls
+    if profile_dir is not None and env.get("HPCX_PROFILE_COMM") == "1":  # `hpcx submit --profile`: trace calls
         from hpcx.profiling.comm import child_env
 
         env = child_env(env)

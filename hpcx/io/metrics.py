@@ -53,6 +53,8 @@ def profile_dir() -> Path | None:
     explicit = os.environ.get("HPCX_PROFILE_DIR")
     if explicit:
         return Path(explicit)
+    if os.environ.get("HPCX_PROFILE") == "0":  # `hpcx submit --no-profile`: no profile records at all
+        return None
     run_dir = os.environ.get("HPCX_RUN_DIR")
     return Path(run_dir) / "profile" if run_dir else None
 

@@ -149,7 +149,7 @@ def _rank_lines(report: dict[str, Any]) -> list[str]:
     if report.get("tasks"):
         return _task_lines(report["tasks"])
     if not report["ranks"]:
-        return ["", "  no profile records (submit with --profile for per-rank numbers)"]
+        return ["", "  no profile records (submitted with --no-profile, or not run under python -m hpcx.run)"]
     state = "finished" if s["all_finished"] else "still running or killed"
     lines = [
         "",

@@ -80,3 +80,43 @@ def test_sweep_takes_the_switch_too(hpcx, tmp_path):
 def test_help_names_the_switch(hpcx):
     assert "--profile / --no-profile" in hpcx("submit", "--help").stdout
     assert "--profile / --no-profile" in hpcx("sweep", "--help").stdout
+
+
+@pytest.mark.parametrize(("site_default", "cli", "line"), [
+    (None, True, "export HPCX_PROFILE=1\n"), (None, False, "export HPCX_PROFILE=0\n"),
+    (False, None, "export HPCX_PROFILE=0\n"), (True, False, "export HPCX_PROFILE=0\n"), (None, None, None)])  # fmt: skip
+def test_no_profile_is_said_to_the_ranks_and_no_choice_says_nothing(tmp_path, site_default, cli, line):
+    text, _ = _script(tmp_path, site_default, cli)
+    said = [x + "\n" for x in text.splitlines() if x.startswith("export HPCX_PROFILE=")]
+    assert said == ([line] if line else [])
+
+
+def _hpcx_run(tmp_path: Path, profile: str | None) -> list[str]:
+    """What `python -m hpcx.run -- CMD` leaves in the run's profile/ when the job says HPCX_PROFILE=..."""
+    import os
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / f"run-{profile}"
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("HPCX_", "OMPI_", "PMI", "SLURM_", "RANK"))
+    }
+    env["HPCX_RUN_DIR"] = str(run_dir)
+    if profile is not None:
+        env["HPCX_PROFILE"] = profile
+    job = "import hpcx\nwith hpcx.region('step'):\n    pass\n"  # an in-process record too
+    subprocess.run([sys.executable, "-m", "hpcx.run", "--interval", "0.1", "--", sys.executable, "-c", job],
+                   env=env, timeout=60, check=True)  # fmt: skip
+    return sorted(p.name.split("-p")[0].split(".")[0] for p in (run_dir / "profile").glob("*"))
+
+
+def test_hpcx_run_records_nothing_in_a_no_profile_job(tmp_path):
+    assert _hpcx_run(tmp_path, "0") == []
+    assert _hpcx_run(tmp_path, "1") == ["node-" + _node(), "rank-00000", "regions-rank-00000"]
+    assert _hpcx_run(tmp_path, None) == ["node-" + _node(), "rank-00000", "regions-rank-00000"]
+
+
+def _node() -> str:
+    import socket
+
+    return socket.gethostname()
