@@ -18,8 +18,8 @@ from hpcx.config import UserConfig
 from hpcx.errors import CommandError, HpcxError, UsageError
 from hpcx.fsutil import YamlError, atomic_write, atomic_write_json, load_yaml
 from hpcx.preflight import SLURM_DEFAULT_MAX_ARRAY_SIZE
-from hpcx.runs import Run, create_run, discard_run, record_job
-from hpcx.schedulers import FINISHED_STATES, JobRef, get_scheduler
+from hpcx.runs import Run, create_run, discard_run, job_refs, record_job
+from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler
 from hpcx.schedulers.base import scrubbed_env
 from hpcx.submission import Prepared, Request, manifest, render_script, resolve
 from hpcx.sweeps import Chunk, SweepError, SweepSpec, Task, chunk_tasks, chunks, expand, parse_spec
@@ -37,6 +37,7 @@ class PreparedSweep:
     chunks: list[Chunk]
     max_parallel: int | None
     limits: dict[str, Any]
+    max_array_size: int = SLURM_DEFAULT_MAX_ARRAY_SIZE
 
 
 def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any]]:
@@ -59,6 +60,7 @@ def prepare(spec: SweepSpec, doc: dict[str, Any], site: Any, user: UserConfig | 
     if unknown:
         raise SweepError(f"unknown resource(s) {', '.join(sorted(unknown))} in the sweep spec",
                          hint=f"known: {', '.join(sorted(RESOURCE_KEYS))}")  # fmt: skip
+    _no_placeholders(spec)
     options = {k: (str(v) if v is not None else None) for k, v in spec.resources.items()}
     options.setdefault("name", spec.name)
     prep = resolve(Request(spec.kind, options, spec.variables, tuple(spec.command)), site, user)
@@ -66,10 +68,31 @@ def prepare(spec: SweepSpec, doc: dict[str, Any], site: Any, user: UserConfig | 
     prep.inputs = tuple(spec.inputs)
     tasks = expand(spec)
     limits = live_limits(site.scheduler)
-    max_array = prep.partition.max_array_size or limits.get("MaxArraySize") or SLURM_DEFAULT_MAX_ARRAY_SIZE
+    max_array = max_array_size(prep.partition.max_array_size, limits)
     parts = chunks(len(tasks), max_array)
     check_queue(len(tasks), len(parts), limits)
-    return PreparedSweep(spec, doc, prep, tasks, parts, max_parallel or spec.max_parallel, limits)
+    return PreparedSweep(spec, doc, prep, tasks, parts, max_parallel or spec.max_parallel, limits, max_array)
+
+
+def max_array_size(site_limit: int | None, limits: dict[str, Any]) -> int:
+    """The tasks one array may hold: the smaller of the site file's max_array_size and the live MaxArraySize
+    (a site file written for a larger limit must not make sbatch refuse the array), else Slurm's default."""
+    known = [n for n in (site_limit, limits.get("MaxArraySize")) if n]
+    return min(known) if known else SLURM_DEFAULT_MAX_ARRAY_SIZE
+
+
+def _no_placeholders(spec: SweepSpec) -> None:
+    """Resources are the job array's, one set for all its tasks: a placeholder there cannot vary per task."""
+    from hpcx.sweeps import placeholders
+
+    for key, value in spec.resources.items():
+        used = placeholders(str(value))
+        if used:
+            raise SweepError(
+                f"resources.{key} {str(value)!r} uses {{{used[0]}}}, but resources cannot vary within a sweep: "
+                "all its tasks share one job array's resources",
+                hint=f"give {key} one value, and run one sweep per {key} (e.g. two spec files)",
+            )
 
 
 def live_limits(scheduler: str) -> dict[str, Any]:
@@ -169,7 +192,8 @@ def submit_sweep(ps: PreparedSweep, workdir: Path, root: Path,
         )
         doc["sweep"] = _sweep_record(ps, run, table)
         atomic_write_json(run.dir / "manifest.json", doc)
-        _submit_chunks(scheduler, script, run, ps.chunks, ps.max_parallel, out=submitted)
+        _submit_chunks(scheduler, script, run, ps.chunks, ps.max_parallel, out=submitted,
+                       allow_env=ps.prep.site.allow_env)
     except (HpcxError, OSError, KeyboardInterrupt):
         if submitted:
             scheduler.cancel([JobRef(c["job_id"], run.dir) for c in submitted])
@@ -184,16 +208,18 @@ def submit_sweep(ps: PreparedSweep, workdir: Path, root: Path,
 def _sweep_record(ps: PreparedSweep, run: Run, table: str) -> dict[str, Any]:
     return {"id": run.id, "name": ps.spec.name, "tasks": len(ps.tasks), "seed": ps.spec.seed,
             "max_parallel": ps.max_parallel, "chunks": [[c.offset, c.count] for c in ps.chunks],
+            "max_array_size": ps.max_array_size,
             "tasks_sha256": hashlib.sha256(table.encode()).hexdigest(), "limits": ps.limits}  # fmt: skip
 
 
 def _submit_chunks(scheduler: Any, script: Path, run: Run, parts: list[Chunk], max_parallel: int | None,
-                   indices: list[list[int]] | None = None,
-                   out: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+                   indices: list[list[int]] | None = None, out: list[dict[str, Any]] | None = None,
+                   allow_env: tuple[str, ...] = ()) -> list[dict[str, Any]]:  # fmt: skip
     """One array per chunk. With --max-parallel each chunk waits for the one before, so the whole sweep never
     runs more than max_parallel tasks at once (a %N throttle holds within one array only).
 
-    Each submitted array is appended to ``out`` at once, so a caller can cancel them when a later one fails."""
+    Each submitted array is appended to ``out`` at once, so a caller can cancel them when a later one fails.
+    ``allow_env``: the site's inherited SBATCH_*/SLURM_* variables that may reach sbatch, as for `hpcx submit`."""
     out = [] if out is None else out
 
     def one(n: int, chunk: Chunk, after: str | None) -> dict[str, Any]:
@@ -201,7 +227,7 @@ def _submit_chunks(scheduler: Any, script: Path, run: Run, parts: list[Chunk], m
         args = [f"--array={spec}{f'%{max_parallel}' if max_parallel else ''}"]
         if after:
             args.append(f"--dependency=afterany:{after}")
-        env = {**scrubbed_env(), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir),
+        env = {**scrubbed_env(allow_env), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir),
                "HPCX_TASK_OFFSET": str(chunk.offset)}  # fmt: skip
         job_id = scheduler.submit(script, run.dir, env=env, args=args)
         count = len(indices[n]) if indices else chunk.count
@@ -241,15 +267,15 @@ def _record_chunks(run: Run, scheduler: str, chunks_: list[dict[str, Any]]) -> N
 FAILED_STATES = FINISHED_STATES - {"COMPLETED"}
 
 
-def task_states(run: Run) -> dict[int, str]:
-    """Every task's state (task id -> Slurm state), in one batched query over the sweep's arrays.
+def task_states(run: Run, states: dict[str, JobState] | None = None) -> dict[int, str]:
+    """Every task's state (task id -> Slurm state) from ``states`` (the scheduler's answer for, at least,
+    ``job_refs(run)``; asked for here, in one batched query, when None).
 
     Later arrays (retries) override earlier ones for the tasks they cover."""
     job = run.job
     chunks_ = job.get("chunks", [])
-    states = get_scheduler(job.get("scheduler", "slurm")).status(
-        [JobRef(c["job_id"], run.dir) for c in chunks_]
-    )
+    if states is None:
+        states = get_scheduler(job.get("scheduler", "slurm")).status(job_refs(run))
     out: dict[int, str] = {}
     for c, i, task in chunk_tasks(chunks_):
         st = states.get(c["job_id"])
@@ -267,17 +293,21 @@ def summarize(states: dict[int, str]) -> dict[str, int]:
     return counts
 
 
-def retry_failed(run: Run) -> dict[str, Any]:
-    """Submit the sweep's failed tasks again, as arrays over just those task ids, into the same run."""
+def retry_failed(run: Run, allow_env: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Submit the sweep's tasks that ended without completing (failed, timed out, cancelled, ...) again, as
+    arrays over just those task ids, into the same run; ``states`` counts every task's state before."""
     if "chunks" not in run.job:
         raise UsageError(
             f"run {run.id} is not a sweep", hint="--retry-failed takes the run id of `hpcx sweep`"
         )
-    failed = sorted(t for t, s in task_states(run).items() if s in FAILED_STATES)
+    states = task_states(run)
+    failed = sorted(t for t, s in states.items() if s in FAILED_STATES)
+    counts = summarize(states)
     if not failed:
-        return {"run_id": run.id, "retried": [], "job_ids": []}
+        return {"run_id": run.id, "retried": [], "job_ids": [], "states": counts, "retried_states": {}}
+    sweep = run.manifest.get("sweep", {})
     max_array = max((c["count"] for c in run.job["chunks"] if "indices" not in c), default=1) or 1
-    max_array = int(run.manifest.get("sweep", {}).get("limits", {}).get("MaxArraySize", max_array))
+    max_array = int(sweep.get("max_array_size") or sweep.get("limits", {}).get("MaxArraySize", max_array))
     groups: dict[int, list[int]] = {}
     for t in failed:
         groups.setdefault(t // max_array * max_array, []).append(t)
@@ -285,6 +315,8 @@ def retry_failed(run: Run) -> dict[str, Any]:
     indices = [[t - offset for t in ids] for offset, ids in sorted(groups.items())]
     scheduler = get_scheduler(run.job.get("scheduler", "slurm"))
     max_parallel = run.manifest.get("sweep", {}).get("max_parallel")
-    submitted = _submit_chunks(scheduler, run.dir / "job.sbatch", run, parts, max_parallel, indices)
+    submitted = _submit_chunks(scheduler, run.dir / "job.sbatch", run, parts, max_parallel, indices,
+                               allow_env=allow_env)  # fmt: skip
     _record_chunks(run, run.job.get("scheduler", "slurm"), submitted)
-    return {"run_id": run.id, "retried": failed, "job_ids": [c["job_id"] for c in submitted]}
+    return {"run_id": run.id, "retried": failed, "job_ids": [c["job_id"] for c in submitted], "states": counts,
+            "retried_states": summarize({t: states[t] for t in failed})}  # fmt: skip

@@ -162,6 +162,20 @@ def _check(spec: SweepSpec) -> None:
         if not isinstance(rule, dict) or not rule or set(rule) - set(names):
             raise SweepError(f"exclude[{i}] {rule!r} must map swept parameter names to values",
                              hint=f"swept parameters: {', '.join(names) or 'none'}")  # fmt: skip
+    _check_placeholders(spec.command, [*names, *TASK_FIELDS])
+
+
+def _check_placeholders(command: list[str], defined: list[str]) -> None:
+    """Every ``{name}`` of the command names a parameter or a task field: a typo would otherwise reach every
+    task as written."""
+    for word in command:
+        for m in _PLACEHOLDER.finditer(word):
+            if m.group("name") and m.group("name") not in defined:
+                raise SweepError(
+                    f"command word {word!r} uses {{{m.group('name')}}}, which no parameter defines",
+                    hint=f"defined: {', '.join('{' + n + '}' for n in defined)}; "
+                    "write {{ for a literal brace ({{name}} gives {name})",
+                )
 
 
 def _draw(name: str, dist: Any, rng: random.Random) -> Any:
@@ -195,8 +209,36 @@ def _combinations(spec: SweepSpec) -> Iterator[dict[str, Any]]:
         yield {**g, **z, **d}
 
 
-def _excluded(params: dict[str, Any], rules: list[dict[str, Any]]) -> bool:
-    return any(all(params.get(k) == v for k, v in rule.items()) for rule in rules)
+def _same(value: Any, wanted: Any) -> bool:
+    """A task's value equals a rule's as the command sees them: 0.1 and "0.1" are one value, true and 1 are not."""
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return type(value) is type(wanted) and value == wanted
+    if value == wanted:
+        return True
+    pair = {type(value), type(wanted)}
+    if str in pair and pair & {int, float}:
+        try:
+            return float(value) == float(wanted)
+        except ValueError:
+            return False
+    return False
+
+
+def _matches(params: dict[str, Any], rule: dict[str, Any]) -> bool:
+    return all(k in params and _same(params[k], v) for k, v in rule.items())
+
+
+def _check_rules_match(combos: list[dict[str, Any]], rules: list[dict[str, Any]]) -> None:
+    """An exclude rule that matches nothing is a mistake (a value not in the grid, a misspelt one): say so."""
+    for i, rule in enumerate(rules):
+        if not any(_matches(c, rule) for c in combos):
+            taken = []
+            for k in rule:
+                values = list(dict.fromkeys(repr(c[k]) for c in combos if k in c))
+                more = f", ... ({len(values)} values)" if len(values) > 8 else ""
+                taken.append(f"{k} takes {', '.join(values[:8])}{more}")
+            raise SweepError(f"exclude[{i}] {rule!r} matches no task: {'; '.join(taken)}",
+                             hint="fix the value (it must be one the sweep takes) or remove the rule")  # fmt: skip
 
 
 def task_seed(sweep_seed: int, name: str, repeat: int) -> int:
@@ -215,8 +257,10 @@ def _name(params: dict[str, Any], repeat: int, repeats: int) -> str:
 def expand(spec: SweepSpec) -> list[Task]:
     """Every task of the sweep, numbered from 0; raise SweepError when nothing is left to run."""
     tasks = []
-    for params in _combinations(spec):
-        if _excluded(params, spec.exclude):
+    combos = list(_combinations(spec))
+    _check_rules_match(combos, spec.exclude)
+    for params in combos:
+        if any(_matches(params, rule) for rule in spec.exclude):
             continue
         for rep in range(spec.repeats):
             name = _name(params, rep, spec.repeats)
@@ -253,15 +297,30 @@ def chunks(n_tasks: int, max_array_size: int) -> list[Chunk]:
     return [Chunk(o, min(max_array_size, n_tasks - o)) for o in range(0, n_tasks, max_array_size)]
 
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# A placeholder is {name}; {{ is a literal brace ({{name}} a literal {name}); ${name} is the shell's and other
+# braces ({"json": 1}) stay as written.
+_PLACEHOLDER = re.compile(r"\{\{(?P<literal>[A-Za-z_][A-Za-z0-9_]*)\}\}|\{\{|(?<!\$)\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
+TASK_FIELDS = ("seed", "task", "task_name")  # placeholders every task defines besides its parameters
 
 
 def fill_command(command: list[str], task: dict[str, Any]) -> list[str]:
-    """Replace ``{name}`` in each word by the task's parameter (or ``{seed}``, ``{task}``, ``{name}``);
-    other braces are left as written."""
+    """Replace ``{name}`` in each word by the task's parameter (or ``{seed}``, ``{task}``, ``{task_name}``) and
+    ``{{`` by ``{``; the spec was checked for unknown names at submission, so any left stay as written."""
     values = {**task["params"], "seed": task["seed"], "task": task["task"], "task_name": task["name"]}
-    return [_PLACEHOLDER.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), w)
-            for w in command]  # fmt: skip
+
+    def one(m: re.Match[str]) -> str:
+        if m.group("literal"):
+            return "{" + m.group("literal") + "}"
+        if m.group("name") is None:
+            return "{"
+        return str(values[m.group("name")]) if m.group("name") in values else m.group(0)
+
+    return [_PLACEHOLDER.sub(one, w) for w in command]
+
+
+def placeholders(text: str) -> list[str]:
+    """The ``{name}`` placeholders of ``text`` (not literal ``{{name}}`` nor the shell's ``${name}``)."""
+    return [m.group("name") for m in _PLACEHOLDER.finditer(text) if m.group("name")]
 
 
 def read_task(table: str, task_id: int) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from hpcx.cli.views import (
     submit_preview,
     tail_logs,
 )
-from hpcx.runs import find_run, list_runs
+from hpcx.runs import find_run, find_run_task, job_refs, list_runs, task_job_ids
 from hpcx.schedulers import JobRef, get_scheduler
 
 if TYPE_CHECKING:
@@ -152,12 +152,14 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...]
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between redraws with --watch.")
 @pass_ctx
 def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interval: float) -> None:
-    """State of RUN ... (run ids, prefixes or job ids); without RUN, the newest runs."""
+    """State of RUN ... (run ids, prefixes or job ids; RUN_TASK for one task of a sweep or array); without
+    RUN, the newest runs."""
     root, _ = obj.runs_root
-    chosen = [find_run(root, r) for r in runs] if runs else list_runs(root)
+    asked = [find_run_task(root, r) for r in runs]
+    chosen = [run for run, _ in asked] if runs else list_runs(root)
     chosen = chosen if (runs or show_all) else chosen[-20:]
     while True:
-        doc = {"runs": job_states(chosen)}
+        doc = {"runs": job_states(chosen, [task for _, task in asked])}
         if runs:  # runs asked for by name: keep their accounting record once they are done (one sacct each)
             record_finished_accounting(chosen, doc["runs"])
         if not watch:
@@ -181,40 +183,41 @@ def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interva
 @click.option(
     "--lines", "-n", default=LOG_TAIL_LINES, show_default=True, help="Lines from the end of each log."
 )
+@click.option("--task", type=click.IntRange(0), metavar="I",
+              help="Only task I of a sweep or array (every attempt of it); RUN_TASK says the same.")  # fmt: skip
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job finishes; with --json, "
               "one document per line (run_id, path, text, tail).")  # fmt: skip
 @pass_ctx
-def logs(obj: Ctx, run: str, lines: int, follow: bool) -> None:
-    """Print the end of RUN's stdout and stderr logs."""
-    found = find_run(obj.runs_root[0], run)
+def logs(obj: Ctx, run: str, lines: int, task: int | None, follow: bool) -> None:
+    """Print the end of RUN's stdout and stderr logs (RUN_TASK or --task: one task's), in task order."""
+    found, task = find_run_task(obj.runs_root[0], run, task)
     if follow:
         # --json: one document per line, for the tail of each log and then for each piece of new output.
         show = (lambda path, text, first: obj.emit_line("logs", {"run_id": found.id, "path": path, "text": text,
                                                                   "tail": first})) if obj.json else None  # fmt: skip
-        follow_logs(found, lines, lambda: job_states([found])[0]["finished"], show=show)
+        follow_logs(found, lines, lambda: job_states([found], [task])[0]["finished"], show=show, task=task)
         return
-    obj.emit("logs", tail_logs(found, lines), lambda d: "\n".join(
-        f"==> {f['path']} <==\n{f['text']}" for f in d["files"]) or f"run {found.id} has no logs yet")  # fmt: skip
+    what = f"task {task} of run {found.id}" if task is not None else f"run {found.id}"
+    obj.emit("logs", tail_logs(found, lines, task), lambda d: "\n".join(
+        f"==> {f['path']} <==\n{f['text']}" for f in d["files"]) or f"{what} has no logs yet")  # fmt: skip
 
 
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, shell_complete=complete_run)
 @pass_ctx
 def cancel(obj: Ctx, runs: tuple[str, ...]) -> None:
-    """Cancel the jobs of RUN ..."""
+    """Cancel the jobs of RUN ...: every array of a sweep (its chunks, those chained after them, its retries),
+    or with RUN_TASK one task of a sweep or array; one scancel for all of them."""
     root, _ = obj.runs_root
-    found = [find_run(root, r) for r in runs]
+    found = [find_run_task(root, r) for r in runs]
     by_scheduler: dict[str, list[JobRef]] = {}
-    for run in found:
-        job = run.job
-        if job:
-            by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(
-                JobRef(str(job["job_id"]), run.dir)
-            )
+    for run, task in found:
+        refs = job_refs(run) if task is None else [JobRef(i, run.dir) for i in task_job_ids(run, task)[-1:]]
+        by_scheduler.setdefault(run.job.get("scheduler", "slurm"), []).extend(refs)
     for name, refs in by_scheduler.items():
         get_scheduler(name).cancel(refs)
-    obj.emit("cancel", {"cancelled": [r.id for r in found]},
-             lambda d: "\n".join(f"cancelled {r}" for r in d["cancelled"]))  # fmt: skip
+    names = [run.id if task is None else f"{run.id}_{task}" for run, task in found]
+    obj.emit("cancel", {"cancelled": names}, lambda d: "\n".join(f"cancelled {r}" for r in d["cancelled"]))
 
 
 @cli.command()

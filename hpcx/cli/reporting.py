@@ -11,7 +11,7 @@ from hpcx.errors import HpcxError
 from hpcx.provenance import record_accounting
 from hpcx.reports import build_report, render_text, write_html, write_report
 from hpcx.reports.sharing import query_sharing
-from hpcx.runs import Run, find_run
+from hpcx.runs import Run, find_run_task
 
 
 @cli.command()
@@ -27,7 +27,7 @@ from hpcx.runs import Run, find_run
 def report(obj: Ctx, run: str, task: int | None, html: bool, carbon_intensity: float | None) -> None:
     """Merge RUN's per-rank records with Slurm's accounting: print a summary and advice, write
     report/report.json and report/report.html."""
-    found = find_run(obj.runs_root[0], run)
+    found, task = find_run_task(obj.runs_root[0], run, task)  # RUN_TASK names the task as --task does
     energy, site_name = _site_energy(obj)
     if carbon_intensity is not None:
         energy = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,20 @@ from hpcx.errors import UsageError
 from hpcx.runs import find_run
 from hpcx.submission import render_preview, with_profile
 from hpcx.sweep_submit import load_spec, prepare, retry_failed, submit_sweep
+from hpcx.sweeps import fill_command
 
 PREVIEW_ROWS = 20
+PREVIEW_COMMANDS = 5  # each task's command as hpcx.run will run it, for the first few tasks
 
 
 @cli.command()
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
-@click.option("--dry-run", is_flag=True, help="Print the task table and the script; submit nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the task table, the first tasks' commands and the script; submit nothing.")
 @click.option("--max-parallel", type=click.IntRange(min=1), help="At most N tasks running at once.")
 @click.option("--retry-failed", "retry", metavar="RUN", shell_complete=complete_run,
-              help="Resubmit the failed tasks of sweep RUN (into the same run).")  # fmt: skip
+              help="Resubmit the tasks of sweep RUN that ended without completing (failed, timed out, "
+              "cancelled, ...), into the same run.")  # fmt: skip
 @click.option("--profile/--no-profile", default=None, help=PROFILE_HELP)
 @pass_ctx
 def sweep(obj: Ctx, spec: str | None, dry_run: bool, max_parallel: int | None, retry: str | None,
@@ -43,9 +48,8 @@ def sweep(obj: Ctx, spec: str | None, dry_run: bool, max_parallel: int | None, r
       exclude: [{lr: 0.1, model: large}]
     """
     if retry:
-        doc = retry_failed(find_run(obj.runs_root[0], retry))
-        obj.emit("sweep.retry", doc, lambda d: f"resubmitted {len(d['retried'])} failed task(s) of {d['run_id']}"
-                 + (f" as job(s) {', '.join(d['job_ids'])}" if d["job_ids"] else ""))  # fmt: skip
+        doc = retry_failed(find_run(obj.runs_root[0], retry), obj.site.allow_env)
+        obj.emit("sweep.retry", doc, _retry_text)
         return
     if spec is None:
         raise UsageError("no sweep spec given", hint="hpcx sweep SPEC.yaml, or hpcx sweep --retry-failed RUN")
@@ -53,7 +57,8 @@ def sweep(obj: Ctx, spec: str | None, dry_run: bool, max_parallel: int | None, r
     ps = prepare(parsed, raw, obj.site, obj.user, max_parallel)
     with_profile(ps.prep, profile)
     if dry_run:
-        doc = {"dry_run": True, "tasks": [t.to_dict() for t in ps.tasks],
+        doc = {"dry_run": True, "tasks": [{**t.to_dict(), "command": fill_command(ps.spec.command, t.to_dict())}
+                                          for t in ps.tasks],
                "arrays": [c.array_spec(ps.max_parallel) for c in ps.chunks],
                "script": render_preview(ps.prep, Path.cwd(), obj.runs_root[0])}  # fmt: skip
         obj.emit("sweep", doc, _preview_text)
@@ -70,6 +75,17 @@ def sweep(obj: Ctx, spec: str | None, dry_run: bool, max_parallel: int | None, r
     )
 
 
+def _retry_text(doc: dict[str, Any]) -> str:
+    """What --retry-failed did, by the states the tasks ended in (a cancelled task is not a failed one)."""
+    def counted(counts: dict[str, int]) -> str:
+        return ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+
+    if not doc["retried"]:
+        return f"nothing to resubmit: no task of {doc['run_id']} ended without completing ({counted(doc['states'])})"
+    return (f"resubmitted {len(doc['retried'])} task(s) of {doc['run_id']} ({counted(doc['retried_states'])}) "
+            f"as job(s) {', '.join(doc['job_ids'])}")  # fmt: skip
+
+
 def _preview_text(doc: dict[str, Any]) -> str:
     tasks = doc["tasks"]
     lines = [f"{len(tasks)} tasks in {len(doc['arrays'])} array(s): {' '.join(doc['arrays'])}", "",
@@ -79,6 +95,9 @@ def _preview_text(doc: dict[str, Any]) -> str:
         if len(tasks) > PREVIEW_ROWS and i == PREVIEW_ROWS // 2:
             lines.append(f"{'...':>6}  ({len(tasks) - PREVIEW_ROWS} more)")
         lines.append(f"{t['task']:>6}  {t['seed']:>10}  {t['name']}")
+    first = tasks[:PREVIEW_COMMANDS]
+    lines += ["", f"commands of the first {len(first)} of {len(tasks)} task(s):"]
+    lines += [f"{t['task']:>6}  {shlex.join(t['command'])}" for t in first]
     return "\n".join(lines) + "\n\n" + doc["script"].rstrip()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -9,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from hpcx.runs import Run
-from hpcx.schedulers import FINISHED_STATES, JobRef, get_scheduler
+from hpcx.runs import Run, job_refs, task_job_ids
+from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler
 from hpcx.schedulers.base import overall_state
 
 if TYPE_CHECKING:
@@ -19,14 +20,16 @@ if TYPE_CHECKING:
 LOG_TAIL_LINES = 40
 
 
-def job_states(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """One row per run with its job's state; one batched scheduler query per scheduler, never one per job."""
-    by_scheduler: dict[str, list[tuple[Run, JobRef]]] = {}
+def job_states(runs: Sequence[Run], tasks: Sequence[int | None] = ()) -> list[dict[str, Any]]:
+    """One row per run with its job's state; one batched scheduler query per scheduler for every run shown,
+    sweeps (all their arrays) and jobs alike, never one per job. ``tasks[i]``, when given and not None, narrows
+    run i's row to that one task of its sweep or array."""
+    by_scheduler: dict[str, list[JobRef]] = {}
     rows: dict[str, dict[str, Any]] = {}
     for run in runs:
         job = run.job
         if "chunks" in job:  # a sweep: its tasks, merged over its arrays (and retries)
-            rows[run.id] = sweep_row(run)
+            by_scheduler.setdefault(job.get("scheduler", "slurm"), []).extend(job_refs(run))
             continue
         rows[run.id] = {
             "run_id": run.id,
@@ -42,26 +45,57 @@ def job_states(runs: Sequence[Run]) -> list[dict[str, Any]]:
             "finished": False,
         }  # the same keys whether or not the scheduler still knows the job
         if job:
-            by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(
-                (run, JobRef(str(job["job_id"]), run.dir))
-            )
-    for name, pairs in by_scheduler.items():
-        states = get_scheduler(name).status([ref for _, ref in pairs])
-        for run, ref in pairs:
-            state = states.get(ref.job_id)
+            by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(JobRef(str(job["job_id"]), run.dir))
+    states: dict[str, dict[str, JobState]] = {
+        name: get_scheduler(name).status(refs) for name, refs in by_scheduler.items()
+    }
+    out = []
+    for n, run in enumerate(runs):
+        answer = states.get(run.job.get("scheduler", "slurm"), {})
+        task = tasks[n] if n < len(tasks) else None
+        if "chunks" in run.job:
+            row = sweep_row(run, answer, task)
+        else:
+            row = dict(rows[run.id])
+            state = answer.get(str(run.job.get("job_id"))) if run.job else None
             if state is not None:
-                rows[run.id].update({k: v for k, v in state.to_dict().items() if k != "job_id"})
-    return [rows[r.id] for r in runs]
+                row.update({k: v for k, v in state.to_dict().items() if k != "job_id"})
+            if task is not None:
+                row = _array_task_row(row, state, task)
+        out.append(row)
+    return out
 
 
-def sweep_row(run: Run) -> dict[str, Any]:
+def sweep_row(run: Run, states: dict[str, JobState] | None = None, task: int | None = None) -> dict[str, Any]:
+    """A sweep's row from the scheduler's ``states`` of its arrays (asked for here when None); with ``task``,
+    that task's state alone (the array that ran it last)."""
     from hpcx.sweep_submit import summarize, task_states
 
-    counts = summarize(task_states(run))
+    per_task = task_states(run, states)
+    if task is not None:
+        state = per_task.get(task, "UNKNOWN")
+        return {"run_id": run.id, "task": task, "job_id": task_job_ids(run, task)[-1], "kind": _kind(run),
+                "state": state, "exit_code": None, "reason": None, "nodes": None, "elapsed_s": None,
+                "source": "sweep", "tasks": None, "finished": state in FINISHED_STATES}  # fmt: skip
+    counts = summarize(per_task)
     state = overall_state(counts)
     return {"run_id": run.id, "job_id": run.job.get("job_id"), "kind": _kind(run),
             "state": state, "exit_code": None, "reason": None, "nodes": None, "elapsed_s": None,
             "source": "sweep", "tasks": counts, "finished": state in FINISHED_STATES}  # fmt: skip
+
+
+def _array_task_row(row: dict[str, Any], state: JobState | None, task: int) -> dict[str, Any]:
+    """A job array's row narrowed to array task ``task``: its state as Slurm listed it (pending while it is
+    only part of "the rest of the array"; unknown once the array is done without listing it)."""
+    listed = (state.task_states or {}) if state is not None else {}
+    if task in listed:
+        one = listed[task]
+    elif state is None or not state.finished:
+        one = "PENDING" if row["state"] != "UNSUBMITTED" else "UNSUBMITTED"
+    else:
+        one = state.state if not listed else "UNKNOWN"
+    return {**row, "task": task, "job_id": f"{row['job_id']}_{task}", "state": one, "tasks": None,
+            "exit_code": None if one != row["state"] else row["exit_code"], "finished": one in FINISHED_STATES}
 
 
 def _kind(run: Run) -> str | None:
@@ -76,24 +110,43 @@ def render_status(doc: dict[str, Any]) -> str:
     lines = [f"{'RUN':<24} {'JOB':<14} {'KIND':<10} {'STATE':<12} {'EXIT':>4}  NODES / REASON"]
     for r in runs:
         code = "" if r["exit_code"] is None else str(r["exit_code"])
+        name = r["run_id"] if r.get("task") is None else f"{r['run_id']}_{r['task']}"
         tasks = r.get("tasks")
         where = ", ".join(f"{n} {s.lower()}" for s, n in sorted(tasks.items())) if tasks else ""
         where = where or r.get("nodes") or r.get("reason") or ""
         lines.append(
-            f"{r['run_id']:<24} {str(r['job_id'] or '-'):<14} {str(r['kind'] or '-'):<10} "
+            f"{name:<24} {str(r['job_id'] or '-'):<14} {str(r['kind'] or '-'):<10} "
             f"{r['state']:<12} {code:>4}  {where}"
         )
     return "\n".join(lines)
 
 
-def tail_logs(run: Run, lines: int) -> dict[str, Any]:
-    """The last ``lines`` lines of every log file of ``run``."""
+def log_files(run: Run, task: int | None = None) -> list[Path]:
+    """The .out and .err files of ``run`` (only task ``task``'s, every attempt of it, when given), in task
+    order: 2 before 10, as Slurm numbers them."""
+    logs = run.dir / "logs"
+    if task is None:
+        found = [p for p in logs.glob("*") if p.suffix in (".out", ".err") and p.is_file()]
+        return sorted(found, key=_natural)
+    found = []
+    for job_task in task_job_ids(run, task):  # each attempt's JOBID_INDEX, oldest first
+        # Named by the template (slurm-%A_%a.out) or the local backend (local-PID_I.out): match the id alone.
+        one = re.compile(rf"(^|[^0-9]){re.escape(job_task)}\.(out|err)$")
+        found += sorted((p for p in logs.glob(f"*{job_task}.*") if one.search(p.name)), key=_natural)
+    return found
+
+
+def _natural(path: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def tail_logs(run: Run, lines: int, task: int | None = None) -> dict[str, Any]:
+    """The last ``lines`` lines of every log file of ``run``, or of its task ``task``."""
     files = []
-    for path in sorted((run.dir / "logs").glob("*")):
-        if path.suffix in (".out", ".err") and path.is_file():
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-            files.append({"path": str(path), "text": "\n".join(text)})
-    return {"run_id": run.id, "files": files}
+    for path in log_files(run, task):
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+        files.append({"path": str(path), "text": "\n".join(text)})
+    return {"run_id": run.id, "files": files, **({"task": task} if task is not None else {})}
 
 
 def submit_preview(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
@@ -122,21 +175,19 @@ def submit_preview(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
 
 
 def follow_logs(run: Run, lines: int, finished: Callable[[], bool], poll_s: float = 0.5,
-                show: Callable[[str, str, bool], None] | None = None) -> None:  # fmt: skip
+                show: Callable[[str, str, bool], None] | None = None, task: int | None = None) -> None:  # fmt: skip
     """Print the last ``lines`` of each log, then new output as it comes, until ``finished()`` and drained.
 
     ``show(path, text, first)`` prints each piece (``first``: the log's tail, else new output); by default as
     text, `==> path <==` before each tail (--json passes one document per piece)."""
     show = show or _show_log_text
     offsets: dict[Path, int] = {}
-    for entry in tail_logs(run, lines)["files"]:
+    for entry in tail_logs(run, lines, task)["files"]:
         show(entry["path"], entry["text"], True)
         offsets[Path(entry["path"])] = Path(entry["path"]).stat().st_size
     last_check, done = 0.0, False
     while True:
-        for path in sorted((run.dir / "logs").glob("*")):
-            if path.suffix not in (".out", ".err"):
-                continue
+        for path in log_files(run, task):
             size = path.stat().st_size
             if size > offsets.get(path, 0):
                 with open(path, "rb") as fh:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcx.errors import RunNotFoundError, UsageError
 from hpcx.fsutil import atomic_write, atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from hpcx.schedulers.base import JobRef
 
 SUBDIRS = ("logs", "profile", "checkpoints", "report")
 JOB_FILE = "job.json"
@@ -79,6 +83,16 @@ def record_job(run: Run, record: dict[str, Any]) -> None:
     atomic_write_json(run.dir / JOB_FILE, record)
 
 
+def job_refs(run: Run) -> list[JobRef]:
+    """Every scheduler job of ``run``: its job, or a sweep's arrays (one per chunk, including the chunks chained
+    after another, and one per retry); none before submission."""
+    from hpcx.schedulers.base import JobRef
+
+    job = run.job
+    ids = [c["job_id"] for c in job.get("chunks", [])] or ([job["job_id"]] if job.get("job_id") else [])
+    return [JobRef(str(i), run.dir) for i in dict.fromkeys(ids)]
+
+
 def list_runs(root: Path) -> list[Run]:
     """Every run under ``root``, oldest first (run ids sort by creation time)."""
     if not root.is_dir():
@@ -114,3 +128,85 @@ def find_run(root: Path, key: str) -> Run:
         f"no run {key!r} under {root}",
         hint="list runs with `hpcx runs`, or set HPCX_RUNS to the runs root it lives in",
     )
+
+
+# RUN_TASK / RUN:TASK, and Slurm's JOBID_TASK: run ids and job ids hold neither "_" nor ":".
+_TASK_KEY = re.compile(r"^(?P<run>[^_:/]+)(?P<sep>[_:])(?P<task>\d+)$")
+
+
+def find_run_task(root: Path, key: str, task: int | None = None) -> tuple[Run, int | None]:
+    """A run and one of its tasks: ``RUN_TASK`` or ``RUN:TASK`` (RUN as for find_run, TASK the sweep's task id
+    or the array's index) or Slurm's ``JOBID_INDEX`` (index INDEX of that array: for a sweep's later chunk or a
+    retry, the task its offset plus INDEX names). ``task`` (an option such as ``--task``) names the task of a
+    key without one. The task is None for a whole run; RunNotFoundError when the run has no such task."""
+    m = _TASK_KEY.match(key)
+    if m is None:
+        run = find_run(root, key)
+    else:
+        run = find_run(root, m["run"])
+        named = _task_of(run, m["run"], m["sep"], int(m["task"]))
+        if task is not None and task != named:
+            raise UsageError(f"{key!r} names task {named}, but --task says {task}", hint="give the task once")
+        task = named
+    if task is not None:
+        known = task_ids(run)
+        if known is not None and task not in known:
+            shown = f"its tasks are {_ranges(known)}" if known else "it is one job, neither an array nor a sweep"
+            raise RunNotFoundError(f"run {run.id} has no task {task}: {shown}",
+                                   hint=f"address the whole run as {run.id}" if not known else None)  # fmt: skip
+    return run, task
+
+
+def _task_of(run: Run, base: str, sep: str, number: int) -> int:
+    """Slurm's JOBID_INDEX is relative to that array; RUN_TASK and RUN:TASK name the run's own task id."""
+    if sep == "_" and base != run.id:
+        for chunk in run.job.get("chunks", []):
+            if str(chunk.get("job_id")) == base:
+                return int(chunk.get("offset", 0)) + number
+    return number
+
+
+def task_ids(run: Run) -> list[int] | None:
+    """The task ids of a sweep or array run ([] for a single job; None when hpcx cannot tell: a user's own
+    script whose #SBATCH lines set --array)."""
+    sweep = run.manifest.get("sweep")
+    if isinstance(sweep, dict) and isinstance(sweep.get("tasks"), int):
+        return list(range(sweep["tasks"]))
+    args = [a for a in run.manifest.get("sbatch_args") or [] if str(a).startswith("--array=")]
+    if args:
+        from hpcx.spec import parse_array
+
+        return sorted(parse_array(args[-1].split("=", 1)[1]).indices)
+    script = run.dir / "job.sbatch"
+    text = script.read_text(errors="replace") if script.is_file() else ""
+    if re.search(r"^#SBATCH\s+(--array|-a)\b", text, re.MULTILINE):
+        return None
+    return []
+
+
+def task_job_ids(run: Run, task: int) -> list[str]:
+    """Slurm's JOBID_INDEX of every array task that ran task ``task`` (or will), oldest first: a sweep's chunk
+    and its retries, or the array job's own index."""
+    chunks = run.job.get("chunks")
+    if not chunks:
+        return [f"{run.job['job_id']}_{task}"] if run.job.get("job_id") else []
+    out = []
+    for c in chunks:
+        index = task - int(c["offset"])
+        if index in (c.get("indices") or range(c["count"])):
+            out.append(f"{c['job_id']}_{index}")
+    return out
+
+
+def _ranges(ids: list[int]) -> str:
+    """0-9,12,14-15: task ids as Slurm writes array indices."""
+    parts: list[str] = []
+    start = prev = ids[0]
+    for i in [*ids[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ",".join(parts)

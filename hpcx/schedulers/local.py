@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hpcx import _proc
-from hpcx.errors import SchedulerError
+from hpcx.errors import SchedulerError, UsageError
 from hpcx.schedulers.base import JobRef, JobState, Scheduler, scrubbed_env, summarize_array
 
 # The wrapper names its files after its own pid ($$ = the job id's number), so several jobs (a sweep's chunks)
@@ -101,6 +101,10 @@ class LocalScheduler(Scheduler):
         return summarize_array(job.job_id, members)
 
     def cancel(self, jobs: Sequence[JobRef]) -> None:
+        one_task = [j.job_id for j in jobs if "_" in j.job_id]
+        if one_task:  # the wrapper runs an array's tasks one after another in one process group
+            raise UsageError(f"the local backend cannot cancel one task ({one_task[0]}) of an array",
+                             hint="cancel the whole run, or use a Slurm site")  # fmt: skip
         for job in jobs:
             pid = _pid(job)
             if pid and _alive(pid):
