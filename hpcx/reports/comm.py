@@ -224,22 +224,29 @@ def comm_energy(
                   "method": "derived", "rule": ENERGY_RULE,
                   "coverage": round(min(covered / total_s, 1.0), 4) if total_s > 0 else None}  # fmt: skip
     else:
-        why = "; ".join(f"{n}: {e['reason']}" for n, e in out_nodes.items()) or "no rank records"
-        result = _unavailable(f"no node with an energy counter ({why})")
+        result = _unavailable(f"no node with an energy counter ({_once(out_nodes) or 'no rank records'})")
     if unplaced:
         result["unplaced_ranks"] = unplaced  # comm records without a rank file: their node is unknown
     result["nodes"] = out_nodes
     return result
 
 
+def _once(nodes: dict[str, dict[str, Any]]) -> str:
+    """Each node's reason once, with the nodes it holds for: ``n1, n2: no energy counter: ...``."""
+    by_reason: dict[str, list[str]] = {}
+    for name, entry in nodes.items():
+        by_reason.setdefault(entry["reason"], []).append(name)
+    return "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items())
+
+
 def _node_comm_energy(node: dict[str, Any], ranks: list[int], curves: dict[int, list[list[tuple[float, float]]]],
                       lives: dict[int, tuple[str, float, float]]) -> dict[str, Any]:  # fmt: skip
     counters: dict[str, Any] = {}
     comm_in_windows = 0.0
-    reasons = []
+    reasons: dict[str, list[str]] = {}  # reason -> the counters it holds for
     for key, figure in node["energy"].items():
         if figure.get("status") != "measured":
-            reasons.append(f"{key}: {figure.get('reason', 'unavailable')}")
+            reasons.setdefault(figure.get("reason", "unavailable"), []).append(key)
             continue
         attributed = energy = comm_s = 0.0
         for a, b, joules in node["windows"][key]:
@@ -253,7 +260,7 @@ def _node_comm_energy(node: dict[str, Any], ranks: list[int], curves: dict[int, 
                          "share": round(attributed / energy, 4) if energy > 0 else None}  # fmt: skip
         comm_in_windows = max(comm_in_windows, comm_s)
     if not counters:
-        return _unavailable("no energy counter: " + "; ".join(reasons))
+        return _unavailable("no energy counter: " + "; ".join(f"{', '.join(k)}: {r}" for r, k in reasons.items()))
     all_comm = sum(_at(c, float("inf")) for r in ranks for c in curves[r])
     return {"status": "measured", "energy_j": round(sum(c["energy_j"] for c in counters.values()), 3),
             "method": "derived", "rule": ENERGY_RULE, "counters": counters, "comm_s": round(comm_in_windows, 6),
