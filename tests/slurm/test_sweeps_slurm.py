@@ -2,6 +2,7 @@
 status by task state, failed tasks resubmitted alone."""
 
 import json
+import re
 import subprocess
 import time
 
@@ -25,6 +26,16 @@ def _wait_tasks(hpcx, run_id, timeout_s=180):
         time.sleep(1)
     hpcx("cancel", run_id, check=False)
     raise AssertionError(f"sweep {run_id} not finished: {row}")
+
+
+def _array_indices(scontrol_text):
+    """Every index of `scontrol show job ARRAY`'s records: ArrayTaskId=3, ArrayTaskId=5-198%4, 0-2,7."""
+    indices = set()
+    for value in re.findall(r"\bArrayTaskId=(\S+)", scontrol_text):
+        for part in value.split("%")[0].split(","):
+            first, _, last = part.partition("-")
+            indices.update(range(int(first), int(last or first) + 1))
+    return indices
 
 
 def test_sweep_runs_each_task_with_its_parameters_and_retries_the_failed(slurm_hpcx, runs_root, tmp_path):
@@ -75,7 +86,8 @@ parameters: {grid: {i: {range: [0, 1200]}}}
         assert [(c["offset"], c["count"]) for c in chunks] == [(0, 1001), (1001, 199)]
         shown = subprocess.run(["scontrol", "show", "job", chunks[1]["job_id"]], capture_output=True, text=True,
                                timeout=30).stdout  # fmt: skip
-        assert "ArrayTaskId=0-198" in shown or "ArrayTaskId=" in shown
+        # One record per started task and one for the rest (ArrayTaskId=5-198): together exactly 0..198.
+        assert _array_indices(shown) == set(range(199)), shown
         assert sum(slurm_hpcx.json("status", doc["run_id"])["runs"][0]["tasks"].values()) == 1200
     finally:
         slurm_hpcx("cancel", doc["run_id"], check=False)
