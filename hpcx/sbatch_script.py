@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import glob
+import re
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hpcx.errors import UsageError
 
@@ -30,6 +33,8 @@ class ScriptDirectives:
 
     options: dict[str, str] = field(default_factory=dict)
     unchecked: list[str] = field(default_factory=list)
+    gpu_type: str | None = None  # --gres=gpu:TYPE:N names a GPU type: checked against the partition's
+    ntasks: int | None = None  # --ntasks as written (the job's tasks, whichever nodes they land on)
 
 
 def _split(word: str, rest: list[str]) -> tuple[str, str | None]:
@@ -70,14 +75,49 @@ def _normalise(found: ScriptDirectives) -> ScriptDirectives:
     """Turn --ntasks and --gres into the per-node counts hpcx checks."""
     opts = found.options
     if "ntasks" in opts:
+        raw = opts.pop("ntasks")
+        if not raw.isdigit() or int(raw) < 1:
+            raise UsageError(f"#SBATCH --ntasks={raw} is not a whole number", hint="e.g. #SBATCH -n 4")
+        found.ntasks = int(raw)
         nodes = int(opts.get("nodes", "1").split("-")[0])
-        total = int(opts.pop("ntasks"))
-        opts.setdefault("ntasks_per_node", str(-(-total // nodes)))
+        opts.setdefault("ntasks_per_node", str(-(-found.ntasks // nodes)))
     if "gres" in opts:
         gres = opts.pop("gres")
         parts = gres.split(":")
         if parts[0] == "gpu" and len(parts) >= 2 and parts[-1].isdigit():
             opts.setdefault("gpus_per_node", parts[-1])
+            found.gpu_type = parts[1] if len(parts) == 3 else None
         else:
             found.unchecked.append(f"--gres={gres}")
     return found
+
+
+# sbatch's filename patterns (man sbatch, "filename pattern"): %j job id, %A array job id, %a task id, %x name...
+_PATTERN = re.compile(r"%(\d*)([AaJjNnstux%])")
+
+
+def log_glob(pattern: str, job_id: str) -> str:
+    """A glob for the files Slurm makes of an -o/-e ``pattern`` for job ``job_id`` (fields it alone knows, such
+    as the node or the task id, match anything)."""
+    if "\\" in pattern:  # a backslash turns the substitutions off
+        return glob.escape(pattern.replace("\\", ""))
+    out, last = [], 0
+    for m in _PATTERN.finditer(pattern):
+        out.append(glob.escape(pattern[last : m.start()]))
+        width, letter = m.groups()
+        if letter == "%":
+            out.append("[%]")
+        elif letter in "jA":
+            out.append(job_id.zfill(int(width)) if width else job_id)
+        else:
+            out.append("*")
+        last = m.end()
+    return "".join(out) + glob.escape(pattern[last:])
+
+
+def own_log_files(patterns: list[str], job_id: str | None) -> list[Path]:
+    """The files a script's own -o/-e ``patterns`` (absolute, from the manifest) made for ``job_id``."""
+    if not job_id:
+        return []
+    found = {Path(p) for pattern in patterns for p in glob.glob(log_glob(pattern, str(job_id).split("_")[0]))}
+    return sorted(p for p in found if p.is_file())

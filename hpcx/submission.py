@@ -28,6 +28,7 @@ from hpcx.spec import (
     JobSpec,
     Resources,
     build_resources,
+    check_token,
     format_time,
     parse_array,
 )
@@ -68,6 +69,7 @@ class Prepared:
     task_table: bool = False  # a sweep: each array task reads its parameters from the run's tasks.jsonl
     inputs: tuple[str, ...] = ()  # data the job declares it reads: fingerprinted into the manifest
     profile: bool = False  # the ranks record profiles and trace communication (see profile_env)
+    passed: list[str] = field(default_factory=list)  # own script: sbatch options beside it, as written
 
 
 def parse_pairs(option: str, pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -113,6 +115,7 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
     if request.script is not None:
         script_text = _read_script(request.script)
         directives = parse_directives(script_text)
+    _check_variable_names(request.variables)
     values, sources = layered(
         [
             ("cli", request.options),
@@ -132,11 +135,21 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
         raise UsageError(
             "no command given", hint="put it after --, e.g. hpcx submit serial -- python train.py"
         )
+    passed = _passed_options(values, sources) if script_text is not None else []
+    if request.script is not None and "name" not in values:  # sbatch's default: the script's file name (the
+        passed.append(f"--job-name={request.script.name}")  # run's copy is job.sbatch, so it is said here)
+        values["name"], sources["name"] = _script_name(request.script), "default"
+    node_range = None
+    if script_text is not None and _NODE_RANGE.match(str(values.get("nodes", ""))):
+        node_range = str(values["nodes"])  # --nodes=MIN-MAX: the job must fit on MIN nodes
+        values["nodes"] = node_range.split("-")[0]
     choice: dict[str, Any] = {}
     if "partition" not in values:
         res_guess = build_resources({k: v for k, v in values.items() if k != "partition"}, origins=origin)
         part, choice = choose_partition(res_guess, site, time_given="time" in values, origins=origin)
         values["partition"], sources["partition"] = part.name, "auto"
+        if script_text is not None:  # the job goes where it was checked, not to Slurm's default partition
+            passed.append(f"--partition={part.name}")
     part = site.partitions.get(values["partition"])
     if "time" not in values and part is not None and part.default_time_min:
         values["time"], sources["time"] = part.default_time_min, "partition"
@@ -154,6 +167,10 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
         variables=dict(request.variables),
     )
     partition = check(res, site, origin)
+    if directives is not None and directives.gpu_type:
+        _check_gpu_type(directives.gpu_type, res, partition)
+    if node_range:
+        _check_node_range(node_range, directives.ntasks if directives else None, partition)
     array = parse_array(request.array) if request.array else None
     if array is not None:
         check_array(array, partition)
@@ -178,6 +195,62 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
         array,
         inputs=tuple(request.inputs),
         profile=bool(profile[0]),
+        passed=passed,
+    )
+
+
+# Request keys -> sbatch's own option names, for what hpcx passes to sbatch beside a user's own script.
+_SBATCH_OPTION = {"partition": "--partition", "nodes": "--nodes", "ntasks_per_node": "--ntasks-per-node",
+                  "cpus_per_task": "--cpus-per-task", "gpus_per_node": "--gpus-per-node", "mem": "--mem",
+                  "time": "--time", "account": "--account", "qos": "--qos", "name": "--job-name"}  # fmt: skip
+_NODE_RANGE = re.compile(r"^\d+-\d+$")
+
+
+def _passed_options(values: dict[str, Any], sources: dict[str, str]) -> list[str]:
+    """What goes on sbatch's command line beside an own script, as written: what the user typed (it overrides
+    the script, as with sbatch) and the defaults the user set (HPCX_*, config, site file) for what the script
+    leaves open. The script's own directives reach Slurm untouched."""
+    return [f"{_SBATCH_OPTION[k]}={v}" for k, v in values.items()
+            if k in _SBATCH_OPTION and sources.get(k) in ("cli", "env", "user", "site")]  # fmt: skip
+
+
+def _script_name(script: Path) -> str:
+    try:
+        return check_token("name", script.name) or "hpcx"
+    except UsageError:  # a name Slurm would take but hpcx cannot put on an #SBATCH line
+        return "hpcx"
+
+
+def _check_variable_names(variables: dict[str, str]) -> None:
+    """--set names become $HPCX_VAR_<NAME> in upper case (as sweeps' $HPCX_PARAM_<NAME>): two names that
+    differ only in case would set one variable twice."""
+    seen: dict[str, str] = {}
+    for name in variables:
+        other = seen.setdefault(name.upper(), name)
+        if other != name:
+            raise UsageError(f"--set {other} and --set {name} both set $HPCX_VAR_{name.upper()}",
+                             hint="names are upper-cased in the job: keep one of them")  # fmt: skip
+
+
+def _check_node_range(text: str, ntasks: int | None, part: Partition) -> None:
+    """--nodes=MIN-MAX: Slurm refuses a MAX over the partition's MaxNodes (at most one node per task counts)."""
+    low, high = (int(n) for n in text.split("-"))
+    most = min(high, ntasks) if ntasks else high
+    if most > part.max_nodes:
+        raise RejectedError(f"--nodes {text} allows {most} nodes, over partition {part.name}'s MaxNodes "
+                            f"{part.max_nodes}", hint=f"use --nodes={low}-{part.max_nodes}")  # fmt: skip
+
+
+def _check_gpu_type(gpu_type: str, res: Resources, part: Partition) -> None:
+    """--gres=gpu:TYPE:N asks for one type of GPU: the partition must have it, where the site says which."""
+    offered = {t.gpu_type for t in part.node_types if t.gpus}
+    offered |= {part.gpu_type} if part.gpus_per_node else set()
+    if None in offered or not offered or gpu_type in offered:
+        return
+    have = ", ".join(sorted(str(t) for t in offered))
+    raise RejectedError(
+        f"--gres=gpu:{gpu_type}:{res.gpus_per_node} asks for {gpu_type} GPUs, but partition {part.name} has {have}",
+        hint=f"use --gres=gpu:{sorted(str(t) for t in offered)[0]}:{res.gpus_per_node} or another partition",
     )
 
 
@@ -298,26 +371,45 @@ def render_preview(prep: Prepared, workdir: Path, root: Path) -> str:
     return render_script(prep, run_id="RUN-ID", run_dir=root / "RUN-ID", workdir=workdir).text
 
 
-def script_args(prep: Prepared, run_dir: Path) -> list[str]:
-    """sbatch options for a user's own script: every checked value, so the job is exactly what was checked
-    (command-line options override #SBATCH lines), plus the run directory's log paths unless the script sets its
-    own, and the admin-named resources and dependencies."""
-    res = prep.spec.resources
-    args = [f"--partition={res.partition}", f"--nodes={res.nodes}", f"--ntasks-per-node={res.ntasks_per_node}",
-            f"--cpus-per-task={res.cpus_per_task}", f"--time={format_time(res.time_min)}",
-            f"--job-name={res.name}"]  # fmt: skip
-    if res.gpus_per_node:
-        args.append(f"--gres={_gres(res, prep.partition)}")
-    args += [f"--{k}={v}" for k, v in (("mem", f"{res.mem_mb}M" if res.mem_mb else None),
-                                        ("account", res.account), ("qos", res.qos)) if v]  # fmt: skip
-    pattern = "%A_%a" if prep.array or any(u.startswith(("--array", "-a")) for u in prep.unchecked) else "%j"
-    if not any(u.split("=")[0] in ("--output", "-o") for u in prep.unchecked):
-        args.append(f"--output={run_dir}/logs/slurm-{pattern}.out")
-    if not any(u.split("=")[0] in ("--error", "-e") for u in prep.unchecked):
-        args.append(f"--error={run_dir}/logs/slurm-{pattern}.err")
+def script_args(prep: Prepared, run_dir: Path, workdir: Path) -> list[str]:
+    """sbatch options beside a user's own script. Its #SBATCH lines reach Slurm as written (they were checked);
+    hpcx adds only what the user gave on the command line or as a default of their own (see _passed_options),
+    the run directory's log paths where the script names none, the array, the admin-named resources and the
+    dependencies. (sbatch runs in the directory the script was submitted from, so the job does too.)"""
+    args = list(prep.passed)
     if prep.array:
         args.append(f"--array={prep.array.text}")
+    output, error = log_patterns(prep, run_dir, workdir)
+    if not _script_sets(prep, "--output", "-o"):
+        args.append(f"--output={output}")
+    if not _script_sets(prep, "--output", "-o", "--error", "-e"):  # -o alone: sbatch sends stderr there too
+        args.append(f"--error={error}")
     return args + [f"{flag}={value}" for flag, value in prep.directives]
+
+
+def _script_sets(prep: Prepared, *names: str) -> bool:
+    return any(u.split("=")[0] in names for u in prep.unchecked)
+
+
+def _unchecked_value(prep: Prepared, *names: str) -> str | None:
+    found = None
+    for item in prep.unchecked:
+        name, sep, value = item.partition("=")
+        if sep and name in names:
+            found = value
+    return found
+
+
+def log_patterns(prep: Prepared, run_dir: Path, workdir: Path) -> tuple[str, str]:
+    """Where an own script's stdout and stderr go, as absolute sbatch patterns: its own -o/-e (relative to the
+    directory it runs in, as Slurm reads them), else the run directory's logs/."""
+    is_array = prep.array or _script_sets(prep, "--array", "-a")
+    ours = f"{run_dir}/logs/slurm-{'%A_%a' if is_array else '%j'}"
+    cwd = workdir / (_unchecked_value(prep, "--chdir", "-D") or ".")
+    own_out, own_err = _unchecked_value(prep, "--output", "-o"), _unchecked_value(prep, "--error", "-e")
+    output = str(cwd / own_out) if own_out else f"{ours}.out"
+    error = str(cwd / own_err) if own_err else (output if own_out else f"{ours}.err")
+    return output, error
 
 
 def _provenance(workdir: Path, run: Run, prep: Prepared) -> dict[str, Any]:
@@ -366,22 +458,28 @@ def submit(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
     if prep.site.scheduler != "slurm" and any(f == "--dependency" for f, _ in prep.directives):
         raise UsageError("--after a run that has not finished needs a Slurm site",
                          hint="the local backend runs jobs at once, in order: submit when it has finished")
+    if not workdir.is_dir():
+        raise UsageError(f"working directory {str(workdir)!r} does not exist",
+                         hint="jobs run where they were submitted from: create it or submit from elsewhere")  # fmt: skip
     run = create_run(root)
     try:
+        logs: dict[str, Any] = {}
         if prep.script_text is None:
             rendered = render_script(prep, run_id=run.id, run_dir=run.dir, workdir=workdir)
             text, args = rendered.text, [f"--array={prep.array.text}"] if prep.array else []
             template = {"path": rendered.template_path, "sha256": rendered.template_sha256}
         else:
-            text, args = prep.script_text, script_args(prep, run.dir)
+            text, args = prep.script_text, script_args(prep, run.dir, workdir)
             template = {"path": None, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+            logs = {"log_patterns": sorted(set(log_patterns(prep, run.dir, workdir)))}  # for `hpcx logs`
         script = write_file(run, "job.sbatch", text, mode=0o755)
         atomic_write_json(
-            run.dir / "manifest.json", {**manifest(prep, run, template, workdir), "sbatch_args": args}
+            run.dir / "manifest.json", {**manifest(prep, run, template, workdir), "sbatch_args": args, **logs}
         )
         env = {**scrubbed_env(prep.site.allow_env), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir),
                **profile_env(prep)}  # fmt: skip
-        job_id = scheduler.submit(script, run.dir, env=env, args=args)
+        # sbatch runs in the submission directory, as the user's own sbatch would: $SLURM_SUBMIT_DIR is it
+        job_id = scheduler.submit(script, run.dir, env=env, args=args, cwd=workdir)
     except (HpcxError, OSError, KeyboardInterrupt):
         discard_run(run)
         raise

@@ -56,7 +56,7 @@ def test_manifest_records_what_was_asked_and_where_it_came_from(hpcx, runs_root)
     assert manifest["site"]["name"] == "local" and len(manifest["template"]["sha256"]) == 64
     assert manifest["git"]["commit"] is None or len(manifest["git"]["commit"]) == 40
     script = (runs_root / doc["run_id"] / "job.sbatch").read_text()
-    assert "export HPCX_VAR_greeting='hi there'" in script
+    assert "export HPCX_VAR_GREETING='hi there'" in script
     hpcx.wait_finished(doc["run_id"], timeout_s=60)
 
 

@@ -44,12 +44,47 @@ RESOURCE_OPTIONS = [
                  help="A resource the site names (see `hpcx site show`), e.g. -r constraint=a100."),
     click.option("--array", "-a", metavar="SPEC", help="Job array indices, Slurm syntax: 0-99, 1,3,5, 0-999%50."),
     click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
-                 help="Template variable, $HPCX_VAR_NAME in the job (repeatable)."),
+                 help="Template variable, $HPCX_VAR_<NAME> in the job: NAME in upper case, as a sweep's "
+                      "$HPCX_PARAM_<NAME> (--set seed=1: $HPCX_VAR_SEED) (repeatable)."),
 ]  # fmt: skip
 PROFILE_HELP = ("Record each rank's profile and trace its MPI and torch.distributed calls into the run's "
                 "profile/ (default: the site's defaults.profile, else off).")  # fmt: skip
 _RESOURCE_KEYS = ("partition", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node", "mem", "time",
                   "account", "qos", "name")  # fmt: skip
+
+
+class OptionsThenCommand(click.Command):
+    """Options end at the command's first word, as sbatch's end at the script: in ``hpcx submit serial python
+    train.py -N 2 --lr 0.1`` both flags are the program's. ``--`` before the command is allowed, not needed."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, split_at_command(args, self.get_params(ctx)))
+
+
+def split_at_command(args: list[str], params: list[click.Parameter]) -> list[str]:
+    """``args`` reordered as OPTIONS -- KIND COMMAND...: options (with their values) up to the first word after
+    KIND, then everything from that word on, untouched."""
+    takes_value = {name: not (p.is_flag or p.count) for p in params if isinstance(p, click.Option)
+                   for name in (*p.opts, *p.secondary_opts)}  # fmt: skip
+    options: list[str] = []
+    words: list[str] = []  # KIND, then the command
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--" or (words and not arg.startswith("-")):
+            words += args[i + 1 :] if arg == "--" else args[i:]
+            break
+        if not arg.startswith("-") or arg == "-":
+            words.append(arg)  # KIND
+        else:
+            options.append(arg)
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]
+            attached = "=" in arg if arg.startswith("--") else len(arg) > 2  # --time=5, -t5
+            if takes_value.get(name) and not attached and i + 1 < len(args):
+                options.append(args[i + 1])
+                i += 1
+        i += 1
+    return [*options, "--", *words]
 
 
 def resource_options(fn: Any) -> Any:
@@ -68,6 +103,9 @@ def _prepare(obj: Ctx, target: str, command: tuple[str, ...], opts: dict[str, An
         raise click.BadParameter(
             f"{target!r} is neither a job kind nor an existing script", param_hint="KIND"
         )
+    if script is not None and command:
+        raise click.UsageError(f"{target} is a batch script: hpcx does not pass arguments to it "
+                               f"({' '.join(command)!r}); put options before them or use --set NAME=VALUE")  # fmt: skip
     root, _ = obj.runs_root
     # --after RUN: decided from RUN's outcome (a success needs no dependency, a failure is refused), see
     # submission.after_job_ids; only runs still active become Slurm dependencies.
@@ -86,7 +124,7 @@ def _prepare(obj: Ctx, target: str, command: tuple[str, ...], opts: dict[str, An
     return resolve(request, obj.site, obj.user)
 
 
-@cli.command()
+@cli.command(cls=OptionsThenCommand)
 @click.argument("kind", shell_complete=complete_kind)
 @resource_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -94,13 +132,15 @@ def _prepare(obj: Ctx, target: str, command: tuple[str, ...], opts: dict[str, An
 def render(obj: Ctx, kind: str, command: tuple[str, ...], **opts: Any) -> None:
     """Print the job script for KIND with RESOURCES; nothing is submitted.
 
-    Example: hpcx render mpi -N 2 --ntasks-per-node 1 -- python train.py
+    Options end at the command's first word (`--` before it is optional): what follows is the program's.
+
+    Example: hpcx render mpi -N 2 --ntasks-per-node 1 python train.py --lr 0.1
     """
     prep = _prepare(obj, kind, command, opts)
     obj.emit("render", submit_preview(prep, Path.cwd(), obj.runs_root[0]), lambda d: d["script"].rstrip("\n"))
 
 
-@cli.command()
+@cli.command(cls=OptionsThenCommand)
 @click.argument("kind", metavar="KIND|SCRIPT", shell_complete=complete_kind)
 @resource_options
 @click.option(
@@ -123,10 +163,14 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...]
            dry_run: bool, profile: bool | None, **opts: Any) -> None:  # fmt: skip
     """Check, render and submit KIND (or your own batch SCRIPT) with RESOURCES.
 
+    Options end at the command's first word (`--` before it is optional): what follows is the program's. The
+    job runs in the directory it was submitted from. A SCRIPT's #SBATCH lines are checked and reach Slurm as
+    written; options given here override them, as with sbatch.
+
     \b
     Examples:
-      hpcx submit mpi -N 2 --ntasks-per-node 1 -- python examples/allreduce_hdf5.py
-      hpcx submit ./job.sh -t 30          # #SBATCH lines are read and checked; options override them
+      hpcx submit mpi -N 2 --ntasks-per-node 1 python examples/allreduce_hdf5.py --rows 64
+      hpcx submit ./job.sh -t 30          # the script's -t is overridden, its other lines stand
     """
     from hpcx.submission import with_profile
 

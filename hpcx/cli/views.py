@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hpcx.runs import Run, job_refs, task_job_ids
+from hpcx.sbatch_script import own_log_files
 from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler
-from hpcx.schedulers.base import overall_state
+from hpcx.schedulers.base import exit_code_of, overall_state
 
 if TYPE_CHECKING:
     from hpcx.submission import Prepared
@@ -60,6 +61,7 @@ def job_states(runs: Sequence[Run], tasks: Sequence[int | None] = ()) -> list[di
             state = answer.get(str(run.job.get("job_id"))) if run.job else None
             if state is not None:
                 row.update({k: v for k, v in state.to_dict().items() if k != "job_id"})
+                row["exit_code"] = exit_code_of(row["state"], row["exit_code"])  # as runs and report show it
             if task is not None:
                 row = _array_task_row(row, state, task)
         out.append(row)
@@ -99,8 +101,12 @@ def _array_task_row(row: dict[str, Any], state: JobState | None, task: int) -> d
 
 
 def _kind(run: Run) -> str | None:
-    """The job kind, from job.json (written at submit); older runs only have it in the manifest."""
-    return run.job.get("kind") or run.manifest.get("kind", {}).get("value")
+    """The job kind as the manifest records it (serial, mpi, ...: what `hpcx runs` shows), read from job.json
+    (written at submit, small); a sweep's job.json says "sweep", and older runs have no kind there."""
+    kind = run.job.get("kind")
+    if kind and kind != "sweep":
+        return kind
+    return run.manifest.get("kind", {}).get("value") or kind
 
 
 def render_status(doc: dict[str, Any]) -> str:
@@ -127,6 +133,9 @@ def log_files(run: Run, task: int | None = None) -> list[Path]:
     logs = run.dir / "logs"
     if task is None:
         found = [p for p in logs.glob("*") if p.suffix in (".out", ".err") and p.is_file()]
+        # An own script's -o/-e put its output where it said (submission.log_patterns recorded where).
+        found += [p for p in own_log_files(run.manifest.get("log_patterns", []), run.job.get("job_id"))
+                  if p.parent != logs]  # fmt: skip
         return sorted(found, key=_natural)
     found = []
     for job_task in task_job_ids(run, task):  # each attempt's JOBID_INDEX, oldest first
@@ -169,7 +178,7 @@ def submit_preview(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
         "choice": prep.choice,
     }
     if prep.script_text is not None:
-        doc["sbatch_args"] = script_args(prep, root / "RUN-ID")
+        doc["sbatch_args"] = script_args(prep, root / "RUN-ID", workdir)
         doc["unchecked_directives"] = prep.unchecked
     return doc
 

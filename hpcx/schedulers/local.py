@@ -18,11 +18,11 @@ _WRAPPER = r"""
 cd logs; exec > "local-$$.out" 2> "local-$$.err"
 stop=0; trap 'stop=1; kill -TERM "$c" 2>/dev/null' TERM INT
 run() {  # run the script once; $1: the file stem for a task's output (empty: the job's own)
-  if [ -n "$1" ]; then bash "$script" > "$1.out" 2> "$1.err" & else bash "$script" & fi
+  if [ -n "$1" ]; then (cd "$wd" && exec bash "$script") > "$1.out" 2> "$1.err" & else (cd "$wd" && exec bash "$script") & fi
   c=$!
   while :; do wait "$c"; rc=$?; kill -0 "$c" 2>/dev/null || break; done
 }
-script=$1; shift; worst=0
+script=$1; wd=$2; shift 2; worst=0  # the script runs in wd, the directory it was submitted from
 if [ $# -eq 0 ]; then run ""; worst=$rc; fi
 for i in "$@"; do
   [ "$stop" = 1 ] && break
@@ -51,13 +51,14 @@ class LocalScheduler(Scheduler):
     name = "local"
 
     def submit(
-        self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+        self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = (),
+        cwd: Path | None = None,
     ) -> str:
         """Start the script now, on this host; of sbatch's options only --array means something here."""
         job_env = dict(env if env is not None else scrubbed_env())
         indices = _array_indices(args)
         pid = _proc.spawn_detached(
-            ["bash", "-c", _WRAPPER, "hpcx-local", str(script), *map(str, indices)],
+            ["bash", "-c", _WRAPPER, "hpcx-local", str(script.resolve()), str(cwd or run_dir), *map(str, indices)],
             stdout_path=os.devnull, stderr_path=os.devnull, env=job_env, cwd=run_dir,
         )  # fmt: skip
         if indices:

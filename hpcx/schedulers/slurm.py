@@ -22,13 +22,14 @@ class SlurmScheduler(Scheduler):
     name = "slurm"
 
     def submit(
-        self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+        self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = (),
+        cwd: Path | None = None,
     ) -> str:
         result = _proc.run(
             ["sbatch", "--parsable", *args, str(script)],
             timeout_s=SUBMIT_TIMEOUT_S,
             env=env if env is not None else scrubbed_env(),
-            cwd=run_dir,
+            cwd=cwd or run_dir,
         )
         return parse_sbatch_parsable(result.stdout)
 
@@ -125,11 +126,19 @@ def parse_squeue(text: str) -> list[JobState]:
             continue
         job_id, state, reason, nodes, raw_exit, used = parts[:6]
         out.append(JobState(
-            job_id=job_id, state=state or "UNKNOWN", exit_code=int(raw_exit) >> 8 if raw_exit.isdigit() else None,
+            job_id=job_id, state=state or "UNKNOWN", exit_code=_wait_status(raw_exit),
             reason=None if reason in ("", "None") else reason, nodes=nodes or None, elapsed_s=_seconds(used),
             source="squeue",
         ))  # fmt: skip
     return out
+
+
+def _wait_status(raw: str) -> int | None:
+    """A raw wait status as an exit code: the code in the high byte, or 128 + the signal that killed it."""
+    if not raw.isdigit():
+        return None
+    status = int(raw)
+    return 128 + (status & 0x7F) if status & 0x7F else status >> 8
 
 
 def parse_sacct(text: str) -> list[JobState]:
@@ -140,12 +149,13 @@ def parse_sacct(text: str) -> list[JobState]:
         if len(parts) < 7:
             continue
         _raw, job_id, state, exit_code, elapsed, nodes, reason = parts[:7]
-        code, _, _signal = exit_code.partition(":")
+        code, _, signal = exit_code.partition(":")
         out.append(
             JobState(
                 job_id=job_id,
                 state=state.split()[0] if state else "UNKNOWN",
-                exit_code=int(code) if code.isdigit() else None,
+                exit_code=(128 + int(signal) if signal.isdigit() and int(signal) else int(code))
+                if code.isdigit() else None,  # code:signal, as _wait_status reads squeue's
                 reason=None if reason in ("", "None") else reason,
                 nodes=nodes or None,
                 elapsed_s=int(elapsed) if elapsed.isdigit() else None,

@@ -18,7 +18,7 @@ HOSTILE = st.one_of(
                      "x; touch /tmp/hpcx-pwned", "☃ naïve", "\\", "$HOME", "*", "", "-n", "x" * 10_000]),
     st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=200),
 )  # fmt: skip
-ECHO = ("bash", "-c", 'printf "%s\\0" "$HPCX_VAR_v" "$@"', "echo")
+ECHO = ("bash", "-c", 'printf "%s\\0" "$HPCX_VAR_V" "$@"', "echo")
 
 
 def _run(tmp_path: Path, value: str, args: list[str]) -> list[str]:
