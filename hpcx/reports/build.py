@@ -26,7 +26,7 @@ from hpcx.records import (
 from hpcx.reports.accounting import summarize_accounting
 from hpcx.reports.advice import advise
 from hpcx.reports.comm import summarize_comm
-from hpcx.reports.sharing import is_jobs_own, mark_shared
+from hpcx.reports.sharing import is_jobs_own, mark_shared, sharing_of
 from hpcx.reports.timelines import carbon, node_details, profiler_cost, regions
 from hpcx.runs import Run
 
@@ -239,6 +239,7 @@ def build_report(
     site_name: str | None = None,
     max_points: int = MAX_TIMELINE_POINTS,
     shared: dict[str, list[str]] | None = None,
+    node_jobs: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The report document of ``run`` from its profile records, manifest and Slurm accounting (given, else
     accounting.json when the run has one). Either source alone makes a report; with neither (a job not yet
@@ -248,7 +249,9 @@ def build_report(
     tasks (``tasks``) beside Slurm's totals, and ``task=N`` reports one task rank by rank. ``site_energy`` is
     the site's ``energy`` block (carbon intensity, PUE). ``shared``: per node, the other jobs that ran on it
     meanwhile (:func:`hpcx.reports.sharing.shared_jobs`; None when unknown): RAPL's whole-package energy on
-    such a node is labelled as the node's and left out of the job's energy and carbon."""
+    such a node is labelled as the node's and left out of the job's energy and carbon. ``node_jobs``: every
+    job on the run's nodes in its window (:func:`hpcx.reports.sharing.query_node_jobs`), from which
+    ``shared`` is worked out for the job, the task, or each array task."""
     if accounting is None and (run.dir / ACCOUNTING).exists():
         accounting = read_json(run.dir / ACCOUNTING)
     tasks_dir = run.dir / "profile"
@@ -265,7 +268,9 @@ def build_report(
         accounting = task_accounting(run, accounting, task)
     acct = summarize_accounting(accounting)
     ranks = summarize_ranks(profile, min(max_points, RANK_TIMELINE_POINTS))
-    task_rows = summarize_tasks(run, accounting) if task is None else None
+    task_rows = summarize_tasks(run, accounting, node_jobs) if task is None else None
+    if shared is None and node_jobs is not None:
+        shared = sharing_of(node_jobs, accounting, _own_ids(run, task))
     if not ranks and acct is None and not task_rows:
         raise UsageError(
             f"run {run.id} has no profile records in {profile} and no Slurm accounting record",
@@ -288,6 +293,7 @@ def build_report(
     summary["energy_shared_j"] = shared_j or None
     if task_rows and not ranks:
         summary.update(array_summary(task_rows, acct))
+        summary["energy_shared_j"] = sum(t["energy_shared_j"] or 0.0 for t in task_rows) or None
         summary["longest_task_s"] = (acct or {}).get("elapsed_max_s") or max(
             (t["wall_s"] for t in task_rows if t["wall_s"] is not None), default=None)  # fmt: skip
     summary.update(gpu_summary(details, region_doc))
@@ -388,10 +394,21 @@ def task_accounting(run: Run, accounting: dict[str, Any], task: int) -> dict[str
     return {**accounting, "rows": rows} if rows else None
 
 
-def summarize_tasks(run: Run, accounting: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+def _own_ids(run: Run, task: int | None) -> list[str]:
+    """The Slurm ids that are the run's own: its jobs (an array's tasks with them), or one task's."""
+    job = run.job
+    if task is not None:
+        return [_task_jobs(run).get(task, f"{job.get('job_id')}_{task}")]
+    return [str(i) for i in (job.get("job_id"), *(c["job_id"] for c in job.get("chunks", []))) if i]
+
+
+def summarize_tasks(
+    run: Run, accounting: dict[str, Any] | None, node_jobs: list[dict[str, str]] | None = None
+) -> list[dict[str, Any]] | None:
     """One row per array task with records (``profile/task-NNNNN/``): Slurm's state and exit code for it
     when accounting has them, and its ranks' wall and CPU seconds, CPU efficiency and peak memory, with its
-    measured energy. None for a run that is not an array (no task directories)."""
+    measured energy (RAPL of a node other jobs or tasks shared, by ``node_jobs``, apart as
+    ``energy_shared_j``). None for a run that is not an array (no task directories)."""
     dirs = sorted(p for p in (run.dir / "profile").glob("task-[0-9]*") if p.is_dir() and p.name[5:].isdigit())
     if not dirs:
         return None
@@ -401,11 +418,13 @@ def summarize_tasks(run: Run, accounting: dict[str, Any] | None) -> list[dict[st
     for path in dirs:
         task = int(path.name[5:])
         ranks = summarize_ranks(path, 1)
-        acct = summarize_accounting(task_accounting(run, accounting, task)) if accounting else None
+        task_acct = task_accounting(run, accounting, task) if accounting else None
+        acct = summarize_accounting(task_acct)
         wall = max((r["wall_s"] for r in ranks), default=None)
         cpu = sum(r["cpu_s"] for r in ranks) if ranks else None
-        energies = [e["energy_j"] for n in summarize_nodes(path) for e in n["energy"].values()
-                    if e.get("status") == "measured"]  # fmt: skip
+        nodes = summarize_nodes(path)
+        shared_j = mark_shared(nodes, sharing_of(node_jobs, task_acct, _own_ids(run, task)) if node_jobs else None)
+        energies = [e["energy_j"] for n in nodes for k, e in n["energy"].items() if is_jobs_own(k, e)]
         state, _ = _state(ranks, acct) if ranks or acct else ("PENDING", "profile")
         rows.append({
             "task": task,
@@ -418,6 +437,7 @@ def summarize_tasks(run: Run, accounting: dict[str, Any] | None) -> list[dict[st
             "cpu_efficiency": cpu / (len(ranks) * cpus * wall) if cpu is not None and wall else None,
             "peak_rss_mb": max((r["peak_rss_mb"] for r in ranks), default=None),
             "energy_j": sum(energies) if energies else None,
+            "energy_shared_j": shared_j or None,
             "attempt": max((r["attempt"] for r in ranks), default=None),
             "params": params.get(task, {}),
         })  # fmt: skip

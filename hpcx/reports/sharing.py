@@ -108,31 +108,38 @@ def is_jobs_own(name: str, energy: dict[str, Any]) -> bool:
     return energy.get("status") == "measured" and "scope" not in energy
 
 
-def query_sharing(run: Any, accounting: dict[str, Any] | None, task: int | None = None) -> dict[str, list[str]] | None:
-    """Per node of the job (or of its array task ``task``), the other jobs on it meanwhile, from one sacct
-    query over the job's nodes and window; None when that is unknown (no Slurm accounting, sacct failed)."""
+def _window(accounting: dict[str, Any] | None) -> tuple[list[str], str, str] | None:
+    """The nodes of the jobs in ``accounting`` and the window from their first start to their last end (now
+    for one still running); None when none started."""
+    rows = [r for r in (accounting or {}).get("rows", []) if "." not in r["JobID"]]
+    nodes = list(dict.fromkeys(n for r in rows for n in expand_nodelist(r.get("NodeList", ""))))
+    starts = [r["Start"] for r in rows if _time(r.get("Start", ""))]
+    if not nodes or not starts:
+        return None
+    now = dt.datetime.now().isoformat(timespec="seconds")  # sacct's times are the controller's local time
+    return nodes, min(starts), max(r["End"] if _time(r.get("End", "")) else now for r in rows)
+
+
+def sharing_of(found: Sequence[dict[str, str]], accounting: dict[str, Any] | None,
+               own_ids: Sequence[str]) -> dict[str, list[str]] | None:
+    """Per node of the jobs in ``accounting`` (a job's rows, or one array task's), the other jobs among
+    ``found`` (:func:`query_node_jobs`) that ran on it meanwhile; None when that is unknown (no accounting,
+    never started)."""
+    window = _window(accounting)
+    return None if window is None else shared_jobs(found, own_ids, *window)
+
+
+def query_node_jobs(accounting: dict[str, Any] | None) -> list[dict[str, str]] | None:
+    """Every job on the run's nodes during its whole window (all its jobs and array tasks), from one sacct
+    query (:func:`hpcx.schedulers.slurm.jobs_on_nodes`); None when Slurm cannot say (no accounting, never
+    started, sacct failed). The report cuts it per job or task with :func:`sharing_of`."""
     from hpcx.errors import HpcxError
-    from hpcx.reports.accounting import summarize_accounting
-    from hpcx.reports.build import _task_jobs, task_accounting
     from hpcx.schedulers.slurm import jobs_on_nodes
 
-    if accounting is not None and task is not None:
-        accounting = task_accounting(run, accounting, task)
-    rows = [r for r in (accounting or {}).get("rows", []) if "." not in r["JobID"]]
-    acct = summarize_accounting(accounting)
-    if acct is None or not rows:
+    window = _window(accounting)
+    if window is None:
         return None
-    nodes = expand_nodelist(acct["node_list"])
-    starts = [r["Start"] for r in rows if _time(r["Start"])]
-    ends = [r["End"] if _time(r["End"]) else dt.datetime.now().isoformat(timespec="seconds") for r in rows]
-    if not nodes or not starts:
-        return None  # never started: no node to share
-    start, end = min(starts), max(ends)
-    job = run.job
-    own = [_task_jobs(run).get(task, f"{job.get('job_id')}_{task}")] if task is not None else [
-        job.get("job_id"), *(c["job_id"] for c in job.get("chunks", []))]  # fmt: skip
     try:
-        found = jobs_on_nodes(nodes, start, end)
+        return jobs_on_nodes(*window)
     except (HpcxError, OSError):
         return None
-    return shared_jobs(found, [str(i) for i in own], nodes, start, end)

@@ -205,3 +205,27 @@ def test_provenance_shows_no_none_and_a_uid_as_a_uid(tmp_path):
     page = render_html(build_report(run))
     assert "account=None" not in page and "vm / 0" not in page
     assert "<td>uid 0" in page or "(uid 0)</td>" in page
+
+
+def test_sweep_tasks_running_together_share_their_node(tmp_path, monkeypatch):
+    """Two tasks of one sweep at once on n1: each one's RAPL is the whole package, both tasks' draw."""
+    run = make_run(tmp_path)
+    (run.dir / "job.json").write_text(json.dumps({"scheduler": "slurm", "job_id": "42", "kind": "sweep",
+                                                  "chunks": [{"job_id": "42", "offset": 0, "count": 3}]}))  # fmt: skip
+    for task in range(3):
+        sub = make_run(tmp_path / f"t{task}")
+        write_rank(sub, 0, wall_s=30, peak_mb=100.0, cpu_s=20.0)
+        _rapl_node(sub, "n1", package_j=1000.0)
+        shutil.copytree(sub.dir / "profile", run.dir / "profile" / f"task-{task:05d}")
+    when = {0: ("10:00:00", "10:00:30"), 1: ("10:00:10", "10:00:40"), 2: ("10:01:00", "10:01:30")}
+    rows = [(f"42_{i}", "COMPLETED", "0:0", "00:00:30", "00:00:20", "", "cpu=1,mem=1G,node=1", "n1",
+             f"2026-01-01T{a}", f"2026-01-01T{b}", "j") for i, (a, b) in when.items()]  # fmt: skip
+    acct = sacct(*rows)
+    node_jobs = [{"JobID": r[0], "NodeList": "n1", "Start": r[8], "End": r[9]} for r in rows]
+    report = build_report(run, acct, node_jobs=node_jobs)
+    _valid(report, monkeypatch)
+    got = [(t["task"], t["energy_j"], t["energy_shared_j"]) for t in report["tasks"]]
+    assert got == [(0, None, 1000.0), (1, None, 1000.0), (2, 1000.0, None)]  # task 2 ran alone
+    assert (report["summary"]["energy_j"], report["summary"]["energy_shared_j"]) == (1000.0, 2000.0)
+    one = build_report(run, acct, task=1, node_jobs=node_jobs)
+    assert one["nodes"][0]["shared_jobs"] == ["42_0"] and one["summary"]["energy_j"] is None
