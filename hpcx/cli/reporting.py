@@ -10,7 +10,7 @@ from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.errors import HpcxError
 from hpcx.provenance import record_accounting
 from hpcx.reports import build_report, render_text, write_html, write_report
-from hpcx.reports.sharing import query_sharing
+from hpcx.reports.sharing import query_node_jobs
 from hpcx.runs import Run, find_run_task
 
 
@@ -37,7 +37,7 @@ def report(obj: Ctx, run: str, task: int | None, html: bool, carbon_intensity: f
         }
     accounting = _accounting(found)
     doc = build_report(found, accounting, task=task, site_energy=energy, site_name=site_name,
-                       shared=query_sharing(found, accounting, task))  # fmt: skip
+                       node_jobs=query_node_jobs(accounting))  # fmt: skip
     path = write_report(found, doc)
     out: dict[str, Any] = {"report_path": str(path), "html_path": None, "html_skipped": None, "report": doc}
     if not html:
