@@ -52,8 +52,11 @@ def plan(run: Run, site: Site, user: UserConfig | None, root: Path, *, failed: b
 def like_request(run: Run, site: Site, root: Path) -> tuple[Request, list[str]]:
     """The request that made ``run`` (not a sweep), and a sentence for each part of it that cannot be restored."""
     m = _manifest(run)
-    options = {_OPTION.get(k, k): v["value"] for k, v in m.get("resources", {}).items()}
     kind = m.get("kind", {}).get("value")
+    # An own script's #SBATCH lines come again with its copy; only what was given beside it is given again.
+    given = ("cli", "env", "user", "site", "auto") if kind == "script" else None
+    options = {_OPTION.get(k, k): v["value"] for k, v in m.get("resources", {}).items()
+               if given is None or v.get("source") in given or k == "name"}  # fmt: skip
     script = run.dir / "job.sbatch" if kind == "script" else None
     named, after, lost = _directives(m.get("directives", []), site)
     return Request(

@@ -24,13 +24,19 @@ def test_scontrol_shows_the_scripts_own_request(slurm_hpcx, tmp_path):
                       "#SBATCH --hold\ntrue\n")  # fmt: skip
     doc = slurm_hpcx.json("submit", str(script), "-t", "5")  # typed: overrides the script's -t 20
     try:
-        job = _scontrol(doc["job_id"])
+        first_job = _scontrol(doc["job_id"])
+        again = slurm_hpcx.json("rerun", doc["run_id"])  # the same request again
+        try:
+            rerun_job = _scontrol(again["job_id"])
+        finally:
+            slurm_hpcx("cancel", again["run_id"])
     finally:
         slurm_hpcx("cancel", doc["run_id"])
-    assert job["TresPerNode"] == "gres:gpu:tesla:1"  # the GPU type as written
-    assert job["NumTasks"] == "2" and job["NumNodes"] == "1-2"  # not forced onto one node; the range kept
-    assert job["NtasksPerN:B:S:C"].startswith("0:")  # no --ntasks-per-node of hpcx's
-    assert job["JobName"] == "job.sh" and job["Partition"] == "batch" and job["TimeLimit"] == "00:05:00"
+    for job in (first_job, rerun_job):
+        assert job["TresPerNode"] == "gres:gpu:tesla:1"  # the GPU type as written
+        assert job["NumTasks"] == "2" and job["NumNodes"] == "1-2"  # not forced onto one node; the range kept
+        assert job["NtasksPerN:B:S:C"].startswith("0:")  # no --ntasks-per-node of hpcx's
+        assert job["JobName"] == "job.sh" and job["Partition"] == "batch" and job["TimeLimit"] == "00:05:00"
 
 
 def test_own_script_runs_where_it_was_submitted(slurm_hpcx, runs_root, tmp_path):
