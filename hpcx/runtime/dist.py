@@ -22,6 +22,8 @@ from typing import Any
 from hpcx.errors import RuntimeFailure
 from hpcx.runtime.rankenv import detect
 
+CONNECT_TIMEOUT_S = 15.0  # the rendezvous reachability check: a reachable address answers in milliseconds
+
 
 @dataclass
 class Context:
@@ -102,17 +104,101 @@ def _mpi() -> Any:
     return MPI
 
 
-def _master_addr() -> str:
-    """The address other ranks reach rank 0 on: HPCX_MASTER_ADDR, else what this host's name resolves to."""
+def _node_address(node: str) -> str | None:
+    """An IPv4 address of ``node``: what its name resolves to here, else the NodeAddr Slurm has for it (node
+    names need not be in DNS: slurm.conf may give each node its address); None when neither answers."""
+    try:
+        return socket.getaddrinfo(node, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    except (OSError, IndexError):
+        pass
+    from hpcx import _proc
+    from hpcx.errors import CommandError
+
+    try:
+        out = _proc.run(["scontrol", "show", "node", "-o", node], timeout_s=30).stdout
+    except CommandError:
+        return None
+    addr = next((w.split("=", 1)[1] for w in out.split() if w.startswith("NodeAddr=")), "")
+    if not addr or addr == node:
+        return None
+    try:
+        return socket.getaddrinfo(addr, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    except (OSError, IndexError):
+        return None
+
+
+def _address_towards(peer: str) -> str:
+    """The address this host sends from to reach ``peer``: the kernel's route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((peer, 9))
+        return str(probe.getsockname()[0])
+
+
+def rendezvous_address(nodes: list[str]) -> str:
+    """The address the other ranks reach rank 0 on; ``nodes[i]`` is rank i's node, ``nodes[0]`` this one.
+
+    ``HPCX_MASTER_ADDR`` when the site names one; else 127.0.0.1 when every rank shares rank 0's node; else
+    the address rank 0's host uses towards the first other node. Never what this host's name resolves to,
+    which is 127.0.1.1 on Debian and unreachable from any other node. Raises RuntimeFailure when the other
+    node has no address here.
+    """
     if os.environ.get("HPCX_MASTER_ADDR"):
         return os.environ["HPCX_MASTER_ADDR"]
-    return socket.gethostbyname(socket.gethostname())
+    other = next((n for n in nodes if n != nodes[0]), None)
+    if other is None:
+        return "127.0.0.1"
+    peer = _node_address(other)
+    if peer is None:
+        raise RuntimeFailure(
+            f"rank 0 on node {nodes[0]} cannot tell which of its addresses node {other} reaches: {other!r} "
+            "resolves to no address here and Slurm names none",
+            hint="set HPCX_MASTER_ADDR in the site's environment to an address of the nodes that every node reaches",
+        )
+    try:
+        return _address_towards(peer)
+    except OSError as exc:
+        raise RuntimeFailure(
+            f"rank 0 on node {nodes[0]} has no route to node {other} ({peer}): {exc}",
+            hint="set HPCX_MASTER_ADDR in the site's environment to an address of the nodes that every node reaches",
+        ) from exc
+
+
+def _check_own_address(addr: str, node: str) -> None:
+    """Rank 0 listens on ``addr``: it must be an address of rank 0's own node (binding tells at once)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((addr, 0))
+    except OSError as exc:
+        raise RuntimeFailure(
+            f"rank 0's rendezvous address {addr} is not an address of its node {node}: {exc}",
+            hint="set HPCX_MASTER_ADDR in the site's environment to an address of the nodes that every node "
+            "reaches, or let hpcx choose it (unset it)",
+        ) from exc
+
+
+def _check_reachable(comm: Any, addr: str, port: int, node0: str, timeout_s: float) -> None:
+    """Every rank connects to rank 0's rendezvous (bounded), and all of them fail together, saying who could
+    not reach what, instead of waiting out torch's timeout with a message that names no fix."""
+    error = None
+    try:
+        socket.create_connection((addr, port), timeout=min(timeout_s, CONNECT_TIMEOUT_S)).close()
+    except OSError as exc:
+        error = f"rank {comm.Get_rank()} on node {detect().node}: {exc or type(exc).__name__}"
+    failed = [e for e in comm.allgather(error) if e is not None]
+    if failed:
+        raise RuntimeFailure(
+            f"rank 0's rendezvous address {addr}:{port} (node {node0}) cannot be reached from "
+            f"{len(failed)} rank(s): {'; '.join(failed[:4])}{' ...' if len(failed) > 4 else ''}",
+            hint="set HPCX_MASTER_ADDR in the site's environment to an address of the nodes that every node "
+            "reaches (not a loopback address when ranks span nodes), or let hpcx choose it (unset it)",
+        )
 
 
 def _first_node_address() -> str:
     """An IP address of the step's first node (where rank 0 runs under srun's block distribution)."""
-    if os.environ.get("HPCX_MASTER_ADDR"):
-        return os.environ["HPCX_MASTER_ADDR"]
+    for key in ("MASTER_ADDR", "HPCX_MASTER_ADDR"):
+        if os.environ.get(key):
+            return os.environ[key]
     nodelist = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST")
     if not nodelist:
         if detect().size == 1:
@@ -130,13 +216,13 @@ def _first_node_address() -> str:
         raise RuntimeFailure(
             f"cannot expand the node list {nodelist!r}: {exc}", hint="set HPCX_MASTER_ADDR"
         ) from exc
-    try:
-        return socket.gethostbyname(first)
-    except OSError as exc:
+    addr = _node_address(first)
+    if addr is None:
         raise RuntimeFailure(
-            f"rank 0's node {first!r} does not resolve to an address ({exc})",
+            f"rank 0's node {first!r} does not resolve to an address, and Slurm names none for it",
             hint="set HPCX_MASTER_ADDR in the site's environment to an address the nodes reach",
-        ) from exc
+        )
+    return addr
 
 
 def _reserved_port() -> int:
@@ -202,15 +288,26 @@ def _init_torch(comm: Any, backend: str, timeout_s: float) -> tuple[str, int]:
 
     rank, size = comm.Get_rank(), comm.Get_size()
     timeout = _dt.timedelta(seconds=timeout_s)
-    store = None
+    nodes = comm.allgather(detect().node)
+    store, endpoint = None, None
     if rank == 0:
-        addr = _master_addr()
-        # Port 0: the OS picks a free port and the store keeps it bound, so no other job can take it.
-        store = dist.TCPStore(addr, 0, size, is_master=True, timeout=timeout, wait_for_workers=False)
-        endpoint = (addr, store.port)
+        try:
+            addr = rendezvous_address(nodes)
+            _check_own_address(addr, nodes[0])
+            # Port 0: the OS picks a free port and the store keeps it bound, so no other job can take it.
+            store = dist.TCPStore(addr, 0, size, is_master=True, timeout=timeout, wait_for_workers=False)
+            endpoint = (addr, store.port)
+        except RuntimeFailure as exc:  # the others learn why, rather than wait for an endpoint
+            endpoint = (exc.message, exc.hint)
+        except (RuntimeError, OSError) as exc:
+            endpoint = (f"rank 0 on node {nodes[0]} cannot open the rendezvous store: {exc}",
+                        "set HPCX_MASTER_ADDR in the site's environment to an address of the nodes")  # fmt: skip
+    first, second = comm.bcast(endpoint, root=0)
+    if isinstance(first, str) and isinstance(second, int):
+        addr, port = first, second
     else:
-        endpoint = None
-    addr, port = comm.bcast(endpoint, root=0)
+        raise RuntimeFailure(first, hint=second)
+    _check_reachable(comm, addr, port, nodes[0], timeout_s)
     if store is None:
         store = dist.TCPStore(addr, port, size, is_master=False, timeout=timeout)
     dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout)
