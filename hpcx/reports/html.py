@@ -343,14 +343,15 @@ def _cards(report: dict[str, Any]) -> str:
     mem = "n/a" if s["mem_peak_mb"] is None else gib(s["mem_peak_mb"])
     req = f" of {gib(s['mem_req_mb'])}" if s.get("mem_req_mb") else ""
     cards = [
-        ("state", s["state"], f"from {s['state_source']}, exit code {s['exit_code']}" + "".join(
+        ("state", s["state"], f"from {s['state_source']}, exit code {'-' if s['exit_code'] is None else s['exit_code']}" + "".join(
             f", {n} {k}" for k, n in ((report.get("accounting") or {}).get("state_counts") or {}).items()
             if len((report.get("accounting") or {}).get("state_counts") or {}) > 1)),
         ("elapsed", "n/a" if s["elapsed_s"] is None else hms(s["elapsed_s"]), f"requested{limit}" if limit else ""),
-        ("CPU efficiency", pct(eff), f"{s['cpus_per_task']} CPUs per task"),
+        ("CPU efficiency", pct(eff), f"{count(s['cpus_per_task'], 'CPU')} per task"),
         ("memory peak per node", f"{mem}{req}", s.get("mem_peak_where") or s.get("mem_peak_source") or ""),
         ("energy", "n/a" if s["energy_kwh"] is None else f"{s['energy_kwh']:.4f} kWh",
-         "measured counters" if s["energy_j"] is not None else "no energy counter"),
+         "measured counters" if s["energy_j"] is not None else "RAPL only, of nodes shared with other jobs"
+         if s.get("energy_shared_j") else "no energy counter"),
         ("carbon", "n/a" if s.get("carbon_g") is None else f"{s['carbon_g']:.1f} g CO2e",
          (report.get("carbon") or {}).get("source") or (report.get("carbon") or {}).get("reason", "")),
         ("communication", pct(s["comm_share"]), "of rank time in traced calls"),

@@ -22,12 +22,13 @@ def render_text(report: dict[str, Any]) -> str:
     s = report["summary"]
     lines = [
         f"run {report['run_id']}  job {report['job_id']}  kind {report['kind']}",
-        f"  state {s['state']} ({_state_note(s, report.get('accounting'))}), exit code {s['exit_code']}"
+        f"  state {s['state']} ({_state_note(s, report.get('accounting'))}), "
+        f"exit code {'-' if s['exit_code'] is None else s['exit_code']}"
         + (f", failed ranks: {s['failed_ranks']}" if s["failed_ranks"] else ""),
         *_failure_lines(s.get("failure")),
         *_time_lines(s),
         f"  CPU efficiency: hpcx {pct(s['cpu_efficiency'])}, Slurm {pct(s['cpu_efficiency_slurm'])}"
-        f" ({s['cpus_per_task']} CPUs per task)",
+        f" ({count(s['cpus_per_task'], 'CPU')} per task)",
         *_memory_lines(s),
         *_io_lines(report.get("io")),
         *_energy_lines(report.get("nodes", []), s),

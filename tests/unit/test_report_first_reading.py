@@ -109,8 +109,9 @@ def test_one_rank_on_one_node(tmp_path):
     run = make_run(tmp_path)
     write_rank(run, 0, wall_s=3, peak_mb=50.0, cpu_s=1.0)
     report = build_report(run)
-    assert "  1 rank on 1 node (n1), finished" in render_text(report).splitlines()
-    assert "1 rank on 1 node &middot;" in render_html(report)
+    text = render_text(report)
+    assert "  1 rank on 1 node (n1), finished" in text.splitlines() and "(1 CPU per task)" in text
+    assert "1 rank on 1 node &middot;" in render_html(report) and "1 CPU per task" in render_html(report)
 
 
 def test_nodelists_and_the_jobs_that_shared_a_node():
