@@ -138,3 +138,17 @@ def test_a_failed_stitch_keeps_the_old_file_and_leaves_no_new_parts(tmp_path, mo
     assert _content(path) == (1.0, [1.0])
     assert len(list((tmp_path / "data.h5.parts").iterdir())) == 1  # the old file's parts only
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.h5", "data.h5.parts"]
+
+
+def test_a_plain_file_written_over_a_per_rank_one_leaves_no_parts(tmp_path):
+    from hpcx.io import hdf5
+
+    path = tmp_path / "data.h5"
+    with hdf5.create(path, layout="per-rank") as f:
+        f.write("x", np.full(ROWS, 1.0))
+    with hdf5.create(path) as f:  # one process, no communicator: a plain file
+        assert f.layout == "serial"
+        f.write("x", np.full(ROWS, 2.0))
+    with h5py.File(path, "r") as f:
+        assert not f["x"].is_virtual and set(f["x"][()].tolist()) == {2.0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.h5"]
