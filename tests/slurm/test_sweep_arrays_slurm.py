@@ -138,7 +138,7 @@ parameters: {{grid: {{i: {{range: [0, 7]}}}}}}
     try:
         assert doc["arrays"] == 3
         wait_until(
-            lambda: hpcx.json("status", run_id)["runs"][0]["tasks"].get("FAILED") == 1, what="task 0 fails"
+            lambda: hpcx.json("status", run_id)["runs"][0]["tasks"].get("FAILED") == 1, 150, "task 0 fails"
         )
         marker.touch()
         retry = hpcx.json("sweep", "--retry-failed", run_id)
