@@ -74,7 +74,7 @@ def summarize_accounting(doc: dict[str, Any] | None) -> dict[str, Any] | None:
         "state_counts": {s: per_job.count(s) for s in states},
         "reason": next((r.get("Reason") for r in jobs if r.get("Reason") not in (None, "", "None")), None),
         "finished": bool(doc and doc.get("finished")),
-        "exit_code": max(c[0] for c in codes),
+        "exit_code": _exit_code(per_job, codes),
         "signal": max(c[1] for c in codes),
         "elapsed_s": elapsed_s,
         "elapsed_max_s": max((e for e in elapsed if e is not None), default=None),
@@ -120,6 +120,15 @@ def _span_s(jobs: Sequence[dict[str, str]]) -> float | None:
     except (KeyError, ValueError):  # "Unknown", "None": not started or not ended
         return None
     return (max(ends) - min(starts)).total_seconds()
+
+
+def _exit_code(states: Sequence[str], codes: Sequence[tuple[int, int]]) -> int | None:
+    """The largest exit code of the jobs, each as status and runs show it (schedulers.base.exit_code_of: none
+    for a job the scheduler ended, 128 + signal for one killed by a signal); None when no job has one."""
+    from hpcx.schedulers.base import exit_code_of
+
+    shown = [exit_code_of(s, c, sig) for s, (c, sig) in zip(states, codes)]
+    return max((c for c in shown if c is not None), default=None)
 
 
 def _exit(text: str) -> tuple[int, int]:
