@@ -43,24 +43,6 @@ def exit_code_of(state: str, code: int | None, signal: int | None = 0) -> int | 
     return code
 
 
-# The states in which the scheduler (or the node, or the kernel's OOM killer) ended the job, not the program: its
-# numbers say nothing of the program, and Slurm's disagree (one TIMEOUT: squeue 143, sacct's job row 0:0).
-ENDED_BY_SCHEDULER = frozenset(
-    {"TIMEOUT", "CANCELLED", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "LOST"}
-)
-
-
-def exit_code_of(state: str, code: int | None, signal: int | None = 0) -> int | None:
-    """The exit code hpcx shows for a job in ``state``: what status, runs and report all read. None until the
-    job has finished, and when the scheduler ended it (ENDED_BY_SCHEDULER: the state says why); 128 + signal for
-    a program killed by a signal (the shell's convention, as squeue's wait status gives it); else its own code."""
-    if state not in FINISHED_STATES or state in ENDED_BY_SCHEDULER:
-        return None
-    if signal:
-        return 128 + signal
-    return code
-
-
 @dataclass(frozen=True)
 class JobRef:
     """A submitted job: its scheduler id and the run directory it writes to."""
