@@ -356,8 +356,8 @@ def failure(run: Run, report: dict[str, Any]) -> dict[str, Any] | None:
         tail = [ln[:STDERR_LINE_CHARS] for ln in lines[-STDERR_TAIL_LINES:]]
     reason = acct.get("reason")
     if reason is None:
-        how = f"killed by signal {signal}" if signal else f"exit code {code}" if code is not None else "no exit code"
-        reason = f"none given ({state}, {how})"
+        how = f", killed by signal {signal}" if signal else f", exit code {code}" if code is not None else ""
+        reason = f"none given ({state}{how})"
     ranks = s["failed_ranks"] if task is None or task == report.get("task") else []
     return {
         "task": task if report.get("task") is None else None,
