@@ -31,6 +31,7 @@ from hpcx.spec import (
     check_token,
     format_time,
     parse_array,
+    parse_count,
 )
 from hpcx.templates import Rendered, Shell, quote, render
 
@@ -143,6 +144,8 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
     if script_text is not None and _NODE_RANGE.match(str(values.get("nodes", ""))):
         node_range = str(values["nodes"])  # --nodes=MIN-MAX: the job must fit on MIN nodes
         values["nodes"] = node_range.split("-")[0]
+    if directives is not None and directives.ntasks:
+        _spread_tasks(values, sources, directives.ntasks, site)
     choice: dict[str, Any] = {}
     if "partition" not in values:
         res_guess = build_resources({k: v for k, v in values.items() if k != "partition"}, origins=origin)
@@ -230,6 +233,25 @@ def _check_variable_names(variables: dict[str, str]) -> None:
         if other != name:
             raise UsageError(f"--set {other} and --set {name} both set $HPCX_VAR_{name.upper()}",
                              hint="names are upper-cased in the job: keep one of them")  # fmt: skip
+
+
+def _spread_tasks(values: dict[str, Any], sources: dict[str, str], ntasks: int, site: Site) -> None:
+    """#SBATCH -n N with no node count anywhere: Slurm spreads the tasks over as many nodes as they need, so the
+    checks do too (on the partition's largest nodes; without a partition, on the smallest of the largest)."""
+    if "nodes" in values or sources.get("ntasks_per_node") != "script":
+        return
+    part = site.partitions.get(str(values.get("partition")))
+    parts = [part] if part else list(site.partitions.values())
+    cpus_per_node = min(max([p.cpus_per_node, *(t.cpus for t in p.node_types)]) for p in parts)
+    tasks_per_node = max(1, cpus_per_node // parse_count("cpus-per-task", values.get("cpus_per_task", 1)))
+    nodes = -(-ntasks // tasks_per_node)
+    if part is not None and nodes > part.max_nodes:
+        raise RejectedError(f"--ntasks {ntasks} needs {nodes} nodes of {cpus_per_node} CPUs, over partition "
+                            f"{part.name}'s MaxNodes {part.max_nodes}",
+                            hint=f"ask for at most {tasks_per_node * part.max_nodes} tasks, or another partition")  # fmt: skip
+    if nodes > 1:
+        values["nodes"], sources["nodes"] = str(nodes), "script"
+        values["ntasks_per_node"] = str(-(-ntasks // nodes))
 
 
 def _check_node_range(text: str, ntasks: int | None, part: Partition) -> None:

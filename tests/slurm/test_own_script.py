@@ -39,6 +39,17 @@ def test_scontrol_shows_the_scripts_own_request(slurm_hpcx, tmp_path):
         assert job["JobName"] == "job.sh" and job["Partition"] == "batch" and job["TimeLimit"] == "00:05:00"
 
 
+def test_tasks_spread_over_nodes_as_slurm_spreads_them(slurm_hpcx, tmp_path):
+    script = tmp_path / "wide.sh"  # 6 tasks, 4 CPUs per node: Slurm takes 2 nodes; hpcx checked 2 x 3
+    script.write_text("#!/bin/bash\n#SBATCH -p batch -n 6 -t 5 --hold\ntrue\n")
+    doc = slurm_hpcx.json("submit", str(script))
+    try:
+        job = _scontrol(doc["job_id"])
+    finally:
+        slurm_hpcx("cancel", doc["run_id"])
+    assert job["NumTasks"] == "6" and job["NtasksPerN:B:S:C"].startswith("0:") and job["JobName"] == "wide.sh"
+
+
 def test_own_script_runs_where_it_was_submitted(slurm_hpcx, runs_root, tmp_path):
     proj = tmp_path / "proj"
     proj.mkdir()

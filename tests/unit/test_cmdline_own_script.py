@@ -68,6 +68,25 @@ def test_pre_flight_checks_what_the_script_asks(tmp_path, directives, message):
         _prep(tmp_path, directives)
 
 
+@pytest.mark.parametrize("directives, nodes, per_node", [
+    ("#SBATCH -p batch -n 6", 2, 3),  # 4 CPUs per node: Slurm spreads 6 tasks over 2 nodes
+    ("#SBATCH -p batch -n 4 -c 2", 2, 2),
+    ("#SBATCH -p batch -n 3", 1, 3),
+    ("#SBATCH -t 5 -n 6", 2, 3),  # no partition: checked on 2 nodes, and one is chosen that has them
+])  # fmt: skip
+def test_tasks_without_a_node_count_are_checked_spread_as_slurm_spreads_them(
+    tmp_path, directives, nodes, per_node
+):
+    prep = _prep(tmp_path, directives)
+    assert (prep.spec.resources.nodes, prep.spec.resources.ntasks_per_node) == (nodes, per_node)
+    assert not any(a.startswith(("--nodes", "--ntasks")) for a in _args(prep, tmp_path))
+
+
+def test_tasks_that_fit_no_partition_are_refused(tmp_path):
+    with pytest.raises(RejectedError, match="--ntasks 12 needs 3 nodes of 4 CPUs, over partition batch's MaxNodes 2"):
+        _prep(tmp_path, "#SBATCH -p batch -n 12")
+
+
 def test_a_node_range_is_accepted(tmp_path):
     prep = _prep(tmp_path, "#SBATCH -p batch --nodes=1-2 -n 2")
     assert prep.spec.resources.nodes == 1 and prep.sources["nodes"] == "script"
