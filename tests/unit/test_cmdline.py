@@ -80,3 +80,10 @@ def test_split_at_command(args, expected):
 def test_json_render_keeps_the_command(hpcx):
     doc = json.loads(hpcx("--json", "render", "serial", "python", "t.py", "--json").stdout)
     assert _launch_line(doc["script"]).endswith("-- python t.py --json")
+
+
+def test_words_after_an_own_script_are_refused_not_dropped(hpcx, tmp_path):
+    script = tmp_path / "job.sh"
+    script.write_text('#!/bin/bash\n#SBATCH -t 5\necho "$@"\n')
+    proc = hpcx("submit", "--dry-run", str(script), "-t", "3", "data.h5", "--lr", "0.1", check=False)
+    assert proc.returncode == 2 and "hpcx does not pass arguments to it ('data.h5 --lr 0.1')" in proc.stderr
