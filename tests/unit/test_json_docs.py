@@ -28,7 +28,13 @@ def test_pinned_keys_of_each_document(hpcx, runs_root):
     assert _keys(hpcx, "status") == {"kind", "runs"}
     assert _keys(hpcx, "logs", sub["run_id"]) == {"kind", "run_id", "files"}
     assert _keys(hpcx, "runs") == {"kind", "root", "root_source", "runs"}
-    assert _keys(hpcx, "report", sub["run_id"]) == {"kind", "report_path", "html_path", "html_skipped", "report"}
+    assert _keys(hpcx, "report", sub["run_id"]) == {
+        "kind",
+        "report_path",
+        "html_path",
+        "html_skipped",
+        "report",
+    }
     assert _keys(hpcx, "cancel", sub["run_id"]) == {"kind", "cancelled"}
     assert _keys(hpcx, "config", "show") == {"kind", "values"}
     assert _keys(hpcx, "--site", SITE, "site", "validate") == {"kind", "valid", "source", "sha256"}
@@ -62,3 +68,42 @@ def test_status_rows_keep_their_keys_for_a_lost_job(hpcx, runs_root):
     (row,) = hpcx.json("status", "20260101-000000-bbbbbb")["runs"]
     assert set(row) == {"run_id", "job_id", "kind", "state", "exit_code", "reason", "nodes", "finished",
                         "elapsed_s", "source", "tasks"}  # fmt: skip
+
+
+SUBMIT_KEYS = {"kind", "run_id", "run_dir", "job_id", "scheduler", "partition"}
+SWEEP_KEYS = SUBMIT_KEYS | {"job_ids", "tasks", "arrays"}
+
+
+def test_pinned_keys_of_sweep_rerun_and_compare(hpcx, runs_root, tmp_path):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        "name: keys\nkind: serial\n"
+        "command: [python, -c, 'import hpcx.runtime as r; r.log(1, loss={lr} * ({seed} % 7 + 1)); assert {lr} < 0.3']\n"
+        "parameters:\n  grid: {lr: [0.1, 0.2, 0.3]}\n  repeats: 2\n"
+    )
+    assert _keys(hpcx, "sweep", "--dry-run", str(spec)) == {"kind", "dry_run", "tasks", "arrays", "script"}
+    sweep = hpcx.json("sweep", str(spec))
+    assert set(sweep) - {"hpcx"} == SWEEP_KEYS
+    hpcx.wait_finished(sweep["run_id"], timeout_s=120)
+    assert _keys(hpcx, "sweep", "--retry-failed", sweep["run_id"]) == {"kind", "run_id", "retried", "job_ids", "states",
+                                                                       "retried_states"}  # fmt: skip
+
+    assert _keys(hpcx, "rerun", "--dry-run", sweep["run_id"]) == {"kind", "dry_run", "like", "warnings", "tasks",
+                                                                  "arrays", "script"}  # fmt: skip
+    assert _keys(hpcx, "rerun", "--failed", sweep["run_id"]) == SWEEP_KEYS | {"like", "warnings"}
+    single = hpcx.json("submit", "serial", "--", "true")
+    hpcx.wait_finished(single["run_id"], timeout_s=60)
+    assert _keys(hpcx, "rerun", "--dry-run", single["run_id"]) == {"kind", "dry_run", "like", "warnings", "script",
+                                                                   "partition", "sources", "explain", "choice"}  # fmt: skip
+    assert _keys(hpcx, "rerun", single["run_id"]) == SUBMIT_KEYS | {"like", "warnings"}
+
+    assert _keys(hpcx, "compare", "--sweep", sweep["run_id"], "--metric", "loss", "--resamples", "200") == {
+        "kind", "schema", "metric", "settings", "runs", "groups", "comparisons", "left_out", "notes"
+    }  # fmt: skip
+
+
+def test_pinned_keys_of_site_diff(testbed, hpcx):
+    proc = hpcx("--json", "--site", str(testbed), "site", "diff", check=False)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: the site file and the cluster differ, like diff
+    doc = __import__("json").loads(proc.stdout)
+    assert doc["hpcx"] == 1 and set(doc) - {"hpcx"} == {"kind", "site", "cluster", "drift"}
