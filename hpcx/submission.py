@@ -134,7 +134,7 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
         kind, kind_source = request.kind, "cli"
     if script_text is None and not request.command:
         raise UsageError(
-            "no command given", hint="put it after --, e.g. hpcx submit serial -- python train.py"
+            "no command given", hint="put it after the kind and its options, e.g. hpcx submit serial python train.py"
         )
     passed = _passed_options(values, sources) if script_text is not None else []
     if request.script is not None and "name" not in values:  # sbatch's default: the script's file name (the
