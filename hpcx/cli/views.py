@@ -129,14 +129,15 @@ def render_status(doc: dict[str, Any]) -> str:
 
 def log_files(run: Run, task: int | None = None) -> list[Path]:
     """The .out and .err files of ``run`` (only task ``task``'s, every attempt of it, when given), in task
-    order: 2 before 10, as Slurm numbers them."""
+    order (2 before 10; a sweep's arrays are submitted at once, so their job ids need not follow the tasks),
+    each task's attempts oldest first."""
     logs = run.dir / "logs"
     if task is None:
         found = [p for p in logs.glob("*") if p.suffix in (".out", ".err") and p.is_file()]
         # An own script's -o/-e put its output where it said (submission.log_patterns recorded where).
         found += [p for p in own_log_files(run.manifest.get("log_patterns", []), run.job.get("job_id"))
                   if p.parent != logs]  # fmt: skip
-        return sorted(found, key=_natural)
+        return sorted(found, key=_task_order(run))
     found = []
     for job_task in task_job_ids(run, task):  # each attempt's JOBID_INDEX, oldest first
         # Named by the template (slurm-%A_%a.out) or the local backend (local-PID_I.out): match the id alone.
@@ -147,6 +148,25 @@ def log_files(run: Run, task: int | None = None) -> list[Path]:
 
 def _natural(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+# A task's log as the template (slurm-%A_%a.out) or the local backend (local-PID_I.out) names it.
+_TASK_LOG = re.compile(r"(?:^|[^0-9])(?P<job>\d+)_(?P<index>\d+)\.(?:out|err)$")
+
+
+def _task_order(run: Run) -> Callable[[Path], tuple[Any, ...]]:
+    """Sort key: files of no task first (by name), then by task id, attempt (array) and name."""
+    chunks = run.job.get("chunks") or [{"job_id": run.job.get("job_id"), "offset": 0}]
+    arrays = {str(c["job_id"]).rsplit("-", 1)[-1]: (n, int(c["offset"])) for n, c in enumerate(chunks)}
+
+    def key(path: Path) -> tuple[Any, ...]:
+        m = _TASK_LOG.search(path.name)
+        if m is None or m["job"] not in arrays:
+            return (0, 0, 0, _natural(path))
+        attempt, offset = arrays[m["job"]]
+        return (1, offset + int(m["index"]), attempt, _natural(path))
+
+    return key
 
 
 def tail_logs(run: Run, lines: int, task: int | None = None) -> dict[str, Any]:
