@@ -193,7 +193,7 @@ def submit_sweep(ps: PreparedSweep, workdir: Path, root: Path,
         doc["sweep"] = _sweep_record(ps, run, table)
         atomic_write_json(run.dir / "manifest.json", doc)
         _submit_chunks(scheduler, script, run, ps.chunks, ps.max_parallel, out=submitted,
-                       allow_env=ps.prep.site.allow_env)
+                       allow_env=ps.prep.site.allow_env, cwd=workdir)
     except (HpcxError, OSError, KeyboardInterrupt):
         if submitted:
             scheduler.cancel([JobRef(c["job_id"], run.dir) for c in submitted])
@@ -214,12 +214,13 @@ def _sweep_record(ps: PreparedSweep, run: Run, table: str) -> dict[str, Any]:
 
 def _submit_chunks(scheduler: Any, script: Path, run: Run, parts: list[Chunk], max_parallel: int | None,
                    indices: list[list[int]] | None = None, out: list[dict[str, Any]] | None = None,
-                   allow_env: tuple[str, ...] = ()) -> list[dict[str, Any]]:  # fmt: skip
+                   allow_env: tuple[str, ...] = (), cwd: Path | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """One array per chunk. With --max-parallel each chunk waits for the one before, so the whole sweep never
     runs more than max_parallel tasks at once (a %N throttle holds within one array only).
 
     Each submitted array is appended to ``out`` at once, so a caller can cancel them when a later one fails.
-    ``allow_env``: the site's inherited SBATCH_*/SLURM_* variables that may reach sbatch, as for `hpcx submit`."""
+    ``allow_env``: the site's inherited SBATCH_*/SLURM_* variables that may reach sbatch, as for `hpcx submit`.
+    ``cwd``: where sbatch runs, the sweep's submission directory (the tasks' $SLURM_SUBMIT_DIR, as with sbatch)."""
     out = [] if out is None else out
 
     def one(n: int, chunk: Chunk, after: str | None) -> dict[str, Any]:
@@ -229,7 +230,7 @@ def _submit_chunks(scheduler: Any, script: Path, run: Run, parts: list[Chunk], m
             args.append(f"--dependency=afterany:{after}")
         env = {**scrubbed_env(allow_env), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir),
                "HPCX_TASK_OFFSET": str(chunk.offset)}  # fmt: skip
-        job_id = scheduler.submit(script, run.dir, env=env, args=args)
+        job_id = scheduler.submit(script, run.dir, env=env, args=args, cwd=cwd)
         count = len(indices[n]) if indices else chunk.count
         return {"job_id": job_id, "offset": chunk.offset, "count": count,
                 **({"indices": indices[n]} if indices else {})}  # fmt: skip
@@ -315,8 +316,9 @@ def retry_failed(run: Run, allow_env: tuple[str, ...] = ()) -> dict[str, Any]:
     indices = [[t - offset for t in ids] for offset, ids in sorted(groups.items())]
     scheduler = get_scheduler(run.job.get("scheduler", "slurm"))
     max_parallel = run.manifest.get("sweep", {}).get("max_parallel")
+    workdir = Path(run.manifest.get("workdir") or run.dir)  # retried tasks start where the sweep's tasks started
     submitted = _submit_chunks(scheduler, run.dir / "job.sbatch", run, parts, max_parallel, indices,
-                               allow_env=allow_env)  # fmt: skip
+                               allow_env=allow_env, cwd=workdir if workdir.is_dir() else run.dir)  # fmt: skip
     _record_chunks(run, run.job.get("scheduler", "slurm"), submitted)
     return {"run_id": run.id, "retried": failed, "job_ids": [c["job_id"] for c in submitted], "states": counts,
             "retried_states": summarize({t: states[t] for t in failed})}  # fmt: skip
