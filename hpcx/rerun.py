@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpcx import __version__, _proc
 from hpcx.config import UserConfig
-from hpcx.errors import CommandError, UsageError
+from hpcx.errors import CommandError, RejectedError, UsageError
 from hpcx.runs import Run
 from hpcx.site import Site
 from hpcx.submission import Prepared, Request, after_job_ids, resolve, with_profile
@@ -59,6 +59,11 @@ def like_request(run: Run, site: Site, root: Path) -> tuple[Request, list[str]]:
                if given is None or v.get("source") in given or k == "name"}  # fmt: skip
     script = run.dir / "job.sbatch" if kind == "script" else None
     named, after, lost = _directives(m.get("directives", []), site)
+    try:
+        waits = after_job_ids(root, after) if after else ()
+    except RejectedError as exc:  # the upstream has failed since: say that the run waited for it
+        raise RejectedError(f"run {run.id} was submitted to wait for job(s) {', '.join(after)}; {exc.message}",
+                            hint=exc.hint) from exc  # fmt: skip
     return Request(
         kind=None if script else kind,
         options={k: (str(v) if v is not None else None) for k, v in options.items()},
@@ -66,7 +71,7 @@ def like_request(run: Run, site: Site, root: Path) -> tuple[Request, list[str]]:
         command=tuple(m.get("command", [])),
         workdir=Path(m.get("workdir") or Path.cwd()),
         named=named,
-        after=after_job_ids(root, after) if after else (),
+        after=waits,
         script=script,
         array=_array(m.get("sbatch_args", [])),
         inputs=tuple(e["path"] for e in m.get("inputs", []) if isinstance(e, dict) and "path" in e),
@@ -111,7 +116,9 @@ def _directives(recorded: list[Any], site: Site) -> tuple[dict[str, str], list[s
         elif flag in by_flag:
             named[by_flag[flag]] = value
         else:
-            lost.append(f"{flag}={value} is not restored: site {site.name} names no resource with that flag now")
+            lost.append(
+                f"{flag}={value} is not restored: site {site.name} names no resource with that flag now"
+            )
     return named, after, lost
 
 
@@ -125,7 +132,9 @@ def _sweep_plan(run: Run, site: Site, user: UserConfig | None, failed: bool) -> 
     m = _manifest(run)
     spec_path = run.dir / "sweep.yaml"
     if not spec_path.exists():
-        raise UsageError(f"sweep {run.id} has no sweep.yaml", hint="only sweeps submitted by hpcx can be rerun")
+        raise UsageError(
+            f"sweep {run.id} has no sweep.yaml", hint="only sweeps submitted by hpcx can be rerun"
+        )
     spec, doc = load_spec(spec_path)
     record = m.get("sweep") or {}
     ps = prepare(spec, doc, site, user, record.get("max_parallel"))
@@ -135,7 +144,9 @@ def _sweep_plan(run: Run, site: Site, user: UserConfig | None, failed: bool) -> 
         states = task_states(run)
         tasks = [t for t in tasks if states.get(t.id) in FAILED_STATES]
         if not tasks:
-            raise UsageError(f"sweep {run.id} has no failed tasks", hint=f"hpcx rerun {run.id} reruns all of it")
+            raise UsageError(
+                f"sweep {run.id} has no failed tasks", hint=f"hpcx rerun {run.id} reruns all of it"
+            )
         tasks = [dataclasses.replace(t, id=n) for n, t in enumerate(tasks)]
     max_array = max(c.count for c in ps.chunks)
     ps = dataclasses.replace(ps, tasks=tasks, chunks=chunks(len(tasks), max_array))
@@ -179,7 +190,9 @@ def _git_differences(run: Run, workdir: Path) -> list[str]:
         return []
     now = working_tree(workdir)
     if now is None:
-        return [f"{workdir} is no longer a git repository hpcx can read: the run used commit {old['commit'][:12]}"]
+        return [
+            f"{workdir} is no longer a git repository hpcx can read: the run used commit {old['commit'][:12]}"
+        ]
     diff_file = run.dir / GIT_DIFF
     old_diff = diff_file.read_bytes() if diff_file.exists() else b""
     out = []
