@@ -637,4 +637,12 @@ def _waits_for_sweep(run: Run, key: str) -> list[str]:
         return []
     arrays = [str(c["job_id"]) for c in run.job["chunks"]]
     states = get_scheduler(run.job.get("scheduler", "slurm")).status([JobRef(j, run.dir) for j in arrays])
-    return [j for j in dict.fromkeys(arrays) if j in states and not states[j].finished]
+    active = [j for j in dict.fromkeys(arrays) if j in states and not states[j].finished]
+    if not active:  # every array has ended, yet not every task is known to have completed
+        unknown = sorted({s for s in per_task.values() if s != "COMPLETED"})
+        raise RejectedError(
+            f"--after {key}: sweep {run.id} has ended, but hpcx cannot tell that all its tasks completed "
+            f"({', '.join(unknown)})",
+            hint=f"check `hpcx status {run.id}`, then submit without --after if they did",
+        )
+    return active
