@@ -575,6 +575,15 @@ def _user(user: str | None) -> str | None:
         return f"uid {user}"
 
 
+def _per_task(report: dict[str, Any]) -> str:
+    """For an array job or sweep, where its nodes', ranks' and profiler's records are: in each task's report
+    (the run's own profile directory has none, which is no reason to say there are none)."""
+    if not report.get("tasks") or report["summary"]["ranks"]:
+        return ""
+    return ('<p class="na">recorded per task: <code>hpcx report RUN --task N</code> shows one task\'s nodes, '
+            "ranks and profiler overhead</p>")
+
+
 def _who(report: dict[str, Any]) -> str:
     """``2 ranks on 2 nodes``, or for an array job or sweep its tasks."""
     s = report["summary"]
@@ -604,15 +613,16 @@ def render_html(report: dict[str, Any]) -> str:
         ('<ul class="advice">' + "".join(f"<li>{esc(a['text'])}</li>" for a in advice) + "</ul>") if advice
         else '<p class="na">nothing to change: every check passed or had no data</p>',
         "<h2>Energy and carbon</h2>", _energy(report),
-        "<h2>Nodes</h2>", _fig_nodes(p, report) or '<p class="na">no node records</p>',
+        "<h2>Nodes</h2>", _fig_nodes(p, report) or _per_task(report) or '<p class="na">no node records</p>',
         *(["<h2>GPUs</h2>", _gpu_table(report), _fig_gpus(p, report)] if s.get("gpus") else []),
-        "<h2>Ranks over time</h2>", _fig_heatmap(p, report) or '<p class="na">no rank samples</p>',
+        "<h2>Ranks over time</h2>", _fig_heatmap(p, report) or _per_task(report)
+        or '<p class="na">no rank samples</p>',
         "<h2>Communication</h2>", _comm_table(report.get("comm")), _fig_comm(p, report.get("comm")),
         "<h2>Regions</h2>", _regions_table(report.get("regions")), _fig_regions(p, report.get("regions")),
         "<h2>I/O</h2>", _io_table(report.get("io")), _fig_io(p, report.get("io")),
         _tasks_table(report.get("tasks")),
-        "<h2>Profiler overhead</h2>", _profiler(report),
-        "<h2>Ranks</h2>", _ranks_table(report),
+        "<h2>Profiler overhead</h2>", _per_task(report) or _profiler(report),
+        "<h2>Ranks</h2>", _per_task(report) or _ranks_table(report),
         "<h2>Provenance</h2>", _provenance(report),
         f"<script>{_JS}</script></body></html>",
     ]  # fmt: skip
