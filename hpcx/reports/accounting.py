@@ -97,17 +97,17 @@ ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", 
 
 def combined_state(states: Sequence[str]) -> str:
     """One state for several jobs (array tasks, a sweep's chunks), as a person reads it: the one state they
-    share; else RUNNING (or the first unfinished state) while any has not ended; else FAILED when any failed,
-    else the first state that is not COMPLETED. ``state_counts`` keeps how many had each."""
+    share; else RUNNING (or the first unfinished state) while any has not ended; else schedulers.base.ended_state
+    (FAILED when any failed, else the first other state by name). ``state_counts`` keeps how many had each."""
     distinct = list(dict.fromkeys(states))
     if len(distinct) == 1:
         return distinct[0]
     active = [s for s in distinct if s in ACTIVE_STATES]
     if active:
         return "RUNNING" if "RUNNING" in active else active[0]
-    if "FAILED" in distinct:
-        return "FAILED"
-    return next((s for s in distinct if s != "COMPLETED"), "UNKNOWN")
+    from hpcx.schedulers.base import ended_state  # status's rule too: a sweep reads the same in both
+
+    return ended_state(distinct)
 
 
 def _span_s(jobs: Sequence[dict[str, str]]) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -78,14 +78,21 @@ _BUSY = ("RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING")
 
 
 def overall_state(counts: dict[str, int]) -> str:
-    """One state for many tasks: RUNNING while any runs, PENDING while any waits, COMPLETED when all completed,
-    else the first failure seen."""
+    """One state for many tasks: RUNNING while any runs, PENDING while any waits, else ``ended_state``."""
     if any(s in counts for s in _BUSY):
         return "RUNNING"
     if any(s not in FINISHED_STATES for s in counts):
         return "PENDING"
-    failures = [s for s in counts if s != "COMPLETED"]
-    return failures[0] if failures else "COMPLETED"
+    return ended_state(counts)
+
+
+def ended_state(states: Iterable[str]) -> str:
+    """One state for jobs or tasks that have all ended, the same whichever order they come in (status and report
+    both use it): COMPLETED when all completed, else FAILED when any failed, else the first other state by name."""
+    others = sorted({s for s in states if s != "COMPLETED"})
+    if not others:
+        return "COMPLETED"
+    return "FAILED" if "FAILED" in others else others[0]
 
 
 def summarize_array(job_id: str, members: Sequence[JobState]) -> JobState:

@@ -73,3 +73,21 @@ def test_report_json_of_a_failed_job_keeps_its_exit_code(slurm_hpcx, runs_root):
     slurm_hpcx("report", "--no-html", run["run_id"])
     report = json.loads((runs_root / run["run_id"] / "report" / "report.json").read_text())
     assert row["exit_code"] == report["summary"]["exit_code"] == 5
+
+
+def test_one_state_for_many_tasks_in_status_and_report():
+    from hpcx.reports.accounting import combined_state
+    from hpcx.schedulers.base import overall_state
+
+    for tasks in (
+        ["TIMEOUT", "FAILED", "COMPLETED"],
+        ["FAILED", "TIMEOUT"],
+        ["CANCELLED", "TIMEOUT", "COMPLETED"],
+    ):
+        for order in (tasks, tasks[::-1]):
+            counts = {s: order.count(s) for s in order}
+            assert (
+                overall_state(counts)
+                == combined_state(order)
+                == ("FAILED" if "FAILED" in tasks else "CANCELLED")
+            )
