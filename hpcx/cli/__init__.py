@@ -20,8 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     stdout: ``{"hpcx": 1, "error": {"message", "hint", "exit_code"}}``), exit codes as documented."""
     argv = list(sys.argv[1:] if argv is None else argv)
 
-    def fail(message: str, hint: str | None, code: int, text: str) -> int:
-        if json_requested(argv):
+    def fail(message: str, hint: str | None, code: int, text: str, *, parsed: bool = False) -> int:
+        if json_requested(argv, parsed=parsed):
             click.echo(error_document(message, hint, code))
         else:
             click.echo(text, err=True)
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         # Without standalone mode click returns ctx.exit()'s code instead of exiting: pass it on.
         code = cli.main(args=argv, prog_name="hpcx", standalone_mode=False)
     except HpcxError as exc:
-        return fail(exc.message, exc.hint, exc.exit_code, f"hpcx: error: {exc}")
+        return fail(exc.message, exc.hint, exc.exit_code, f"hpcx: error: {exc}", parsed=True)
     except click.exceptions.Abort:
         return fail("aborted", None, 130, "hpcx: aborted")
     except click.ClickException as exc:

@@ -78,10 +78,16 @@ def error_document(message: str, hint: str | None, exit_code: int) -> str:
     return json.dumps(doc)
 
 
-def json_requested(argv: list[str]) -> bool:
-    """Whether --json is among ``argv``'s options (before any ``--``), wherever it stands; for errors raised
-    before (or while) click parses the command line."""
+def json_requested(argv: list[str], *, parsed: bool = False) -> bool:
+    """Whether an error should be one JSON document. Once the command line was parsed (``parsed``: the error came
+    from the command itself), the answer is its Ctx's, which knows where --json stood (after a command's first
+    word it is the program's); before or while click parses, --json among ``argv``'s words before any ``--``."""
+    if parsed and CURRENT:
+        return CURRENT[-1].json
     return "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
+
+
+CURRENT: list[Ctx] = []  # the Ctx of the command line being run, for hpcx.cli.main's error output
 
 
 def _json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -145,6 +151,7 @@ def cli(ctx: click.Context, site_path: str | None, as_json: bool) -> None:
     Exit codes: 0 ok, 1 scheduler or runtime failure, 2 usage error, 3 request rejected by pre-flight checks.
     """
     ctx.obj = Ctx(site_path, as_json)
+    CURRENT[:] = [ctx.obj]
 
 
 pass_ctx = click.make_pass_decorator(Ctx)

@@ -82,3 +82,11 @@ def test_the_json_flag_is_added_once_however_often_commands_are_looked_up():
         cli.get_command(ctx, name)
     for _path, cmd in _commands(cli):
         assert [o for p in cmd.params for o in getattr(p, "opts", ())].count("--json") == 1, _path
+
+
+def test_a_programs_own_json_flag_is_not_hpcxs(hpcx):
+    # Options end at the command's first word: this --json is train.py's, so the error stays one text line.
+    proc = hpcx("submit", "serial", "-N", "99", "python", "train.py", "--json", check=False)
+    assert proc.returncode == 3 and proc.stdout == "" and proc.stderr.startswith("hpcx: error: no partition")
+    proc = hpcx("submit", "serial", "-N", "99", "--json", "python", "train.py", check=False)
+    assert proc.returncode == 3 and _error(proc)["exit_code"] == 3
