@@ -367,9 +367,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def collect(
-    runs: Sequence[Run], options: Options
-) -> tuple[list[Group], list[str], list[dict[str, Any]]]:
+def collect(runs: Sequence[Run], options: Options) -> tuple[list[Group], list[str], list[dict[str, Any]]]:
     """Every completed replicate's value, grouped (:func:`leave_out_unfinished`: the others come back as
     ``left_out``, with a note per group); raise UsageError naming the replicates without the metric (unless
     ``skip_missing``, which drops them and says so in the returned notes)."""

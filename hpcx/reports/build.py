@@ -423,7 +423,9 @@ def summarize_tasks(
         wall = max((r["wall_s"] for r in ranks), default=None)
         cpu = sum(r["cpu_s"] for r in ranks) if ranks else None
         nodes = summarize_nodes(path)
-        shared_j = mark_shared(nodes, sharing_of(node_jobs, task_acct, _own_ids(run, task)) if node_jobs else None)
+        shared_j = mark_shared(
+            nodes, sharing_of(node_jobs, task_acct, _own_ids(run, task)) if node_jobs else None
+        )
         energies = [e["energy_j"] for n in nodes for k, e in n["energy"].items() if is_jobs_own(k, e)]
         state, _ = _state(ranks, acct) if ranks or acct else ("PENDING", "profile")
         rows.append({

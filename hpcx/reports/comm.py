@@ -260,7 +260,9 @@ def _node_comm_energy(node: dict[str, Any], ranks: list[int], curves: dict[int, 
                          "share": round(attributed / energy, 4) if energy > 0 else None}  # fmt: skip
         comm_in_windows = max(comm_in_windows, comm_s)
     if not counters:
-        return _unavailable("no energy counter: " + "; ".join(f"{', '.join(k)}: {r}" for r, k in reasons.items()))
+        return _unavailable(
+            "no energy counter: " + "; ".join(f"{', '.join(k)}: {r}" for r, k in reasons.items())
+        )
     all_comm = sum(_at(c, float("inf")) for r in ranks for c in curves[r])
     return {"status": "measured", "energy_j": round(sum(c["energy_j"] for c in counters.values()), 3),
             "method": "derived", "rule": ENERGY_RULE, "counters": counters, "comm_s": round(comm_in_windows, 6),

@@ -410,8 +410,10 @@ def _energy(report: dict[str, Any]) -> str:
     if rows:
         out = [_table(["node", "source", "kJ", "method", "coverage", "status"], rows)]
     elif report.get("tasks"):
-        out = ['<p class="na">node sensor records are per task: the energy column of the array tasks below, '
-               "and <code>hpcx report RUN --task N</code> for one task's nodes</p>"]
+        out = [
+            '<p class="na">node sensor records are per task: the energy column of the array tasks below, '
+            "and <code>hpcx report RUN --task N</code> for one task's nodes</p>"
+        ]
     else:
         out = ['<p class="na">no node sensor records (submit with --profile)</p>']
     c = report.get("carbon") or {}
@@ -452,8 +454,10 @@ def _regions_table(regions: dict[str, Any] | None) -> str:
 
 def _io_table(io_doc: dict[str, Any] | None) -> str:
     if not io_doc or not any(io_doc["total"][op]["calls"] for op in ("read", "write")):
-        return ('<p class="na">no I/O through hpcx.io (counted: files written with hpcx.io.hdf5.create and read '
-                "with hpcx.io's training reader; h5py and open() calls of your own are not)</p>")
+        return (
+            '<p class="na">no I/O through hpcx.io (counted: files written with hpcx.io.hdf5.create and read '
+            "with hpcx.io's training reader; h5py and open() calls of your own are not)</p>"
+        )
     t = io_doc["total"]
     rows = [
         [op, size(t[op]["bytes"]), t[op]["calls"], _num(t[op]["seconds"], "{:.2f}")]
@@ -580,8 +584,10 @@ def _per_task(report: dict[str, Any]) -> str:
     (the run's own profile directory has none, which is no reason to say there are none)."""
     if not report.get("tasks") or report["summary"]["ranks"]:
         return ""
-    return ('<p class="na">recorded per task: <code>hpcx report RUN --task N</code> shows one task\'s nodes, '
-            "ranks and profiler overhead</p>")
+    return (
+        '<p class="na">recorded per task: <code>hpcx report RUN --task N</code> shows one task\'s nodes, '
+        "ranks and profiler overhead</p>"
+    )
 
 
 def _who(report: dict[str, Any]) -> str:

@@ -120,8 +120,9 @@ def _window(accounting: dict[str, Any] | None) -> tuple[list[str], str, str] | N
     return nodes, min(starts), max(r["End"] if _time(r.get("End", "")) else now for r in rows)
 
 
-def sharing_of(found: Sequence[dict[str, str]], accounting: dict[str, Any] | None,
-               own_ids: Sequence[str]) -> dict[str, list[str]] | None:
+def sharing_of(
+    found: Sequence[dict[str, str]], accounting: dict[str, Any] | None, own_ids: Sequence[str]
+) -> dict[str, list[str]] | None:
     """Per node of the jobs in ``accounting`` (a job's rows, or one array task's), the other jobs among
     ``found`` (:func:`query_node_jobs`) that ran on it meanwhile; None when that is unknown (no accounting,
     never started)."""

@@ -243,6 +243,10 @@ def carbon(
         "pue": pue,
         "source": site_energy.get("carbon_source") or f"site {site_name or '?'}",
         "method": "measured energy x PUE x grid intensity; covers only the sources measured"
-        + (f"; leaves out {shared_j:.0f} J of RAPL on nodes shared with other jobs (whole package, not this "
-           "job's)" if shared_j else ""),
+        + (
+            f"; leaves out {shared_j:.0f} J of RAPL on nodes shared with other jobs (whole package, not this "
+            "job's)"
+            if shared_j
+            else ""
+        ),
     }

@@ -46,7 +46,8 @@ def test_readme_sweep_then_compare_then_report(slurm_hpcx, runs_root):
 
     text = slurm_hpcx("compare", "--sweep", doc["run_id"], "--metric", "loss").stdout
     assert text.splitlines()[0].startswith(
-        f"loss (rank 0's last value): 8 replicates in 4 groups (tasks of sweep run {doc['run_id']}; 2 not completed, left out)")
+        f"loss (rank 0's last value): 8 replicates in 4 groups (tasks of sweep run {doc['run_id']}; 2 not completed, left out)"
+    )
     assert "note: lr=0.1,model=small: 2 replicates left out (2 FAILED;" in text
     compared = slurm_hpcx.json("compare", "--sweep", doc["run_id"], "--metric", "loss")
     assert [g["n"] for g in compared["groups"]] == [2, 2, 2, 2]
@@ -59,7 +60,9 @@ def test_readme_sweep_then_compare_then_report(slurm_hpcx, runs_root):
     assert s["mem_peak_mb"] and "no peak measured" not in text and "0 ranks on 0 nodes" not in text
     assert s["elapsed_s"] >= s["longest_task_s"]  # the whole sweep's span, not one task's
     failed = s["failure"]
-    assert failed["state"] == "FAILED" and any("diverged: lr=0.1 model=small" in ln for ln in failed["stderr_tail"])
+    assert failed["state"] == "FAILED" and any(
+        "diverged: lr=0.1 model=small" in ln for ln in failed["stderr_tail"]
+    )
     head = next(line for line in text.splitlines() if line.split()[:2] == ["task", "lr"])
     assert head.split()[:4] == ["task", "lr", "model", "seed"]
     page = (runs_root / doc["run_id"] / "report" / "report.html").read_text()

@@ -29,7 +29,9 @@ def test_failed_job_shows_why_right_after_its_state(slurm_hpcx):
     assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=180)["state"] == "FAILED"
     report, text = _final_report(slurm_hpcx, doc["run_id"])
     lines = text.splitlines()
-    at = next(i for i, line in enumerate(lines) if line.startswith("  state FAILED (from sacct), exit code 3"))
+    at = next(
+        i for i, line in enumerate(lines) if line.startswith("  state FAILED (from sacct), exit code 3")
+    )
     assert lines[at + 1] == "  Slurm's reason: none given (FAILED, exit code 3)"
     assert lines[at + 2] == f"  last lines of stderr (logs/slurm-{doc['job_id']}.err, rank 0):"
     assert lines[at + 3] == "    | ValueError: bad shape (3, 4)"

@@ -26,12 +26,16 @@ def test_failed_tasks_are_left_out_and_counted(hpcx, runs_root, monkeypatch):
     run, tasks = _sweep(runs_root, monkeypatch, losses=LOSS)
     _ranks(run, tasks, failing_lr=1.0)
     doc = hpcx.json("compare", "--sweep", run.id, "--metric", "loss")
-    assert [(g["name"], g["n"], g["left_out"]) for g in doc["groups"]] == [("lr=0.01", 3, 0), ("lr=0.1", 3, 0)]
+    assert [(g["name"], g["n"], g["left_out"]) for g in doc["groups"]] == [
+        ("lr=0.01", 3, 0),
+        ("lr=0.1", 3, 0),
+    ]
     assert sorted((r["group"], r["task"], r["state"]) for r in doc["left_out"]) == [
         ("lr=1", t.id, "FAILED") for t in tasks if t.params["lr"] == 1.0]  # fmt: skip
     text = hpcx("compare", "--sweep", run.id, "--metric", "loss").stdout
     assert text.splitlines()[0].startswith(
-        f"loss (rank 0's last value): 6 replicates in 2 groups (tasks of sweep run {run.id}; 3 not completed, left out)")
+        f"loss (rank 0's last value): 6 replicates in 2 groups (tasks of sweep run {run.id}; 3 not completed, left out)"
+    )
     assert ("note: lr=1: 3 replicates left out (3 FAILED; only completed tasks and runs count, --include-failed "
             "keeps them)") in text  # fmt: skip
     kept = hpcx.json("compare", "--sweep", run.id, "--metric", "loss", "--include-failed")

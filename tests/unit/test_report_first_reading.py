@@ -23,7 +23,9 @@ def _valid(report, monkeypatch) -> None:
     assert schema.validate(json.loads(json.dumps(report)), SCHEMA) == []
 
 
-def _rapl_node(run, node: str, *, package_j: float | None, reason: str = "no RAPL zones under /sys/x") -> None:
+def _rapl_node(
+    run, node: str, *, package_j: float | None, reason: str = "no RAPL zones under /sys/x"
+) -> None:
     w = RecordWriter(node_file(run.dir / "profile", node))
     w.write({"type": "start", "t": 1000.0, "node": node, "rank": 0})
     if package_j is None:
@@ -55,7 +57,9 @@ def test_failed_job_says_why_right_after_its_state(tmp_path, monkeypatch):
     (run.dir / "logs").mkdir()
     (run.dir / "logs" / "slurm-42.err").write_text("loading\nTraceback (most recent call last):\n"
                                                    "ValueError: column 'lr' is empty\n\n")  # fmt: skip
-    acct = sacct(("42", "FAILED", "3:0", "00:00:03", "00:00:01", "", "cpu=1,mem=1G,node=1", "n1", "s", "e", "j"))
+    acct = sacct(
+        ("42", "FAILED", "3:0", "00:00:03", "00:00:01", "", "cpu=1,mem=1G,node=1", "n1", "s", "e", "j")
+    )
     report = build_report(run, acct)
     _valid(report, monkeypatch)
     f = report["summary"]["failure"]
@@ -67,7 +71,9 @@ def test_failed_job_says_why_right_after_its_state(tmp_path, monkeypatch):
     assert "ValueError: column &#x27;lr&#x27; is empty" in render_html(report)
     ok = make_run(tmp_path / "ok")
     write_rank(ok, 0, wall_s=3, peak_mb=50.0, cpu_s=1.0)
-    assert build_report(ok)["summary"]["failure"] is None and "Slurm's reason" not in render_text(build_report(ok))
+    assert build_report(ok)["summary"]["failure"] is None and "Slurm's reason" not in render_text(
+        build_report(ok)
+    )
 
 
 def test_slurms_own_reason_is_shown_when_it_has_one(tmp_path):
@@ -182,7 +188,9 @@ def test_a_sweeps_report_agrees_with_its_task_table(tmp_path, monkeypatch):
     assert s["elapsed_s"] == 34  # the first task's start to the last one's end, not the longest task
     assert (s["mem_peak_mb"], s["mem_peak_where"]) == (300.0, "task 2")
     assert [t["params"] for t in report["tasks"]][1] == {"lr": 0.1, "model": "small", "seed": 8}
-    assert s["failure"]["task"] == 1 and s["failure"]["stderr_tail"] == ["diverged: lr=0.1 model=small seed=8"]
+    assert s["failure"]["task"] == 1 and s["failure"]["stderr_tail"] == [
+        "diverged: lr=0.1 model=small seed=8"
+    ]
     text = render_text(report)
     assert "state FAILED (from sacct: 2 COMPLETED, 1 FAILED)" in text and "COMPLETED,FAILED" not in text
     assert "elapsed 34s" in text and "memory peak 0.293G" in text and "no peak measured" not in text
@@ -192,7 +200,10 @@ def test_a_sweeps_report_agrees_with_its_task_table(tmp_path, monkeypatch):
     assert any(line.split()[:4] == ["1", "0.1", "small", "8"] for line in text.splitlines())
     page = render_html(report)
     assert "0 ranks on 0 nodes" not in page and "3 array tasks with records" in page
-    assert "no node sensor records (submit with --profile)" not in page and "node sensor records are per task" in page
+    assert (
+        "no node sensor records (submit with --profile)" not in page
+        and "node sensor records are per task" in page
+    )
     assert ">lr</th>" in page and "no profile records: Slurm" not in page and "no rank samples" not in page
     assert "recorded per task: <code>hpcx report RUN --task N</code>" in page
 
