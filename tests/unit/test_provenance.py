@@ -268,8 +268,8 @@ def test_scontrol_config_lines_are_parsed_into_values():
 
 def test_sacct_rows_keep_a_job_name_with_a_bar_whole():
     text = (
-        "42|COMPLETED|0:0|00:00:01|00:00.010||billing=1,cpu=1|n1|2026-11-26T09:00:00|2026-11-26T09:00:01|a|b\n"
-        "42.batch|COMPLETED|0:0|00:00:01|00:00.010|1234K|cpu=1|n1|2026-11-26T09:00:00|2026-11-26T09:00:01|batch\n"
+        "42|COMPLETED|0:0|00:00:01|00:00.010||billing=1,cpu=1|n1|2026-11-26T09:00:00|2026-11-26T09:00:01|None|a|b\n"
+        "42.batch|COMPLETED|0:0|00:00:01|00:00.010|1234K|cpu=1|n1|2026-11-26T09:00:00|2026-11-26T09:00:01|None|batch\n"
     )
     rows = parse_sacct_rows(text)
     assert [r["JobName"] for r in rows] == ["a|b", "batch"] and rows[1]["MaxRSS"] == "1234K"
@@ -307,9 +307,9 @@ def test_a_hanging_slurm_is_recorded_as_an_error_within_the_timeout(tmp_path, ru
 
 
 SACCT_ROWS = (
-    "42_0|COMPLETED|0:0|00:00:01|00:00.010||cpu=1|n1|2026-11-26T09:00:00|2026-11-26T09:00:01|sweep\n"
-    "42_0.batch|COMPLETED|0:0|00:00:01|00:00.010|1234K|cpu=1|n1|2026-11-26T09:00:00|2026-11-26T09:00:01|batch\n"
-    "43_0|FAILED|3:0|00:00:01|00:00.010||cpu=1|n2|2026-11-26T09:00:00|2026-11-26T09:00:01|sweep\n"
+    "42_0|COMPLETED|0:0|00:00:01|00:00.010||cpu=1|n1|2026-11-26T09:00:00|2026-11-26T09:00:01|None|sweep\n"
+    "42_0.batch|COMPLETED|0:0|00:00:01|00:00.010|1234K|cpu=1|n1|2026-11-26T09:00:00|2026-11-26T09:00:01|None|batch\n"
+    "43_0|FAILED|3:0|00:00:01|00:00.010||cpu=1|n2|2026-11-26T09:00:00|2026-11-26T09:00:01|None|sweep\n"
 )
 
 
@@ -320,7 +320,8 @@ def test_accounting_covers_every_chunk_and_is_written_once_finished(tmp_path, mo
     monkeypatch.setenv("ROWS", SACCT_ROWS)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    job = {"scheduler": "slurm", "job_id": "42", "chunks": [{"job_id": "42"}, {"job_id": "43"}]}
+    job = {"scheduler": "slurm", "job_id": "42",
+           "chunks": [{"job_id": "42", "offset": 0, "count": 1}, {"job_id": "43", "offset": 1, "count": 1}]}
     (run_dir / "job.json").write_text(json.dumps(job))
     run = Run("r", run_dir)
 
