@@ -335,7 +335,7 @@ def test_accounting_covers_every_chunk_and_is_written_once_finished(tmp_path, mo
     assert (
         record_accounting(run) == doc and len(calls.read_text().splitlines()) == 1
     )  # finished: not asked again
-    job["chunks"].append({"job_id": "44"})  # a retry adds a chunk: the record is no longer complete
+    job["chunks"].append({"job_id": "44", "offset": 1, "count": 1, "indices": [0]})  # a retry adds a chunk: the record is no longer complete
     (run_dir / "job.json").write_text(json.dumps(job))
     assert record_accounting(Run("r", run_dir))["job_ids"] == ["42", "43", "44"]  # a Run reads job.json once
     assert len(calls.read_text().splitlines()) == 2
