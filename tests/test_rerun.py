@@ -155,3 +155,13 @@ def test_rerun_of_a_sweep_is_the_same_sweep_and_failed_reruns_only_the_failed_ta
     }  # the same name, parameters and seed, numbered from 0 in the new run
     hpcx.wait_finished(only_failed["run_id"], timeout_s=60)
     assert "x=2" in hpcx("logs", only_failed["run_id"]).stdout
+
+
+def test_rerun_of_a_run_whose_directory_is_gone_says_so(hpcx, tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    run = hpcx.json("submit", "serial", "--", "true", cwd=gone)
+    hpcx.wait_finished(run["run_id"], timeout_s=60)
+    gone.rmdir()
+    proc = hpcx("rerun", run["run_id"], check=False)
+    assert proc.returncode == 2 and f"submitted from {gone}, which no longer exists" in proc.stderr
