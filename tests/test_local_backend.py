@@ -27,7 +27,7 @@ def test_local_mpi_job_end_to_end(hpcx, runs_root):
     out = hpcx("logs", doc["run_id"]).stdout
     assert "mpi allreduce=3 torch allreduce=3 backend=gloo" in out and "hdf5=ok" in out
     report = hpcx("report", doc["run_id"]).stdout
-    assert "2 ranks on 1 nodes" in report and "exit code 0" in report
+    assert "2 ranks on 1 node" in report and "exit code 0" in report
     rep = json.loads((runs_root / doc["run_id"] / "report" / "report.json").read_text())
     assert rep["schema"] == "hpcx.report/3" and [r["rank"] for r in rep["ranks"]] == [0, 1]
     assert all(r["samples"] >= 1 and r["peak_rss_mb"] > 10 and r["cpu_s"] > 0 for r in rep["ranks"])
