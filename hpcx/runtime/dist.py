@@ -14,6 +14,7 @@ import datetime as _dt
 import os
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -196,16 +197,16 @@ def _check_reachable(comm: Any, addr: str, port: int, node0: str, timeout_s: flo
 
 def _first_node_address() -> str:
     """An IP address of the step's first node (where rank 0 runs under srun's block distribution)."""
-    for key in ("MASTER_ADDR", "HPCX_MASTER_ADDR"):
-        if os.environ.get(key):
-            return os.environ[key]
+    if os.environ.get("HPCX_MASTER_ADDR"):
+        return os.environ["HPCX_MASTER_ADDR"]
     nodelist = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST")
     if not nodelist:
         if detect().size == 1:
             return "127.0.0.1"
         raise RuntimeFailure(
-            "without MPI, rank 0's address comes from MASTER_ADDR or the Slurm step's node list, and neither is set",
-            hint="export MASTER_ADDR (an IP every rank reaches) or HPCX_MASTER_ADDR, or run under srun",
+            "without MPI, rank 0's address comes from HPCX_MASTER_ADDR or the Slurm step's node list, and neither "
+            "is set",
+            hint="export HPCX_MASTER_ADDR (an IP every rank reaches), or run under srun",
         )
     from hpcx import _proc
     from hpcx.errors import CommandError
@@ -405,12 +406,58 @@ def _refuse_in_dataloader_worker() -> None:
 
 
 def shutdown(ctx: Context) -> None:
-    """Tear down torch.distributed (if it was started); MPI finalises itself at exit."""
-    if ctx.torch_backend is not None:
-        import torch.distributed as dist
+    """Tear down torch.distributed (if it was started), leaving nothing of it to run while Python exits; MPI
+    finalises itself at exit.
 
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    Every gloo work enqueued during a backward pass (DDP's bucket all-reduces) carries a copy of the caller's
+    Python ``contextvars`` context, and the gloo worker thread that drops the work's last reference takes the
+    GIL to free it. ``destroy_process_group()`` waits for the works to complete, not for the workers to let
+    go of them, and DDP's reducer keeps the process group, and so its workers, alive after it; a worker that
+    frees its last work once the interpreter has begun to finalise is ended with ``pthread_exit``, which
+    aborts the rank (SIGABRT) after its training finished. So this waits, without the GIL, until every gloo
+    worker thread is idle (waiting for work), for at most ``GLOO_IDLE_LIMIT_S``.
+    """
+    if ctx.torch_backend is None:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _wait_for_idle_gloo_threads(GLOO_IDLE_LIMIT_S)
+
+
+GLOO_WORKER = "pt_gloo_runloop"  # the name torch gives ProcessGroupGloo's worker threads
+GLOO_IDLE_LIMIT_S = 5.0
+
+
+def busy_gloo_threads() -> list[int]:
+    """This process's gloo worker threads that are not idle. Idle is blocked waiting for work: a futex
+    condition wait without a timeout (/proc/self/task/TID/syscall: 202, op FUTEX_WAIT_BITSET, no timeout).
+    Running, waiting for the GIL (a timed wait) or for a lock is busy. Without /proc, none are known."""
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    busy = []
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/comm", encoding="ascii") as fh:
+                if fh.read().strip() != GLOO_WORKER:
+                    continue
+            with open(f"/proc/self/task/{tid}/syscall", encoding="ascii") as fh:
+                call = fh.read().split()
+        except (OSError, UnicodeDecodeError):
+            continue  # the thread has ended
+        idle = len(call) > 4 and call[0] == "202" and int(call[2], 16) & 0x7F == 9 and int(call[4], 16) == 0
+        if not idle:
+            busy.append(int(tid))
+    return busy
+
+
+def _wait_for_idle_gloo_threads(limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while busy_gloo_threads() and time.monotonic() < deadline:
+        time.sleep(0.002)  # without the GIL: a worker that needs it to free its last work gets it
 
 
 @contextlib.contextmanager
