@@ -441,35 +441,59 @@ def record_accounting(run: Run) -> dict[str, Any] | None:
     """Slurm's accounting rows for the run's jobs (one row per job, array task and step; every chunk of a
     sweep), written to run_dir/accounting.json. Returns the document, or None when the run has no Slurm job
     or sacct has nothing for it. A file that already records the same jobs finished is returned, not rewritten."""
-    job = run.job
-    if job.get("scheduler") != "slurm" or not job.get("job_id"):
-        return None
-    job_ids = _job_ids(job)
-    path = run.dir / ACCOUNTING
-    if path.exists():
-        try:
-            old = read_json(path)
-        except (OSError, ValueError):
-            old = None
-        if isinstance(old, dict) and old.get("finished") and old.get("job_ids") == job_ids:
-            return old
-    argv = ["sacct", "-P", "-n", "-j", ",".join(job_ids), "-o", ",".join(ACCOUNTING_FIELDS)]
+    return record_accounting_many([run]).get(run.id)
+
+
+def record_accounting_many(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
+    """:func:`record_accounting` for many runs with one sacct call for all of those that need asking (run id ->
+    document; runs without a Slurm job or without rows are left out)."""
+    out: dict[str, dict[str, Any]] = {}
+    ask: list[tuple[Run, list[str]]] = []
+    for run in runs:
+        job = run.job
+        if job.get("scheduler") != "slurm" or not job.get("job_id"):
+            continue
+        job_ids = _job_ids(job)
+        old = _final_accounting(run, job_ids)
+        if old is not None:
+            out[run.id] = old
+        else:
+            ask.append((run, job_ids))
+    if not ask:
+        return out
+    every_id = list(dict.fromkeys(i for _, ids in ask for i in ids))
+    argv = ["sacct", "-P", "-n", "-j", ",".join(every_id), "-o", ",".join(ACCOUNTING_FIELDS)]
     try:
         # Plain sacct, not --json: Slurm 22.05's sacct --json reports every exit code as 0.
         rows = parse_sacct_rows(_proc.run(argv, timeout_s=QUERY_TIMEOUT_S).stdout)
     except CommandError:
+        return out
+    for run, job_ids in ask:
+        mine = [r for r in rows if re.split(r"[_.+]", r["JobID"], maxsplit=1)[0] in job_ids]
+        if mine:
+            out[run.id] = _write_accounting(run, job_ids, mine)
+    return out
+
+
+def _final_accounting(run: Run, job_ids: list[str]) -> dict[str, Any] | None:
+    """The run's accounting.json when it already records these jobs as finished (nothing to ask again)."""
+    try:
+        old = read_json(run.dir / ACCOUNTING)
+    except (OSError, ValueError):
         return None
-    if not rows:
-        return None
+    return old if isinstance(old, dict) and old.get("finished") and old.get("job_ids") == job_ids else None
+
+
+def _write_accounting(run: Run, job_ids: list[str], rows: list[dict[str, str]]) -> dict[str, Any]:
     doc = {
         "schema": "hpcx.accounting/1",
         "job_ids": job_ids,
         "queried_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         # slurmdbd lags: an array task sacct does not list yet would be missing from a file kept as final.
-        "finished": all_finished(rows) and _every_task_listed(job, rows),
+        "finished": all_finished(rows) and _every_task_listed(run.job, rows),
         "rows": rows,
     }
-    atomic_write_json(path, doc)
+    atomic_write_json(run.dir / ACCOUNTING, doc)
     return doc
 
 

@@ -204,7 +204,7 @@ def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interva
     chosen = chosen if (runs or show_all) else chosen[-20:]
     while True:
         doc = {"runs": job_states(chosen, [task for _, task in asked])}
-        if runs:  # runs asked for by name: keep their accounting record once they are done (one sacct each)
+        if runs:  # runs asked for by name: keep their accounting record once they are done (one sacct for all)
             record_finished_accounting(chosen, doc["runs"])
         if not watch:
             obj.emit("status", doc, render_status)

@@ -238,9 +238,8 @@ def _show_log_text(path: str, text: str, first: bool) -> None:
 
 
 def record_finished_accounting(runs: Sequence[Run], rows: Sequence[dict[str, Any]]) -> None:
-    """Write accounting.json for finished Slurm runs that lack a final one (see provenance.record_accounting)."""
-    from hpcx.provenance import record_accounting
+    """Write accounting.json for finished Slurm runs that lack a final one (see provenance.record_accounting),
+    with one sacct call for them all."""
+    from hpcx.provenance import record_accounting_many
 
-    for run, row in zip(runs, rows):
-        if row["finished"] and run.job.get("scheduler") == "slurm":
-            record_accounting(run)
+    record_accounting_many([run for run, row in zip(runs, rows) if row["finished"]])

@@ -185,3 +185,24 @@ def test_status_of_sweeps_and_jobs_is_one_batched_query(slurm_hpcx, testbed, tmp
         assert [c.split()[0] for c in calls].count("sacct") <= 1, calls
     finally:
         scancel(*(i for s in sweeps for i in s["job_ids"]), job["job_id"])
+
+
+def test_status_of_named_finished_runs_asks_sacct_once_for_all_their_accounting(slurm_hpcx, tmp_path):
+    quick = spec(tmp_path, "name: ok\ncommand: [bash, -c, 'exit 0']\nparameters: {grid: {i: [1, 2]}}\n", "ok.yaml")
+    runs = [slurm_hpcx.json("sweep", quick)["run_id"] for _ in range(2)]
+    runs.append(slurm_hpcx.json("submit", "serial", "-t", "5", "--", "true")["run_id"])
+    deadline = time.monotonic() + 120  # plain `status` (no names) keeps no accounting record: wait with it
+    while not all(r["finished"] for r in slurm_hpcx.json("status")["runs"] if r["run_id"] in runs):
+        assert time.monotonic() < deadline, "the runs did not finish"
+        time.sleep(1)
+    prefix, log = logged_slurm(tmp_path)
+    logged = with_logged_path(slurm_hpcx, prefix)
+    rows = logged.json("status", *runs)["runs"]
+    calls = [c.split()[0] for c in log.read_text().splitlines()]
+    assert [r["state"] for r in rows] == ["COMPLETED"] * 3
+    # The states in one query, then every run's accounting record in one more (not one sacct per run).
+    assert calls.count("squeue") <= 1 and calls.count("sacct") <= 2, calls
+    by_id = {r["run_id"]: r for r in logged.json("runs")["runs"]}
+    for run in runs:
+        doc = json.loads((Path(by_id[run]["run_dir"]) / "accounting.json").read_text())
+        assert doc["rows"] and all(r["JobID"].split("_")[0].split(".")[0] in doc["job_ids"] for r in doc["rows"])
