@@ -87,9 +87,11 @@ def _values(name: str, raw: Any) -> list[Any]:
 
 
 def _tidy(x: float) -> float | int:
-    """Round away float noise (0.30000000000000004 -> 0.3) so values and task names read as written."""
-    r = float(f"{x:.12g}")
-    return int(r) if r.is_integer() and abs(r) < 2**53 and not isinstance(x, float) else r
+    """Round away float noise (0.30000000000000004 -> 0.3) so values and task names read as written; a whole
+    number stays exactly as it is (12 significant digits would turn 1000000000001 into 1000000000000)."""
+    if isinstance(x, int):
+        return x
+    return float(f"{x:.12g}")
 
 
 def parse_spec(doc: Any) -> SweepSpec:
@@ -109,7 +111,14 @@ def parse_spec(doc: Any) -> SweepSpec:
         import shlex
 
         command = shlex.split(command)
-    if not command or not all(isinstance(c, (str, int, float)) for c in command):
+    if isinstance(command, list):
+        for word in command:  # YAML reads true/yes/on/no/off/null as values, not as the words typed
+            if isinstance(word, bool) or word is None:
+                raise SweepError(f"command word {word!r} is YAML's {'boolean' if word is not None else 'null'}, "
+                                 "not text: YAML read true/false/yes/no/on/off/null (or an empty word) as a value",
+                                 hint="quote the word to pass it as text, e.g. command: [\"true\"] or [train.py, "
+                                      "--flag, \"yes\"]")  # fmt: skip
+    if not command or not isinstance(command, list) or not all(isinstance(c, (str, int, float)) for c in command):
         raise SweepError("the sweep spec needs a command: a list of words or one string",
                          hint='e.g. command: [python, train.py, --lr, "{lr}"]')  # fmt: skip
     spec = SweepSpec(
