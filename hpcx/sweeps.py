@@ -21,6 +21,8 @@ SPEC_KEYS = {"version", "name", "kind", "resources", "command", "parameters", "e
              "variables", "inputs"}  # fmt: skip
 PARAM_KEYS = {"grid", "zip", "random", "repeats"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Slurm's largest local job id (26 bits): every array task takes one, so no cluster can hold a larger sweep.
+MAX_TASKS = 67_108_863
 
 
 class SweepError(UsageError):
@@ -67,19 +69,28 @@ def _values(name: str, raw: Any) -> list[Any]:
         ((how, args),) = raw.items()
         if how == "range" and isinstance(args, list) and len(args) in (2, 3):
             start, stop, step = (*args, 1) if len(args) == 2 else args
+            if any(_number(v) is None for v in (start, stop, step)):
+                raise SweepError(f"parameters.grid.{name}: range {args} needs numbers",
+                                 hint="write {range: [start, stop]} or {range: [start, stop, step]}")  # fmt: skip
+            start, stop, step = (v if _whole(v) else _number(v) for v in (start, stop, step))
             if step == 0 or (stop - start) / step <= 0:
-                raise SweepError(f"parameters.grid.{name}: range {args} is empty")
+                raise SweepError(f"parameters.grid.{name}: range {args} is empty",
+                                 hint="stop lies beyond start in the step's direction, e.g. {range: [0, 10, 2]}")  # fmt: skip
             count = math.ceil((stop - start) / step)
+            _check_count(f"parameters.grid.{name}: range {args}", count)
             return [_tidy(start + i * step) for i in range(count)]
-        if (
-            how in ("linspace", "logspace")
-            and isinstance(args, list)
-            and len(args) == 3
-            and int(args[2]) >= 1
-        ):
-            a, b, n = float(args[0]), float(args[1]), int(args[2])
+        if how in ("linspace", "logspace") and isinstance(args, list) and len(args) == 3:
+            if _number(args[0]) is None or _number(args[1]) is None or not _whole(args[2]) or args[2] < 1:
+                raise SweepError(f"parameters.grid.{name}: {how} {args} needs [a, b, n]: two numbers and a whole "
+                                 f"number n >= 1 of values", hint=f"e.g. {{{how}: [-4, -1, 4]}}")  # fmt: skip
+            a, b, n = _number(args[0]), _number(args[1]), args[2]
+            _check_count(f"parameters.grid.{name}: {how} {args}", n)
             pts = [a + (b - a) * i / (n - 1) for i in range(n)] if n > 1 else [a]
-            return [_tidy(10**p if how == "logspace" else p) for p in pts]
+            try:
+                return [_tidy(10**p if how == "logspace" else p) for p in pts]
+            except OverflowError:
+                raise SweepError(f"parameters.grid.{name}: logspace {args} goes past 10**308, the largest float",
+                                 hint="give exponents below 308 (logspace takes powers of 10)") from None  # fmt: skip
     raise SweepError(
         f"parameters.grid.{name}: {raw!r} is not a list of values",
         hint="use a list, or {range: [start, stop, step]}, {linspace: [a, b, n]}, {logspace: [a, b, n]}",
@@ -92,6 +103,35 @@ def _tidy(x: float) -> float | int:
     if isinstance(x, int):
         return x
     return float(f"{x:.12g}")
+
+
+def _whole(value: Any) -> bool:
+    """A whole number as YAML gives one (``true`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> float | None:
+    """A finite number, also as PyYAML reads ``1e-3`` (a string: YAML 1.1 wants ``1.0e-3``); else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _check_count(what: str, count: int) -> None:
+    if count > MAX_TASKS:
+        raise SweepError(f"{what} gives {count} tasks, more than Slurm can number ({MAX_TASKS} job ids)",
+                         hint="sweep fewer values, draws or repeats, or split the sweep into several specs")  # fmt: skip
+
+
+def task_count(spec: SweepSpec) -> int:
+    """How many tasks the sweep has before its exclude rules: grid product x zip length x draws x repeats."""
+    zipped = len(next(iter(spec.zip.values()))) if spec.zip else 1
+    draws = spec.random["draws"] if spec.random else 1
+    return math.prod(len(v) for v in spec.grid.values()) * zipped * draws * spec.repeats
 
 
 def parse_spec(doc: Any) -> SweepSpec:
@@ -156,15 +196,23 @@ def _check(spec: SweepSpec) -> None:
         if len(set(lengths.values())) != 1 or -1 in lengths.values() or 0 in lengths.values():
             shown = ", ".join(f"{k} has {n if n >= 0 else 'no list of'} values" for k, n in lengths.items())
             raise SweepError(f"parameters.zip lists must have the same, non-zero length: {shown}")
-    if not isinstance(spec.repeats, int) or spec.repeats < 1:
-        raise SweepError(f"parameters.repeats {spec.repeats!r} must be a whole number >= 1")
-    if spec.max_parallel is not None and (not isinstance(spec.max_parallel, int) or spec.max_parallel < 1):
-        raise SweepError(f"max_parallel {spec.max_parallel!r} must be a whole number >= 1")
+    if not _whole(spec.repeats) or spec.repeats < 1:
+        raise SweepError(f"parameters.repeats {spec.repeats!r} must be a whole number >= 1",
+                         hint="e.g. repeats: 3 (each combination runs 3 times, each with its own seed)")  # fmt: skip
+    if spec.max_parallel is not None and (not _whole(spec.max_parallel) or spec.max_parallel < 1):
+        raise SweepError(f"max_parallel {spec.max_parallel!r} must be a whole number >= 1",
+                         hint="e.g. max_parallel: 8 (at most 8 tasks run at once), or leave it out for no limit")  # fmt: skip
+    for key, seed in (("seed", spec.seed), ("parameters.random.seed", spec.random.get("seed", 0))):
+        if not _whole(seed):
+            raise SweepError(f"{key} {seed!r} must be a whole number", hint=f"e.g. {key.split('.')[-1]}: 42")
     if spec.random:
         extra = set(spec.random) - {"seed", "draws", "params"}
-        if extra or not isinstance(spec.random.get("draws"), int) or spec.random["draws"] < 1:
-            raise SweepError("parameters.random needs draws (>= 1), params and optionally seed",
-                             hint="e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}")  # fmt: skip
+        example = "e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}"
+        if extra or not spec.random.get("params"):
+            raise SweepError("parameters.random needs draws (>= 1), params and optionally seed", hint=example)
+        draws = spec.random.get("draws")
+        if not _whole(draws) or draws < 1:
+            raise SweepError(f"parameters.random.draws {draws!r} must be a whole number >= 1", hint=example)
         for name, dist in (spec.random.get("params") or {}).items():
             _draw(name, dist, random.Random(0))  # validates the distribution
     for i, rule in enumerate(spec.exclude):
@@ -172,6 +220,10 @@ def _check(spec: SweepSpec) -> None:
             raise SweepError(f"exclude[{i}] {rule!r} must map swept parameter names to values",
                              hint=f"swept parameters: {', '.join(names) or 'none'}")  # fmt: skip
     _check_placeholders(spec.command, [*names, *TASK_FIELDS])
+    zipped = len(next(iter(spec.zip.values()))) if spec.zip else 1
+    grid = ", ".join(f"{k}: {len(v)}" for k, v in spec.grid.items()) or "none"
+    _check_count(f"the sweep (grid {grid}; zip {zipped}; draws {spec.random.get('draws', 1)}; repeats "
+                 f"{spec.repeats})", task_count(spec))  # fmt: skip
 
 
 def _check_placeholders(command: list[str], defined: list[str]) -> None:
@@ -190,13 +242,22 @@ def _check_placeholders(command: list[str], defined: list[str]) -> None:
 def _draw(name: str, dist: Any, rng: random.Random) -> Any:
     if isinstance(dist, dict) and len(dist) == 1:
         ((how, args),) = dist.items()
-        if how == "uniform" and isinstance(args, list) and len(args) == 2:
-            return _tidy(rng.uniform(float(args[0]), float(args[1])))
-        if how == "loguniform" and isinstance(args, list) and len(args) == 2 and float(args[0]) > 0:
-            lo, hi = math.log(float(args[0])), math.log(float(args[1]))
-            return _tidy(math.exp(rng.uniform(lo, hi)))
+        where = f"parameters.random.params.{name}: {how} {args}"
+        if how in ("uniform", "loguniform") and isinstance(args, list) and len(args) == 2:
+            lo, hi = _number(args[0]), _number(args[1])
+            if lo is None or hi is None:
+                raise SweepError(f"{where} needs two numbers", hint=f"e.g. {{{how}: [0.001, 0.1]}}")
+            if how == "uniform":
+                return _tidy(rng.uniform(lo, hi))
+            if lo <= 0 or hi <= 0:
+                raise SweepError(f"{where} needs bounds > 0 (it draws their logarithms)",
+                                 hint="e.g. {loguniform: [1.0e-5, 0.1]}, or {uniform: [a, b]} for bounds <= 0")  # fmt: skip
+            return _tidy(math.exp(rng.uniform(math.log(lo), math.log(hi))))
         if how == "randint" and isinstance(args, list) and len(args) == 2:
-            return rng.randint(int(args[0]), int(args[1]))
+            if not (_whole(args[0]) and _whole(args[1])) or args[0] > args[1]:
+                raise SweepError(f"{where} needs two whole numbers, low <= high (both can be drawn)",
+                                 hint="e.g. {randint: [1, 8]}")  # fmt: skip
+            return rng.randint(args[0], args[1])
         if how == "choice" and isinstance(args, list) and args:
             return rng.choice(args)
     raise SweepError(f"parameters.random.params.{name}: {dist!r} is not a distribution",
