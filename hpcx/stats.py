@@ -328,8 +328,11 @@ def mann_whitney(x: Sample, y: Sample) -> TestResult:
 
 
 def cohens_d(x: Sample, y: Sample) -> float:
-    """(mean x - mean y) / pooled SD (ddof=1 in each group); +-inf when both are constant but differ."""
+    """(mean x - mean y) / pooled SD (ddof=1 in each group); +-inf when both are constant but differ; nan
+    when the groups hold one value each (no SD to pool)."""
     n1, n2 = len(x), len(y)
+    if n1 + n2 < 3:
+        return math.nan
     pooled = math.sqrt(((n1 - 1) * std(x) ** 2 + (n2 - 1) * std(y) ** 2) / (n1 + n2 - 2))
     diff = mean(x) - mean(y)
     if pooled == 0:
