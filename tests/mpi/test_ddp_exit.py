@@ -63,6 +63,60 @@ def test_session_ends_only_when_its_communication_has_ended(tmp_path):
                     {"rank": 1, "completed": True, "busy": [], "sum": 2.0}]  # fmt: skip
 
 
+LATE_FREE = """
+import contextvars, gc, json, threading, time
+import torch, torch.distributed as dist
+from hpcx import runtime
+
+VAR = contextvars.ContextVar("value")
+freed = []
+
+
+class FreedSlowly:  # held only by the context copy a gloo work keeps: freed where and when the work is
+    def __del__(self, sleep=time.sleep, freed=freed, current=threading.current_thread):
+        sleep(1.0)  # without the GIL, as a gloo worker descheduled under load would be
+        freed.append(current().name)
+
+
+class SlowToFinalise:  # found by the collection Python makes while it finalises
+    def __del__(self, sleep=time.sleep):
+        sleep(2.0)
+
+
+with runtime.session(torch_backend="gloo") as ctx:
+    store = dist.PrefixStore("own", dist.distributed_c10d._get_default_store())
+    own = dist.ProcessGroupGloo(store, ctx.rank, ctx.size)  # a group that outlives destroy_process_group()
+    buf = torch.ones(4)
+    token = VAR.set(FreedSlowly())
+    x = torch.ones(3, requires_grad=True)
+    x.register_hook(lambda g: own.allreduce([buf]) and g)  # issued during backward, as DDP issues its buckets'
+    if ctx.rank == 1:
+        time.sleep(0.5)  # rank 0's work completes after rank 0 has left its session
+    (x * 2).sum().backward()
+    VAR.reset(token)  # from here the work's copy of the context is the value's only holder
+print(json.dumps({"rank": ctx.rank, "freed": freed}), flush=True)
+cycle = SlowToFinalise()
+cycle.me = cycle
+del cycle
+gc.disable()
+"""
+
+
+def test_a_gloo_worker_freeing_its_work_late_no_longer_aborts_the_rank(tmp_path):
+    """The exit abort made deterministic: a gloo work issued during backward is freed by gloo's worker thread
+    after the session ended (here slowly, through a context value with a slow finaliser) while Python takes
+    its time to finalise. Before, the worker took the GIL during finalisation and the rank died of SIGABRT
+    ("terminate called without an active exception"); now session() waits for the worker to be done."""
+    out = mpirun(2, "-c", LATE_FREE, timeout_s=120)
+    assert out.returncode == 0 and "terminate called" not in out.stderr, out.stderr[-3000:]
+    docs = sorted(
+        (json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")), key=lambda d: d["rank"]
+    )
+    assert [d["rank"] for d in docs] == [0, 1]
+    for d in docs:  # freed inside the session, by gloo's worker (a thread Python did not start)
+        assert len(d["freed"]) == 1 and d["freed"][0] != "MainThread", d
+
+
 STRESS_BUDGET_S = 90  # whole rounds only: a round that starts before the budget is spent runs to its end
 STRESS_AT_ONCE = 3  # three 2-rank jobs at a time: more ranks than cores, so gloo's threads wait for CPU
 
