@@ -56,6 +56,10 @@ def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any]]:
 def prepare(spec: SweepSpec, doc: dict[str, Any], site: Any, user: UserConfig | None,
             max_parallel: int | None = None) -> PreparedSweep:  # fmt: skip
     """Resolve and check the sweep's job like `hpcx submit`, expand its tasks and split them into arrays."""
+    from hpcx.sweeps import check_max_parallel
+
+    if max_parallel is not None:
+        check_max_parallel("--max-parallel", max_parallel, UsageError)  # an option: exit 2, as click's own checks
     unknown = set(spec.resources) - RESOURCE_KEYS
     if unknown:
         raise SweepError(f"unknown resource(s) {', '.join(sorted(unknown))} in the sweep spec",

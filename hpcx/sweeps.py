@@ -127,6 +127,14 @@ def _check_count(what: str, count: int) -> None:
                          hint="sweep fewer values, draws or repeats, or split the sweep into several specs")  # fmt: skip
 
 
+def check_max_parallel(what: str, value: Any, error: type[UsageError] = SweepError) -> None:
+    """At most ``value`` tasks at once: a whole number from 1 to MAX_TASKS (Slurm keeps an array's throttle in
+    32 bits and wraps a larger one around without a word: %4294967297 runs one task at a time)."""
+    if not _whole(value) or not 1 <= value <= MAX_TASKS:
+        raise error(f"{what} {value!r} must be a whole number from 1 to {MAX_TASKS} (no sweep has more tasks)",
+                         hint="e.g. 8 (at most 8 tasks run at once), or leave it out for no limit")  # fmt: skip
+
+
 def task_count(spec: SweepSpec) -> int:
     """How many tasks the sweep has before its exclude rules: grid product x zip length x draws x repeats."""
     zipped = len(next(iter(spec.zip.values()))) if spec.zip else 1
@@ -199,9 +207,8 @@ def _check(spec: SweepSpec) -> None:
     if not _whole(spec.repeats) or spec.repeats < 1:
         raise SweepError(f"parameters.repeats {spec.repeats!r} must be a whole number >= 1",
                          hint="e.g. repeats: 3 (each combination runs 3 times, each with its own seed)")  # fmt: skip
-    if spec.max_parallel is not None and (not _whole(spec.max_parallel) or spec.max_parallel < 1):
-        raise SweepError(f"max_parallel {spec.max_parallel!r} must be a whole number >= 1",
-                         hint="e.g. max_parallel: 8 (at most 8 tasks run at once), or leave it out for no limit")  # fmt: skip
+    if spec.max_parallel is not None:
+        check_max_parallel("max_parallel", spec.max_parallel)
     for key, seed in (("seed", spec.seed), ("parameters.random.seed", spec.random.get("seed", 0))):
         if not _whole(seed):
             raise SweepError(f"{key} {seed!r} must be a whole number", hint=f"e.g. {key.split('.')[-1]}: 42")
