@@ -263,10 +263,20 @@ def _init_torch_without_mpi(backend: str, timeout_s: float) -> tuple[Any, str, i
 
     env = detect()
     addr, port = _first_node_address(), _reserved_port()
-    dist.init_process_group(
-        backend, init_method=f"tcp://{addr}:{port}", rank=env.rank, world_size=env.size,
-        timeout=_dt.timedelta(seconds=timeout_s),
-    )  # fmt: skip
+    if env.rank == 0:
+        _check_own_address(addr, env.node)
+    try:
+        dist.init_process_group(
+            backend, init_method=f"tcp://{addr}:{port}", rank=env.rank, world_size=env.size,
+            timeout=_dt.timedelta(seconds=timeout_s),
+        )  # fmt: skip
+    except RuntimeError as exc:  # torch's DistNetworkError/DistStoreError: name the address and the fix
+        raise RuntimeFailure(
+            f"rank {env.rank} on node {env.node} cannot rendezvous with rank 0 at {addr}:{port}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            hint="set HPCX_MASTER_ADDR in the site's environment to an address of the first node that every node "
+            "reaches",
+        ) from exc
     group = (
         None if backend == "gloo" else dist.new_group(backend="gloo")
     )  # object collectives need a CPU group

@@ -106,3 +106,26 @@ def test_an_address_another_rank_cannot_reach_fails_at_once_naming_it(tmp_path):
     assert "set HPCX_MASTER_ADDR in the site's environment" in out.stderr
     assert elapsed < 20, f"{elapsed:.0f} s: the check is bounded, torch's own timeout here is 30 s"
 
+
+def test_without_mpi_a_wrong_address_is_named_with_the_node_and_the_fix(tmp_path):
+    # srun --resv-ports without MPI: each rank is a plain process with the step's variables.
+    from hpcx.freeport import free_port
+
+    port = free_port()
+    procs = []
+    for rank in (0, 1):
+        env = _env(SLURM_PROCID=str(rank), SLURM_STEP_NUM_TASKS="2", SLURM_LOCALID=str(rank), SLURM_NODEID="0",
+                   SLURM_STEP_NODELIST="n1", SLURM_STEP_TASKS_PER_NODE="2", SLURM_STEP_RESV_PORTS=str(port),
+                   SLURMD_NODENAME="n1", HPCX_MPI="0", GLOO_SOCKET_IFNAME="lo", HPCX_INIT_TIMEOUT_S="8",
+                   HPCX_MASTER_ADDR="192.0.2.99")  # fmt: skip
+        procs.append(subprocess.Popen([sys.executable, "-c", JOB], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))  # fmt: skip
+    t0 = time.monotonic()
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [1, 1], errs
+    assert "rank 0's rendezvous address 192.0.2.99 is not an address of its node n1" in errs[0], errs[0][
+        -2000:
+    ]
+    assert f"rank 1 on node n1 cannot rendezvous with rank 0 at 192.0.2.99:{port}" in errs[1], errs[1][-2000:]
+    assert all("set HPCX_MASTER_ADDR in the site's environment" in e for e in errs)
+    assert time.monotonic() - t0 < 60
