@@ -285,12 +285,12 @@ def with_profile(prep: Prepared, profile: bool | None) -> Prepared:
 
 def profile_env(prep: Prepared) -> dict[str, str]:
     """What the ranks find in their environment: with ``--profile`` (or ``defaults.profile: true``) hpcx.run
-    records the rank's profile and switches communication tracing on in the program it starts; with
-    ``--no-profile`` (or ``defaults.profile: false``) nothing records a profile; with no choice made the ranks
-    record their samples (memory, CPU time) without tracing."""
+    records the rank's profile and switches communication tracing on in the program it starts; with the
+    command line's ``--no-profile`` nothing records a profile; otherwise the ranks record their samples
+    (memory, CPU time) without tracing."""
     if prep.profile:
         return {"HPCX_PROFILE": "1", "HPCX_PROFILE_COMM": "1"}
-    return {"HPCX_PROFILE": "0"} if prep.sources.get("profile", "default") != "default" else {}
+    return {"HPCX_PROFILE": "0"} if prep.sources.get("profile") == "cli" else {}
 
 
 def _read_script(path: Path) -> str:
