@@ -54,7 +54,7 @@ def _set_elsewhere(res: Resources, keys: tuple[str, ...], origins: dict[str, Ori
     """A note naming where values of ``keys`` that the command line did not set came from."""
     values = {"mem": f"{res.mem_mb}M"}
     found = [
-        spell(k, values.get(k, getattr(res, k)), origins[k])
+        spell(k, values[k] if k in values else getattr(res, k), origins[k])  # Resources has mem_mb, not mem
         for k in keys
         if k in origins and origins[k][0] not in ("cli", "default", "auto")
     ]
