@@ -48,7 +48,8 @@ RESOURCE_OPTIONS = [
                       "$HPCX_PARAM_<NAME> (--set seed=1: $HPCX_VAR_SEED) (repeatable)."),
 ]  # fmt: skip
 PROFILE_HELP = ("Record each rank's profile and trace its MPI and torch.distributed calls into the run's "
-                "profile/ (default: the site's defaults.profile, else off).")  # fmt: skip
+                "profile/; --no-profile records nothing (default: the site's defaults.profile, else each "
+                "rank's samples without tracing).")  # fmt: skip
 _RESOURCE_KEYS = ("partition", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node", "mem", "time",
                   "account", "qos", "name")  # fmt: skip
 
