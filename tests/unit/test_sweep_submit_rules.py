@@ -1,0 +1,387 @@
+"""Submitting a sweep as the user sees it: the live limits it reads (MaxArraySize, MaxJobCount, the user's
+MaxSubmitJobs and queue), the arrays it submits (their --array, throttle, chaining, task offset and directory),
+the run directory it leaves, what a failure part-way leaves (nothing), and --retry-failed.
+
+`hpcx sweep` runs in this process against the test cluster's site file; the Slurm commands are small stand-ins
+on PATH that print what a cluster would and log how they were called (the real cluster is tested in
+tests/slurm/)."""
+
+import getpass
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from hpcx.cli import main
+from hpcx.sweep_submit import check_queue, live_limits
+from hpcx.sweeps import SweepError
+from tests.conftest import TESTBED_SITE
+
+ME = getpass.getuser()
+
+STUBS = {
+    "scontrol": 'case "$2" in config) cat "$D/config";; assoc_mgr) cat "$D/assoc";; esac',
+    "squeue": 'case "$*" in *%u*) cat "$D/users";; *) cat "$D/squeue";; esac',
+    "sacct": 'cat "$D/sacct"',
+    "sinfo": "exit 0",
+    "sacctmgr": "exit 0",
+    "scancel": 'echo "scancel $*" >> "$D/calls"',
+    "sbatch": """[ "$1" = --parsable ] || { echo "slurm 23.02.7"; exit 0; }
+exec 9> "$D/lock"; flock 9  # arrays are submitted concurrently: one job id each
+n=$(cat "$D/next"); echo $((n + 1)) > "$D/next"
+if [ "${HPCX_TASK_OFFSET:-}" = "$(cat "$D/fail_offset" 2>/dev/null)" ]; then
+  echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2; exit 1
+fi
+echo "sbatch $* | offset=${HPCX_TASK_OFFSET:-} id=$n cwd=$PWD" >> "$D/calls"; echo "$n\"""",
+}
+
+
+class Cluster:
+    """Stand-in Slurm commands; ``d`` holds what they print and ``calls`` what was asked of them."""
+
+    def __init__(self, d: Path) -> None:
+        self.d = d
+
+    def set(self, name: str, text: str) -> None:
+        (self.d / name).write_text(text)
+
+    def calls(self) -> list[str]:
+        path = self.d / "calls"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def job_ids(self) -> dict[int, str]:
+        """Task offset -> the job id sbatch gave that array (the last one, for retries)."""
+        out = {}
+        for line in self.calls():
+            if line.startswith("sbatch "):
+                env = dict(w.split("=", 1) for w in line.partition(" | ")[2].split())
+                out[int(env["offset"])] = env["id"]
+        return out
+
+    def sbatch(self) -> list[str]:
+        """Each sbatch call's options (without --parsable and the script) and its task offset."""
+        out = []
+        for line in self.calls():
+            if line.startswith("sbatch "):
+                args, _, env = line.partition(" | ")
+                words = [w for w in args.split()[1:-1] if w != "--parsable"]
+                out.append(" ".join(words) + " " + env.split()[0])
+        return out
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch) -> Cluster:
+    d = tmp_path / "slurm"
+    bindir = d / "bin"
+    bindir.mkdir(parents=True)
+    for name, body in STUBS.items():
+        path = bindir / name
+        path.write_text(f"#!/bin/bash\nD={d}\n{body}\n")
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    c = Cluster(d)
+    for name in ("config", "assoc", "users", "squeue", "sacct"):
+        c.set(name, "")
+    c.set("next", "100")
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    for var in [v for v in os.environ if v.startswith(("HPCX_", "SBATCH_", "SLURM_"))]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("HPCX_RUNS", str(tmp_path / "runs"))
+    (tmp_path / "runs").mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return c
+
+
+@pytest.fixture
+def hpcx(capsys):
+    def run(*args: str):
+        code = main(["--site", str(TESTBED_SITE), *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def write_spec(tasks: int = 10, extra: str = "") -> str:
+    path = Path.cwd() / "sweep.yaml"
+    path.write_text(
+        f"name: scan\ncommand: [t, '{{i}}']\nparameters: {{grid: {{i: {{range: [0, {tasks}]}}}}}}\n{extra}"
+    )
+    return str(path)
+
+
+def config(max_array=None, max_jobs=None) -> str:
+    lines = ["AccountingStorageType   = accounting_storage/slurmdbd"]
+    if max_array is not None:
+        lines.append(f"MaxArraySize            = {max_array}")
+    if max_jobs is not None:
+        lines.append(f"MaxJobCount             = {max_jobs}")
+    return "\n".join(lines) + "\n"
+
+
+def assoc(*records: tuple[str, str]) -> str:
+    """`scontrol show assoc_mgr flags=assoc` output: (user, MaxSubmitJobs) per association record."""
+    text = "Current Association Manager state\n\nAssociation Records\n\n"
+    text += "ClusterName=hpcxtest Account=root UserName= Partition= Priority=0 ID=1\n    MaxJobs= MaxSubmitJobs=3(0)\n"
+    for i, (user, cap) in enumerate(records):
+        text += (f"ClusterName=hpcxtest Account=a{i} UserName={user}(1000) Partition= Priority=0 ID={i + 2}\n"
+                 f"    GrpJobs=N(0) GrpJobsAccrue=N(0)\n    GrpSubmitJobs=N(0) GrpWall=N(0.00)\n"
+                 f"    MaxJobs= MaxJobsAccrue= MaxSubmitJobs={cap} MaxWallPJ=\n")  # fmt: skip
+    return text
+
+
+# -- the live limits ---------------------------------------------------------------------------------------
+
+
+def test_live_limits_are_read_from_the_cluster(cluster):
+    cluster.set("config", config(max_array=4, max_jobs=50) + "MaxStepCount            = 40000\n")
+    cluster.set("users", f"{ME}\n{ME}\nbob\n")
+    cluster.set("assoc", assoc((ME, "30(2)"), ("bob", "5(0)"), (ME, "20(2)"), (ME, "")))
+    assert live_limits("slurm") == {"MaxArraySize": 4, "MaxJobCount": 50, "queued_all": 3, "queued": 2,
+                                    "MaxSubmitJobs": 20}  # fmt: skip
+
+
+def test_a_cluster_without_limits_reports_only_its_queue(cluster):
+    cluster.set("users", "bob\n")
+    assert live_limits("slurm") == {"queued_all": 1, "queued": 0}
+
+
+def test_a_silent_cluster_leaves_the_checks_to_sbatch(cluster):
+    cluster.set("config", config(max_array=4))
+    (cluster.d / "bin" / "squeue").write_text(
+        "#!/bin/bash\necho 'squeue: error: slurmctld down' >&2; exit 1\n"
+    )
+    assert live_limits("slurm") == {"MaxArraySize": 4}
+    assert live_limits("local") == {}
+
+
+def test_another_users_max_submit_jobs_is_not_mine(cluster):
+    cluster.set("assoc", assoc(("bob", "5(0)"), (f"{ME}x", "6(0)")))
+    assert "MaxSubmitJobs" not in live_limits("slurm")
+
+
+@pytest.mark.parametrize("tasks, limits, words", [
+    (11, {"queued": 2, "MaxSubmitJobs": 12},
+     "the sweep has 11 tasks and you have 2 jobs queued, but your MaxSubmitJobs is 12; submit at most 10 tasks now"),
+    (1, {"queued": 15, "MaxSubmitJobs": 12}, "submit at most 0 tasks now"),
+    (11, {"queued_all": 40, "MaxJobCount": 50},
+     "the sweep has 11 tasks, but slurmctld holds at most 50 job records (MaxJobCount; every array task counts) "
+     "and holds 40 now; submit at most 10 tasks now, or wait for finished jobs to age out"),
+    (11, {"queued": 40, "MaxJobCount": 50}, "holds 40 now"),  # without the count of all jobs: the user's own
+    (1, {"queued_all": 60, "MaxJobCount": 50}, "submit at most 0 tasks now"),
+])  # fmt: skip
+def test_a_sweep_the_queue_cannot_take_is_refused_naming_the_limit(tasks, limits, words):
+    with pytest.raises(SweepError) as err:
+        check_queue(tasks, 1, limits)
+    assert words in str(err.value) and err.value.exit_code == 3
+
+
+@pytest.mark.parametrize("tasks, limits", [
+    (10, {"queued": 2, "MaxSubmitJobs": 12}),  # exactly at the limit
+    (10, {"queued_all": 40, "MaxJobCount": 50}),
+    (10, {"queued": 2, "queued_all": 40, "MaxSubmitJobs": 12, "MaxJobCount": 50}),
+    (10**6, {}),
+])  # fmt: skip
+def test_a_sweep_that_fits_the_queue_passes(tasks, limits):
+    check_queue(tasks, 1, limits)
+
+
+def test_the_queue_limits_stop_a_sweep_before_it_is_submitted(cluster, hpcx):
+    cluster.set("config", config(max_jobs=50))
+    cluster.set("users", "x\n" * 45)
+    code, out, err = hpcx("sweep", write_spec(10))
+    assert code == 3 and "slurmctld holds at most 50 job records" in err and "holds 45 now" in err
+    assert cluster.sbatch() == [] and os.listdir(os.environ["HPCX_RUNS"]) == []
+
+
+# -- the arrays submitted ----------------------------------------------------------------------------------
+
+
+def test_a_sweep_is_split_by_the_live_max_array_size_and_recorded(cluster, hpcx):
+    cluster.set("config", config(max_array=4))
+    code, out, err = hpcx("--json", "sweep", write_spec(10))
+    assert code == 0, err
+    doc = json.loads(out)
+    ids = cluster.job_ids()  # the arrays go to sbatch at once: any of them may get the first job id
+    assert (doc["tasks"], doc["arrays"], doc["job_ids"], doc["job_id"]) == (
+        10,
+        3,
+        [ids[0], ids[4], ids[8]],
+        ids[0],
+    )
+    assert sorted(ids.values()) == ["100", "101", "102"]
+    assert doc["partition"] == "debug" and doc["scheduler"] == "slurm"
+    assert sorted(cluster.sbatch()) == [
+        "--array=0-1 offset=8",
+        "--array=0-3 offset=0",
+        "--array=0-3 offset=4",
+    ]
+    assert all(f"cwd={Path.cwd()}" in line for line in cluster.calls())  # tasks start where the user was
+    run = Path(doc["run_dir"])
+    table = (run / "tasks.jsonl").read_text()
+    assert [json.loads(line)["params"]["i"] for line in table.splitlines()] == list(range(10))
+    sweep = json.loads((run / "manifest.json").read_text())["sweep"]
+    assert sweep["chunks"] == [[0, 4], [4, 4], [8, 2]] and sweep["max_array_size"] == 4
+    assert (sweep["tasks"], sweep["name"], sweep["max_parallel"]) == (10, "scan", None)
+    assert sweep["tasks_sha256"] == hashlib.sha256(table.encode()).hexdigest()
+    assert sweep["limits"]["MaxArraySize"] == 4
+    job = json.loads((run / "job.json").read_text())
+    assert job["kind"] == "sweep" and job["job_id"] == ids[0]
+    chunks = [(c["offset"], c["count"], c["job_id"]) for c in job["chunks"]]
+    assert chunks == [(0, 4, ids[0]), (4, 4, ids[4]), (8, 2, ids[8])]
+
+
+def test_the_sites_smaller_array_limit_wins_and_without_one_slurms_default(cluster, hpcx):
+    cluster.set("config", config(max_array=5000))  # the site file says 1001
+    code, out, err = hpcx("--json", "sweep", write_spec(1002), "--dry-run")
+    assert code == 0, err
+    assert json.loads(out)["arrays"] == ["0-1000", "0"]
+
+
+def test_max_parallel_throttles_each_array_and_chains_them(cluster, hpcx):
+    cluster.set("config", config(max_array=4))
+    code, out, err = hpcx("--json", "sweep", write_spec(10), "--max-parallel", "2")
+    assert code == 0, err
+    assert cluster.sbatch() == [
+        "--array=0-3%2 offset=0",
+        "--array=0-3%2 --dependency=afterany:100 offset=4",
+        "--array=0-1%2 --dependency=afterany:101 offset=8",
+    ]  # fmt: skip
+    assert (
+        json.loads((Path(json.loads(out)["run_dir"]) / "manifest.json").read_text())["sweep"]["max_parallel"]
+        == 2
+    )
+
+
+def test_the_specs_max_parallel_applies_and_the_option_overrides_it(cluster, hpcx):
+    cluster.set("config", config(max_array=4))
+    code, _, err = hpcx("sweep", write_spec(6, "max_parallel: 3\n"))
+    assert code == 0, err
+    assert cluster.sbatch() == ["--array=0-3%3 offset=0", "--array=0-1%3 --dependency=afterany:100 offset=4"]
+    code, out, _ = hpcx(
+        "--json", "sweep", write_spec(6, "max_parallel: 3\n"), "--dry-run", "--max-parallel", "1"
+    )
+    assert json.loads(out)["arrays"] == ["0-3%1", "0-1%1"]
+
+
+def test_one_array_is_one_sbatch(cluster, hpcx):
+    code, out, err = hpcx("sweep", write_spec(2))
+    assert code == 0, err
+    assert cluster.sbatch() == ["--array=0-1 offset=0"]
+    assert "submitted sweep " in out and ": 2 tasks as 1 array job(s) 100 (partition debug)" in out
+
+
+def test_a_failed_array_cancels_those_submitted_and_leaves_nothing(cluster, hpcx):
+    cluster.set("config", config(max_array=4))
+    cluster.set("fail_offset", "8")
+    code, out, err = hpcx("sweep", write_spec(10))
+    assert code == 1 and "QOSMaxSubmitJobPerUserLimit" in err
+    cancelled = [line for line in cluster.calls() if line.startswith("scancel")]
+    ids = cluster.job_ids()
+    assert cancelled == [f"scancel {' '.join(sorted([ids[0], ids[4]]))}"] and 8 not in ids
+    assert os.listdir(os.environ["HPCX_RUNS"]) == []
+
+
+def test_a_failed_chained_array_cancels_the_chain(cluster, hpcx):
+    cluster.set("config", config(max_array=4))
+    cluster.set("fail_offset", "4")
+    code, _, err = hpcx("sweep", write_spec(10), "--max-parallel", "1")
+    assert code == 1 and "QOSMaxSubmitJobPerUserLimit" in err
+    assert [line for line in cluster.calls() if line.startswith("scancel")] == ["scancel 100"]
+    assert len(cluster.sbatch()) == 1 and os.listdir(os.environ["HPCX_RUNS"]) == []
+
+
+@pytest.mark.parametrize("resources, words", [
+    ("resources: {colour: red}\n", "unknown resource(s) colour in the sweep spec; known: account, cpus_per_task"),
+    ("resources: {time: '{i}'}\n", "resources.time '{i}' uses {i}, but resources cannot vary within a sweep"),
+])  # fmt: skip
+def test_resources_a_sweep_cannot_take_are_refused(cluster, hpcx, resources, words):
+    code, _, err = hpcx("sweep", write_spec(2, resources))
+    assert code == 3 and words in err and cluster.sbatch() == []
+
+
+def test_the_sweeps_resources_and_name_reach_the_script(cluster, hpcx):
+    code, out, err = hpcx(
+        "--json", "sweep", write_spec(2, "resources: {time: 7, partition: batch}\n"), "--dry-run"
+    )
+    assert code == 0, err
+    script = json.loads(out)["script"]
+    assert "#SBATCH --time=00:07:00" in script and "#SBATCH --partition=batch" in script
+    assert "#SBATCH --job-name=scan" in script
+    code, out, _ = hpcx("--json", "sweep", write_spec(2, "resources: {name: other}\n"), "--dry-run")
+    assert "#SBATCH --job-name=other" in json.loads(out)["script"]
+
+
+# -- --retry-failed ----------------------------------------------------------------------------------------
+
+
+def sacct(rows: dict[str, str]) -> str:
+    return "".join(f"9{i}|{job}|{state}|0:0|1|n1|None\n" for i, (job, state) in enumerate(rows.items()))
+
+
+def test_retry_failed_resubmits_the_tasks_that_did_not_complete_in_their_arrays(cluster, hpcx):
+    cluster.set("config", config(max_array=4))
+    code, out, err = hpcx("--json", "sweep", write_spec(10))
+    assert code == 0, err
+    run_id, first = json.loads(out)["run_id"], cluster.job_ids()
+    done = {f"{first[o]}_{i}": "COMPLETED" for o, n in ((0, 4), (4, 4), (8, 2)) for i in range(n)}
+    states = {**done, f"{first[0]}_1": "FAILED", f"{first[0]}_2": "TIMEOUT", f"{first[4]}_3": "CANCELLED",
+              f"{first[8]}_0": "OUT_OF_MEMORY"}  # fmt: skip
+    cluster.set("sacct", sacct(states))
+    (cluster.d / "calls").write_text("")
+    code, out, err = hpcx("sweep", "--retry-failed", run_id)
+    assert code == 0, err
+    again = cluster.job_ids()
+    assert out.strip() == (f"resubmitted 4 task(s) of {run_id} (1 cancelled, 1 failed, 1 out_of_memory, 1 timeout) "
+                           f"as job(s) {again[0]}, {again[4]}, {again[8]}")  # fmt: skip
+    assert sorted(cluster.sbatch()) == ["--array=0 offset=8", "--array=1,2 offset=0", "--array=3 offset=4"]
+    job = json.loads((Path(os.environ["HPCX_RUNS"]) / run_id / "job.json").read_text())
+    retried = [(c["offset"], c["count"], c.get("indices")) for c in job["chunks"][3:]]
+    assert retried == [(0, 2, [1, 2]), (4, 1, [3]), (8, 1, [0])]
+
+    # The retried tasks completed: nothing is left to resubmit, and the states count every task once.
+    cluster.set("sacct", sacct({**done, f"{again[0]}_1": "COMPLETED", f"{again[0]}_2": "COMPLETED",
+                                f"{again[4]}_3": "COMPLETED", f"{again[8]}_0": "COMPLETED"}))  # fmt: skip
+    code, out, _ = hpcx("--json", "sweep", "--retry-failed", run_id)
+    doc = json.loads(out)
+    assert (doc["retried"], doc["job_ids"], doc["states"]) == ([], [], {"COMPLETED": 10})
+
+
+def test_retry_failed_with_a_throttle_chains_the_retries(cluster, hpcx):
+    cluster.set("config", config(max_array=4))
+    code, out, _ = hpcx("--json", "sweep", write_spec(8), "--max-parallel", "2")
+    run_id = json.loads(out)["run_id"]
+    cluster.set(
+        "sacct", sacct({f"100_{i}": "FAILED" for i in range(4)} | {f"101_{i}": "NODE_FAIL" for i in range(4)})
+    )
+    (cluster.d / "calls").write_text("")
+    code, out, err = hpcx("--json", "sweep", "--retry-failed", run_id)
+    assert code == 0, err
+    assert cluster.sbatch() == [
+        "--array=0,1,2,3%2 offset=0",
+        "--array=0,1,2,3%2 --dependency=afterany:102 offset=4",
+    ]
+    assert json.loads(out)["retried_states"] == {"FAILED": 4, "NODE_FAIL": 4}
+
+
+def test_tasks_still_pending_or_running_are_not_retried(cluster, hpcx):
+    code, out, _ = hpcx("--json", "sweep", write_spec(3))
+    run_id = json.loads(out)["run_id"]
+    cluster.set("squeue", "100_0|RUNNING|None|n1|0:0|0:05|\n100_[1-2]|PENDING|Priority|||0:00|\n")
+    code, out, err = hpcx("--json", "sweep", "--retry-failed", run_id)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["retried"] == [] and doc["states"] == {"RUNNING": 1, "PENDING": 2}
+    assert len(cluster.sbatch()) == 1  # only the sweep itself
+
+
+def test_retry_failed_of_a_run_that_is_not_a_sweep_is_refused(cluster, hpcx, tmp_path):
+    run = Path(os.environ["HPCX_RUNS"]) / "20260101-000000-aaaaaa"
+    run.mkdir()
+    (run / "job.json").write_text(json.dumps({"scheduler": "slurm", "job_id": "42"}))
+    code, _, err = hpcx("sweep", "--retry-failed", "20260101")
+    assert code == 2 and "run 20260101-000000-aaaaaa is not a sweep; --retry-failed takes the run id" in err
