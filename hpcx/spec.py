@@ -10,8 +10,10 @@ from hpcx.errors import UsageError
 
 # Values that end up on an #SBATCH line must be single plain tokens: no spaces, quotes or newlines.
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:@-]*$")
-_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
-_MEM = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)B?$", re.IGNORECASE)
+# ASCII digits only, whole numbers only, B only after a unit: what sbatch itself accepts (an own script's values
+# reach sbatch as written, so hpcx must refuse what sbatch would).
+_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$", re.ASCII)
+_MEM = re.compile(r"^(\d+)(?:([KMGT])B?)?$", re.IGNORECASE | re.ASCII)
 _MEM_FACTOR_MB = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
 
 RESOURCE_FIELDS = (
@@ -120,7 +122,7 @@ def format_time(minutes: int) -> str:
 
 
 def parse_mem_mb(text: str | int, *, origin: Origin | None = None) -> int:
-    """Parse a memory size ("4000", "4000M", "4G", "1.5G") into whole MB (Slurm's unit), rounded up."""
+    """Parse a memory size ("4000", "4000M", "4G", "4GB") into whole MB (Slurm's unit), rounded up."""
     if isinstance(text, int):
         return _positive("mem", text, "MB", origin)
     m = _MEM.match(str(text).strip())
@@ -129,7 +131,7 @@ def parse_mem_mb(text: str | int, *, origin: Origin | None = None) -> int:
             f"{spell('mem', repr(text), origin)} is not a memory size",
             hint=f"use e.g. {example('mem', '4000M', origin)} or 4G",
         )
-    value = float(m.group(1)) * _MEM_FACTOR_MB[m.group(2).upper()]
+    value = int(m.group(1)) * _MEM_FACTOR_MB[(m.group(2) or "").upper()]
     return _positive("mem", int(-(-value // 1)), "MB", origin)
 
 
