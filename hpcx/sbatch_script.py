@@ -76,10 +76,12 @@ def _normalise(found: ScriptDirectives) -> ScriptDirectives:
     opts = found.options
     if "ntasks" in opts:
         raw = opts.pop("ntasks")
-        if not raw.isdigit() or int(raw) < 1:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
             raise UsageError(f"#SBATCH --ntasks={raw} is not a whole number", hint="e.g. #SBATCH -n 4")
         found.ntasks = int(raw)
-        nodes = int(opts.get("nodes", "1").split("-")[0])
+        first = opts.get("nodes", "1").split("-")[0]
+        # A bad node count is refused later, naming it (not here as a ValueError or a division by zero).
+        nodes = int(first) if first.isascii() and first.isdigit() and int(first) > 0 else 1
         opts.setdefault("ntasks_per_node", str(-(-found.ntasks // nodes)))
     if "gres" in opts:
         gres = opts.pop("gres")
