@@ -329,14 +329,19 @@ def run_cmd(python: str, prep: Prepared) -> Shell:
     return Shell(words + " --")
 
 
+SIGNAL_LEAD_MAX_S = 65535  # sbatch: "Invalid --signal specification" above this
+
+
 def preempt_settings(prep: Prepared) -> dict[str, Any]:
     """Which signal Slurm sends before the time limit, and how early: --set signal_lead_s=N (default 180 s, at
-    most half the time limit; Slurm checks about every 30 s)."""
+    most half the time limit; Slurm checks about every 30 s, and sbatch refuses a --signal time over 65535 s)."""
     limit_s = prep.spec.resources.time_min * 60
     raw = prep.spec.variables.get("signal_lead_s", "180")
-    if not raw.isdigit() or int(raw) < 30:
+    if not (raw.isascii() and raw.isdigit()) or not 30 <= int(raw) <= SIGNAL_LEAD_MAX_S:
         raise UsageError(
-            f"--set signal_lead_s={raw} must be whole seconds, at least 30 (Slurm checks every ~30 s)"
+            f"--set signal_lead_s={raw} must be whole seconds, at least 30 (Slurm checks every ~30 s) and at most "
+            f"{SIGNAL_LEAD_MAX_S} (sbatch's --signal limit)",
+            hint="e.g. --set signal_lead_s=300",
         )
     return {"signal": "USR2", "lead_s": min(int(raw), limit_s // 2)}
 
