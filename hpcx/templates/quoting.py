@@ -32,7 +32,7 @@ def quote(value: object) -> Shell:
         raise UsageError(
             f"value {text[:40]!r} contains a NUL byte", hint="remove it; a shell cannot carry one"
         )
-    if text and _SAFE.match(text):
+    if text and _SAFE.fullmatch(text):  # fullmatch: $ would let a trailing newline through unquoted
         return Shell(text)
     if all(c.isprintable() for c in text):
         return Shell(shlex.quote(text))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hpcx.errors import UsageError
@@ -54,6 +54,7 @@ def _through_bash(words: list[str], tmp_path, locale: str) -> list[bytes]:
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(WORD, min_size=1, max_size=40))
+@example(["plain\n"])  # plain but for a trailing newline, which quote() once let through
 def test_any_string_reaches_argv_byte_for_byte(tmp_path_factory, words):
     tmp_path = tmp_path_factory.mktemp("q")
     for word in words:
@@ -64,7 +65,7 @@ def test_any_string_reaches_argv_byte_for_byte(tmp_path_factory, words):
 
 
 def test_the_hard_characters_each_reach_argv(tmp_path):
-    words = HARD + ["".join(HARD), "-n", "", " ", "a'b", "$'x'", "\\x41", "\x01\x01"]
+    words = HARD + ["".join(HARD), "-n", "", " ", "a'b", "$'x'", "\\x41", "\x01\x01", "plain\n", "0\n", "a\r"]
     assert _through_bash(words, tmp_path, "C.UTF-8") == [_argv_bytes(w) for w in words]
 
 

@@ -22,6 +22,8 @@ from hpcx.templates import Shell, join_argv, quote
         ("$HOME", "'$HOME'"),
         ("naïve ☃", "'naïve ☃'"),  # printable text keeps its characters
         ("a\nb", "$'a\\nb'"),  # a line break can never start a new line of the script
+        ("plain\n", "$'plain\\n'"),  # also at the end of an otherwise plain token
+        ("0\n", "$'0\\n'"),
         ("\n#SBATCH --wrap=x", "$'\\n#SBATCH --wrap=x'"),
         ("a\tb\r", "$'a\\tb\\r'"),
         ("it's\n", "$'it\\'s\\n'"),
