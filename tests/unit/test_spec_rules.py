@@ -13,6 +13,7 @@ from hpcx.spec import (
     Resources,
     build_resources,
     check_token,
+    format_time,
     parse_array,
     parse_count,
     parse_mem_mb,
@@ -339,3 +340,17 @@ def test_a_job_spec_is_plain_json_data():
     assert (
         JobSpec(doc["kind"], Resources(**doc["resources"]), tuple(doc["command"]), doc["variables"]) == spec
     )
+
+
+def test_a_jobs_totals_multiply_its_per_node_counts():
+    res = Resources(nodes=3, ntasks_per_node=2, cpus_per_task=5)
+    assert (res.ntasks, res.cpus_per_node) == (6, 10)
+
+
+@pytest.mark.parametrize(
+    "minutes, text",
+    [(1, "00:01:00"), (59, "00:59:00"), (61, "01:01:00"), (1439, "23:59:00"), (1440, "1-00:00:00"),
+     (1441, "1-00:01:00"), (2 * 1440 + 10 * 60 + 5, "2-10:05:00"), (100 * 1440, "100-00:00:00")],
+)  # fmt: skip
+def test_limits_are_written_the_way_slurm_writes_them(minutes, text):
+    assert format_time(minutes) == text
