@@ -75,8 +75,11 @@ def runs_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def hpcx(runs_root: Path) -> Hpcx:
-    """The CLI with the builtin local site and a private runs root."""
-    return Hpcx(_base_env(runs_root))
+    """The CLI with the builtin local site (named: without a site file hpcx would take the live cluster) and a
+    private runs root."""
+    env = _base_env(runs_root)
+    env["HPCX_SITE"] = "local"
+    return Hpcx(env)
 
 
 def _testbed_healthy() -> bool:

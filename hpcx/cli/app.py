@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import click
 
 from hpcx import __version__
 from hpcx.config import UserConfig, load_user_config
-from hpcx.site import Site, load_site, runs_root, site_source
+from hpcx.site import Site, SiteChoice, choose_site, runs_root, site_source
 
 JSON_VERSION = 1
 
@@ -26,7 +27,7 @@ class Ctx:
     cli_site: str | None
     json: bool
     _user: UserConfig | None = field(default=None, repr=False)
-    _site: Site | None = field(default=None, repr=False)
+    _choice: SiteChoice | None = field(default=None, repr=False)
 
     @property
     def user(self) -> UserConfig:
@@ -35,27 +36,30 @@ class Ctx:
         return self._user
 
     @property
-    def site_choice(self) -> tuple[str | None, str]:
-        """The site file in use and the layer that chose it."""
-        return site_source(self.cli_site, self.user.site)
+    def chosen(self) -> SiteChoice:
+        """The site in use, the layer that chose it and why (a site file, else the live cluster, else local)."""
+        if self._choice is None:
+            self._choice = choose_site(self.cli_site, self.user.site)
+        return self._choice
 
     @property
     def site_path(self) -> str | None:
-        return self.site_choice[0]
+        """The site file named by --site, HPCX_SITE, the user config or a system-wide file; None without one."""
+        return site_source(self.cli_site, self.user.site)[0]
 
     @property
     def site_origin(self) -> str:
-        return self.site_choice[1]
+        return self.chosen.origin
 
     @property
     def site(self) -> Site:
-        if self._site is None:
-            self._site = load_site(self.site_choice[0])
-        return self._site
+        return self.chosen.site
 
     @property
     def runs_root(self) -> tuple[Path, str]:
-        return runs_root(self.site, self.user.runs_root)
+        # HPCX_RUNS or the user config decide without the site: `hpcx status` asks Slurm nothing to find runs.
+        decided = os.environ.get("HPCX_RUNS") or self.user.runs_root
+        return runs_root(None if decided else self.site, self.user.runs_root)
 
     def emit(self, kind: str, doc: dict[str, Any], text: Callable[[dict[str, Any]], str]) -> None:
         """Print ``doc`` as one versioned JSON document (--json) or as text for a person."""
@@ -139,7 +143,8 @@ class LazyGroup(click.Group):
     "--site",
     "site_path",
     metavar="FILE",
-    help="Site file (default: $HPCX_SITE, else the builtin local site).",
+    help="Site file, or 'local' for the builtin local site (default: $HPCX_SITE, the user config's site, "
+    "/etc/hpcx/site.yaml, else the live Slurm cluster, else local).",
 )
 @click.option("--json", "as_json", is_flag=True,
               help="Print one versioned JSON document on stdout (errors too; one per line while streaming). "

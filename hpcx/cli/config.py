@@ -25,16 +25,19 @@ def config() -> None:
 @pass_ctx
 def config_show(obj: Ctx) -> None:
     """Every resolved value with its source: cli > env (HPCX_*) > user config > site > builtin; then the
-    template directories in search order."""
+    template directories in search order. The first line names the site in use and how it was chosen
+    (--site, HPCX_SITE, user config, system-wide file, else the live cluster, else the builtin local site)."""
     from hpcx.templates import search_path  # Jinja: not for `hpcx completion`
 
-    site_path, site_origin = obj.site_choice
+    chosen = obj.chosen
+    site_value = chosen.path if chosen.origin != "cluster" else chosen.site.source
     root, root_source = obj.runs_root
     values, sources = layered(
         [("env", env_defaults()), ("user", obj.user.defaults), ("site", obj.site.defaults)]
     )
     rows = [
-        {"key": "site", "value": site_path or "builtin local site", "source": site_origin},
+        {"key": "site", "value": site_value or "builtin local site", "source": chosen.origin,
+         "note": chosen.describe()},
         {"key": "user_config", "value": str(obj.user.path or user_config_path()),
          "source": "found" if obj.user.path else "absent"},
         {"key": "runs_root", "value": str(root), "source": root_source},
@@ -47,8 +50,8 @@ def config_show(obj: Ctx) -> None:
     # Where job templates are searched, in order; only site and builtin ones may change the site's locked blocks.
     rows += [{"key": "template_dir", "value": str(d), "source": layer}
              for d, layer in search_path(obj.site.template_dirs, obj.user.template_dirs)]  # fmt: skip
-    obj.emit("config", {"values": rows}, lambda d: "\n".join(
-        f"{r['key']:<18} {str(r['value']):<48} ({r['source']})" for r in d["values"]))  # fmt: skip
+    obj.emit("config", {"values": rows}, lambda d: "\n".join([chosen.describe(), *(
+        f"{r['key']:<18} {str(r['value']):<48} ({r['source']})" for r in d["values"])]))  # fmt: skip
 
 
 @cli.command()

@@ -176,6 +176,8 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...]
     from hpcx.submission import with_profile
 
     prep = with_profile(_prepare(obj, kind, command, opts, after), profile)
+    if not obj.json:  # which site, and how it was chosen (a live cluster, the local site), before the result
+        click.echo(obj.chosen.describe(), err=True)
     prep.inputs = inputs
     root = obj.runs_root[0]
     if dry_run:

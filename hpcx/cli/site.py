@@ -11,7 +11,7 @@ import click
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.errors import ConfigError, UsageError
 from hpcx.fsutil import atomic_write
-from hpcx.site import Site, discover, load_site
+from hpcx.site import LOCAL_SITE, Site, discover, load_site
 from hpcx.site.drift import Drift, compare_sites
 
 
@@ -103,7 +103,7 @@ def _write(path: Path, text: str) -> None:
 @pass_ctx
 def site_diff(obj: Ctx) -> None:
     """Compare the site file (--site / HPCX_SITE) with the live cluster; exit 1 when they differ, like diff."""
-    if obj.site_path is None:
+    if obj.site_path in (None, LOCAL_SITE):  # the live cluster is what it is compared with; local is no file
         raise ConfigError("no site file to compare", hint="pass --site FILE or set HPCX_SITE")
     mine = load_site(obj.site_path)  # a broken site file fails before Slurm is asked anything
     live = discover.site_from_doc(discover.draft_site_doc(discover.read_cluster()), source="cluster")

@@ -7,8 +7,13 @@ Per-node limits are the minimum over a partition's nodes, so a request that fits
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import shutil
+import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,8 +21,9 @@ from typing import Any
 
 import yaml
 
-from hpcx import _proc
+from hpcx import __version__, _proc
 from hpcx.errors import CommandError, SchedulerError, UsageError
+from hpcx.fsutil import atomic_write, cache_dir
 from hpcx.site.checks import cross_check
 from hpcx.site.model import Site, build_site
 from hpcx.site.schema import validate
@@ -31,6 +37,9 @@ ACCOUNTS_ARGV = ("sacctmgr", "-nP", "show", "account", "format=Account")
 QUERY_TIMEOUT_S = 30.0
 # slurmdbd is optional: a slow or missing one must not hold up discovery for long.
 ACCOUNTING_TIMEOUT_S = 10.0
+# Without a site file: how long the live cluster's site is reused, and how long a command waits for Slurm.
+LIVE_CACHE_S = 300.0
+LIVE_TIMEOUT_S = 20.0
 
 _UNSET = ("", "(null)", "none", "n/a")
 _TIME_LIKE = re.compile(r"^[0-9][0-9:-]*$")
@@ -320,6 +329,53 @@ def site_from_doc(doc: dict[str, Any], *, source: str) -> Site:
 
 
 # --- I/O: the only part that talks to Slurm --------------------------------------------------------------------
+
+
+def live_site(ttl_s: float = LIVE_CACHE_S) -> tuple[Site | None, str]:
+    """The live Slurm cluster as a site, and how it was found; (None, why not) where no Slurm answers.
+
+    The drafted document is cached for ``ttl_s`` in the user's own cache directory (mode 0600; never where
+    others read it), keyed by host, Slurm client and SLURM_CONF, so commands in a row ask Slurm once.
+    """
+    sinfo = shutil.which(SINFO_ARGV[0])
+    if sinfo is None:
+        return None, "no site file, and no Slurm here: sinfo is not on PATH"
+    cache = _live_cache_path(sinfo)
+    doc = _read_live_cache(cache, ttl_s)
+    how = f"no site file; discovered from Slurm within the last {ttl_s / 60:g} min"
+    if doc is None:
+        try:
+            doc = draft_site_doc(read_cluster(LIVE_TIMEOUT_S))
+        except SchedulerError as exc:  # CommandError too: the controller is down or does not answer
+            return None, f"no site file, and Slurm does not answer: {str(exc).splitlines()[0]}"
+        how = "no site file; discovered from Slurm now"
+        _write_live_cache(cache, doc)
+    return site_from_doc(doc, source=f"live cluster {doc['name']}"), how
+
+
+def _live_cache_path(sinfo: str) -> Path | None:
+    base = cache_dir()
+    if base is None:
+        return None
+    key = "\0".join((__version__, socket.gethostname(), sinfo, os.environ.get("SLURM_CONF", "")))
+    return base / f"live-site-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def _read_live_cache(path: Path | None, ttl_s: float) -> dict[str, Any] | None:
+    try:
+        saved = json.loads(path.read_text()) if path is not None else None
+        fresh = saved is not None and 0 <= time.time() - float(saved["saved_at"]) < ttl_s
+        return saved["doc"] if fresh else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, damaged or foreign: ask Slurm again
+
+
+def _write_live_cache(path: Path | None, doc: dict[str, Any]) -> None:
+    if path is not None:
+        try:
+            atomic_write(path, json.dumps({"saved_at": time.time(), "doc": doc}), mode=0o600)
+        except OSError:
+            pass  # a cache that cannot be written only costs the next command a query
 
 
 def read_cluster(timeout_s: float = QUERY_TIMEOUT_S) -> ClusterState:
