@@ -140,6 +140,8 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
     if request.script is not None and "name" not in values:  # sbatch's default: the script's file name (the
         passed.append(f"--job-name={request.script.name}")  # run's copy is job.sbatch, so it is said here)
         values["name"], sources["name"] = _script_name(request.script), "default"
+    elif "name" not in values:  # squeue and sacct show what runs, not a column of 'hpcx'
+        values["name"], sources["name"] = default_job_name(request.command), "default"
     node_range = None
     if script_text is not None and _NODE_RANGE.match(str(values.get("nodes", ""))):
         node_range = str(values["nodes"])  # --nodes=MIN-MAX: the job must fit on MIN nodes
@@ -215,6 +217,42 @@ def _passed_options(values: dict[str, Any], sources: dict[str, str]) -> list[str
     leaves open. The script's own directives reach Slurm untouched."""
     return [f"{_SBATCH_OPTION[k]}={v}" for k, v in values.items()
             if k in _SBATCH_OPTION and sources.get(k) in ("cli", "env", "user", "site")]  # fmt: skip
+
+
+JOB_NAME_MAX = 40  # Slurm takes far longer names, but squeue's and sacct's columns show only the start
+_INTERPRETER = re.compile(r"^(python[0-9.]*|pypy[0-9.]*|bash|sh|zsh|Rscript|julia|perl|ruby|node)$")
+_INTERPRETER_VALUE_OPTIONS = ("-X", "-W", "-Q", "-e")  # options whose value is the next word
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def default_job_name(command: tuple[str, ...] | list[str]) -> str:
+    """The job name when none is given (-J, #SBATCH -J): the program the command runs, as a person names it:
+    ``python train.py`` -> ``train``, ``python -m pkg.mod`` -> ``mod``, ``./job.sh`` -> ``job``; made a plain
+    name of at most JOB_NAME_MAX characters (anything else becomes ``_``), ``hpcx`` when nothing is left."""
+    words = list(command)
+    while words and _ASSIGNMENT.match(words[0]):  # FOO=1 python train.py
+        words.pop(0)
+    program = Path(words[0]).name if words else ""
+    if _INTERPRETER.match(program):
+        rest = words[1:]
+        while rest and rest[0].startswith("-") and rest[0] != "-":
+            opt = rest.pop(0)
+            if opt == "-m" or (opt.startswith("-m") and not opt.startswith("--")):
+                module = opt[2:] or (rest[0] if rest else "")
+                return _plain_job_name(module.rsplit(".", 1)[-1])
+            if opt == "-c":
+                return _plain_job_name(program)  # inline code has no name of its own
+            if opt in _INTERPRETER_VALUE_OPTIONS and rest:
+                rest.pop(0)
+        if rest:
+            program = Path(rest[0]).name
+    return _plain_job_name(Path(program).stem if "." in program.lstrip(".") else program)
+
+
+def _plain_job_name(name: str) -> str:
+    """``name`` as a plain token (letters, digits and . _ + : @ -, a letter or digit first), cut to length."""
+    plain = re.sub(r"[^A-Za-z0-9._+:@-]+", "_", name).lstrip("._+:@-")[:JOB_NAME_MAX].rstrip("._+:@-")
+    return plain or "hpcx"
 
 
 def _script_name(script: Path) -> str:
