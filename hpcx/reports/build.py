@@ -26,6 +26,7 @@ from hpcx.records import (
 from hpcx.reports.accounting import summarize_accounting
 from hpcx.reports.advice import advise
 from hpcx.reports.comm import summarize_comm
+from hpcx.reports.once import source_status
 from hpcx.reports.sharing import is_jobs_own, mark_shared, sharing_of
 from hpcx.reports.timelines import carbon, node_details, profiler_cost, regions
 from hpcx.runs import Run
@@ -315,6 +316,7 @@ def build_report(
         "ranks": ranks,
         "io": summarize_io(profile, [r["rank"] for r in ranks], since),
         "nodes": nodes,
+        "source_status": source_status(nodes),
         "comm": comm,
         "node_timelines": list(details.values()),
         "regions": region_doc,

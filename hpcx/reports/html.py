@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hpcx.reports.advice import gib, hms
+from hpcx.reports.once import unavailable_energy
 from hpcx.reports.terminal import comm_energy_text, count, param_text, pct, size, task_params
 
 MAX_NODE_LINES = 12  # more nodes than this are drawn as their median with the min-max band
@@ -405,8 +406,10 @@ def _energy(report: dict[str, Any]) -> str:
                 status = f"measured; {e['scope']}: not the job's" if "scope" in e else "measured"
                 rows.append([n["node"], name, (f"{e['energy_j'] / 1000:.3f}", e["energy_j"]), e["method"],
                              pct(e.get("coverage")), status])  # fmt: skip
-            else:
-                rows.append([n["node"], name, "", "", "", f"unavailable: {e.get('reason', '')}"])
+    for where, reasons in unavailable_energy(
+        report.get("nodes") or []
+    ):  # each reason once, for all its nodes
+        rows += [[where, names, "", "", "", f"unavailable: {why}"] for names, why in reasons]
     if rows:
         out = [_table(["node", "source", "kJ", "method", "coverage", "status"], rows)]
     elif report.get("tasks"):

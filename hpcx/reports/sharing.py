@@ -5,6 +5,7 @@ job's on the node, so on a shared node that energy is not the job's own. Pure ov
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -32,6 +33,32 @@ def expand_nodelist(text: str) -> list[str]:
             lo, hi = r.group(1), r.group(2) or r.group(1)
             names += [f"{prefix}{i:0{len(lo)}d}{suffix}" for i in range(int(lo), int(hi) + 1)]
     return names
+
+
+def compress_nodelist(names: Iterable[str]) -> str:
+    """Node names as Slurm writes them: ``n1 n2 n3 n7 gpu01`` -> ``n[1-3,7],gpu01`` (the inverse of
+    :func:`expand_nodelist`; names that share a prefix and a number's width go in one bracket)."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    plain: list[str] = []
+    for name in dict.fromkeys(names):
+        m = re.fullmatch(r"(.*?)(\d+)", name)
+        if m:
+            groups.setdefault((m.group(1), len(m.group(2))), []).append(int(m.group(2)))
+        else:
+            plain.append(name)
+    parts = []
+    for (prefix, width), numbers in groups.items():
+        numbers = sorted(set(numbers))
+        if len(numbers) == 1:
+            parts.append(f"{prefix}{numbers[0]:0{width}d}")
+            continue
+        ranges = []
+        for _, run in itertools.groupby(enumerate(numbers), lambda p: p[1] - p[0]):
+            nums = [v for _, v in run]
+            lo, hi = f"{nums[0]:0{width}d}", f"{nums[-1]:0{width}d}"
+            ranges.append(lo if lo == hi else f"{lo}-{hi}")
+        parts.append(f"{prefix}[{','.join(ranges)}]")
+    return ",".join([*parts, *plain])
 
 
 def _top_level_parts(text: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpcx.reports.advice import gib, hms
+from hpcx.reports.once import unavailable_energy
 
 
 def pct(x: float | None) -> str:
@@ -207,23 +208,19 @@ def _energy_lines(nodes: list[dict[str, Any]], s: dict[str, Any] | None = None) 
     elif s and s.get("energy_j") is not None and not nodes:  # an array's tasks, each with its own nodes
         lines.append(f"  energy: {s['energy_j']:.0f} J = {s['energy_kwh']:.6f} kWh (the tasks' measured "
                      "counters summed; hpcx report RUN --task N for one task's nodes)")  # fmt: skip
-    unavailable: dict[tuple[str, str], list[str]] = {}  # (reason, sources) -> nodes
     for n in nodes:
-        parts, missing = [], {}
+        parts = []
         for name, e in n["energy"].items():
-            if e["status"] == "unavailable":
-                missing.setdefault(e["reason"], []).append(name)
-            else:
+            if e["status"] != "unavailable":
                 scope = f"; {e['scope']}: not the job's" if "scope" in e else ""
                 parts.append(f"{name} {e['energy_j'] / 1000:.2f} kJ ({e['method']}, {pct(e['coverage'])} "
                              f"covered{scope})")  # fmt: skip
-        for reason, names in missing.items():
-            unavailable.setdefault((reason, ", ".join(names)), []).append(str(n["node"]))
         if parts:
             lines.append(f"  energy {n['node']}: {'; '.join(parts)}")
-    for (reason, names), where in unavailable.items():
-        on = f"all {len(where)} nodes" if len(where) == len(nodes) and len(nodes) > 4 else ", ".join(where)
-        lines.append(f"  energy {names} unavailable on {on}: {reason}")
+    for where, reasons in unavailable_energy(nodes):  # one line per set of nodes, each reason once
+        lines.append(
+            f"  energy: unavailable on {where}: " + "; ".join(f"{names}: {why}" for names, why in reasons)
+        )
     return lines
 
 

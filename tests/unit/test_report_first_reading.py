@@ -93,7 +93,10 @@ def test_an_unavailable_counter_is_explained_once_for_all_nodes(tmp_path):
         _rapl_node(run, node, package_j=None)
     text = render_text(build_report(run))
     assert text.count("no RAPL zones under /sys/x") == 1 and text.count("no NVIDIA driver on this node") == 1
-    assert "  energy cpu_package, dram unavailable on n1, n2: no RAPL zones under /sys/x" in text.splitlines()
+    assert (
+        "  energy: unavailable on n[1-2]: cpu_package, dram: no RAPL zones under /sys/x; gpu: no NVIDIA driver on "
+        "this node" in text.splitlines()
+    )
 
 
 def test_a_short_job_gets_the_samplers_seconds_not_a_share(tmp_path):

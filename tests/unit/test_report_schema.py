@@ -11,7 +11,7 @@ from tests.unit.test_report import make_run, sacct, write_comm, write_rank
 
 SCHEMA = json.loads((REPO / "docs" / "report-schema.json").read_text())
 TOP_KEYS = ["schema", "run_id", "job_id", "task", "kind", "command", "resources", "summary", "accounting",
-            "ranks", "io", "nodes", "comm", "node_timelines", "regions", "carbon", "profiler", "tasks",
+            "ranks", "io", "nodes", "source_status", "comm", "node_timelines", "regions", "carbon", "profiler", "tasks",
             "provenance", "advice", "line"]  # fmt: skip
 
 
