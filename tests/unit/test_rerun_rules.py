@@ -150,17 +150,34 @@ def test_an_afterok_dependency_on_a_run_that_succeeded_needs_no_wait(runs_root, 
 
 def test_an_afterok_dependency_on_a_run_that_failed_since_is_refused_naming_both(runs_root, tmp_path, site):
     _finished(runs_root, tmp_path, "4343", 1)
-    run = _run(runs_root, _manifest(tmp_path, directives=[["--dependency", "afterok:4343"]]))
+    _finished(runs_root, tmp_path, "4444", 0)
+    run = _run(runs_root, _manifest(tmp_path, directives=[["--dependency", "afterok:4444:4343"]]))
     with pytest.raises(RejectedError) as err:
         plan(run, site, None, runs_root)
-    assert err.value.message.startswith(f"run {run.id} was submitted to wait for job(s) 4343; ")
-    assert "FAILED" in err.value.message
+    assert err.value.message.startswith(f"run {run.id} was submitted to wait for job(s) 4444, 4343; --after ")
+    assert "already ended FAILED, exit code 1, so a job after it would never start" in err.value.message
+    assert err.value.hint == "run it again (`hpcx rerun`) and wait for the new run, or submit without --after"
+
+
+def test_afterok_dependencies_on_runs_still_running_are_waited_for_again(runs_root, tmp_path, site):
+    ids = []
+    for pid in (os.getpid(), os.getppid()):  # the local backend's job: alive while its process is
+        running = _run(runs_root, _manifest(tmp_path))
+        ids.append(f"local-{pid}")
+        atomic_write_json(running.dir / "job.json", {"job_id": ids[-1], "scheduler": "local"})
+    directives = [["--dependency", f"afterok:{ids[0]}"], ["--dependency", f"afterok:{ids[1]}"]]
+    request, lost = like_request(_run(runs_root, _manifest(tmp_path, directives=directives)), site, runs_root)
+    assert lost == [] and request.after == tuple(ids)
 
 
 def test_an_own_script_is_given_again_with_only_what_was_given_beside_it(runs_root, tmp_path, site):
     resources = {
         "time_min": {"source": "script", "value": 5},  # from the script's #SBATCH lines: they come again
         "mem_mb": {"source": "cli", "value": 1024},  # given beside the script: given again
+        "account": {"source": "env", "value": "envacct"},  # HPCX_ACCOUNT
+        "qos": {"source": "user", "value": "userqos"},  # the user's config
+        "partition": {"source": "site", "value": "local"},  # the site's default
+        "cpus_per_task": {"source": "auto", "value": 2},  # decided by hpcx
         "nodes": {"source": "default", "value": 1},
         "name": {"source": "script", "value": "mine"},
     }
@@ -168,7 +185,8 @@ def test_an_own_script_is_given_again_with_only_what_was_given_beside_it(runs_ro
     atomic_write(run.dir / "job.sbatch", "#!/bin/bash\n#SBATCH --time=5\n#SBATCH --job-name=mine\necho hi\n")
     request, lost = like_request(run, site, runs_root)
     assert (request.kind, request.script, lost) == (None, run.dir / "job.sbatch", [])
-    assert request.options == {"mem": "1024", "name": "mine"}
+    assert request.options == {"mem": "1024", "account": "envacct", "qos": "userqos", "partition": "local",
+                               "cpus_per_task": "2", "name": "mine"}  # fmt: skip
 
 
 def test_a_template_job_gives_every_recorded_option_again(runs_root, tmp_path, site):
@@ -177,6 +195,12 @@ def test_a_template_job_gives_every_recorded_option_again(runs_root, tmp_path, s
     assert request.options == {"partition": "local", "time": "7", "mem": "2048", "nodes": "1", "account": None,
                                "name": "python"}  # fmt: skip
     assert request.workdir == tmp_path and request.command == ("python", "train.py")
+
+
+def test_a_manifest_of_an_older_hpcx_without_these_parts_gives_them_empty(runs_root, tmp_path, site):
+    request, lost = like_request(_run(runs_root, {"workdir": str(tmp_path)}), site, runs_root)
+    assert (request.kind, request.options, request.variables, request.command) == (None, {}, {}, ())
+    assert (request.named, request.after, request.array, request.inputs, lost) == ({}, (), None, (), [])
 
 
 # --- refusals ----------------------------------------------------------------------------------------------
@@ -207,8 +231,10 @@ def test_failed_is_only_for_sweeps(runs_root, tmp_path, site):
 
 def test_a_sweep_without_its_spec_cannot_be_rerun(runs_root, tmp_path, site):
     run = _run(runs_root, _manifest(tmp_path, sweep={"max_parallel": None}))
-    with pytest.raises(UsageError, match=f"sweep {run.id} has no sweep.yaml"):
+    with pytest.raises(UsageError) as err:
         plan(run, site, None, runs_root)
+    assert err.value.message == f"sweep {run.id} has no sweep.yaml"
+    assert err.value.hint == "only sweeps submitted by hpcx can be rerun"
 
 
 # --- a sweep -----------------------------------------------------------------------------------------------
@@ -253,6 +279,19 @@ def test_failed_on_a_sweep_that_all_succeeded_says_so(runs_root, tmp_path, site)
         plan(run, site, None, runs_root, failed=True)
     assert err.value.message == f"sweep {run.id} has no failed tasks"
     assert err.value.hint == f"hpcx rerun {run.id} reruns all of it"
+
+
+def test_a_sweep_is_resolved_again_with_the_users_defaults_and_its_profile_choice(runs_root, tmp_path, site):
+    from hpcx.config import UserConfig
+
+    run = _sweep(runs_root, tmp_path, [0, 0, 0])
+    manifest = {**run.manifest, "profile": {"source": "cli", "value": True}}
+    atomic_write_json(run.dir / "manifest.json", manifest)
+    user = UserConfig(None, defaults={"account": "useracct"})
+    p = plan(Run(run.id, run.dir), site, user, runs_root)
+    assert p.sweep.prep.spec.resources.account == "useracct" and p.sweep.prep.profile is True
+    assert p.sweep.doc["parameters"] == {"grid": {"x": [1, 2, 3]}}  # the spec the new run keeps a copy of
+    assert p.sweep.prep.spec.command == ("echo", "{x}")
 
 
 def test_a_sweep_keeps_its_max_parallel(runs_root, tmp_path, site):
@@ -384,13 +423,58 @@ def test_untracked_files_are_not_compared_without_a_whole_listing(runs_root, rep
     """Cut at its cap, not counted (an older hpcx), or its listing file gone: nothing to compare with."""
     (repo / "notes.txt").write_text("x\n")
     commit = _git(repo, "rev-parse", "HEAD")
-    for untracked in (
-        {"count": 0, "truncated": True},
-        {"truncated": False},
-        {"count": 0, "truncated": False},
-    ):
-        git = {"commit": commit, "diff": {"truncated": False}, "untracked": untracked}
-        assert _differences(runs_root, repo, site, git=git) == []
+    for untracked, listing in (({"count": 0, "truncated": True}, ""), ({"truncated": False}, ""),
+                               ({"count": 0, "truncated": False}, None)):  # fmt: skip
+        run = _run(runs_root, _manifest(repo, git={"commit": commit, "diff": {"truncated": False},
+                                                   "untracked": untracked}))  # fmt: skip
+        atomic_write(run.dir / "git.diff", b"")
+        if listing is not None:
+            atomic_write(run.dir / "git-untracked.txt", listing)
+        assert differences(run, site) == []
+
+
+def test_an_untracked_listing_that_is_not_utf8_is_still_compared(runs_root, repo, site, no_slurm_no_modules):
+    (repo / "notes.txt").write_text("x\n")
+    commit = _git(repo, "rev-parse", "HEAD")
+    run = _run(runs_root, _manifest(repo, git={"commit": commit, "diff": {"truncated": False},
+                                               "untracked": {"count": 1, "truncated": False}}))  # fmt: skip
+    atomic_write(run.dir / "git.diff", b"")
+    atomic_write(run.dir / "git-untracked.txt", b"caf\xe9.txt\n")
+    (warning,) = differences(run, site)
+    assert warning.startswith("the untracked files differ from the run's (1 then, 1 now;")
+
+
+def test_a_run_without_a_kept_diff_had_no_uncommitted_changes(runs_root, repo, site, no_slurm_no_modules):
+    run = _run(runs_root, _manifest(repo, git={"commit": _git(repo, "rev-parse", "HEAD")}))
+    assert differences(run, site) == []  # no git.diff in the run directory: a clean tree then, as now
+
+
+def test_a_manifest_without_a_workdir_is_compared_with_the_current_directory(
+    runs_root, repo, site, monkeypatch, no_slurm_no_modules
+):
+    from hpcx.provenance import fingerprint
+
+    (repo / "data.csv").write_text("1\n")
+    manifest = _manifest(repo, git={"commit": _git(repo, "rev-parse", "HEAD")},
+                         inputs=[{"path": "data.csv", **fingerprint(repo / "data.csv")}])  # fmt: skip
+    del manifest["workdir"]
+    run = _run(runs_root, manifest)
+    monkeypatch.chdir(repo)
+    assert differences(run, site) == []  # the repository and the input, found from where hpcx runs
+    (repo / "data.csv").write_text("2\n")
+    assert differences(run, site) == ["input data.csv changed since the run (its fingerprint differs)"]
+
+
+def test_a_relative_input_is_found_in_the_runs_directory(
+    runs_root, tmp_path, site, monkeypatch, no_slurm_no_modules
+):
+    from hpcx.provenance import fingerprint
+
+    (tmp_path / "data.csv").write_text("1\n")
+    inputs = [{"path": "data.csv", **fingerprint(tmp_path / "data.csv")}]
+    run = _run(runs_root, _manifest(tmp_path, inputs=inputs))
+    monkeypatch.chdir(runs_root)
+    assert differences(run, site) == []
 
 
 def test_changed_and_missing_inputs_are_named(runs_root, tmp_path, site, no_slurm_no_modules):
