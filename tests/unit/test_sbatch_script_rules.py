@@ -73,6 +73,7 @@ def test_an_unreadable_line_is_refused_naming_it():
 @pytest.mark.parametrize(
     "line, per_node, ntasks",
     [
+        ("#SBATCH -n 1", "1", 1),
         ("#SBATCH -n 4", "4", 4),
         ("#SBATCH -n 5 -N 2", "3", 5),  # spread over the nodes, rounded up
         ("#SBATCH --ntasks=8 --nodes=2-4", "4", 8),  # a range: at least its smallest count
@@ -137,3 +138,12 @@ def test_the_scripts_own_log_files_are_found_for_its_job(tmp_path):
         tmp_path / "run-77-n1.log",
     ]  # array task
     assert own_log_files(patterns, None) == [] and own_log_files(patterns, "") == []
+
+
+def test_a_value_may_hold_an_equals_sign():
+    found = _read("#!/bin/bash", "#SBATCH --job-name=a=b --export=ALL,SEED=1")
+    assert found.options == {"name": "a=b"} and found.unchecked == ["--export=ALL,SEED=1"]
+
+
+def test_a_directive_on_the_first_line_counts():
+    assert _read("#SBATCH -J first", "#SBATCH -p batch").options == {"name": "first", "partition": "batch"}
