@@ -77,3 +77,12 @@ def test_a_hostile_command_renders_one_plain_job_name_line(hpcx):
     assert _PLAIN.match(name) and len(name) <= JOB_NAME_MAX, line
     header = out.split("\nset -euo pipefail", 1)[0]  # the #SBATCH lines Slurm reads
     assert "--x=1" not in header
+
+
+def test_a_sweeps_arrays_carry_the_sweeps_name(hpcx, tmp_path):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        'name: lr-scan\ncommand: [python, train.py, "{lr}"]\nparameters: {grid: {lr: [0.1, 0.2]}}\n'
+    )
+    script = hpcx.json("sweep", str(spec), "--dry-run")["script"]
+    assert "#SBATCH --job-name=lr-scan\n" in script
