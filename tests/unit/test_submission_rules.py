@@ -1,0 +1,516 @@
+"""How a request becomes a job, as the user sees it in the script, the sbatch arguments and the errors: the
+pairs of --set and --resource, the admin's named resources, --after, the early-warning signal, GPUs as gres,
+the launcher line, the run's log paths, and an own script's options beside it."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hpcx.errors import RejectedError, UsageError
+from hpcx.site import load_site
+from hpcx.submission import (
+    Request,
+    log_patterns,
+    parse_pairs,
+    render_preview,
+    render_script,
+    resolve,
+    script_args,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+TESTBED = str(REPO / "examples" / "sites" / "testbed.yaml")
+RUN_DIR = Path("/runs/R")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    for name in [n for n in os.environ if n.startswith(("HPCX_", "SLURM_", "SBATCH_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def _site(tmp_path: Path, extra: str = "", base: str = TESTBED) -> str:
+    path = tmp_path / "site.yaml"
+    path.write_text(Path(base).read_text() + textwrap.dedent(extra))
+    return str(path)
+
+
+def _prep(site: str = TESTBED, kind: str | None = "serial", command=("true",), **kw):
+    options = kw.pop("options", {})
+    return resolve(Request(kind, options=options, command=command, **kw), load_site(site))
+
+
+def _script(prep, tmp_path: Path) -> str:
+    return render_script(prep, run_id="R", run_dir=RUN_DIR, workdir=tmp_path).text
+
+
+def _own(tmp_path: Path, directives: str, options: dict | None = None, site: str = TESTBED, **kw):
+    script = tmp_path / "job.sh"
+    script.write_text(f"#!/bin/bash\n{directives}\npython task.py\n")
+    return resolve(Request(None, options=options or {}, script=script, **kw), load_site(site))
+
+
+# --- --set and --resource pairs ------------------------------------------------------------------------------
+
+
+def test_pairs_split_at_the_first_equals_sign_and_keep_the_rest():
+    assert parse_pairs("--set", ("lr=0.1", "expr=a=b", "empty=")) == {"lr": "0.1", "expr": "a=b", "empty": ""}
+
+
+@pytest.mark.parametrize("pair", ["lr", "=1", "1x=2", "a-b=1", "a b=1"])
+def test_a_pair_that_is_not_name_equals_value_is_refused_naming_it(pair):
+    with pytest.raises(UsageError) as err:
+        parse_pairs("--resource", (pair,))
+    assert str(err.value) == (
+        f"--resource {pair!r} is not NAME=VALUE; NAME: letters, digits, _; e.g. --resource lr=0.1"
+    )
+    assert err.value.exit_code == 2
+
+
+# --- the admin's named resources ----------------------------------------------------------------------------
+
+NAMED = """
+resources:
+  constraint: {flag: --constraint, choices: [a100, v100]}
+  licenses: {flag: --licenses}
+"""
+
+
+def test_named_resources_become_sbatch_lines_in_the_order_given(tmp_path):
+    site = _site(tmp_path, NAMED)
+    prep = _prep(site, named={"licenses": "matlab:2", "constraint": "v100"})
+    text = _script(prep, tmp_path)
+    assert "#SBATCH --licenses=matlab:2\n#SBATCH --constraint=v100\n" in text
+
+
+def test_a_named_resource_value_must_be_offered_and_one_line(tmp_path):
+    site = _site(tmp_path, NAMED)
+    with pytest.raises(RejectedError) as err:
+        _prep(site, named={"constraint": "h100"})
+    assert (
+        str(err.value)
+        == "--resource constraint=h100 is not offered by site testbed; choose one of a100, v100"
+    )
+    for value in ("", "a\nb", "a\rb", "a\0b"):
+        with pytest.raises(UsageError, match=r"^--resource licenses=.* needs a one-line value$"):
+            _prep(site, named={"licenses": value})
+    with pytest.raises(UsageError) as err:
+        _prep(site, named={"gpu": "1"})
+    assert str(err.value) == "--resource gpu is not a resource of site testbed; known: constraint, licenses"
+
+
+# --- --after, --array and the job kinds ----------------------------------------------------------------------
+
+
+def test_after_makes_one_afterok_dependency_on_every_job(tmp_path):
+    assert "#SBATCH --dependency=afterok:11:12\n" in _script(_prep(after=("11", "12")), tmp_path)
+    assert "--dependency" not in _script(_prep(), tmp_path)
+
+
+def test_a_command_is_needed_and_an_array_kind_needs_an_array():
+    with pytest.raises(UsageError) as err:
+        _prep(command=())
+    assert str(err.value) == (
+        "no command given; put it after the kind and its options, e.g. hpcx submit serial python train.py"
+    )
+    with pytest.raises(UsageError) as err:
+        _prep(kind="array")
+    assert (
+        str(err.value) == "job kind 'array' needs --array; e.g. --array 0-9 (indices) or 0-99%10 (throttled)"
+    )
+
+
+def test_an_array_job_gets_its_array_line_per_task_logs_and_its_task_id(tmp_path):
+    text = _script(_prep(kind="array", array="0-9%2"), tmp_path)
+    assert "#SBATCH --array=0-9%2\n" in text
+    assert "#SBATCH --output=/runs/R/logs/slurm-%A_%a.out\n" in text
+    assert '-m hpcx.run --task-id "$((SLURM_ARRAY_TASK_ID + ${HPCX_TASK_OFFSET:-0}))" -- true' in text
+    plain = _script(_prep(), tmp_path)
+    assert "--task-id" not in plain and "#SBATCH --output=/runs/R/logs/slurm-%j.out\n" in plain
+
+
+# --- the early warning before the time limit -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "time, lead, expected",
+    [("30", None, 180), ("2", None, 60), ("30", "30", 30), ("2", "600", 60), ("2-00:00:00", "65535", 65535)],
+)
+def test_the_warning_comes_lead_seconds_early_at_most_half_the_time_limit(tmp_path, time, lead, expected):
+    variables = {"signal_lead_s": lead} if lead else {}
+    prep = _prep(options={"time": time, "partition": "batch"}, variables=variables)
+    assert f"#SBATCH --signal=B:USR2@{expected}\n" in _script(prep, tmp_path)
+
+
+# --- GPUs, launchers, the command ---------------------------------------------------------------------------
+
+
+def test_gpus_are_asked_as_gres_with_the_partitions_gpu_type_where_it_has_one(tmp_path):
+    assert "#SBATCH --gres=gpu:tesla:2\n" in _script(
+        _prep(options={"partition": "gpu", "gpus_per_node": "2"}), tmp_path
+    )
+    site = _site(tmp_path, "", base=TESTBED)
+    untyped = Path(site).read_text().replace("        gpu_type: tesla\n", "")
+    Path(site).write_text(untyped)
+    assert "#SBATCH --gres=gpu:1\n" in _script(
+        _prep(site, options={"partition": "gpu", "gpus_per_node": "1"}), tmp_path
+    )
+    assert "--gres" not in _script(_prep(options={"partition": "gpu"}), tmp_path)
+
+
+def test_torchrun_gets_the_script_without_its_interpreter(tmp_path):
+    def rdzv_line(command):
+        prep = _prep(kind="torch-ddp", command=command, variables={"mode": "torchrun"})
+        return next(line for line in _script(prep, tmp_path).splitlines() if "--rdzv-endpoint" in line)
+
+    assert rdzv_line(("python3", "train.py", "--lr", "0.1")).endswith('$rdzv_port" train.py --lr 0.1')
+    assert rdzv_line(("/usr/bin/python", "-u", "t.py")).endswith('$rdzv_port" -u t.py')
+    assert rdzv_line(("./train.sh", "x")).endswith('$rdzv_port" ./train.sh x')
+
+
+def test_mpi_jobs_start_ranks_with_the_partitions_launcher(tmp_path):
+    text = _script(
+        _prep(kind="mpi", command=("./a.out",), options={"nodes": "2", "partition": "batch"}), tmp_path
+    )
+    launch = next(line for line in text.splitlines() if "-m hpcx.run" in line)
+    assert launch.startswith("srun ") and "--mpi=pmix" in launch and launch.endswith("-m hpcx.run -- ./a.out")
+
+
+# --- an own script -------------------------------------------------------------------------------------------
+
+
+def test_an_own_script_is_shown_as_written(tmp_path):
+    prep = _own(tmp_path, "#SBATCH -p debug -t 5")
+    assert (
+        render_preview(prep, tmp_path, tmp_path / "runs")
+        == "#!/bin/bash\n#SBATCH -p debug -t 5\npython task.py\n"
+    )
+
+
+def test_options_the_user_set_beside_an_own_script_are_passed_as_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPCX_ACCOUNT", "proj1")
+    monkeypatch.setenv("HPCX_TIME", "7")  # the script's own -t wins over a default
+    prep = _own(tmp_path, "#SBATCH -p debug -t 5", {"qos": "normal", "ntasks_per_node": "2"})
+    args = script_args(prep, RUN_DIR, tmp_path)
+    assert set(args[:4]) == {"--ntasks-per-node=2", "--qos=normal", "--account=proj1", "--job-name=job.sh"}
+    assert not any(a.startswith(("--time", "--partition")) for a in args)
+    assert prep.spec.resources.time_min == 5 and prep.sources["account"] == "env"
+
+
+def test_an_own_scripts_array_and_dependencies_are_added_after_its_options(tmp_path):
+    prep = _own(tmp_path, "#SBATCH -p debug -t 5 -J mine", array="0-3", after=("77",))
+    assert script_args(prep, RUN_DIR, tmp_path) == [
+        "--array=0-3",
+        "--output=/runs/R/logs/slurm-%A_%a.out",
+        "--error=/runs/R/logs/slurm-%A_%a.err",
+        "--dependency=afterok:77",
+    ]
+
+
+@pytest.mark.parametrize(
+    "directives, output, error",
+    [
+        ("#SBATCH -t 5", "/runs/R/logs/slurm-%j.out", "/runs/R/logs/slurm-%j.err"),
+        ("#SBATCH -t 5 --array=1-2", "/runs/R/logs/slurm-%A_%a.out", "/runs/R/logs/slurm-%A_%a.err"),
+        ("#SBATCH -t 5 -a 1-2", "/runs/R/logs/slurm-%A_%a.out", "/runs/R/logs/slurm-%A_%a.err"),
+        ("#SBATCH -t 5 -o out-%j.txt", "{w}/out-%j.txt", "{w}/out-%j.txt"),
+        ("#SBATCH -t 5 --output=o.txt --error=e.txt", "{w}/o.txt", "{w}/e.txt"),
+        ("#SBATCH -t 5 -e e.txt", "/runs/R/logs/slurm-%j.out", "{w}/e.txt"),
+        ("#SBATCH -t 5 -D sub -o o.txt", "{w}/sub/o.txt", "{w}/sub/o.txt"),
+        ("#SBATCH -t 5 --chdir=/abs --error=e.txt", "/runs/R/logs/slurm-%j.out", "/abs/e.txt"),
+        ("#SBATCH -t 5 -o first.txt\n#SBATCH -o second.txt", "{w}/second.txt", "{w}/second.txt"),
+    ],
+)
+def test_an_own_scripts_logs_are_found_where_slurm_writes_them(tmp_path, directives, output, error):
+    prep = _own(tmp_path, directives)
+    got = log_patterns(prep, RUN_DIR, tmp_path)
+    assert got == (output.format(w=tmp_path), error.format(w=tmp_path))
+
+
+# --- submitting: the run directory, what sbatch gets, nothing left behind on failure ------------------------
+
+
+class FakeSlurm:
+    """Stands where sbatch, squeue and sacct answer: records each submission, reports the states it is given."""
+
+    def __init__(self, states=None, fail=None):
+        self.submitted: list[dict] = []
+        self.states = states or {}
+        self.fail = fail
+
+    def submit(self, script, run_dir, *, env=None, args=(), cwd=None):
+        if self.fail:
+            raise self.fail
+        self.submitted.append({"script": script.read_text(), "mode": script.stat().st_mode & 0o777,
+                               "run_dir": run_dir, "env": dict(env or {}), "args": list(args), "cwd": cwd})  # fmt: skip
+        return "4242"
+
+    def status(self, refs):
+        return {r.job_id: self.states[r.job_id] for r in refs if r.job_id in self.states}
+
+
+@pytest.fixture
+def slurm(monkeypatch):
+    fake = FakeSlurm()
+    monkeypatch.setattr("hpcx.submission.get_scheduler", lambda name: fake)
+    monkeypatch.setattr("hpcx.sweep_submit.get_scheduler", lambda name: fake)
+    return fake
+
+
+def _read(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def test_submit_writes_the_script_and_manifest_then_hands_sbatch_the_run(tmp_path, slurm, monkeypatch):
+    import hashlib
+
+    from hpcx.submission import submit
+
+    monkeypatch.setenv("SBATCH_PARTITION", "other")  # inherited sbatch settings must not reach it
+    root = tmp_path / "runs"
+    prep = _prep(
+        options={"time": "20"}, kind="array", array="0-3", variables={"seed": "1"}, command=("echo", "hi")
+    )
+    result = submit(prep, tmp_path, root)
+    run_dir = Path(result["run_dir"])
+    assert result == {"run_id": run_dir.name, "run_dir": str(run_dir), "job_id": "4242", "scheduler": "slurm",
+                      "partition": "debug"}  # fmt: skip
+    (sent,) = slurm.submitted
+    assert sent["script"] == (run_dir / "job.sbatch").read_text() and sent["mode"] == 0o755
+    assert f"#SBATCH --output={run_dir}/logs/slurm-%A_%a.out\n" in sent["script"]
+    assert sent["args"] == ["--array=0-3"] and sent["cwd"] == tmp_path and sent["run_dir"] == run_dir
+    assert sent["env"]["HPCX_RUN_ID"] == run_dir.name and sent["env"]["HPCX_RUN_DIR"] == str(run_dir)
+    assert "SBATCH_PARTITION" not in sent["env"]
+    manifest = _read(run_dir / "manifest.json")
+    assert manifest["schema"] == "hpcx.manifest/1" and manifest["run_id"] == run_dir.name
+    assert manifest["kind"] == {"value": "array", "source": "cli"}
+    assert manifest["profile"] == {"value": False, "source": "default"}
+    assert manifest["resources"]["time_min"] == {"value": 20, "source": "cli"}
+    assert manifest["resources"]["partition"] == {"value": "debug", "source": "auto"}
+    assert manifest["resources"]["cpus_per_task"] == {"value": 1, "source": "default"}
+    assert manifest["command"] == ["echo", "hi"] and manifest["variables"] == {"seed": "1"}
+    assert manifest["workdir"] == str(tmp_path) and manifest["sbatch_args"] == ["--array=0-3"]
+    assert manifest["site"]["name"] == "testbed" and manifest["site"]["cluster"] == "hpcxtest"
+    assert manifest["site"]["scheduler"] == "slurm" and manifest["site"]["source"] == prep.site.source
+    template = Path(manifest["template"]["path"])
+    assert template.name == "array.sbatch.j2"
+    assert manifest["template"]["sha256"] == hashlib.sha256(template.read_bytes()).hexdigest()
+    assert manifest["choice"]["chosen"] == "debug" and manifest["directives"] == []
+    assert manifest["versions"]["hpcx"] and manifest["user"]
+    job = _read(run_dir / "job.json")
+    assert (job["job_id"], job["scheduler"], job["kind"]) == ("4242", "slurm", "array")
+
+
+def test_submit_of_an_own_script_sends_its_bytes_and_records_where_its_logs_go(tmp_path, slurm):
+    import hashlib
+
+    from hpcx.submission import submit
+
+    prep = _own(tmp_path, "#SBATCH -p debug -t 5 -o out-%j.txt", {"qos": "normal"}, named={})
+    result = submit(prep, tmp_path, tmp_path / "runs")
+    run_dir = Path(result["run_dir"])
+    (sent,) = slurm.submitted
+    text = (tmp_path / "job.sh").read_text()
+    assert sent["script"] == text and (run_dir / "job.sbatch").read_text() == text
+    assert sent["args"] == ["--qos=normal", "--job-name=job.sh"]
+    manifest = _read(run_dir / "manifest.json")
+    assert manifest["template"] == {"path": None, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    assert manifest["kind"] == {"value": "script", "source": "script"}
+    assert manifest["log_patterns"] == [f"{tmp_path}/out-%j.txt"]
+    assert manifest["unchecked_directives"] == ["-o=out-%j.txt"]
+    assert manifest["sbatch_args"] == ["--qos=normal", "--job-name=job.sh"]
+
+
+def test_a_failed_submission_leaves_no_run_behind(tmp_path, slurm):
+    from hpcx.errors import SchedulerError
+    from hpcx.submission import submit
+
+    slurm.fail = SchedulerError("sbatch: error: Batch job submission failed")
+    root = tmp_path / "runs"
+    with pytest.raises(SchedulerError):
+        submit(_prep(), tmp_path, root)
+    assert not [p for p in root.iterdir() if not p.name.startswith(".")]
+
+
+def test_submit_refuses_a_missing_working_directory_and_after_without_slurm(tmp_path, slurm):
+    from hpcx.submission import submit
+
+    with pytest.raises(UsageError) as err:
+        submit(_prep(), tmp_path / "gone", tmp_path / "runs")
+    assert str(err.value) == (
+        f"working directory {str(tmp_path / 'gone')!r} does not exist; jobs run where they were submitted from: "
+        "create it or submit from elsewhere"
+    )
+    local = resolve(Request("serial", command=("true",), after=("1",)), load_site(None))
+    with pytest.raises(UsageError, match="^--after a run that has not finished needs a Slurm site; "):
+        submit(local, tmp_path, tmp_path / "runs")
+    assert not slurm.submitted
+
+
+# --- --after RUN: decided from how the run ended ---------------------------------------------------------------
+
+
+def _run(root: Path, job: dict | None):
+    from hpcx.runs import create_run, record_job
+
+    run = create_run(root)
+    if job is not None:
+        record_job(run, job)
+    return run
+
+
+def _state(job_id: str, state: str, exit_code=None, **kw):
+    from hpcx.schedulers.base import JobState
+
+    return JobState(job_id, state, exit_code=exit_code, **kw)
+
+
+def test_after_a_run_still_active_waits_for_its_job_and_after_a_success_for_nothing(tmp_path, slurm):
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    running = _run(root, {"scheduler": "slurm", "job_id": "101"})
+    done = _run(root, {"scheduler": "slurm", "job_id": "102"})
+    slurm.states = {"101": _state("101", "RUNNING"), "102": _state("102", "COMPLETED", 0)}
+    assert after_job_ids(root, (running.id, done.id, running.id)) == ("101",)
+    assert after_job_ids(root, ("101",)) == ("101",)  # a job id of a run: that run
+    assert after_job_ids(root, ("102",)) == ()
+
+
+@pytest.mark.parametrize(
+    "state, code, said",
+    [("FAILED", 2, "FAILED, exit code 2"), ("TIMEOUT", 0, "TIMEOUT"), ("CANCELLED", None, "CANCELLED")],
+)
+def test_after_a_run_that_ended_badly_is_refused_naming_how(tmp_path, slurm, state, code, said):
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    run = _run(root, {"scheduler": "slurm", "job_id": "103"})
+    slurm.states = {"103": _state("103", state, code)}
+    with pytest.raises(RejectedError) as err:
+        after_job_ids(root, (run.id,))
+    assert str(err.value) == (
+        f"--after: run {run.id} already ended {said}, so a job after it would never start; "
+        "run it again (`hpcx rerun`) and wait for the new run, or submit without --after"
+    )
+    assert err.value.exit_code == 3
+
+
+def test_after_a_run_never_submitted_or_of_unknown_outcome_is_refused(tmp_path, slurm):
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    unsent = _run(root, None)
+    with pytest.raises(RejectedError) as err:
+        after_job_ids(root, (unsent.id,))
+    assert str(err.value) == f"--after {unsent.id}: run {unsent.id} was never submitted; submit it first"
+    forgotten = _run(root, {"scheduler": "slurm", "job_id": "104"})
+    with pytest.raises(RejectedError) as err:
+        after_job_ids(root, (forgotten.id,))
+    assert str(err.value) == (
+        f"--after {forgotten.id}: hpcx cannot tell how run {forgotten.id} (job 104) ended: the scheduler no longer "
+        "knows the job and the run has no accounting record; check the run's logs, then submit without --after if "
+        "it succeeded"
+    )
+
+
+def test_after_a_run_slurm_forgot_is_decided_by_its_accounting_record(tmp_path, slurm):
+    import json
+
+    from hpcx.provenance import ACCOUNTING
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    run = _run(root, {"scheduler": "slurm", "job_id": "105"})
+    row = {"JobID": "105", "State": "FAILED", "ExitCode": "3:0", "AllocTRES": "cpu=1", "Elapsed": "00:00:05",
+           "TotalCPU": "00:00:01", "MaxRSS": "", "NodeList": "n1", "Start": "2026-01-01T00:00:00", "End": "2026-01-01T00:00:05"}  # fmt: skip
+    (run.dir / ACCOUNTING).write_text(json.dumps({"rows": [row], "finished": True}))
+    with pytest.raises(RejectedError, match=rf"^--after: run {run.id} already ended FAILED, exit code 3, "):
+        after_job_ids(root, (run.id,))
+    (run.dir / ACCOUNTING).write_text(json.dumps({"rows": [{**row, "State": "COMPLETED", "ExitCode": "0:0"}],
+                                                  "finished": True}))  # fmt: skip
+    assert after_job_ids(root, (run.id,)) == ()
+
+
+def test_after_a_job_id_no_run_knows_asks_slurm(tmp_path, slurm):
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    slurm.states = {"900": _state("900", "PENDING"), "901": _state("901", "OUT_OF_MEMORY", 0)}
+    assert after_job_ids(root, ("900",)) == ("900",)
+    with pytest.raises(RejectedError) as err:
+        after_job_ids(root, ("901",))
+    assert str(err.value).startswith(
+        "--after: job 901 already ended OUT_OF_MEMORY, so a job after it would never"
+    )
+    with pytest.raises(RejectedError) as err:
+        after_job_ids(root, ("902",))
+    assert str(err.value) == (
+        "--after 902: Slurm knows no job 902 and no run under the runs root submitted it; give a run id "
+        "(`hpcx runs`), or the id of a job Slurm still lists (squeue, sacct)"
+    )
+    from hpcx.errors import RunNotFoundError
+
+    with pytest.raises(RunNotFoundError):
+        after_job_ids(root, ("no-such-run",))
+
+
+def _sweep(root: Path, chunks: list[tuple[str, int]]):
+    """A sweep run whose chunks are arrays (job id, task count), tasks numbered on from chunk to chunk."""
+    offset, out = 0, []
+    for job_id, count in chunks:
+        out.append({"job_id": job_id, "offset": offset, "count": count, "array": f"0-{count - 1}"})
+        offset += count
+    return _run(root, {"scheduler": "slurm", "job_id": chunks[0][0], "chunks": out})
+
+
+def test_after_a_sweep_waits_for_its_arrays_still_active(tmp_path, slurm):
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    sweep = _sweep(root, [("201", 2), ("202", 2)])
+    slurm.states = {
+        "201": _state("201", "COMPLETED", 0, task_states={0: "COMPLETED", 1: "COMPLETED"}),
+        "202": _state("202", "RUNNING", task_states={0: "RUNNING", 1: "COMPLETED"}),
+    }
+    assert after_job_ids(root, (sweep.id,)) == ("202",)
+    slurm.states["202"] = _state("202", "COMPLETED", 0, task_states={0: "COMPLETED", 1: "COMPLETED"})
+    assert after_job_ids(root, (sweep.id,)) == ()
+
+
+def test_after_a_sweep_with_failed_tasks_is_refused_counting_them(tmp_path, slurm):
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    sweep = _sweep(root, [("301", 3)])
+    slurm.states = {"301": _state("301", "RUNNING", task_states={0: "FAILED", 1: "TIMEOUT", 2: "FAILED"})}
+    with pytest.raises(RejectedError) as err:
+        after_job_ids(root, (sweep.id,))
+    assert str(err.value) == (
+        f"--after {sweep.id}: sweep {sweep.id} has tasks that already ended without success (2 FAILED, 1 TIMEOUT), "
+        f"so a job after it would never start; hpcx sweep --retry-failed {sweep.id}, then --after {sweep.id} waits "
+        "for the retries too"
+    )
+
+
+def test_after_a_sweep_that_ended_without_every_task_known_to_complete_is_refused(tmp_path, slurm):
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    sweep = _sweep(root, [("401", 2)])
+    slurm.states = {"401": _state("401", "COMPLETED", 0, task_states={0: "COMPLETED"})}
+    with pytest.raises(RejectedError) as err:
+        after_job_ids(root, (sweep.id,))
+    assert str(err.value) == (
+        f"--after {sweep.id}: sweep {sweep.id} has ended, but hpcx cannot tell that all its tasks completed "
+        f"(UNKNOWN); check `hpcx status {sweep.id}`, then submit without --after if they did"
+    )
