@@ -88,9 +88,27 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     _remove_stale(root, keep=key)
     try:
         (root / key).mkdir(exist_ok=True)
+        os.utime(root / key)  # in use: another hpcx's clean-up measures "unused" from this
     except OSError:
         return None
-    return jinja2.FileSystemBytecodeCache(str(root / key))
+    return _TolerantCache(str(root / key))
+
+
+class _TolerantCache(jinja2.FileSystemBytecodeCache):
+    """A cache directory removed under a running hpcx (another version's clean-up, a tmp reaper) means compiling
+    again, never a traceback."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except OSError:
+            pass
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
 
 
 def _remove_stale(root: Path, keep: str) -> None:

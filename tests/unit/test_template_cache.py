@@ -61,3 +61,18 @@ def test_stale_cache_directories_and_the_old_flat_files_are_removed(kind_dir):
     names = {p.name for p in root.iterdir()}
     assert old.name not in names and "__jinja2_0123.cache" not in names
     assert recent.name in names, "another hpcx's recently used cache is left alone"
+
+
+def test_a_cache_in_use_is_not_stale_and_one_removed_under_us_is_no_traceback(kind_dir):
+    _render(kind_dir)
+    root = kind_dir.parent / "cache" / "hpcx" / "jinja"
+    (key,) = list(root.iterdir())
+    week_ago = time.time() - 8 * 86400
+    os.utime(key, (week_ago, week_ago))
+    _render(kind_dir)
+    assert time.time() - key.stat().st_mtime < 3600, "using a cache directory must mark it as used"
+    import shutil
+
+    shutil.rmtree(root)  # another hpcx's clean-up, between two renders of one process
+    (kind_dir / "other.sbatch.j2").write_text(TEMPLATE)
+    assert templates.render("other", {"value": "x"}, [kind_dir]).text == "X=x\n"
