@@ -372,9 +372,11 @@ def test_changes_the_run_had_are_told_apart_from_other_changes(runs_root, repo, 
     (repo / "train.py").write_text("print('v3')\n")
     (warning,) = _differences(runs_root, repo, site, diff=now)
     assert warning.startswith("the working tree's uncommitted changes differ from the run's (")
+    assert warning.endswith("/git.diff; compare with `git diff HEAD`)")
     (repo / "train.py").write_text("print('v1')\n")
     (warning,) = _differences(runs_root, repo, site, diff=now)
     assert warning.startswith("the run had uncommitted changes the working tree lacks: `git apply ")
+    assert warning.endswith("/git.diff` restores them")
 
 
 def test_another_commit_is_named_with_the_runs(runs_root, repo, site, no_slurm_no_modules):
@@ -483,12 +485,53 @@ def test_changed_and_missing_inputs_are_named(runs_root, tmp_path, site, no_slur
     same, changed, gone = (tmp_path / n for n in ("same.csv", "changed.csv", "gone.csv"))
     for path in (same, changed, gone):
         path.write_text("a,b\n1,2\n")
-    inputs = [{"path": str(p), **fingerprint(p)} for p in (same, changed, gone)] + ["junk", {"size": 1}]
+    inputs = ["junk", {"size": 1}] + [{"path": str(p), **fingerprint(p)} for p in (same, gone, changed)]
     changed.write_text("a,b\n1,3\n")
     gone.unlink()
     run = _run(runs_root, _manifest(tmp_path, inputs=inputs))
-    assert differences(run, site) == [f"input {changed} changed since the run (its fingerprint differs)",
-                                      f"input {gone} is gone"]  # fmt: skip
+    assert differences(run, site) == [f"input {gone} is gone",
+                                      f"input {changed} changed since the run (its fingerprint differs)"]  # fmt: skip
+
+
+@pytest.mark.parametrize("then, now", [("file", "fifo"), ("fifo", "file"), ("file", "directory")])
+def test_an_input_that_became_another_kind_of_file_changed(runs_root, tmp_path, site, then, now,
+                                                          no_slurm_no_modules):  # fmt: skip
+    from hpcx.provenance import fingerprint
+
+    path = tmp_path / "input"
+
+    def make(kind):
+        if kind == "file":
+            path.write_text("ab")
+        elif kind == "fifo":
+            os.mkfifo(path)
+        else:
+            path.mkdir()
+            (path / "part").write_text("ab")  # the same size in all
+
+    make(then)
+    run = _run(runs_root, _manifest(tmp_path, inputs=[{"path": str(path), **fingerprint(path)}]))
+    path.unlink()
+    make(now)
+    assert differences(run, site) == [f"input {path} changed since the run (its fingerprint differs)"]
+
+
+def test_a_directory_input_with_a_new_file_changed(runs_root, tmp_path, site, no_slurm_no_modules):
+    from hpcx.provenance import fingerprint
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a").write_text("1")
+    run = _run(runs_root, _manifest(tmp_path, inputs=[{"path": str(data), **fingerprint(data)}]))
+    assert differences(run, site) == []
+    (data / "b").write_text("")  # the same total size, another listing
+    assert differences(run, site) == [f"input {data} changed since the run (its fingerprint differs)"]
+
+
+def test_a_manifest_without_inputs_modules_or_slurm_has_nothing_to_compare(runs_root, tmp_path, site,
+                                                                           no_slurm_no_modules):  # fmt: skip
+    run = _run(runs_root, {"workdir": str(tmp_path)})
+    assert differences(run, site) == []
 
 
 def test_loaded_modules_that_differ_are_named(runs_root, tmp_path, site, monkeypatch, no_slurm_no_modules):
@@ -496,16 +539,17 @@ def test_loaded_modules_that_differ_are_named(runs_root, tmp_path, site, monkeyp
     assert differences(run, site) == ["loaded modules differ: the run had gcc/12, openmpi/4.1, now none"]
     monkeypatch.setenv("LOADEDMODULES", "openmpi/4.1:gcc/12")
     assert differences(run, site) == []  # the same modules, in another order
-    monkeypatch.setenv("LOADEDMODULES", "gcc/13")
+    monkeypatch.setenv("LOADEDMODULES", "gcc/13:cuda/12")
     run = _run(runs_root, _manifest(tmp_path, modules={"loaded": []}))
-    assert differences(run, site) == ["loaded modules differ: the run had none, now gcc/13"]
+    assert differences(run, site) == ["loaded modules differ: the run had none, now gcc/13, cuda/12"]
 
 
 def _fake_sbatch(tmp_path: Path, monkeypatch, version: str | None) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     sbatch = bin_dir / "sbatch"
-    sbatch.write_text(f"#!/bin/sh\necho 'slurm {version}'\n" if version else "#!/bin/sh\nexit 1\n")
+    script = f'[ "$*" = --version ] && echo "slurm {version}"' if version else "exit 1"
+    sbatch.write_text(f"#!/bin/sh\n{script}\n")
     sbatch.chmod(sbatch.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
