@@ -141,11 +141,6 @@ def _environment(dirs: tuple[Path, ...]) -> ImmutableSandboxedEnvironment:
     return env
 
 
-# Top-level statements of a checked template that emit nothing: {% set %}, macros and imports.
-_SILENT = (jinja2.nodes.Assign, jinja2.nodes.AssignBlock, jinja2.nodes.Macro, jinja2.nodes.Import,
-           jinja2.nodes.FromImport)  # fmt: skip
-
-
 def _under(filename: str, roots: Sequence[Path]) -> bool:
     path = str(Path(filename).resolve())
     return any(path.startswith(str(root.resolve()) + "/") for root in roots)
@@ -180,10 +175,18 @@ def _check_unowned(tree: jinja2.nodes.Template, filename: str, locked: Sequence[
     after_extends = False
     for node in tree.body:
         after_extends = after_extends or node is extends[0]
-        if isinstance(node, (jinja2.nodes.Extends, jinja2.nodes.Block, *_SILENT)):
+        if isinstance(node, (jinja2.nodes.Extends, jinja2.nodes.Block)):
             continue
         if isinstance(node, jinja2.nodes.Output) and after_extends and _blank(node):
             continue  # blank lines after the {% extends %} are never emitted
+        if not isinstance(node, jinja2.nodes.Output):
+            # A top-level {% set %}, import or macro binds a name in the context the parent's locked blocks
+            # read ({% set acct = "x" %} rewrote the locked #SBATCH --account): set names inside a block instead.
+            raise TemplateError(
+                f"template {filename}:{node.lineno}: a top-level {{% {type(node).__name__.lower()} %}} would change "
+                f"the names the site's locked block(s) {', '.join(locked)} read",
+                hint="move it inside the unlocked block that uses it, e.g. {% block launch %}{% set n = 2 %}...",
+            )
         where = (
             "after its blocks" if after_extends else "before its {% extends %}, ahead of the site's header"
         )

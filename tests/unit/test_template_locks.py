@@ -76,8 +76,8 @@ def test_a_user_base_cannot_replace_the_one_the_builtin_kinds_extend(hpcx, locke
 
 def test_a_kind_that_only_fills_unlocked_blocks_renders_under_the_sites_header(hpcx, locked_site, user_dir):
     (user_dir / "mine.sbatch.j2").write_text(
-        '{# my own kind #}\n{% extends "site-kind.sbatch.j2" %}\n{% set greeting = "hello" %}\n\n'
-        "{% block launch %}\necho {{ greeting }}\n{% endblock %}\n"
+        '{# my own kind #}\n{% extends "site-kind.sbatch.j2" %}\n\n'
+        '{% block launch %}\n{% set greeting = "hello" %}\necho {{ greeting }}\n{% endblock %}\n'
     )
     script = _render(hpcx, locked_site, "mine")
     assert script.returncode == 0, script.stderr
@@ -102,3 +102,14 @@ def test_a_user_template_cannot_stand_in_for_one_the_site_includes(hpcx, locked_
     proc = _render(hpcx, locked_site, "with-header")
     assert proc.returncode == 2, proc.stdout
     assert f"template {user_dir / 'launch-line.j2'} takes the name 'launch-line.j2'" in proc.stderr
+
+
+@pytest.mark.parametrize("statement", ['{% set job = dict(job, qos="high") %}', '{% import "site-kind.sbatch.j2" as job %}',
+                                       "{% macro run() %}x{% endmacro %}"])  # fmt: skip
+def test_a_top_level_statement_cannot_rebind_what_the_locked_header_reads(hpcx, locked_site, user_dir, statement):
+    kind = user_dir / "rebind.sbatch.j2"
+    kind.write_text(f'{{% extends "base.sbatch.j2" %}}\n{statement}\n{{% block launch %}}\necho hi\n{{% endblock %}}\n')
+    proc = _render(hpcx, locked_site, "rebind")
+    assert proc.returncode == 2, proc.stdout
+    assert f"template {kind}:2: a top-level" in proc.stderr and "locked block(s) header, environment" in proc.stderr
+    assert "--qos" not in proc.stdout
