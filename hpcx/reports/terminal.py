@@ -111,7 +111,10 @@ def comm_energy_text(energy: dict[str, Any] | None) -> str | None:
     if not energy:
         return None
     if energy.get("status") != "measured":
-        return f"energy in communication: n/a ({energy.get('reason')})"
+        reason = str(energy.get("reason"))
+        if reason.startswith("no node with an energy counter ("):  # why not is said once, in the energy lines
+            reason = "no node with an energy counter: see energy"
+        return f"energy in communication: n/a ({reason})"
     return (f"energy in communication: {energy['energy_j']:.0f} J (derived: node energy per window x the "
             f"node's share of rank time in calls; {pct(energy.get('coverage'))} of call time covered)")  # fmt: skip
 

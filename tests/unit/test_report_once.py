@@ -127,3 +127,12 @@ def test_the_html_page_says_it_once(tmp_path):
 def test_node_ranges_as_slurm_writes_them(names, text):
     assert compress_nodelist(names) == text
     assert sorted(expand_nodelist(text)) == sorted(names)
+
+
+def test_energy_in_communication_does_not_repeat_why_there_is_no_counter():
+    from hpcx.reports.terminal import comm_energy_text
+
+    reason = f"no node with an energy counter (n1, n2: no energy counter: cpu_package, dram: {NO_RAPL})"
+    text = comm_energy_text({"status": "unavailable", "reason": reason})
+    assert text == "energy in communication: n/a (no node with an energy counter: see energy)"
+    assert NO_RAPL not in text
