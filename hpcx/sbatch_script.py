@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import glob
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from hpcx.errors import UsageError
 
@@ -96,30 +95,41 @@ def _normalise(found: ScriptDirectives) -> ScriptDirectives:
 
 # sbatch's filename patterns (man sbatch, "filename pattern"): %j job id, %A array job id, %a task id, %x name...
 _PATTERN = re.compile(r"%(\d*)([AaJjNnstux%])")
+# What a field may be where only Slurm knows it: numbers, or (the node's name) anything but a path separator.
+_UNKNOWN = {"N": r"[^/]+", "J": r"\d+(?:\.[^/]+)?"}
 
 
-def log_glob(pattern: str, job_id: str) -> str:
-    """A glob for the files Slurm makes of an -o/-e ``pattern`` for job ``job_id`` (fields it alone knows, such
-    as the node or the task id, match anything)."""
-    if "\\" in pattern:  # a backslash turns the substitutions off
-        return glob.escape(pattern.replace("\\", ""))
-    out, last = [], 0
-    for m in _PATTERN.finditer(pattern):
-        out.append(glob.escape(pattern[last : m.start()]))
-        width, letter = m.groups()
-        if letter == "%":
-            out.append("[%]")
-        elif letter in "jA":
-            out.append(job_id.zfill(int(width)) if width else job_id)
-        else:
-            out.append("*")
-        last = m.end()
-    return "".join(out) + glob.escape(pattern[last:])
-
-
-def own_log_files(patterns: list[str], job_id: str | None) -> list[Path]:
-    """The files a script's own -o/-e ``patterns`` (absolute, from the manifest) made for ``job_id``."""
-    if not job_id:
-        return []
-    found = {Path(p) for pattern in patterns for p in glob.glob(log_glob(pattern, str(job_id).split("_")[0]))}
-    return sorted(p for p in found if p.is_file())
+def expand_log_pattern(pattern: str, fields: Mapping[str, str | None]) -> list[str | re.Pattern[str]]:
+    """The path Slurm makes of an -o/-e ``pattern``, one part per path component: a component whose fields are
+    all known (``fields``: ``j`` ``A`` ``a`` ``x`` ``u`` and their values; zero-padded as ``%4a`` asks) is the
+    concrete name; one holding a field only Slurm knows (the node ``%N``/``%n``, the step ``%s``, the rank
+    ``%t``, a field given as None such as an array task's own job id ``%j``) is a regex for its names, in which
+    every other field matches exactly: never a wildcard over a user's directory. An unknown ``%j`` is group
+    ``j``, the same number each time it appears. A backslash turns the substitutions off, as in sbatch."""
+    out: list[str | re.Pattern[str]] = []
+    if "\\" in pattern:
+        out.extend(pattern.replace("\\", "").split("/"))
+        return out
+    for part in pattern.split("/"):
+        text, regex, exact, last = [], [], True, 0
+        for m in _PATTERN.finditer(part):
+            literal = part[last : m.start()]
+            text.append(literal)
+            regex.append(re.escape(literal))
+            width, letter = m.groups()
+            value = "%" if letter == "%" else fields.get(letter)
+            if value is not None:
+                value = value.zfill(int(width)) if width and value.isdigit() else value
+                text.append(value)
+                regex.append(re.escape(value))
+            else:
+                exact = False
+                if letter == "j":
+                    regex.append("(?P=j)" if "(?P<j>" in "".join(regex) else r"(?P<j>\d+)")
+                else:
+                    regex.append(_UNKNOWN.get(letter, r"\d+"))
+            last = m.end()
+        text.append(part[last:])
+        regex.append(re.escape(part[last:]))
+        out.append("".join(text) if exact else re.compile("".join(regex)))
+    return out

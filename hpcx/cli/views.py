@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hpcx.runs import Run, job_refs, task_job_ids
-from hpcx.sbatch_script import own_log_files
+from hpcx.runs.logs import log_files
 from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler
 from hpcx.schedulers.base import exit_code_of, overall_state
 
@@ -125,48 +124,6 @@ def render_status(doc: dict[str, Any]) -> str:
             f"{r['state']:<12} {code:>4}  {where}"
         )
     return "\n".join(lines)
-
-
-def log_files(run: Run, task: int | None = None) -> list[Path]:
-    """The .out and .err files of ``run`` (only task ``task``'s, every attempt of it, when given), in task
-    order (2 before 10; a sweep's arrays are submitted at once, so their job ids need not follow the tasks),
-    each task's attempts oldest first."""
-    logs = run.dir / "logs"
-    if task is None:
-        found = [p for p in logs.glob("*") if p.suffix in (".out", ".err") and p.is_file()]
-        # An own script's -o/-e put its output where it said (submission.log_patterns recorded where).
-        found += [p for p in own_log_files(run.manifest.get("log_patterns", []), run.job.get("job_id"))
-                  if p.parent != logs]  # fmt: skip
-        return sorted(found, key=_task_order(run))
-    found = []
-    for job_task in task_job_ids(run, task):  # each attempt's JOBID_INDEX, oldest first
-        # Named by the template (slurm-%A_%a.out) or the local backend (local-PID_I.out): match the id alone.
-        one = re.compile(rf"(^|[^0-9]){re.escape(job_task)}\.(out|err)$")
-        found += sorted((p for p in logs.glob(f"*{job_task}.*") if one.search(p.name)), key=_natural)
-    return found
-
-
-def _natural(path: Path) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
-
-
-# A task's log as the template (slurm-%A_%a.out) or the local backend (local-PID_I.out) names it.
-_TASK_LOG = re.compile(r"(?:^|[^0-9])(?P<job>\d+)_(?P<index>\d+)\.(?:out|err)$")
-
-
-def _task_order(run: Run) -> Callable[[Path], tuple[Any, ...]]:
-    """Sort key: files of no task first (by name), then by task id, attempt (array) and name."""
-    chunks = run.job.get("chunks") or [{"job_id": run.job.get("job_id"), "offset": 0}]
-    arrays = {str(c["job_id"]).rsplit("-", 1)[-1]: (n, int(c["offset"])) for n, c in enumerate(chunks)}
-
-    def key(path: Path) -> tuple[Any, ...]:
-        m = _TASK_LOG.search(path.name)
-        if m is None or m["job"] not in arrays:
-            return (0, 0, 0, _natural(path))
-        attempt, offset = arrays[m["job"]]
-        return (1, offset + int(m["index"]), attempt, _natural(path))
-
-    return key
 
 
 def tail_logs(run: Run, lines: int, task: int | None = None) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from hpcx.reports.once import source_status
 from hpcx.reports.sharing import is_jobs_own, mark_shared, sharing_of
 from hpcx.reports.timelines import carbon, node_details, profiler_cost, regions
 from hpcx.runs import Run
+from hpcx.runs.logs import stderr_file
 
 REPORT_SCHEMA = "hpcx.report/3"
 # Timelines in the report are for reading, not analysis (the records keep every sample). A node's: an hour at
@@ -349,11 +350,9 @@ def failure(run: Run, report: dict[str, Any]) -> dict[str, Any] | None:
     state, code, signal = s["state"], s["exit_code"], acct.get("signal") or 0
     if task is None and failed:
         task, state, code, signal = failed[0]["task"], failed[0]["state"], failed[0]["exit_code"], 0
-    job_id = str(run.job.get("job_id"))
-    log_id = job_id if task is None else _task_jobs(run).get(task, f"{job_id}_{task}")
-    log = run.dir / "logs" / f"slurm-{log_id}.err"
+    log = stderr_file(run, task)  # the template's, the local backend's or an own script's -e/-o
     tail: list[str] = []
-    if log.is_file():
+    if log is not None:
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
         tail = [ln[:STDERR_LINE_CHARS] for ln in lines[-STDERR_TAIL_LINES:]]
     reason = acct.get("reason")
@@ -366,9 +365,17 @@ def failure(run: Run, report: dict[str, Any]) -> dict[str, Any] | None:
         "state": state,
         "rank": ranks[0] if ranks else None,
         "reason": reason,
-        "log": log.relative_to(run.dir).as_posix() if log.is_file() else None,
+        "log": None if log is None else _shown(log, run.dir),
         "stderr_tail": tail,
     }
+
+
+def _shown(path: Path, run_dir: Path) -> str:
+    """A log's path relative to the run directory when it is inside it, else as it is."""
+    try:
+        return path.resolve().relative_to(run_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _ranges(values: list[int]) -> str:

@@ -90,16 +90,3 @@ def test_tasks_that_fit_no_partition_are_refused(tmp_path):
 def test_a_node_range_is_accepted(tmp_path):
     prep = _prep(tmp_path, "#SBATCH -p batch --nodes=1-2 -n 2")
     assert prep.spec.resources.nodes == 1 and prep.sources["nodes"] == "script"
-
-
-@pytest.mark.parametrize("pattern, expected", [
-    ("/p/out-%j.txt", "/p/out-12.txt"),
-    ("/p/%x-%A_%4a.out", "/p/*-12_*.out"),
-    ("/p/o-%5j-%N.log", "/p/o-00012-*.log"),
-    ("/p/100%%-%j[1].txt", "/p/100[%]-12[[]1].txt"),
-    ("/p/lit\\%j.txt", "/p/lit%j.txt"),
-])  # fmt: skip
-def test_log_glob_follows_sbatchs_filename_patterns(pattern, expected):
-    from hpcx.sbatch_script import log_glob
-
-    assert log_glob(pattern, "12") == expected

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hpcx.errors import UsageError
-from hpcx.sbatch_script import own_log_files, parse_directives
+from hpcx.sbatch_script import parse_directives
 from hpcx.site import load_site
 from hpcx.submission import Request, resolve
 
@@ -125,19 +125,6 @@ def test_a_gpu_gres_becomes_gpus_per_node(gres, gpus, gpu_type, unchecked):
 def test_gpus_per_node_as_written_wins_over_the_gres_count():
     found = _read("#!/bin/bash", "#SBATCH --gpus-per-node=1 --gres=gpu:tesla:2")
     assert found.options == {"gpus_per_node": "1"} and found.gpu_type == "tesla"
-
-
-def test_the_scripts_own_log_files_are_found_for_its_job(tmp_path):
-    for name in ("out-77.txt", "out-78.txt", "run-77-n1.log"):
-        (tmp_path / name).write_text("x")
-    (tmp_path / "out-77.dir").mkdir()
-    patterns = [str(tmp_path / "out-%j.txt"), str(tmp_path / "run-%A-%N.log"), str(tmp_path / "out-%j.dir")]
-    assert own_log_files(patterns, "77") == [tmp_path / "out-77.txt", tmp_path / "run-77-n1.log"]
-    assert own_log_files(patterns, "77_3") == [
-        tmp_path / "out-77.txt",
-        tmp_path / "run-77-n1.log",
-    ]  # array task
-    assert own_log_files(patterns, None) == [] and own_log_files(patterns, "") == []
 
 
 def test_a_value_may_hold_an_equals_sign():
