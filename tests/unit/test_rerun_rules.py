@@ -96,7 +96,7 @@ def test_named_resources_array_inputs_and_profile_come_back(runs_root, tmp_path,
     data.write_text("a\n")
     run = _run(runs_root, _manifest(
         tmp_path, directives=[["--constraint", "v100"]], sbatch_args=["--parsable", "--array=0-3%2"],
-        inputs=[{"path": str(data), "size_bytes": 2}, "not an entry"], profile={"source": "cli", "value": True},
+        inputs=[{"path": str(data), "size_bytes": 2}, "not an entry", {"size_bytes": 1}], profile={"source": "cli", "value": True},
     ))  # fmt: skip
     p = plan(run, site, None, runs_root)
     assert p.lost == [] and p.prep.profile is True and p.prep.inputs == (str(data),)
@@ -217,8 +217,10 @@ def test_a_run_without_a_manifest_cannot_be_rerun(runs_root, site):
 def test_a_run_whose_directory_is_gone_is_refused_naming_it(runs_root, tmp_path, site):
     gone = tmp_path / "gone"
     run = _run(runs_root, _manifest(gone))
-    with pytest.raises(UsageError, match=f"submitted from {gone}, which no longer exists"):
+    with pytest.raises(UsageError) as err:
         plan(run, site, None, runs_root)
+    assert err.value.message == f"run {run.id} was submitted from {gone}, which no longer exists"
+    assert err.value.hint == "recreate that directory (the job runs there), or submit anew"
 
 
 def test_failed_is_only_for_sweeps(runs_root, tmp_path, site):
