@@ -39,7 +39,7 @@ RESOURCE_OPTIONS = [
     click.option("--time", "-t", help="Wall-clock limit: MM, HH:MM:SS or D-HH:MM:SS."),
     click.option("--account", "-A", help="Account to charge."),
     click.option("--qos", help="Quality of service."),
-    click.option("--name", "-J", help="Job name."),
+    click.option("--name", "-J", help="Job name (default: the program the command runs: train for python train.py)."),
     click.option("--resource", "-r", "resources", multiple=True, metavar="NAME=VALUE",
                  help="A resource the site names (see `hpcx site show`), e.g. -r constraint=a100."),
     click.option("--array", "-a", metavar="SPEC", help="Job array indices, Slurm syntax: 0-99, 1,3,5, 0-999%50."),
@@ -166,7 +166,9 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...]
 
     Options end at the command's first word (`--` before it is optional): what follows is the program's. The
     job runs in the directory it was submitted from. A SCRIPT's #SBATCH lines are checked and reach Slurm as
-    written; options given here override them, as with sbatch.
+    written; options given here override them, as with sbatch. The first line (on stderr) names the site in use:
+    without a site file the live Slurm cluster, or the builtin local site where no Slurm answers. The job is
+    named after the program it runs unless -J says otherwise.
 
     \b
     Examples:
