@@ -172,14 +172,22 @@ def task_ids(run: Run) -> list[int] | None:
     sweep = run.manifest.get("sweep")
     if isinstance(sweep, dict) and isinstance(sweep.get("tasks"), int):
         return list(range(sweep["tasks"]))
-    args = [a for a in run.manifest.get("sbatch_args") or [] if str(a).startswith("--array=")]
+    # The command line's --array, else the script's own #SBATCH --array/-a (as submit read it, on any of its
+    # #SBATCH lines: "#SBATCH -t 5 --array=0-1" too).
+    args = [str(a) for a in run.manifest.get("sbatch_args") or [] if str(a).startswith("--array=")]
+    args = args or [str(a) for a in run.manifest.get("unchecked_directives") or []
+                    if str(a).split("=", 1)[0] in ("--array", "-a") and "=" in str(a)]  # fmt: skip
     if args:
+        from hpcx.errors import HpcxError
         from hpcx.spec import parse_array
 
-        return sorted(parse_array(args[-1].split("=", 1)[1]).indices)
+        try:
+            return sorted(parse_array(args[-1].split("=", 1)[1]).indices)
+        except HpcxError:  # a form hpcx does not read (Slurm's own checks took it): the tasks are unknown
+            return None
     script = run.dir / "job.sbatch"
     text = script.read_text(errors="replace") if script.is_file() else ""
-    if re.search(r"^#SBATCH\s+(--array|-a)\b", text, re.MULTILINE):
+    if re.search(r"^#SBATCH\b.*\s(--array|-a)\b", text, re.MULTILINE):
         return None
     return []
 
