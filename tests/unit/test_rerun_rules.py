@@ -564,3 +564,13 @@ def test_another_slurm_version_is_named(runs_root, tmp_path, site, monkeypatch, 
     assert differences(run, site) == ["Slurm is 24.05.0, the run used 23.02.1"]
     _fake_sbatch(tmp_path, monkeypatch, None)
     assert differences(run, site) == ["Slurm is not reachable, the run used 23.02.1"]
+
+
+def test_a_job_is_resolved_again_with_the_users_defaults_for_what_it_did_not_record(
+    runs_root, tmp_path, site
+):
+    from hpcx.config import UserConfig
+
+    run = _run(runs_root, _manifest(tmp_path))  # no qos recorded
+    p = plan(run, site, UserConfig(None, defaults={"qos": "userqos"}), runs_root)
+    assert p.prep.spec.resources.qos == "userqos" and "#SBATCH --qos=userqos\n" in _script(p, tmp_path)
