@@ -197,13 +197,15 @@ def _check(spec: SweepSpec) -> None:
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise SweepError(
-            f"parameter(s) {', '.join(sorted(dupes))} appear in more than one of grid/zip/random"
+            f"parameter(s) {', '.join(sorted(dupes))} appear in more than one of grid/zip/random",
+            hint="give each parameter in one of them",
         )
     if spec.zip:
         lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in spec.zip.items()}
         if len(set(lengths.values())) != 1 or -1 in lengths.values() or 0 in lengths.values():
             shown = ", ".join(f"{k} has {n if n >= 0 else 'no list of'} values" for k, n in lengths.items())
-            raise SweepError(f"parameters.zip lists must have the same, non-zero length: {shown}")
+            raise SweepError(f"parameters.zip lists must have the same, non-zero length: {shown}",
+                             hint="e.g. zip: {lr: [0.1, 0.01], bs: [32, 64]} (lr 0.1 runs with bs 32)")  # fmt: skip
     if not _whole(spec.repeats) or spec.repeats < 1:
         raise SweepError(f"parameters.repeats {spec.repeats!r} must be a whole number >= 1",
                          hint="e.g. repeats: 3 (each combination runs 3 times, each with its own seed)")  # fmt: skip
@@ -216,7 +218,8 @@ def _check(spec: SweepSpec) -> None:
         extra = set(spec.random) - {"seed", "draws", "params"}
         example = "e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}"
         if extra or not spec.random.get("params"):
-            raise SweepError("parameters.random needs draws (>= 1), params and optionally seed", hint=example)
+            unknown = f" (not {', '.join(sorted(map(str, extra)))})" if extra else ""
+            raise SweepError(f"parameters.random needs draws (>= 1), params and optionally seed{unknown}", hint=example)
         draws = spec.random.get("draws")
         if not _whole(draws) or draws < 1:
             raise SweepError(f"parameters.random.draws {draws!r} must be a whole number >= 1", hint=example)

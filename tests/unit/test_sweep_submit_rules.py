@@ -385,3 +385,9 @@ def test_retry_failed_of_a_run_that_is_not_a_sweep_is_refused(cluster, hpcx, tmp
     (run / "job.json").write_text(json.dumps({"scheduler": "slurm", "job_id": "42"}))
     code, _, err = hpcx("sweep", "--retry-failed", "20260101")
     assert code == 2 and "run 20260101-000000-aaaaaa is not a sweep; --retry-failed takes the run id" in err
+
+
+def test_doubled_braces_in_a_resource_are_text_not_a_placeholder(cluster, hpcx):
+    # {{i}} is the text {i}: checked as a job name (which it cannot be), not refused as a placeholder.
+    code, out, err = hpcx("sweep", write_spec(2, "resources: {name: 'run{{i}}'}\n"), "--dry-run")
+    assert code == 2 and err.startswith("hpcx: error: --name 'run{{i}}' is not a plain name")

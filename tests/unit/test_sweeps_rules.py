@@ -259,3 +259,86 @@ def test_task_name_and_task_id_placeholders():
     s = spec("command: [t, '{task}', '{task_name}', '{{x}}']\nparameters: {grid: {x: [1, 2]}}\n")
     assert [fill_command(s.command, t.to_dict()) for t in expand(s)] == [
         ["t", "0", "x=1", "{x}"], ["t", "1", "x=2", "{x}"]]  # fmt: skip
+
+
+# -- refusals: one line with the value, what was expected and the fix ------------------------------------------
+
+GRID_FIX = "use a list, or {range: [start, stop, step]}, {linspace: [a, b, n]}, {logspace: [a, b, n]}"
+DIST_FIX = "use {uniform: [a, b]}, {loguniform: [a, b]}, {randint: [a, b]} or {choice: [...]}"
+RULE_FIX = "fix the value (it must be one the sweep takes) or remove the rule"
+ZIP = "parameters.zip lists must have the same, non-zero length"
+ZIP_FIX = "e.g. zip: {lr: [0.1, 0.01], bs: [32, 64]} (lr 0.1 runs with bs 32)"
+
+
+@pytest.mark.parametrize("text, line", [
+    ("parameters: {grid: {x: []}}", "parameters.grid.x is empty; give at least one value"),
+    ("parameters: {grid: {x: a}}", f"parameters.grid.x: 'a' is not a list of values; {GRID_FIX}"),
+    ("parameters: {grid: {x: {range: [0, 3], linspace: [0, 1, 2]}}}",
+     f"parameters.grid.x: {{'range': [0, 3], 'linspace': [0, 1, 2]}} is not a list of values; {GRID_FIX}"),
+    ("parameters: {grid: {x: {linspace: abc}}}", f"parameters.grid.x: {{'linspace': 'abc'}} is not a list of values; {GRID_FIX}"),
+    ("parameters: {grid: {x: {steps: [0, 1, 3]}}}", f"parameters.grid.x: {{'steps': [0, 1, 3]}} is not a list of values; {GRID_FIX}"),
+    ("parameters: {grid: {x: {range: [1, 2, 3, 4]}}}", f"parameters.grid.x: {{'range': [1, 2, 3, 4]}} is not a list of values; {GRID_FIX}"),
+    ("parameters: {grid: {my-x: [1], 2y: [1]}}",
+     "parameter name(s) 'my-x', '2y' are not identifiers; use letters, digits and _ (they become $HPCX_PARAM_<NAME>)"),
+    ("parameters: {grid: {a: [1], b: [2]}, zip: {a: [1], b: [2]}}",
+     "parameter(s) a, b appear in more than one of grid/zip/random; give each parameter in one of them"),
+    ("parameters: {zip: {a: 5}}", f"{ZIP}: a has no list of values; {ZIP_FIX}"),
+    ("parameters: {zip: {a: 5, b: [1]}}", f"{ZIP}: a has no list of values, b has 1 values; {ZIP_FIX}"),
+    ("parameters: {zip: {a: []}}", f"{ZIP}: a has 0 values; {ZIP_FIX}"),
+    ("parameters: {zip: {a: [1, 2], b: [1]}}", f"{ZIP}: a has 2 values, b has 1 values; {ZIP_FIX}"),
+    ("parameters: {random: {draws: 2, params: {x: {uniform: [0, 1], randint: [1, 2]}}}}",
+     f"parameters.random.params.x: {{'uniform': [0, 1], 'randint': [1, 2]}} is not a distribution; {DIST_FIX}"),
+    ("parameters: {random: {draws: 2, params: {x: normal}}}", f"parameters.random.params.x: 'normal' is not a distribution; {DIST_FIX}"),
+    ("parameters: {random: {draws: 2, params: {x: {choice: []}}}}", f"parameters.random.params.x: {{'choice': []}} is not a distribution; {DIST_FIX}"),
+    ("parameters: {random: {draws: 2, params: {x: {uniform: [0, 1]}}, sed: 3}}",
+     "parameters.random needs draws (>= 1), params and optionally seed (not sed); "
+     "e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}"),
+    ("parameters: {grid: {n: {range: [0, 9]}}}\nexclude: [{n: 99}]",
+     f"exclude[0] {{'n': 99}} matches no task: n takes 0, 1, 2, 3, 4, 5, 6, 7, ... (9 values); {RULE_FIX}"),
+    ("parameters: {grid: {n: {range: [0, 8]}}}\nexclude: [{n: 99}]",
+     f"exclude[0] {{'n': 99}} matches no task: n takes 0, 1, 2, 3, 4, 5, 6, 7; {RULE_FIX}"),
+    ("parameters: {grid: {a: [1, 2], b: [x, y]}}\nexclude: [{a: 1, b: z}]",
+     f"exclude[0] {{'a': 1, 'b': 'z'}} matches no task: a takes 1, 2; b takes 'x', 'y'; {RULE_FIX}"),
+    ("parameters: {grid: {layers: [[1, 2], [3]]}}\nexclude: [{layers: '[3]'}]",  # a list is not its text
+     f"exclude[0] {{'layers': '[3]'}} matches no task: layers takes [1, 2], [3]; {RULE_FIX}"),
+    ("parameters: {grid: {x: [1]}}\nexclude: [{x: 1}]", "sweep 's' has no tasks left after the exclude rules; loosen exclude, or add values"),
+])  # fmt: skip
+def test_a_spec_that_cannot_be_expanded_is_one_exact_line(text, line):
+    with pytest.raises(SweepError) as err:
+        expand(spec(f"name: s\ncommand: [t]\n{text}\n"))
+    assert str(err.value) == line and err.value.exit_code == 3
+
+
+def test_an_undefined_placeholder_names_the_defined_ones_and_the_literal_brace():
+    with pytest.raises(SweepError) as err:
+        spec("command: [t, '{y}']\nparameters: {grid: {x: [1]}}\n")
+    assert str(err.value) == ("command word '{y}' uses {y}, which no parameter defines; defined: {x}, {seed}, "
+                              "{task}, {task_name}; write {{ for a literal brace ({{name}} gives {name})")  # fmt: skip
+
+
+# -- more values as the command sees them ------------------------------------------------------------------
+
+
+def test_a_range_of_one_value_and_a_linspace_of_two():
+    assert commands("command: ['{x}']\nparameters: {grid: {x: {range: [5, 6]}}}\n") == [["5"]]
+    assert commands("command: ['{x}']\nparameters: {grid: {x: {linspace: [1, 3, 2]}}}\n") == [
+        ["1.0"],
+        ["3.0"],
+    ]
+
+
+def test_a_range_step_written_in_e_notation_is_a_number():
+    # PyYAML reads 25e-2 as the text '25e-2' (YAML 1.1 floats need a dot): it is still the step 0.25.
+    got = commands("command: ['{x}']\nparameters: {grid: {x: {range: [0, 1, 25e-2]}}}\n")
+    assert got == [["0.0"], ["0.25"], ["0.5"], ["0.75"]]
+
+
+def test_a_sweeps_seeds_stay_the_same_from_one_hpcx_version_to_the_next():
+    """The seeds recorded for a sweep come back when it is run again, with this or a later hpcx: they are
+    part of what a task is. (A change here makes every earlier sweep's results unreproducible by rerun.)"""
+    tasks = expand(spec("command: [t]\nparameters: {grid: {lr: [1, 0.1]}, repeats: 2}\nseed: 7\n"))
+    assert [(t.name, t.seed) for t in tasks] == [
+        ("lr=1,rep=0", 2090241117), ("lr=1,rep=1", 55651602), ("lr=0.1,rep=0", 892848881), ("lr=0.1,rep=1", 1383775812)
+    ]  # fmt: skip
+    (one,) = expand(spec("command: [t]\nparameters: {grid: {lr: [1]}}\n"))
+    assert one.seed == 851492742
