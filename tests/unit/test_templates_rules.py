@@ -174,10 +174,18 @@ def test_a_user_kind_filling_unlocked_blocks_renders_under_the_sites_header(tmp_
     user = _dir(
         tmp_path,
         "user",
-        mine='{% extends "site-base.sbatch.j2" %}\n\n{% set x = 1 %}\n'
-        "{% block launch %}echo {{ x }}\n{% endblock %}\n\n",
+        mine='{% extends "site-base.sbatch.j2" %}\n\n{% block launch %}{% set x = 1 %}echo {{ x }}\n{% endblock %}\n\n',
     )
     assert _locked("mine", admin, user) == "#!/bin/bash\n#SBATCH --partition=p\necho 1\n"
+
+
+def test_a_user_kind_setting_names_outside_its_blocks_is_refused(tmp_path, admin):
+    user = _dir(tmp_path, "user", mine='{% extends "site-base.sbatch.j2" %}\n{% set job = 1 %}\n')
+    assert _error("mine", {}, [admin], user_dirs=[user], locked=["header"]) == (
+        f"template {user / 'mine.sbatch.j2'}:2: a top-level {{% assign %}} would change the names the site's "
+        "locked block(s) header read; move it inside the unlocked block that uses it, e.g. "
+        "{% block launch %}{% set n = 2 %}..."
+    )
 
 
 def test_a_user_kind_overriding_a_locked_block_is_refused(tmp_path, admin):
