@@ -200,7 +200,7 @@ def _node(start_t, samples, *sources, end_t=None, node="n1"):
 
 def _edge(t, package_j, dram_j=None, gpu_j=None):
     rapl = {"package_j": package_j} if dram_j is None else {"package_j": package_j, "dram_j": dram_j}
-    sample = {"type": "sample", "t": t, "rapl": rapl}
+    sample = {"type": "sample", "t": t, "node": "n1", "rapl": rapl}
     if gpu_j is not None:
         sample["nvml"] = [{"index": 0, "energy_j": gpu_j}, {"index": 1, "energy_j": None}]
     return sample
@@ -262,6 +262,8 @@ def test_two_steps_on_a_node_count_each_moment_once(tmp_path):
                                              "coverage": 1.0, "status": "measured", "steps": 2,
                                              "rule": COMBINE_RULE}  # fmt: skip
     assert node["sources"]["nvml"]["status"] == "measured"
+    assert node["series"] == {"t": [0.0, 5.0, 10.0, 15.0], "rapl.package_j": [0.0, 50.0, 100.0, 150.0],
+                              "rapl.dram_j": [0.0, 5.0, 10.0, 15.0]}  # fmt: skip
 
 
 def test_a_source_measured_by_any_step_is_measured(tmp_path):
