@@ -285,7 +285,9 @@ def _recorded_state(rep: Replicate) -> str | None:
 
 
 def _left_out_why(state: str) -> str:
-    return "still running or pending" if state in ("PENDING", "RUNNING", "UNFINISHED", "REQUEUED") else state
+    from hpcx.schedulers.base import ACTIVE_STATES
+
+    return "still running or pending" if state in ACTIVE_STATES or state == "UNFINISHED" else state
 
 
 def group_of(rep: Replicate, by: Sequence[str] | None) -> tuple[str, dict[str, Any]]:

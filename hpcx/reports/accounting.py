@@ -91,23 +91,12 @@ def summarize_accounting(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-# Slurm's states of a job that has not ended; a set of jobs with one of them has not ended either.
-ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
-
-
 def combined_state(states: Sequence[str]) -> str:
-    """One state for several jobs (array tasks, a sweep's chunks), as a person reads it: the one state they
-    share; else RUNNING (or the first unfinished state) while any has not ended; else schedulers.base.ended_state
-    (FAILED when any failed, else the first other state by name). ``state_counts`` keeps how many had each."""
-    distinct = list(dict.fromkeys(states))
-    if len(distinct) == 1:
-        return distinct[0]
-    active = [s for s in distinct if s in ACTIVE_STATES]
-    if active:
-        return "RUNNING" if "RUNNING" in active else active[0]
-    from hpcx.schedulers.base import ended_state  # status's rule too: a sweep reads the same in both
+    """One state for several jobs (array tasks, a sweep's chunks): status's rule,
+    :func:`hpcx.schedulers.base.overall_state`, so both say the same. ``state_counts`` keeps how many had each."""
+    from hpcx.schedulers.base import overall_state
 
-    return ended_state(distinct)
+    return overall_state(states)
 
 
 def _span_s(jobs: Sequence[dict[str, str]]) -> float | None:

@@ -31,6 +31,7 @@ from hpcx.reports.sharing import is_jobs_own, mark_shared, sharing_of
 from hpcx.reports.timelines import carbon, node_details, profiler_cost, regions
 from hpcx.runs import Run
 from hpcx.runs.logs import stderr_file
+from hpcx.schedulers.base import ACTIVE_STATES
 
 REPORT_SCHEMA = "hpcx.report/3"
 # Timelines in the report are for reading, not analysis (the records keep every sample). A node's: an hour at
@@ -334,8 +335,8 @@ def build_report(
 
 STDERR_TAIL_LINES = 5
 STDERR_LINE_CHARS = 240
-# Slurm's states of a job that has not ended: no failure to explain yet.
-_NOT_ENDED = ("PENDING", "RUNNING", "UNFINISHED", "REQUEUED", "SUSPENDED", "COMPLETING", "CONFIGURING")
+# A job that has not ended (Slurm's ACTIVE_STATES, or UNFINISHED from hpcx's records): no failure to explain yet.
+_NOT_ENDED = ACTIVE_STATES | {"UNFINISHED"}
 
 
 def failure(run: Run, report: dict[str, Any]) -> dict[str, Any] | None:

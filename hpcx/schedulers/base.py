@@ -25,6 +25,17 @@ FINISHED_STATES = frozenset(
 )
 
 
+# Slurm's states of a job that has not ended: it waits, runs, or will run again (REQUEUED). Status, runs, report
+# and compare all read this set; a set of jobs with one of them has not ended either. (PREEMPTED is neither here
+# nor in FINISHED_STATES: with requeue the job runs again, without it the state says how it ended.)
+ACTIVE_STATES = frozenset(
+    {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
+     "REQUEUE_FED"}
+)  # fmt: skip
+# Of those, the states of a job that holds its nodes (has started and not yet given them back).
+_BUSY = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "RESIZING", "SUSPENDED"})
+
+
 # The states in which the scheduler (or the node, or the kernel's OOM killer) ended the job, not the program: its
 # numbers say nothing of the program, and Slurm's disagree (one TIMEOUT: squeue 143, sacct's job row 0:0).
 ENDED_BY_SCHEDULER = frozenset(
@@ -74,16 +85,19 @@ class JobState:
         return doc
 
 
-_BUSY = ("RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING")
-
-
-def overall_state(counts: dict[str, int]) -> str:
-    """One state for many tasks: RUNNING while any runs, PENDING while any waits, else ``ended_state``."""
-    if any(s in counts for s in _BUSY):
+def overall_state(states: Iterable[str]) -> str:
+    """One state for several jobs or tasks (an array's tasks, a sweep's chunks, their accounting rows), the same
+    whichever order they come in: status, runs and report all read it. The one state they share; else RUNNING
+    while any holds its nodes (running, suspended, completing); else PENDING while any waits or will run again
+    (ACTIVE_STATES: PENDING, REQUEUED); else ``ended_state``. ``states`` may be a dict of counts."""
+    distinct = set(states)
+    if len(distinct) == 1:
+        return distinct.pop()
+    if distinct & _BUSY:
         return "RUNNING"
-    if any(s not in FINISHED_STATES for s in counts):
+    if distinct & ACTIVE_STATES:
         return "PENDING"
-    return ended_state(counts)
+    return ended_state(distinct)
 
 
 def ended_state(states: Iterable[str]) -> str:
