@@ -145,13 +145,17 @@ def task_count(spec: SweepSpec) -> int:
 def parse_spec(doc: Any) -> SweepSpec:
     """Validate a sweep document; raise SweepError naming the key, the value and what was expected."""
     if not isinstance(doc, dict):
-        raise SweepError(f"a sweep spec is a mapping, found {type(doc).__name__}")
+        raise SweepError(f"a sweep spec is a mapping, found {type(doc).__name__}",
+                         hint="give name:, command: and parameters: keys (see `hpcx sweep --help`)")  # fmt: skip
     unknown = set(doc) - SPEC_KEYS
     if unknown:
         raise SweepError(f"unknown key(s) {', '.join(sorted(unknown))} in the sweep spec",
                          hint=f"known keys: {', '.join(sorted(SPEC_KEYS))}")  # fmt: skip
     params = doc.get("parameters") or {}
-    if not isinstance(params, dict) or set(params) - PARAM_KEYS:
+    if not isinstance(params, dict):
+        raise SweepError(f"parameters is a mapping, found {type(params).__name__}",
+                         hint="e.g. parameters: {grid: {lr: [0.1, 0.01]}, repeats: 2}")  # fmt: skip
+    if set(params) - PARAM_KEYS:
         raise SweepError(f"unknown key(s) in parameters: {', '.join(sorted(set(params) - PARAM_KEYS))}",
                          hint=f"known: {', '.join(sorted(PARAM_KEYS))}")  # fmt: skip
     command = doc.get("command")

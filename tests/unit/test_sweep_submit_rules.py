@@ -391,3 +391,17 @@ def test_doubled_braces_in_a_resource_are_text_not_a_placeholder(cluster, hpcx):
     # {{i}} is the text {i}: checked as a job name (which it cannot be), not refused as a placeholder.
     code, out, err = hpcx("sweep", write_spec(2, "resources: {name: 'run{{i}}'}\n"), "--dry-run")
     assert code == 2 and err.startswith("hpcx: error: --name 'run{{i}}' is not a plain name")
+
+
+def test_the_specs_variables_reach_every_task_and_its_inputs_are_fingerprinted(cluster, hpcx):
+    Path("data.txt").write_text("rows\n")
+    spec = write_spec(2, "variables: {greeting: 5, Mode: fast}\ninputs: [data.txt]\n")
+    code, out, err = hpcx("--json", "sweep", spec, "--dry-run")
+    assert code == 0, err
+    script = json.loads(out)["script"]
+    assert "export HPCX_VAR_GREETING=5" in script and "export HPCX_VAR_MODE=fast" in script
+    code, out, err = hpcx("--json", "sweep", spec)
+    assert code == 0, err
+    manifest = json.loads((Path(json.loads(out)["run_dir"]) / "manifest.json").read_text())
+    assert [i["path"] for i in manifest["inputs"]] == ["data.txt"]
+    assert manifest["inputs"][0]["resolved"] == str(Path.cwd() / "data.txt")

@@ -342,3 +342,25 @@ def test_a_sweeps_seeds_stay_the_same_from_one_hpcx_version_to_the_next():
     ]  # fmt: skip
     (one,) = expand(spec("command: [t]\nparameters: {grid: {lr: [1]}}\n"))
     assert one.seed == 851492742
+
+
+YAML_WORD = ("not text: YAML read true/false/yes/no/on/off/null (or an empty word) as a value; quote the word to "
+             'pass it as text, e.g. command: ["true"] or [train.py, --flag, "yes"]')  # fmt: skip
+NEEDS_COMMAND = 'the sweep spec needs a command: a list of words or one string; e.g. command: [python, train.py, --lr, "{lr}"]'
+
+
+@pytest.mark.parametrize("text, line", [
+    ("- a\n- b\n", "a sweep spec is a mapping, found list; give name:, command: and parameters: keys (see `hpcx sweep --help`)"),
+    ("command: [t]\ncolour: red\nsize: 2\n", "unknown key(s) colour, size in the sweep spec; known keys: command, exclude, "
+     "inputs, kind, max_parallel, name, parameters, resources, seed, variables, version"),
+    ("command: [t]\nparameters: {gird: {x: [1]}, zipp: {}}\n", "unknown key(s) in parameters: gird, zipp; known: grid, random, repeats, zip"),
+    ("command: [t]\nparameters: [grid]\n", "parameters is a mapping, found list; e.g. parameters: {grid: {lr: [0.1, 0.01]}, repeats: 2}"),
+    ("command: [t, true]\n", f"command word True is YAML's boolean, {YAML_WORD}"),
+    ("command: [t, null]\n", f"command word None is YAML's null, {YAML_WORD}"),
+    ("command: [t, [x]]\n", NEEDS_COMMAND),
+    ("command: []\n", NEEDS_COMMAND),
+])  # fmt: skip
+def test_a_document_that_is_not_a_sweep_spec_is_one_exact_line(text, line):
+    with pytest.raises(SweepError) as err:
+        spec(text)
+    assert str(err.value) == line and err.value.exit_code == 3
