@@ -113,10 +113,12 @@ def _directives(recorded: list[Any], site: Site) -> tuple[dict[str, str], list[s
     for flag, value in (tuple(d) for d in recorded if isinstance(d, (list, tuple)) and len(d) == 2):
         if flag == "--dependency":
             kind, _, ids = str(value).partition(":")
-            if kind == "afterok":
-                after += [i for i in ids.split(":") if i]
+            if kind == "afterok":  # a JOB_INDEX (one task of a sweep's array) is decided again from its sweep
+                after += list(dict.fromkeys(i.split("_")[0] for i in ids.split(":") if i))
             else:
                 lost.append(f"the dependency {value} is not restored (hpcx gives only afterok, from --after)")
+        elif flag == "--kill-on-invalid-dep":
+            continue  # comes with --after, given again with it
         elif flag in by_flag:
             named[by_flag[flag]] = value
         else:

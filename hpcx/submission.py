@@ -185,7 +185,9 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
         )
     extra = _named_directives(request.named, site)
     if request.after:
-        extra.append(("--dependency", "afterok:" + ":".join(request.after)))
+        # Slurm ends a job whose dependency can never hold (an upstream failed after this submission) instead of
+        # leaving it pending as DependencyNeverSatisfied for good.
+        extra += [("--dependency", "afterok:" + ":".join(request.after)), ("--kill-on-invalid-dep", "yes")]
     unchecked = directives.unchecked if directives else []
     return Prepared(
         spec,
@@ -581,17 +583,14 @@ def after_job_ids(root: Path, keys: tuple[str, ...] | list[str]) -> tuple[str, .
 
 
 def _waits_for(root: Path, key: str) -> list[str]:
-    from hpcx.errors import RunNotFoundError
     from hpcx.runs import find_run
 
-    run = _run_of_job(root, key) if key.isdigit() else None
-    if run is None:
-        try:
-            run = find_run(root, key)
-        except RunNotFoundError:
-            if not key.isdigit():
-                raise
+    if key.isdigit():  # a job id: of a run, else any job Slurm knows; never a run id prefix (20261207 is both)
+        run = _run_of_job(root, key)
+        if run is None:
             return _waits_for_job(key)
+    else:
+        run = find_run(root, key)
     job = run.job
     if not job.get("job_id"):
         raise RejectedError(f"--after {key}: run {run.id} was never submitted", hint="submit it first")
@@ -663,6 +662,21 @@ def _wait_or_refuse(key: str, what: str, job_id: str, state: Any) -> list[str]:
     )
 
 
+def _array_waits(run: Run, job_id: str, state: Any) -> list[str]:
+    """What to wait for of one active array of a sweep: the array (afterok), unless one of its own tasks already
+    failed (and was retried, or the sweep would have been refused): afterok on that array would never hold, so
+    its tasks that have not ended are waited for one by one (afterok:JOB_INDEX), the retry by its own array."""
+    from hpcx.schedulers import FINISHED_STATES
+    from hpcx.sweep_submit import FAILED_STATES
+    from hpcx.sweeps import chunk_tasks
+
+    own = state.task_states or {}
+    if not any(s in FAILED_STATES for s in own.values()):
+        return [job_id]
+    chunks = [c for c in run.job["chunks"] if str(c["job_id"]) == job_id]
+    return [f"{job_id}_{i}" for _, i, _ in chunk_tasks(chunks) if own.get(i, "PENDING") not in FINISHED_STATES]
+
+
 def _waits_for_sweep(run: Run, key: str) -> list[str]:
     from hpcx.schedulers import JobRef
     from hpcx.sweep_submit import FAILED_STATES, task_states
@@ -680,7 +694,8 @@ def _waits_for_sweep(run: Run, key: str) -> list[str]:
         return []
     arrays = [str(c["job_id"]) for c in run.job["chunks"]]
     states = get_scheduler(run.job.get("scheduler", "slurm")).status([JobRef(j, run.dir) for j in arrays])
-    active = [j for j in dict.fromkeys(arrays) if j in states and not states[j].finished]
+    active = [w for j in dict.fromkeys(arrays) if j in states and not states[j].finished
+              for w in _array_waits(run, j, states[j])]  # fmt: skip
     if not active:  # every array has ended, yet not every task is known to have completed
         unknown = sorted({s for s in per_task.values() if s != "COMPLETED"})
         raise RejectedError(

@@ -3,6 +3,7 @@ a dependency on a job it has forgotten after MinJobAge, and leaves one on a fail
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -57,10 +58,55 @@ def test_after_a_sweep_waits_for_its_retry_array(slurm_hpcx, runs_root, tmp_path
     (retry_job,) = retry["job_ids"]
     after = slurm_hpcx.json("submit", "serial", "--after", sweep["run_id"], "--", "true")
     # The retry array, not the first one: that one has a failed task and would never satisfy afterok.
-    assert _directives(runs_root, after["run_id"]) == [["--dependency", f"afterok:{retry_job}"]]
+    assert _directives(runs_root, after["run_id"]) == [["--dependency", f"afterok:{retry_job}"],
+                                                       ["--kill-on-invalid-dep", "yes"]]
     shown = subprocess.run(["squeue", "-h", "-j", after["job_id"], "-o", "%E"], capture_output=True, text=True,
                            timeout=30).stdout  # fmt: skip
     assert retry_job in shown or not shown.strip()  # listed as a dependency, or already satisfied
     assert slurm_hpcx.wait_finished(after["run_id"], timeout_s=120)["state"] == "COMPLETED"
     tasks = slurm_hpcx.json("status", sweep["run_id"])["runs"][0]["tasks"]
     assert tasks == {"COMPLETED": 2}
+
+
+def test_after_a_run_that_fails_later_ends_the_waiting_job_instead_of_leaving_it_pending(slurm_hpcx, runs_root):
+    upstream = slurm_hpcx.json("submit", "serial", "--", "bash", "-c", "sleep 4; exit 5")
+    waiting = slurm_hpcx.json("submit", "serial", "--after", upstream["run_id"], "--", "true")
+    # Without --kill-on-invalid-dep Slurm keeps it PENDING (DependencyNeverSatisfied) for good.
+    row = slurm_hpcx.wait_finished(waiting["run_id"], timeout_s=120)
+    assert row["state"] == "CANCELLED", row
+
+
+def test_after_an_all_digit_key_is_a_job_id_never_a_run_id_prefix(slurm_hpcx, runs_root):
+    failed = slurm_hpcx.json("submit", "serial", "--", "bash", "-c", "exit 7")
+    assert slurm_hpcx.wait_finished(failed["run_id"], timeout_s=120)["state"] == "FAILED"
+    prefix = failed["run_id"][:7]  # all digits, and a prefix of the run id (a date)
+    assert prefix.isdigit()
+    proc = slurm_hpcx("submit", "serial", "--after", prefix, "--", "true", check=False)
+    assert proc.returncode == 3
+    assert f"Slurm knows no job {prefix}" in proc.stderr and failed["run_id"] not in proc.stderr
+
+
+def test_after_a_sweep_whose_running_array_has_a_retried_failure_waits_for_its_other_tasks(
+    slurm_hpcx, runs_root, tmp_path
+):
+    marker = tmp_path / "retried"
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        "name: mixed\nkind: serial\nresources: {time: '00:05:00'}\n"
+        f"command: [bash, -c, 'if [ {{x}} = 1 ]; then [ -e {marker} ] || exit 3; else sleep 30; fi']\n"
+        "parameters:\n  grid: {x: [0, 1, 2]}\n"
+    )
+    sweep = slurm_hpcx.json("sweep", str(spec))
+    deadline = time.monotonic() + 90
+    while slurm_hpcx.json("status", sweep["run_id"])["runs"][0]["tasks"].get("FAILED") != 1:
+        assert time.monotonic() < deadline, "task 1 never failed"
+        time.sleep(1)
+    marker.touch()
+    (retry_job,) = slurm_hpcx.json("sweep", "--retry-failed", sweep["run_id"])["job_ids"]
+    after = slurm_hpcx.json("submit", "serial", "--after", sweep["run_id"], "--", "true")
+    (dependency,) = [v for f, v in _directives(runs_root, after["run_id"]) if f == "--dependency"]
+    waits = set(dependency.removeprefix("afterok:").split(":"))
+    # Tasks 0 and 2 still run in the first array, whose task 1 failed: afterok on that array would never hold.
+    # (The retry array is in it while it has not ended; its one task may already have completed.)
+    assert waits - {retry_job} == {f"{sweep['job_id']}_0", f"{sweep['job_id']}_2"}, waits
+    assert slurm_hpcx.wait_finished(after["run_id"], timeout_s=150)["state"] == "COMPLETED"

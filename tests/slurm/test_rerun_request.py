@@ -25,7 +25,7 @@ def test_rerun_keeps_array_named_resource_profile_and_after(slurm_hpcx, runs_roo
     again = hpcx.json("rerun", first["run_id"])  # while the upstream still runs: the dependency is kept
     old, new = _manifest(runs_root, first["run_id"]), _manifest(runs_root, again["run_id"])
     assert new["directives"] == old["directives"] == [
-        ["--comment", "rerun-me"], ["--dependency", f"afterok:{upstream['job_id']}"]
+        ["--comment", "rerun-me"], ["--dependency", f"afterok:{upstream['job_id']}"], ["--kill-on-invalid-dep", "yes"]
     ]  # fmt: skip
     assert new["sbatch_args"] == old["sbatch_args"] == ["--array=0-2"]
     assert new["profile"]["value"] is old["profile"]["value"] is True
