@@ -84,7 +84,7 @@ def test_site_max_array_size_above_the_live_limit_still_splits_at_the_live_one(s
                                                                                 runs_root):  # fmt: skip
     # The site file says 5000, the cluster's MaxArraySize is 1001: one array of 1200 would be refused by sbatch.
     hpcx = cli(slurm_hpcx, site_with(testbed, tmp_path, max_array_size=5000))
-    path = spec(tmp_path, "name: big\nresources: {time: '00:01:00'}\ncommand: [true]\n"
+    path = spec(tmp_path, "name: big\nresources: {time: '00:01:00'}\ncommand: ['true']\n"
                 "parameters: {grid: {i: {range: [0, 1200]}}}\n")  # fmt: skip
     proc = hpcx("--json", "sweep", path, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -164,7 +164,7 @@ parameters: {{grid: {{i: {{range: [0, 7]}}}}}}
 
 def test_status_of_sweeps_and_jobs_is_one_batched_query(slurm_hpcx, testbed, tmp_path, runs_root):
     hpcx = cli(slurm_hpcx, site_with(testbed, tmp_path, max_array_size=3))
-    done = hpcx.json("sweep", spec(tmp_path, "name: quick\ncommand: [true]\nparameters: {grid: {i: [1, 2]}}\n",
+    done = hpcx.json("sweep", spec(tmp_path, "name: quick\ncommand: ['true']\nparameters: {grid: {i: [1, 2]}}\n",
                                    "quick.yaml"))  # fmt: skip
     hpcx.wait_finished(done["run_id"])  # a finished sweep beside the live ones
     body = f"resources: {{time: '00:05:00'}}\ncommand: {SLOW_TASK}\nparameters: {{grid: {{i: {{range: [0, 7]}}}}}}\n"

@@ -75,7 +75,7 @@ def test_large_sweep_is_chunked_at_max_array_size(slurm_hpcx, runs_root, tmp_pat
         """
 name: big
 resources: {time: "00:01:00"}
-command: [true]
+command: ['true']
 parameters: {grid: {i: {range: [0, 1200]}}}
 """,
     )
@@ -96,7 +96,7 @@ parameters: {grid: {i: {range: [0, 1200]}}}
 def test_sweep_over_a_partition_limit_submits_nothing(slurm_hpcx, runs_root, tmp_path):
     spec = _write(
         tmp_path,
-        "name: x\ncommand: [true]\nparameters: {grid: {i: [1, 2]}}\nresources: {time: '48:00:00', partition: debug}\n",
+        "name: x\ncommand: ['true']\nparameters: {grid: {i: [1, 2]}}\nresources: {time: '48:00:00', partition: debug}\n",
     )
     proc = slurm_hpcx("sweep", spec, check=False)
     assert proc.returncode == 3 and "MaxTime" in proc.stderr
@@ -104,7 +104,7 @@ def test_sweep_over_a_partition_limit_submits_nothing(slurm_hpcx, runs_root, tmp
 
 
 def test_sweep_larger_than_max_submit_jobs_is_refused_before_sbatch(slurm_hpcx, runs_root, tmp_path):
-    spec = _write(tmp_path, "name: x\ncommand: [true]\nparameters: {grid: {i: {range: [0, 10]}}}\n")
+    spec = _write(tmp_path, "name: x\ncommand: ['true']\nparameters: {grid: {i: {range: [0, 10]}}}\n")
     subprocess.run(["sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=5"], check=True,
                    capture_output=True, timeout=30)  # fmt: skip
     try:

@@ -145,7 +145,7 @@ def test_a_tab_in_a_site_file_is_a_usage_error_with_a_hint(hpcx, tmp_path):
 
 def test_a_tab_in_a_sweep_spec_is_a_usage_error(hpcx, tmp_path):
     spec = tmp_path / "sweep.yaml"
-    spec.write_text("name: s\nkind: serial\ncommand: [true]\nparameters:\n\tlr: [1, 2]\n")
+    spec.write_text("name: s\nkind: serial\ncommand: ['true']\nparameters:\n\tlr: [1, 2]\n")
     proc = hpcx("--site", str(TESTBED), "sweep", str(spec), "--dry-run", check=False)
     assert proc.returncode == 2, proc.stderr
     assert f"sweep spec '{spec}' is not valid YAML" in proc.stderr and "does not allow tabs" in proc.stderr

@@ -64,7 +64,7 @@ def test_sweep_whose_second_array_fails_cancels_the_first_and_leaves_nothing(bro
     for tool in ("scontrol", "squeue", "sacctmgr"):
         _stub(broken.bindir, tool, "exit 0")  # a cluster that reports no limits
     spec = tmp_path / "sweep.yaml"
-    spec.write_text("name: s\ncommand: [true]\nparameters: {grid: {i: {range: [0, 1200]}}}\n")
+    spec.write_text("name: s\ncommand: ['true']\nparameters: {grid: {i: {range: [0, 1200]}}}\n")
     before = set(os.listdir(runs_root))
     proc = broken("sweep", str(spec), check=False, timeout_s=60)
     assert proc.returncode == 1 and "QOSMaxSubmitJobPerUserLimit" in proc.stderr
