@@ -38,10 +38,9 @@ def plan(run: Run, site: Site, user: UserConfig | None, root: Path, *, failed: b
     script), resources, --array, named resources (-r), --set variables, --profile, inputs, command and --after
     (decided again from each upstream run's outcome); a sweep as the same sweep (its task table), or with
     ``failed`` only its tasks that did not succeed."""
-    workdir = Path(_manifest(run).get("workdir") or Path.cwd())
-    if not workdir.is_dir():  # the job runs where it was submitted from
-        raise UsageError(f"run {run.id} was submitted from {workdir}, which no longer exists",
-                         hint="recreate that directory (the job runs there), or submit anew")  # fmt: skip
+    from hpcx.sweep_submit import submission_dir
+
+    submission_dir(run)  # the job runs where it was submitted from: refused when that is gone
     if "sweep" in run.manifest:
         return _sweep_plan(run, site, user, failed)
     if failed:

@@ -298,6 +298,16 @@ def summarize(states: dict[int, str]) -> dict[str, int]:
     return counts
 
 
+def submission_dir(run: Run) -> Path:
+    """Where the run was submitted from, which its jobs (and their retries and reruns) run in: UsageError when it
+    is gone (the script's own --chdir names it, so the tasks would fail at their start)."""
+    workdir = Path(run.manifest.get("workdir") or Path.cwd())
+    if not workdir.is_dir():
+        raise UsageError(f"run {run.id} was submitted from {workdir}, which no longer exists",
+                         hint="recreate that directory (the job runs there), or submit anew")  # fmt: skip
+    return workdir
+
+
 def retry_failed(run: Run, allow_env: tuple[str, ...] = ()) -> dict[str, Any]:
     """Submit the sweep's tasks that ended without completing (failed, timed out, cancelled, ...) again, as
     arrays over just those task ids, into the same run; ``states`` counts every task's state before."""
@@ -320,9 +330,8 @@ def retry_failed(run: Run, allow_env: tuple[str, ...] = ()) -> dict[str, Any]:
     indices = [[t - offset for t in ids] for offset, ids in sorted(groups.items())]
     scheduler = get_scheduler(run.job.get("scheduler", "slurm"))
     max_parallel = run.manifest.get("sweep", {}).get("max_parallel")
-    workdir = Path(run.manifest.get("workdir") or run.dir)  # retried tasks start where the sweep's tasks started
     submitted = _submit_chunks(scheduler, run.dir / "job.sbatch", run, parts, max_parallel, indices,
-                               allow_env=allow_env, cwd=workdir if workdir.is_dir() else run.dir)  # fmt: skip
+                               allow_env=allow_env, cwd=submission_dir(run))  # fmt: skip
     _record_chunks(run, run.job.get("scheduler", "slurm"), submitted)
     return {"run_id": run.id, "retried": failed, "job_ids": [c["job_id"] for c in submitted], "states": counts,
             "retried_states": summarize({t: states[t] for t in failed})}  # fmt: skip

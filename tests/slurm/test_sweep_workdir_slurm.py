@@ -47,3 +47,16 @@ def test_sweep_tasks_and_retries_run_in_the_submission_directory(slurm_hpcx, run
     assert row["tasks"] == {"COMPLETED": 2}, row
     again = (logs / f"slurm-{retry['job_ids'][0]}_1.out").read_text()
     assert f"cwd {proj} submit {proj} x 2" in again
+
+
+def test_retry_of_a_sweep_whose_submission_directory_is_gone_is_refused(slurm_hpcx, tmp_path):
+    proj = tmp_path / "gone"
+    proj.mkdir()
+    (proj / "sweep.yaml").write_text("name: g\ncommand: [bash, -c, 'exit {x}']\nparameters:\n  grid: {x: [0, 1]}\n")
+    doc = slurm_hpcx.json("sweep", "sweep.yaml", cwd=proj)
+    assert _wait(slurm_hpcx, doc["run_id"])["tasks"] == {"COMPLETED": 1, "FAILED": 1}
+    (proj / "sweep.yaml").unlink()
+    proj.rmdir()
+    proc = slurm_hpcx("sweep", "--retry-failed", doc["run_id"], check=False, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"run {doc['run_id']} was submitted from {proj}, which no longer exists" in proc.stderr
