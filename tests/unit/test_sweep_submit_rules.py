@@ -405,3 +405,100 @@ def test_the_specs_variables_reach_every_task_and_its_inputs_are_fingerprinted(c
     manifest = json.loads((Path(json.loads(out)["run_dir"]) / "manifest.json").read_text())
     assert [i["path"] for i in manifest["inputs"]] == ["data.txt"]
     assert manifest["inputs"][0]["resolved"] == str(Path.cwd() / "data.txt")
+
+
+# -- the spec file, the task table, and what --retry-failed reads back ---------------------------------------
+
+
+def test_a_spec_file_that_cannot_be_read_or_parsed_is_a_usage_error(cluster, hpcx):
+    code, _, err = hpcx("sweep", "missing.yaml")
+    assert (code, err) == (
+        2,
+        "hpcx: error: sweep spec 'missing.yaml' cannot be read: No such file or directory\n",
+    )
+    Path("tabs.yaml").write_text("name: s\ncommand: [t]\nparameters:\n\tgrid: {i: [1]}\n")
+    code, _, err = hpcx("sweep", "tabs.yaml")
+    assert code == 2 and err.startswith("hpcx: error: sweep spec 'tabs.yaml' is not valid YAML: ")
+    assert err.endswith("; indent with spaces: YAML does not allow tabs\n")
+    Path("broken.yaml").write_text("name: s\ncommand: [t\n")
+    code, _, err = hpcx("sweep", "broken.yaml")
+    assert code == 2 and err.startswith("hpcx: error: sweep spec 'broken.yaml' is not valid YAML: ")
+    assert "tabs" not in err and len(err.splitlines()) == 1
+
+
+def test_the_task_table_is_one_sorted_compact_line_per_task_and_the_spec_is_kept(cluster, hpcx):
+    code, out, err = hpcx("--json", "sweep", write_spec(2, "seed: 3\n"))
+    assert code == 0, err
+    run = Path(json.loads(out)["run_dir"])
+    first = (run / "tasks.jsonl").read_text().splitlines()[0]
+    seed = json.loads(first)["seed"]
+    assert first == '{"name":"i=0","params":{"i":0},"seed":' + str(seed) + ',"task":0}'
+    assert json.loads((run / "manifest.json").read_text())["sweep"]["seed"] == 3
+    import yaml
+
+    assert yaml.safe_load((run / "sweep.yaml").read_text()) == yaml.safe_load(Path("sweep.yaml").read_text())
+    assert os.access(run / "job.sbatch", os.X_OK)
+
+
+def test_a_large_task_table_reports_its_progress_every_thousand_tasks():
+    from hpcx.sweep_submit import task_table
+    from hpcx.sweeps import Task
+
+    done = []
+    table = task_table([Task(i, f"i={i}", {"i": i}, 0) for i in range(2500)], done.append)
+    assert done == [1000, 1000] and len(table.splitlines()) == 2500 and table.endswith("}\n")
+
+
+def test_retry_keeps_the_sweeps_job_id_and_submission_time(cluster, hpcx):
+    code, out, _ = hpcx("--json", "sweep", write_spec(2))
+    run = Path(json.loads(out)["run_dir"])
+    before = json.loads((run / "job.json").read_text())
+    cluster.set("sacct", sacct({"100_0": "FAILED", "100_1": "COMPLETED"}))
+    code, out, err = hpcx("--json", "sweep", "--retry-failed", run.name)
+    assert code == 0, err
+    after = json.loads((run / "job.json").read_text())
+    assert after["job_id"] == before["job_id"] == "100" and after["submitted_at"] == before["submitted_at"]
+    assert [c["job_id"] for c in after["chunks"]] == ["100", "101"]
+
+
+def test_an_array_slurm_reports_as_a_whole_gives_its_state_to_every_task(cluster, hpcx):
+    code, out, _ = hpcx("--json", "sweep", write_spec(3))
+    run_id = json.loads(out)["run_id"]
+    cluster.set("sacct", "9|100_[0-2]|CANCELLED by 0|0:0|0||None\n")  # cancelled while pending
+    code, out, err = hpcx("--json", "sweep", "--retry-failed", run_id)
+    assert code == 0, err
+    assert json.loads(out)["retried"] == [0, 1, 2] and cluster.sbatch()[-1] == "--array=0,1,2 offset=0"
+
+
+def test_tasks_an_ended_array_does_not_list_are_unknown_and_not_retried(cluster, hpcx):
+    code, out, _ = hpcx("--json", "sweep", write_spec(3))
+    run_id = json.loads(out)["run_id"]
+    cluster.set("sacct", sacct({"100_0": "COMPLETED", "100_1": "FAILED"}))
+    code, out, err = hpcx("--json", "sweep", "--retry-failed", run_id)
+    doc = json.loads(out)
+    assert doc["retried"] == [1] and doc["states"] == {"COMPLETED": 1, "FAILED": 1, "UNKNOWN": 1}
+
+
+def test_retry_of_a_sweep_recorded_before_max_array_size_was_kept_groups_by_its_arrays(cluster, hpcx):
+    cluster.set("config", config(max_array=4))
+    code, out, _ = hpcx("--json", "sweep", write_spec(10))
+    run, first = Path(json.loads(out)["run_dir"]), cluster.job_ids()
+    manifest = json.loads((run / "manifest.json").read_text())
+    del manifest["sweep"]["max_array_size"], manifest["sweep"]["limits"]["MaxArraySize"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    cluster.set(
+        "sacct", sacct({f"{first[0]}_3": "FAILED", f"{first[4]}_0": "FAILED", f"{first[8]}_1": "FAILED"})
+    )
+    (cluster.d / "calls").write_text("")
+    code, out, err = hpcx("--json", "sweep", "--retry-failed", run.name)
+    assert code == 0, err
+    assert sorted(cluster.sbatch()) == ["--array=0 offset=4", "--array=1 offset=8", "--array=3 offset=0"]
+
+
+def test_retry_runs_where_the_sweep_was_submitted(cluster, hpcx):
+    code, out, _ = hpcx("--json", "sweep", write_spec(2))
+    run = Path(json.loads(out)["run_dir"])
+    cluster.set("sacct", sacct({"100_0": "FAILED", "100_1": "FAILED"}))
+    (cluster.d / "calls").write_text("")
+    hpcx("sweep", "--retry-failed", run.name)
+    assert cluster.calls()[-1].endswith(f"cwd={Path.cwd()}")
