@@ -654,7 +654,7 @@ def _wait_or_refuse(key: str, what: str, job_id: str, state: Any) -> list[str]:
         return [job_id]
     if state.state == "COMPLETED":
         return []  # already satisfied: Slurm would drop a dependency on a job it has forgotten anyway
-    code = f", exit code {state.exit_code}" if state.exit_code not in (None, 0) else ""
+    code = f", exit code {state.shown_exit_code}" if state.shown_exit_code not in (None, 0) else ""
     given = "--after" if key in what else f"--after {key}"
     raise RejectedError(
         f"{given}: {what} already ended {state.state}{code}, so a job after it would never start",

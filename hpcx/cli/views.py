@@ -12,7 +12,7 @@ import click
 from hpcx.runs import Run, job_refs, task_job_ids
 from hpcx.runs.logs import log_files
 from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler
-from hpcx.schedulers.base import exit_code_of, overall_state
+from hpcx.schedulers.base import overall_state
 
 if TYPE_CHECKING:
     from hpcx.submission import Prepared
@@ -59,8 +59,8 @@ def job_states(runs: Sequence[Run], tasks: Sequence[int | None] = ()) -> list[di
             row = dict(rows[run.id])
             state = answer.get(str(run.job.get("job_id"))) if run.job else None
             if state is not None:
+                # exit_code as runs and report show it (JobState.shown_exit_code)
                 row.update({k: v for k, v in state.to_dict().items() if k != "job_id"})
-                row["exit_code"] = exit_code_of(row["state"], row["exit_code"])  # as runs and report show it
             if task is not None:
                 row = _array_task_row(row, state, task)
         out.append(row)

@@ -56,7 +56,9 @@ def summarize_accounting(doc: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     per_job = [(r["State"].split() or ["UNKNOWN"])[0] for r in jobs]
     states = list(dict.fromkeys(per_job))
-    codes = [_exit(r["ExitCode"]) for r in jobs]
+    from hpcx.schedulers.base import parse_exit  # sacct's code:signal, read as the scheduler reads it
+
+    codes = [parse_exit(r["ExitCode"]) for r in jobs]
     tres = [parse_tres(r["AllocTRES"]) for r in jobs]
     elapsed = [duration_s(r["Elapsed"]) for r in jobs]
     cpu = [duration_s(r["TotalCPU"]) for r in jobs]
@@ -111,18 +113,13 @@ def _span_s(jobs: Sequence[dict[str, str]]) -> float | None:
     return (max(ends) - min(starts)).total_seconds()
 
 
-def _exit_code(states: Sequence[str], codes: Sequence[tuple[int, int]]) -> int | None:
+def _exit_code(states: Sequence[str], codes: Sequence[tuple[int | None, int]]) -> int | None:
     """The largest exit code of the jobs, each as status and runs show it (schedulers.base.exit_code_of: none
     for a job the scheduler ended, 128 + signal for one killed by a signal); None when no job has one."""
     from hpcx.schedulers.base import exit_code_of
 
     shown = [exit_code_of(s, c, sig) for s, (c, sig) in zip(states, codes)]
     return max((c for c in shown if c is not None), default=None)
-
-
-def _exit(text: str) -> tuple[int, int]:
-    code, _, signal = text.partition(":")
-    return (int(code) if code.isdigit() else 0, int(signal) if signal.isdigit() else 0)
 
 
 def _ratio(num: float | None, den: float) -> float | None:

@@ -54,6 +54,12 @@ def exit_code_of(state: str, code: int | None, signal: int | None = 0) -> int | 
     return code
 
 
+def parse_exit(text: str) -> tuple[int | None, int]:
+    """sacct's ``code:signal`` (ExitCode) as the raw code (None when not a number) and signal (0 for none)."""
+    code, _, signal = text.strip().partition(":")
+    return (int(code) if code.isdigit() else None), (int(signal) if signal.isdigit() else 0)
+
+
 @dataclass(frozen=True)
 class JobRef:
     """A submitted job: its scheduler id and the run directory it writes to."""
@@ -66,7 +72,7 @@ class JobRef:
 class JobState:
     job_id: str
     state: str  # Slurm's vocabulary: PENDING, RUNNING, COMPLETED, FAILED, ...
-    exit_code: int | None = None
+    exit_code: int | None = None  # the program's code as the scheduler gives it (see shown_exit_code)
     reason: str | None = None
     nodes: str | None = None
     elapsed_s: int | None = None
@@ -74,14 +80,21 @@ class JobState:
     tasks: dict[str, int] | None = None  # job arrays: how many tasks are in each state
     pending_tasks: int = 0  # an array's not-yet-started tasks that Slurm lists as one record
     task_states: dict[int, str] | None = None  # job arrays: array index -> state, for the tasks Slurm listed
+    signal: int = 0  # the signal that killed the program (0: none), as the scheduler gives it
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
 
+    @property
+    def shown_exit_code(self) -> int | None:
+        """The exit code status, runs and report show (exit_code_of: the one rule)."""
+        return exit_code_of(self.state, self.exit_code, self.signal)
+
     def to_dict(self) -> dict[str, Any]:
-        doc = {**asdict(self), "finished": self.finished}
-        del doc["pending_tasks"], doc["task_states"]
+        """The row status shows: ``exit_code`` as shown_exit_code."""
+        doc = {**asdict(self), "finished": self.finished, "exit_code": self.shown_exit_code}
+        del doc["pending_tasks"], doc["task_states"], doc["signal"]
         return doc
 
 
@@ -118,19 +131,33 @@ def summarize_array(job_id: str, members: Sequence[JobState]) -> JobState:
     for m in members:
         counts[m.state] = counts.get(m.state, 0) + (m.pending_tasks or 1)
     state = overall_state(counts)
-    codes = [m.exit_code for m in members if m.exit_code is not None and m.finished]
+    codes = [c for c in (m.shown_exit_code for m in members) if c is not None]  # each task's, as report's
     per_task = {int(i): m.state for m in members for i in [m.job_id.partition("_")[2]] if i.isdigit()}
     return JobState(job_id, state, exit_code=max(codes) if codes else None, source=members[0].source,
                     tasks=counts, task_states=per_task)  # fmt: skip
 
 
+# What hpcx sets inside a job for that job alone. A job submitted from inside another one (a sweep task, a
+# pipeline step) must not inherit them: HPCX_TASK_OFFSET would shift an array's task ids, HPCX_RUN_DIR and
+# HPCX_PROFILE_DIR would send its records into the parent's run, HPCX_PROFILE would decide its profiling.
+JOB_SCOPED_ENV = frozenset({
+    "HPCX_RUN_ID", "HPCX_RUN_DIR", "HPCX_TASK_ID", "HPCX_TASK_NAME", "HPCX_TASK_OFFSET", "HPCX_SEED",
+    "HPCX_RANK", "HPCX_WORLD_SIZE", "HPCX_RANK_SEED", "HPCX_DEADLINE", "HPCX_KIND", "HPCX_PROFILE",
+    "HPCX_PROFILE_COMM", "HPCX_PROFILE_DIR",
+})  # fmt: skip
+JOB_SCOPED_PREFIXES = ("HPCX_PARAM_", "HPCX_VAR_")
+
+
 def scrubbed_env(allowed: Sequence[str] = ()) -> dict[str, str]:
     """Our environment without inherited SBATCH_*/SLURM_*/SALLOC_* variables, which would silently change a
-    submission (SBATCH_PARTITION overrides the script's own #SBATCH line); SLURM_CONF and ``allowed`` stay."""
+    submission (SBATCH_PARTITION overrides the script's own #SBATCH line), and without the variables hpcx set
+    for the job this runs in, if any (JOB_SCOPED_ENV); SLURM_CONF and ``allowed`` stay."""
     keep = {"SLURM_CONF", *allowed}
     return {
-        k: v for k, v in os.environ.items() if k in keep or not k.startswith(("SBATCH_", "SLURM_", "SALLOC_"))
-    }
+        k: v for k, v in os.environ.items()
+        if k in keep or not (k.startswith(("SBATCH_", "SLURM_", "SALLOC_", *JOB_SCOPED_PREFIXES))
+                             or k in JOB_SCOPED_ENV)
+    }  # fmt: skip
 
 
 class Scheduler(ABC):

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from hpcx import _proc
 from hpcx.errors import CommandError, SchedulerError, UsageError
-from hpcx.schedulers.base import JobRef, JobState, Scheduler, scrubbed_env, summarize_array
+from hpcx.schedulers.base import (
+    JobRef,
+    JobState,
+    Scheduler,
+    parse_exit,
+    scrubbed_env,
+    summarize_array,
+)
 from hpcx.spec import parse_array
 
 # Bounds on every Slurm call; HPCX_SLURM_TIMEOUT_S overrides both (a site with a slow controller raises it).
@@ -125,20 +132,22 @@ def parse_squeue(text: str) -> list[JobState]:
                 raise SchedulerError(f"squeue printed a line hpcx cannot read: {line[:120]!r}")
             continue
         job_id, state, reason, nodes, raw_exit, used = parts[:6]
+        state = state or "UNKNOWN"
+        code, signal = _wait_status(raw_exit)
         out.append(JobState(
-            job_id=job_id, state=state or "UNKNOWN", exit_code=_wait_status(raw_exit),
+            job_id=job_id, state=state, exit_code=code, signal=signal,
             reason=None if reason in ("", "None") else reason, nodes=nodes or None, elapsed_s=_seconds(used),
             source="squeue",
         ))  # fmt: skip
     return out
 
 
-def _wait_status(raw: str) -> int | None:
-    """A raw wait status as an exit code: the code in the high byte, or 128 + the signal that killed it."""
+def _wait_status(raw: str) -> tuple[int | None, int]:
+    """A raw wait status as the code (the high byte) and the signal that killed the process (the low bits)."""
     if not raw.isdigit():
-        return None
+        return None, 0
     status = int(raw)
-    return 128 + (status & 0x7F) if status & 0x7F else status >> 8
+    return status >> 8, status & 0x7F
 
 
 def parse_sacct(text: str) -> list[JobState]:
@@ -149,13 +158,13 @@ def parse_sacct(text: str) -> list[JobState]:
         if len(parts) < 7:
             continue
         _raw, job_id, state, exit_code, elapsed, nodes, reason = parts[:7]
-        code, _, signal = exit_code.partition(":")
+        code, signal = parse_exit(exit_code)
         out.append(
             JobState(
                 job_id=job_id,
                 state=state.split()[0] if state else "UNKNOWN",
-                exit_code=(128 + int(signal) if signal.isdigit() and int(signal) else int(code))
-                if code.isdigit() else None,  # code:signal, as _wait_status reads squeue's
+                exit_code=code,
+                signal=signal,
                 reason=None if reason in ("", "None") else reason,
                 nodes=nodes or None,
                 elapsed_s=int(elapsed) if elapsed.isdigit() else None,

@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from hpcx.schedulers.base import exit_code_of
 from hpcx.schedulers.slurm import parse_sacct, parse_squeue
 
 pytestmark = pytest.mark.slurm
@@ -62,8 +61,7 @@ def test_one_rule_for_exit_codes_from_squeue_and_sacct():
                                                 "3|TIMEOUT|TimeLimit|n1|36608|1:00|\n4|RUNNING|None|n1|0|0:01|\n")}  # fmt: skip
     sacct = {s.job_id: s for s in parse_sacct("1|1|FAILED|3:0|1|n1|None\n2|2|FAILED|0:11|1|n1|None\n"
                                               "3|3|TIMEOUT|0:0|60|n1|TimeLimit\n4|4|RUNNING|0:0|1|n1|None\n")}  # fmt: skip
-    shown = {j: (exit_code_of(squeue[j].state, squeue[j].exit_code), exit_code_of(sacct[j].state, sacct[j].exit_code))
-             for j in squeue}  # fmt: skip
+    shown = {j: (squeue[j].shown_exit_code, sacct[j].shown_exit_code) for j in squeue}
     assert shown == {"1": (3, 3), "2": (139, 139), "3": (None, None), "4": (None, None)}
 
 
