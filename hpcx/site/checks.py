@@ -120,7 +120,12 @@ def _default_time(value: Any, targets: dict[str, Any], scope: str) -> list[str]:
         return [f"defaults.time: {value!r} is not a positive time"]
     if minutes is None:
         return [f"defaults.time: {value!r} cannot be a default; give a finite time, e.g. 01:00:00"]
-    limits = [_minutes(p["max_time"]) for p in targets.values()]
+    limits = []
+    for p in targets.values():
+        try:
+            limits.append(_minutes(p["max_time"]))
+        except UsageError:  # an invalid max_time is reported by _partition_times, naming its own key
+            return []
     if all(limit is not None and minutes > limit for limit in limits):
         longest = format_time(max(limit for limit in limits if limit is not None))
         shown = value if str(value) == format_time(minutes) else f"{value} ({format_time(minutes)})"
