@@ -47,9 +47,9 @@ RESOURCE_OPTIONS = [
                  help="Template variable, $HPCX_VAR_<NAME> in the job: NAME in upper case, as a sweep's "
                       "$HPCX_PARAM_<NAME> (--set seed=1: $HPCX_VAR_SEED) (repeatable)."),
 ]  # fmt: skip
-PROFILE_HELP = ("Record each rank's profile and trace its MPI and torch.distributed calls into the run's "
-                "profile/; --no-profile records nothing (default: the site's defaults.profile, else each "
-                "rank's samples without tracing).")  # fmt: skip
+PROFILE_HELP = ("Record each rank's profile and node sensors and trace its MPI and torch.distributed calls "
+                "into the run's profile/; --no-profile records nothing. Default: each rank's samples (memory, "
+                "CPU) without tracing, or all of it where the site's defaults.profile is true.")  # fmt: skip
 _RESOURCE_KEYS = ("partition", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node", "mem", "time",
                   "account", "qos", "name")  # fmt: skip
 
