@@ -18,6 +18,7 @@ from typing import Any
 
 from hpcx import stats
 from hpcx.errors import UsageError
+from hpcx.reports.terminal import count as _count
 from hpcx.runs import Run
 
 COMPARE_SCHEMA = "hpcx.compare/1"
@@ -363,10 +364,6 @@ def left_out_notes(left_out: Sequence[dict[str, Any]]) -> list[str]:
             + ", ".join(f"{n} {why}" for why, n in whys.items())
             + "; only completed tasks and runs count, --include-failed keeps them)"
             for name, whys in by_group.items()]  # fmt: skip
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def collect(runs: Sequence[Run], options: Options) -> tuple[list[Group], list[str], list[dict[str, Any]]]:

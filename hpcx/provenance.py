@@ -28,6 +28,7 @@ from hpcx.fsutil import atomic_write, atomic_write_json, read_json
 from hpcx.io.info import inspect as inspect_hdf5
 from hpcx.io.info import is_hdf5
 from hpcx.runs import Run
+from hpcx.runs import job_ids as _job_ids  # a sweep's arrays too: each is accounted for
 from hpcx.schedulers.base import FINISHED_STATES
 from hpcx.schedulers.slurm import QUERY_TIMEOUT_S
 from hpcx.site import Site
@@ -503,12 +504,6 @@ def _every_task_listed(job: dict[str, Any], rows: Sequence[dict[str, str]]) -> b
 
     listed = {r["JobID"] for r in rows}
     return all(f"{c['job_id']}_{i}" in listed for c, i, _ in chunk_tasks(job.get("chunks", [])))
-
-
-def _job_ids(job: dict[str, Any]) -> list[str]:
-    # A sweep records one array job per chunk (and per retry) under "chunks": each is accounted for.
-    ids = [job["job_id"], *(chunk["job_id"] for chunk in job.get("chunks", ()))]
-    return list(dict.fromkeys(str(i) for i in ids))
 
 
 def parse_sacct_rows(text: str, fields: Sequence[str] = ACCOUNTING_FIELDS) -> list[dict[str, str]]:

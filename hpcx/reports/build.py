@@ -5,7 +5,6 @@ Pure over the records; the I/O is at the two ends."""
 from __future__ import annotations
 
 import bisect
-import itertools
 import json
 import statistics
 from collections.abc import Iterable, Iterator
@@ -29,7 +28,7 @@ from hpcx.reports.comm import summarize_comm
 from hpcx.reports.once import source_status
 from hpcx.reports.sharing import is_jobs_own, mark_shared, sharing_of
 from hpcx.reports.timelines import carbon, node_details, profiler_cost, regions
-from hpcx.runs import Run
+from hpcx.runs import Run, id_ranges, job_ids, task_job_id
 from hpcx.runs.logs import stderr_file
 from hpcx.schedulers.base import ACTIVE_STATES
 
@@ -263,7 +262,7 @@ def build_report(
         have = sorted(int(p.name[5:]) for p in tasks_dir.glob("task-[0-9]*") if p.name[5:].isdigit())
         raise UsageError(
             f"run {run.id} has no records of task {task} (no {profile})",
-            hint=f"its tasks with records: {_ranges(have)}"
+            hint=f"its tasks with records: {id_ranges(have)}"
             if have
             else "it is not an array job or sweep, or no task has started; leave out --task",
         )
@@ -379,37 +378,16 @@ def _shown(path: Path, run_dir: Path) -> str:
         return str(path)
 
 
-def _ranges(values: list[int]) -> str:
-    """``0-3,7,9-10``: sorted task ids as Slurm writes array ranges (a run of consecutive ids is one range)."""
-    parts = []
-    for _, group in itertools.groupby(enumerate(values), lambda p: p[1] - p[0]):
-        run = [v for _, v in group]
-        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
-    return ",".join(parts)
-
-
-def _task_jobs(run: Run) -> dict[int, str]:
-    """Each array task's Slurm id (``JOB_INDEX``): a sweep's task t is index t - offset of the last chunk that
-    ran it (retries come later); a plain ``--array`` job's task is its index."""
-    from hpcx.sweeps import chunk_tasks
-
-    return {task: f"{c['job_id']}_{i}" for c, i, task in chunk_tasks(run.job.get("chunks", []))}
-
-
 def task_accounting(run: Run, accounting: dict[str, Any], task: int) -> dict[str, Any] | None:
     """accounting.json cut down to one array task's rows (the task and its steps)."""
-    job_id = run.job.get("job_id")
-    wanted = _task_jobs(run).get(task, f"{job_id}_{task}")
+    wanted = task_job_id(run, task)
     rows = [r for r in accounting.get("rows", []) if r["JobID"].split(".")[0] == wanted]
     return {**accounting, "rows": rows} if rows else None
 
 
 def _own_ids(run: Run, task: int | None) -> list[str]:
     """The Slurm ids that are the run's own: its jobs (an array's tasks with them), or one task's."""
-    job = run.job
-    if task is not None:
-        return [_task_jobs(run).get(task, f"{job.get('job_id')}_{task}")]
-    return [str(i) for i in (job.get("job_id"), *(c["job_id"] for c in job.get("chunks", []))) if i]
+    return job_ids(run.job) if task is None else [task_job_id(run, task)]
 
 
 def summarize_tasks(

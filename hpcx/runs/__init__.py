@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import itertools
 import os
 import re
 import secrets
@@ -83,14 +84,20 @@ def record_job(run: Run, record: dict[str, Any]) -> None:
     atomic_write_json(run.dir / JOB_FILE, record)
 
 
+def job_ids(job: dict[str, Any]) -> list[str]:
+    """Every scheduler job id a run's job.json records, each once, oldest first: its job, and a sweep's arrays
+    (one per chunk, including the chunks chained after another, and one per retry); none before submission.
+    The index reads job.json files as it finds them, so parts of the wrong type are passed over."""
+    chunks = job.get("chunks") if isinstance(job.get("chunks"), list) else []
+    ids = [job.get("job_id"), *(c.get("job_id") for c in chunks if isinstance(c, dict))]
+    return list(dict.fromkeys(str(i) for i in ids if i is not None))
+
+
 def job_refs(run: Run) -> list[JobRef]:
-    """Every scheduler job of ``run``: its job, or a sweep's arrays (one per chunk, including the chunks chained
-    after another, and one per retry); none before submission."""
+    """Every scheduler job of ``run`` (:func:`job_ids`), as the scheduler is asked about them."""
     from hpcx.schedulers.base import JobRef
 
-    job = run.job
-    ids = [c["job_id"] for c in job.get("chunks", [])] or ([job["job_id"]] if job.get("job_id") else [])
-    return [JobRef(str(i), run.dir) for i in dict.fromkeys(ids)]
+    return [JobRef(i, run.dir) for i in job_ids(run.job)]
 
 
 def list_runs(root: Path) -> list[Run]:
@@ -151,7 +158,8 @@ def find_run_task(root: Path, key: str, task: int | None = None) -> tuple[Run, i
     if task is not None:
         known = task_ids(run)
         if known is not None and task not in known:
-            shown = f"its tasks are {_ranges(known)}" if known else "it is one job, neither an array nor a sweep"
+            one = "it is one job, neither an array nor a sweep"
+            shown = f"its tasks are {id_ranges(known)}" if known else one
             raise RunNotFoundError(f"run {run.id} has no task {task}: {shown}",
                                    hint=f"address the whole run as {run.id}" if not known else None)  # fmt: skip
     return run, task
@@ -195,26 +203,25 @@ def task_ids(run: Run) -> list[int] | None:
 def task_job_ids(run: Run, task: int) -> list[str]:
     """Slurm's JOBID_INDEX of every array task that ran task ``task`` (or will), oldest first: a sweep's chunk
     and its retries, or the array job's own index."""
+    from hpcx.sweeps import chunk_tasks  # the one reading of a sweep's chunks
+
     chunks = run.job.get("chunks")
     if not chunks:
         return [f"{run.job['job_id']}_{task}"] if run.job.get("job_id") else []
-    out = []
-    for c in chunks:
-        index = task - int(c["offset"])
-        if index in (c.get("indices") or range(c["count"])):
-            out.append(f"{c['job_id']}_{index}")
-    return out
+    return [f"{c['job_id']}_{i}" for c, i, t in chunk_tasks(chunks) if t == task]
 
 
-def _ranges(ids: list[int]) -> str:
-    """0-9,12,14-15: task ids as Slurm writes array indices."""
-    parts: list[str] = []
-    start = prev = ids[0]
-    for i in [*ids[1:], None]:
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if i is not None:
-            start = prev = i
+def task_job_id(run: Run, task: int) -> str:
+    """Slurm's JOBID_INDEX of the array task that ran task ``task`` last (or will): a sweep's task t is index
+    t - offset of the last chunk that ran it (retries come later); a plain ``--array`` job's task is its index."""
+    ids = task_job_ids(run, task)
+    return ids[-1] if ids else f"{run.job.get('job_id')}_{task}"
+
+
+def id_ranges(values: list[int]) -> str:
+    """``0-3,7,9-10``: sorted task ids as Slurm writes array ranges (a run of consecutive ids is one range)."""
+    parts = []
+    for _, group in itertools.groupby(enumerate(values), lambda p: p[1] - p[0]):
+        run = [v for _, v in group]
+        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
     return ",".join(parts)

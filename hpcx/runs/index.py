@@ -32,6 +32,7 @@ from typing import Any
 from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write, read_json
 from hpcx.runs import JOB_FILE
+from hpcx.runs import job_ids as _job_ids
 from hpcx.schedulers.base import FINISHED_STATES
 
 INDEX_DIR = ".index"
@@ -207,13 +208,6 @@ def _read_row(run_id: str, run_dir: Path, sig: Signature, old: Row | None) -> Ro
     if job and old is not None and (old["scheduler"], old["job_ids"]) == (row["scheduler"], row["job_ids"]):
         row.update(state=old["state"], finished=bool(old["finished"]), state_seen_at=old["state_seen_at"])
     return row
-
-
-def _job_ids(job: dict[str, Any]) -> list[str]:
-    """Every scheduler job of the run: its job, and a sweep's arrays (one per chunk and per retry)."""
-    chunks = job.get("chunks") if isinstance(job.get("chunks"), list) else []
-    ids = [job.get("job_id"), *(c.get("job_id") for c in chunks if isinstance(c, dict))]
-    return list(dict.fromkeys(str(i) for i in ids if i is not None))
 
 
 def _read_doc(path: Path) -> dict[str, Any]:

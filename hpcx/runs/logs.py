@@ -51,7 +51,8 @@ def located(run: Run, task: int | None = None) -> list[LogFile]:
             if p.suffix in (".out", ".err") and p.is_file():
                 found[p.resolve()] = LogFile(p, p.suffix == ".err", order(p.name, None, None))
     else:
-        for attempt, job_task in enumerate(task_job_ids(run, task)):  # each attempt's JOBID_INDEX, oldest first
+        # Each attempt's JOBID_INDEX, oldest first.
+        for attempt, job_task in enumerate(task_job_ids(run, task)):
             # Named by the template (slurm-%A_%a.out) or the local backend (local-PID_I.out): match the id alone.
             one = re.compile(rf"(^|[^0-9]){re.escape(job_task)}\.(out|err)$")
             for p in logs.glob(f"*{job_task}.*"):

@@ -106,7 +106,8 @@ def test_sbatchs_filename_patterns_expand_to_names(pattern, fields, expected):
 
 
 def test_logs_follow_prints_the_local_jobs_output(hpcx):
-    run_id = hpcx.json("submit", "serial", "--", "bash", "-c", "sleep 1; echo done-1; echo oops >&2")["run_id"]
+    doc = hpcx.json("submit", "serial", "--", "bash", "-c", "sleep 1; echo done-1; echo oops >&2")
+    run_id = doc["run_id"]
     started = time.monotonic()
     shown = hpcx("logs", run_id, "--follow", timeout_s=60).stdout
     assert "done-1" in shown and "oops" in shown and time.monotonic() - started < 60
