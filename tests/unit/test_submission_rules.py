@@ -109,7 +109,8 @@ def test_a_named_resource_value_must_be_offered_and_one_line(tmp_path):
 
 
 def test_after_makes_one_afterok_dependency_on_every_job(tmp_path):
-    assert "#SBATCH --dependency=afterok:11:12\n" in _script(_prep(after=("11", "12")), tmp_path)
+    text = _script(_prep(after=("11", "12")), tmp_path)
+    assert "#SBATCH --dependency=afterok:11:12\n#SBATCH --kill-on-invalid-dep=yes\n" in text
     assert "--dependency" not in _script(_prep(), tmp_path)
 
 
@@ -205,12 +206,16 @@ def test_options_the_user_set_beside_an_own_script_are_passed_as_written(tmp_pat
 
 def test_an_own_scripts_array_and_dependencies_are_added_after_its_options(tmp_path):
     prep = _own(tmp_path, "#SBATCH -p debug -t 5 -J mine", array="0-3", after=("77",))
-    assert script_args(prep, RUN_DIR, tmp_path) == [
-        "--array=0-3",
-        "--output=/runs/R/logs/slurm-%A_%a.out",
-        "--error=/runs/R/logs/slurm-%A_%a.err",
-        "--dependency=afterok:77",
-    ]
+    assert (
+        script_args(prep, RUN_DIR, tmp_path)
+        == [
+            "--array=0-3",
+            "--output=/runs/R/logs/slurm-%A_%a.out",
+            "--error=/runs/R/logs/slurm-%A_%a.err",
+            "--dependency=afterok:77",
+            "--kill-on-invalid-dep=yes",  # an upstream that fails later ends this job instead of leaving it pending
+        ]
+    )
 
 
 @pytest.mark.parametrize(
@@ -514,3 +519,101 @@ def test_after_a_sweep_that_ended_without_every_task_known_to_complete_is_refuse
         f"--after {sweep.id}: sweep {sweep.id} has ended, but hpcx cannot tell that all its tasks completed "
         f"(UNKNOWN); check `hpcx status {sweep.id}`, then submit without --after if they did"
     )
+
+
+# --- an own script: what sbatch gets beside it, and scripts hpcx cannot take ---------------------------------
+
+
+def test_every_option_typed_beside_an_own_script_reaches_sbatch_in_sbatchs_spelling(tmp_path):
+    typed = {"partition": "gpu", "nodes": "1", "ntasks_per_node": "2", "cpus_per_task": "2", "gpus_per_node": "1",
+             "mem": "2G", "time": "1:00:00", "account": "a1", "qos": "q1", "name": "n1"}  # fmt: skip
+    prep = _own(tmp_path, "#SBATCH -t 5", typed)
+    assert sorted(script_args(prep, RUN_DIR, tmp_path)[:10]) == [
+        "--account=a1", "--cpus-per-task=2", "--gpus-per-node=1", "--job-name=n1", "--mem=2G", "--nodes=1",
+        "--ntasks-per-node=2", "--partition=gpu", "--qos=q1", "--time=1:00:00",
+    ]  # fmt: skip
+
+
+def test_defaults_of_the_users_own_reach_sbatch_beside_an_own_script_the_scripts_do_not(tmp_path):
+    from hpcx.config import UserConfig
+
+    site = _site(tmp_path, "defaults:\n  qos: normal\n")
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\n#SBATCH -p debug -t 5 -J mine -N 1\npython task.py\n")
+    user = UserConfig(None, defaults={"account": "u1", "nodes": 2})
+    prep = resolve(Request(None, script=script), load_site(site), user)
+    args = script_args(prep, RUN_DIR, tmp_path)
+    assert args[:2] == ["--account=u1", "--qos=normal"]
+    assert not any(a.startswith(("--nodes", "--partition", "--time", "--job-name")) for a in args)
+
+
+def test_an_own_script_named_as_no_sbatch_line_could_be_is_passed_its_name_as_sbatch_would(tmp_path):
+    script = tmp_path / "my job.sh"
+    script.write_text("#!/bin/bash\n#SBATCH -p debug -t 5\ntrue\n")
+    prep = resolve(Request(None, script=script), load_site(TESTBED))
+    assert script_args(prep, RUN_DIR, tmp_path)[0] == "--job-name=my job.sh"
+    assert prep.spec.resources.name == "hpcx"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"echo no shebang\n", "has no #! line; start it with #!/bin/bash"),
+        (b"#!/bin/bash\n\xff\xfe\n", "cannot be read: 'utf-8' codec can't decode byte 0xff"),
+    ],
+)
+def test_a_script_hpcx_cannot_take_is_refused_naming_it(tmp_path, content, message):
+    script = tmp_path / "job.sh"
+    script.write_bytes(content)
+    with pytest.raises(UsageError) as err:
+        resolve(Request(None, script=script), load_site(TESTBED))
+    assert str(err.value).startswith(f"batch script {str(script)!r} {message}")
+    with pytest.raises(UsageError, match="cannot be read: "):
+        resolve(Request(None, script=tmp_path / "missing.sh"), load_site(TESTBED))
+
+
+# --- what the job's shell gets from the site -----------------------------------------------------------------
+
+
+def test_the_sites_python_modules_and_environment_reach_the_script(tmp_path):
+    site = _site(tmp_path, "", base=TESTBED)
+    text = (
+        Path(site)
+        .read_text()
+        .replace(
+            "environment:\n  module_system: none\n",
+            "environment:\n  module_system: lmod\n  modules: [gcc/12, openmpi]\n  python: /opt/py 3/bin/python3\n",
+        )
+    )
+    Path(site).write_text(text)
+    script = _script(_prep(site), tmp_path)
+    assert "module load gcc/12 openmpi\n" in script and "export GLOO_SOCKET_IFNAME=lo\n" in script
+    launch = next(line for line in script.splitlines() if "-m hpcx.run" in line)
+    assert launch.startswith("'/opt/py 3/bin/python3' -m hpcx.run -- true")
+
+
+def test_a_sweeps_tasks_read_their_parameters_from_the_task_table(tmp_path):
+    prep = _prep()
+    prep.task_table = True  # what a sweep's chunks are rendered with
+    text = _script(prep, tmp_path)
+    assert '-m hpcx.run --task-id "$((SLURM_ARRAY_TASK_ID + ${HPCX_TASK_OFFSET:-0}))" --task-table ' in text
+    assert '--task-table "$HPCX_RUN_DIR/tasks.jsonl" -- true' in text
+    assert "#SBATCH --output=/runs/R/logs/slurm-%A_%a.out\n" in text and "#SBATCH --array" not in text
+
+
+def test_after_a_sweep_whose_failed_task_was_retried_waits_for_the_retry_and_each_other_task(tmp_path, slurm):
+    from hpcx.runs import create_run, record_job
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    sweep = create_run(root)
+    record_job(sweep, {"scheduler": "slurm", "job_id": "501", "chunks": [
+        {"job_id": "501", "offset": 0, "count": 4, "array": "0-3"},
+        {"job_id": "502", "offset": 0, "count": 1, "indices": [0], "array": "0"},  # the retry of task 0
+    ]})  # fmt: skip
+    slurm.states = {
+        "501": _state("501", "RUNNING", task_states={0: "FAILED", 1: "COMPLETED", 2: "RUNNING"}),
+        "502": _state("502", "PENDING", task_states={0: "PENDING"}),
+    }
+    # afterok on 501 would never hold (its task 0 failed): its tasks 2 and 3 are waited for one by one
+    assert after_job_ids(root, (sweep.id,)) == ("501_2", "501_3", "502")
