@@ -125,11 +125,11 @@ def test_io_totals_sum_a_ranks_processes_and_leave_out_an_earlier_attempt(tmp_pa
         {**io, "t": 21.0, "read": {"bytes": 50, "seconds": 0.5, "calls": 3}},
     )
     _write(tmp_path / "io-rank-00001-p1.jsonl", {"type": "io", "rank": 1, "t": 5.0, "read": {"bytes": 7}})
-    _write(tmp_path / "io-rank-00002-p1.jsonl", {"type": "start", "rank": 2, "t": 5.0})  # no io record
+    _write(tmp_path / "io-rank-00000-p0.jsonl", {"type": "start", "rank": 0, "t": 5.0})  # no io record yet
     totals = read_io_totals(tmp_path)
     assert totals[0] == {"read": {"bytes": 150, "seconds": 1.5, "calls": 5},
                          "write": {"bytes": 5, "seconds": 0.0, "calls": 0}}  # fmt: skip
-    assert totals[1]["read"] == {"bytes": 7, "seconds": 0.0, "calls": 0} and 2 not in totals
+    assert totals[1]["read"] == {"bytes": 7, "seconds": 0.0, "calls": 0} and sorted(totals) == [0, 1]
     # rank 0's last attempt started at t=20.5: process p1 (last written at 20) belongs to the attempt before
     requeued = read_io_totals(tmp_path, since={0: 20.5})
     assert requeued[0]["read"] == {"bytes": 50, "seconds": 0.5, "calls": 3} and 1 in requeued
@@ -264,6 +264,33 @@ def test_two_steps_on_a_node_count_each_moment_once(tmp_path):
     assert node["sources"]["nvml"]["status"] == "measured"
     assert node["series"] == {"t": [0.0, 5.0, 10.0, 15.0], "rapl.package_j": [0.0, 50.0, 100.0, 150.0],
                               "rapl.dram_j": [0.0, 5.0, 10.0, 15.0]}  # fmt: skip
+
+
+def _rapl_step(tmp_path, step, start_t, readings, end_t):
+    edges = [_edge(t, e, 0.0) for t, e in readings]
+    _write(node_file(tmp_path, "n1", step), {"type": "start", "t": start_t, "node": "n1"}, RAPL, *edges,
+           {"type": "end", "t": end_t})  # fmt: skip
+
+
+def test_three_steps_count_only_the_gaps_the_earlier_ones_left(tmp_path):
+    _rapl_step(tmp_path, "0", 0.0, [(0.0, 0.0), (2.0, 20.0)], 2.0)
+    _rapl_step(tmp_path, "1", 1.0, [(5.0, 50.0), (9.0, 90.0)], 9.0)  # its edge readings start late
+    _rapl_step(tmp_path, "2", 2.5, [(3.0, 30.0), (9.0, 90.0)], 9.0)  # 60 J over 6 s, of which 3..5 is new
+    node = read_nodes(tmp_path)["n1"]
+    assert node["windows"]["cpu_package"] == [[0.0, 2.0, 20.0], [3.0, 5.0, 20.0], [5.0, 9.0, 40.0]]
+    assert node["energy"]["cpu_package"] == {"energy_j": 80.0, "window_s": 8.0, "method": "derived",
+                                             "coverage": round(8 / 9, 4), "status": "measured", "steps": 3,
+                                             "rule": COMBINE_RULE}  # fmt: skip
+
+
+def test_a_later_steps_window_before_an_earlier_steps_readings_is_counted_whole(tmp_path):
+    _rapl_step(tmp_path, "0", 0.0, [(8.0, 80.0), (10.0, 100.0)], 10.0)  # started first, read late
+    _rapl_step(tmp_path, "1", 1.0, [(2.0, 0.0), (4.0, 30.0)], 4.0)
+    node = read_nodes(tmp_path)["n1"]
+    assert node["windows"]["cpu_package"] == [[2.0, 4.0, 30.0], [8.0, 10.0, 20.0]]
+    energy = node["energy"]["cpu_package"]
+    assert (energy["energy_j"], energy["window_s"], energy["method"]) == (50.0, 4.0, "counter")
+    assert "rule" not in energy and energy["steps"] == 2
 
 
 def test_a_source_measured_by_any_step_is_measured(tmp_path):
