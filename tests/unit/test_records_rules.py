@@ -315,8 +315,14 @@ def test_a_source_measured_by_any_step_is_measured(tmp_path):
         on,
         {"type": "end", "t": 3.0},
     )
+    other = {**off, "reason": "no GPU"}
+    _write(node_file(tmp_path, "n3", "0"), {"type": "start", "t": 0.0, "node": "n3"}, off)
+    _write(node_file(tmp_path, "n3", "1"), {"type": "start", "t": 2.0, "node": "n3"}, other)
     nodes = read_nodes(tmp_path)
     assert nodes["n1"]["sources"]["nvml"]["status"] == nodes["n2"]["sources"]["nvml"]["status"] == "measured"
+    assert (
+        nodes["n3"]["sources"]["nvml"]["reason"] == "no driver"
+    )  # unavailable in both: the first step's why
     assert nodes["n1"]["end"] is None and nodes["n2"]["end"]["t"] == 3.0  # a step still running: not over
 
 
