@@ -54,6 +54,21 @@ def test_hpcx_ships_its_kinds():
     assert "base" not in list_kinds([])
 
 
+def test_hpcx_own_kinds_are_found_wherever_its_code_lies(monkeypatch):
+    """From the installed package's data (a wheel), and from a source tree that was never installed."""
+    monkeypatch.setattr(templates, "__file__", "/nowhere/hpcx/templates/__init__.py")
+    assert (builtin_dir() / "serial.sbatch.j2").is_file()
+
+
+def test_hpcx_own_kinds_are_found_in_a_source_tree_never_installed(monkeypatch):
+    def not_installed(name):
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(templates.resources, "files", not_installed)
+    assert builtin_dir() == Path(templates.__file__).resolve().parents[2] / "job_templates"
+    assert (builtin_dir() / "serial.sbatch.j2").is_file()
+
+
 def test_the_search_path_is_user_site_env_then_hpcx(tmp_path, monkeypatch):
     monkeypatch.setenv("HPCX_TEMPLATE_DIR", f"{tmp_path}/e1::{tmp_path}/e2:")
     got = search_path([tmp_path / "s"], [tmp_path / "u"])
@@ -70,6 +85,8 @@ def test_the_search_path_is_user_site_env_then_hpcx(tmp_path, monkeypatch):
         tmp_path / "e2",
         builtin_dir(),
     ]
+    monkeypatch.delenv("HPCX_TEMPLATE_DIR")
+    assert search_path([], []) == [(builtin_dir(), "builtin")]
 
 
 def test_site_kinds_are_listed_with_hpcx_own(tmp_path):
@@ -181,10 +198,18 @@ def test_a_user_kind_filling_unlocked_blocks_renders_under_the_sites_header(tmp_
 
 def test_a_user_kind_setting_names_outside_its_blocks_is_refused(tmp_path, admin):
     user = _dir(tmp_path, "user", mine='{% extends "site-base.sbatch.j2" %}\n{% set job = 1 %}\n')
-    assert _error("mine", {}, [admin], user_dirs=[user], locked=["header"]) == (
+    assert _error("mine", {}, [admin], user_dirs=[user], locked=["header", "setup"]) == (
         f"template {user / 'mine.sbatch.j2'}:2: a top-level {{% assign %}} would change the names the site's "
-        "locked block(s) header read; move it inside the unlocked block that uses it, e.g. "
+        "locked block(s) header, setup read; move it inside the unlocked block that uses it, e.g. "
         "{% block launch %}{% set n = 2 %}..."
+    )
+
+
+def test_each_locked_block_a_user_kind_overrides_is_named(tmp_path, admin):
+    text = '{% extends "site-base.sbatch.j2" %}\n{% block setup %}{% endblock %}\n{% block header %}{% endblock %}\n'
+    user = _dir(tmp_path, "user", mine=text)
+    assert _error("mine", {}, [admin], user_dirs=[user], locked=["header", "setup"]).startswith(
+        f"template {user / 'mine.sbatch.j2'}:2: overrides block(s) header, setup, which the site locked; "
     )
 
 
@@ -233,6 +258,11 @@ def test_a_user_kind_must_extend_one_site_template_by_name(tmp_path, admin, text
             3,
             "after its blocks",
         ),
+        (
+            '{% extends "site-base.sbatch.j2" %}\n\n{% block launch %}{% endblock %}\nrm -rf x\n',
+            4,
+            "after its blocks",
+        ),
     ],
 )
 def test_a_user_kind_emitting_text_outside_its_blocks_is_refused(tmp_path, admin, text, line, where):
@@ -248,6 +278,16 @@ def test_a_user_template_cannot_take_the_name_of_one_the_site_uses(tmp_path, adm
     assert _error("uses-inc", {}, [admin], user_dirs=[user], locked=["header"]) == (
         f"template {user / 'inc.sbatch.j2'} takes the name 'inc.sbatch.j2', which the site's template "
         f"{admin / 'uses-inc.sbatch.j2'} uses, while blocks are locked; give your template another name"
+    )
+
+
+def test_every_template_the_site_names_is_checked_not_only_the_last(tmp_path, admin):
+    (admin / "inc2.sbatch.j2").write_text("also included\n")
+    (admin / "two.sbatch.j2").write_text('{% include "inc.sbatch.j2" %}{% include "inc2.sbatch.j2" %}')
+    user = _dir(tmp_path, "user", inc="#SBATCH --qos=high\n")
+    assert _error("two", {}, [admin], user_dirs=[user], locked=["header"]).startswith(
+        f"template {user / 'inc.sbatch.j2'} takes the name 'inc.sbatch.j2', which the site's template "
+        f"{admin / 'two.sbatch.j2'} uses"
     )
 
 
@@ -307,6 +347,7 @@ def test_the_cache_in_use_is_kept_however_old_and_other_keys_go_after_a_week(tmp
     render("probe", {}, [site])
     root = _cache_root(tmp_path)
     (mine,) = root.iterdir()
+    compiled = {(p.name, p.stat().st_ino) for p in mine.iterdir()}
     other_old, other_recent = root / ("a" * 16), root / ("b" * 16)
     other_old.mkdir(), other_recent.mkdir()
     eight_days, six_days = time.time() - 8 * 86400, time.time() - 6 * 86400
@@ -316,6 +357,9 @@ def test_the_cache_in_use_is_kept_however_old_and_other_keys_go_after_a_week(tmp
     templates._environment.cache_clear()
     assert render("probe", {}, [site]).text == "X\n"
     assert sorted(p.name for p in root.iterdir()) == sorted([mine.name, other_recent.name])
+    assert compiled == {(p.name, p.stat().st_ino) for p in mine.iterdir()}, (
+        "the compiled templates in use stay"
+    )
 
 
 def test_without_a_writable_cache_templates_still_render(tmp_path, monkeypatch):
