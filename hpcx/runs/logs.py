@@ -58,11 +58,12 @@ def located(run: Run, task: int | None = None) -> list[LogFile]:
             for p in logs.glob(f"*{job_task}.*"):
                 if one.search(p.name) and p.is_file():
                     found[p.resolve()] = LogFile(p, p.suffix == ".err", (1, task, attempt, _natural(p.name)))
-    patterns = run.manifest.get("log_patterns") or []
+    patterns = run.manifest.get("log_patterns") or []  # an own script's -o/-e (submission.log_patterns)
     errors = _stderr_patterns(run.manifest, patterns)
-    for fields, sort in _jobs(run, task, order):
+    listed: dict[Path, list[str]] = {}  # each directory read once
+    for fields, sort in _jobs(run, task, order) if patterns else ():
         for pattern in patterns:
-            for p in _expand(pattern, fields):
+            for p in _expand(pattern, fields, listed):
                 found.setdefault(p.resolve(), LogFile(p, pattern in errors, sort(p.name)))
     return sorted(found.values(), key=lambda f: f.key)
 
@@ -78,7 +79,9 @@ def _jobs(run: Run, task: int | None, order: Callable[..., tuple[Any, ...]]
     if task is not None:
         ids = task_job_ids(run, task)
     elif job.get("chunks"):
-        ids = [i for t in sorted(task_ids(run) or []) for i in task_job_ids(run, t)]
+        from hpcx.sweeps import chunk_tasks
+
+        ids = [f"{c['job_id']}_{i}" for c, i, _ in chunk_tasks(job["chunks"])]
     elif not job.get("job_id"):
         ids = []
     else:
@@ -94,7 +97,7 @@ def _jobs(run: Run, task: int | None, order: Callable[..., tuple[Any, ...]]
             yield fields, lambda name, a=array, i=index: order(name, a, i)
 
 
-def _expand(pattern: str, fields: dict[str, str | None]) -> list[Path]:
+def _expand(pattern: str, fields: dict[str, str | None], listed: dict[Path, list[str]]) -> list[Path]:
     """The files that ``pattern`` names for one job's ``fields``: the concrete path when every field is known,
     else the names in its directory whose known fields match exactly (an array task's %j: a job id no older
     than its array's, as Slurm numbers the tasks split from an array)."""
@@ -107,11 +110,12 @@ def _expand(pattern: str, fields: dict[str, str | None]) -> list[Path]:
             continue
         nxt = []
         for p in paths:
-            try:
-                names = sorted(os.listdir(p))
-            except OSError:
-                continue
-            for name in names:
+            if p not in listed:
+                try:
+                    listed[p] = sorted(os.listdir(p))
+                except OSError:
+                    listed[p] = []
+            for name in listed[p]:
                 m = part.fullmatch(name)
                 if m and ("j" not in m.groupdict() or int(m["j"]) >= int(fields["A"] or 0)):
                     nxt.append(p / name)
