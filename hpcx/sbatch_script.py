@@ -96,7 +96,7 @@ def _normalise(found: ScriptDirectives) -> ScriptDirectives:
 # sbatch's filename patterns (man sbatch, "filename pattern"): %j job id, %A array job id, %a task id, %x name...
 _PATTERN = re.compile(r"%(\d*)([AaJjNnstux%])")
 # What a field may be where only Slurm knows it: numbers, or (the node's name) anything but a path separator.
-_UNKNOWN = {"N": r"[^/]+", "J": r"\d+(?:\.[^/]+)?"}
+_UNKNOWN = {"N": r"[^/]+", "s": r"[^/]+"}
 
 
 def expand_log_pattern(pattern: str, fields: Mapping[str, str | None]) -> list[str | re.Pattern[str]]:
@@ -122,12 +122,17 @@ def expand_log_pattern(pattern: str, fields: Mapping[str, str | None]) -> list[s
                 value = value.zfill(int(width)) if width and value.isdigit() else value
                 text.append(value)
                 regex.append(re.escape(value))
+            elif letter in "jJ":  # the job id, when only Slurm knows it; %J is jobid.stepid, the step Slurm's alone
+                exact = False
+                j = fields.get("j")
+                if j is not None:
+                    head = re.escape(j.zfill(int(width)) if width else j)
+                else:
+                    head = "(?P=j)" if "(?P<j>" in "".join(regex) else r"(?P<j>\d+)"
+                regex.append(head + (r"(?:\.[^/]+)?" if letter == "J" else ""))
             else:
                 exact = False
-                if letter == "j":
-                    regex.append("(?P=j)" if "(?P<j>" in "".join(regex) else r"(?P<j>\d+)")
-                else:
-                    regex.append(_UNKNOWN.get(letter, r"\d+"))
+                regex.append(_UNKNOWN.get(letter, r"\d+"))
             last = m.end()
         text.append(part[last:])
         regex.append(re.escape(part[last:]))

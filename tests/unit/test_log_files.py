@@ -99,6 +99,8 @@ def test_the_report_reads_the_scripts_own_stderr_file(tmp_path):
     ("/p/100%%-%5j[1].txt", {"j": "12"}, ["", "p", "100%-00012[1].txt"]),
     ("/p/lit\\%j.txt", {"j": "12"}, ["", "p", "lit%j.txt"]),
     ("/%u/o-%j-%N.log", {"j": "12", "u": "ana"}, ["", "ana", r"o\-12\-[^/]+\.log"]),
+    ("/p/%J.out", {"j": "12"}, ["", "p", r"12(?:\.[^/]+)?\.out"]),  # jobid.stepid: the step is Slurm's
+    ("/p/o-%j.txt", {"j": None}, ["", "p", r"o\-(?P<j>\d+)\.txt"]),  # an array task's own job id
 ])  # fmt: skip
 def test_sbatchs_filename_patterns_expand_to_names(pattern, fields, expected):
     got = [p if isinstance(p, str) else p.pattern for p in expand_log_pattern(pattern, fields)]
