@@ -33,7 +33,7 @@ from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write, read_json
 from hpcx.runs import JOB_FILE
 from hpcx.runs import job_ids as _job_ids
-from hpcx.schedulers.base import FINISHED_STATES
+from hpcx.schedulers.base import ACTIVE_STATES, FINISHED_STATES
 
 INDEX_DIR = ".index"
 INDEX_FILE = "index.json"
@@ -243,8 +243,7 @@ def _remove_stale_temp_files(index_dir: Path) -> None:
 # --- filters -------------------------------------------------------------------------------------------------
 
 # Slurm's job states, the two hpcx adds, and two groups: active (not finished) and finished.
-JOB_STATES = FINISHED_STATES | {"PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "REQUEUED",
-                                "PREEMPTED", "RESIZING", "STOPPED", "SIGNALING", "UNKNOWN", "UNSUBMITTED"}  # fmt: skip
+JOB_STATES = FINISHED_STATES | ACTIVE_STATES | {"PREEMPTED", "STOPPED", "SIGNALING", "UNKNOWN", "UNSUBMITTED"}
 STATE_GROUPS = ("ACTIVE", "FINISHED")
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _AGE_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
