@@ -502,3 +502,27 @@ def test_retry_runs_where_the_sweep_was_submitted(cluster, hpcx):
     (cluster.d / "calls").write_text("")
     hpcx("sweep", "--retry-failed", run.name)
     assert cluster.calls()[-1].endswith(f"cwd={Path.cwd()}")
+
+
+def test_every_resource_key_reaches_the_script_and_each_task_reads_its_row(cluster, hpcx):
+    extra = "resources: {account: proj, qos: normal, time: null, nodes: 1, ntasks_per_node: 2, cpus_per_task: 2}\n"
+    code, out, err = hpcx("--json", "sweep", write_spec(2, extra), "--dry-run")
+    assert code == 0, err
+    script = json.loads(out)["script"]
+    for line in ("--account=proj", "--qos=normal", "--time=00:10:00", "--nodes=1", "--ntasks-per-node=2",
+                 "--cpus-per-task=2", "--job-name=scan"):  # fmt: skip
+        assert f"#SBATCH {line}\n" in script  # time: null is the partition's default time
+    assert (
+        '--task-id "$((SLURM_ARRAY_TASK_ID + ${HPCX_TASK_OFFSET:-0}))" --task-table "$HPCX_RUN_DIR/tasks.jsonl"'
+        in script
+    )
+
+
+def test_unknown_and_varying_resources_are_refused_in_one_exact_line(cluster, hpcx):
+    code, _, err = hpcx("sweep", write_spec(2, "resources: {colour: red, size: 2}\n"))
+    assert (code, err) == (3, "hpcx: error: unknown resource(s) colour, size in the sweep spec; known: account, "
+                              "cpus_per_task, gpus_per_node, mem, name, nodes, ntasks_per_node, partition, qos, time\n")  # fmt: skip
+    code, _, err = hpcx("sweep", write_spec(2, "resources: {mem: '{i}G'}\n"))
+    assert (code, err) == (3, "hpcx: error: resources.mem '{i}G' uses {i}, but resources cannot vary within a sweep: "
+                              "all its tasks share one job array's resources; give mem one value, and run one sweep "
+                              "per mem (e.g. two spec files)\n")  # fmt: skip
