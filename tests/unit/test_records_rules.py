@@ -219,6 +219,7 @@ def test_a_nodes_energy_is_the_counters_difference_over_the_window_with_its_cove
     }
     assert node["windows"]["cpu_package"] == [[1.0, 3.0, 200.0]]
     assert node_energy(node) == node["energy"]
+    assert node["series"] == {"t": [1.0, 3.0], "rapl.package_j": [100.0, 300.0], "rapl.dram_j": [10.0, 14.0]}
 
 
 def test_energy_that_cannot_be_measured_says_why():
@@ -264,6 +265,7 @@ def test_two_steps_on_a_node_count_each_moment_once(tmp_path):
     assert node["sources"]["nvml"]["status"] == "measured"
     assert node["series"] == {"t": [0.0, 5.0, 10.0, 15.0], "rapl.package_j": [0.0, 50.0, 100.0, 150.0],
                               "rapl.dram_j": [0.0, 5.0, 10.0, 15.0]}  # fmt: skip
+    assert [sample["t"] for sample in node["samples"]] == [0.0, 5.0, 10.0, 15.0]
 
 
 def _rapl_step(tmp_path, step, start_t, readings, end_t):
@@ -281,6 +283,15 @@ def test_three_steps_count_only_the_gaps_the_earlier_ones_left(tmp_path):
     assert node["energy"]["cpu_package"] == {"energy_j": 80.0, "window_s": 8.0, "method": "derived",
                                              "coverage": round(8 / 9, 4), "status": "measured", "steps": 3,
                                              "rule": COMBINE_RULE}  # fmt: skip
+
+
+def test_overlapping_steps_merge_their_coverage_for_the_next(tmp_path):
+    _rapl_step(tmp_path, "0", 0.0, [(0.0, 0.0), (10.0, 100.0)], 10.0)
+    _rapl_step(tmp_path, "1", 1.0, [(5.0, 0.0), (15.0, 100.0)], 15.0)  # adds 10..15
+    _rapl_step(tmp_path, "2", 2.0, [(2.0, 0.0), (20.0, 180.0)], 20.0)  # adds only 15..20: 0..15 is covered
+    node = read_nodes(tmp_path)["n1"]
+    assert node["windows"]["cpu_package"] == [[0.0, 10.0, 100.0], [10.0, 15.0, 50.0], [15.0, 20.0, 50.0]]
+    assert node["energy"]["cpu_package"]["energy_j"] == 200.0
 
 
 def test_a_later_steps_window_before_an_earlier_steps_readings_is_counted_whole(tmp_path):
