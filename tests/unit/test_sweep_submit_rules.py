@@ -526,3 +526,34 @@ def test_unknown_and_varying_resources_are_refused_in_one_exact_line(cluster, hp
     assert (code, err) == (3, "hpcx: error: resources.mem '{i}G' uses {i}, but resources cannot vary within a sweep: "
                               "all its tasks share one job array's resources; give mem one value, and run one sweep "
                               "per mem (e.g. two spec files)\n")  # fmt: skip
+
+
+def test_tasks_slurm_does_not_report_yet_are_pending(cluster, hpcx):
+    code, out, _ = hpcx("--json", "sweep", write_spec(3))
+    run_id = json.loads(out)["run_id"]
+    assert (
+        json.loads((Path(os.environ["HPCX_RUNS"]) / run_id / "manifest.json").read_text())["sweep"]["id"]
+        == run_id
+    )
+    code, out, err = hpcx("--json", "sweep", "--retry-failed", run_id)
+    assert code == 0, err
+    assert json.loads(out)["states"] == {"PENDING": 3} and len(cluster.sbatch()) == 1
+
+
+def test_a_retry_stays_within_the_arrays_the_sweep_was_split_into(cluster, hpcx):
+    # The site allows 1001 tasks per array, the live cluster 5000: the sweep went as 1001 + 1, and a retry of its
+    # last task must go as index 0 of the second array's offset, not index 1001 (past the site's limit).
+    cluster.set("config", config(max_array=5000))
+    code, out, err = hpcx("--json", "sweep", write_spec(1002))
+    assert code == 0, err
+    run_id, first = json.loads(out)["run_id"], cluster.job_ids()
+    cluster.set("sacct", sacct({f"{first[1001]}_0": "FAILED"}))
+    (cluster.d / "calls").write_text("")
+    code, out, err = hpcx("--json", "sweep", "--retry-failed", run_id)
+    assert code == 0, err
+    assert cluster.sbatch() == ["--array=0 offset=1001"]
+
+
+@pytest.mark.parametrize("tasks, limits", [(10, {"MaxSubmitJobs": 10}), (10, {"MaxJobCount": 10})])
+def test_a_queue_with_nothing_queued_takes_up_to_its_limit(tasks, limits):
+    check_queue(tasks, 1, limits)
