@@ -290,8 +290,11 @@ ZIP_FIX = "e.g. zip: {lr: [0.1, 0.01], bs: [32, 64]} (lr 0.1 runs with bs 32)"
      f"parameters.random.params.x: {{'uniform': [0, 1], 'randint': [1, 2]}} is not a distribution; {DIST_FIX}"),
     ("parameters: {random: {draws: 2, params: {x: normal}}}", f"parameters.random.params.x: 'normal' is not a distribution; {DIST_FIX}"),
     ("parameters: {random: {draws: 2, params: {x: {choice: []}}}}", f"parameters.random.params.x: {{'choice': []}} is not a distribution; {DIST_FIX}"),
-    ("parameters: {random: {draws: 2, params: {x: {uniform: [0, 1]}}, sed: 3}}",
-     "parameters.random needs draws (>= 1), params and optionally seed (not sed); "
+    ("parameters: {random: {draws: 2, params: {x: {uniform: [0, 1]}}, sed: 3, drawz: 2}}",
+     "parameters.random needs draws (>= 1), params and optionally seed (not drawz, sed); "
+     "e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}"),
+    ("parameters: {random: {draws: 2}}",
+     "parameters.random needs draws (>= 1), params and optionally seed; "
      "e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}"),
     ("parameters: {grid: {n: {range: [0, 9]}}}\nexclude: [{n: 99}]",
      f"exclude[0] {{'n': 99}} matches no task: n takes 0, 1, 2, 3, 4, 5, 6, 7, ... (9 values); {RULE_FIX}"),
