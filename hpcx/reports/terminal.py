@@ -68,7 +68,7 @@ def _failure_lines(f: dict[str, Any] | None) -> list[str]:
     elif f.get("log"):
         lines.append(f"  stderr ({f['log']}) is empty")
     else:
-        lines.append("  no stderr log in the run directory")
+        lines.append("  no stderr log found (the run's logs/, or where the script's own -e/-o put it)")
     return lines
 
 
