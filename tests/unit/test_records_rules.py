@@ -13,6 +13,7 @@ from hpcx.records import (
     COMBINE_RULE,
     RecordWriter,
     current_attempt,
+    energy_windows,
     merge_rank_steps,
     node_energy,
     node_file,
@@ -388,3 +389,55 @@ def test_records_round_trip_whole(tmp_path, line_flush):
     writer.close()
     assert list(read_records(tmp_path / "r.jsonl")) == [{"v": 2, **record}]
     assert json.loads((tmp_path / "r.jsonl").read_text())["v"] == 2
+
+
+def test_every_gpu_counts_only_its_own_counter_and_sources_may_omit_their_lists():
+    nvml = {"type": "source", "name": "nvml", "status": "measured", "gpus": [0, 1]}  # no no_energy_counter
+    samples = [
+        {
+            "type": "sample",
+            "t": 1.0,
+            "nvml": [{"index": 0, "energy_j": 10.0}, {"index": 1, "energy_j": 1000.0}],
+        },
+        {"type": "sample", "t": 2.0},  # a sample without GPU readings
+        {
+            "type": "sample",
+            "t": 3.0,
+            "nvml": [{"index": 0, "energy_j": 15.5}, {"index": 1, "energy_j": 1250.25}],
+        },
+    ]
+    energy = node_energy(_node(0.0, samples, {**RAPL, "zones": {}}, nvml, end_t=4.0))
+    assert (energy["gpu0"]["energy_j"], energy["gpu1"]["energy_j"]) == (5.5, 250.25)
+    assert energy["cpu_package"] == {"status": "unavailable", "reason": "no cpu_package zone under RAPL"}
+    no_zones = {k: v for k, v in RAPL.items() if k != "zones"}
+    no_gpus = {"type": "source", "name": "nvml", "status": "measured"}
+    energy = node_energy(_node(0.0, [], no_zones, no_gpus))
+    assert energy == {"cpu_package": {"status": "unavailable", "reason": "no cpu_package zone under RAPL"},
+                      "dram": {"status": "unavailable", "reason": "no dram zone under RAPL"}}  # fmt: skip
+
+
+def test_an_unavailable_gpu_source_gives_its_reason():
+    nvml_off = {
+        "type": "source",
+        "name": "nvml",
+        "status": "unavailable",
+        "reason": "NVML: driver not loaded",
+    }
+    assert node_energy(_node(0.0, [], nvml_off))["gpu"] == {"status": "unavailable",
+                                                            "reason": "NVML: driver not loaded"}  # fmt: skip
+
+
+def test_short_windows_keep_their_fractions_and_a_repeated_reading_is_skipped():
+    edges = [_edge(1.0, 10.0), _edge(1.0, 10.0), _edge(1.25, 10.1234), _edge(1.5, 10.2469)]
+    energy = node_energy(_node(1.0, edges, {**RAPL, "zones": {"0": "package-0"}}, end_t=1.5))
+    assert energy["cpu_package"] == {"energy_j": 0.247, "window_s": 0.5, "method": "counter", "coverage": 1.0,
+                                     "status": "measured"}  # fmt: skip
+
+
+def test_energy_windows_of_one_collector_are_its_own_and_not_prorated():
+    assert energy_windows([[(0.0, 0.0), (2.0, 5.0), (3.0, 9.0)]]) == (
+        [(0.0, 2.0, 5.0), (2.0, 3.0, 4.0)],
+        False,
+    )
+    assert energy_windows([[(0.0, 0.0), (4.0, 8.0)], [(2.0, 0.0), (6.0, 8.0)]]) == (
+        [(0.0, 4.0, 8.0), (4.0, 6.0, 4.0)], True)  # fmt: skip
