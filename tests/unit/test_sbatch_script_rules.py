@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hpcx.errors import UsageError
-from hpcx.sbatch_script import parse_directives
+from hpcx.sbatch_script import expand_log_pattern, parse_directives
 from hpcx.site import load_site
 from hpcx.submission import Request, resolve
 
@@ -134,3 +134,10 @@ def test_a_value_may_hold_an_equals_sign():
 
 def test_a_directive_on_the_first_line_counts():
     assert _read("#SBATCH -J first", "#SBATCH -p batch").options == {"name": "first", "partition": "batch"}
+
+
+def test_a_log_name_with_fields_only_slurm_knows_matches_only_its_own_files():
+    """%j of an array task (its own job id) is the same number wherever it appears; a rank (%t) is a number."""
+    (name,) = expand_log_pattern("out-%j-%t-%j.txt", {"j": None})
+    assert name.fullmatch("out-41-3-41.txt")
+    assert not name.fullmatch("out-41-3-42.txt") and not name.fullmatch("out-41-t-41.txt")
