@@ -181,9 +181,16 @@ def test_a_ranks_steps_merge_into_the_last_attempt_in_start_order():
     assert merged["series"]["t"] == [12.0, 25.0]
     unfinished = merge_rank_steps([_step(10.0, None, 19.0, [12.0]), _step(20.0, 0, None, [25.0])])
     assert unfinished["end"] is None and len(unfinished["steps"]) == 2
+    one = merge_rank_steps([_step(10.0, 0, 19.0, [12.0])])
+    assert [s["start"]["t"] for s in one["steps"]] == [10.0] and one["end"]["t"] == 19.0
     late_end_first = merge_rank_steps([_step(10.0, 0, 40.0), _step(20.0, 0, 30.0)])
     assert late_end_first["end"]["t"] == 40.0  # the step that ended last, whatever its start
     assert merge_rank_steps([_step(None, 0, None, [1.0])])["series"]["t"] == [1.0]  # no start at all
+    lost = merge_rank_steps([_step(None, 0, None, [1.0]), _step(None, 0, None, [2.0])])
+    assert lost["series"]["t"] == [1.0] and len(lost["steps"]) == 1  # no start in any: the first file only
+    nvml = {"type": "source", "t": 10.0, "name": "nvml", "status": "measured"}
+    two = merge_rank_steps([rank_series([{"type": "start", "t": 10.0, "attempt": 0}, nvml]), _step(20.0, 0)])
+    assert two["sources"] == {"nvml": nvml} and len(two["steps"]) == 2
 
 
 # --- nodes and energy --------------------------------------------------------------------------------------
@@ -428,10 +435,13 @@ def test_an_unavailable_gpu_source_gives_its_reason():
 
 
 def test_short_windows_keep_their_fractions_and_a_repeated_reading_is_skipped():
-    edges = [_edge(1.0, 10.0), _edge(1.0, 10.0), _edge(1.25, 10.1234), _edge(1.5, 10.2469)]
-    energy = node_energy(_node(1.0, edges, {**RAPL, "zones": {"0": "package-0"}}, end_t=1.5))
-    assert energy["cpu_package"] == {"energy_j": 0.247, "window_s": 0.5, "method": "counter", "coverage": 1.0,
-                                     "status": "measured"}  # fmt: skip
+    edges = [_edge(1.0, 10.0), _edge(1.0, 10.0), _edge(1.25, 10.1234), _edge(1.6234, 10.2469)]
+    # the collector's end record came before its last reading: the coverage is capped at 1
+    energy = node_energy(_node(1.0, edges, {**RAPL, "zones": {"0": "package-0"}}, end_t=1.3))
+    assert energy["cpu_package"] == {"energy_j": 0.247, "window_s": 0.623, "method": "counter",
+                                     "coverage": 1.0, "status": "measured"}  # fmt: skip
+    no_start = node_series([RAPL, *edges])  # a collector whose start record was lost
+    assert no_start["energy"]["cpu_package"]["coverage"] is None  # no lifetime to measure it against
 
 
 def test_energy_windows_of_one_collector_are_its_own_and_not_prorated():
