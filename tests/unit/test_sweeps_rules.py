@@ -367,3 +367,13 @@ def test_a_document_that_is_not_a_sweep_spec_is_one_exact_line(text, line):
     with pytest.raises(SweepError) as err:
         spec(text)
     assert str(err.value) == line and err.value.exit_code == 3
+
+
+@pytest.mark.parametrize("params, hint", [
+    ("{grid: {lr: [1]}, zip: {bs: [2]}}", "swept parameters: lr, bs"),
+    ("{repeats: 2}", "swept parameters: none"),
+])  # fmt: skip
+def test_an_exclude_rule_naming_no_swept_parameter_lists_those_there_are(params, hint):
+    with pytest.raises(SweepError) as err:
+        spec(f"command: [t]\nparameters: {params}\nexclude: [{{depth: 3}}]\n")
+    assert str(err.value) == f"exclude[0] {{'depth': 3}} must map swept parameter names to values; {hint}"
