@@ -167,7 +167,9 @@ def test_a_ranks_series_is_its_last_attempt_as_columns():
 
 def _step(start_t, attempt, end_t=None, samples=()):
     start = {"type": "start", "t": start_t, "attempt": attempt} if start_t is not None else None
-    records = ([start] if start else []) + [{"type": "sample", "t": t, "rss_mb": t} for t in samples]
+    records = ([start] if start else []) + [
+        {"v": 2, "type": "sample", "t": t, "rank": 0, "rss_mb": t} for t in samples
+    ]
     if end_t is not None:
         records.append({"type": "end", "t": end_t})
     return rank_series(records)
@@ -178,7 +180,9 @@ def test_a_ranks_steps_merge_into_the_last_attempt_in_start_order():
                                _step(10.0, 1, 19.0, [12.0]), _step(None, 0, None, [1.0])])  # fmt: skip
     assert [s["start"]["t"] for s in merged["steps"]] == [10.0, 20.0]
     assert merged["start"]["t"] == 10.0 and merged["end"]["t"] == 30.0
-    assert merged["series"]["t"] == [12.0, 25.0]
+    assert merged["series"] == {"t": [12.0, 25.0], "rss_mb": [12.0, 25.0]}
+    v1 = rank_series([{"v": 1, "type": "start", "t": 30.0}])  # version 1 starts name no attempt
+    assert len(merge_rank_steps([v1, _step(40.0, 0, 41.0)])["steps"]) == 2
     unfinished = merge_rank_steps([_step(10.0, None, 19.0, [12.0]), _step(20.0, 0, None, [25.0])])
     assert unfinished["end"] is None and len(unfinished["steps"]) == 2
     one = merge_rank_steps([_step(10.0, 0, 19.0, [12.0])])
