@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import stat
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -349,6 +350,7 @@ def test_retry_failed_resubmits_the_tasks_that_did_not_complete_in_their_arrays(
     code, out, _ = hpcx("--json", "sweep", "--retry-failed", run_id)
     doc = json.loads(out)
     assert (doc["retried"], doc["job_ids"], doc["states"]) == ([], [], {"COMPLETED": 10})
+    assert (doc["run_id"], doc["retried_states"]) == (run_id, {})
 
 
 def test_retry_failed_with_a_throttle_chains_the_retries(cluster, hpcx):
@@ -557,3 +559,48 @@ def test_a_retry_stays_within_the_arrays_the_sweep_was_split_into(cluster, hpcx)
 @pytest.mark.parametrize("tasks, limits", [(10, {"MaxSubmitJobs": 10}), (10, {"MaxJobCount": 10})])
 def test_a_queue_with_nothing_queued_takes_up_to_its_limit(tasks, limits):
     check_queue(tasks, 1, limits)
+
+
+def test_a_sweep_on_the_local_backend_runs_and_retries_its_failed_task(cluster, capsys):
+    """The builtin local site (no Slurm): the arrays run here, one after another, and --retry-failed asks the
+    local backend, not Slurm, which tasks failed."""
+    import time
+
+    def local(*args):
+        code = main(["--site", "local", "--json", *args])
+        return code, json.loads(capsys.readouterr().out)
+
+    Path("sweep.yaml").write_text("name: l\ncommand: [sh, -c, 'exit {i}']\nparameters: {grid: {i: [0, 1]}}\n")
+    code, doc = local("sweep", "sweep.yaml")
+    assert code == 0 and doc["scheduler"] == "local" and doc["arrays"] == 1
+    run = Path(doc["run_dir"])
+    job = json.loads((run / "job.json").read_text())
+    assert job["scheduler"] == "local" and job["kind"] == "sweep"
+    assert (
+        datetime.fromisoformat(job["submitted_at"]).utcoffset() is not None
+    )  # an aware time, not local clock
+    deadline = time.monotonic() + 60
+    while not local("status", doc["run_id"])[1]["runs"][0]["finished"]:
+        assert time.monotonic() < deadline, "the local sweep did not finish in 60 s"
+        time.sleep(0.2)
+    code, retry = local("sweep", "--retry-failed", doc["run_id"])
+    assert code == 0 and retry["retried"] == [1] and retry["states"] == {"COMPLETED": 1, "FAILED": 1}
+    assert json.loads((run / "job.json").read_text())["chunks"][1]["indices"] == [1]
+    assert cluster.calls() == []  # no Slurm command was asked
+    deadline = time.monotonic() + 60
+    while not local("status", doc["run_id"])[1]["runs"][0]["finished"]:
+        assert time.monotonic() < deadline, "the retried task did not finish in 60 s"
+        time.sleep(0.2)
+
+
+def test_retry_of_a_sweep_whose_submission_directory_is_gone_is_refused(cluster, hpcx, tmp_path):
+    code, out, _ = hpcx("--json", "sweep", write_spec(2))
+    run = Path(json.loads(out)["run_dir"])
+    cluster.set("sacct", sacct({"100_0": "FAILED", "100_1": "COMPLETED"}))
+    os.chdir(tmp_path)
+    (tmp_path / "work" / "sweep.yaml").unlink()
+    (tmp_path / "work").rmdir()
+    code, _, err = hpcx("sweep", "--retry-failed", run.name)
+    assert (code, err) == (2, f"hpcx: error: run {run.name} was submitted from {tmp_path / 'work'}, which no longer "
+                              "exists; recreate that directory (the job runs there), or submit anew\n")  # fmt: skip
+    assert len(cluster.sbatch()) == 1  # only the sweep itself
