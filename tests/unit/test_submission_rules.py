@@ -230,6 +230,7 @@ def test_an_own_scripts_array_and_dependencies_are_added_after_its_options(tmp_p
         ("#SBATCH -t 5 -D sub -o o.txt", "{w}/sub/o.txt", "{w}/sub/o.txt"),
         ("#SBATCH -t 5 --chdir=/abs --error=e.txt", "/runs/R/logs/slurm-%j.out", "/abs/e.txt"),
         ("#SBATCH -t 5 -o first.txt\n#SBATCH -o second.txt", "{w}/second.txt", "{w}/second.txt"),
+        ("#SBATCH -t 5 -o lr=0.1.txt", "{w}/lr=0.1.txt", "{w}/lr=0.1.txt"),
     ],
 )
 def test_an_own_scripts_logs_are_found_where_slurm_writes_them(tmp_path, directives, output, error):
@@ -262,9 +263,12 @@ class FakeSlurm:
 
 @pytest.fixture
 def slurm(monkeypatch):
+    from hpcx.schedulers import get_scheduler
+
     fake = FakeSlurm()
-    monkeypatch.setattr("hpcx.submission.get_scheduler", lambda name: fake)
-    monkeypatch.setattr("hpcx.sweep_submit.get_scheduler", lambda name: fake)
+    answer = lambda name: fake if name == "slurm" else get_scheduler(name)  # noqa: E731
+    monkeypatch.setattr("hpcx.submission.get_scheduler", answer)
+    monkeypatch.setattr("hpcx.sweep_submit.get_scheduler", answer)
     return fake
 
 
@@ -355,8 +359,12 @@ def test_submit_refuses_a_missing_working_directory_and_after_without_slurm(tmp_
         "create it or submit from elsewhere"
     )
     local = resolve(Request("serial", command=("true",), after=("1",)), load_site(None))
-    with pytest.raises(UsageError, match="^--after a run that has not finished needs a Slurm site; "):
+    with pytest.raises(UsageError) as err:
         submit(local, tmp_path, tmp_path / "runs")
+    assert str(err.value) == (
+        "--after a run that has not finished needs a Slurm site; "
+        "the local backend runs jobs at once, in order: submit when it has finished"
+    )
     assert not slurm.submitted
 
 
@@ -617,3 +625,230 @@ def test_after_a_sweep_whose_failed_task_was_retried_waits_for_the_retry_and_eac
     }
     # afterok on 501 would never hold (its task 0 failed): its tasks 2 and 3 are waited for one by one
     assert after_job_ids(root, (sweep.id,)) == ("501_2", "501_3", "502")
+
+
+@pytest.mark.parametrize(
+    "directives, added",
+    [
+        ("", ["--output=/runs/R/logs/slurm-%j.out", "--error=/runs/R/logs/slurm-%j.err"]),
+        ("--output=o.txt", []),  # sbatch sends stderr to -o's file too
+        ("-o o.txt", []),
+        ("--error=e.txt", ["--output=/runs/R/logs/slurm-%j.out"]),
+        ("-e e.txt", ["--output=/runs/R/logs/slurm-%j.out"]),
+        ("-o o.txt -e e.txt", []),
+    ],
+)
+def test_hpcx_adds_only_the_log_options_an_own_script_leaves_open(tmp_path, directives, added):
+    prep = _own(tmp_path, f"#SBATCH -p debug -t 5 -J j {directives}")
+    assert script_args(prep, RUN_DIR, tmp_path) == added
+
+
+def test_tasks_of_an_own_script_are_spread_as_slurm_spreads_them_only_without_a_node_count(tmp_path):
+    spread = _own(tmp_path, "#SBATCH -p batch -n 6")
+    assert (spread.spec.resources.nodes, spread.spec.resources.ntasks_per_node) == (2, 3)
+    assert spread.sources["nodes"] == "script"
+    one = _own(tmp_path, "#SBATCH -p batch -n 3")
+    assert (one.spec.resources.nodes, one.sources["nodes"]) == (1, "default")
+    with pytest.raises(RejectedError, match=r"^1 node\(s\) with 6 CPUs each requested"):
+        _own(tmp_path, "#SBATCH -p batch -n 6 -N 1")  # the node count given: not spread
+    with pytest.raises(RejectedError, match=r"^2 node\(s\) with 8 CPUs each requested, but only 0"):
+        _own(tmp_path, "#SBATCH -p batch -n 2 -c 8")  # a task bigger than a node: one per node
+    with pytest.raises(RejectedError) as err:
+        _own(tmp_path, "#SBATCH -p debug -n 9")
+    assert str(err.value) == (
+        "--ntasks 9 needs 3 nodes of 4 CPUs, over partition debug's MaxNodes 2; "
+        "ask for at most 8 tasks, or another partition"
+    )
+    with pytest.raises(UsageError) as err:
+        _own(tmp_path, "#SBATCH -p batch -n 4 -c abc")
+    assert str(err.value) == "--cpus-per-task 'abc' is not a whole number; e.g. --cpus-per-task 2"
+
+
+def test_tasks_are_spread_over_the_named_partitions_nodes(tmp_path):
+    site = _site(tmp_path, "", base=TESTBED)
+    text = (
+        Path(site)
+        .read_text()
+        .replace(
+            "    partitions:\n",
+            "    partitions:\n      fat: {max_time: '60', max_nodes: 2, cpus_per_node: 8}\n",
+        )
+    )
+    Path(site).write_text(text)
+    prep = _own(tmp_path, "#SBATCH -p fat -n 8", site=site)
+    assert (prep.spec.resources.nodes, prep.spec.resources.ntasks_per_node) == (1, 8)
+
+
+def test_a_node_range_counts_at_most_one_node_per_task(tmp_path):
+    prep = _own(tmp_path, "#SBATCH -p debug --nodes=1-5 -n 2")
+    assert prep.partition.name == "debug"
+
+
+def test_a_gpu_type_is_checked_only_where_the_site_names_types(tmp_path):
+    site = _site(tmp_path, "", base=TESTBED)
+    text = (
+        Path(site)
+        .read_text()
+        .replace(
+            "    partitions:\n",
+            "    partitions:\n"
+            "      any: {max_time: '60', max_nodes: 1, cpus_per_node: 4, gpus_per_node: 2}\n"
+            "      mix:\n        max_time: '60'\n        max_nodes: 2\n        cpus_per_node: 4\n"
+            "        node_types: [{count: 1, cpus: 4, gpus: 2, gpu_type: v100}, {count: 1, cpus: 4, gpus: 2, gpu_type: a100}]\n",
+        )
+    )
+    Path(site).write_text(text)
+    assert _own(tmp_path, "#SBATCH -p any --gres=gpu:h100:1", site=site).partition.name == "any"
+    with pytest.raises(RejectedError) as err:
+        _own(tmp_path, "#SBATCH -p mix --gres=gpu:h100:1", site=site)
+    assert str(err.value) == (
+        "--gres=gpu:h100:1 asks for h100 GPUs, but partition mix has a100, v100; "
+        "use --gres=gpu:a100:1 or another partition"
+    )
+
+
+def test_the_manifest_says_when_where_and_by_whom(tmp_path, slurm, monkeypatch):
+    import datetime as dt
+    import hashlib
+    import platform
+
+    from hpcx.submission import submit
+
+    monkeypatch.setenv("USER", "alice")
+    (tmp_path / "data.txt").write_text("x\n")
+    site = _site(tmp_path, NAMED)
+    prep = _prep(site, named={"constraint": "a100"}, after=("7",))
+    prep.inputs = ("data.txt",)
+    run_dir = Path(submit(prep, tmp_path, tmp_path / "runs")["run_dir"])
+    manifest = _read(run_dir / "manifest.json")
+    created = dt.datetime.fromisoformat(manifest["created"])
+    assert created.utcoffset() == dt.timedelta(0)
+    assert manifest["site"]["sha256"] == hashlib.sha256(Path(site).read_bytes()).hexdigest()
+    assert manifest["directives"] == [
+        ["--constraint", "a100"], ["--dependency", "afterok:7"], ["--kill-on-invalid-dep", "yes"]
+    ]  # fmt: skip
+    assert manifest["inputs"][0]["path"] == "data.txt"
+    assert manifest["inputs"][0]["resolved"] == str(tmp_path / "data.txt")
+    assert (run_dir / "requirements.txt").is_file() and "error" not in manifest["python"]["requirements"]
+    assert manifest["versions"]["python"] == platform.python_version() and manifest["host"] == platform.node()
+    assert manifest["user"] == "alice"
+    monkeypatch.delenv("USER")
+    run_dir = Path(submit(_prep(), tmp_path, tmp_path / "runs")["run_dir"])
+    assert _read(run_dir / "manifest.json")["user"] == str(os.getuid())
+    job = _read(run_dir / "job.json")
+    assert dt.datetime.fromisoformat(job["submitted_at"]).utcoffset() == dt.timedelta(0)
+
+
+def test_the_submitted_script_names_its_run_and_working_directory(tmp_path, slurm):
+    from hpcx.submission import submit
+
+    run_dir = Path(submit(_prep(), tmp_path, tmp_path / "runs")["run_dir"])
+    sent = slurm.submitted[0]["script"]
+    assert f", run {run_dir.name}.\n" in sent and f"#SBATCH --chdir={tmp_path}\n" in sent
+
+
+def test_an_own_script_submitted_gets_its_logs_in_the_run_directory(tmp_path, slurm):
+    from hpcx.submission import submit
+
+    prep = _own(tmp_path, "#SBATCH -p debug -t 5")
+    run_dir = Path(submit(prep, tmp_path, tmp_path / "runs")["run_dir"])
+    logs = [f"{run_dir}/logs/slurm-%j.err", f"{run_dir}/logs/slurm-%j.out"]
+    assert slurm.submitted[0]["args"] == ["--job-name=job.sh", f"--output={logs[1]}", f"--error={logs[0]}"]
+    manifest = _read(run_dir / "manifest.json")
+    assert manifest["log_patterns"] == logs
+    assert manifest["resources"]["name"] == {"value": "job.sh", "source": "default"}
+
+
+def test_a_local_site_runs_jobs_and_takes_after_only_on_slurm(tmp_path, slurm):
+    from hpcx.submission import submit
+
+    site = _site(tmp_path, NAMED)
+    Path(site).write_text(Path(site).read_text().replace("scheduler: slurm", "scheduler: local"))
+    result = submit(_prep(site, named={"constraint": "a100"}), tmp_path, tmp_path / "runs")
+    assert result["scheduler"] == "local" and result["job_id"].startswith("local-") and not slurm.submitted
+    assert submit(_prep(after=("7",)), tmp_path, tmp_path / "runs")["job_id"] == "4242"  # Slurm takes it
+
+
+def test_after_a_run_of_the_local_backend_asks_that_backend(tmp_path, slurm):
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    run = _run(root, {"scheduler": "local", "job_id": "local-1"})
+    (run.dir / "logs" / "local-1.exit").write_text("3\n")
+    with pytest.raises(RejectedError, match=rf"^--after: run {run.id} already ended FAILED, exit code 3"):
+        after_job_ids(root, (run.id,))
+    (run.dir / "logs" / "local-1.exit").write_text("0\n")
+    assert after_job_ids(root, (run.id,)) == ()
+
+
+def test_after_several_runs_waits_for_each_active_one_and_a_job_id_finds_its_run(tmp_path, slurm):
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    first = _run(root, {"scheduler": "slurm", "job_id": "111"})
+    second = _run(root, {"scheduler": "slurm", "job_id": "112"})
+    failed = _run(root, {"scheduler": "slurm", "job_id": "113"})
+    slurm.states = {"111": _state("111", "RUNNING"), "112": _state("112", "PENDING"),
+                    "113": _state("113", "FAILED", 1)}  # fmt: skip
+    assert after_job_ids(root, (first.id, second.id)) == ("111", "112")
+    with pytest.raises(RejectedError) as err:
+        after_job_ids(root, ("113",))  # the run's job id: the message names both
+    assert str(err.value).startswith(
+        f"--after 113: run {failed.id} already ended FAILED, exit code 1, so a job"
+    )
+
+
+def test_after_a_job_id_of_a_run_slurm_forgot_is_decided_by_the_run(tmp_path, slurm):
+    import json
+
+    from hpcx.provenance import ACCOUNTING
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    run = _run(root, {"scheduler": "slurm", "job_id": "120"})
+    row = {"JobID": "120", "State": "COMPLETED", "ExitCode": "0:0", "AllocTRES": "cpu=1", "Elapsed": "00:00:05",
+           "TotalCPU": "00:00:01", "MaxRSS": "", "NodeList": "n1", "Start": "2026-01-01T00:00:00",
+           "End": "2026-01-01T00:00:05"}  # fmt: skip
+    (run.dir / ACCOUNTING).write_text(json.dumps({"rows": [row], "finished": True}))
+    assert after_job_ids(root, ("120",)) == ()  # not "Slurm knows no job 120"
+
+
+def test_a_run_recorded_without_a_scheduler_is_slurms(tmp_path, slurm):
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    run = _run(root, {"job_id": "130"})
+    sweep = _run(
+        root, {"job_id": "131", "chunks": [{"job_id": "131", "offset": 0, "count": 2, "array": "0-1"}]}
+    )
+    slurm.states = {
+        "130": _state("130", "RUNNING"),
+        "131": _state("131", "RUNNING", task_states={0: "RUNNING"}),
+    }
+    assert after_job_ids(root, (run.id, sweep.id)) == ("130", "131")
+
+
+def test_after_a_sweep_of_the_local_backend_asks_that_backend(tmp_path, slurm):
+    from hpcx.runs import create_run, record_job
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    job_id = f"local-{os.getpid()}"  # a live process: the local backend takes the array as running
+    sweep = create_run(root)
+    record_job(sweep, {"scheduler": "local", "job_id": job_id,
+                       "chunks": [{"job_id": job_id, "offset": 0, "count": 2, "array": "0-1"}]})  # fmt: skip
+    (sweep.dir / "logs" / f"{job_id}.array").write_text("0 1\n")
+    (sweep.dir / "logs" / f"{job_id}_0.exit").write_text("0\n")
+    assert after_job_ids(root, (sweep.id,)) == (job_id,)
+
+
+def test_after_a_sweep_whose_tasks_are_unaccounted_for_names_their_states(tmp_path, slurm):
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    sweep = _sweep(root, [("601", 2), ("602", 1)])
+    slurm.states = {"601": _state("601", "COMPLETED", 0, task_states={0: "COMPLETED"})}  # 602: forgotten
+    with pytest.raises(
+        RejectedError, match=r"cannot tell that all its tasks completed \(PENDING, UNKNOWN\); "
+    ):
+        after_job_ids(root, (sweep.id,))
