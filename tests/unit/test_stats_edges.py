@@ -99,6 +99,9 @@ def test_nine_or_more_in_both_groups_or_any_tie_is_not_exact():
     assert (
         stats.mann_whitney([float(v) for v in range(9)], [v + 0.5 for v in range(10)]).method == "asymptotic"
     )
+    assert (
+        stats.mann_whitney([v + 0.5 for v in range(10)], [float(v) for v in range(9)]).method == "asymptotic"
+    )
     assert stats.mann_whitney([1.0, 2.0, 2.0], [3.0, 4.0]).method == "asymptotic"
 
 
