@@ -338,3 +338,14 @@ def test_an_error_while_exiting_the_context_leaves_the_background_step_uncommitt
         raise KeyError("training failed")
     assert (tmp_path / "latest").read_text() == "step-00000001\n"
     assert Checkpointer(tmp_path).load().state == {"v": 1}
+
+
+def test_an_error_inside_the_context_is_the_error_raised_and_saving_goes_on(tmp_path):
+    cp = Checkpointer(tmp_path)
+    with pytest.raises(KeyError, match="training failed"), cp:  # no background save pending
+        raise KeyError("training failed")
+    with pytest.raises(KeyError), cp:
+        cp.save(1, {"v": 1}, background=True)
+        raise KeyError("training failed")
+    cp.save(2, {"v": 2})  # the same checkpointer, after both
+    assert cp.load().state == {"v": 2}
