@@ -36,7 +36,7 @@ n=$(cat "$D/next"); echo $((n + 1)) > "$D/next"
 if [ "${HPCX_TASK_OFFSET:-}" = "$(cat "$D/fail_offset" 2>/dev/null)" ]; then
   echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2; exit 1
 fi
-echo "sbatch $* | offset=${HPCX_TASK_OFFSET:-} id=$n cwd=$PWD" >> "$D/calls"; echo "$n\"""",
+echo "sbatch $* | offset=${HPCX_TASK_OFFSET:-} res=${SBATCH_RESERVATION:-} part=${SBATCH_PARTITION:-} id=$n cwd=$PWD" >> "$D/calls"; echo "$n\"""",
 }
 
 
@@ -61,6 +61,10 @@ class Cluster:
                 env = dict(w.split("=", 1) for w in line.partition(" | ")[2].split())
                 out[int(env["offset"])] = env["id"]
         return out
+
+    def scripts(self) -> list[str]:
+        """The script each sbatch call was given (its last word)."""
+        return [line.partition(" | ")[0].split()[-1] for line in self.calls() if line.startswith("sbatch ")]
 
     def sbatch(self) -> list[str]:
         """Each sbatch call's options (without --parsable and the script) and its task offset."""
@@ -604,3 +608,59 @@ def test_retry_of_a_sweep_whose_submission_directory_is_gone_is_refused(cluster,
     assert (code, err) == (2, f"hpcx: error: run {run.name} was submitted from {tmp_path / 'work'}, which no longer "
                               "exists; recreate that directory (the job runs there), or submit anew\n")  # fmt: skip
     assert len(cluster.sbatch()) == 1  # only the sweep itself
+
+
+def test_every_array_runs_the_runs_own_script_rendered_for_it(cluster, hpcx):
+    cluster.set("config", config(max_array=4))
+    code, out, err = hpcx("--json", "sweep", write_spec(6))
+    assert code == 0, err
+    doc = json.loads(out)
+    run = Path(doc["run_dir"])
+    script = run / "job.sbatch"
+    assert cluster.scripts() == [str(script), str(script)]
+    text = script.read_text()
+    for line in (
+        f"export HPCX_RUN_ID={doc['run_id']}\n",
+        f"export HPCX_RUN_DIR={run}\n",
+        f"#SBATCH --chdir={Path.cwd()}\n",
+    ):
+        assert line in text
+    umask = os.umask(0)
+    os.umask(umask)
+    assert script.stat().st_mode & 0o777 == 0o755 & ~umask
+    template = json.loads((run / "manifest.json").read_text())["template"]
+    assert Path(template["path"]).name == "serial.sbatch.j2"
+    assert template["sha256"] == hashlib.sha256(Path(template["path"]).read_bytes()).hexdigest()
+    assert (run / "sweep.yaml").read_text().splitlines()[0] == "name: scan"  # the spec's own order
+    cluster.set("sacct", sacct({f"{cluster.job_ids()[0]}_1": "FAILED"}))
+    job = json.loads((run / "job.json").read_text())
+    (run / "job.json").write_text(json.dumps({**job, "submitted_at": "2026-01-01T00:00:00+00:00"}))
+    code, _, err = hpcx("sweep", "--retry-failed", doc["run_id"])
+    assert code == 0, err
+    assert cluster.scripts()[-1] == str(script)
+    assert json.loads((run / "job.json").read_text())["submitted_at"] == "2026-01-01T00:00:00+00:00"
+
+
+def test_the_sites_allowed_variables_reach_sbatch_and_no_others(cluster, hpcx, tmp_path, monkeypatch):
+    site = tmp_path / "site.yaml"
+    site.write_text(TESTBED_SITE.read_text() + "\nallow_env: [SBATCH_RESERVATION]\n")
+    monkeypatch.setenv("SBATCH_RESERVATION", "maint")
+    monkeypatch.setenv("SBATCH_PARTITION", "gpu")  # would move the job: scrubbed
+    code, out, err = hpcx("--site", str(site), "--json", "sweep", write_spec(2))
+    assert code == 0, err
+    cluster.set("sacct", sacct({"100_0": "FAILED", "100_1": "COMPLETED"}))
+    code, _, err = hpcx("--site", str(site), "sweep", "--retry-failed", json.loads(out)["run_id"])
+    assert code == 0, err
+    sent = [line.partition(" | ")[2] for line in cluster.calls() if line.startswith("sbatch ")]
+    assert len(sent) == 2 and all(" res=maint part= " in line for line in sent)
+
+
+def test_a_large_sweep_reports_its_progress_while_writing_the_task_table(cluster):
+    from hpcx.site import load_site
+    from hpcx.sweep_submit import load_spec, prepare, submit_sweep
+
+    spec, doc = load_spec(Path(write_spec(2500)))
+    ps = prepare(spec, doc, load_site(str(TESTBED_SITE)), None)
+    done = []
+    result = submit_sweep(ps, Path.cwd(), Path(os.environ["HPCX_RUNS"]), done.append)
+    assert done == [1000, 1000] and result["tasks"] == 2500 and result["arrays"] == 3
