@@ -36,7 +36,7 @@ n=$(cat "$D/next"); echo $((n + 1)) > "$D/next"
 if [ "${HPCX_TASK_OFFSET:-}" = "$(cat "$D/fail_offset" 2>/dev/null)" ]; then
   echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2; exit 1
 fi
-echo "sbatch $* | offset=${HPCX_TASK_OFFSET:-} res=${SBATCH_RESERVATION:-} part=${SBATCH_PARTITION:-} id=$n cwd=$PWD" >> "$D/calls"; echo "$n\"""",
+echo "sbatch $* | offset=${HPCX_TASK_OFFSET:-} res=${SBATCH_RESERVATION:-} part=${SBATCH_PARTITION:-} run=${HPCX_RUN_ID:-} dir=${HPCX_RUN_DIR:-} id=$n cwd=$PWD" >> "$D/calls"; echo "$n\"""",
 }
 
 
@@ -618,6 +618,8 @@ def test_every_array_runs_the_runs_own_script_rendered_for_it(cluster, hpcx):
     run = Path(doc["run_dir"])
     script = run / "job.sbatch"
     assert cluster.scripts() == [str(script), str(script)]
+    # sbatch hands the job the run's id and directory (a site template need not export them itself)
+    assert all(f" run={doc['run_id']} dir={run} " in line for line in cluster.calls())
     text = script.read_text()
     for line in (
         f"export HPCX_RUN_ID={doc['run_id']}\n",
