@@ -263,3 +263,15 @@ def test_a_file_that_is_a_directory_or_not_hdf5_is_refused(tmp_path):
 def test_block_rows_are_checked_only_when_given(tmp_path):
     data = _file(tmp_path / "d.h5", 4)
     assert HDF5Reader(data, "y", batch_size=1, rank=0, world_size=1, block_rows=None).blocks == [(0, 0, 4)]
+
+
+def test_a_compressed_dataset_of_large_integers_is_read_exactly_when_shuffled(tmp_path):
+    path = tmp_path / "ids.h5"
+    ids = (1 << 60) + np.arange(
+        100, dtype="i8"
+    )  # beyond float64's 53 bits: no value may pass through a float
+    with h5py.File(path, "w") as f:
+        f.create_dataset("id", data=ids, chunks=(10,), compression="gzip")  # read by HDF5, not mapped
+    r = HDF5Reader(path, "id", batch_size=10, rank=0, world_size=1, block_rows=20, seed=5)
+    got = torch.cat(list(r)).tolist()
+    assert sorted(got) == ids.tolist() and got != ids.tolist()
