@@ -141,3 +141,10 @@ def test_a_log_name_with_fields_only_slurm_knows_matches_only_its_own_files():
     (name,) = expand_log_pattern("out-%j-%t-%j.txt", {"j": None})
     assert name.fullmatch("out-41-3-41.txt")
     assert not name.fullmatch("out-41-3-42.txt") and not name.fullmatch("out-41-t-41.txt")
+
+
+def test_a_padded_job_step_name_keeps_the_padding_of_the_known_job_id():
+    """%5J is the job id padded to five digits, then the step only Slurm knows (.batch, .0)."""
+    (name,) = expand_log_pattern("o-%5J.txt", {"j": "12"})
+    assert name.fullmatch("o-00012.txt") and name.fullmatch("o-00012.batch.txt")
+    assert not name.fullmatch("o-12.txt") and not name.fullmatch("o-00013.txt")
