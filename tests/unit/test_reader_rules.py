@@ -50,6 +50,8 @@ def _datasets(tmp_path, specs):
         ([("x", "f4", (256,), 1000), ("y", "i8", (), 63)], 9, 1000 * 4),
         # 64 KiB rows: a batch of 96 (lcm 192 rows, 12 MiB) would make blocks over twice the size: the chunk alone
         ([("x", "f4", (16384,), 64)], 96, 64),
+        # one byte a row: 4 Mi rows
+        ([("y", "u1", (), None)], 1, 4 << 20),
         # one row larger than a block: one row per block, never none
         ([("x", "f4", (2 << 20,), 1)], 1, 1),
         # chunks of 64 and 96 (lcm 192, within 8 x 96) with a batch of 5 (lcm 960 rows of 24 bytes): all three
