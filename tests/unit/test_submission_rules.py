@@ -759,14 +759,17 @@ def test_an_own_script_submitted_gets_its_logs_in_the_run_directory(tmp_path, sl
     assert manifest["resources"]["name"] == {"value": "job.sh", "source": "default"}
 
 
-def test_a_local_site_runs_jobs_and_takes_after_only_on_slurm(tmp_path, slurm):
+def test_a_local_site_runs_jobs_and_takes_after_only_on_slurm(tmp_path, slurm, monkeypatch):
     from hpcx.submission import submit
 
+    local = FakeSlurm()  # stands where the local backend would start the job
+    monkeypatch.setattr("hpcx.submission.get_scheduler", lambda name: {"slurm": slurm, "local": local}[name])
     site = _site(tmp_path, NAMED)
     Path(site).write_text(Path(site).read_text().replace("scheduler: slurm", "scheduler: local"))
     result = submit(_prep(site, named={"constraint": "a100"}), tmp_path, tmp_path / "runs")
-    assert result["scheduler"] == "local" and result["job_id"].startswith("local-") and not slurm.submitted
+    assert result["scheduler"] == "local" and len(local.submitted) == 1 and not slurm.submitted
     assert submit(_prep(after=("7",)), tmp_path, tmp_path / "runs")["job_id"] == "4242"  # Slurm takes it
+    assert len(slurm.submitted) == 1
 
 
 def test_after_a_run_of_the_local_backend_asks_that_backend(tmp_path, slurm):
