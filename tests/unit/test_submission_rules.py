@@ -855,3 +855,21 @@ def test_after_a_sweep_whose_tasks_are_unaccounted_for_names_their_states(tmp_pa
         RejectedError, match=r"cannot tell that all its tasks completed \(PENDING, UNKNOWN\); "
     ):
         after_job_ids(root, (sweep.id,))
+
+
+def test_an_accounting_record_of_a_job_not_yet_finished_decides_nothing(tmp_path, slurm):
+    import json
+
+    from hpcx.provenance import ACCOUNTING
+    from hpcx.submission import after_job_ids
+
+    root = tmp_path / "runs"
+    run = _run(root, {"scheduler": "slurm", "job_id": "140"})
+    row = {"JobID": "140", "State": "RUNNING", "ExitCode": "0:0", "AllocTRES": "cpu=1", "Elapsed": "00:00:05",
+           "TotalCPU": "00:00:01", "MaxRSS": "", "NodeList": "n1", "Start": "2026-01-01T00:00:00",
+           "End": "Unknown"}  # fmt: skip
+    (run.dir / ACCOUNTING).write_text(json.dumps({"rows": [row], "finished": False}))
+    with pytest.raises(
+        RejectedError, match=rf"^--after {run.id}: hpcx cannot tell how run {run.id} \(job 140\) ended"
+    ):
+        after_job_ids(root, (run.id,))
