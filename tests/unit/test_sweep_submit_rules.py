@@ -24,8 +24,17 @@ from tests.conftest import TESTBED_SITE
 ME = getpass.getuser()
 
 STUBS = {
-    "scontrol": 'case "$2" in config) cat "$D/config";; assoc_mgr) cat "$D/assoc";; esac',
-    "squeue": 'case "$*" in *%u*) cat "$D/users";; *) cat "$D/squeue";; esac',
+    # Only the queries hpcx means to make answer; anything else fails as Slurm fails an unknown option.
+    "scontrol": f"""case "$*" in
+  "show config") cat "$D/config";;
+  "show assoc_mgr users={ME} flags=assoc") cat "$D/assoc";;
+  *) echo "scontrol: error: invalid input: $*" >&2; exit 1;;
+esac""",
+    "squeue": """case "$*" in
+  "-h -r --states=all -o %u") cat "$D/users";;
+  *" -O "*) cat "$D/squeue";;
+  *) echo "squeue: error: unrecognized option: $*" >&2; exit 1;;
+esac""",
     "sacct": 'cat "$D/sacct"',
     "sinfo": "exit 0",
     "sacctmgr": "exit 0",
@@ -451,8 +460,8 @@ def test_a_large_task_table_reports_its_progress_every_thousand_tasks():
     from hpcx.sweeps import Task
 
     done = []
-    table = task_table([Task(i, f"i={i}", {"i": i}, 0) for i in range(2500)], done.append)
-    assert done == [1000, 1000] and len(table.splitlines()) == 2500 and table.endswith("}\n")
+    table = task_table([Task(i, f"i={i}", {"i": i}, 0) for i in range(3500)], done.append)
+    assert done == [1000, 1000, 1000] and len(table.splitlines()) == 3500 and table.endswith("}\n")
 
 
 def test_retry_keeps_the_sweeps_job_id_and_submission_time(cluster, hpcx):
@@ -666,3 +675,14 @@ def test_a_large_sweep_reports_its_progress_while_writing_the_task_table(cluster
     done = []
     result = submit_sweep(ps, Path.cwd(), Path(os.environ["HPCX_RUNS"]), done.append)
     assert done == [1000, 1000] and result["tasks"] == 2500 and result["arrays"] == 3
+
+
+def test_the_users_defaults_and_the_specs_kind_shape_the_sweeps_job(cluster, hpcx, tmp_path, monkeypatch):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("defaults: {account: useracct}\n")
+    monkeypatch.setenv("HPCX_CONFIG", str(config_file))
+    code, out, err = hpcx("--json", "sweep", write_spec(2, "kind: mpi\n"))
+    assert code == 0, err
+    run = Path(json.loads(out)["run_dir"])
+    assert "#SBATCH --account=useracct\n" in (run / "job.sbatch").read_text()
+    assert Path(json.loads((run / "manifest.json").read_text())["template"]["path"]).name == "mpi.sbatch.j2"
