@@ -277,3 +277,37 @@ def test_a_compressed_dataset_of_large_integers_is_read_exactly_when_shuffled(tm
     r = HDF5Reader(path, "id", batch_size=10, rank=0, world_size=1, block_rows=20, seed=5)
     got = torch.cat(list(r)).tolist()
     assert sorted(got) == ids.tolist() and got != ids.tolist()
+
+
+def test_the_blocks_come_in_another_order_every_epoch(tmp_path):
+    data = _file(tmp_path / "d.h5", 64)
+    r = HDF5Reader(data, "y", batch_size=64, rank=0, world_size=1, block_rows=4, seed=3)
+    orders = []
+    for _ in range(2):
+        ((y,),) = [(b,) for b in r.loader()]
+        orders.append(list(dict.fromkeys(i // 4 for i in y.tolist())))  # the blocks in the order read
+    assert sorted(orders[0]) == sorted(orders[1]) == list(range(16)) and orders[0] != orders[1]
+
+
+def test_a_rank_or_world_size_given_wins_over_the_launchers(tmp_path, monkeypatch):
+    data = _file(tmp_path / "d.h5", 40)
+    monkeypatch.delenv("OMPI_COMM_WORLD_RANK", raising=False)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    r = HDF5Reader(data, "y", batch_size=5, world_size=2)
+    assert (r.rank, r.world_size, len(r)) == (1, 2, 4)
+    r = HDF5Reader(data, "y", batch_size=5, rank=3)
+    assert (r.rank, r.world_size, len(r)) == (3, 4, 2)
+
+
+def _slow_start(_worker_id: int) -> None:
+    import time
+
+    time.sleep(1.5)
+
+
+def test_the_loader_waits_for_slow_workers_unless_told_otherwise(tmp_path):
+    data = _file(tmp_path / "d.h5", 8)
+    r = HDF5Reader(data, "y", batch_size=4, shuffle=False, rank=0, world_size=1)
+    batches = r.loader(num_workers=1, multiprocessing_context="fork", worker_init_fn=_slow_start)
+    assert _ids(batches) == [[0, 1, 2, 3], [4, 5, 6, 7]]
