@@ -14,18 +14,6 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slurm
 
 
-def _wait(hpcx, run_id: str, timeout_s: float = 300) -> dict:
-    deadline = time.monotonic() + timeout_s
-    row: dict = {}
-    while time.monotonic() < deadline:
-        row = hpcx.json("status", run_id)["runs"][0]
-        if row["finished"]:
-            return row
-        time.sleep(2)
-    hpcx("cancel", run_id, check=False)
-    raise AssertionError(f"sweep {run_id} not finished after {timeout_s} s: {row}")
-
-
 def _accounted(hpcx, run_id: str, timeout_s: float = 90) -> tuple[dict, str]:
     """The sweep's report once slurmdbd has every task finished (it lags the jobs' end by a few seconds)."""
     deadline = time.monotonic() + timeout_s
@@ -40,7 +28,7 @@ def _accounted(hpcx, run_id: str, timeout_s: float = 90) -> tuple[dict, str]:
 def test_readme_sweep_then_compare_then_report(slurm_hpcx, runs_root):
     doc = slurm_hpcx.json("sweep", str(REPO / "examples" / "sweeps" / "lr-scan.yaml"), "--max-parallel", "4")
     assert doc["tasks"] == 10
-    row = _wait(slurm_hpcx, doc["run_id"])
+    row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=300)
     # lr=0.1 with the small model diverges on purpose: its two seeds fail, the other eight complete.
     assert row["tasks"] == {"COMPLETED": 8, "FAILED": 2}, slurm_hpcx("logs", doc["run_id"]).stdout
 

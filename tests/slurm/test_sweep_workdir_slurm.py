@@ -3,23 +3,9 @@ works, and $SLURM_SUBMIT_DIR is the user's directory, for the first arrays and f
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 pytestmark = pytest.mark.slurm
-
-
-def _wait(hpcx, run_id, timeout_s=180):
-    deadline = time.monotonic() + timeout_s
-    row: dict = {}
-    while time.monotonic() < deadline:
-        row = hpcx.json("status", run_id)["runs"][0]
-        if row["finished"]:
-            return row
-        time.sleep(1)
-    hpcx("cancel", run_id, check=False)
-    raise AssertionError(f"sweep {run_id} not finished: {row}")
 
 
 def test_sweep_tasks_and_retries_run_in_the_submission_directory(slurm_hpcx, runs_root, tmp_path):
@@ -35,7 +21,7 @@ def test_sweep_tasks_and_retries_run_in_the_submission_directory(slurm_hpcx, run
         "command: [python3, task.py, '{x}']\nparameters:\n  grid: {x: [1, 2]}\n"
     )
     doc = slurm_hpcx.json("sweep", "sweep.yaml", cwd=proj)
-    row = _wait(slurm_hpcx, doc["run_id"])
+    row = slurm_hpcx.wait_finished(doc["run_id"])
     assert row["tasks"] == {"COMPLETED": 1, "FAILED": 1}, row
     logs = runs_root / doc["run_id"] / "logs"
     first = (logs / f"slurm-{doc['job_id']}_0.out").read_text()
@@ -43,7 +29,7 @@ def test_sweep_tasks_and_retries_run_in_the_submission_directory(slurm_hpcx, run
 
     (proj / "second-attempt").touch()
     retry = slurm_hpcx.json("sweep", "--retry-failed", doc["run_id"], cwd=tmp_path)  # from elsewhere
-    row = _wait(slurm_hpcx, doc["run_id"])
+    row = slurm_hpcx.wait_finished(doc["run_id"])
     assert row["tasks"] == {"COMPLETED": 2}, row
     again = (logs / f"slurm-{retry['job_ids'][0]}_1.out").read_text()
     assert f"cwd {proj} submit {proj} x 2" in again
@@ -54,7 +40,7 @@ def test_retry_of_a_sweep_whose_submission_directory_is_gone_is_refused(slurm_hp
     proj.mkdir()
     (proj / "sweep.yaml").write_text("name: g\ncommand: [bash, -c, 'exit {x}']\nparameters:\n  grid: {x: [0, 1]}\n")
     doc = slurm_hpcx.json("sweep", "sweep.yaml", cwd=proj)
-    assert _wait(slurm_hpcx, doc["run_id"])["tasks"] == {"COMPLETED": 1, "FAILED": 1}
+    assert slurm_hpcx.wait_finished(doc["run_id"])["tasks"] == {"COMPLETED": 1, "FAILED": 1}
     (proj / "sweep.yaml").unlink()
     proj.rmdir()
     proc = slurm_hpcx("sweep", "--retry-failed", doc["run_id"], check=False, cwd=tmp_path)
