@@ -138,12 +138,13 @@ def parse_mem_mb(text: str | int, *, origin: Origin | None = None) -> int:
 def parse_count(option: str, text: str | int, *, minimum: int = 1, origin: Origin | None = None) -> int:
     """Parse a whole count for ``option`` (spelled as the flag: ``ntasks-per-node``); at least ``minimum``."""
     key = option.replace("-", "_")
-    try:
-        value = int(str(text).strip())
-    except ValueError:
+    digits = str(text).strip()
+    # ASCII digits as sbatch reads them: int() would also take '1_0', '+2' and '３', which sbatch refuses.
+    if not re.fullmatch(r"-?[0-9]+", digits):
         raise UsageError(
             f"{spell(key, repr(text), origin)} is not a whole number", hint=f"e.g. {example(key, 2, origin)}"
-        ) from None
+        )
+    value = int(digits)
     if value < minimum:
         raise UsageError(
             f"{spell(key, value, origin)} is below {minimum}",

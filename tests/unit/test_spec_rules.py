@@ -3,6 +3,7 @@ refused with one line that names the value where the user set it (the option, HP
 site file), what is wrong and a right value written the same way."""
 
 import json
+import re
 
 import pytest
 
@@ -354,3 +355,12 @@ def test_a_jobs_totals_multiply_its_per_node_counts():
 )  # fmt: skip
 def test_limits_are_written_the_way_slurm_writes_them(minutes, text):
     assert format_time(minutes) == text
+
+
+@pytest.mark.parametrize("typed", ["1_0", "+2", "３", "2.0"])
+def test_a_count_sbatch_would_refuse_is_refused_before_it(typed):
+    # int() takes all of these; sbatch refuses them, and an own script's values reach sbatch as written.
+    from hpcx.spec import parse_count
+
+    with pytest.raises(UsageError, match=re.escape(f"--nodes '{typed}' is not a whole number")):
+        parse_count("nodes", typed)
