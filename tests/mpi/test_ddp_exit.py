@@ -48,8 +48,8 @@ def gloo_workers_not_waiting_for_work():
     return busy
 
 
-print(json.dumps({"rank": ctx.rank, "completed": done, "busy": gloo_workers_not_waiting_for_work(),
-                  "sum": buf[0].item()}))
+os.write(1, (json.dumps({"rank": ctx.rank, "completed": done, "busy": gloo_workers_not_waiting_for_work(),
+                         "sum": buf[0].item()}) + "\\n").encode())  # one write: the ranks' lines never mix
 """
 
 
@@ -64,7 +64,7 @@ def test_session_ends_only_when_its_communication_has_ended(tmp_path):
 
 
 LATE_FREE = """
-import contextvars, gc, json, threading, time
+import contextvars, gc, json, os, threading, time
 import torch, torch.distributed as dist
 from hpcx import runtime
 
@@ -94,7 +94,7 @@ with runtime.session(torch_backend="gloo") as ctx:
         time.sleep(0.5)  # rank 0's work completes after rank 0 has left its session
     (x * 2).sum().backward()
     VAR.reset(token)  # from here the work's copy of the context is the value's only holder
-print(json.dumps({"rank": ctx.rank, "freed": freed}), flush=True)
+os.write(1, (json.dumps({"rank": ctx.rank, "freed": freed}) + "\\n").encode())  # one write: lines never mix
 cycle = SlowToFinalise()
 cycle.me = cycle
 del cycle

@@ -37,7 +37,7 @@ def _mpiexec(n: int, argv: list[str], tmp_path: Path) -> subprocess.CompletedPro
 
 def test_hpcx_run_under_mpiexec_mpich_sees_two_ranks(tmp_path):
     out = _mpiexec(2, ["-m", "hpcx.run", "--profile-dir", str(tmp_path / "p"), "--", sys.executable, "-c",
-                       "import os; print('rank', os.environ['HPCX_RANK'], 'of', os.environ['HPCX_WORLD_SIZE'])"],
+                       "import os; os.write(1, f\"rank {os.environ['HPCX_RANK']} of {os.environ['HPCX_WORLD_SIZE']}\\n\".encode())"],
                    tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert sorted(line for line in out.stdout.splitlines() if line.startswith("rank")) == [
@@ -51,11 +51,12 @@ def test_hpcx_run_under_mpiexec_mpich_sees_two_ranks(tmp_path):
 
 @pytest.mark.skipif(not LIBMPICH.exists(), reason="libmpich12 is not installed")
 def test_runtime_init_under_mpiexec_mpich_passes_the_geometry_check(tmp_path):
-    job = ("from hpcx import runtime\n"
+    job = ("import os\nfrom hpcx import runtime\n"
            "with runtime.session(torch_backend='gloo') as ctx:\n"
            "    import torch, torch.distributed as dist\n"
            "    t = torch.ones(1) * (ctx.rank + 1); dist.all_reduce(t)\n"
-           "    print('rank', ctx.rank, 'of', ctx.size, 'sum', int(t.item()), type(ctx.comm).__module__)\n")  # fmt: skip
+           "    line = f'rank {ctx.rank} of {ctx.size} sum {int(t.item())} {type(ctx.comm).__module__}\\n'\n"
+           "    os.write(1, line.encode())  # one write: the two ranks' lines never mix\n")  # fmt: skip
     out = _mpiexec(2, ["-c", job], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(line for line in out.stdout.splitlines() if line.startswith("rank")) == [

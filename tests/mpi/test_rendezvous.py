@@ -17,13 +17,16 @@ import pytest
 from tests.mpi.mpirun import REPO, mpirun
 
 JOB = """
-import json
+import json, sys
 from hpcx import runtime
 with runtime.session(torch_backend="gloo") as ctx:
     import torch, torch.distributed as dist
     t = torch.ones(1) * (ctx.rank + 1)
     dist.all_reduce(t)
-    print(json.dumps({"rank": ctx.rank, "addr": ctx.master_addr, "sum": t.item()}), flush=True)
+    # one write per line: a launcher forwards the ranks' output as it comes, so two ranks' print() pieces
+    # (text, then newline) could share a line
+    sys.stdout.write(json.dumps({"rank": ctx.rank, "addr": ctx.master_addr, "sum": t.item()}) + "\\n")
+    sys.stdout.flush()
 """
 SCRUB = ("OMPI_", "PMIX_", "PMI_", "SLURM", "HPCX_", "MASTER_", "RANK", "WORLD_SIZE")
 
