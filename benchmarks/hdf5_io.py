@@ -40,7 +40,9 @@ def _writer(mode: str, path: Path, nbytes: int, seconds: list[float]):
         for leftover in path.parent.glob(path.name + "*"):
             leftover.unlink()
         _drop_caches()
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=900, env={**os.environ, **LOOPBACK})
+        out = subprocess.run(
+            argv, capture_output=True, text=True, timeout=900, env={**os.environ, **LOOPBACK}
+        )
         if out.returncode != 0:
             raise RuntimeError(f"{mode} writer failed: {out.stderr[-2000:]}")
         seconds.append(float(next(x for x in out.stdout.splitlines() if x.startswith("SECONDS")).split()[1]))
@@ -64,7 +66,9 @@ def run(quick: bool) -> list[dict]:
         raise Skip("h5py was built without MPI")
     nbytes = (256 if quick else 2048) << 20
     repeats = 2 if quick else 3
-    base = Path(os.environ.get("HPCX_BENCH_DIR") or tempfile.mkdtemp(prefix="hpcx-hdf5-bench-", dir="/var/tmp"))
+    base = Path(
+        os.environ.get("HPCX_BENCH_DIR") or tempfile.mkdtemp(prefix="hpcx-hdf5-bench-", dir="/var/tmp")
+    )
     base.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, list[float]] = {m: [] for m in ("raw", "hpcx", "naive", "gather")}
     try:

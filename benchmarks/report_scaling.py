@@ -1,6 +1,6 @@
 """report_scaling: how long `hpcx report` takes for a large job, and whether it grows linearly with ranks.
 
-A synthetic run directory is written with hpcx's real record writers (hpcx.records.RecordWriter, the format
+A synthetic run directory is written with hpcx's real record writers (hpcx.rundir.records.RecordWriter, the format
 hpcx.run writes): 256 ranks, 32 per node, one hour at the default 1 s sampling (3,600 samples per rank; per
 node 3,600 samples with RAPL edges every 10 s), one comm file per rank, Slurm accounting rows. Timed: what
 `hpcx report` does after finding the run: build the report (merge, accounting, advice), render the terminal
@@ -25,8 +25,8 @@ from _common import REPO, alternate, main, result, stats, timing_row
 
 sys.path.insert(0, str(REPO))
 
-from hpcx.records import RecordWriter, node_file, rank_file  # noqa: E402
 from hpcx.reports import build_report, render_text, write_html, write_report  # noqa: E402
+from hpcx.rundir.records import RecordWriter, node_file, rank_file  # noqa: E402
 from hpcx.runs import Run  # noqa: E402
 
 HOUR_S = 3600

@@ -110,9 +110,9 @@ t1 = time.perf_counter()
 import hpcx.cli.sweep as cs
 t2 = time.perf_counter()
 import hpcx.cli.app as app
-import hpcx.provenance as prov
-import hpcx.submission as sub
-import hpcx.sweep_submit as ss
+import hpcx.runs.provenance as prov
+import hpcx.submit.submission as sub
+import hpcx.submit.sweep_submit as ss
 
 acc = {}
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from hpcx.errors import UsageError
 from hpcx.profiling.sampler import EDGE_EVERY_S, Sampler
 from hpcx.profiling.sources import node_sources, tree_pids
-from hpcx.records import RecordWriter, node_file, rank_file
+from hpcx.rundir.records import RecordWriter, node_file, rank_file
 from hpcx.runtime.rankenv import RankEnv, detect
-from hpcx.sweeps import fill_command, read_task, task_env
+from hpcx.submit.sweeps import fill_command, read_task, task_env
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT)
 
@@ -171,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         args.command = fill_command(args.command, row)
     profile_dir = _profile_dir(args)
     if profile_dir is not None:
-        env["HPCX_PROFILE_DIR"] = str(profile_dir)  # in-process records (hpcx.io.metrics) go beside ours
-    if profile_dir is not None and env.get("HPCX_PROFILE_COMM") == "1":  # `hpcx submit --profile`: trace calls
+        # in-process records (hpcx.profiling.iometrics) go beside ours
+        env["HPCX_PROFILE_DIR"] = str(profile_dir)
+    # `hpcx submit --profile`: trace calls
+    if profile_dir is not None and env.get("HPCX_PROFILE_COMM") == "1":
         from hpcx.profiling.comm import child_env
 
         env = child_env(env)

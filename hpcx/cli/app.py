@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from hpcx import __version__
-from hpcx.config import UserConfig, load_user_config
 from hpcx.site import Site, SiteChoice, choose_site, runs_root, site_source
+from hpcx.site.config import UserConfig, load_user_config
 
 JSON_VERSION = 1
 

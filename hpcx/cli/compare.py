@@ -9,9 +9,9 @@ import click
 
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.compare import REDUCTIONS, REPLICATE_KEYS, Options, compare, render_text, write_outputs
+from hpcx.compare.stats import CI_METHODS, CORRECTIONS, STATISTICS
 from hpcx.errors import UsageError
 from hpcx.runs import find_run
-from hpcx.stats import CI_METHODS, CORRECTIONS, STATISTICS
 
 
 @cli.command("compare")

@@ -6,9 +6,9 @@ import click
 from click.shell_completion import get_completion_class
 
 from hpcx.cli.app import Ctx, cli, pass_ctx
-from hpcx.config import DEFAULT_KEYS, env_defaults, layered, user_config_path
+from hpcx.site.config import DEFAULT_KEYS, env_defaults, layered, user_config_path
 
-# What applies when no layer sets a value (shown by `config show`; the code paths are in hpcx.submission).
+# What applies when no layer sets a value (shown by `config show`; the code paths are in hpcx.submit.submission).
 BUILTIN = {
     "kind": "serial", "partition": "chosen per request: the one that fits with the least waste",
     "time": "the partition's default_time, else 00:10:00", "nodes": 1, "ntasks_per_node": 1, "cpus_per_task": 1,

@@ -23,9 +23,9 @@ from hpcx.runs import find_run, find_run_task, job_refs, list_runs, task_job_ids
 from hpcx.schedulers import JobRef, get_scheduler
 
 if TYPE_CHECKING:
-    from hpcx.submission import Prepared
+    from hpcx.submit.submission import Prepared
 
-# hpcx.submission (and with it Jinja) is imported inside the commands that render: status, logs and cancel
+# hpcx.submit.submission (and with it Jinja) is imported inside the commands that render: status, logs and cancel
 # stay light on a login node.
 
 RESOURCE_OPTIONS = [
@@ -97,7 +97,7 @@ def resource_options(fn: Any) -> Any:
 def _prepare(obj: Ctx, target: str, command: tuple[str, ...], opts: dict[str, Any],
              after: tuple[str, ...] = ()) -> Prepared:  # fmt: skip
     """KIND or SCRIPT plus options -> a resolved, checked request."""
-    from hpcx.submission import Request, after_job_ids, parse_pairs, resolve
+    from hpcx.submit.submission import Request, after_job_ids, parse_pairs, resolve
 
     script = Path(target) if ("/" in target or target.endswith((".sh", ".sbatch"))) else None
     if script is not None and not script.is_file():
@@ -175,7 +175,7 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...]
       hpcx submit mpi -N 2 --ntasks-per-node 1 python examples/allreduce_hdf5.py --rows 64
       hpcx submit ./job.sh -t 30          # the script's -t is overridden, its other lines stand
     """
-    from hpcx.submission import with_profile
+    from hpcx.submit.submission import with_profile
 
     prep = with_profile(_prepare(obj, kind, command, opts, after), profile)
     if not obj.json:  # which site, and how it was chosen (a live cluster, the local site), before the result
@@ -186,7 +186,7 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...]
         doc = {"dry_run": True, **submit_preview(prep, Path.cwd(), root)}
         obj.emit("submit", doc, lambda d: f"{d['script'].rstrip()}\n\n# {d['explain']}")
         return
-    from hpcx import submission
+    from hpcx.submit import submission
 
     result = submission.submit(prep, Path.cwd(), root)
     obj.emit("submit", result, lambda d: f"submitted run {d['run_id']} as {d['scheduler']} job {d['job_id']} "
@@ -209,7 +209,8 @@ def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interva
     chosen = chosen if (runs or show_all) else chosen[-20:]
     while True:
         doc = {"runs": job_states(chosen, [task for _, task in asked])}
-        if runs:  # runs asked for by name: keep their accounting record once they are done (one sacct for all)
+        # runs asked for by name: keep their accounting record once they are done (one sacct for all)
+        if runs:
             record_finished_accounting(chosen, doc["runs"])
         if not watch:
             obj.emit("status", doc, render_status)
@@ -281,7 +282,7 @@ def rerun(obj: Ctx, run: str, dry_run: bool, failed: bool) -> None:
     Every difference that cannot be restored (code, site file, modules, Slurm, hpcx, inputs, parts of the
     request) is printed as a warning.
     """
-    from hpcx.rerun import differences, plan
+    from hpcx.submit.rerun import differences, plan
 
     root = obj.runs_root[0]
     found = find_run(root, run)
@@ -296,7 +297,7 @@ def rerun(obj: Ctx, run: str, dry_run: bool, failed: bool) -> None:
         doc = {"dry_run": True, **like, **submit_preview(todo.prep, todo.workdir, root)}
         obj.emit("rerun", doc, lambda d: d["script"].rstrip())
     else:
-        from hpcx import submission
+        from hpcx.submit import submission
 
         result = {**submission.submit(todo.prep, todo.workdir, root), **like}
         obj.emit("rerun", result, lambda d: f"submitted run {d['run_id']} like {d['like']} as {d['scheduler']} "
@@ -304,8 +305,8 @@ def rerun(obj: Ctx, run: str, dry_run: bool, failed: bool) -> None:
 
 
 def _rerun_sweep(obj: Ctx, todo: Any, like: dict[str, Any], dry_run: bool) -> None:
-    from hpcx.submission import render_preview
-    from hpcx.sweep_submit import submit_sweep
+    from hpcx.submit.submission import render_preview
+    from hpcx.submit.sweep_submit import submit_sweep
 
     ps, root = todo.sweep, obj.runs_root[0]
     if dry_run:

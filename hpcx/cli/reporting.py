@@ -8,10 +8,10 @@ import click
 
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.errors import HpcxError
-from hpcx.provenance import record_accounting
 from hpcx.reports import build_report, render_text, write_html, write_report
 from hpcx.reports.sharing import query_node_jobs
 from hpcx.runs import Run, find_run_task
+from hpcx.runs.provenance import record_accounting
 
 
 @cli.command()

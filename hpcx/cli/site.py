@@ -25,7 +25,8 @@ def site() -> None:
 @pass_ctx
 def site_validate(obj: Ctx, file: str | None) -> None:
     """Check FILE (default: the current site file) against the schema; one line per problem."""
-    loaded = load_site(file) if file else obj.site  # no site file: the live cluster's draft, or the local site
+    # no site file: the live cluster's draft, or the local site
+    loaded = load_site(file) if file else obj.site
     obj.emit(
         "site.validate",
         {"valid": True, "source": loaded.source, "sha256": loaded.sha256},

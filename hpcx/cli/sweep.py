@@ -14,9 +14,9 @@ from hpcx.cli.complete import complete_run
 from hpcx.cli.jobs import PROFILE_HELP
 from hpcx.errors import UsageError
 from hpcx.runs import find_run
-from hpcx.submission import render_preview, with_profile
-from hpcx.sweep_submit import load_spec, prepare, retry_failed, submit_sweep
-from hpcx.sweeps import fill_command
+from hpcx.submit.submission import render_preview, with_profile
+from hpcx.submit.sweep_submit import load_spec, prepare, retry_failed, submit_sweep
+from hpcx.submit.sweeps import fill_command
 
 PREVIEW_ROWS = 20
 PREVIEW_COMMANDS = 5  # each task's command as hpcx.run will run it, for the first few tasks
@@ -24,8 +24,11 @@ PREVIEW_COMMANDS = 5  # each task's command as hpcx.run will run it, for the fir
 
 @cli.command()
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
-@click.option("--dry-run", is_flag=True,
-              help="Print the task table, the first tasks' commands and the script; submit nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the task table, the first tasks' commands and the script; submit nothing.",
+)
 @click.option("--max-parallel", type=click.IntRange(min=1), help="At most N tasks running at once.")
 @click.option("--retry-failed", "retry", metavar="RUN", shell_complete=complete_run,
               help="Resubmit the tasks of sweep RUN that ended without completing (failed, timed out, "
@@ -77,6 +80,7 @@ def sweep(obj: Ctx, spec: str | None, dry_run: bool, max_parallel: int | None, r
 
 def _retry_text(doc: dict[str, Any]) -> str:
     """What --retry-failed did, by the states the tasks ended in (a cancelled task is not a failed one)."""
+
     def counted(counts: dict[str, int]) -> str:
         return ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
 

@@ -15,7 +15,7 @@ from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler
 from hpcx.schedulers.base import overall_state
 
 if TYPE_CHECKING:
-    from hpcx.submission import Prepared
+    from hpcx.submit.submission import Prepared
 
 LOG_TAIL_LINES = 40
 
@@ -45,7 +45,9 @@ def job_states(runs: Sequence[Run], tasks: Sequence[int | None] = ()) -> list[di
             "finished": False,
         }  # the same keys whether or not the scheduler still knows the job
         if job:
-            by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(JobRef(str(job["job_id"]), run.dir))
+            by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(
+                JobRef(str(job["job_id"]), run.dir)
+            )
     states: dict[str, dict[str, JobState]] = {
         name: get_scheduler(name).status(refs) for name, refs in by_scheduler.items()
     }
@@ -70,7 +72,7 @@ def job_states(runs: Sequence[Run], tasks: Sequence[int | None] = ()) -> list[di
 def sweep_row(run: Run, states: dict[str, JobState] | None = None, task: int | None = None) -> dict[str, Any]:
     """A sweep's row from the scheduler's ``states`` of its arrays (asked for here when None); with ``task``,
     that task's state alone (the array that ran it last)."""
-    from hpcx.sweep_submit import summarize, task_states
+    from hpcx.submit.sweep_submit import summarize, task_states
 
     per_task = task_states(run, states)
     if task is not None:
@@ -95,8 +97,15 @@ def _array_task_row(row: dict[str, Any], state: JobState | None, task: int) -> d
         one = "PENDING" if row["state"] != "UNSUBMITTED" else "UNSUBMITTED"
     else:
         one = state.state if not listed else "UNKNOWN"
-    return {**row, "task": task, "job_id": f"{row['job_id']}_{task}", "state": one, "tasks": None,
-            "exit_code": None if one != row["state"] else row["exit_code"], "finished": one in FINISHED_STATES}
+    return {
+        **row,
+        "task": task,
+        "job_id": f"{row['job_id']}_{task}",
+        "state": one,
+        "tasks": None,
+        "exit_code": None if one != row["state"] else row["exit_code"],
+        "finished": one in FINISHED_STATES,
+    }
 
 
 def _kind(run: Run) -> str | None:
@@ -137,7 +146,7 @@ def tail_logs(run: Run, lines: int, task: int | None = None) -> dict[str, Any]:
 
 def submit_preview(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
     """What --dry-run and render show: the script, where each value came from, and how the partition was chosen."""
-    from hpcx.submission import render_preview, script_args
+    from hpcx.submit.submission import render_preview, script_args
 
     res = prep.spec.resources
     if prep.choice:
@@ -197,6 +206,6 @@ def _show_log_text(path: str, text: str, first: bool) -> None:
 def record_finished_accounting(runs: Sequence[Run], rows: Sequence[dict[str, Any]]) -> None:
     """Write accounting.json for finished Slurm runs that lack a final one (see provenance.record_accounting),
     with one sacct call for them all."""
-    from hpcx.provenance import record_accounting_many
+    from hpcx.runs.provenance import record_accounting_many
 
     record_accounting_many([run for run, row in zip(runs, rows) if row["finished"]])

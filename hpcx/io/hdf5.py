@@ -17,7 +17,7 @@ One process with no communicator gets ``serial``: a plain h5py file with the sam
 Whatever the layout, the file appears at ``path`` only when it is complete: everything is written under a
 temporary name and renamed into place by ``close()``. A write that fails (a full disk) raises on every rank
 with the path, the size and the free space, and leaves no file at ``path``. The layout chosen and why are
-recorded in the profile records (``hpcx.io.metrics.event``) that ``hpcx report`` reads; bytes and seconds
+recorded in the profile records (``hpcx.profiling.iometrics.event``) that ``hpcx report`` reads; bytes and seconds
 written per rank go there too.
 """
 
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.errors import RuntimeFailure, UsageError
-from hpcx.io import metrics
+from hpcx.profiling import iometrics as metrics
 
 LAYOUT_ENV = "HPCX_HDF5_LAYOUT"
 LAYOUTS = ("auto", "mpio", "per-rank")

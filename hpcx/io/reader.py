@@ -42,7 +42,7 @@ import torch
 import torch.utils.data
 
 from hpcx.errors import RuntimeFailure, UsageError
-from hpcx.io import metrics
+from hpcx.profiling import iometrics as metrics
 from hpcx.runtime.rankenv import detect
 from hpcx.runtime.seeds import derive_seed
 
@@ -238,7 +238,7 @@ class _BlockCache:
 
     Consecutive batches share at most their boundary blocks, and a worker's next batch starts no earlier than
     its last one ended, so keeping the last batch's blocks reads every block once per process. Reads are
-    counted in hpcx.io.metrics once per block: a mapped block's batch copies are summed until the next block.
+    counted in hpcx.profiling.iometrics once per block: a mapped block's batch copies are summed until the next block.
     """
 
     def __init__(self, reader: HDF5Reader, plan: _EpochPlan, epoch: int) -> None:

@@ -4,7 +4,7 @@ For every call this records the count, the bytes and the seconds spent in it, ke
 ``torch``), call name as the program wrote it (``Allreduce``, ``allreduce``, ``Iallreduce``, ``all_reduce``),
 message-size bucket (a power of two: a message of n bytes falls in the bucket ``2**floor(log2 n)``, 0 for
 none) and the size of the communicator. Totals are cumulative and written as ``{"type": "comm", ...}``
-records to ``<profile dir>/comm-rank-NNNNN-pPID.jsonl`` (the same file pattern as :mod:`hpcx.io.metrics`:
+records to ``<profile dir>/comm-rank-NNNNN-pPID.jsonl`` (the same file pattern as :mod:`hpcx.profiling.iometrics`:
 one file per process, a record at most every :data:`FLUSH_EVERY_S` seconds and at exit, so a ``kill -9``
 loses at most one interval). The record format is documented in docs/formats.md ("Communication records").
 
@@ -49,7 +49,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from hpcx.records import RecordWriter
+from hpcx.rundir.records import RecordWriter
 
 FORMAT = "hpcx.comm/1"
 
@@ -177,7 +177,9 @@ def flush(if_changed: bool = False) -> None:
             return
         try:
             if _state["writer"] is None:
-                from hpcx.io.metrics import profile_dir  # the one rule for where in-process records go
+                from hpcx.profiling.iometrics import (
+                    profile_dir,  # the one rule for where in-process records go
+                )
 
                 directory = profile_dir()
                 if directory is None:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from hpcx.records import RecordWriter
+from hpcx.rundir.records import RecordWriter
 
 FLUSH_EVERY_S = 5.0
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,7 +112,7 @@ class region:
 def _open_writer() -> RecordWriter | None:
     """This process's regions file with its anchor record; None outside a run or when it cannot be made."""
     global _writer, _writer_failed, _anchor_ns
-    from hpcx.io.metrics import profile_dir
+    from hpcx.profiling.iometrics import profile_dir
 
     directory = profile_dir()
     if directory is None or _writer_failed:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hpcx.profiling.sources import MEASURED, UNAVAILABLE, ProcessTree, Source, SourceUnavailable
-from hpcx.records import RecordWriter
+from hpcx.rundir.records import RecordWriter
 
 EDGE_EVERY_S = 10.0
 

@@ -2,7 +2,7 @@
 
 sacct prints durations as ``[D-][HH:]MM:SS[.mmm]``, sizes as ``123K``/``1.5G`` and exit codes as
 ``code:signal``; the report needs seconds, MB and integers, and a job with no profile records at all (like
-seff) still gets one from these alone. Pure: the rows come from :func:`hpcx.provenance.record_accounting`.
+seff) still gets one from these alone. Pure: the rows come from :func:`hpcx.runs.provenance.record_accounting`.
 """
 
 from __future__ import annotations

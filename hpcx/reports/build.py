@@ -13,8 +13,13 @@ from typing import Any
 
 from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write, read_json
-from hpcx.provenance import ACCOUNTING
-from hpcx.records import (
+from hpcx.reports.accounting import summarize_accounting
+from hpcx.reports.advice import advise
+from hpcx.reports.comm import summarize_comm
+from hpcx.reports.once import source_status
+from hpcx.reports.sharing import is_jobs_own, mark_shared, sharing_of
+from hpcx.reports.timelines import carbon, node_details, profiler_cost, regions
+from hpcx.rundir.records import (
     READABLE_VERSIONS,
     last_attempt_steps,
     rank_files,
@@ -22,14 +27,9 @@ from hpcx.records import (
     read_nodes,
     read_records,
 )
-from hpcx.reports.accounting import summarize_accounting
-from hpcx.reports.advice import advise
-from hpcx.reports.comm import summarize_comm
-from hpcx.reports.once import source_status
-from hpcx.reports.sharing import is_jobs_own, mark_shared, sharing_of
-from hpcx.reports.timelines import carbon, node_details, profiler_cost, regions
 from hpcx.runs import Run, id_ranges, job_ids, task_job_id
 from hpcx.runs.logs import stderr_file
+from hpcx.runs.provenance import ACCOUNTING
 from hpcx.schedulers.base import ACTIVE_STATES
 
 REPORT_SCHEMA = "hpcx.report/3"
@@ -174,7 +174,7 @@ def combine_steps(parts: list[dict[str, Any]], max_points: int = MAX_TIMELINE_PO
         "sampler_cpu_s": None if None in sampler else sum(sampler),
         "sampler_rss_mb": max(
             (r["sampler_rss_mb"] for r in kept if r["sampler_rss_mb"] is not None), default=None
-        ),  # fmt: skip
+        ),
         "timeline": timeline,
         "steps": [{k: r[k] for k in STEP_FIELDS} for r in kept],
     }
@@ -654,7 +654,7 @@ def summarize_nodes(
     """Per node (records of its lowest local rank; of each job step's, merged, when several steps ran on it):
     each sensor's status (with the reason when unavailable) and each energy figure with its method, window
     and coverage, a node's energy counted once however many steps read it. Empty for runs recorded before
-    format 2. ``merged``: :func:`hpcx.records.read_nodes` of the directory, when the caller has it."""
+    format 2. ``merged``: :func:`hpcx.rundir.records.read_nodes` of the directory, when the caller has it."""
     if merged is None:
         merged = read_nodes(profile_dir)
     rows = []
@@ -684,7 +684,7 @@ NODE_ENERGY_KEYS = (
 def summarize_io(
     profile_dir: Path, ranks: list[int], since: dict[int, float] | None = None
 ) -> dict[str, Any]:
-    """Bytes, seconds and rate per rank and in all, read and write (hpcx.io.metrics records), and each HDF5
+    """Bytes, seconds and rate per rank and in all, read and write (hpcx.profiling.iometrics records), and each HDF5
     file's layout as the writer chose it (mpio, per-rank fallback, serial) with the reason. ``since``: per
     rank, the start of its last attempt (older process files are left out)."""
     per_rank = read_io_totals(profile_dir, since)

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hpcx.records import (
+from hpcx.rundir.records import (
     UNAVAILABLE,
     current_attempt,
     last_attempt_steps,

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hpcx.records import current_attempt, read_records, region_spans
+from hpcx.rundir.records import current_attempt, read_records, region_spans
 
 IDLE_UTIL_PCT = 5.0  # a GPU sample below this utilisation counts as idle
 # NVML clocks-event reasons that slow a busy GPU down: SW power cap 0x4, HW slowdown 0x8, SW thermal 0x20,
@@ -124,7 +124,7 @@ def gpu_stats(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def node_details(merged: dict[str, dict[str, Any]], max_points: int) -> dict[tuple[str, int], dict[str, Any]]:
-    """Per (node, n-th job step on it) (from :func:`hpcx.records.read_nodes`): ``node`` (its label: the node, or
+    """Per (node, n-th job step on it) (from :func:`hpcx.rundir.records.read_nodes`): ``node`` (its label: the node, or
     ``node step S`` when several steps read it), ``timeline`` and ``gpus``."""
     out = {}
     for name, node in sorted(merged.items()):

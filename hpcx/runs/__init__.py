@@ -203,7 +203,7 @@ def task_ids(run: Run) -> list[int] | None:
 def task_job_ids(run: Run, task: int) -> list[str]:
     """Slurm's JOBID_INDEX of every array task that ran task ``task`` (or will), oldest first: a sweep's chunk
     and its retries, or the array job's own index."""
-    from hpcx.sweeps import chunk_tasks  # the one reading of a sweep's chunks
+    from hpcx.submit.sweeps import chunk_tasks  # the one reading of a sweep's chunks
 
     chunks = run.job.get("chunks")
     if not chunks:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.runs import Run, task_ids, task_job_ids
-from hpcx.sbatch_script import expand_log_pattern
+from hpcx.submit.sbatch_script import expand_log_pattern
 
 # Slurm's %a of a job that is not an array (NO_VAL).
 NO_ARRAY_TASK = "4294967294"
@@ -79,7 +79,7 @@ def _jobs(run: Run, task: int | None, order: Callable[..., tuple[Any, ...]]
     if task is not None:
         ids = task_job_ids(run, task)
     elif job.get("chunks"):
-        from hpcx.sweeps import chunk_tasks
+        from hpcx.submit.sweeps import chunk_tasks
 
         ids = [f"{c['job_id']}_{i}" for c, i, _ in chunk_tasks(job["chunks"])]
     elif not job.get("job_id"):

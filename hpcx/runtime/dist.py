@@ -235,7 +235,7 @@ def _reserved_port() -> int:
     if first.isdigit():
         return int(first)
     if detect().size == 1:
-        from hpcx.freeport import free_port
+        from hpcx.runtime.freeport import free_port
 
         return free_port()
     raise RuntimeFailure(

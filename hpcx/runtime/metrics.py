@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.errors import RuntimeFailure
-from hpcx.records import RecordWriter, rank_file
+from hpcx.rundir.records import RecordWriter, rank_file
 from hpcx.runtime.rankenv import detect
 
 SYNC_EVERY_S = 5.0

@@ -165,7 +165,12 @@ class Scheduler(ABC):
 
     @abstractmethod
     def submit(
-        self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = (),
+        self,
+        script: Path,
+        run_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
         cwd: Path | None = None,
     ) -> str:
         """Submit ``script`` (already written in ``run_dir``) with extra sbatch ``args`` from directory ``cwd``

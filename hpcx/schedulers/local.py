@@ -51,7 +51,12 @@ class LocalScheduler(Scheduler):
     name = "local"
 
     def submit(
-        self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = (),
+        self,
+        script: Path,
+        run_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
         cwd: Path | None = None,
     ) -> str:
         """Start the script now, on this host; of sbatch's options only --array means something here."""

@@ -29,7 +29,12 @@ class SlurmScheduler(Scheduler):
     name = "slurm"
 
     def submit(
-        self, script: Path, run_dir: Path, *, env: Mapping[str, str] | None = None, args: Sequence[str] = (),
+        self,
+        script: Path,
+        run_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
         cwd: Path | None = None,
     ) -> str:
         result = _proc.run(
@@ -186,6 +191,8 @@ def jobs_on_nodes(nodes: Sequence[str], start: str, end: str) -> list[dict[str, 
             "-o", ",".join(SHARING_FIELDS)]  # fmt: skip
     result = _proc.run(argv, timeout_s=QUERY_TIMEOUT_S, check=False)
     if result.returncode != 0:
-        raise CommandError(argv, result.returncode, result.stdout, result.stderr, why=f"exited {result.returncode}")
+        raise CommandError(
+            argv, result.returncode, result.stdout, result.stderr, why=f"exited {result.returncode}"
+        )
     rows = [line.split("|") for line in result.stdout.splitlines()]
     return [dict(zip(SHARING_FIELDS, r)) for r in rows if len(r) == len(SHARING_FIELDS)]

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpcx.records import read_records
 from hpcx.reports.comm import ENERGY_RULE, comm_energy, summarize_comm
+from hpcx.rundir.records import read_records
 from tests.mpi.mpirun import mpirun
 from tests.unit.test_node_steps import RATE_W, _Counter, _fake_powercap
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from hpcx.freeport import free_port
 from hpcx.profiling.comm import FLUSH_EVERY_S, FORMAT, child_env
-from hpcx.records import read_records
+from hpcx.rundir.records import read_records
+from hpcx.runtime.freeport import free_port
 from tests.mpi.mpirun import MPI_ENV, REPO, mpirun
 
 pytest.importorskip("mpi4py")

@@ -83,7 +83,7 @@ def test_one_process_without_mpi_writes_a_plain_file(tmp_path):
 def test_io_records_count_every_rank_s_bytes(tmp_path):
     out, profile = tmp_path / "data.h5", tmp_path / "profile"
     _result(mpirun(2, ROUNDTRIP, str(out), env={"HPCX_PROFILE_DIR": str(profile)}))
-    from hpcx.records import read_io_totals, read_records
+    from hpcx.rundir.records import read_io_totals, read_records
     from tests.mpi.hdf5_roundtrip import DTYPES, TRAILING, slab
 
     totals = read_io_totals(profile)

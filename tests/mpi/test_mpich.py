@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcx.records import read_records
+from hpcx.rundir.records import read_records
 from tests.mpi.mpirun import REPO
 
 MPIEXEC = shutil.which("mpiexec.mpich")

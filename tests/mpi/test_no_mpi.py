@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from hpcx.freeport import free_port
+from hpcx.runtime.freeport import free_port
 from tests.mpi.mpirun import REPO
 
 WORKER = "tests/mpi/no_mpi_worker.py"

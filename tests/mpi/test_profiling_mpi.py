@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcx.records import read_profile
+from hpcx.rundir.records import read_profile
 from tests.mpi.mpirun import mpirun
 
 pytestmark = pytest.mark.mpi

@@ -117,7 +117,7 @@ def test_an_address_another_rank_cannot_reach_fails_at_once_naming_it(tmp_path):
 
 def test_without_mpi_a_wrong_address_is_named_with_the_node_and_the_fix(tmp_path):
     # srun --resv-ports without MPI: each rank is a plain process with the step's variables.
-    from hpcx.freeport import free_port
+    from hpcx.runtime.freeport import free_port
 
     port = free_port()
     procs = []

@@ -42,7 +42,7 @@ def test_hpcx_run_writes_one_record_file_per_rank(n, tmp_path):
         "import time; x = bytearray(50 << 20); time.sleep(1)",
     )
     assert proc.returncode == 0, proc.stderr
-    from hpcx.records import read_records
+    from hpcx.rundir.records import read_records
 
     files = sorted(tmp_path.glob("rank-*.jsonl"))
     assert [f.name for f in files] == [f"rank-{r:05d}.jsonl" for r in range(n)]

@@ -58,8 +58,10 @@ def test_after_a_sweep_waits_for_its_retry_array(slurm_hpcx, runs_root, tmp_path
     (retry_job,) = retry["job_ids"]
     after = slurm_hpcx.json("submit", "serial", "--after", sweep["run_id"], "--", "true")
     # The retry array, not the first one: that one has a failed task and would never satisfy afterok.
-    assert _directives(runs_root, after["run_id"]) == [["--dependency", f"afterok:{retry_job}"],
-                                                       ["--kill-on-invalid-dep", "yes"]]
+    assert _directives(runs_root, after["run_id"]) == [
+        ["--dependency", f"afterok:{retry_job}"],
+        ["--kill-on-invalid-dep", "yes"],
+    ]
     shown = subprocess.run(["squeue", "-h", "-j", after["job_id"], "-o", "%E"], capture_output=True, text=True,
                            timeout=30).stdout  # fmt: skip
     assert retry_job in shown or not shown.strip()  # listed as a dependency, or already satisfied
@@ -68,7 +70,9 @@ def test_after_a_sweep_waits_for_its_retry_array(slurm_hpcx, runs_root, tmp_path
     assert tasks == {"COMPLETED": 2}
 
 
-def test_after_a_run_that_fails_later_ends_the_waiting_job_instead_of_leaving_it_pending(slurm_hpcx, runs_root):
+def test_after_a_run_that_fails_later_ends_the_waiting_job_instead_of_leaving_it_pending(
+    slurm_hpcx, runs_root
+):
     upstream = slurm_hpcx.json("submit", "serial", "--", "bash", "-c", "sleep 4; exit 5")
     waiting = slurm_hpcx.json("submit", "serial", "--after", upstream["run_id"], "--", "true")
     # Without --kill-on-invalid-dep Slurm keeps it PENDING (DependencyNeverSatisfied) for good.

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from hpcx import stats
+from hpcx.compare import stats
 
 pytestmark = pytest.mark.slurm
 

@@ -36,7 +36,10 @@ def test_after_waits_for_the_first_run(slurm_hpcx, runs_root):
     assert slurm_hpcx.wait_finished(second["run_id"], timeout_s=120)["state"] == "COMPLETED"
     assert "saw-first" in slurm_hpcx("logs", second["run_id"]).stdout
     manifest = json.loads((runs_root / second["run_id"] / "manifest.json").read_text())
-    assert manifest["directives"] == [["--dependency", f"afterok:{first['job_id']}"], ["--kill-on-invalid-dep", "yes"]]
+    assert manifest["directives"] == [
+        ["--dependency", f"afterok:{first['job_id']}"],
+        ["--kill-on-invalid-dep", "yes"],
+    ]
     (REPO / "first.txt").unlink(missing_ok=True)
 
 

@@ -13,7 +13,7 @@ import pytest
 from hpcx.errors import RejectedError
 from hpcx.site import load_site
 from hpcx.spec import format_time
-from hpcx.submission import Request, resolve
+from hpcx.submit.submission import Request, resolve
 
 pytestmark = pytest.mark.slurm
 N_REQUESTS = 240

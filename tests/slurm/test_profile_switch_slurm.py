@@ -49,7 +49,10 @@ def test_profile_records_ranks_nodes_and_communication(slurm_hpcx, runs_root):
     doc = _submit(slurm_hpcx, "--profile")
     files = _profile_files(runs_root, doc["run_id"])
     assert files["rank"] == ["rank-00000", "rank-00001"], files
-    assert files["node"] == ["node-n1", "node-n2"] and files["comm"] == ["comm-rank-00000", "comm-rank-00001"], files
+    assert files["node"] == ["node-n1", "node-n2"] and files["comm"] == [
+        "comm-rank-00000",
+        "comm-rank-00001",
+    ], files
     report, text = _report(slurm_hpcx, doc["run_id"])
     assert report["summary"]["ranks"] == 2 and report["comm"]["calls"], report["summary"]
     assert "2 ranks on 2 nodes (n1, n2), finished" in text and "no profile records" not in text, text

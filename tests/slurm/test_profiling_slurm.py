@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hpcx.records import read_profile
+from hpcx.rundir.records import read_profile
 from tests.mpi.test_profiling_mpi import STEP_MB, expected_mb, write_alloc
 
 pytestmark = pytest.mark.slurm
@@ -59,7 +59,8 @@ def test_known_allocations_agree_with_sacct_and_nodes_are_read_once(slurm_hpcx, 
         collector = merged["ranks"][node["start"]["rank"]]["start"]
         assert collector["node"] == name and collector["local_rank"] == 0
     text = slurm_hpcx("report", doc["run_id"]).stdout
-    assert re.search(r"^  energy: unavailable on n\[1-2\]: cpu_package, dram: ", text, re.M), text  # said once
+    # said once
+    assert re.search(r"^  energy: unavailable on n\[1-2\]: cpu_package, dram: ", text, re.M), text
 
 
 ALLREDUCES = (
@@ -81,7 +82,7 @@ def test_submit_profile_traces_an_unmodified_mpi_program(slurm_hpcx, runs_root, 
     if not profile:
         assert files == []
         return
-    from hpcx.records import read_records
+    from hpcx.rundir.records import read_records
 
     ranks = {}
     for f in files:

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from hpcx.provenance import collect, record_accounting
 from hpcx.runs import Run
+from hpcx.runs.provenance import collect, record_accounting
 from hpcx.site import load_site
 from tests.conftest import REPO
 

@@ -42,7 +42,7 @@ def test_two_ranks_on_two_nodes_end_to_end(slurm_hpcx, runs_root):
 
 
 def _starts(run_dir):
-    from hpcx.records import read_records
+    from hpcx.rundir.records import read_records
 
     return [next(read_records(f)) for f in sorted((run_dir / "profile").glob("rank-*.jsonl"))]
 

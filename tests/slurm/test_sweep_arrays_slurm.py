@@ -188,7 +188,9 @@ def test_status_of_sweeps_and_jobs_is_one_batched_query(slurm_hpcx, testbed, tmp
 
 
 def test_status_of_named_finished_runs_asks_sacct_once_for_all_their_accounting(slurm_hpcx, tmp_path):
-    quick = spec(tmp_path, "name: ok\ncommand: [bash, -c, 'exit 0']\nparameters: {grid: {i: [1, 2]}}\n", "ok.yaml")
+    quick = spec(
+        tmp_path, "name: ok\ncommand: [bash, -c, 'exit 0']\nparameters: {grid: {i: [1, 2]}}\n", "ok.yaml"
+    )
     runs = [slurm_hpcx.json("sweep", quick)["run_id"] for _ in range(2)]
     runs.append(slurm_hpcx.json("submit", "serial", "-t", "5", "--", "true")["run_id"])
     deadline = time.monotonic() + 120  # plain `status` (no names) keeps no accounting record: wait with it
@@ -205,4 +207,6 @@ def test_status_of_named_finished_runs_asks_sacct_once_for_all_their_accounting(
     by_id = {r["run_id"]: r for r in logged.json("runs")["runs"]}
     for run in runs:
         doc = json.loads((Path(by_id[run]["run_dir"]) / "accounting.json").read_text())
-        assert doc["rows"] and all(r["JobID"].split("_")[0].split(".")[0] in doc["job_ids"] for r in doc["rows"])
+        assert doc["rows"] and all(
+            r["JobID"].split("_")[0].split(".")[0] in doc["job_ids"] for r in doc["rows"]
+        )

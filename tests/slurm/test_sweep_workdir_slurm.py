@@ -38,7 +38,9 @@ def test_sweep_tasks_and_retries_run_in_the_submission_directory(slurm_hpcx, run
 def test_retry_of_a_sweep_whose_submission_directory_is_gone_is_refused(slurm_hpcx, tmp_path):
     proj = tmp_path / "gone"
     proj.mkdir()
-    (proj / "sweep.yaml").write_text("name: g\ncommand: [bash, -c, 'exit {x}']\nparameters:\n  grid: {x: [0, 1]}\n")
+    (proj / "sweep.yaml").write_text(
+        "name: g\ncommand: [bash, -c, 'exit {x}']\nparameters:\n  grid: {x: [0, 1]}\n"
+    )
     doc = slurm_hpcx.json("sweep", "sweep.yaml", cwd=proj)
     assert slurm_hpcx.wait_finished(doc["run_id"])["tasks"] == {"COMPLETED": 1, "FAILED": 1}
     (proj / "sweep.yaml").unlink()

@@ -131,7 +131,10 @@ def test_a_bad_number_in_the_spec_is_one_line_naming_it_and_exit_3(sweep, name, 
 
 
 def test_a_sweep_of_as_many_tasks_as_slurm_can_number_passes_the_spec_check():
-    from hpcx.sweeps import MAX_TASKS, parse_spec  # 8191 x 8193 = 2**26 - 1: checked here, not expanded
+    from hpcx.submit.sweeps import (  # 8191 x 8193 = 2**26 - 1: checked here, not expanded
+        MAX_TASKS,
+        parse_spec,
+    )
 
     doc = {"command": ["t"], "parameters": {"grid": {"x": {"range": [0, 8191]}, "y": {"range": [0, 8193]}}}}
     assert 8191 * 8193 == MAX_TASKS == 67108863

@@ -8,7 +8,7 @@ import pytest
 
 from hpcx.errors import RejectedError
 from hpcx.site import load_site
-from hpcx.submission import Request, resolve, script_args
+from hpcx.submit.submission import Request, resolve, script_args
 
 REPO = Path(__file__).resolve().parents[2]
 TESTBED = str(REPO / "examples" / "sites" / "testbed.yaml")
@@ -83,7 +83,9 @@ def test_tasks_without_a_node_count_are_checked_spread_as_slurm_spreads_them(
 
 
 def test_tasks_that_fit_no_partition_are_refused(tmp_path):
-    with pytest.raises(RejectedError, match="--ntasks 12 needs 3 nodes of 4 CPUs, over partition batch's MaxNodes 2"):
+    with pytest.raises(
+        RejectedError, match="--ntasks 12 needs 3 nodes of 4 CPUs, over partition batch's MaxNodes 2"
+    ):
         _prep(tmp_path, "#SBATCH -p batch -n 12")
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcx.records import RecordWriter, node_file, rank_file
 from hpcx.reports.comm import comm_curves, comm_energy
+from hpcx.rundir.records import RecordWriter, node_file, rank_file
 
 
 def _write(path: Path, records: list[dict]) -> None:

@@ -8,13 +8,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from hpcx import stats
+from hpcx.compare import stats
 from hpcx.fsutil import atomic_write, atomic_write_json
-from hpcx.records import RecordWriter, rank_file
+from hpcx.rundir.records import RecordWriter, rank_file
 from hpcx.runs import create_run
 from hpcx.runtime import metrics
-from hpcx.sweep_submit import task_table
-from hpcx.sweeps import expand, parse_spec
+from hpcx.submit.sweep_submit import task_table
+from hpcx.submit.sweeps import expand, parse_spec
 
 pytest.importorskip("numpy")
 

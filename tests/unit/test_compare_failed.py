@@ -5,7 +5,7 @@ has Slurm's."""
 
 from __future__ import annotations
 
-from hpcx.records import RecordWriter, rank_file
+from hpcx.rundir.records import RecordWriter, rank_file
 from tests.unit.test_compare import _sweep
 
 LOSS = {0.01: [0.52, 0.55, 0.50], 0.1: [0.31, 0.35, 0.30], 1.0: [9.1, 9.5, 9.3]}

@@ -11,10 +11,10 @@ from html.parser import HTMLParser
 import pytest
 
 from hpcx.fsutil import atomic_write, atomic_write_json
-from hpcx.records import read_records
+from hpcx.rundir.records import read_records
 from hpcx.runs import create_run
-from hpcx.sweep_submit import task_table
-from hpcx.sweeps import expand, parse_spec
+from hpcx.submit.sweep_submit import task_table
+from hpcx.submit.sweeps import expand, parse_spec
 from tests.unit.test_compare import _log
 
 pytest.importorskip("numpy")

@@ -276,7 +276,7 @@ def test_an_hdf5_input_declared_at_submission_gets_its_content_fingerprint(hpcx,
 
 
 def test_a_large_hdf5_input_is_sampled_and_a_broken_one_does_not_stop_the_submission(tmp_path, monkeypatch):
-    from hpcx import provenance
+    from hpcx.runs import provenance
     from hpcx.site import load_site
 
     monkeypatch.setattr(provenance, "FULL_HASH_CAP_BYTES", 4096)
@@ -298,7 +298,7 @@ def test_without_h5py_the_byte_fingerprint_stays_and_the_manifest_says_why(tmp_p
     # A Python that cannot import h5py, as on a login node without the runtime extra.
     code = (
         "import json, sys; sys.modules['h5py'] = None\n"
-        "from pathlib import Path; from hpcx.provenance import fingerprint\n"
+        "from pathlib import Path; from hpcx.runs.provenance import fingerprint\n"
         f"print(json.dumps(fingerprint(Path({str(tmp_path / 'a.h5')!r}))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hpcx.site import load_site
-from hpcx.submission import Request, render_script, resolve
+from hpcx.submit.submission import Request, render_script, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
@@ -28,7 +28,8 @@ CASES = {
 @pytest.mark.parametrize("site_name", SITES)
 @pytest.mark.parametrize("kind", CASES)
 def test_rendered_script_matches_golden(site_name, kind, monkeypatch):
-    monkeypatch.setattr("hpcx.launchers.os.geteuid", lambda: 1000)  # the same script for root and users
+    # the same script for root and users
+    monkeypatch.setattr("hpcx.submit.launchers.os.geteuid", lambda: 1000)
     monkeypatch.delenv("HPCX_TEMPLATE_DIR", raising=False)
     site = load_site(SITES[site_name])
     request = CASES[kind]

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpcx.site import load_site
-from hpcx.submission import Request, render_script, resolve
+from hpcx.submit.submission import Request, render_script, resolve
 
 SITE = load_site(None)
 SENTINEL = Path("/tmp/hpcx-pwned")

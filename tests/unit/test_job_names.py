@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from hpcx.submission import JOB_NAME_MAX, default_job_name
+from hpcx.submit.submission import JOB_NAME_MAX, default_job_name
 
 _PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:@-]*$")
 

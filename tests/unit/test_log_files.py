@@ -11,7 +11,7 @@ import pytest
 
 from hpcx.runs import Run
 from hpcx.runs.logs import log_files, stderr_file
-from hpcx.sbatch_script import expand_log_pattern
+from hpcx.submit.sbatch_script import expand_log_pattern
 
 
 def _submit(hpcx, *args: str) -> str:

@@ -14,8 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from hpcx.records import COMBINE_RULE, energy_windows, node_series, read_nodes, read_profile, read_records
 from hpcx.reports.build import summarize_nodes, summarize_ranks
+from hpcx.rundir.records import (
+    COMBINE_RULE,
+    energy_windows,
+    node_series,
+    read_nodes,
+    read_profile,
+    read_records,
+)
 
 RATE_W = 100.0  # the fake package's power: the counter moves 100 J per second of wall time
 

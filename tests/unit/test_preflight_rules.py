@@ -13,7 +13,7 @@ import pytest
 from hpcx.cli import main
 from hpcx.errors import RejectedError
 from hpcx.site import load_site
-from hpcx.submission import Request, render_script, resolve
+from hpcx.submit.submission import Request, render_script, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 TESTBED = str(REPO / "examples" / "sites" / "testbed.yaml")

@@ -9,7 +9,7 @@ import pytest
 
 from hpcx.errors import ConfigError
 from hpcx.site import load_site
-from hpcx.submission import Request, render_script, resolve, with_profile
+from hpcx.submit.submission import Request, render_script, resolve, with_profile
 
 REPO = Path(__file__).resolve().parents[2]
 TESTBED = REPO / "examples" / "sites" / "testbed.yaml"
@@ -85,7 +85,9 @@ def test_help_names_the_switch(hpcx):
 @pytest.mark.parametrize(("site_default", "cli", "line"), [
     (None, True, "export HPCX_PROFILE=1\n"), (None, False, "export HPCX_PROFILE=0\n"),
     (False, None, None), (True, False, "export HPCX_PROFILE=0\n"), (None, None, None)])  # fmt: skip
-def test_the_command_line_s_no_profile_is_said_to_the_ranks_and_nothing_else_is(tmp_path, site_default, cli, line):
+def test_the_command_line_s_no_profile_is_said_to_the_ranks_and_nothing_else_is(
+    tmp_path, site_default, cli, line
+):
     text, _ = _script(tmp_path, site_default, cli)
     said = [x + "\n" for x in text.splitlines() if x.startswith("export HPCX_PROFILE=")]
     assert said == ([line] if line else [])

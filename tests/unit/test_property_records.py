@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hpcx.records import FORMAT_VERSION, RecordWriter, read_records
+from hpcx.rundir.records import FORMAT_VERSION, RecordWriter, read_records
 
 # Field names and values as a rank's records have them: numbers, strings (any text: json escapes quotes),
 # lists and nested per-source dicts (``rapl``, ``nvml``...: none of them starts with a ``v`` key).

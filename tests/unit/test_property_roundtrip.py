@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpcx.sbatch_script import parse_directives
 from hpcx.site import load_site
 from hpcx.spec import format_time, parse_array
-from hpcx.submission import Request, render_script, resolve
+from hpcx.submit.sbatch_script import parse_directives
+from hpcx.submit.submission import Request, render_script, resolve
 
 SITE = """
 version: 1

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hpcx.spec import parse_array
-from hpcx.sweeps import SweepSpec, chunks, expand, parse_spec
+from hpcx.submit.sweeps import SweepSpec, chunks, expand, parse_spec
 
 NAMES = st.sampled_from(["a", "b", "c", "lr", "bs", "model", "depth"])
 VALUE = st.one_of(st.integers(-50, 50), st.sampled_from(["x", "y", "small", "large"]))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hpcx import provenance
 from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write_json
-from hpcx.provenance import (
+from hpcx.runs import Run, provenance
+from hpcx.runs.provenance import (
     all_finished,
     collect,
     loaded_modules,
@@ -22,7 +22,6 @@ from hpcx.provenance import (
     record_accounting,
     strip_url_credentials,
 )
-from hpcx.runs import Run
 from hpcx.site import load_site
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,9 +149,8 @@ def test_secret_values_never_reach_any_file_of_the_run(repo, run_dir, tmp_path, 
     env = doc["environment"]
     assert env["variables"]["HPCX_TEST_PLAIN"] == "visible-value"  # the environment is recorded...
     assert env["variables"]["PIP_INDEX_URL"] == "https://***@pypi.example.org/simple"
-    assert set(SECRETS) <= set(
-        env["redacted"]
-    )  # ...the secret names are listed, and their values are nowhere
+    # ...the secret names are listed, and their values are nowhere
+    assert set(SECRETS) <= set(env["redacted"])
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     assert {p.name for p in files} == {"manifest.json", "git.diff", "git-untracked.txt", "requirements.txt"}
     for value in [*SECRETS.values(), "url-pw-654", "remote-pw-321"]:
@@ -320,8 +318,11 @@ def test_accounting_covers_every_chunk_and_is_written_once_finished(tmp_path, mo
     monkeypatch.setenv("ROWS", SACCT_ROWS)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    job = {"scheduler": "slurm", "job_id": "42",
-           "chunks": [{"job_id": "42", "offset": 0, "count": 1}, {"job_id": "43", "offset": 1, "count": 1}]}
+    job = {
+        "scheduler": "slurm",
+        "job_id": "42",
+        "chunks": [{"job_id": "42", "offset": 0, "count": 1}, {"job_id": "43", "offset": 1, "count": 1}],
+    }
     (run_dir / "job.json").write_text(json.dumps(job))
     run = Run("r", run_dir)
 
@@ -332,10 +333,10 @@ def test_accounting_covers_every_chunk_and_is_written_once_finished(tmp_path, mo
     assert [(r["JobID"], r["ExitCode"]) for r in doc["rows"]] == [("42_0", "0:0"), ("42_0.batch", "0:0"),
                                                                   ("43_0", "3:0")]  # fmt: skip
     assert json.loads((run_dir / "accounting.json").read_text()) == doc
-    assert (
-        record_accounting(run) == doc and len(calls.read_text().splitlines()) == 1
-    )  # finished: not asked again
-    job["chunks"].append({"job_id": "44", "offset": 1, "count": 1, "indices": [0]})  # a retry adds a chunk: the record is no longer complete
+    # finished: not asked again
+    assert record_accounting(run) == doc and len(calls.read_text().splitlines()) == 1
+    # a retry adds a chunk: the record is no longer complete
+    job["chunks"].append({"job_id": "44", "offset": 1, "count": 1, "indices": [0]})
     (run_dir / "job.json").write_text(json.dumps(job))
     assert record_accounting(Run("r", run_dir))["job_ids"] == ["42", "43", "44"]  # a Run reads job.json once
     assert len(calls.read_text().splitlines()) == 2

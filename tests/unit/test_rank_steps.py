@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcx.records import RecordWriter, rank_file, rank_files, read_profile
 from hpcx.reports import build_report
+from hpcx.rundir.records import RecordWriter, rank_file, rank_files, read_profile
 from hpcx.site import schema
 from tests.unit.test_report import make_run
 

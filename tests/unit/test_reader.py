@@ -16,9 +16,9 @@ np = pytest.importorskip("numpy")
 h5py = pytest.importorskip("h5py")
 
 from hpcx.errors import RuntimeFailure, UsageError  # noqa: E402
-from hpcx.io import metrics  # noqa: E402
 from hpcx.io.reader import HDF5Reader  # noqa: E402
-from hpcx.records import read_records  # noqa: E402
+from hpcx.profiling import iometrics as metrics  # noqa: E402
+from hpcx.rundir.records import read_records  # noqa: E402
 
 FEATURES = 3
 ROW_BYTES = FEATURES * 4 + 8  # x float32 [FEATURES], y int64
@@ -54,9 +54,8 @@ def epoch_ids(files, **kw) -> list[int]:
     return ids_of(reader(files, batch_size=1, **kw).loader())
 
 
-LAYOUTS = pytest.mark.parametrize(
-    "chunks", [64, None], ids=["chunked", "contiguous"]
-)  # HDF5 reads, or mapped
+# HDF5 reads, or mapped
+LAYOUTS = pytest.mark.parametrize("chunks", [64, None], ids=["chunked", "contiguous"])
 
 
 @LAYOUTS

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcx.records import (
+from hpcx.rundir.records import (
     COMBINE_RULE,
     RecordWriter,
     current_attempt,

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hpcx.records import RecordWriter, rank_file, read_profile, read_records
+from hpcx.rundir.records import RecordWriter, rank_file, read_profile, read_records
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 # then the kill comes when the kernel has taken only the first half of the third sample's line.
 KILLED_MID_LINE = """
 import json, os, signal, sys
-from hpcx.records import RecordWriter, rank_file
+from hpcx.rundir.records import RecordWriter, rank_file
 
 writer = RecordWriter(rank_file(sys.argv[1], 0), line_flush=False)
 writer.write({"type": "start", "t": 100.0, "rank": 0, "node": "n1", "attempt": 0, "argv": ["attempt-1"]})
@@ -52,7 +52,7 @@ def test_a_requeued_attempt_after_a_kill_mid_line_keeps_its_first_record(tmp_pat
     # Attempt 2: a new process appends to the same file.
     second = """
 import sys
-from hpcx.records import RecordWriter, rank_file
+from hpcx.rundir.records import RecordWriter, rank_file
 writer = RecordWriter(rank_file(sys.argv[1], 0))
 writer.write({"type": "start", "t": 200.0, "rank": 0, "node": "n1", "attempt": 1, "argv": ["attempt-2"]})
 writer.write({"type": "sample", "t": 201.0, "rank": 0, "rss_mb": 20.0, "cpu_s": 0.5})

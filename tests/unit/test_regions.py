@@ -11,7 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from hpcx.records import read_profile, read_records, region_spans
+from hpcx.rundir.records import read_profile, read_records, region_spans
 
 JOB = textwrap.dedent("""
     import os, sys, time

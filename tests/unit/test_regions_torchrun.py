@@ -9,8 +9,8 @@ import subprocess
 import sys
 import textwrap
 
-from hpcx.freeport import free_port
-from hpcx.records import read_profile
+from hpcx.rundir.records import read_profile
+from hpcx.runtime.freeport import free_port
 
 LAUNCHER_PREFIXES = (
     "HPCX_",

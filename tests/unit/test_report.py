@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from hpcx.errors import UsageError
-from hpcx.records import RecordWriter, node_file, rank_file
 from hpcx.reports import build_report, render_text
 from hpcx.reports.accounting import duration_s, size_mb, summarize_accounting
+from hpcx.rundir.records import RecordWriter, node_file, rank_file
 from hpcx.runs import Run
 
 FIELDS = ("JobID", "State", "ExitCode", "Elapsed", "TotalCPU", "MaxRSS", "AllocTRES", "NodeList", "Start",
@@ -174,8 +174,8 @@ def test_energy_in_the_line(tmp_path):
 
 
 def test_fast_rank_reader_agrees_with_the_full_parse(tmp_path):
-    from hpcx.records import read_records
     from hpcx.reports.build import summarize_rank, summarize_rank_file
+    from hpcx.rundir.records import read_records
 
     run = make_run(tmp_path)
     write_rank(run, 0, wall_s=5, peak_mb=50.0, cpu_s=1.0)  # a first attempt, then a requeued one
@@ -190,8 +190,8 @@ def test_fast_rank_reader_agrees_with_the_full_parse(tmp_path):
 
 def test_fast_rank_reader_with_a_source_record_among_the_samples(tmp_path):
     """A source that fails mid-job writes a record between samples: the reader then searches every line."""
-    from hpcx.records import read_records
     from hpcx.reports.build import summarize_rank, summarize_rank_file
+    from hpcx.rundir.records import read_records
 
     path = rank_file(tmp_path, 0)
     w = RecordWriter(path)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import shutil
 
-from hpcx.records import RecordWriter, node_file
 from hpcx.reports import build_report, render_text
 from hpcx.reports.html import render_html
+from hpcx.rundir.records import RecordWriter, node_file
 from hpcx.site import schema
 from tests.conftest import REPO
 from tests.unit.test_report import make_run, sacct, write_rank

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpcx.records import RecordWriter, node_file
 from hpcx.reports import build_report, render_text, write_html
 from hpcx.reports.html import heatmap_grid, render_html
 from hpcx.reports.timelines import gpu_stats
+from hpcx.rundir.records import RecordWriter, node_file
 from tests.unit.test_report import make_run, sacct, write_comm, write_rank
 
 pytest.importorskip("matplotlib")

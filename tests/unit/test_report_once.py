@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from hpcx.records import RecordWriter, node_file
 from hpcx.reports import build_report, render_text
 from hpcx.reports.html import render_html
 from hpcx.reports.sharing import compress_nodelist, expand_nodelist
+from hpcx.rundir.records import RecordWriter, node_file
 from hpcx.site import schema
 from tests.conftest import REPO
 from tests.unit.test_report import make_run, write_rank

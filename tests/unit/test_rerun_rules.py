@@ -1,6 +1,6 @@
 """`hpcx rerun` without a cluster: the request it rebuilds from a run's manifest (the script it would submit,
 what it says it cannot restore), the refusals, and the differences it warns about. Manifests are written as
-hpcx.provenance writes them (tests/test_rerun.py runs the whole command on the local backend)."""
+hpcx.runs.provenance writes them (tests/test_rerun.py runs the whole command on the local backend)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 from hpcx import __version__
 from hpcx.errors import RejectedError, UsageError
 from hpcx.fsutil import atomic_write, atomic_write_json
-from hpcx.rerun import differences, like_request, plan
 from hpcx.runs import Run, create_run
 from hpcx.site import load_site
-from hpcx.submission import render_script
+from hpcx.submit.rerun import differences, like_request, plan
+from hpcx.submit.submission import render_script
 
 # The local backend's site, with a resource an admin named: a rerun needs no cluster.
 SITE = """version: 1
@@ -284,7 +284,7 @@ def test_failed_on_a_sweep_that_all_succeeded_says_so(runs_root, tmp_path, site)
 
 
 def test_a_sweep_is_resolved_again_with_the_users_defaults_and_its_profile_choice(runs_root, tmp_path, site):
-    from hpcx.config import UserConfig
+    from hpcx.site.config import UserConfig
 
     run = _sweep(runs_root, tmp_path, [0, 0, 0])
     manifest = {**run.manifest, "profile": {"source": "cli", "value": True}}
@@ -456,7 +456,7 @@ def test_a_run_without_a_kept_diff_had_no_uncommitted_changes(runs_root, repo, s
 def test_a_manifest_without_a_workdir_is_compared_with_the_current_directory(
     runs_root, repo, site, monkeypatch, no_slurm_no_modules
 ):
-    from hpcx.provenance import fingerprint
+    from hpcx.runs.provenance import fingerprint
 
     (repo / "data.csv").write_text("1\n")
     manifest = _manifest(repo, git={"commit": _git(repo, "rev-parse", "HEAD")},
@@ -472,7 +472,7 @@ def test_a_manifest_without_a_workdir_is_compared_with_the_current_directory(
 def test_a_relative_input_is_found_in_the_runs_directory(
     runs_root, tmp_path, site, monkeypatch, no_slurm_no_modules
 ):
-    from hpcx.provenance import fingerprint
+    from hpcx.runs.provenance import fingerprint
 
     (tmp_path / "data.csv").write_text("1\n")
     inputs = [{"path": "data.csv", **fingerprint(tmp_path / "data.csv")}]
@@ -482,7 +482,7 @@ def test_a_relative_input_is_found_in_the_runs_directory(
 
 
 def test_changed_and_missing_inputs_are_named(runs_root, tmp_path, site, no_slurm_no_modules):
-    from hpcx.provenance import fingerprint
+    from hpcx.runs.provenance import fingerprint
 
     same, changed, gone = (tmp_path / n for n in ("same.csv", "changed.csv", "gone.csv"))
     for path in (same, changed, gone):
@@ -498,7 +498,7 @@ def test_changed_and_missing_inputs_are_named(runs_root, tmp_path, site, no_slur
 @pytest.mark.parametrize("then, now", [("file", "fifo"), ("fifo", "file"), ("file", "directory")])
 def test_an_input_that_became_another_kind_of_file_changed(runs_root, tmp_path, site, then, now,
                                                           no_slurm_no_modules):  # fmt: skip
-    from hpcx.provenance import fingerprint
+    from hpcx.runs.provenance import fingerprint
 
     path = tmp_path / "input"
 
@@ -519,7 +519,7 @@ def test_an_input_that_became_another_kind_of_file_changed(runs_root, tmp_path, 
 
 
 def test_a_directory_input_with_a_new_file_changed(runs_root, tmp_path, site, no_slurm_no_modules):
-    from hpcx.provenance import fingerprint
+    from hpcx.runs.provenance import fingerprint
 
     data = tmp_path / "data"
     data.mkdir()
@@ -569,7 +569,7 @@ def test_another_slurm_version_is_named(runs_root, tmp_path, site, monkeypatch, 
 def test_a_job_is_resolved_again_with_the_users_defaults_for_what_it_did_not_record(
     runs_root, tmp_path, site
 ):
-    from hpcx.config import UserConfig
+    from hpcx.site.config import UserConfig
 
     run = _run(runs_root, _manifest(tmp_path))  # no qos recorded
     p = plan(run, site, UserConfig(None, defaults={"qos": "userqos"}), runs_root)

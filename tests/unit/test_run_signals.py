@@ -57,9 +57,8 @@ def test_forwarding_to_a_command_that_just_exited_leaves_it_for_the_wrapper_to_r
 
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
     deadline = time.monotonic() + 30
-    while (
-        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
-    ):  # a zombie, not reaped
+    # a zombie, not reaped
+    while os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     _forward(child, signal.SIGCONT, 0)

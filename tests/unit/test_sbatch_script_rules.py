@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from hpcx.errors import UsageError
-from hpcx.sbatch_script import expand_log_pattern, parse_directives
 from hpcx.site import load_site
-from hpcx.submission import Request, resolve
+from hpcx.submit.sbatch_script import expand_log_pattern, parse_directives
+from hpcx.submit.submission import Request, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 TESTBED = str(REPO / "examples" / "sites" / "testbed.yaml")

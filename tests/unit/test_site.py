@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from hpcx.errors import ConfigError, RejectedError
-from hpcx.preflight import check
 from hpcx.site import load_site
 from hpcx.spec import Resources
+from hpcx.submit.preflight import check
 
 REPO = Path(__file__).resolve().parents[2]
 TESTBED = REPO / "examples" / "sites" / "testbed.yaml"

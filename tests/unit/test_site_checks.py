@@ -106,7 +106,10 @@ def _validate(hpcx, path: Path):
             "clusters.hpcxtest.partitions.debug.max_time: '00:30:00\\n' is not a Slurm time",
         ),
         (  # with a default time to check against it: still the partition's key, not a flag nobody typed
-            lambda d: (_cluster(d)["partitions"]["debug"].update(max_time=0), d.update(defaults={"time": "00:10:00"})),
+            lambda d: (
+                _cluster(d)["partitions"]["debug"].update(max_time=0),
+                d.update(defaults={"time": "00:10:00"}),
+            ),
             "clusters.hpcxtest.partitions.debug.max_time: 0 is not a positive time",
         ),
     ],

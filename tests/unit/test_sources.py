@@ -29,8 +29,8 @@ from hpcx.profiling.sources import (
     parse_net_dev,
     tree_pids,
 )
-from hpcx.records import node_series, read_profile, read_records
 from hpcx.reports.build import summarize_rank
+from hpcx.rundir.records import node_series, read_profile, read_records
 
 MAX_UJ = 1_000_000
 

@@ -1,11 +1,11 @@
-"""hpcx.stats against scipy.stats on fixed data (1e-9 where deterministic), the bootstrap's coverage by
+"""hpcx.compare.stats against scipy.stats on fixed data (1e-9 where deterministic), the bootstrap's coverage by
 simulation, corrections on worked examples and the power estimate against the noncentral t."""
 
 import math
 
 import pytest
 
-from hpcx import stats
+from hpcx.compare import stats
 
 np = pytest.importorskip("numpy")
 ss = pytest.importorskip("scipy.stats")

@@ -9,8 +9,7 @@ import math
 
 import pytest
 
-from hpcx import stats
-from hpcx.compare import Options, compare, render_text
+from hpcx.compare import Options, compare, render_text, stats
 from hpcx.fsutil import atomic_write_json
 from hpcx.runs import create_run
 from hpcx.runtime import metrics

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from hpcx.config import UserConfig
 from hpcx.errors import RejectedError, TemplateError, UsageError
-from hpcx.sbatch_script import parse_directives
 from hpcx.site import load_site
+from hpcx.site.config import UserConfig
 from hpcx.spec import parse_array
-from hpcx.submission import Request, render_script, resolve
+from hpcx.submit.sbatch_script import parse_directives
+from hpcx.submit.submission import Request, render_script, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 TESTBED = str(REPO / "examples" / "sites" / "testbed.yaml")

@@ -12,7 +12,7 @@ import pytest
 
 from hpcx.errors import RejectedError, UsageError
 from hpcx.site import load_site
-from hpcx.submission import (
+from hpcx.submit.submission import (
     Request,
     log_patterns,
     parse_pairs,
@@ -267,8 +267,8 @@ def slurm(monkeypatch):
 
     fake = FakeSlurm()
     answer = lambda name: fake if name == "slurm" else get_scheduler(name)  # noqa: E731
-    monkeypatch.setattr("hpcx.submission.get_scheduler", answer)
-    monkeypatch.setattr("hpcx.sweep_submit.get_scheduler", answer)
+    monkeypatch.setattr("hpcx.submit.submission.get_scheduler", answer)
+    monkeypatch.setattr("hpcx.submit.sweep_submit.get_scheduler", answer)
     return fake
 
 
@@ -281,7 +281,7 @@ def _read(path: Path) -> dict:
 def test_submit_writes_the_script_and_manifest_then_hands_sbatch_the_run(tmp_path, slurm, monkeypatch):
     import hashlib
 
-    from hpcx.submission import submit
+    from hpcx.submit.submission import submit
 
     monkeypatch.setenv("SBATCH_PARTITION", "other")  # inherited sbatch settings must not reach it
     root = tmp_path / "runs"
@@ -321,7 +321,7 @@ def test_submit_writes_the_script_and_manifest_then_hands_sbatch_the_run(tmp_pat
 def test_submit_of_an_own_script_sends_its_bytes_and_records_where_its_logs_go(tmp_path, slurm):
     import hashlib
 
-    from hpcx.submission import submit
+    from hpcx.submit.submission import submit
 
     prep = _own(tmp_path, "#SBATCH -p debug -t 5 -o out-%j.txt", {"qos": "normal"}, named={})
     result = submit(prep, tmp_path, tmp_path / "runs")
@@ -340,7 +340,7 @@ def test_submit_of_an_own_script_sends_its_bytes_and_records_where_its_logs_go(t
 
 def test_a_failed_submission_leaves_no_run_behind(tmp_path, slurm):
     from hpcx.errors import SchedulerError
-    from hpcx.submission import submit
+    from hpcx.submit.submission import submit
 
     slurm.fail = SchedulerError("sbatch: error: Batch job submission failed")
     root = tmp_path / "runs"
@@ -350,7 +350,7 @@ def test_a_failed_submission_leaves_no_run_behind(tmp_path, slurm):
 
 
 def test_submit_refuses_a_missing_working_directory_and_after_without_slurm(tmp_path, slurm):
-    from hpcx.submission import submit
+    from hpcx.submit.submission import submit
 
     with pytest.raises(UsageError) as err:
         submit(_prep(), tmp_path / "gone", tmp_path / "runs")
@@ -387,7 +387,7 @@ def _state(job_id: str, state: str, exit_code=None, **kw):
 
 
 def test_after_a_run_still_active_waits_for_its_job_and_after_a_success_for_nothing(tmp_path, slurm):
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     running = _run(root, {"scheduler": "slurm", "job_id": "101"})
@@ -403,7 +403,7 @@ def test_after_a_run_still_active_waits_for_its_job_and_after_a_success_for_noth
     [("FAILED", 2, "FAILED, exit code 2"), ("TIMEOUT", 0, "TIMEOUT"), ("CANCELLED", None, "CANCELLED")],
 )
 def test_after_a_run_that_ended_badly_is_refused_naming_how(tmp_path, slurm, state, code, said):
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     run = _run(root, {"scheduler": "slurm", "job_id": "103"})
@@ -418,7 +418,7 @@ def test_after_a_run_that_ended_badly_is_refused_naming_how(tmp_path, slurm, sta
 
 
 def test_after_a_run_never_submitted_or_of_unknown_outcome_is_refused(tmp_path, slurm):
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     unsent = _run(root, None)
@@ -438,8 +438,8 @@ def test_after_a_run_never_submitted_or_of_unknown_outcome_is_refused(tmp_path, 
 def test_after_a_run_slurm_forgot_is_decided_by_its_accounting_record(tmp_path, slurm):
     import json
 
-    from hpcx.provenance import ACCOUNTING
-    from hpcx.submission import after_job_ids
+    from hpcx.runs.provenance import ACCOUNTING
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     run = _run(root, {"scheduler": "slurm", "job_id": "105"})
@@ -454,7 +454,7 @@ def test_after_a_run_slurm_forgot_is_decided_by_its_accounting_record(tmp_path, 
 
 
 def test_after_a_job_id_no_run_knows_asks_slurm(tmp_path, slurm):
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     root.mkdir()
@@ -487,7 +487,7 @@ def _sweep(root: Path, chunks: list[tuple[str, int]]):
 
 
 def test_after_a_sweep_waits_for_its_arrays_still_active(tmp_path, slurm):
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     sweep = _sweep(root, [("201", 2), ("202", 2)])
@@ -501,7 +501,7 @@ def test_after_a_sweep_waits_for_its_arrays_still_active(tmp_path, slurm):
 
 
 def test_after_a_sweep_with_failed_tasks_is_refused_counting_them(tmp_path, slurm):
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     sweep = _sweep(root, [("301", 3)])
@@ -516,7 +516,7 @@ def test_after_a_sweep_with_failed_tasks_is_refused_counting_them(tmp_path, slur
 
 
 def test_after_a_sweep_that_ended_without_every_task_known_to_complete_is_refused(tmp_path, slurm):
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     sweep = _sweep(root, [("401", 2)])
@@ -543,7 +543,7 @@ def test_every_option_typed_beside_an_own_script_reaches_sbatch_in_sbatchs_spell
 
 
 def test_defaults_of_the_users_own_reach_sbatch_beside_an_own_script_the_scripts_do_not(tmp_path):
-    from hpcx.config import UserConfig
+    from hpcx.site.config import UserConfig
 
     site = _site(tmp_path, "defaults:\n  qos: normal\n")
     script = tmp_path / "job.sh"
@@ -611,7 +611,7 @@ def test_a_sweeps_tasks_read_their_parameters_from_the_task_table(tmp_path):
 
 def test_after_a_sweep_whose_failed_task_was_retried_waits_for_the_retry_and_each_other_task(tmp_path, slurm):
     from hpcx.runs import create_run, record_job
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     sweep = create_run(root)
@@ -712,7 +712,7 @@ def test_the_manifest_says_when_where_and_by_whom(tmp_path, slurm, monkeypatch):
     import hashlib
     import platform
 
-    from hpcx.submission import submit
+    from hpcx.submit.submission import submit
 
     monkeypatch.setenv("USER", "alice")
     (tmp_path / "data.txt").write_text("x\n")
@@ -740,7 +740,7 @@ def test_the_manifest_says_when_where_and_by_whom(tmp_path, slurm, monkeypatch):
 
 
 def test_the_submitted_script_names_its_run_and_working_directory(tmp_path, slurm):
-    from hpcx.submission import submit
+    from hpcx.submit.submission import submit
 
     run_dir = Path(submit(_prep(), tmp_path, tmp_path / "runs")["run_dir"])
     sent = slurm.submitted[0]["script"]
@@ -748,7 +748,7 @@ def test_the_submitted_script_names_its_run_and_working_directory(tmp_path, slur
 
 
 def test_an_own_script_submitted_gets_its_logs_in_the_run_directory(tmp_path, slurm):
-    from hpcx.submission import submit
+    from hpcx.submit.submission import submit
 
     prep = _own(tmp_path, "#SBATCH -p debug -t 5")
     run_dir = Path(submit(prep, tmp_path, tmp_path / "runs")["run_dir"])
@@ -760,10 +760,12 @@ def test_an_own_script_submitted_gets_its_logs_in_the_run_directory(tmp_path, sl
 
 
 def test_a_local_site_runs_jobs_and_takes_after_only_on_slurm(tmp_path, slurm, monkeypatch):
-    from hpcx.submission import submit
+    from hpcx.submit.submission import submit
 
     local = FakeSlurm()  # stands where the local backend would start the job
-    monkeypatch.setattr("hpcx.submission.get_scheduler", lambda name: {"slurm": slurm, "local": local}[name])
+    monkeypatch.setattr(
+        "hpcx.submit.submission.get_scheduler", lambda name: {"slurm": slurm, "local": local}[name]
+    )
     site = _site(tmp_path, NAMED)
     Path(site).write_text(Path(site).read_text().replace("scheduler: slurm", "scheduler: local"))
     result = submit(_prep(site, named={"constraint": "a100"}), tmp_path, tmp_path / "runs")
@@ -773,7 +775,7 @@ def test_a_local_site_runs_jobs_and_takes_after_only_on_slurm(tmp_path, slurm, m
 
 
 def test_after_a_run_of_the_local_backend_asks_that_backend(tmp_path, slurm):
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     run = _run(root, {"scheduler": "local", "job_id": "local-1"})
@@ -785,7 +787,7 @@ def test_after_a_run_of_the_local_backend_asks_that_backend(tmp_path, slurm):
 
 
 def test_after_several_runs_waits_for_each_active_one_and_a_job_id_finds_its_run(tmp_path, slurm):
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     first = _run(root, {"scheduler": "slurm", "job_id": "111"})
@@ -804,8 +806,8 @@ def test_after_several_runs_waits_for_each_active_one_and_a_job_id_finds_its_run
 def test_after_a_job_id_of_a_run_slurm_forgot_is_decided_by_the_run(tmp_path, slurm):
     import json
 
-    from hpcx.provenance import ACCOUNTING
-    from hpcx.submission import after_job_ids
+    from hpcx.runs.provenance import ACCOUNTING
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     run = _run(root, {"scheduler": "slurm", "job_id": "120"})
@@ -817,7 +819,7 @@ def test_after_a_job_id_of_a_run_slurm_forgot_is_decided_by_the_run(tmp_path, sl
 
 
 def test_a_run_recorded_without_a_scheduler_is_slurms(tmp_path, slurm):
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     run = _run(root, {"job_id": "130"})
@@ -833,7 +835,7 @@ def test_a_run_recorded_without_a_scheduler_is_slurms(tmp_path, slurm):
 
 def test_after_a_sweep_of_the_local_backend_asks_that_backend(tmp_path, slurm):
     from hpcx.runs import create_run, record_job
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     job_id = f"local-{os.getpid()}"  # a live process: the local backend takes the array as running
@@ -846,7 +848,7 @@ def test_after_a_sweep_of_the_local_backend_asks_that_backend(tmp_path, slurm):
 
 
 def test_after_a_sweep_whose_tasks_are_unaccounted_for_names_their_states(tmp_path, slurm):
-    from hpcx.submission import after_job_ids
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     sweep = _sweep(root, [("601", 2), ("602", 1)])
@@ -860,8 +862,8 @@ def test_after_a_sweep_whose_tasks_are_unaccounted_for_names_their_states(tmp_pa
 def test_an_accounting_record_of_a_job_not_yet_finished_decides_nothing(tmp_path, slurm):
     import json
 
-    from hpcx.provenance import ACCOUNTING
-    from hpcx.submission import after_job_ids
+    from hpcx.runs.provenance import ACCOUNTING
+    from hpcx.submit.submission import after_job_ids
 
     root = tmp_path / "runs"
     run = _run(root, {"scheduler": "slurm", "job_id": "140"})

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from hpcx.errors import HpcxError
-from hpcx.sweeps import parse_spec
+from hpcx.submit.sweeps import parse_spec
 
 
 @pytest.mark.parametrize("text, shown", [("[true]", "True"), ("[train.py, --flag, yes]", "True"),

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from hpcx.sweeps import SweepError, expand, fill_command, parse_spec
+from hpcx.submit.sweeps import SweepError, expand, fill_command, parse_spec
 
 
 def tasks(text: str):
@@ -25,11 +25,17 @@ def test_a_placeholder_nothing_defines_is_an_error_naming_it_and_the_defined_one
 
 
 def test_a_literal_brace_is_doubled_and_the_shells_braces_stay():
-    spec = parse_spec(yaml.safe_load(
-        "name: s\ncommand: [bash, -c, 'echo {{batch_size}} {lr} ${HOME} {{ {\"k\": 1}']\nparameters: {grid: {lr: [0.5]}}\n"
-    ))  # fmt: skip
+    spec = parse_spec(
+        yaml.safe_load(
+            "name: s\ncommand: [bash, -c, 'echo {{batch_size}} {lr} ${HOME} {{ {\"k\": 1}']\nparameters: {grid: {lr: [0.5]}}\n"
+        )
+    )
     (task,) = expand(spec)
-    assert fill_command(spec.command, task.to_dict()) == ["bash", "-c", 'echo {batch_size} 0.5 ${HOME} { {"k": 1}']
+    assert fill_command(spec.command, task.to_dict()) == [
+        "bash",
+        "-c",
+        'echo {batch_size} 0.5 ${HOME} { {"k": 1}',
+    ]
 
 
 GRID = "name: s\ncommand: [t, '{lr}', '{bs}']\nparameters: {grid: {lr: [0.1, 0.01]}, zip: {bs: [32, 64]}}\n"
@@ -53,7 +59,7 @@ def test_exclude_values_compare_as_the_grids_values_do():
 
 
 def test_the_smaller_array_limit_wins():
-    from hpcx.sweep_submit import max_array_size
+    from hpcx.submit.sweep_submit import max_array_size
 
     assert max_array_size(5000, {"MaxArraySize": 1001}) == 1001
     assert max_array_size(3, {"MaxArraySize": 1001}) == 3

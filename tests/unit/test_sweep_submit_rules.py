@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from hpcx.cli import main
-from hpcx.sweep_submit import check_queue, live_limits
-from hpcx.sweeps import SweepError
+from hpcx.submit.sweep_submit import check_queue, live_limits
+from hpcx.submit.sweeps import SweepError
 from tests.conftest import TESTBED_SITE
 
 ME = getpass.getuser()
@@ -456,8 +456,8 @@ def test_the_task_table_is_one_sorted_compact_line_per_task_and_the_spec_is_kept
 
 
 def test_a_large_task_table_reports_its_progress_every_thousand_tasks():
-    from hpcx.sweep_submit import task_table
-    from hpcx.sweeps import Task
+    from hpcx.submit.sweep_submit import task_table
+    from hpcx.submit.sweeps import Task
 
     done = []
     table = task_table([Task(i, f"i={i}", {"i": i}, 0) for i in range(3000)], done.append)
@@ -668,7 +668,7 @@ def test_the_sites_allowed_variables_reach_sbatch_and_no_others(cluster, hpcx, t
 
 def test_a_large_sweep_reports_its_progress_while_writing_the_task_table(cluster):
     from hpcx.site import load_site
-    from hpcx.sweep_submit import load_spec, prepare, submit_sweep
+    from hpcx.submit.sweep_submit import load_spec, prepare, submit_sweep
 
     spec, doc = load_spec(Path(write_spec(2500)))
     ps = prepare(spec, doc, load_site(str(TESTBED_SITE)), None)

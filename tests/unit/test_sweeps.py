@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from hpcx.sweeps import SweepError, chunks, expand, fill_command, parse_spec, task_env, task_seed
+from hpcx.submit.sweeps import SweepError, chunks, expand, fill_command, parse_spec, task_env, task_seed
 
 
 def spec(text: str):

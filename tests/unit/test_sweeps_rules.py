@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from hpcx.errors import UsageError
-from hpcx.sweeps import SweepError, chunks, expand, fill_command, parse_spec, read_task, task_env
+from hpcx.submit.sweeps import SweepError, chunks, expand, fill_command, parse_spec, read_task, task_env
 
 
 def spec(text: str):
@@ -237,7 +237,7 @@ def test_an_exclude_rule_must_name_swept_parameters(rule):
 
 
 def test_a_task_reads_its_own_row_of_the_table(tmp_path):
-    from hpcx.sweep_submit import task_table
+    from hpcx.submit.sweep_submit import task_table
 
     tasks = expand(spec("command: [t]\nparameters: {grid: {x: [a, b, c]}}\n"))
     table = tmp_path / "tasks.jsonl"

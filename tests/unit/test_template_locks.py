@@ -106,10 +106,17 @@ def test_a_user_template_cannot_stand_in_for_one_the_site_includes(hpcx, locked_
 
 @pytest.mark.parametrize("statement", ['{% set job = dict(job, qos="high") %}', '{% import "site-kind.sbatch.j2" as job %}',
                                        "{% macro run() %}x{% endmacro %}"])  # fmt: skip
-def test_a_top_level_statement_cannot_rebind_what_the_locked_header_reads(hpcx, locked_site, user_dir, statement):
+def test_a_top_level_statement_cannot_rebind_what_the_locked_header_reads(
+    hpcx, locked_site, user_dir, statement
+):
     kind = user_dir / "rebind.sbatch.j2"
-    kind.write_text(f'{{% extends "base.sbatch.j2" %}}\n{statement}\n{{% block launch %}}\necho hi\n{{% endblock %}}\n')
+    kind.write_text(
+        f'{{% extends "base.sbatch.j2" %}}\n{statement}\n{{% block launch %}}\necho hi\n{{% endblock %}}\n'
+    )
     proc = _render(hpcx, locked_site, "rebind")
     assert proc.returncode == 2, proc.stdout
-    assert f"template {kind}:2: a top-level" in proc.stderr and "locked block(s) header, environment" in proc.stderr
+    assert (
+        f"template {kind}:2: a top-level" in proc.stderr
+        and "locked block(s) header, environment" in proc.stderr
+    )
     assert "--qos" not in proc.stdout

@@ -500,7 +500,7 @@ def _write_accounting(run: Run, job_ids: list[str], rows: list[dict[str, str]]) 
 
 def _every_task_listed(job: dict[str, Any], rows: Sequence[dict[str, str]]) -> bool:
     """Whether sacct listed every array task of a sweep's chunks (``JOB_INDEX``); true for other jobs."""
-    from hpcx.sweeps import chunk_tasks
+    from hpcx.submit.sweeps import chunk_tasks
 
     listed = {r["JobID"] for r in rows}
     return all(f"{c['job_id']}_{i}" in listed for c, i, _ in chunk_tasks(job.get("chunks", [])))

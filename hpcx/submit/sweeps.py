@@ -170,7 +170,11 @@ def parse_spec(doc: Any) -> SweepSpec:
                                  "not text: YAML read true/false/yes/no/on/off/null (or an empty word) as a value",
                                  hint="quote the word to pass it as text, e.g. command: [\"true\"] or [train.py, "
                                       "--flag, \"yes\"]")  # fmt: skip
-    if not command or not isinstance(command, list) or not all(isinstance(c, (str, int, float)) for c in command):
+    if (
+        not command
+        or not isinstance(command, list)
+        or not all(isinstance(c, (str, int, float)) for c in command)
+    ):
         raise SweepError("the sweep spec needs a command: a list of words or one string",
                          hint='e.g. command: [python, train.py, --lr, "{lr}"]')  # fmt: skip
     spec = SweepSpec(
@@ -223,7 +227,9 @@ def _check(spec: SweepSpec) -> None:
         example = "e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}"
         if extra or not spec.random.get("params"):
             unknown = f" (not {', '.join(sorted(map(str, extra)))})" if extra else ""
-            raise SweepError(f"parameters.random needs draws (>= 1), params and optionally seed{unknown}", hint=example)
+            raise SweepError(
+                f"parameters.random needs draws (>= 1), params and optionally seed{unknown}", hint=example
+            )
         draws = spec.random.get("draws")
         if not _whole(draws) or draws < 1:
             raise SweepError(f"parameters.random.draws {draws!r} must be a whole number >= 1", hint=example)
@@ -383,7 +389,9 @@ def chunks(n_tasks: int, max_array_size: int) -> list[Chunk]:
 
 # A placeholder is {name}; {{ is a literal brace ({{name}} a literal {name}); ${name} is the shell's and other
 # braces ({"json": 1}) stay as written.
-_PLACEHOLDER = re.compile(r"\{\{(?P<literal>[A-Za-z_][A-Za-z0-9_]*)\}\}|\{\{|(?<!\$)\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
+_PLACEHOLDER = re.compile(
+    r"\{\{(?P<literal>[A-Za-z_][A-Za-z0-9_]*)\}\}|\{\{|(?<!\$)\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}"
+)
 TASK_FIELDS = ("seed", "task", "task_name")  # placeholders every task defines besides its parameters
 
 

@@ -137,7 +137,7 @@ def current_attempt(since: dict[int, float] | None, rank: int, last_t: float) ->
 def read_io_totals(
     profile_dir: str | os.PathLike[str], since: dict[int, float] | None = None
 ) -> dict[int, dict[str, dict[str, float]]]:
-    """Per rank, the I/O totals of ``io-rank-*.jsonl`` (hpcx.io.metrics): each process file's last record,
+    """Per rank, the I/O totals of ``io-rank-*.jsonl`` (hpcx.profiling.iometrics): each process file's last record,
     summed over the processes of a rank (its main process and its DataLoader workers). ``since``: per rank,
     the start of its last attempt; a process file last written before it (a requeued job's earlier attempt)
     is left out."""

@@ -1,4 +1,4 @@
-"""``python -m hpcx.freeport``: print a TCP port that is free on this host right now (for torchrun's rendezvous).
+"""``python -m hpcx.runtime.freeport``: print a TCP port that is free on this host right now (for torchrun's rendezvous).
 
 The port is found by binding port 0, so the operating system picks it; it is released before printing, so the
 caller should bind it soon. hpcx.runtime avoids even that gap by keeping its store bound (see runtime.dist).

@@ -122,7 +122,8 @@ def expand_log_pattern(pattern: str, fields: Mapping[str, str | None]) -> list[s
                 value = value.zfill(int(width)) if width and value.isdigit() else value
                 text.append(value)
                 regex.append(re.escape(value))
-            elif letter in "jJ":  # the job id, when only Slurm knows it; %J is jobid.stepid, the step Slurm's alone
+            # the job id, when only Slurm knows it; %J is jobid.stepid, the step Slurm's alone
+            elif letter in "jJ":
                 exact = False
                 j = fields.get("j")
                 if j is not None:

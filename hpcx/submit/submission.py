@@ -12,16 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from hpcx import __version__
-from hpcx.config import UserConfig, env_defaults, layered, origins
 from hpcx.errors import HpcxError, RejectedError, UsageError
 from hpcx.fsutil import atomic_write_json
-from hpcx.launchers import launch_argv
-from hpcx.preflight import check, check_array, choose_partition
 from hpcx.runs import Run, create_run, discard_run, record_job, write_file
-from hpcx.sbatch_script import parse_directives
 from hpcx.schedulers import get_scheduler
 from hpcx.schedulers.base import scrubbed_env
 from hpcx.site import Partition, Site
+from hpcx.site.config import UserConfig, env_defaults, layered, origins
 from hpcx.spec import (
     RESOURCE_FIELDS,
     ArraySpec,
@@ -33,6 +30,9 @@ from hpcx.spec import (
     parse_array,
     parse_count,
 )
+from hpcx.submit.launchers import launch_argv
+from hpcx.submit.preflight import check, check_array, choose_partition
+from hpcx.submit.sbatch_script import parse_directives
 from hpcx.templates import Rendered, Shell, quote, render
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -134,7 +134,8 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
         kind, kind_source = request.kind, "cli"
     if script_text is None and not request.command:
         raise UsageError(
-            "no command given", hint="put it after the kind and its options, e.g. hpcx submit serial python train.py"
+            "no command given",
+            hint="put it after the kind and its options, e.g. hpcx submit serial python train.py",
         )
     passed = _passed_options(values, sources) if script_text is not None else []
     if request.script is not None and "name" not in values:  # sbatch's default: the script's file name (the
@@ -480,14 +481,14 @@ def log_patterns(prep: Prepared, run_dir: Path, workdir: Path) -> tuple[str, str
 
 
 def _provenance(workdir: Path, run: Run, prep: Prepared) -> dict[str, Any]:
-    from hpcx import provenance  # only submissions need it: render and --dry-run stay fast
+    from hpcx.runs import provenance  # only submissions need it: render and --dry-run stay fast
 
     return provenance.collect(workdir, run.dir, prep.site, inputs=prep.inputs)
 
 
 def manifest(prep: Prepared, run: Run, template: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The provenance record of a run: what was asked, what was resolved (with sources), where it ran from
-    (git, Python packages, modules, Slurm, the redacted environment, input fingerprints: see hpcx.provenance)."""
+    (git, Python packages, modules, Slurm, the redacted environment, input fingerprints: see hpcx.runs.provenance)."""
     import platform  # submit only: keeps render and --dry-run light
 
     resolved = {k: {"value": v, "source": prep.sources[k]} for k, v in asdict(prep.spec.resources).items()}
@@ -523,8 +524,10 @@ def submit(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
     """Create the run directory, write script and manifest, submit; on failure leave nothing behind."""
     scheduler = get_scheduler(prep.site.scheduler)
     if prep.site.scheduler != "slurm" and any(f == "--dependency" for f, _ in prep.directives):
-        raise UsageError("--after a run that has not finished needs a Slurm site",
-                         hint="the local backend runs jobs at once, in order: submit when it has finished")
+        raise UsageError(
+            "--after a run that has not finished needs a Slurm site",
+            hint="the local backend runs jobs at once, in order: submit when it has finished",
+        )
     if not workdir.is_dir():
         raise UsageError(f"working directory {str(workdir)!r} does not exist",
                          hint="jobs run where they were submitted from: create it or submit from elsewhere")  # fmt: skip
@@ -585,7 +588,8 @@ def after_job_ids(root: Path, keys: tuple[str, ...] | list[str]) -> tuple[str, .
 def _waits_for(root: Path, key: str) -> list[str]:
     from hpcx.runs import find_run
 
-    if key.isdigit():  # a job id: of a run, else any job Slurm knows; never a run id prefix (20261207 is both)
+    # a job id: of a run, else any job Slurm knows; never a run id prefix (20261207 is both)
+    if key.isdigit():
         run = _run_of_job(root, key)
         if run is None:
             return _waits_for_job(key)
@@ -617,7 +621,7 @@ def _run_of_job(root: Path, job_id: str) -> Run | None:
 
 def _outcome(run: Run) -> Any:
     """The run's job state (a JobState-like object with state, exit_code, finished), or None when unknown."""
-    from hpcx.provenance import ACCOUNTING
+    from hpcx.runs.provenance import ACCOUNTING
     from hpcx.schedulers import JobRef
     from hpcx.schedulers.base import JobState
 
@@ -633,7 +637,9 @@ def _outcome(run: Run) -> Any:
 
         summary = summarize_accounting(read_json(acct_path))
         if summary and summary.get("finished"):
-            return JobState(job_id, summary["state"], exit_code=summary["exit_code"], source="accounting.json")
+            return JobState(
+                job_id, summary["state"], exit_code=summary["exit_code"], source="accounting.json"
+            )
     return None
 
 
@@ -667,19 +673,21 @@ def _array_waits(run: Run, job_id: str, state: Any) -> list[str]:
     failed (and was retried, or the sweep would have been refused): afterok on that array would never hold, so
     its tasks that have not ended are waited for one by one (afterok:JOB_INDEX), the retry by its own array."""
     from hpcx.schedulers import FINISHED_STATES
-    from hpcx.sweep_submit import FAILED_STATES
-    from hpcx.sweeps import chunk_tasks
+    from hpcx.submit.sweep_submit import FAILED_STATES
+    from hpcx.submit.sweeps import chunk_tasks
 
     own = state.task_states or {}
     if not any(s in FAILED_STATES for s in own.values()):
         return [job_id]
     chunks = [c for c in run.job["chunks"] if str(c["job_id"]) == job_id]
-    return [f"{job_id}_{i}" for _, i, _ in chunk_tasks(chunks) if own.get(i, "PENDING") not in FINISHED_STATES]
+    return [
+        f"{job_id}_{i}" for _, i, _ in chunk_tasks(chunks) if own.get(i, "PENDING") not in FINISHED_STATES
+    ]
 
 
 def _waits_for_sweep(run: Run, key: str) -> list[str]:
     from hpcx.schedulers import JobRef
-    from hpcx.sweep_submit import FAILED_STATES, task_states
+    from hpcx.submit.sweep_submit import FAILED_STATES, task_states
 
     per_task = task_states(run)
     failed = sorted({s for s in per_task.values() if s in FAILED_STATES})

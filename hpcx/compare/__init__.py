@@ -1,5 +1,5 @@
 """`hpcx compare`: runs (or a sweep's tasks) grouped by their parameters, seeds as replicates, one metric per
-replicate, and the statistics of hpcx.stats over the groups. Reads run directories only; prints or writes.
+replicate, and the statistics of hpcx.compare.stats over the groups. Reads run directories only; prints or writes.
 
 A replicate is one sweep task (its row of tasks.jsonl) or one single run (its manifest's ``--set`` variables).
 Its parameters, minus the replicate keys (seed, repeat, rep), name its group. Its value is a metric logged by
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hpcx import stats
+from hpcx.compare import stats
 from hpcx.errors import UsageError
 from hpcx.reports.terminal import count as _count
 from hpcx.runs import Run
@@ -134,7 +134,7 @@ def metric_unit(metric: str) -> str | None:
 
 def metrics_file(rep: Replicate) -> Path:
     """Rank 0's metrics file of the run, or of the sweep task."""
-    from hpcx.records import rank_file
+    from hpcx.rundir.records import rank_file
 
     base = rep.run.dir / "metrics"
     return rank_file(base / f"task-{rep.task:05d}" if rep.task is not None else base, 0)
@@ -143,7 +143,7 @@ def metrics_file(rep: Replicate) -> Path:
 def logged_values(rep: Replicate, name: str) -> tuple[list[float], set[str]]:
     """Rank 0's values of ``name`` in logging order, one per step (a step logged again after a resume keeps
     its latest value), and every metric name rank 0 logged (for the error when ``name`` is not among them)."""
-    from hpcx.records import read_records
+    from hpcx.rundir.records import read_records
 
     path = metrics_file(rep)
     by_step: dict[Any, float] = {}
@@ -262,7 +262,7 @@ def replicate_states(run: Run, reps: Sequence[Replicate]) -> dict[int | None, st
     slurm: dict[int, str] = {}
     if run.job.get("chunks"):
         from hpcx.errors import HpcxError
-        from hpcx.sweep_submit import task_states
+        from hpcx.submit.sweep_submit import task_states
 
         try:
             slurm = task_states(run)

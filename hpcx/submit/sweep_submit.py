@@ -14,15 +14,15 @@ from typing import Any
 import yaml
 
 from hpcx import _proc
-from hpcx.config import UserConfig
 from hpcx.errors import CommandError, HpcxError, UsageError
 from hpcx.fsutil import YamlError, atomic_write, atomic_write_json, load_yaml
-from hpcx.preflight import SLURM_DEFAULT_MAX_ARRAY_SIZE
 from hpcx.runs import Run, create_run, discard_run, job_refs, record_job
 from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler
 from hpcx.schedulers.base import scrubbed_env
-from hpcx.submission import Prepared, Request, manifest, render_script, resolve
-from hpcx.sweeps import Chunk, SweepError, SweepSpec, Task, chunk_tasks, chunks, expand, parse_spec
+from hpcx.site.config import UserConfig
+from hpcx.submit.preflight import SLURM_DEFAULT_MAX_ARRAY_SIZE
+from hpcx.submit.submission import Prepared, Request, manifest, render_script, resolve
+from hpcx.submit.sweeps import Chunk, SweepError, SweepSpec, Task, chunk_tasks, chunks, expand, parse_spec
 
 RESOURCE_KEYS = {"partition", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node", "mem", "time",
                  "account", "qos", "name"}  # fmt: skip
@@ -56,10 +56,11 @@ def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any]]:
 def prepare(spec: SweepSpec, doc: dict[str, Any], site: Any, user: UserConfig | None,
             max_parallel: int | None = None) -> PreparedSweep:  # fmt: skip
     """Resolve and check the sweep's job like `hpcx submit`, expand its tasks and split them into arrays."""
-    from hpcx.sweeps import check_max_parallel
+    from hpcx.submit.sweeps import check_max_parallel
 
     if max_parallel is not None:
-        check_max_parallel("--max-parallel", max_parallel, UsageError)  # an option: exit 2, as click's own checks
+        # an option: exit 2, as click's own checks
+        check_max_parallel("--max-parallel", max_parallel, UsageError)
     unknown = set(spec.resources) - RESOURCE_KEYS
     if unknown:
         raise SweepError(f"unknown resource(s) {', '.join(sorted(unknown))} in the sweep spec",
@@ -87,7 +88,7 @@ def max_array_size(site_limit: int | None, limits: dict[str, Any]) -> int:
 
 def _no_placeholders(spec: SweepSpec) -> None:
     """Resources are the job array's, one set for all its tasks: a placeholder there cannot vary per task."""
-    from hpcx.sweeps import placeholders
+    from hpcx.submit.sweeps import placeholders
 
     for key, value in spec.resources.items():
         used = placeholders(str(value))
@@ -196,8 +197,16 @@ def submit_sweep(ps: PreparedSweep, workdir: Path, root: Path,
         )
         doc["sweep"] = _sweep_record(ps, run, table)
         atomic_write_json(run.dir / "manifest.json", doc)
-        _submit_chunks(scheduler, script, run, ps.chunks, ps.max_parallel, out=submitted,
-                       allow_env=ps.prep.site.allow_env, cwd=workdir)
+        _submit_chunks(
+            scheduler,
+            script,
+            run,
+            ps.chunks,
+            ps.max_parallel,
+            out=submitted,
+            allow_env=ps.prep.site.allow_env,
+            cwd=workdir,
+        )
     except (HpcxError, OSError, KeyboardInterrupt):
         if submitted:
             scheduler.cancel([JobRef(c["job_id"], run.dir) for c in submitted])

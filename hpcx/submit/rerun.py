@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcx import __version__, _proc
-from hpcx.config import UserConfig
 from hpcx.errors import CommandError, RejectedError, UsageError
 from hpcx.runs import Run
 from hpcx.site import Site
-from hpcx.submission import Prepared, Request, after_job_ids, resolve, with_profile
+from hpcx.site.config import UserConfig
+from hpcx.submit.submission import Prepared, Request, after_job_ids, resolve, with_profile
 
 if TYPE_CHECKING:
-    from hpcx.sweep_submit import PreparedSweep
+    from hpcx.submit.sweep_submit import PreparedSweep
 
 _OPTION = {"time_min": "time", "mem_mb": "mem"}
 
@@ -38,7 +38,7 @@ def plan(run: Run, site: Site, user: UserConfig | None, root: Path, *, failed: b
     script), resources, --array, named resources (-r), --set variables, --profile, inputs, command and --after
     (decided again from each upstream run's outcome); a sweep as the same sweep (its task table), or with
     ``failed`` only its tasks that did not succeed."""
-    from hpcx.sweep_submit import submission_dir
+    from hpcx.submit.sweep_submit import submission_dir
 
     submission_dir(run)  # the job runs where it was submitted from: refused when that is gone
     if "sweep" in run.manifest:
@@ -131,8 +131,8 @@ def _sweep_plan(run: Run, site: Site, user: UserConfig | None, failed: bool) -> 
     """The sweep again from the run's sweep.yaml (command, resources, variables) and its task table (the
     same tasks, names, parameters and seeds; with ``failed``, only the tasks that did not succeed, numbered
     from 0 in the new run)."""
-    from hpcx.sweep_submit import FAILED_STATES, load_spec, prepare, task_states
-    from hpcx.sweeps import Task, chunks
+    from hpcx.submit.sweep_submit import FAILED_STATES, load_spec, prepare, task_states
+    from hpcx.submit.sweeps import Task, chunks
 
     m = _manifest(run)
     spec_path = run.dir / "sweep.yaml"
@@ -188,7 +188,7 @@ def differences(run: Run, site: Site) -> list[str]:
 def _git_differences(run: Run, workdir: Path) -> list[str]:
     """The working tree against the run's: its commit, its uncommitted changes to tracked files (the run's
     git.diff against `git diff HEAD` now) and its untracked files (names only: their contents are not kept)."""
-    from hpcx.provenance import GIT_DIFF, GIT_UNTRACKED, working_tree
+    from hpcx.runs.provenance import GIT_DIFF, GIT_UNTRACKED, working_tree
 
     old = run.manifest.get("git") or {}
     if not old.get("commit"):
@@ -235,7 +235,7 @@ def _untracked_differences(listing: Path, old: dict[str, Any], now: list[str]) -
 
 
 def _input_differences(m: dict[str, Any], workdir: Path) -> list[str]:
-    from hpcx.provenance import fingerprint, resolve_input
+    from hpcx.runs.provenance import fingerprint, resolve_input
 
     out = []
     for old in m.get("inputs", []):
@@ -253,9 +253,9 @@ def _input_differences(m: dict[str, Any], workdir: Path) -> list[str]:
 
 
 def _environment_differences(m: dict[str, Any]) -> list[str]:
-    """Loaded modules and the Slurm version, as hpcx.provenance.collect recorded them (manifest ``modules``
+    """Loaded modules and the Slurm version, as hpcx.runs.provenance.collect recorded them (manifest ``modules``
     and ``slurm``), against now."""
-    from hpcx.provenance import loaded_modules
+    from hpcx.runs.provenance import loaded_modules
 
     out = []
     old_modules = (m.get("modules") or {}).get("loaded")

@@ -1,0 +1,1 @@
+"""The run directory: the contract between the login side and the job (stdlib only)."""
