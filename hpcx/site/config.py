@@ -20,7 +20,6 @@ from hpcx.spec import Origin
 # Request values a user may default; HPCX_<NAME> in the environment sets each one.
 DEFAULT_KEYS = ("kind", "partition", "time", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node",
                 "mem", "account", "qos")  # fmt: skip
-LAYERS = ("cli", "env", "user", "site", "default")
 
 USER_SCHEMA: dict[str, Any] = {
     "type": "object",
