@@ -34,6 +34,7 @@ from typing import Any
 
 from hpcx.errors import RuntimeFailure, UsageError
 from hpcx.profiling import iometrics as metrics
+from hpcx.runtime.collective import Collective
 
 LAYOUT_ENV = "HPCX_HDF5_LAYOUT"
 LAYOUTS = ("auto", "mpio", "per-rank")
@@ -148,51 +149,9 @@ def _transfer_mode() -> str:
 # --- ranks ---------------------------------------------------------------------------------------------------
 
 
-class _Ranks:
-    """The communicator, or this process alone: the few collectives the writer needs."""
-
-    def __init__(self, comm: Any) -> None:
-        self.comm = comm
-        if comm is not None:
-            self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        else:
-            from hpcx.runtime.rankenv import detect
-
-            env = detect()
-            self.rank, self.size = env.rank, env.size
-
-    def allgather(self, obj: Any) -> list[Any]:
-        if self.comm is None:
-            if self.size > 1:
-                raise AssertionError("allgather without a communicator")  # callers check; a bug if reached
-            return [obj]
-        return self.comm.allgather(obj)
-
-    def bcast(self, obj: Any) -> Any:
-        return obj if self.comm is None else self.comm.bcast(obj, root=0)
-
-    def barrier(self) -> None:
-        if self.comm is not None:
-            self.comm.Barrier()
-
-    def agree(self, error: BaseException | None, what: str) -> None:
-        """Raise on every rank when any rank failed, naming the first failing rank and its error."""
-        if self.comm is None:
-            if error is not None:
-                raise error
-            return
-        errors = self.comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
-        failed = [(r, e) for r, e in enumerate(errors) if e is not None]
-        if failed:
-            rank, message = failed[0]
-            if error is not None and rank == self.rank and isinstance(error, (UsageError, RuntimeFailure)):
-                raise error
-            raise RuntimeFailure(f"{what} failed on rank {rank} of {self.size}: {message}")
-
-
-def _token(ranks: _Ranks) -> str:
+def _token(ranks: Collective) -> str:
     """A name shared by every rank of this attempt, distinct from any other attempt's."""
-    if ranks.comm is not None:
+    if ranks.connected:
         return ranks.bcast(uuid.uuid4().hex[:12] if ranks.rank == 0 else None)
     if ranks.size == 1:
         return f"p{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -205,7 +164,7 @@ def _token(ranks: _Ranks) -> str:
     return "j" + ".".join(parts)
 
 
-def _choose_layout(requested: str, ranks: _Ranks) -> tuple[str, str]:
+def _choose_layout(requested: str, ranks: Collective) -> tuple[str, str]:
     import h5py
 
     if requested not in LAYOUTS:
@@ -216,14 +175,14 @@ def _choose_layout(requested: str, ranks: _Ranks) -> tuple[str, str]:
     has_mpi = bool(h5py.get_config().mpi)
     if requested == "per-rank":
         return "per-rank", "asked for"
-    if ranks.comm is not None and getattr(ranks.comm, "is_mpi", True) is False:
+    if ranks.connected and not ranks.is_mpi:
         if requested == "mpio":
             raise UsageError(
                 "layout 'mpio' needs an MPI communicator, and this job runs without MPI",
                 hint="install mpi4py and launch with srun --mpi=pmix or mpirun, or use layout='auto'",
             )
         return "per-rank", "no MPI in this job (torch.distributed only)"
-    if ranks.comm is None:
+    if not ranks.connected:
         if ranks.size == 1:
             return "serial", "one process, no communicator"
         if requested == "mpio":
@@ -285,7 +244,7 @@ def _write_failed(path: Path, what: str, exc: BaseException) -> RuntimeFailure:
 class SharedFile:
     """One HDF5 file written by every rank. Create it with :func:`create`; every method is collective."""
 
-    def __init__(self, path: Path, ranks: _Ranks, layout: str, reason: str, fs: FsInfo, *,
+    def __init__(self, path: Path, ranks: Collective, layout: str, reason: str, fs: FsInfo, *,
                  alignment: int | None, stripe_count: int | None, stripe_size: int | None) -> None:  # fmt: skip
         import h5py
 
@@ -318,7 +277,7 @@ class SharedFile:
             ranks.barrier()
             try:
                 self._file = h5py.File(
-                    self._tmp, "w", driver="mpio", comm=ranks.comm, info=_mpi_info(fs), **kwargs
+                    self._tmp, "w", driver="mpio", comm=ranks.mpi_comm, info=_mpi_info(fs), **kwargs
                 )
             except OSError as exc:
                 error = exc
@@ -521,7 +480,7 @@ class SharedFile:
         """Set attributes of ``obj`` (the file root by default) collectively: rank 0's values win, so every
         rank writes identical metadata, as parallel HDF5 requires."""
         self._check_open()
-        if self._ranks.comm is not None:  # without one, only rank 0's values reach the stitched file anyway
+        if self._ranks.connected:  # without one, only rank 0's values reach the stitched file anyway
             attrs = self._ranks.bcast(attrs if self.rank == 0 else None)
         if self.layout == "per-rank":
             self._attrs.setdefault(obj, {}).update(attrs)
@@ -625,14 +584,14 @@ class SharedFile:
 
     def _agree_or_raise(self, error: BaseException | None, what: str) -> None:
         """With a communicator every rank raises when one failed; without one, each rank speaks for itself."""
-        if self._ranks.comm is not None:
+        if self._ranks.connected:
             self._ranks.agree(error, what)
         elif error is not None:
             raise error
 
     def _wait_for_parts(self, timeout_s: float | None = None) -> None:
         """Without MPI, rank 0 learns that the others are done from their renamed part files."""
-        if self._ranks.comm is not None:
+        if self._ranks.connected:
             return
         limit = (
             timeout_s if timeout_s is not None else float(os.environ.get("HPCX_HDF5_PART_TIMEOUT_S", "600"))
@@ -806,7 +765,7 @@ def create(path: str | os.PathLike[str], comm: Any = None, *, layout: str | None
         raise UsageError(
             f"cannot create {target}: {target.parent} is not a directory", hint="create it first"
         )
-    ranks = _Ranks(comm)
+    ranks = Collective.of(comm)
     requested = layout or os.environ.get(LAYOUT_ENV) or "auto"
     chosen, reason = _choose_layout(requested, ranks)
     fs = fs_info(target.parent)

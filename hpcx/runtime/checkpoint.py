@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import hpcx
 from hpcx.errors import RuntimeFailure, UsageError
 from hpcx.fsutil import atomic_write, atomic_write_json, fsync_dir
+from hpcx.runtime.collective import Collective
 from hpcx.runtime.seeds import capture_rng_state, restore_rng_state
 
 log = logging.getLogger("hpcx.checkpoint")
@@ -80,24 +81,15 @@ class Loaded(NamedTuple):
 # ---------------------------------------------------------------- ranks
 
 
-class _Group:
-    """The few collectives a checkpoint needs, over ctx.comm (mpi4py), or trivial for a single process."""
-
-    def __init__(self, ctx: Any) -> None:
-        self.comm = getattr(ctx, "comm", None)
-        self.rank = int(getattr(ctx, "rank", 0))
-        self.size = int(getattr(ctx, "size", 1))
-        if self.comm is None and self.size > 1:
-            raise UsageError(
-                f"a Checkpointer for {self.size} ranks needs the MPI communicator, but ctx.comm is None",
-                hint="pass the Context that hpcx.runtime.init() returned",
-            )
-
-    def bcast(self, obj: Any) -> Any:
-        return obj if self.comm is None else self.comm.bcast(obj, root=0)
-
-    def allgather(self, obj: Any) -> list[Any]:
-        return [obj] if self.comm is None else self.comm.allgather(obj)
+def _ranks_of(ctx: Any) -> Collective:
+    """The ranks of ``ctx`` that share the checkpoints: over ctx.comm, or this process alone."""
+    ranks = Collective.of_context(ctx)
+    if not ranks.connected and ranks.size > 1:
+        raise UsageError(
+            f"a Checkpointer for {ranks.size} ranks needs the MPI communicator, but ctx.comm is None",
+            hint="pass the Context that hpcx.runtime.init() returned",
+        )
+    return ranks
 
 
 # ---------------------------------------------------------------- writing one file
@@ -394,7 +386,7 @@ class Checkpointer:
             raise UsageError(f"keep must be a positive number of steps or None, not {keep!r}")
         self.root = Path(root)
         self.keep = keep
-        self._group = _Group(ctx)
+        self._group = _ranks_of(ctx)
         self._pending: _Pending | None = None
         self._deleter: threading.Thread | None = None  # rank 0: removes rotated steps off the critical path
         self._deleting: list[Path] = []

@@ -3,8 +3,8 @@
 Without MPI (mpi4py missing, a torchrun launch, or ``HPCX_MPI=0``) torch.distributed comes up alone: rank 0's
 address from the step's first node (resolved to an IP here, so no rank depends on a name resolving elsewhere)
 and the port Slurm reserved for the step (``SLURM_STEP_RESV_PORTS``, from ``srun --resv-ports=1``). The
-context's ``comm`` is then a :class:`TorchComm`, which offers the few mpi4py calls hpcx uses over a gloo group, so
-checkpoints, preemption and the HDF5 writer work the same either way.
+context's ``comm`` is then a :class:`~hpcx.runtime.collective.TorchComm`, which offers the few mpi4py calls hpcx
+uses over a gloo group, so checkpoints, preemption and the HDF5 writer work the same either way.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcx.errors import RuntimeFailure
+from hpcx.runtime.collective import TorchComm
 from hpcx.runtime.rankenv import detect
 
 CONNECT_TIMEOUT_S = 15.0  # the rendezvous reachability check: a reachable address answers in milliseconds
@@ -38,50 +39,6 @@ class Context:
     torch_backend: str | None = None
     master_addr: str | None = None
     master_port: int | None = None
-
-
-class TorchComm:
-    """The subset of an mpi4py communicator that hpcx uses (Get_rank, Get_size, bcast, allgather, Barrier,
-    Abort, any_true), over a torch.distributed gloo group: the communicator of a job without MPI."""
-
-    is_mpi = False
-
-    def __init__(self, group: Any = None) -> None:
-        import torch.distributed as dist
-
-        self._dist, self.group = dist, group
-        self._rank, self._size = dist.get_rank(), dist.get_world_size()
-
-    def Get_rank(self) -> int:  # noqa: N802 - mpi4py's spelling, so callers need not care which they hold
-        return self._rank
-
-    def Get_size(self) -> int:  # noqa: N802
-        return self._size
-
-    def bcast(self, obj: Any, root: int = 0) -> Any:
-        box = [obj]
-        self._dist.broadcast_object_list(box, src=root, group=self.group)
-        return box[0]
-
-    def allgather(self, obj: Any) -> list[Any]:
-        out: list[Any] = [None] * self._size
-        self._dist.all_gather_object(out, obj, group=self.group)
-        return out
-
-    def any_true(self, flag: bool) -> bool:
-        import torch
-
-        t = torch.tensor([1 if flag else 0], dtype=torch.int32)
-        self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX, group=self.group)
-        return bool(t.item())
-
-    def Barrier(self) -> None:  # noqa: N802
-        self._dist.barrier(group=self.group)
-
-    def Abort(self, code: int = 1) -> None:  # noqa: N802
-        """No MPI to take the others down: exit now; srun --kill-on-bad-exit ends the rest of the step."""
-        sys.stderr.flush()
-        os._exit(code)
 
 
 def mpi_wanted() -> bool:

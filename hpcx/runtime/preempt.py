@@ -17,6 +17,7 @@ from typing import Any
 
 from hpcx import _proc
 from hpcx.errors import CommandError
+from hpcx.runtime.collective import Collective
 
 DEFAULT_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 DEFAULT_MAX_RESTARTS = 5
@@ -74,13 +75,9 @@ def should_stop(state: Preemption, comm: Any = None, *, step: int | None = None,
     if step is not None and every > 1 and step % every:
         return False
     local = state.requested
-    if comm is None or comm.Get_size() == 1:
+    if comm is None:
         return local
-    if hasattr(comm, "any_true"):  # hpcx.runtime.dist.TorchComm: a job without MPI
-        return comm.any_true(local)
-    from mpi4py import MPI
-
-    return bool(comm.allreduce(local, op=MPI.LOR))
+    return Collective(comm).any_true(local)
 
 
 def requeue(
@@ -99,25 +96,29 @@ def requeue(
     )
     restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
     job_id = os.environ.get("SLURM_JOB_ID")
-    if comm is not None:
-        comm.Barrier()  # every rank finished saving before anyone asks for the requeue
-    rank = comm.Get_rank() if comm is not None else 0
+    ranks = Collective(comm)
+    ranks.barrier()  # every rank finished saving before anyone asks for the requeue
     if job_id is None:
-        if rank == 0:
+        if ranks.rank == 0:
             say("hpcx: stopping: not a Slurm job, so nothing to requeue; run again to resume")
         return False
     if restarts >= cap:
-        if rank == 0:
+        if ranks.rank == 0:
             say(f"hpcx: not requeuing job {job_id}: it restarted {restarts} times (HPCX_MAX_RESTARTS={cap})")
         return False
-    if rank == 0:
-        say(f"hpcx: requeuing job {job_id} (restart {restarts + 1} of at most {cap})")
-        try:
-            _proc.run(["scontrol", "requeue", job_id], timeout_s=30)
-        except CommandError as exc:
-            # Most often the job is being requeued or cancelled already (an admin's `scontrol requeue`, or a
-            # preemption): the checkpoint is saved, so nothing is lost either way.
-            say(f"hpcx: could not requeue job {job_id} ({exc}); if it is already being requeued or cancelled, "
-                "the saved checkpoint is where it resumes")  # fmt: skip
-            return False
+    return ranks.rank != 0 or _ask_slurm_to_requeue(job_id, f"restart {restarts + 1} of at most {cap}", say)
+
+
+def _ask_slurm_to_requeue(job_id: str, which: str, say: Callable[[str], None]) -> bool:
+    say(f"hpcx: requeuing job {job_id} ({which})")
+    try:
+        _proc.run(["scontrol", "requeue", job_id], timeout_s=30)
+    except CommandError as exc:
+        # Most often the job is being requeued or cancelled already (an admin's `scontrol requeue`, or a
+        # preemption): the checkpoint is saved, so nothing is lost either way.
+        say(
+            f"hpcx: could not requeue job {job_id} ({exc}); if it is already being requeued or cancelled, "
+            "the saved checkpoint is where it resumes"
+        )
+        return False
     return True
