@@ -22,9 +22,10 @@ from pathlib import Path
 from hpcx.errors import UsageError
 from hpcx.profiling.sampler import EDGE_EVERY_S, Sampler
 from hpcx.profiling.sources import node_sources, tree_pids
-from hpcx.rundir.records import RecordWriter, node_file, rank_file
+from hpcx.rundir import layout
+from hpcx.rundir.records import RecordWriter
+from hpcx.rundir.tasks import fill_command, read_task, task_env
 from hpcx.runtime.rankenv import RankEnv, detect
-from hpcx.submit.sweeps import fill_command, read_task, task_env
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT)
 
@@ -65,8 +66,7 @@ def _profile_dir(args: argparse.Namespace) -> Path | None:
     run_dir = os.environ.get("HPCX_RUN_DIR")
     if not run_dir:
         return None
-    base = Path(run_dir) / "profile"
-    return base / f"task-{args.task_id:05d}" if args.task_id is not None else base
+    return layout.profile_dir(run_dir, args.task_id)
 
 
 def _start_record(
@@ -93,11 +93,12 @@ def _start_sampler(profile_dir: Path, rank: RankEnv, child_pid: int, command: li
     have a rank 0); the node's lowest local rank also collects the node's sensors, into a node file of its own
     job step (two concurrent sruns on a node each have a local rank 0)."""
     step = step_id()
-    writer = RecordWriter(rank_file(profile_dir, rank.rank, step), line_flush=False)  # synced every 5 s
+    # line_flush=False: synced every 5 s by the sampler
+    writer = RecordWriter(layout.rank_file(profile_dir, rank.rank, step), line_flush=False)
     writer.write(_start_record(rank, child_pid, command, interval_s, step))
     node_writer = None
     if rank.local_rank == 0:
-        node_writer = RecordWriter(node_file(profile_dir, rank.node, step), line_flush=False)
+        node_writer = RecordWriter(layout.node_file(profile_dir, rank.node, step), line_flush=False)
         node_writer.write({"type": "start", "t": time.time(), "node": rank.node, "host": socket.gethostname(),
                            "rank": rank.rank, "job_id": rank.job_id, "step": step, "attempt": rank.attempt,
                            "interval_s": interval_s, "edge_s": edge_s})  # fmt: skip

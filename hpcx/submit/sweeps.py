@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcx.errors import UsageError
+from hpcx.rundir.tasks import TASK_FIELDS, fill_command, placeholders, read_task, task_env
+
+# The task table lives in hpcx.rundir.tasks (the job reads it too); its names stay importable from here.
+__all__ = ["TASK_FIELDS", "fill_command", "placeholders", "read_task", "task_env"]
 
 SPEC_KEYS = {"version", "name", "kind", "resources", "command", "parameters", "exclude", "max_parallel", "seed",
              "variables", "inputs"}  # fmt: skip
@@ -250,10 +254,10 @@ def _check_placeholders(command: list[str], defined: list[str]) -> None:
     """Every ``{name}`` of the command names a parameter or a task field: a typo would otherwise reach every
     task as written."""
     for word in command:
-        for m in _PLACEHOLDER.finditer(word):
-            if m.group("name") and m.group("name") not in defined:
+        for name in placeholders(word):
+            if name not in defined:
                 raise SweepError(
-                    f"command word {word!r} uses {{{m.group('name')}}}, which no parameter defines",
+                    f"command word {word!r} uses {{{name}}}, which no parameter defines",
                     hint=f"defined: {', '.join('{' + n + '}' for n in defined)}; "
                     "write {{ for a literal brace ({{name}} gives {name})",
                 )
@@ -385,55 +389,3 @@ def chunk_tasks(recorded: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any]
 def chunks(n_tasks: int, max_array_size: int) -> list[Chunk]:
     """Split ``n_tasks`` into arrays whose indices stay below ``max_array_size`` (Slurm's MaxArraySize)."""
     return [Chunk(o, min(max_array_size, n_tasks - o)) for o in range(0, n_tasks, max_array_size)]
-
-
-# A placeholder is {name}; {{ is a literal brace ({{name}} a literal {name}); ${name} is the shell's and other
-# braces ({"json": 1}) stay as written.
-_PLACEHOLDER = re.compile(
-    r"\{\{(?P<literal>[A-Za-z_][A-Za-z0-9_]*)\}\}|\{\{|(?<!\$)\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}"
-)
-TASK_FIELDS = ("seed", "task", "task_name")  # placeholders every task defines besides its parameters
-
-
-def fill_command(command: list[str], task: dict[str, Any]) -> list[str]:
-    """Replace ``{name}`` in each word by the task's parameter (or ``{seed}``, ``{task}``, ``{task_name}``) and
-    ``{{`` by ``{``; the spec was checked for unknown names at submission, so any left stay as written."""
-    values = {**task["params"], "seed": task["seed"], "task": task["task"], "task_name": task["name"]}
-
-    def one(m: re.Match[str]) -> str:
-        if m.group("literal"):
-            return "{" + m.group("literal") + "}"
-        if m.group("name") is None:
-            return "{"
-        return str(values[m.group("name")]) if m.group("name") in values else m.group(0)
-
-    return [_PLACEHOLDER.sub(one, w) for w in command]
-
-
-def placeholders(text: str) -> list[str]:
-    """The ``{name}`` placeholders of ``text`` (not literal ``{{name}}`` nor the shell's ``${name}``)."""
-    return [m.group("name") for m in _PLACEHOLDER.finditer(text) if m.group("name")]
-
-
-def read_task(table: str, task_id: int) -> dict[str, Any]:
-    """Row ``task_id`` of a task table (line N is task N); raise UsageError when the table has no such row."""
-    import json
-
-    with open(table, encoding="utf-8") as fh:
-        for number, line in enumerate(fh):
-            if number == task_id:
-                row = json.loads(line)
-                if row.get("task") != task_id:
-                    raise UsageError(f"task table {table} line {task_id} holds task {row.get('task')}")
-                return row
-    raise UsageError(f"task table {table} has no task {task_id}")
-
-
-def task_env(row: dict[str, Any]) -> dict[str, str]:
-    """The environment a task sees: HPCX_TASK_ID, HPCX_TASK_NAME, HPCX_SEED and HPCX_PARAM_<NAME>."""
-    import json
-
-    env = {"HPCX_TASK_ID": str(row["task"]), "HPCX_TASK_NAME": row["name"], "HPCX_SEED": str(row["seed"])}
-    for k, v in row["params"].items():
-        env[f"HPCX_PARAM_{k.upper()}"] = v if isinstance(v, str) else json.dumps(v)
-    return env
