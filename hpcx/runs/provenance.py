@@ -29,8 +29,8 @@ from hpcx.io.info import inspect as inspect_hdf5
 from hpcx.io.info import is_hdf5
 from hpcx.runs import Run
 from hpcx.runs import job_ids as _job_ids  # a sweep's arrays too: each is accounted for
+from hpcx.schedulers import slurm
 from hpcx.schedulers.base import FINISHED_STATES
-from hpcx.schedulers.slurm import QUERY_TIMEOUT_S
 from hpcx.site import Site
 
 # Side files in the run directory, next to manifest.json.
@@ -47,7 +47,7 @@ EDGE_BYTES = 16 << 20
 HDF5_SUMMARY_KEYS = ("path", "shape", "dtype", "layout", "chunks")
 HDF5_DATASETS_SHOWN = 200  # a file of thousands of datasets lists the first ones (the fingerprint covers all)
 GIT_TIMEOUT_S = 10.0
-SLURM_TIMEOUT_S = min(QUERY_TIMEOUT_S, 10.0)
+SLURM_TIMEOUT_S = min(slurm.QUERY_TIMEOUT_S, 10.0)
 
 # Anywhere in a variable's name, any case. Over-matching (SSH_AUTH_SOCK, GIT_AUTHOR_NAME) only loses a value.
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
@@ -307,13 +307,11 @@ def slurm_state() -> dict[str, Any]:
     doc: dict[str, Any] = {"version": None, "config": {}}
     errors = []
     try:
-        words = _proc.run(["sbatch", "--version"], timeout_s=SLURM_TIMEOUT_S).stdout.split()
-        doc["version"] = words[-1] if words else None
+        doc["version"] = slurm.version(timeout_s=SLURM_TIMEOUT_S)
     except CommandError as exc:
         errors.append(str(exc))
     try:
-        text = _proc.run(["scontrol", "show", "config"], timeout_s=SLURM_TIMEOUT_S).stdout
-        doc["config"] = parse_scontrol_config(text)
+        doc["config"] = config_values(slurm.config(timeout_s=SLURM_TIMEOUT_S))
     except CommandError as exc:
         errors.append(str(exc))
     if errors:
@@ -321,15 +319,14 @@ def slurm_state() -> dict[str, Any]:
     return doc
 
 
-def parse_scontrol_config(text: str, keys: Sequence[str] = SLURM_CONFIG_KEYS) -> dict[str, Any]:
-    """The ``Key = Value`` lines of ``scontrol show config`` named in ``keys``; numbers as ints, (null) as None."""
-    out: dict[str, Any] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if sep and key in keys:
-            out[key] = None if value == "(null)" else int(value) if value.isdigit() else value
-    return out
+def config_values(config: Mapping[str, str], keys: Sequence[str] = SLURM_CONFIG_KEYS) -> dict[str, Any]:
+    """The values of ``keys`` in Slurm's configuration (:func:`hpcx.schedulers.slurm.config`), in its order, as
+    the manifest records them: numbers as ints, (null) as None."""
+    return {
+        key: None if value == "(null)" else int(value) if value.isdigit() else value
+        for key, value in config.items()
+        if key in keys
+    }
 
 
 # --- inputs --------------------------------------------------------------------------------------------------
@@ -463,10 +460,8 @@ def record_accounting_many(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
     if not ask:
         return out
     every_id = list(dict.fromkeys(i for _, ids in ask for i in ids))
-    argv = ["sacct", "-P", "-n", "-j", ",".join(every_id), "-o", ",".join(ACCOUNTING_FIELDS)]
     try:
-        # Plain sacct, not --json: Slurm 22.05's sacct --json reports every exit code as 0.
-        rows = parse_sacct_rows(_proc.run(argv, timeout_s=QUERY_TIMEOUT_S).stdout)
+        rows = slurm.accounting(every_id, ACCOUNTING_FIELDS)
     except CommandError:
         return out
     for run, job_ids in ask:
@@ -504,16 +499,6 @@ def _every_task_listed(job: dict[str, Any], rows: Sequence[dict[str, str]]) -> b
 
     listed = {r["JobID"] for r in rows}
     return all(f"{c['job_id']}_{i}" in listed for c, i, _ in chunk_tasks(job.get("chunks", [])))
-
-
-def parse_sacct_rows(text: str, fields: Sequence[str] = ACCOUNTING_FIELDS) -> list[dict[str, str]]:
-    """``sacct -P -n -o FIELDS`` output as one dict per line, values as Slurm prints them."""
-    rows = []
-    for line in text.splitlines():
-        values = line.split("|", len(fields) - 1)
-        if len(values) == len(fields):
-            rows.append(dict(zip(fields, values)))
-    return rows
 
 
 def all_finished(rows: Sequence[dict[str, str]]) -> bool:

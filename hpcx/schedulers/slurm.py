@@ -1,10 +1,14 @@
-"""Slurm through its command-line tools: sbatch --parsable, squeue -O (text), sacct -P (text), scancel."""
+"""Slurm through its command-line tools: sbatch --parsable, squeue -O (text), sacct -P (text), scancel; and what
+the login side asks of the cluster besides jobs: its version, configuration, partitions, nodes, limits, accounts,
+QOS and accounting. The only login-side module that runs Slurm commands (DESIGN: Dependency direction)."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from hpcx import _proc
 from hpcx.errors import CommandError, SchedulerError, UsageError
@@ -23,6 +27,15 @@ QUERY_TIMEOUT_S = float(os.environ.get("HPCX_SLURM_TIMEOUT_S", 30))
 SUBMIT_TIMEOUT_S = float(os.environ.get("HPCX_SLURM_TIMEOUT_S", 60))
 SACCT_FIELDS = "JobIDRaw,JobID,State,ExitCode,ElapsedRaw,NodeList,Reason"
 SQUEUE_FORMAT = "JobArrayID:|,State:|,Reason:|,NodeList:|,exit_code:|,TimeUsed:|"
+# The cluster's description, as `hpcx site discover` and the live site read it.
+SINFO_ARGV = ("sinfo", "--json")
+PARTITIONS_ARGV = ("scontrol", "show", "partition", "-o")
+CONFIG_ARGV = ("scontrol", "show", "config")
+QOS_ARGV = ("sacctmgr", "-nP", "show", "qos", "format=Name")
+ACCOUNTS_ARGV = ("sacctmgr", "-nP", "show", "account", "format=Account")
+VERSION_ARGV = ("sbatch", "--version")
+# A sweep's pre-flight reads the live limits with this bound on each command.
+LIMITS_TIMEOUT_S = 20.0
 
 
 class SlurmScheduler(Scheduler):
@@ -196,3 +209,147 @@ def jobs_on_nodes(nodes: Sequence[str], start: str, end: str) -> list[dict[str, 
         )
     rows = [line.split("|") for line in result.stdout.splitlines()]
     return [dict(zip(SHARING_FIELDS, r)) for r in rows if len(r) == len(SHARING_FIELDS)]
+
+
+# --- the cluster: version, configuration, partitions, nodes, accounts, QOS ----------------------------------------
+
+
+def version(timeout_s: float = QUERY_TIMEOUT_S) -> str | None:
+    """Slurm's release as ``sbatch --version`` names it ("23.02.1"); None when it prints nothing.
+    Raises CommandError when sbatch is missing, fails or hangs."""
+    words = _proc.run(VERSION_ARGV, timeout_s=timeout_s).stdout.split()
+    return words[-1] if words else None
+
+
+def config(timeout_s: float = QUERY_TIMEOUT_S) -> dict[str, str]:
+    """``scontrol show config`` as {key: value} (see :func:`parse_scontrol_config`). Raises CommandError."""
+    return parse_scontrol_config(_proc.run(CONFIG_ARGV, timeout_s=timeout_s).stdout)
+
+
+def parse_scontrol_config(text: str) -> dict[str, str]:
+    """``scontrol show config`` ("Key = Value" lines) as a dict in the order printed, values as Slurm prints
+    them; the first value of a repeated key wins. The one reader of that output in hpcx."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and " " not in key.strip():
+            out.setdefault(key.strip(), value.strip())
+    return out
+
+
+def partitions(timeout_s: float = QUERY_TIMEOUT_S) -> dict[str, dict[str, str]]:
+    """Every partition's fields from ``scontrol show partition -o`` (see :func:`parse_scontrol_partitions`)."""
+    return parse_scontrol_partitions(_proc.run(PARTITIONS_ARGV, timeout_s=timeout_s).stdout)
+
+
+def parse_scontrol_partitions(text: str) -> dict[str, dict[str, str]]:
+    """``scontrol show partition -o`` (one line of Key=Value per partition) as {name: {key: value}}, in order."""
+    out: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
+        if "PartitionName" not in fields:
+            cmd = " ".join(PARTITIONS_ARGV)
+            raise SchedulerError(f"`{cmd}` printed a line without PartitionName: {line[:120]!r}")
+        out[fields["PartitionName"]] = fields
+    return out
+
+
+def sinfo_json(timeout_s: float = QUERY_TIMEOUT_S) -> str:
+    """What ``sinfo --json`` prints: every node, with the Slurm release (the site's discovery parses it)."""
+    return _proc.run(SINFO_ARGV, timeout_s=timeout_s).stdout
+
+
+def accounts(timeout_s: float = QUERY_TIMEOUT_S) -> tuple[str, ...]:
+    """The accounts slurmdbd knows (``sacctmgr show account``), sorted. Raises CommandError."""
+    return parse_sacctmgr_names(_proc.run(ACCOUNTS_ARGV, timeout_s=timeout_s).stdout)
+
+
+def qos(timeout_s: float = QUERY_TIMEOUT_S) -> tuple[str, ...]:
+    """The QOS slurmdbd knows (``sacctmgr show qos``), sorted. Raises CommandError."""
+    return parse_sacctmgr_names(_proc.run(QOS_ARGV, timeout_s=timeout_s).stdout)
+
+
+def parse_sacctmgr_names(text: str) -> tuple[str, ...]:
+    """Names from ``sacctmgr -nP show ... format=Name``: one a line, sorted, duplicates removed."""
+    return tuple(sorted({line.strip() for line in text.splitlines() if line.strip()}))
+
+
+# --- limits: what a sweep's pre-flight reads ------------------------------------------------------------------
+
+
+def limits(timeout_s: float = LIMITS_TIMEOUT_S) -> dict[str, Any]:
+    """MaxArraySize, MaxJobCount, the user's MaxSubmitJobs and what is queued, as far as the cluster answers.
+
+    ``queued_all`` counts every job record slurmctld holds (each array task, and finished jobs it still
+    remembers), which is what MaxJobCount limits; ``queued`` counts the user's own, for MaxSubmitJobs. A command
+    that fails or hangs ends the reading: what was read before it is returned, the rest is left out.
+    """
+    out: dict[str, Any] = {}
+    try:
+        wanted = ("MaxArraySize", "MaxJobCount")
+        out.update({k: int(v) for k, v in config(timeout_s).items() if k in wanted and v.isdigit()})
+        jobs = queued_users(timeout_s)
+        out["queued_all"], out["queued"] = len(jobs), jobs.count(_user())
+        caps = max_submit_jobs(_user(), timeout_s)
+        if caps:
+            out["MaxSubmitJobs"] = min(caps)
+    except CommandError:
+        return out
+    return out
+
+
+def queued_users(timeout_s: float = QUERY_TIMEOUT_S) -> list[str]:
+    """The owner of every job record slurmctld holds, one per array task (``squeue -h -r --states=all``)."""
+    return _proc.run(["squeue", "-h", "-r", "--states=all", "-o", "%u"], timeout_s=timeout_s).stdout.split()
+
+
+def max_submit_jobs(user: str, timeout_s: float = QUERY_TIMEOUT_S) -> list[int]:
+    """MaxSubmitJobs of each of ``user``'s associations that sets one; [] when scontrol cannot say."""
+    # scontrol reads slurmctld's copy of the associations: milliseconds, where sacctmgr asks slurmdbd.
+    argv = ["scontrol", "show", "assoc_mgr", f"users={user}", "flags=assoc"]
+    return parse_max_submit_jobs(_proc.run(argv, timeout_s=timeout_s, check=False).stdout, user)
+
+
+def parse_max_submit_jobs(text: str, user: str) -> list[int]:
+    """MaxSubmitJobs of ``user``'s association records in `scontrol show assoc_mgr flags=assoc` output."""
+    caps, mine = [], False
+    for line in text.splitlines():
+        if line.startswith("ClusterName="):
+            mine = f" UserName={user}(" in f" {line}"
+        elif mine:
+            m = re.search(r"\bMaxSubmitJobs=(\d+)", line)
+            if m:
+                caps.append(int(m.group(1)))
+    return caps
+
+
+def _user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+# --- accounting: what sacct kept of jobs ----------------------------------------------------------------------
+
+
+def accounting(
+    job_ids: Sequence[str], fields: Sequence[str], timeout_s: float = QUERY_TIMEOUT_S
+) -> list[dict[str, str]]:
+    """sacct's rows for ``job_ids`` (one per job, array task and step), ``fields`` each, values as Slurm prints
+    them: one query for all (see :func:`parse_sacct_rows`). Raises CommandError when sacct fails or hangs."""
+    # Plain sacct, not --json: Slurm 22.05's sacct --json reports every exit code as 0.
+    argv = ["sacct", "-P", "-n", "-j", ",".join(job_ids), "-o", ",".join(fields)]
+    return parse_sacct_rows(_proc.run(argv, timeout_s=timeout_s).stdout, fields)
+
+
+def parse_sacct_rows(text: str, fields: Sequence[str]) -> list[dict[str, str]]:
+    """``sacct -P -n -o FIELDS`` output as one dict per line; the last field takes the rest of its line, so a
+    "|" in a free-text field put last (JobName) cannot shift the others."""
+    rows = []
+    for line in text.splitlines():
+        values = line.split("|", len(fields) - 1)
+        if len(values) == len(fields):
+            rows.append(dict(zip(fields, values)))
+    return rows

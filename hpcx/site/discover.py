@@ -1,7 +1,8 @@
 """Draft a site file from a live Slurm cluster.
 
-Pure parsers turn what ``sinfo --json``, ``scontrol show partition -o``, ``scontrol show config`` and ``sacctmgr``
-print into plain data; ``draft_site_doc`` turns that data into a site document; only ``read_cluster`` runs commands.
+``read_cluster`` asks :mod:`hpcx.schedulers.slurm` (which runs the commands and reads ``scontrol`` and ``sacctmgr``)
+for the cluster's nodes, partitions, configuration, accounts and QOS; a pure parser turns what ``sinfo --json``
+prints into nodes; ``draft_site_doc`` turns that data into a site document.
 Per-node limits are the minimum over a partition's nodes, so a request that fits the drafted file fits every node.
 """
 
@@ -21,19 +22,16 @@ from typing import Any
 
 import yaml
 
-from hpcx import __version__, _proc
+from hpcx import __version__
 from hpcx.errors import CommandError, SchedulerError, UsageError
 from hpcx.fsutil import atomic_write, cache_dir
+from hpcx.schedulers import slurm
+from hpcx.schedulers.slurm import PARTITIONS_ARGV, SINFO_ARGV
 from hpcx.site.checks import cross_check
 from hpcx.site.model import Site, build_site
 from hpcx.site.schema import validate
 from hpcx.spec import parse_time_min
 
-SINFO_ARGV = ("sinfo", "--json")
-PARTITIONS_ARGV = ("scontrol", "show", "partition", "-o")
-CONFIG_ARGV = ("scontrol", "show", "config")
-QOS_ARGV = ("sacctmgr", "-nP", "show", "qos", "format=Name")
-ACCOUNTS_ARGV = ("sacctmgr", "-nP", "show", "account", "format=Account")
 QUERY_TIMEOUT_S = 30.0
 # slurmdbd is optional: a slow or missing one must not hold up discovery for long.
 ACCOUNTING_TIMEOUT_S = 10.0
@@ -135,35 +133,6 @@ def _node(doc: Any, cmd: str) -> Node:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SchedulerError(f"`{cmd}` printed a node hpcx cannot read ({exc!r}): {str(doc)[:120]}") from exc
-
-
-def parse_scontrol_partitions(text: str) -> dict[str, dict[str, str]]:
-    """``scontrol show partition -o`` (one line of Key=Value per partition) as {name: {key: value}}, in order."""
-    partitions: dict[str, dict[str, str]] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
-        if "PartitionName" not in fields:
-            cmd = " ".join(PARTITIONS_ARGV)
-            raise SchedulerError(f"`{cmd}` printed a line without PartitionName: {line[:120]!r}")
-        partitions[fields["PartitionName"]] = fields
-    return partitions
-
-
-def parse_scontrol_config(text: str) -> dict[str, str]:
-    """``scontrol show config`` ("Key = Value" lines) as a dict; the first value of a repeated key wins."""
-    config: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() and " " not in key.strip():
-            config.setdefault(key.strip(), value.strip())
-    return config
-
-
-def parse_sacctmgr_names(text: str) -> tuple[str, ...]:
-    """Names from ``sacctmgr -nP show ... format=Name``: one a line, sorted, duplicates removed."""
-    return tuple(sorted({line.strip() for line in text.splitlines() if line.strip()}))
 
 
 # --- the site document -----------------------------------------------------------------------------------------
@@ -328,7 +297,7 @@ def site_from_doc(doc: dict[str, Any], *, source: str) -> Site:
     return build_site(doc, source=source, raw=raw)
 
 
-# --- I/O: the only part that talks to Slurm --------------------------------------------------------------------
+# --- I/O: the only part that asks Slurm (through hpcx.schedulers.slurm) ----------------------------------------
 
 
 def live_site(ttl_s: float = LIVE_CACHE_S) -> tuple[Site | None, str]:
@@ -380,9 +349,9 @@ def _write_live_cache(path: Path | None, doc: dict[str, Any]) -> None:
 
 def read_cluster(timeout_s: float = QUERY_TIMEOUT_S) -> ClusterState:
     """Query the live cluster. Raises CommandError (one line naming the command) when Slurm fails or hangs."""
-    nodes, release = parse_sinfo_json(_proc.run(SINFO_ARGV, timeout_s=timeout_s).stdout)
-    partitions = parse_scontrol_partitions(_proc.run(PARTITIONS_ARGV, timeout_s=timeout_s).stdout)
-    config = parse_scontrol_config(_proc.run(CONFIG_ARGV, timeout_s=timeout_s).stdout)
+    nodes, release = parse_sinfo_json(slurm.sinfo_json(timeout_s))
+    partitions = slurm.partitions(timeout_s)
+    config = slurm.config(timeout_s)
     accounts = qos = None
     if config.get("AccountingStorageType", "").endswith("slurmdbd"):
         accounts, qos = _read_accounting()
@@ -391,8 +360,6 @@ def read_cluster(timeout_s: float = QUERY_TIMEOUT_S) -> ClusterState:
 
 def _read_accounting() -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
     try:
-        accounts = _proc.run(ACCOUNTS_ARGV, timeout_s=ACCOUNTING_TIMEOUT_S).stdout
-        qos = _proc.run(QOS_ARGV, timeout_s=ACCOUNTING_TIMEOUT_S).stdout
+        return slurm.accounts(ACCOUNTING_TIMEOUT_S), slurm.qos(ACCOUNTING_TIMEOUT_S)
     except CommandError:
         return None, None  # accounting is optional; the header says it was not reachable
-    return parse_sacctmgr_names(accounts), parse_sacctmgr_names(qos)

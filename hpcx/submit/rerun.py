@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpcx import __version__, _proc
+from hpcx import __version__
 from hpcx.errors import CommandError, RejectedError, UsageError
 from hpcx.runs import Run
 from hpcx.site import Site
@@ -256,6 +256,7 @@ def _environment_differences(m: dict[str, Any]) -> list[str]:
     """Loaded modules and the Slurm version, as hpcx.runs.provenance.collect recorded them (manifest ``modules``
     and ``slurm``), against now."""
     from hpcx.runs.provenance import loaded_modules
+    from hpcx.schedulers import slurm
 
     out = []
     old_modules = (m.get("modules") or {}).get("loaded")
@@ -266,8 +267,8 @@ def _environment_differences(m: dict[str, Any]) -> list[str]:
     old_slurm = (m.get("slurm") or {}).get("version")
     if old_slurm:
         try:
-            now = _proc.run(["sbatch", "--version"], timeout_s=10).stdout.split()[-1]
-        except (CommandError, IndexError):
+            now = slurm.version(timeout_s=10)
+        except CommandError:
             now = None
         if now != old_slurm:
             out.append(f"Slurm is {now or 'not reachable'}, the run used {old_slurm}")

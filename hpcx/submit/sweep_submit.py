@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +12,10 @@ from typing import Any
 
 import yaml
 
-from hpcx import _proc
-from hpcx.errors import CommandError, HpcxError, UsageError
+from hpcx.errors import HpcxError, UsageError
 from hpcx.fsutil import YamlError, atomic_write, atomic_write_json, load_yaml
 from hpcx.runs import Run, create_run, discard_run, job_refs, record_job
-from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler
+from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler, slurm
 from hpcx.schedulers.base import scrubbed_env
 from hpcx.site.config import UserConfig
 from hpcx.submit.preflight import SLURM_DEFAULT_MAX_ARRAY_SIZE
@@ -101,50 +99,10 @@ def _no_placeholders(spec: SweepSpec) -> None:
 
 
 def live_limits(scheduler: str) -> dict[str, Any]:
-    """MaxArraySize, MaxJobCount, the user's MaxSubmitJobs and what is queued, from the live Slurm (if it answers).
-
-    ``queued_all`` counts every job record slurmctld holds (each array task, and finished jobs it still
-    remembers), which is what MaxJobCount limits; ``queued`` counts the user's own, for MaxSubmitJobs.
-    """
-    if scheduler != "slurm":
-        return {}
-    out: dict[str, Any] = {}
-    try:
-        config = _proc.run(["scontrol", "show", "config"], timeout_s=20).stdout
-        for line in config.splitlines():
-            key, _, value = line.partition("=")
-            if key.strip() in ("MaxArraySize", "MaxJobCount") and value.strip().isdigit():
-                out[key.strip()] = int(value.strip())
-        jobs = _proc.run(["squeue", "-h", "-r", "--states=all", "-o", "%u"], timeout_s=20).stdout.split()
-        out["queued_all"], out["queued"] = len(jobs), jobs.count(_user())
-        # scontrol reads slurmctld's copy of the associations: milliseconds, where sacctmgr asks slurmdbd.
-        assoc = _proc.run(["scontrol", "show", "assoc_mgr", f"users={_user()}", "flags=assoc"], timeout_s=20,
-                          check=False).stdout  # fmt: skip
-        caps = _max_submit_jobs(assoc, _user())
-        if caps:
-            out["MaxSubmitJobs"] = min(caps)
-    except CommandError:
-        return out  # a silent cluster is checked by sbatch itself; the site file's limits still apply
-    return out
-
-
-def _max_submit_jobs(text: str, user: str) -> list[int]:
-    """MaxSubmitJobs of ``user``'s association records in `scontrol show assoc_mgr flags=assoc` output."""
-    caps, mine = [], False
-    for line in text.splitlines():
-        if line.startswith("ClusterName="):
-            mine = f" UserName={user}(" in f" {line}"
-        elif mine:
-            m = re.search(r"\bMaxSubmitJobs=(\d+)", line)
-            if m:
-                caps.append(int(m.group(1)))
-    return caps
-
-
-def _user() -> str:
-    import getpass
-
-    return getpass.getuser()
+    """MaxArraySize, MaxJobCount, the user's MaxSubmitJobs and what is queued, from the live Slurm as far as it
+    answers (:func:`hpcx.schedulers.slurm.limits`); {} for another scheduler. A silent cluster is checked by
+    sbatch itself; the site file's limits still apply."""
+    return slurm.limits() if scheduler == "slurm" else {}
 
 
 def check_queue(n_tasks: int, n_arrays: int, limits: dict[str, Any]) -> None:

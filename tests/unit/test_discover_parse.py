@@ -16,14 +16,12 @@ import pytest
 import yaml
 
 from hpcx.errors import CommandError, SchedulerError
+from hpcx.schedulers.slurm import parse_sacctmgr_names, parse_scontrol_config, parse_scontrol_partitions
 from hpcx.site import Site, load_site
 from hpcx.site.discover import (
     ClusterState,
     draft_site_doc,
     parse_gres_gpus,
-    parse_sacctmgr_names,
-    parse_scontrol_config,
-    parse_scontrol_partitions,
     parse_sinfo_json,
     read_cluster,
     render_site_yaml,

@@ -14,14 +14,15 @@ from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write_json
 from hpcx.runs import Run, provenance
 from hpcx.runs.provenance import (
+    ACCOUNTING_FIELDS,
     all_finished,
     collect,
+    config_values,
     loaded_modules,
-    parse_sacct_rows,
-    parse_scontrol_config,
     record_accounting,
     strip_url_credentials,
 )
+from hpcx.schedulers.slurm import parse_sacct_rows, parse_scontrol_config
 from hpcx.site import load_site
 
 REPO = Path(__file__).resolve().parents[2]
@@ -256,7 +257,7 @@ def test_scontrol_config_lines_are_parsed_into_values():
         "PreemptMode             = OFF\n"
         "SelectTypeParameters    = (null)\n"
     )
-    assert parse_scontrol_config(text) == {
+    assert config_values(parse_scontrol_config(text)) == {
         "ClusterName": "hpcxtest",
         "MaxArraySize": 1001,
         "PreemptMode": "OFF",
@@ -269,7 +270,7 @@ def test_sacct_rows_keep_a_job_name_with_a_bar_whole():
         "42|COMPLETED|0:0|00:00:01|00:00.010||billing=1,cpu=1|n1|2026-11-26T09:00:00|2026-11-26T09:00:01|None|a|b\n"
         "42.batch|COMPLETED|0:0|00:00:01|00:00.010|1234K|cpu=1|n1|2026-11-26T09:00:00|2026-11-26T09:00:01|None|batch\n"
     )
-    rows = parse_sacct_rows(text)
+    rows = parse_sacct_rows(text, ACCOUNTING_FIELDS)
     assert [r["JobName"] for r in rows] == ["a|b", "batch"] and rows[1]["MaxRSS"] == "1234K"
     assert all_finished(rows)
     assert not all_finished([*rows, {"JobID": "43_[1-3]", "State": "PENDING"}])
