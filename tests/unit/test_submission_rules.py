@@ -268,6 +268,7 @@ def slurm(monkeypatch):
     fake = FakeSlurm()
     answer = lambda name: fake if name == "slurm" else get_scheduler(name)  # noqa: E731
     monkeypatch.setattr("hpcx.submit.submission.get_scheduler", answer)
+    monkeypatch.setattr("hpcx.submit.after.get_scheduler", answer)
     monkeypatch.setattr("hpcx.submit.sweep_submit.get_scheduler", answer)
     return fake
 
