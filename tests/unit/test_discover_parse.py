@@ -472,6 +472,31 @@ def test_sinfo_that_hangs_is_a_timeout_naming_the_command(tmp_path, monkeypatch)
         read_cluster(timeout_s=0.5)
 
 
+def test_the_cluster_is_read_from_slurms_commands_and_accounting_is_optional(tmp_path, monkeypatch):
+    fake_slurm(tmp_path, monkeypatch, f"cat <<'EOF'\n{json.dumps(SINFO_JSON)}\nEOF")
+    for name, script in {
+        "scontrol": f"""case "$*" in
+  "show partition -o") cat <<'EOF'\n{SCONTROL_PARTITIONS}EOF\n;;
+  "show config") cat <<'EOF'\n{SCONTROL_CONFIG}EOF\n;;
+  *) exit 1;;
+esac""",
+        "sacctmgr": f"""case "$*" in
+  "-nP show account format=Account") printf '{SACCTMGR_ACCOUNTS}';;
+  "-nP show qos format=Name") printf '{SACCTMGR_QOS}';;
+  *) exit 1;;
+esac""",
+    }.items():
+        (tmp_path / "bin" / name).write_text(f"#!/bin/sh\n{script}\n")
+        (tmp_path / "bin" / name).chmod(0o755)
+
+    assert read_cluster(timeout_s=10) == recorded_state()
+
+    (tmp_path / "bin" / "sacctmgr").write_text(
+        "#!/bin/sh\necho 'sacctmgr: error: slurmdbd down' >&2; exit 1\n"
+    )
+    assert read_cluster(timeout_s=10) == recorded_state(accounts=None, qos=None)
+
+
 def test_cli_prints_one_line_for_garbage_and_for_a_down_controller(tmp_path, monkeypatch, hpcx):
     fake_slurm(tmp_path, monkeypatch, "echo '<html>proxy error</html>'")
     hpcx.env["PATH"] = os.environ["PATH"]

@@ -305,6 +305,18 @@ def test_a_hanging_slurm_is_recorded_as_an_error_within_the_timeout(tmp_path, ru
     assert "`scontrol show config` timed out after 1 s" in doc["error"]
 
 
+def test_the_slurm_version_and_configuration_are_recorded(tmp_path, run_dir, monkeypatch):
+    _stub(tmp_path / "bin", "sbatch", '[ "$*" = --version ] && echo "slurm 23.02.1"')
+    config = "ClusterName = hpcxtest\nMaxArraySize = 1001\nSchedulerType = sched/backfill\nUsePAM = 0\n"
+    _stub(tmp_path / "bin", "scontrol", f'[ "$*" = "show config" ] && printf "{config}"')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    doc = collect(tmp_path, run_dir, load_site(str(REPO / "examples" / "sites" / "testbed.yaml")))["slurm"]
+    assert doc == {
+        "version": "23.02.1",
+        "config": {"ClusterName": "hpcxtest", "MaxArraySize": 1001, "SchedulerType": "sched/backfill"},
+    }
+
+
 SACCT_ROWS = (
     "42_0|COMPLETED|0:0|00:00:01|00:00.010||cpu=1|n1|2026-11-26T09:00:00|2026-11-26T09:00:01|None|sweep\n"
     "42_0.batch|COMPLETED|0:0|00:00:01|00:00.010|1234K|cpu=1|n1|2026-11-26T09:00:00|2026-11-26T09:00:01|None|batch\n"
