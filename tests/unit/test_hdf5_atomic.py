@@ -25,7 +25,7 @@ ROWS = 1000
 WRITER = """
 import os, shutil, signal, sys
 import numpy as np
-from hpcx.io import hdf5
+from hpcx.io import hdf5, hdf5_parts
 
 path, value, kill_at, rows = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 state = {"stitching": False, "ops": 0}
@@ -43,7 +43,7 @@ def before(name, fn):
 for name in ("replace", "rename", "unlink", "rmdir", "mkdir"):
     setattr(os, name, before(name, getattr(os, name)))
 shutil.rmtree = before("rmtree", shutil.rmtree)
-real_stitch = hdf5._stitch
+real_stitch = hdf5_parts.stitch
 
 def stitch(*args, **kwargs):
     state["stitching"] = True
@@ -52,7 +52,7 @@ def stitch(*args, **kwargs):
     finally:
         state["stitching"] = False
 
-hdf5._stitch = stitch
+hdf5_parts.stitch = stitch
 with hdf5.create(path, layout="per-rank") as f:
     f.write("x", np.full(rows, value))
     f.set_attrs(version=value)
