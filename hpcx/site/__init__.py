@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpcx import __version__
 from hpcx.errors import ConfigError
-from hpcx.fsutil import YamlError, atomic_write, cache_dir, load_yaml
+from hpcx.fsutil import YamlError, load_yaml
+from hpcx.site.cache import validated
 from hpcx.site.checks import cross_check
 from hpcx.site.model import Launcher, NamedResource, Partition, Site, build_site, builtin_local_doc
 from hpcx.site.schema import validate
@@ -101,10 +101,7 @@ def load_site(path: str | None, *, cluster: str | None = None) -> Site:
             f"site file {str(p)!r} cannot be read: {exc.strerror}",
             hint="pass an existing file with --site or HPCX_SITE",
         ) from exc
-    doc = _cached(raw)
-    if doc is None:
-        doc = _parse_and_validate(p, raw)
-        _cache(raw, doc)
+    doc = validated(raw, "site", lambda raw: _parse_and_validate(p, raw))
     if cluster is not None and cluster not in doc["clusters"]:
         raise ConfigError(
             f"cluster {cluster!r} is not in site file {str(p)!r}",
@@ -130,42 +127,6 @@ def _parse_and_validate(p: Path, raw: bytes) -> Any:
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ConfigError(f"site file {str(p)!r} is invalid:\n  {shown}{more}")
     return doc
-
-
-def _cache_path(raw: bytes) -> Path | None:
-    """Where the validated form of these exact bytes is cached (per hpcx version: the schema may change)."""
-    import hashlib
-
-    base = cache_dir()
-    if base is None:
-        return None
-    key = hashlib.sha256(__version__.encode() + b"\0" + _checks_id() + b"\0" + raw).hexdigest()
-    return base / f"site-{key}.json"
-
-
-def _checks_id() -> bytes:
-    """The validating code itself: a check added without a version bump must not pass a cached, now-invalid file."""
-    from hpcx.site import checks, schema
-
-    return b"".join(Path(m.__file__).read_bytes() for m in (schema, checks))  # type: ignore[arg-type]
-
-
-def _cached(raw: bytes) -> Any:
-    path = _cache_path(raw)
-    try:
-        return json.loads(path.read_text()) if path is not None and path.exists() else None
-    except (OSError, ValueError):
-        return None  # a damaged cache entry is ignored and rewritten
-
-
-def _cache(raw: bytes, doc: Any) -> None:
-    """Keep the validated document as JSON: the next command skips YAML and validation (login nodes are slow)."""
-    path = _cache_path(raw)
-    if path is not None:
-        try:
-            atomic_write(path, json.dumps(doc))
-        except OSError:
-            pass
 
 
 def runs_root(site: Site | None, user_root: str | None = None) -> tuple[Path, str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from hpcx.errors import ConfigError
 from hpcx.fsutil import YamlError, load_yaml
+from hpcx.site.cache import validated
 from hpcx.site.schema import validate
 from hpcx.spec import Origin
 
@@ -57,7 +58,8 @@ def user_config_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 def load_user_config(env: Mapping[str, str] | None = None) -> UserConfig:
-    """The user's config file, validated; an absent file is an empty config (HPCX_CONFIG must exist)."""
+    """The user's config file, validated (once per content: see hpcx.site.cache); an absent file is an empty
+    config (HPCX_CONFIG must exist)."""
     env = os.environ if env is None else env
     path = user_config_path(env)
     if not path.exists():
@@ -66,12 +68,10 @@ def load_user_config(env: Mapping[str, str] | None = None) -> UserConfig:
                               hint="create it or unset HPCX_CONFIG")  # fmt: skip
         return UserConfig(None)
     try:
-        doc = load_yaml(path.read_text()) or {}
-    except (OSError, YamlError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise ConfigError(f"user config {str(path)!r} cannot be read: {exc}") from exc
-    problems = validate(doc, USER_SCHEMA)
-    if problems:
-        raise ConfigError(f"user config {str(path)!r} is invalid:\n  " + "\n  ".join(problems))
+    doc = validated(raw, "user", lambda raw: _parse_user_config(path, raw))
     return UserConfig(
         path=path,
         site=doc.get("site"),
@@ -79,6 +79,17 @@ def load_user_config(env: Mapping[str, str] | None = None) -> UserConfig:
         template_dirs=tuple(Path(os.path.expanduser(d)).resolve() for d in doc.get("template_dirs", ())),
         defaults=dict(doc.get("defaults", {})),
     )
+
+
+def _parse_user_config(path: Path, raw: bytes) -> Any:
+    try:
+        doc = load_yaml(raw) or {}
+    except YamlError as exc:
+        raise ConfigError(f"user config {str(path)!r} cannot be read: {exc}") from exc
+    problems = validate(doc, USER_SCHEMA)
+    if problems:
+        raise ConfigError(f"user config {str(path)!r} is invalid:\n  " + "\n  ".join(problems))
+    return doc
 
 
 def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, str]:
