@@ -17,6 +17,7 @@ np = pytest.importorskip("numpy")
 from hpcx.errors import RuntimeFailure  # noqa: E402
 from hpcx.runtime import checkpoint as ck  # noqa: E402
 from hpcx.runtime.checkpoint import Checkpointer  # noqa: E402
+from hpcx.runtime.checkpoint_files import HashingWriter  # noqa: E402
 from hpcx.runtime.seeds import seed_everything  # noqa: E402
 
 # ---------------------------------------------------------------- a small training run
@@ -287,14 +288,14 @@ class DiskFull(OSError):
 
 def _fail_writes_after(monkeypatch, n_bytes: int) -> None:
     """Make every checkpoint file write fail once ``n_bytes`` have been written (a full disk, an I/O error)."""
-    real = ck._HashingWriter._write
+    real = HashingWriter._write
 
     def write(self, data):
         if self.size_bytes + memoryview(data).nbytes > n_bytes:
             raise DiskFull(28, "No space left on device")
         return real(self, data)
 
-    monkeypatch.setattr(ck._HashingWriter, "_write", write)
+    monkeypatch.setattr(HashingWriter, "_write", write)
 
 
 def test_a_crash_in_the_middle_of_a_save_leaves_the_previous_step_loadable(tmp_path, monkeypatch, caplog):
