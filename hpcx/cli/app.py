@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -18,6 +18,13 @@ from hpcx.site import Site, SiteChoice, choose_site, runs_root, site_source
 from hpcx.site.config import UserConfig, load_user_config
 
 JSON_VERSION = 1
+
+
+class RunsRoot(NamedTuple):
+    """The directory that holds the run directories, and what set it: env (HPCX_RUNS), user, site or default."""
+
+    path: Path
+    source: str
 
 
 @dataclass
@@ -56,10 +63,11 @@ class Ctx:
         return self.chosen.site
 
     @property
-    def runs_root(self) -> tuple[Path, str]:
+    def runs_root(self) -> RunsRoot:
+        """The runs root in use and where it was set (still a (path, source) pair)."""
         # HPCX_RUNS or the user config decide without the site: `hpcx status` asks Slurm nothing to find runs.
         decided = os.environ.get("HPCX_RUNS") or self.user.runs_root
-        return runs_root(None if decided else self.site, self.user.runs_root)
+        return RunsRoot(*runs_root(None if decided else self.site, self.user.runs_root))
 
     def emit(self, kind: str, doc: dict[str, Any], text: Callable[[dict[str, Any]], str]) -> None:
         """Print ``doc`` as one versioned JSON document (--json) or as text for a person."""

@@ -45,7 +45,7 @@ def complete_run(ctx: click.Context, param: click.Parameter, incomplete: str) ->
     from hpcx.runs import list_runs
 
     try:
-        root, _ = _obj(ctx).runs_root
+        root = _obj(ctx).runs_root.path
     except HpcxError:
         return []
     return [CompletionItem(r.id) for r in list_runs(root)[-200:] if r.id.startswith(incomplete)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,23 +11,15 @@ import click
 
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.cli.complete import complete_kind, complete_partition, complete_run
-from hpcx.cli.views import (
-    LOG_TAIL_LINES,
-    follow_logs,
-    job_states,
-    record_finished_accounting,
-    render_status,
-    submit_preview,
-    tail_logs,
-)
-from hpcx.runs import find_run, find_run_task, job_refs, list_runs, task_job_ids
-from hpcx.schedulers import JobRef, get_scheduler
+from hpcx.cli.views import LOG_TAIL_LINES, follow_logs, render_status, tail_logs
+from hpcx.runs import find_run, find_run_task
+from hpcx.runs.state import cancel_jobs, job_states, record_finished_accounting, runs_asked
 
 if TYPE_CHECKING:
     from hpcx.submit.submission import Prepared
 
-# hpcx.submit.submission (and with it Jinja) is imported inside the commands that render: status, logs and cancel
-# stay light on a login node.
+# hpcx.submit.command_line (and with it Jinja) is imported inside the commands that render: status, logs and
+# cancel stay light on a login node.
 
 RESOURCE_OPTIONS = [
     click.option("--partition", "-p", shell_complete=complete_partition,
@@ -50,8 +43,6 @@ RESOURCE_OPTIONS = [
 PROFILE_HELP = ("Record each rank's profile and node sensors and trace its MPI and torch.distributed calls "
                 "into the run's profile/; --no-profile records nothing. Default: each rank's samples (memory, "
                 "CPU) without tracing, or all of it where the site's defaults.profile is true.")  # fmt: skip
-_RESOURCE_KEYS = ("partition", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node", "mem", "time",
-                  "account", "qos", "name")  # fmt: skip
 
 
 class OptionsThenCommand(click.Command):
@@ -94,12 +85,19 @@ def resource_options(fn: Any) -> Any:
     return fn
 
 
-def _prepare(obj: Ctx, target: str, command: tuple[str, ...], opts: dict[str, Any],
-             after: tuple[str, ...] = ()) -> Prepared:  # fmt: skip
+def _prepare(
+    obj: Ctx,
+    target: str,
+    command: tuple[str, ...],
+    opts: dict[str, Any],
+    after: tuple[str, ...] = (),
+    inputs: tuple[str, ...] = (),
+) -> Prepared:
     """KIND or SCRIPT plus options -> a resolved, checked request."""
-    from hpcx.submit.submission import Request, after_job_ids, parse_pairs, resolve
+    from hpcx.submit.command_line import job_request, script_path
+    from hpcx.submit.request import resolve
 
-    script = Path(target) if ("/" in target or target.endswith((".sh", ".sbatch"))) else None
+    script = script_path(target)
     if script is not None and not script.is_file():
         raise click.BadParameter(
             f"{target!r} is neither a job kind nor an existing script", param_hint="KIND"
@@ -107,21 +105,7 @@ def _prepare(obj: Ctx, target: str, command: tuple[str, ...], opts: dict[str, An
     if script is not None and command:
         raise click.UsageError(f"{target} is a batch script: hpcx does not pass arguments to it "
                                f"({' '.join(command)!r}); put options before them or use --set NAME=VALUE")  # fmt: skip
-    root, _ = obj.runs_root
-    # --after RUN: decided from RUN's outcome (a success needs no dependency, a failure is refused), see
-    # submission.after_job_ids; only runs still active become Slurm dependencies.
-    after_ids = after_job_ids(root, after) if after else ()
-    request = Request(
-        kind=None if script else target,
-        options={k: opts[k] for k in _RESOURCE_KEYS},
-        variables=parse_pairs("--set", opts["sets"]),
-        named=parse_pairs("--resource", opts["resources"]),
-        command=command,
-        workdir=Path.cwd(),
-        after=after_ids,
-        script=script,
-        array=opts["array"],
-    )
+    request = job_request(target, command, opts, obj.runs_root.path, after, inputs)
     return resolve(request, obj.site, obj.user)
 
 
@@ -137,8 +121,10 @@ def render(obj: Ctx, kind: str, command: tuple[str, ...], **opts: Any) -> None:
 
     Example: hpcx render mpi -N 2 --ntasks-per-node 1 python train.py --lr 0.1
     """
+    from hpcx.submit.command_line import job_preview
+
     prep = _prepare(obj, kind, command, opts)
-    obj.emit("render", submit_preview(prep, Path.cwd(), obj.runs_root[0]), lambda d: d["script"].rstrip("\n"))
+    obj.emit("render", job_preview(prep, Path.cwd(), obj.runs_root.path), lambda d: d["script"].rstrip("\n"))
 
 
 @cli.command(cls=OptionsThenCommand)
@@ -175,22 +161,25 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...]
       hpcx submit mpi -N 2 --ntasks-per-node 1 python examples/allreduce_hdf5.py --rows 64
       hpcx submit ./job.sh -t 30          # the script's -t is overridden, its other lines stand
     """
-    from hpcx.submit.submission import with_profile
+    from hpcx.submit.command_line import job_preview
+    from hpcx.submit.request import with_profile
+    from hpcx.submit.submission import submit as submit_job
 
-    prep = with_profile(_prepare(obj, kind, command, opts, after), profile)
+    prep = with_profile(_prepare(obj, kind, command, opts, after, inputs), profile)
     if not obj.json:  # which site, and how it was chosen (a live cluster, the local site), before the result
         click.echo(obj.chosen.describe(), err=True)
-    prep.inputs = inputs
-    root = obj.runs_root[0]
     if dry_run:
-        doc = {"dry_run": True, **submit_preview(prep, Path.cwd(), root)}
+        doc = {"dry_run": True, **job_preview(prep, Path.cwd(), obj.runs_root.path)}
         obj.emit("submit", doc, lambda d: f"{d['script'].rstrip()}\n\n# {d['explain']}")
         return
-    from hpcx.submit import submission
+    obj.emit("submit", submit_job(prep, Path.cwd(), obj.runs_root.path), _submitted_text)
 
-    result = submission.submit(prep, Path.cwd(), root)
-    obj.emit("submit", result, lambda d: f"submitted run {d['run_id']} as {d['scheduler']} job {d['job_id']} "
-             f"(partition {d['partition']})\n  run directory: {d['run_dir']}")  # fmt: skip
+
+def _submitted_text(doc: dict[str, Any]) -> str:
+    return (
+        f"submitted run {doc['run_id']} as {doc['scheduler']} job {doc['job_id']} "
+        f"(partition {doc['partition']})\n  run directory: {doc['run_dir']}"
+    )
 
 
 @cli.command()
@@ -203,29 +192,29 @@ def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...]
 def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interval: float) -> None:
     """State of RUN ... (run ids, prefixes or job ids; RUN_TASK for one task of a sweep or array); without
     RUN, the newest runs."""
-    root, _ = obj.runs_root
-    asked = [find_run_task(root, r) for r in runs]
-    chosen = [run for run, _ in asked] if runs else list_runs(root)
-    chosen = chosen if (runs or show_all) else chosen[-20:]
+    chosen, tasks = runs_asked(obj.runs_root.path, runs, show_all)
     while True:
-        doc = {"runs": job_states(chosen, [task for _, task in asked])}
+        doc = {"runs": job_states(chosen, tasks)}
         # runs asked for by name: keep their accounting record once they are done (one sacct for all)
         if runs:
             record_finished_accounting(chosen, doc["runs"])
         if not watch:
             obj.emit("status", doc, render_status)
             return
-        if obj.json:  # one document per line, each a whole status, for a script to read as they come
-            obj.emit_line("status", doc)
-            if all(r["finished"] for r in doc["runs"]):
-                return
-            time.sleep(interval)
-            continue
-        click.clear()
-        click.echo(f"{time.strftime('%H:%M:%S')}  every {interval:g} s, Ctrl-C to stop\n{render_status(doc)}")
+        _redraw(obj, doc, interval)
         if all(r["finished"] for r in doc["runs"]):
             return
         time.sleep(interval)
+
+
+def _redraw(obj: Ctx, doc: dict[str, Any], interval: float) -> None:
+    """One round of --watch: with --json one document per line, each a whole status, for a script to read as
+    they come; else the table redrawn."""
+    if obj.json:
+        obj.emit_line("status", doc)
+        return
+    click.clear()
+    click.echo(f"{time.strftime('%H:%M:%S')}  every {interval:g} s, Ctrl-C to stop\n{render_status(doc)}")
 
 
 @cli.command()
@@ -240,7 +229,7 @@ def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interva
 @pass_ctx
 def logs(obj: Ctx, run: str, lines: int, task: int | None, follow: bool) -> None:
     """Print the end of RUN's stdout and stderr logs (RUN_TASK or --task: one task's), in task order."""
-    found, task = find_run_task(obj.runs_root[0], run, task)
+    found, task = find_run_task(obj.runs_root.path, run, task)
     if follow:
         # --json: one document per line, for the tail of each log and then for each piece of new output.
         show = (lambda path, text, first: obj.emit_line("logs", {"run_id": found.id, "path": path, "text": text,
@@ -258,15 +247,8 @@ def logs(obj: Ctx, run: str, lines: int, task: int | None, follow: bool) -> None
 def cancel(obj: Ctx, runs: tuple[str, ...]) -> None:
     """Cancel the jobs of RUN ...: every array of a sweep (its chunks, those chained after them, its retries),
     or with RUN_TASK one task of a sweep or array; one scancel for all of them."""
-    root, _ = obj.runs_root
-    found = [find_run_task(root, r) for r in runs]
-    by_scheduler: dict[str, list[JobRef]] = {}
-    for run, task in found:
-        refs = job_refs(run) if task is None else [JobRef(i, run.dir) for i in task_job_ids(run, task)[-1:]]
-        by_scheduler.setdefault(run.job.get("scheduler", "slurm"), []).extend(refs)
-    for name, refs in by_scheduler.items():
-        get_scheduler(name).cancel(refs)
-    names = [run.id if task is None else f"{run.id}_{task}" for run, task in found]
+    root = obj.runs_root.path
+    names = cancel_jobs([find_run_task(root, r) for r in runs])
     obj.emit("cancel", {"cancelled": names}, lambda d: "\n".join(f"cancelled {r}" for r in d["cancelled"]))
 
 
@@ -282,40 +264,41 @@ def rerun(obj: Ctx, run: str, dry_run: bool, failed: bool) -> None:
     Every difference that cannot be restored (code, site file, modules, Slurm, hpcx, inputs, parts of the
     request) is printed as a warning.
     """
+    from hpcx.submit.command_line import rerun_document
     from hpcx.submit.rerun import differences, plan
 
-    root = obj.runs_root[0]
+    root = obj.runs_root.path
     found = find_run(root, run)
     todo = plan(found, obj.site, obj.user, root, failed=failed)
     warnings = differences(found, obj.site) + todo.lost
     for w in warnings:
         click.echo(f"hpcx: warning: {w}", err=True)
-    like = {"like": found.id, "warnings": warnings}
-    if todo.sweep is not None:
-        _rerun_sweep(obj, todo, like, dry_run)
-    elif dry_run:
-        doc = {"dry_run": True, **like, **submit_preview(todo.prep, todo.workdir, root)}
-        obj.emit("rerun", doc, lambda d: d["script"].rstrip())
-    else:
-        from hpcx.submit import submission
-
-        result = {**submission.submit(todo.prep, todo.workdir, root), **like}
-        obj.emit("rerun", result, lambda d: f"submitted run {d['run_id']} like {d['like']} as {d['scheduler']} "
-                 f"job {d['job_id']}\n  run directory: {d['run_dir']}")  # fmt: skip
+    doc = rerun_document(todo, {"like": found.id, "warnings": warnings}, root, dry_run=dry_run)
+    obj.emit("rerun", doc, _RERUN_TEXT[todo.sweep is not None, dry_run])
 
 
-def _rerun_sweep(obj: Ctx, todo: Any, like: dict[str, Any], dry_run: bool) -> None:
-    from hpcx.submit.submission import render_preview
-    from hpcx.submit.sweep_submit import submit_sweep
+def _rerun_job_text(doc: dict[str, Any]) -> str:
+    return (
+        f"submitted run {doc['run_id']} like {doc['like']} as {doc['scheduler']} job {doc['job_id']}\n"
+        f"  run directory: {doc['run_dir']}"
+    )
 
-    ps, root = todo.sweep, obj.runs_root[0]
-    if dry_run:
-        doc = {"dry_run": True, **like, "tasks": [t.to_dict() for t in ps.tasks],
-               "arrays": [c.array_spec(ps.max_parallel) for c in ps.chunks],
-               "script": render_preview(ps.prep, todo.workdir, root)}  # fmt: skip
-        obj.emit("rerun", doc, lambda d: f"{len(d['tasks'])} tasks in {len(d['arrays'])} array(s)\n\n"
-                 + d["script"].rstrip())  # fmt: skip
-        return
-    result = {**submit_sweep(ps, todo.workdir, root), **like}
-    obj.emit("rerun", result, lambda d: f"submitted sweep {d['run_id']} like {d['like']}: {d['tasks']} tasks as "
-             f"{d['arrays']} array job(s) {', '.join(d['job_ids'])}\n  run directory: {d['run_dir']}")  # fmt: skip
+
+def _rerun_sweep_preview_text(doc: dict[str, Any]) -> str:
+    return f"{len(doc['tasks'])} tasks in {len(doc['arrays'])} array(s)\n\n" + doc["script"].rstrip()
+
+
+def _rerun_sweep_text(doc: dict[str, Any]) -> str:
+    return (
+        f"submitted sweep {doc['run_id']} like {doc['like']}: {doc['tasks']} tasks as {doc['arrays']} array "
+        f"job(s) {', '.join(doc['job_ids'])}\n  run directory: {doc['run_dir']}"
+    )
+
+
+# The text of `hpcx rerun`'s document, by (a sweep?, --dry-run?)
+_RERUN_TEXT: dict[tuple[bool, bool], Callable[[dict[str, Any]], str]] = {
+    (False, True): lambda d: d["script"].rstrip(),
+    (False, False): _rerun_job_text,
+    (True, True): _rerun_sweep_preview_text,
+    (True, False): _rerun_sweep_text,
+}

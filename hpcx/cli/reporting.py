@@ -27,7 +27,7 @@ from hpcx.runs.provenance import record_accounting
 def report(obj: Ctx, run: str, task: int | None, html: bool, carbon_intensity: float | None) -> None:
     """Merge RUN's per-rank records with Slurm's accounting: print a summary and advice, write
     report/report.json and report/report.html."""
-    found, named = find_run_task(obj.runs_root[0], run)  # RUN_TASK names the task as --task does
+    found, named = find_run_task(obj.runs_root.path, run)  # RUN_TASK names the task as --task does
     task = named if task is None else task
     energy, site_name = _site_energy(obj)
     if carbon_intensity is not None:

@@ -9,10 +9,10 @@ from typing import Any
 import click
 
 from hpcx.cli.app import Ctx, cli, pass_ctx
-from hpcx.cli.views import job_states
 from hpcx.errors import UsageError
 from hpcx.runs import Run
 from hpcx.runs.index import RunFilter, newest, parse_filter, record_states, refresh_index
+from hpcx.runs.state import job_states
 
 DEFAULT_LIMIT = 50
 # The keys of each JSON row after run_id and run_dir (tests pin them: scripts rely on them).

@@ -14,9 +14,8 @@ from hpcx.cli.complete import complete_run
 from hpcx.cli.jobs import PROFILE_HELP
 from hpcx.errors import UsageError
 from hpcx.runs import find_run
-from hpcx.submit.submission import render_preview, with_profile
+from hpcx.submit.command_line import sweep_preview, sweep_with_profile
 from hpcx.submit.sweep_submit import load_spec, prepare, retry_failed, submit_sweep
-from hpcx.submit.sweeps import fill_command
 
 PREVIEW_ROWS = 20
 PREVIEW_COMMANDS = 5  # each task's command as hpcx.run will run it, for the first few tasks
@@ -51,30 +50,23 @@ def sweep(obj: Ctx, spec: str | None, dry_run: bool, max_parallel: int | None, r
       exclude: [{lr: 0.1, model: large}]
     """
     if retry:
-        doc = retry_failed(find_run(obj.runs_root[0], retry), obj.site.allow_env)
+        doc = retry_failed(find_run(obj.runs_root.path, retry), obj.site.allow_env)
         obj.emit("sweep.retry", doc, _retry_text)
         return
     if spec is None:
         raise UsageError("no sweep spec given", hint="hpcx sweep SPEC.yaml, or hpcx sweep --retry-failed RUN")
-    parsed, raw = load_spec(Path(spec))
-    ps = prepare(parsed, raw, obj.site, obj.user, max_parallel)
-    with_profile(ps.prep, profile)
+    ps = sweep_with_profile(prepare(*load_spec(Path(spec)), obj.site, obj.user, max_parallel), profile)
     if dry_run:
-        doc = {"dry_run": True, "tasks": [{**t.to_dict(), "command": fill_command(ps.spec.command, t.to_dict())}
-                                          for t in ps.tasks],
-               "arrays": [c.array_spec(ps.max_parallel) for c in ps.chunks],
-               "script": render_preview(ps.prep, Path.cwd(), obj.runs_root[0])}  # fmt: skip
-        obj.emit("sweep", doc, _preview_text)
+        obj.emit("sweep", sweep_preview(ps, Path.cwd(), obj.runs_root.path), _preview_text)
         return
-    progress = _progress(len(ps.tasks))
-    doc = submit_sweep(ps, Path.cwd(), obj.runs_root[0], progress)
-    obj.emit(
-        "sweep",
-        doc,
-        lambda d: (
-            f"submitted sweep {d['run_id']}: {d['tasks']} tasks as {d['arrays']} "
-            f"array job(s) {', '.join(d['job_ids'])} (partition {d['partition']})\n  run directory: {d['run_dir']}"
-        ),
+    doc = submit_sweep(ps, Path.cwd(), obj.runs_root.path, _progress(len(ps.tasks)))
+    obj.emit("sweep", doc, _submitted_text)
+
+
+def _submitted_text(doc: dict[str, Any]) -> str:
+    return (
+        f"submitted sweep {doc['run_id']}: {doc['tasks']} tasks as {doc['arrays']} array job(s) "
+        f"{', '.join(doc['job_ids'])} (partition {doc['partition']})\n  run directory: {doc['run_dir']}"
     )
 
 

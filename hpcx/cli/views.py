@@ -1,120 +1,18 @@
-"""Data for the job commands and their text renderings (the JSON form is the data itself)."""
+"""Text renderings of the job commands' documents (the JSON form is the document itself), and the logs' tails."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from hpcx.runs import Run, job_refs, task_job_ids
+from hpcx.runs import Run
 from hpcx.runs.logs import log_files
-from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler
-from hpcx.schedulers.base import overall_state
-
-if TYPE_CHECKING:
-    from hpcx.submit.submission import Prepared
 
 LOG_TAIL_LINES = 40
-
-
-def job_states(runs: Sequence[Run], tasks: Sequence[int | None] = ()) -> list[dict[str, Any]]:
-    """One row per run with its job's state; one batched scheduler query per scheduler for every run shown,
-    sweeps (all their arrays) and jobs alike, never one per job. ``tasks[i]``, when given and not None, narrows
-    run i's row to that one task of its sweep or array."""
-    by_scheduler: dict[str, list[JobRef]] = {}
-    rows: dict[str, dict[str, Any]] = {}
-    for run in runs:
-        job = run.job
-        if "chunks" in job:  # a sweep: its tasks, merged over its arrays (and retries)
-            by_scheduler.setdefault(job.get("scheduler", "slurm"), []).extend(job_refs(run))
-            continue
-        rows[run.id] = {
-            "run_id": run.id,
-            "job_id": job.get("job_id"),
-            "kind": _kind(run),
-            "state": "UNSUBMITTED" if not job else "UNKNOWN",
-            "exit_code": None,
-            "reason": None,
-            "nodes": None,
-            "elapsed_s": None,
-            "source": None,
-            "tasks": None,
-            "finished": False,
-        }  # the same keys whether or not the scheduler still knows the job
-        if job:
-            by_scheduler.setdefault(job.get("scheduler", "slurm"), []).append(
-                JobRef(str(job["job_id"]), run.dir)
-            )
-    states: dict[str, dict[str, JobState]] = {
-        name: get_scheduler(name).status(refs) for name, refs in by_scheduler.items()
-    }
-    out = []
-    for n, run in enumerate(runs):
-        answer = states.get(run.job.get("scheduler", "slurm"), {})
-        task = tasks[n] if n < len(tasks) else None
-        if "chunks" in run.job:
-            row = sweep_row(run, answer, task)
-        else:
-            row = dict(rows[run.id])
-            state = answer.get(str(run.job.get("job_id"))) if run.job else None
-            if state is not None:
-                # exit_code as runs and report show it (JobState.shown_exit_code)
-                row.update({k: v for k, v in state.to_dict().items() if k != "job_id"})
-            if task is not None:
-                row = _array_task_row(row, state, task)
-        out.append(row)
-    return out
-
-
-def sweep_row(run: Run, states: dict[str, JobState] | None = None, task: int | None = None) -> dict[str, Any]:
-    """A sweep's row from the scheduler's ``states`` of its arrays (asked for here when None); with ``task``,
-    that task's state alone (the array that ran it last)."""
-    from hpcx.submit.sweep_submit import summarize, task_states
-
-    per_task = task_states(run, states)
-    if task is not None:
-        state = per_task.get(task, "UNKNOWN")
-        return {"run_id": run.id, "task": task, "job_id": task_job_ids(run, task)[-1], "kind": _kind(run),
-                "state": state, "exit_code": None, "reason": None, "nodes": None, "elapsed_s": None,
-                "source": "sweep", "tasks": None, "finished": state in FINISHED_STATES}  # fmt: skip
-    counts = summarize(per_task)
-    state = overall_state(counts)
-    return {"run_id": run.id, "job_id": run.job.get("job_id"), "kind": _kind(run),
-            "state": state, "exit_code": None, "reason": None, "nodes": None, "elapsed_s": None,
-            "source": "sweep", "tasks": counts, "finished": state in FINISHED_STATES}  # fmt: skip
-
-
-def _array_task_row(row: dict[str, Any], state: JobState | None, task: int) -> dict[str, Any]:
-    """A job array's row narrowed to array task ``task``: its state as Slurm listed it (pending while it is
-    only part of "the rest of the array"; unknown once the array is done without listing it)."""
-    listed = (state.task_states or {}) if state is not None else {}
-    if task in listed:
-        one = listed[task]
-    elif state is None or not state.finished:
-        one = "PENDING" if row["state"] != "UNSUBMITTED" else "UNSUBMITTED"
-    else:
-        one = state.state if not listed else "UNKNOWN"
-    return {
-        **row,
-        "task": task,
-        "job_id": f"{row['job_id']}_{task}",
-        "state": one,
-        "tasks": None,
-        "exit_code": None if one != row["state"] else row["exit_code"],
-        "finished": one in FINISHED_STATES,
-    }
-
-
-def _kind(run: Run) -> str | None:
-    """The job kind as the manifest records it (serial, mpi, ...: what `hpcx runs` shows), read from job.json
-    (written at submit, small); a sweep's job.json says "sweep", and older runs have no kind there."""
-    kind = run.job.get("kind")
-    if kind and kind != "sweep":
-        return kind
-    return run.manifest.get("kind", {}).get("value") or kind
 
 
 def render_status(doc: dict[str, Any]) -> str:
@@ -142,31 +40,6 @@ def tail_logs(run: Run, lines: int, task: int | None = None) -> dict[str, Any]:
         text = path.read_text(errors="replace").splitlines()[-lines:]
         files.append({"path": str(path), "text": "\n".join(text)})
     return {"run_id": run.id, "files": files, **({"task": task} if task is not None else {})}
-
-
-def submit_preview(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
-    """What --dry-run and render show: the script, where each value came from, and how the partition was chosen."""
-    from hpcx.submit.submission import render_preview, script_args
-
-    res = prep.spec.resources
-    if prep.choice:
-        explain = prep.choice["why"]
-        others = [f"{name} ({problems[0]})" for name, problems in prep.choice["rejected"].items()]
-        if others:
-            explain += "; not: " + "; ".join(others)
-    else:
-        explain = f"partition {res.partition} from {prep.sources['partition']}"
-    doc: dict[str, Any] = {
-        "script": render_preview(prep, workdir, root),
-        "partition": prep.partition.name,
-        "sources": prep.sources,
-        "explain": explain,
-        "choice": prep.choice,
-    }
-    if prep.script_text is not None:
-        doc["sbatch_args"] = script_args(prep, root / "RUN-ID", workdir)
-        doc["unchecked_directives"] = prep.unchecked
-    return doc
 
 
 def follow_logs(run: Run, lines: int, finished: Callable[[], bool], poll_s: float = 0.5,
@@ -201,11 +74,3 @@ def _show_log_text(path: str, text: str, first: bool) -> None:
         click.echo(f"==> {path} <==\n{text}")
     else:
         click.echo(text, nl=False)
-
-
-def record_finished_accounting(runs: Sequence[Run], rows: Sequence[dict[str, Any]]) -> None:
-    """Write accounting.json for finished Slurm runs that lack a final one (see provenance.record_accounting),
-    with one sacct call for them all."""
-    from hpcx.runs.provenance import record_accounting_many
-
-    record_accounting_many([run for run, row in zip(runs, rows) if row["finished"]])
