@@ -174,7 +174,7 @@ def test_energy_in_the_line(tmp_path):
 
 
 def test_fast_rank_reader_agrees_with_the_full_parse(tmp_path):
-    from hpcx.reports.build import summarize_rank, summarize_rank_file
+    from hpcx.reports.ranks import summarize_rank, summarize_rank_file
     from hpcx.rundir.records import read_records
 
     run = make_run(tmp_path)
@@ -190,7 +190,7 @@ def test_fast_rank_reader_agrees_with_the_full_parse(tmp_path):
 
 def test_fast_rank_reader_with_a_source_record_among_the_samples(tmp_path):
     """A source that fails mid-job writes a record between samples: the reader then searches every line."""
-    from hpcx.reports.build import summarize_rank, summarize_rank_file
+    from hpcx.reports.ranks import summarize_rank, summarize_rank_file
     from hpcx.rundir.records import read_records
 
     path = rank_file(tmp_path, 0)
