@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcx.rundir.records import read_profile
+from hpcx.reports.ranks import summarize_ranks
+from hpcx.rundir.records import rank_files, read_nodes, read_records
 from tests.mpi.mpirun import mpirun
 
 pytestmark = pytest.mark.mpi
@@ -49,6 +50,12 @@ def expected_mb(stdout: str) -> dict[int, float]:
     return {d["rank"]: d["base_mb"] + d["alloc_mb"] for d in docs}
 
 
+def own_records(profile: Path, rank: int) -> dict[str, dict]:
+    """The rank's start and end records as its one file holds them (mpirun runs no Slurm job step)."""
+    (path,) = rank_files(profile)[rank]
+    return {rec["type"]: rec for rec in read_records(path) if rec["type"] in ("start", "end")}
+
+
 def gnu_time_max_rss_mb(program: Path, rank: int, hold_s: float) -> float:
     """``/usr/bin/time -v``'s "Maximum resident set size" of the same program as rank ``rank``."""
     env = {**os.environ, "HPCX_RANK": str(rank)}
@@ -67,20 +74,21 @@ def test_two_ranks_known_allocations_within_5_percent_and_one_node_file(tmp_path
     expected = expected_mb(out.stdout)
     assert sorted(expected) == [0, 1]
 
-    merged = read_profile(profile)
-    assert sorted(merged["ranks"]) == [0, 1]
+    ranks = {r["rank"]: r for r in summarize_ranks(profile)}  # as the report reads them
+    assert sorted(ranks) == [0, 1]
     for rank, want in expected.items():
-        end = merged["ranks"][rank]["end"]
-        sampled = max(merged["ranks"][rank]["series"]["rss_mb"])
+        end = own_records(profile, rank)["end"]
+        sampled = max(point[1] for point in ranks[rank]["timeline"])  # [t, rss_mb, cpu_s]
         assert end["peak_rss_mb"] == pytest.approx(want, rel=0.05), (rank, end, want)
+        assert ranks[rank]["peak_rss_mb"] == pytest.approx(want, rel=0.05), (rank, ranks[rank], want)
         assert sampled == pytest.approx(want, rel=0.05), (rank, sampled, want)  # the timeline saw it too
         gnu = gnu_time_max_rss_mb(program, rank, 0.3)
         assert end["peak_rss_mb"] == pytest.approx(gnu, rel=0.05), (rank, end["peak_rss_mb"], gnu)
 
     # Both ranks share this host: one of them (local rank 0) read the node, into one file.
     assert len(list(profile.glob("node-*.jsonl"))) == 1
-    (node,) = merged["nodes"].values()
+    (node,) = read_nodes(profile).values()
     assert node["start"]["rank"] == 0 and node["end"] is not None
-    starts = {r: merged["ranks"][r]["start"] for r in (0, 1)}
+    starts = {r: own_records(profile, r)["start"] for r in (0, 1)}
     assert [starts[r]["node_collector"] for r in (0, 1)] == [True, False]
     assert node["sources"]["memory"]["status"] == "measured"
