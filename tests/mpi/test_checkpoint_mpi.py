@@ -18,6 +18,7 @@ import os, sys
 import torch
 from hpcx import runtime
 from hpcx.runtime import checkpoint as ck
+from hpcx.runtime.checkpoint_files import HashingWriter
 from hpcx.runtime.seeds import seed_everything
 
 mode, root = sys.argv[1], sys.argv[2]
@@ -50,7 +51,7 @@ with runtime.session(torch_backend=None) as ctx:
     elif mode == "crash":
         cp.save(1, {"w": torch.ones(2)}, per_rank={"x": torch.zeros(100_000)})
         if ctx.rank == 1:
-            real = ck._HashingWriter._write
+            real = HashingWriter._write
 
             def half_then_die(self, data):
                 view = memoryview(data).cast("B")
@@ -60,7 +61,7 @@ with runtime.session(torch_backend=None) as ctx:
                     os.kill(os.getpid(), 9)
                 return real(self, data)
 
-            ck._HashingWriter._write = half_then_die
+            HashingWriter._write = half_then_die
         print(f"rank {ctx.rank}: saving step 2", flush=True)
         cp.save(2, {"w": torch.ones(2)}, per_rank={"x": torch.zeros(100_000)})
         print(f"rank {ctx.rank}: step 2 saved (unexpected)", flush=True)
