@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from hpcx import runtime
+from hpcx.io.hdf5 import open_shared
 from hpcx.io.reader import HDF5Reader
 from hpcx.runtime import preempt, seeds
 from hpcx.runtime.checkpoint import Checkpointer
-from hpcx.runtime.hdf5 import open_shared
 
 FEATURES = 16
 
