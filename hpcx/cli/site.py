@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from hpcx.errors import ConfigError, UsageError
 from hpcx.fsutil import atomic_write
 from hpcx.site import LOCAL_SITE, Site, discover, load_site
 from hpcx.site.drift import Drift, compare_sites
+from hpcx.site.show import site_doc, site_text
 
 
 @cli.group()
@@ -38,40 +38,7 @@ def site_validate(obj: Ctx, file: str | None) -> None:
 @pass_ctx
 def site_show(obj: Ctx) -> None:
     """Print the loaded site: cluster, scheduler and partitions with their limits."""
-    s = obj.site
-    doc = {
-        "name": s.name,
-        "source": s.source,
-        "origin": obj.site_origin,
-        "cluster": s.cluster,
-        "scheduler": s.scheduler,
-        "partitions": {n: dataclasses.asdict(p) for n, p in s.partitions.items()},
-    }
-
-    def text(d: dict) -> str:
-        lines = [
-            f"site {d['name']} ({d['source']}, from {d['origin']}): cluster {d['cluster']}, {d['scheduler']}"
-        ]
-        for name, p in d["partitions"].items():
-            lines.append(
-                f"  {name:<10} max_time_min={p['max_time_min']} max_nodes={p['max_nodes']} {_nodes(p)}"
-            )
-        return "\n".join(lines)
-
-    obj.emit("site.show", doc, text)
-
-
-def _nodes(p: dict) -> str:
-    """What a partition's nodes have: each node type of a mixed partition (never a minimum that hides GPUs)."""
-    if not p["node_types"]:
-        return f"cpus_per_node={p['cpus_per_node']} gpus_per_node={p['gpus_per_node']}"
-    return "nodes: " + "; ".join(
-        f"{t['count']} x ({t['cpus']} CPUs"
-        + (f", {t['mem_mb']}M" if t["mem_mb"] else "")
-        + (f", {t['gpus']} GPUs{' ' + t['gpu_type'] if t['gpu_type'] else ''}" if t["gpus"] else ", no GPUs")
-        + ")"
-        for t in p["node_types"]
-    )
+    obj.emit("site.show", site_doc(obj.site, obj.site_origin), site_text)
 
 
 @site.command("discover")
