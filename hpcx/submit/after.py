@@ -103,11 +103,18 @@ def _wait_or_refuse(key: str, what: str, job_id: str, state: Any) -> list[str]:
     if state.state == "COMPLETED":
         return []  # already satisfied: Slurm would drop a dependency on a job it has forgotten anyway
     code = f", exit code {state.shown_exit_code}" if state.shown_exit_code not in (None, 0) else ""
-    given = "--after" if key in what else f"--after {key}"
+    given = "--after" if _names(what, key) else f"--after {key}"
     raise RejectedError(
         f"{given}: {what} already ended {state.state}{code}, so a job after it would never start",
         hint="run it again (`hpcx rerun`) and wait for the new run, or submit without --after",
     )
+
+
+def _names(what: str, key: str) -> bool:
+    """Whether ``what`` ("run ID" or "job ID") already shows KEY: a job by its id, a run by its id or a prefix of
+    it. A job id (all digits) never counts as part of a run id, whose time of day can hold the same digits."""
+    noun, _, name = what.partition(" ")
+    return name == key if noun == "job" or key.isdigit() else name.startswith(key)
 
 
 def _array_waits(run: Run, job_id: str, state: Any) -> list[str]:
