@@ -5,6 +5,7 @@ Kept light on purpose: importing this module must not load torch, mpi4py, h5py, 
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import click
@@ -19,14 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hpcx`` script: one line per error on stderr (with --json, one JSON document on
     stdout: ``{"hpcx": 1, "error": {"message", "hint", "exit_code"}}``), exit codes as documented."""
     argv = list(sys.argv[1:] if argv is None else argv)
-
-    def fail(message: str, hint: str | None, code: int, text: str, *, parsed: bool = False) -> int:
-        if json_requested(argv, parsed=parsed):
-            click.echo(error_document(message, hint, code))
-        else:
-            click.echo(text, err=True)
-        return code
-
+    fail = functools.partial(_fail, argv)
     try:
         # Without standalone mode click returns ctx.exit()'s code instead of exiting: pass it on.
         code = cli.main(args=argv, prog_name="hpcx", standalone_mode=False)
@@ -46,3 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     return code if isinstance(code, int) else 0
+
+
+def _fail(
+    argv: list[str], message: str, hint: str | None, code: int, text: str, *, parsed: bool = False
+) -> int:
+    """Report an error as ``text`` on stderr, or as one JSON document on stdout where --json was asked for."""
+    if json_requested(argv, parsed=parsed):
+        click.echo(error_document(message, hint, code))
+    else:
+        click.echo(text, err=True)
+    return code

@@ -15,6 +15,7 @@ from typing import Any
 from hpcx import __version__
 from hpcx.errors import HpcxError, UsageError
 from hpcx.fsutil import atomic_write_json
+from hpcx.rundir.layout import MANIFEST_FILE, SCRIPT_FILE, TASK_TABLE
 from hpcx.runs import Run, create_run, discard_run, record_job, write_file
 from hpcx.schedulers import get_scheduler
 from hpcx.schedulers.base import scrubbed_env
@@ -97,7 +98,7 @@ def run_cmd(python: str, prep: Prepared) -> Shell:
     if prep.array is not None or prep.task_table:
         words += f" --task-id {TASK_ID_EXPR}"
     if prep.task_table:
-        words += ' --task-table "$HPCX_RUN_DIR/tasks.jsonl"'
+        words += f' --task-table "$HPCX_RUN_DIR/{TASK_TABLE}"'
     return Shell(words + " --")
 
 
@@ -269,9 +270,9 @@ def submit(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
     run = create_run(root)
     try:
         text, args, template, logs = _script_and_args(prep, run, workdir)
-        script = write_file(run, "job.sbatch", text, mode=0o755)
+        script = write_file(run, SCRIPT_FILE, text, mode=0o755)
         atomic_write_json(
-            run.dir / "manifest.json", {**manifest(prep, run, template, workdir), "sbatch_args": args, **logs}
+            run.dir / MANIFEST_FILE, {**manifest(prep, run, template, workdir), "sbatch_args": args, **logs}
         )
         env = {**scrubbed_env(prep.site.allow_env), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir),
                **profile_env(prep)}  # fmt: skip
