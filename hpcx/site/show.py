@@ -74,27 +74,27 @@ def config_doc(
     directory's layer, in search order (only site and builtin ones may change the site's locked blocks)."""
     site = chosen.site
     values, sources = layered([("env", env_defaults(env)), ("user", user.defaults), ("site", site.defaults)])
-    rows = [
-        {
-            "key": "site",
-            "value": (chosen.path if chosen.origin != "cluster" else site.source) or "builtin local site",
-            "source": chosen.origin,
-            "note": chosen.describe(),
-        },
-        {
-            "key": "user_config",
-            "value": str(user.path or user_config_path(env)),
-            "source": "found" if user.path else "absent",
-        },
-        {"key": "runs_root", "value": str(runs_root[0]), "source": runs_root[1]},
-        {"key": "default_partition", "value": site.default_partition, "source": "site"},
-    ]
-    rows += [
-        {"key": k, "value": values.get(k, BUILTIN[k]), "source": sources.get(k, "default")}
-        for k in DEFAULT_KEYS
-    ]
-    rows += [{"key": "template_dir", "value": str(d), "source": layer} for d, layer in template_dirs]
+    rows = _where_rows(chosen, user, runs_root, env)
+    rows += [_row(k, values.get(k, BUILTIN[k]), sources.get(k, "default")) for k in DEFAULT_KEYS]
+    rows += [_row("template_dir", str(d), layer) for d, layer in template_dirs]
     return {"values": rows}
+
+
+def _where_rows(
+    chosen: SiteChoice, user: UserConfig, runs_root: tuple[Path, str], env: Mapping[str, str] | None
+) -> list[dict[str, Any]]:
+    """The rows that say where things are: the site (and how it was chosen), the user config, the runs root."""
+    site_value = chosen.path if chosen.origin != "cluster" else chosen.site.source
+    return [
+        {**_row("site", site_value or "builtin local site", chosen.origin), "note": chosen.describe()},
+        _row("user_config", str(user.path or user_config_path(env)), "found" if user.path else "absent"),
+        _row("runs_root", str(runs_root[0]), runs_root[1]),
+        _row("default_partition", chosen.site.default_partition, "site"),
+    ]
+
+
+def _row(key: str, value: Any, source: str) -> dict[str, Any]:
+    return {"key": key, "value": value, "source": source}
 
 
 def config_text(chosen: SiteChoice, doc: Mapping[str, Any]) -> str:
