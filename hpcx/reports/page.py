@@ -123,11 +123,12 @@ def inline_svg(text: str, prefix: str) -> str:
     return body.replace("<svg ", f'<svg role="img" aria-label="{esc(prefix)} plot" ', 1).rstrip() + "\n"
 
 
-def figure(svg_text: str, name: str, caption: str = "", cls: str = "") -> str:
-    """An inline SVG plot in a ``<figure id="plot-NAME">``, with an escaped caption when given."""
+def figure(svg_text: str, name: str, caption: str = "", *, cls: str = "", anchor: str = "") -> str:
+    """An inline SVG plot (its ids prefixed with ``name``) in a ``<figure>`` whose id is ``anchor`` (default
+    ``plot-NAME``), with an escaped caption when given."""
     attrs = f' class="{cls}"' if cls else ""
     under = f"<figcaption>{esc(caption)}</figcaption>\n" if caption else ""
-    return f'<figure id="plot-{esc(name)}"{attrs}>\n{inline_svg(svg_text, name)}{under}</figure>'
+    return f'<figure id="{esc(anchor or "plot-" + name)}"{attrs}>{inline_svg(svg_text, name)}{under}</figure>'
 
 
 # Makes the tables of class "sort" sortable by a click on a column header; nothing else runs.
