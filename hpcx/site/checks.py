@@ -78,8 +78,9 @@ def _largest(part: dict[str, Any], key: str, type_key: str) -> int | None:
     return None if any(v is None for v in values) else max(values)
 
 
-def _defaults(defaults: dict[str, Any], name: str, cluster: dict[str, Any], doc: dict[str, Any],
-              base: Path) -> list[str]:  # fmt: skip
+def _defaults(
+    defaults: dict[str, Any], name: str, cluster: dict[str, Any], doc: dict[str, Any], base: Path
+) -> list[str]:
     """Each site default must fit a partition it can go to: the default partition if the site names one."""
     parts = cluster["partitions"]
     on = f" of cluster {name}" if len(doc["clusters"]) > 1 else ""
@@ -88,13 +89,21 @@ def _defaults(defaults: dict[str, Any], name: str, cluster: dict[str, Any], doc:
         return [f"defaults.partition: {wanted!r} is not a partition{on} (partitions: {', '.join(parts)})"]
     targets = {wanted: parts[wanted]} if wanted is not None else parts
     scope = f"partition {wanted}" if wanted is not None else f"every partition{on}"
+    out = _default_time(defaults["time"], targets, scope) if "time" in defaults else []
+    out += _default_counts(defaults, targets, scope)
+    out += _default_mem(defaults, targets, scope)
+    out += _default_access(defaults, targets, scope)
+    if "kind" in defaults:
+        out += _default_kind(defaults["kind"], doc, base)
+    return out
+
+
+def _default_counts(defaults: dict[str, Any], targets: dict[str, Any], scope: str) -> list[str]:
+    """defaults.nodes within some partition's MaxNodes, and the CPUs per node they ask for within its nodes'."""
     out = []
-    if "time" in defaults:
-        out += _default_time(defaults["time"], targets, scope)
-    for key, limit, what in (("nodes", "max_nodes", "MaxNodes"),):
-        if key in defaults and all(defaults[key] > p[limit] for p in targets.values()):
-            most = max(p[limit] for p in targets.values())
-            out.append(f"defaults.{key}: {defaults[key]} exceeds {scope}'s {what} (at most {most})")
+    if "nodes" in defaults and all(defaults["nodes"] > p["max_nodes"] for p in targets.values()):
+        most = max(p["max_nodes"] for p in targets.values())
+        out.append(f"defaults.nodes: {defaults['nodes']} exceeds {scope}'s MaxNodes (at most {most})")
     cpus = defaults.get("ntasks_per_node", 1) * defaults.get("cpus_per_task", 1)
     most_cpus = max(_largest(p, "cpus_per_node", "cpus") or 0 for p in targets.values())  # always given
     if cpus > most_cpus:
@@ -102,14 +111,17 @@ def _defaults(defaults: dict[str, Any], name: str, cluster: dict[str, Any], doc:
             f"defaults.ntasks_per_node x defaults.cpus_per_task: {cpus} CPUs per node exceeds {scope}'s "
             f"nodes (at most {most_cpus} CPUs)"
         )
-    out += _default_mem(defaults, targets, scope)
+    return out
+
+
+def _default_access(defaults: dict[str, Any], targets: dict[str, Any], scope: str) -> list[str]:
+    """defaults.account and defaults.qos allowed on some partition (one that lists none allows all)."""
+    out = []
     for key in ("account", "qos"):
         value = defaults.get(key)
         if value is not None and all(p.get(key) and value not in p[key] for p in targets.values()):
             allowed = sorted({a for p in targets.values() for a in p[key]})
             out.append(f"defaults.{key}: {value!r} is not allowed on {scope} (allowed: {', '.join(allowed)})")
-    if "kind" in defaults:
-        out += _default_kind(defaults["kind"], doc, base)
     return out
 
 

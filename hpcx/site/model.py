@@ -135,9 +135,6 @@ def build_site(doc: dict[str, Any], *, source: str, raw: bytes, cluster: str | N
     cdoc = clusters[cluster_name]
     base = Path(source).parent if source != "builtin" else Path.cwd()
     envdoc = doc.get("environment", {})
-    defaults = dict(doc.get("defaults", {}))
-    if "mem" in defaults:
-        defaults["mem"] = parse_mem_mb(defaults["mem"])
     return Site(
         name=doc.get("name", cluster_name),
         source=source,
@@ -146,31 +143,43 @@ def build_site(doc: dict[str, Any], *, source: str, raw: bytes, cluster: str | N
         scheduler=cdoc["scheduler"],
         partitions={n: _partition(n, p) for n, p in cdoc["partitions"].items()},
         default_partition=cdoc.get("default_partition"),
-        launchers={
-            n: Launcher(n, ld["type"], ld.get("mpi"), tuple(ld.get("args", ())))
-            for n, ld in cdoc.get("launchers", {}).items()
-        },
+        launchers={n: _launcher(n, ld) for n, ld in cdoc.get("launchers", {}).items()},
         module_system=envdoc.get("module_system", "none"),
         modules=tuple(envdoc.get("modules", ())),
         env={k: str(v) for k, v in envdoc.get("env", {}).items()},
         python=envdoc.get("python"),
         template_dirs=tuple((base / os.path.expanduser(d)).resolve() for d in doc.get("template_dirs", ())),
         runs_root=doc.get("runs_root"),
-        defaults=defaults,
+        defaults=_request_defaults(doc),
         locked_blocks=tuple(doc.get("locked_blocks", ())),
-        resources={
-            n: NamedResource(n, r["flag"], r.get("help", ""), tuple(r.get("choices", ())))
-            for n, r in doc.get("resources", {}).items()
-        },
+        resources={n: _resource(n, r) for n, r in doc.get("resources", {}).items()},
         allow_env=tuple(doc.get("allow_env", ())),
         redact_env=tuple(doc.get("redact_env", ())),
         energy=dict(doc.get("energy", {})),
     )
 
 
+def _launcher(name: str, ld: dict[str, Any]) -> Launcher:
+    return Launcher(name, ld["type"], ld.get("mpi"), tuple(ld.get("args", ())))
+
+
+def _resource(name: str, r: dict[str, Any]) -> NamedResource:
+    return NamedResource(name, r["flag"], r.get("help", ""), tuple(r.get("choices", ())))
+
+
+def _request_defaults(doc: dict[str, Any]) -> dict[str, Any]:
+    """The site's request defaults, with ``mem`` in MB as the rest of hpcx counts it."""
+    defaults = dict(doc.get("defaults", {}))
+    if "mem" in defaults:
+        defaults["mem"] = parse_mem_mb(defaults["mem"])
+    return defaults
+
+
 def builtin_local_doc() -> dict[str, Any]:
     """The site used when none is configured: this machine, jobs run by bash, ranks through mpirun."""
-    cpus = os.cpu_count() or 1
+    # mpirun --oversubscribe runs more ranks than cores, slowly but correctly.
+    cpus = max(os.cpu_count() or 1, 64)
+    partition = {"max_time": "infinite", "max_nodes": 1, "cpus_per_node": cpus, "launcher": "mpirun"}
     return {
         "version": 1,
         "name": "local",
@@ -178,15 +187,7 @@ def builtin_local_doc() -> dict[str, Any]:
             "local": {
                 "scheduler": "local",
                 "default_partition": "local",
-                "partitions": {
-                    "local": {
-                        "max_time": "infinite",
-                        "max_nodes": 1,
-                        # mpirun --oversubscribe runs more ranks than cores, slowly but correctly.
-                        "cpus_per_node": max(cpus, 64),
-                        "launcher": "mpirun",
-                    }
-                },
+                "partitions": {"local": partition},
                 "launchers": {"mpirun": {"type": "mpirun", "args": ["--oversubscribe"]}},
             }
         },
