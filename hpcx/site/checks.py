@@ -117,10 +117,10 @@ def _default_counts(defaults: dict[str, Any], targets: dict[str, Any], scope: st
 def _default_access(defaults: dict[str, Any], targets: dict[str, Any], scope: str) -> list[str]:
     """defaults.account and defaults.qos allowed on some partition (one that lists none allows all)."""
     out = []
-    for key in ("account", "qos"):
+    for key, listed in (("account", "accounts"), ("qos", "qos")):
         value = defaults.get(key)
-        if value is not None and all(p.get(key) and value not in p[key] for p in targets.values()):
-            allowed = sorted({a for p in targets.values() for a in p[key]})
+        if value is not None and all(p.get(listed) and value not in p[listed] for p in targets.values()):
+            allowed = sorted({a for p in targets.values() for a in p[listed]})
             out.append(f"defaults.{key}: {value!r} is not allowed on {scope} (allowed: {', '.join(allowed)})")
     return out
 

@@ -81,6 +81,20 @@ def _validate(hpcx, path: Path):
             "defaults.ntasks_per_node x defaults.cpus_per_task: 8 CPUs per node exceeds every partition's nodes "
             "(at most 4 CPUs)",
         ),
+        (  # the partition's key is `accounts`: a default account was never checked against it
+            lambda d: (
+                _cluster(d)["partitions"]["batch"].update(accounts=["physics", "chem"]),
+                d.update(defaults={"partition": "batch", "account": "bio"}),
+            ),
+            "defaults.account: 'bio' is not allowed on partition batch (allowed: chem, physics)",
+        ),
+        (
+            lambda d: (
+                _cluster(d)["partitions"]["batch"].update(qos=["normal"]),
+                d.update(defaults={"partition": "batch", "qos": "high"}),
+            ),
+            "defaults.qos: 'high' is not allowed on partition batch (allowed: normal)",
+        ),
         (
             lambda d: d.update(defaults={"kind": "mpii"}),
             "defaults.kind: 'mpii' has no template mpii.sbatch.j2",
