@@ -58,14 +58,13 @@ __all__ = [
 @dataclass(frozen=True)
 class _Inputs:
     """What a report is built from: the run, one task or None, its profile directory, its resources (the
-    manifest's values), its Slurm accounting (raw and summarized), its ranks, its array tasks, the other jobs
-    on its nodes, the timeline length."""
+    manifest's values), its Slurm accounting (summarized), its ranks, its array tasks, the other jobs on its
+    nodes, the timeline length."""
 
     run: Run
     task: int | None
     profile: Path
     resources: dict[str, Any]
-    accounting: dict[str, Any] | None
     acct: dict[str, Any] | None
     ranks: list[dict[str, Any]]
     task_rows: list[dict[str, Any]] | None
@@ -150,7 +149,7 @@ def _gather(
             hint="the job has not started yet; submit with --profile for hpcx's own records",
         )
     res = {k: v["value"] for k, v in run.manifest.get("resources", {}).items()}
-    return _Inputs(run, task, profile, res, accounting, acct, ranks, task_rows, shared, max_points)
+    return _Inputs(run, task, profile, res, acct, ranks, task_rows, shared, max_points)
 
 
 def _profile_dir(run: Run, task: int | None) -> Path:
