@@ -34,6 +34,36 @@ def _local_rank(env: Mapping[str, str], *keys: str) -> int:
     return 0
 
 
+# The launchers detect() recognises, in the order it tries them: (launcher, variables that must all be set,
+# rank, size, node-local rank (the first of these that is set, else 0)).
+LAUNCHERS: tuple[tuple[str, tuple[str, ...], str, str, tuple[str, ...]], ...] = (
+    ("torchrun", ("RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID"), "RANK", "WORLD_SIZE", ("LOCAL_RANK",)),
+    (
+        "mpirun",
+        ("OMPI_COMM_WORLD_RANK",),
+        "OMPI_COMM_WORLD_RANK",
+        "OMPI_COMM_WORLD_SIZE",
+        ("OMPI_COMM_WORLD_LOCAL_RANK",),
+    ),
+    (
+        "mpiexec",
+        ("PMI_RANK", "PMI_SIZE"),
+        "PMI_RANK",
+        "PMI_SIZE",
+        ("MPI_LOCALRANKID", "PMI_LOCAL_RANK", "SLURM_LOCALID"),
+    ),
+    ("torchrun", ("RANK", "WORLD_SIZE"), "RANK", "WORLD_SIZE", ("LOCAL_RANK",)),
+    (
+        "srun",
+        ("SLURM_STEP_NUM_TASKS", "SLURM_PROCID"),
+        "SLURM_PROCID",
+        "SLURM_STEP_NUM_TASKS",
+        ("SLURM_LOCALID",),
+    ),
+    ("pmix", ("PMIX_RANK", "PMIX_SIZE"), "PMIX_RANK", "PMIX_SIZE", ("PMIX_LOCAL_RANK", "MPI_LOCALRANKID")),
+)
+
+
 def detect(env: Mapping[str, str] | None = None) -> RankEnv:
     """The rank identity this process was started with, from the launcher's environment variables.
 
@@ -46,39 +76,9 @@ def detect(env: Mapping[str, str] | None = None) -> RankEnv:
     env = os.environ if env is None else env
     node = env.get("SLURMD_NODENAME") or socket.gethostname()
     common = {"node": node, "job_id": env.get("SLURM_JOB_ID"), "attempt": _int(env, "SLURM_RESTART_COUNT", 0)}
-    torchrun = "RANK" in env and "WORLD_SIZE" in env
-    if torchrun and "TORCHELASTIC_RUN_ID" in env:
-        return RankEnv(_int(env, "RANK", 0), _int(env, "WORLD_SIZE", 1), _int(env, "LOCAL_RANK", 0),
-                       launcher="torchrun", **common)  # fmt: skip
-    if "OMPI_COMM_WORLD_RANK" in env:
-        return RankEnv(
-            _int(env, "OMPI_COMM_WORLD_RANK", 0),
-            _int(env, "OMPI_COMM_WORLD_SIZE", 1),
-            _int(env, "OMPI_COMM_WORLD_LOCAL_RANK", 0),
-            launcher="mpirun",
-            **common,
-        )
-    if "PMI_RANK" in env and "PMI_SIZE" in env:
-        return RankEnv(_int(env, "PMI_RANK", 0), _int(env, "PMI_SIZE", 1),
-                       _local_rank(env, "MPI_LOCALRANKID", "PMI_LOCAL_RANK", "SLURM_LOCALID"),
-                       launcher="mpiexec", **common)  # fmt: skip
-    if torchrun:
-        return RankEnv(
-            _int(env, "RANK", 0),
-            _int(env, "WORLD_SIZE", 1),
-            _int(env, "LOCAL_RANK", 0),
-            launcher="torchrun",
-            **common,
-        )
-    if "SLURM_STEP_NUM_TASKS" in env and "SLURM_PROCID" in env:
-        return RankEnv(
-            _int(env, "SLURM_PROCID", 0),
-            _int(env, "SLURM_STEP_NUM_TASKS", 1),
-            _int(env, "SLURM_LOCALID", 0),
-            launcher="srun",
-            **common,
-        )
-    if "PMIX_RANK" in env and "PMIX_SIZE" in env:
-        return RankEnv(_int(env, "PMIX_RANK", 0), _int(env, "PMIX_SIZE", 1),
-                       _local_rank(env, "PMIX_LOCAL_RANK", "MPI_LOCALRANKID"), launcher="pmix", **common)  # fmt: skip
+    for launcher, required, rank, size, local in LAUNCHERS:
+        if all(key in env for key in required):
+            return RankEnv(
+                _int(env, rank, 0), _int(env, size, 1), _local_rank(env, *local), launcher=launcher, **common
+            )
     return RankEnv(0, 1, 0, launcher="none", **common)
