@@ -75,7 +75,8 @@ def _largest(part: dict[str, Any], key: str, type_key: str) -> int | None:
     """The most any node of ``part`` has of ``key``, as the pre-flight checks see it (None: not limited)."""
     types = part.get("node_types")
     values = [t.get(type_key) for t in types] if types else [part.get(key)]
-    return None if any(v is None for v in values) else max(values)
+    given = [v for v in values if v is not None]
+    return max(given) if len(given) == len(values) else None
 
 
 def _defaults(
