@@ -3,40 +3,16 @@
 from __future__ import annotations
 
 import datetime as _dt
-from pathlib import Path
 from typing import Any
 
 import click
 
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.errors import UsageError
-from hpcx.runs import Run
-from hpcx.runs.index import RunFilter, newest, parse_filter, record_states, refresh_index
-from hpcx.runs.state import job_states
+from hpcx.runs.index import RunFilter, parse_filter
+from hpcx.runs.state import list_rows
 
 DEFAULT_LIMIT = 50
-# The keys of each JSON row after run_id and run_dir (tests pin them: scripts rely on them).
-ROW_KEYS = ("name", "kind", "created", "scheduler", "job_id", "state", "finished", "sweep")
-
-
-def list_rows(
-    root: Path, wanted: RunFilter, limit: int, *, rebuild: bool = False
-) -> tuple[list[dict[str, Any]], int]:
-    """The newest ``limit`` runs that ``wanted`` keeps, oldest first, and how many it keeps in all.
-
-    Only runs whose cached state is not finished are asked about, in one batched query, and only those that
-    could be shown; the answers go back into the index (finished states are final).
-    """
-    index = refresh_index(root, rebuild=rebuild)
-    kept = [r for r in index.rows if wanted.keeps_run(r)]
-    # Without a state filter only the shown rows need a state; with one, every candidate does.
-    asked = [r for r in (kept if wanted.states else newest(kept, limit)) if r["job_id"] and not r["finished"]]
-    if asked and record_states(asked, job_states([Run(r["run_id"], root / r["run_id"]) for r in asked])):
-        index.save()
-    kept = [r for r in kept if wanted.keeps_state(r)]
-    shown = [{"run_id": r["run_id"], "run_dir": str(root / r["run_id"]), **{k: r[k] for k in ROW_KEYS}}
-             for r in newest(kept, limit)]  # fmt: skip
-    return shown, len(kept)
 
 
 def render_runs(doc: dict[str, Any], matched: int, filtered: bool) -> str:

@@ -1,16 +1,20 @@
 """The live state of runs as the scheduler reports it: one row per run (a sweep's tasks merged over its arrays,
 an array narrowed to one task), asked in one batched query per scheduler; which runs a command means; cancelling
-their jobs; the accounting record kept once they are done."""
+their jobs; the accounting record kept once they are done; the run index's rows with their states brought up to
+date (`hpcx runs`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcx.runs import Run, find_run_task, job_refs, list_runs, task_job_ids
 from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler
 from hpcx.schedulers.base import overall_state
+
+if TYPE_CHECKING:
+    from hpcx.runs.index import RunFilter
 
 NEWEST_SHOWN = 20  # runs shown without RUN or --all
 
@@ -81,6 +85,7 @@ def sweep_row(run: Run, states: dict[str, JobState] | None = None, task: int | N
     from hpcx.submit.sweep_submit import summarize, task_states
 
     per_task = task_states(run, states)
+    job_id: str | None
     if task is not None:
         state = per_task.get(task, "UNKNOWN")
         job_id, counts, named = task_job_ids(run, task)[-1], None, {"task": task}
@@ -161,3 +166,31 @@ def record_finished_accounting(runs: Sequence[Run], rows: Sequence[dict[str, Any
     from hpcx.runs.provenance import record_accounting_many
 
     record_accounting_many([run for run, row in zip(runs, rows) if row["finished"]])
+
+
+# The keys of each `hpcx runs` JSON row after run_id and run_dir (tests pin them: scripts rely on them).
+ROW_KEYS = ("name", "kind", "created", "scheduler", "job_id", "state", "finished", "sweep")
+
+
+def list_rows(
+    root: Path, wanted: RunFilter, limit: int, *, rebuild: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    """The newest ``limit`` runs that ``wanted`` keeps, oldest first, and how many it keeps in all.
+
+    Only runs whose cached state is not finished are asked about, in one batched query, and only those that
+    could be shown; the answers go back into the index (finished states are final).
+    """
+    from hpcx.runs.index import newest, record_states, refresh_index
+
+    index = refresh_index(root, rebuild=rebuild)
+    kept = [r for r in index.rows if wanted.keeps_run(r)]
+    # Without a state filter only the shown rows need a state; with one, every candidate does.
+    asked = [r for r in (kept if wanted.states else newest(kept, limit)) if r["job_id"] and not r["finished"]]
+    if asked and record_states(asked, job_states([Run(r["run_id"], root / r["run_id"]) for r in asked])):
+        index.save()
+    kept = [r for r in kept if wanted.keeps_state(r)]
+    shown = [
+        {"run_id": r["run_id"], "run_dir": str(root / r["run_id"]), **{k: r[k] for k in ROW_KEYS}}
+        for r in newest(kept, limit)
+    ]
+    return shown, len(kept)

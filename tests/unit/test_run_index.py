@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import hpcx.cli.runs as runs_cli
 import hpcx.runs.index as index
+import hpcx.runs.state as run_state
 from hpcx.cli import main
 from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write_json
@@ -315,7 +315,7 @@ def runs_cmd(runs_root, monkeypatch, capsys):
         rows = [{"run_id": r.id, "job_id": r.job["job_id"], "state": states[r.job["job_id"]]} for r in runs]
         return [{**row, "finished": row["state"] in {"COMPLETED", "FAILED"}} for row in rows]
 
-    monkeypatch.setattr(runs_cli, "job_states", job_states)
+    monkeypatch.setattr(run_state, "job_states", job_states)
 
     def run(*args: str) -> tuple[int, str, str]:
         code = main(list(args))
