@@ -14,126 +14,86 @@ from __future__ import annotations
 
 import atexit
 import os
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
-from hpcx.rundir.records import RecordWriter
+from hpcx.rundir.layout import IO_RECORDS
+from hpcx.rundir.process import ProcessRecords, profile_dir_from_env, profile_file
 
 FLUSH_EVERY_S = 5.0
 OPS = ("read", "write")
 
-_lock = threading.Lock()
-_totals: dict[str, dict[str, float]] = {}
-_pid = -1
-_writer: RecordWriter | None = None
-_writer_failed = False
-_last_flush = 0.0
-
-
-def _fresh() -> dict[str, dict[str, float]]:
-    return {op: {"bytes": 0, "seconds": 0.0, "calls": 0} for op in OPS}
-
-
-def _check_fork() -> None:
-    """A forked child (a DataLoader worker) starts its own totals and its own file."""
-    global _pid, _totals, _writer, _writer_failed, _last_flush
-    if _pid != os.getpid():
-        _pid, _totals, _writer, _writer_failed, _last_flush = (
-            os.getpid(),
-            _fresh(),
-            None,
-            False,
-            time.monotonic(),
-        )
-
-
-def profile_dir() -> Path | None:
-    explicit = os.environ.get("HPCX_PROFILE_DIR")
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("HPCX_PROFILE") == "0":  # `hpcx submit --no-profile`: no profile records at all
-        return None
-    run_dir = os.environ.get("HPCX_RUN_DIR")
-    return Path(run_dir) / "profile" if run_dir else None
-
 
 def _rank() -> int:
-    from hpcx.runtime.rankenv import detect
+    from hpcx.runtime.metrics import process_rank  # the compute side's package loads only when records do
 
-    return detect().rank
+    return process_rank()
+
+
+class _Counts:
+    """This process's cumulative totals, and when a record was last due (None until the process first
+    counts: its first call starts the clock)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Nothing counted yet: a forked child (a DataLoader worker) starts its own totals (and file)."""
+        self.totals = {op: {"bytes": 0, "seconds": 0.0, "calls": 0} for op in OPS}
+        self.last_flush: float | None = None
+
+    def since_flush(self) -> float:
+        if self.last_flush is None:
+            self.last_flush = time.monotonic()
+        return self.last_flush
+
+    def copy(self) -> dict[str, dict[str, float]]:
+        return {k: dict(v) for k, v in self.totals.items()}
+
+
+_counts = _Counts()
+_records = ProcessRecords(profile_file(IO_RECORDS, _rank), after_fork=_counts.reset)
+profile_dir = profile_dir_from_env  # where in-process records go (hpcx.io.metrics and others ask)
 
 
 def add(op: str, nbytes: int, seconds: float) -> None:
     """Count one I/O call of ``nbytes`` taking ``seconds`` (``op`` is "read" or "write")."""
     if op not in OPS:
         raise ValueError(f"I/O op {op!r} is not one of {OPS}")
-    with _lock:
-        _check_fork()
-        entry = _totals[op]
+    with _records.lock:
+        entry = _counts.totals[op]
         entry["bytes"] += int(nbytes)
         entry["seconds"] += float(seconds)
         entry["calls"] += 1
-        due = time.monotonic() - _last_flush >= FLUSH_EVERY_S
+        due = time.monotonic() - _counts.since_flush() >= FLUSH_EVERY_S
     if due:
         flush()
 
 
 def totals() -> dict[str, Any]:
     """This process's cumulative totals: ``{"read": {"bytes", "seconds", "calls"}, "write": {...}}``."""
-    with _lock:
-        _check_fork()
-        return {k: dict(v) for k, v in _totals.items()}
+    with _records.lock:
+        _counts.since_flush()
+        return _counts.copy()
 
 
 def flush() -> None:
     """Write the current totals as one record (a no-op outside a run or when nothing was counted)."""
-    global _writer, _writer_failed, _last_flush
-    with _lock:
-        _check_fork()
-        _last_flush = time.monotonic()
-        if _writer_failed or not any(_totals[op]["calls"] for op in OPS):
-            return
-        if _writer is None and not _open_writer():
-            return
-        assert _writer is not None
-        record = {"type": "io", "t": time.time(), "rank": _rank(), "pid": os.getpid(),
-                  **{k: dict(v) for k, v in _totals.items()}}  # fmt: skip
-        try:
-            _writer.write(record)
-        except OSError:
-            _writer_failed = True
+    with _records.lock:
+        _counts.last_flush = time.monotonic()
+        if any(_counts.totals[op]["calls"] for op in OPS):
+            _records.write(_record("io", **_counts.copy()))
 
 
 def event(kind: str, **fields: Any) -> None:
     """Record a one-off fact about this process's I/O now (e.g. the HDF5 layout chosen and why)."""
-    global _writer, _writer_failed
-    with _lock:
-        _check_fork()
-        if _writer_failed:
-            return
-        if _writer is None and not _open_writer():
-            return
-        assert _writer is not None
-        try:
-            _writer.write({"type": kind, "t": time.time(), "rank": _rank(), "pid": os.getpid(), **fields})
-        except OSError:
-            _writer_failed = True
+    with _records.lock:
+        _counts.since_flush()
+        _records.write(_record(kind, **fields))
 
 
-def _open_writer() -> bool:
-    """Open this process's record file (the lock is held); False outside a run or when it cannot be made."""
-    global _writer, _writer_failed
-    directory = profile_dir()
-    if directory is None:
-        return False
-    try:
-        _writer = RecordWriter(directory / f"io-rank-{_rank():05d}-p{os.getpid()}.jsonl")
-    except OSError:
-        _writer_failed = True  # accounting must never break the job's I/O
-        return False
-    return True
+def _record(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "t": time.time(), "rank": _rank(), "pid": os.getpid(), **fields}
 
 
 class timed:

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from hpcx.rundir.layout import REGION_RECORDS
+from hpcx.rundir.process import ProcessRecords, profile_file
 from hpcx.rundir.records import RecordWriter
 
 FLUSH_EVERY_S = 5.0
@@ -32,21 +34,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _perf_ns = time.perf_counter_ns
 _spans: collections.deque[tuple[str, int, int, int]] = collections.deque()  # append/popleft are thread-safe
 _depth = threading.local()
-_flush_lock = threading.Lock()
-_writer: RecordWriter | None = None
-_writer_failed = False
-_anchor_ns = 0
-_next_flush_ns = _perf_ns() + int(FLUSH_EVERY_S * 1e9)
-
-
-def _reset_after_fork() -> None:
-    """A forked child keeps none of its parent's spans and opens its own file."""
-    global _writer, _writer_failed, _flush_lock
-    _spans.clear()
-    _writer, _writer_failed, _flush_lock = None, False, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
+# perf_counter_ns of the file's anchor record, and when spans are next written (a region's end checks it)
+_clock = {"anchor_ns": 0, "next_flush_ns": _perf_ns() + int(FLUSH_EVERY_S * 1e9)}
 
 
 def _cuda_sync() -> None:
@@ -64,14 +53,13 @@ def _begin(sync: bool) -> tuple[int, int]:
 
 
 def _end(name: str, t0: int, depth: int, sync: bool) -> None:
-    global _next_flush_ns
     if sync:
         _cuda_sync()
     t1 = _perf_ns()
     _depth.n = depth
     _spans.append((name, t0, t1, depth))
-    if t1 >= _next_flush_ns:
-        _next_flush_ns = t1 + int(FLUSH_EVERY_S * 1e9)
+    if t1 >= _clock["next_flush_ns"]:
+        _clock["next_flush_ns"] = t1 + int(FLUSH_EVERY_S * 1e9)
         flush()
 
 
@@ -109,36 +97,28 @@ class region:
         return timed  # type: ignore[return-value]
 
 
-def _open_writer() -> RecordWriter | None:
-    """This process's regions file with its anchor record; None outside a run or when it cannot be made."""
-    global _writer, _writer_failed, _anchor_ns
-    from hpcx.profiling.iometrics import profile_dir
-
-    directory = profile_dir()
-    if directory is None or _writer_failed:
-        return None
-    rank = _rank()
-    try:
-        _writer = RecordWriter(directory / f"regions-rank-{rank:05d}-p{os.getpid()}.jsonl")
-        _anchor_ns, wall = _perf_ns(), time.time()
-        _writer.write({"type": "anchor", "t": wall, "rank": rank, "pid": os.getpid(), "perf_ns": _anchor_ns})
-    except OSError:
-        _writer_failed = True  # profiling must never break the job
-        _writer = None
-    return _writer
-
-
 def _rank() -> int:
-    """This process's own global rank: its launcher's (a torchrun worker's RANK, not the node index that
-    ``hpcx.run`` above the torchrun agent saw and passed down as HPCX_RANK); HPCX_RANK only where no launcher
-    left a trace (``hpcx.run`` run by hand)."""
-    from hpcx.runtime.rankenv import detect
+    from hpcx.runtime.metrics import process_rank  # the compute side's package loads only when records do
 
-    launched = detect()
-    explicit = os.environ.get("HPCX_RANK")
-    if launched.launcher == "none" and explicit is not None and explicit.isdigit():
-        return int(explicit)
-    return launched.rank
+    return process_rank()
+
+
+def _anchor(writer: RecordWriter) -> None:
+    """A new file's first record: one wall-clock time paired with the perf counter, so spans map to Unix
+    time."""
+    _clock["anchor_ns"], wall = _perf_ns(), time.time()
+    writer.write(
+        {"type": "anchor", "t": wall, "rank": _rank(), "pid": os.getpid(), "perf_ns": _clock["anchor_ns"]}
+    )
+
+
+def _forget() -> None:
+    """A forked child keeps none of its parent's spans (and opens its own file)."""
+    _spans.clear()
+
+
+# Outside a run (no profile directory) or after a failure, spans are dropped: profiling never breaks the job.
+_records = ProcessRecords(profile_file(REGION_RECORDS, _rank), opened=_anchor, after_fork=_forget)
 
 
 def _cuda_memory() -> dict[str, Any] | None:
@@ -154,16 +134,16 @@ def _cuda_memory() -> dict[str, Any] | None:
 
 def flush() -> None:
     """Append the spans kept so far (and the CUDA allocator peaks, if any) to this process's file."""
-    with _flush_lock:
+    with _records.lock:
         spans = []
         while _spans:
             spans.append(_spans.popleft())
         if not spans:
             return  # a process that never entered a region leaves no file (hpcx.run itself, workers)
-        writer = _writer or _open_writer()
+        writer = _records.writer()
         if writer is None:
             return
-        rows = [[name, t0 - _anchor_ns, t1 - t0, depth] for name, t0, t1, depth in spans]
+        rows = [[name, t0 - _clock["anchor_ns"], t1 - t0, depth] for name, t0, t1, depth in spans]
         try:
             writer.write({"type": "regions", "t": time.time(), "pid": os.getpid(), "spans": rows})
             cuda = _cuda_memory()

@@ -24,6 +24,11 @@ MANIFEST_FILE = "manifest.json"  # what was asked and resolved
 JOB_FILE = "job.json"  # the scheduler's record: job id(s), submission time, a sweep's chunks
 SCRIPT_FILE = "job.sbatch"  # the exact bytes submitted
 TASK_TABLE = "tasks.jsonl"  # a sweep's parameters, line N is task N (hpcx.rundir.tasks)
+ATTEMPTS_FILE = "attempts.jsonl"  # one line per retry: task, attempt, cause, resources changed
+OUTPUTS_FILE = "outputs.json"  # what the job wrote, with content hashes
+ENVIRONMENT_FILE = "environment.json"  # what the ranks really ran on
+# At the top of a runs root, beside the run directories.
+AUDIT_FILE = "audit.jsonl"  # who did what to which run
 
 # Folders of a run directory.
 LOGS_DIR = "logs"  # stdout and stderr per task
@@ -86,6 +91,11 @@ def metrics_dir(run_dir: StrPath, task: int | None = None) -> Path:
 def report_stem(task: int | None) -> str:
     """``report`` for a run's report, ``task-NNNNN`` for one task's (``.json`` and ``.html`` follow)."""
     return REPORT_STEM if task is None else task_name(task)
+
+
+def report_file(run_dir: StrPath, task: int | None = None, suffix: str = ".json") -> Path:
+    """A run's report (``report/report.json``, ``.html``) or one task's (``report/task-NNNNN.json``)."""
+    return Path(run_dir) / REPORT_DIR / f"{report_stem(task)}{suffix}"
 
 
 def rank_name(rank: int) -> str:

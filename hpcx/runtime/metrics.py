@@ -15,30 +15,37 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.errors import RuntimeFailure
-from hpcx.rundir.records import RecordWriter, rank_file
-from hpcx.runtime.rankenv import detect
+from hpcx.rundir.layout import rank_file
+from hpcx.rundir.process import ProcessRecords, metrics_dir_from_env
+from hpcx.runtime.rankenv import RankEnv, detect
 
 SYNC_EVERY_S = 5.0
-_writer: RecordWriter | None = None
-_last_sync = 0.0
 
 
-def _open() -> RecordWriter | None:
-    global _writer
-    if _writer is None:
-        run_dir = os.environ.get("HPCX_RUN_DIR")
-        if not run_dir:
-            return None  # outside an hpcx run: logging is a no-op, so scripts run unchanged by hand
-        base, task = Path(run_dir) / "metrics", os.environ.get("HPCX_TASK_ID")
-        _writer = RecordWriter(rank_file(base / f"task-{int(task):05d}" if task else base, detect().rank))
-    return _writer
+def process_rank(launched: RankEnv | None = None) -> int:
+    """This process's own global rank, as its records name it: its launcher's (a torchrun worker's RANK, not
+    the node index that ``hpcx.run`` above the torchrun agent saw and passed down as HPCX_RANK); HPCX_RANK
+    only where no launcher left a trace (``hpcx.run`` run by hand)."""
+    launched = launched or detect()
+    explicit = os.environ.get("HPCX_RANK")
+    if launched.launcher == "none" and explicit is not None and explicit.isdigit():
+        return int(explicit)
+    return launched.rank
+
+
+def _metrics_file() -> Path | None:
+    directory = metrics_dir_from_env()
+    return None if directory is None else rank_file(directory, process_rank())
+
+
+# Outside an hpcx run there is no file: logging is a no-op, so scripts run unchanged by hand. A file that
+# cannot be written is the job's error, as before (quiet=False).
+_records = ProcessRecords(_metrics_file, quiet=False)
 
 
 def log(step: int, **metrics: Any) -> None:
     """Record ``metrics`` (numbers; tensors of one element are fine) for training step ``step`` on this rank."""
-    global _last_sync
-    writer = _open()
-    if writer is None:
+    if _records.writer() is None:
         return
     values = {}
     for name, value in metrics.items():
@@ -48,9 +55,7 @@ def log(step: int, **metrics: Any) -> None:
                 f"metric {name}={value!r} is not a number", hint="log numbers, e.g. loss=loss.item()"
             )
         values[name] = number if math.isfinite(number) else str(number)
-    rank = detect()
-    writer.write({"type": "metric", "t": time.time(), "rank": rank.rank, "attempt": rank.attempt, "step": int(step),
-                  **values})  # fmt: skip
-    if time.monotonic() - _last_sync > SYNC_EVERY_S:
-        writer.sync()
-        _last_sync = time.monotonic()
+    launched = detect()
+    _records.write({"type": "metric", "t": time.time(), "rank": process_rank(launched),
+                    "attempt": launched.attempt, "step": int(step), **values})  # fmt: skip
+    _records.sync(every_s=SYNC_EVERY_S)
