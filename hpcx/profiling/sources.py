@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 MEASURED, UNAVAILABLE = "measured", "unavailable"
-COUNTER, SAMPLED, DERIVED = "counter", "sampled", "derived"
+COUNTER, SAMPLED = "counter", "sampled"
 POWERCAP_ROOT = "/sys/class/powercap"
 MB = 2**20
 
@@ -51,18 +51,6 @@ def _psutil() -> Any:
     except ImportError as exc:
         raise SourceUnavailable("psutil is not installed (pip install 'hpcx[runtime]')") from exc
     return psutil
-
-
-def _vm_hwm_mb(pid: int) -> float:
-    """The kernel's high-water mark of ``pid``'s RSS (VmHWM), so a peak between two samples is not missed."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0.0
 
 
 def children_files_work(pid: int | None = None) -> bool:
