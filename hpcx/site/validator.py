@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -73,29 +73,31 @@ def _ecma_regex(pattern: str) -> re.Pattern[str]:
 def _problems(error: ValidationError, doc: Any) -> list[Problem]:
     """hpcx's lines for one jsonschema error; a keyword hpcx has no words for keeps jsonschema's message."""
     path, place = _locate(doc, error.absolute_path)
-    where, value, keyword, instance = (
-        path or "(top level)",
-        error.validator_value,
-        error.validator,
-        error.instance,
-    )
+    keyword, value, instance = str(error.validator), error.validator_value, error.instance
+    where = path or "(top level)"
     if keyword == "additionalProperties" and value is False:
         return list(_unknown_keys(instance, error.schema, path, place))
     if keyword == "required":
         missing = [key for key in value if key not in instance]
         return [(place, 1, f"{where}: missing required key {key!r}") for key in missing]
-    text = {
-        "type": lambda: (
-            f"expected {' or '.join([value] if isinstance(value, str) else value)}, "
-            f"found {_describe(instance)}"
-        ),
-        "enum": lambda: f"{instance!r} is not one of {value}",
-        "minProperties": lambda: f"needs at least {value} entry",
-        "pattern": lambda: f"{instance!r} is not {error.schema.get('title', 'matching ' + value)}",
-        "minimum": lambda: f"{instance} is below the minimum {value}",
-        "maximum": lambda: f"{instance} is above the maximum {value}",
-    }.get(str(keyword), lambda: error.message)()
-    return [(place, _RANK.get(str(keyword), 3), f"{where}: {text}")]
+    words = _WORDS.get(keyword)
+    text = words(instance, value, error.schema) if words else error.message
+    return [(place, _RANK.get(keyword, 3), f"{where}: {text}")]
+
+
+def _expected(found: Any, types: str | list[str], _schema: Any) -> str:
+    return f"expected {' or '.join([types] if isinstance(types, str) else types)}, found {_describe(found)}"
+
+
+# What is wrong with a value, by the keyword it breaks: (the value, the keyword's value, the schema) -> words.
+_WORDS: dict[str, Callable[[Any, Any, Any], str]] = {
+    "type": _expected,
+    "enum": lambda found, allowed, _: f"{found!r} is not one of {allowed}",
+    "minProperties": lambda _found, least, _: f"needs at least {least} entry",
+    "pattern": lambda found, regex, schema: f"{found!r} is not {schema.get('title', 'matching ' + regex)}",
+    "minimum": lambda found, least, _: f"{found} is below the minimum {least}",
+    "maximum": lambda found, most, _: f"{found} is above the maximum {most}",
+}
 
 
 def _unknown_keys(

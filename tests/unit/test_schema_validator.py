@@ -82,14 +82,19 @@ def test_what_the_standard_refuses_is_refused_with_one_line(capsys, tmp_path, ch
 @pytest.mark.parametrize(
     "change, line",
     [
-        (lambda d: d.update(name="testbed\n"), "name: 'testbed\\n' is not a plain name (letters, digits, . _ + : @ -)"),
+        (
+            lambda d: d.update(name="testbed\n"),
+            "name: 'testbed\\n' is not a plain name (letters, digits, . _ + : @ -)",
+        ),
         (lambda d: _debug(d).update(max_time="30\n"), f"{DEBUG}.max_time: '30\\n' {TIME}"),
         (lambda d: _debug(d).update(max_nodes=2.0), f"{DEBUG}.max_nodes: expected integer, found float 2.0"),
-        (lambda d: d.update(locked_blocks=["launch", "footer"]),
-         "locked_blocks[1]: 'footer' is not one of ['header', 'environment', 'setup', 'launch', 'epilogue']"),
+        (
+            lambda d: d.update(locked_blocks=["launch", "footer"]),
+            "locked_blocks[1]: 'footer' is not one of ['header', 'environment', 'setup', 'launch', 'epilogue']",
+        ),
     ],
     ids=["name-newline", "time-newline", "float-count", "enum-item"],
-)  # fmt: skip
+)
 def test_what_hpcx_refused_before_stays_refused_in_the_same_words(change, line):
     # A trailing newline passes Python's `$`, not JSON Schema's; a count of 2.0 would reach sbatch as '2.0'.
     assert validate(_testbed(change)) == [line]
@@ -152,8 +157,10 @@ def _modules_after(code: str, tmp_path: Path) -> set[str]:
     config.write_text(f"site: {TESTBED}\ndefaults:\n  partition: batch\n")
     out = subprocess.run(
         [sys.executable, "-c", f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return set(out.stdout.split())
 
