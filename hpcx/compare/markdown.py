@@ -12,44 +12,46 @@ from hpcx.compare.text import _num, _p, group_table, headline
 
 def settings_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
     """The report's header: what was measured, how it became one number, and how the intervals were made."""
-    m, s = doc["metric"], doc["settings"]
-    ci = s["ci"]
-    bootstrap = ci["method"] != "t"
-    unused = " (not used: the t interval does not resample)"
-    n_cmp = len(doc["comparisons"])
+    return [*_measured_rows(doc), *_method_rows(doc), ("runs", ", ".join(doc["runs"]))]
+
+
+def _measured_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    m = doc["metric"]
+    logged = m["source"] == "logged"
     return [
         ("metric", m["name"] + (f" ({m['unit']})" if m.get("unit") else "")),
         (
             "source",
             "logged by the job (rank 0's metrics file)"
-            if m["source"] == "logged"
+            if logged
             else "the run reports (report/report.json, or the profile records)",
         ),
         (
             "reduced",
             f"{m['reduce']} of rank 0's logged values, one number per replicate"
-            if m["source"] == "logged"
+            if logged
             else "one number per report: not reduced",
         ),
+    ]
+
+
+def _method_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    s = doc["settings"]
+    ci = s["ci"]
+    bootstrap = ci["method"] != "t"
+    unused = "" if bootstrap else " (not used: the t interval does not resample)"
+    detect = f"{s['detect']:g}" if s["detect"] is not None else "the observed difference"
+    by = ",".join(s["by"]) if s["by"] is not None else "all parameters but " + ", ".join(s["replicate_keys"])
+    return [
         ("statistic", s["statistic"]),
         ("interval", f"{ci['method']} ({'bootstrap' if bootstrap else 'Student / Welch'})"),
         ("level", f"{ci['level']:g}"),
-        ("resamples", str(ci["resamples"]) + ("" if bootstrap else unused)),
-        ("seed", str(ci["seed"]) + ("" if bootstrap else unused)),
-        ("correction", f"{s['correction']} over {n_cmp} comparison(s)"),
-        (
-            "seeds needed",
-            f"power {s['power']:g} at alpha {s['alpha']:g} to detect "
-            + (f"{s['detect']:g}" if s["detect"] is not None else "the observed difference"),
-        ),
+        ("resamples", str(ci["resamples"]) + unused),
+        ("seed", str(ci["seed"]) + unused),
+        ("correction", f"{s['correction']} over {len(doc['comparisons'])} comparison(s)"),
+        ("seeds needed", f"power {s['power']:g} at alpha {s['alpha']:g} to detect {detect}"),
         ("compared", f"against baseline {s['baseline']}" if s["baseline"] else "all pairs"),
-        (
-            "grouped by",
-            ",".join(s["by"])
-            if s["by"] is not None
-            else "all parameters but " + ", ".join(s["replicate_keys"]),
-        ),
-        ("runs", ", ".join(doc["runs"])),
+        ("grouped by", by),
     ]
 
 
@@ -69,21 +71,23 @@ def report_comparison_table(doc: dict[str, Any]) -> list[list[str]]:
         "Cliff's delta",
         "seeds needed",
     ]
-    return [head] + [
-        [
-            c["a"],
-            c["b"],
-            _num(c["difference"]),
-            f"[{_num(c['ci']['low'])}, {_num(c['ci']['high'])}]",
-            _p(c["welch"]["p"], True),
-            _p(c["p_adjusted"], True),
-            _p(c["mann_whitney"]["p"], True),
-            _p(c["mann_whitney"].get("p_adjusted"), True),
-            _num(c["cohens_d"], 3),
-            _num(c["cliffs_delta"], 3),
-            str(c["seeds_needed"]["n"] or f">{stats.MAX_SEEDS}"),
-        ]
-        for c in doc["comparisons"]
+    return [head] + [_report_comparison_row(c) for c in doc["comparisons"]]
+
+
+def _report_comparison_row(c: dict[str, Any]) -> list[str]:
+    mwu = c["mann_whitney"]
+    return [
+        c["a"],
+        c["b"],
+        _num(c["difference"]),
+        f"[{_num(c['ci']['low'])}, {_num(c['ci']['high'])}]",
+        _p(c["welch"]["p"], True),
+        _p(c["p_adjusted"], True),
+        _p(mwu["p"], True),
+        _p(mwu.get("p_adjusted"), True),
+        _num(c["cohens_d"], 3),
+        _num(c["cliffs_delta"], 3),
+        str(c["seeds_needed"]["n"] or f">{stats.MAX_SEEDS}"),
     ]
 
 

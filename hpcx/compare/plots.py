@@ -68,6 +68,19 @@ def plot(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     return written
 
 
+_POINT = {"s": 14, "color": "0.5", "edgecolors": "none", "zorder": 2}
+_INTERVAL = {"fmt": "o", "color": "C0", "markersize": 5, "capsize": 3}
+_LEGEND = {
+    "loc": "lower left",
+    "bbox_to_anchor": (0, 1.01),
+    "ncols": 2,
+    "frameon": False,
+    "borderaxespad": 0,
+    "handletextpad": 0.3,
+    "columnspacing": 1.2,
+}
+
+
 def _groups_plot(doc: dict[str, Any], stem: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
@@ -80,45 +93,26 @@ def _groups_plot(doc: dict[str, Any], stem: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(3.5, 0.9 * len(groups) + 1.5), 3.2))
     ax.grid(axis="x", visible=False)
     for i, g in enumerate(groups):
-        values = [r["value"] for r in g["replicates"]]
-        jitter = [
-            (k - (len(values) - 1) / 2) * min(0.04, 0.2 / max(len(values), 1)) for k in range(len(values))
-        ]
-        ax.scatter(
-            [i - 0.12 + j for j in jitter],
-            values,
-            s=14,
-            color="0.5",
-            edgecolors="none",
-            zorder=2,
-            label="replicate" if i == 0 else None,
-        )
-        centre, ci = g[stat], g["ci"]
-        if centre is not None and ci["low"] is not None and ci["high"] is not None:
-            ax.errorbar(
-                [i + 0.12],
-                [centre],
-                yerr=[[centre - ci["low"]], [ci["high"] - centre]],
-                fmt="o",
-                color="C0",
-                markersize=5,
-                capsize=3,
-                zorder=3,
-                label=interval if i == 0 else None,
-            )
+        _draw_group(ax, i, g, stat, interval)
     ax.set_xticks(range(len(groups)), names, rotation=30 if rotate else 0, ha="right" if rotate else "center")
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_ylabel(axis_label(doc))
-    ax.legend(
-        loc="lower left",
-        bbox_to_anchor=(0, 1.01),
-        ncols=2,
-        frameon=False,
-        borderaxespad=0,
-        handletextpad=0.3,
-        columnspacing=1.2,
-    )
+    ax.legend(**_LEGEND)
     return _save(fig, stem)
+
+
+def _draw_group(ax: Any, i: int, g: dict[str, Any], stat: str, interval: str) -> None:
+    """Group ``i``'s replicates as grey points (spread a little), its statistic and interval beside them."""
+    values = [r["value"] for r in g["replicates"]]
+    step = min(0.04, 0.2 / max(len(values), 1))
+    jitter = [(k - (len(values) - 1) / 2) * step for k in range(len(values))]
+    ax.scatter([i - 0.12 + j for j in jitter], values, label="replicate" if i == 0 else None, **_POINT)
+    centre, ci = g[stat], g["ci"]
+    if centre is not None and ci["low"] is not None and ci["high"] is not None:
+        yerr = [[centre - ci["low"]], [ci["high"] - centre]]
+        ax.errorbar(
+            [i + 0.12], [centre], yerr=yerr, zorder=3, label=interval if i == 0 else None, **_INTERVAL
+        )
 
 
 def _differences_plot(doc: dict[str, Any], stem: Path) -> list[Path]:
@@ -129,35 +123,31 @@ def _differences_plot(doc: dict[str, Any], stem: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5.5, 0.45 * len(rows) + 1.3))
     ax.grid(axis="y", visible=False)
     for i, c in enumerate(rows):
-        lo, hi = c["ci"]["low"], c["ci"]["high"]
-        if c["difference"] is not None and lo is not None and hi is not None:
-            ax.errorbar(
-                [c["difference"]],
-                [i],
-                xerr=[[c["difference"] - lo], [hi - c["difference"]]],
-                fmt="o",
-                color="C0",
-                markersize=5,
-                capsize=3,
-            )
-        ax.annotate(
-            f"p ({corr}) {_p(c['p_adjusted'])}",
-            xy=(1.02, i),
-            xycoords=("axes fraction", "data"),
-            va="center",
-            ha="left",
-            fontsize=8,
-            color="0.3",
-        )
+        _draw_difference(ax, i, c, corr)
     ax.axvline(0, color="0.4", linewidth=0.8, linestyle="--")
     labels = plot_labels(doc["groups"])
-    ax.set_yticks(
-        range(len(rows)), [f"{labels.get(c['a'], c['a'])} - {labels.get(c['b'], c['b'])}" for c in rows]
-    )
+    names = [f"{labels.get(c['a'], c['a'])} - {labels.get(c['b'], c['b'])}" for c in rows]
+    ax.set_yticks(range(len(rows)), names)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlabel(f"difference of the {stat}: {axis_label(doc)}")
     ax.set_title(f"A - B with {ci_s['level']:.0%} {ci_s['method']} interval", loc="left")
     return _save(fig, stem)
+
+
+def _draw_difference(ax: Any, i: int, c: dict[str, Any], corr: str) -> None:
+    """Comparison ``i``'s difference with its interval, and its corrected Welch p at the right."""
+    diff, lo, hi = c["difference"], c["ci"]["low"], c["ci"]["high"]
+    if diff is not None and lo is not None and hi is not None:
+        ax.errorbar([diff], [i], xerr=[[diff - lo], [hi - diff]], **_INTERVAL)
+    ax.annotate(
+        f"p ({corr}) {_p(c['p_adjusted'])}",
+        xy=(1.02, i),
+        xycoords=("axes fraction", "data"),
+        va="center",
+        ha="left",
+        fontsize=8,
+        color="0.3",
+    )
 
 
 def _save(fig: Any, stem: Path) -> list[Path]:

@@ -38,58 +38,8 @@ def _num(value: float | None, fmt: str = "{:.2f}", na: str = "n/a") -> str:
 
 
 def _cards(report: dict[str, Any]) -> str:
-    s = report["summary"]
-    limit = f" of {hms(s['time_limit_s'])}" if s.get("time_limit_s") else ""
-    eff = s["cpu_efficiency_slurm"] if s["cpu_efficiency_slurm"] is not None else s["cpu_efficiency"]
-    mem = "n/a" if s["mem_peak_mb"] is None else gib(s["mem_peak_mb"])
-    req = f" of {gib(s['mem_req_mb'])}" if s.get("mem_req_mb") else ""
-    cards = [
-        (
-            "state",
-            s["state"],
-            f"from {s['state_source']}, exit code {'-' if s['exit_code'] is None else s['exit_code']}"
-            + "".join(
-                f", {n} {k}"
-                for k, n in ((report.get("accounting") or {}).get("state_counts") or {}).items()
-                if len((report.get("accounting") or {}).get("state_counts") or {}) > 1
-            ),
-        ),
-        (
-            "elapsed",
-            "n/a" if s["elapsed_s"] is None else hms(s["elapsed_s"]),
-            f"requested{limit}" if limit else "",
-        ),
-        ("CPU efficiency", pct(eff), f"{count(s['cpus_per_task'], 'CPU')} per task"),
-        ("memory peak per node", f"{mem}{req}", s.get("mem_peak_where") or s.get("mem_peak_source") or ""),
-        (
-            "energy",
-            "n/a" if s["energy_kwh"] is None else f"{s['energy_kwh']:.4f} kWh",
-            "measured counters"
-            if s["energy_j"] is not None
-            else "RAPL only, of nodes shared with other jobs"
-            if s.get("energy_shared_j")
-            else "no energy counter",
-        ),
-        (
-            "carbon",
-            "n/a" if s.get("carbon_g") is None else f"{s['carbon_g']:.1f} g CO2e",
-            (report.get("carbon") or {}).get("source") or (report.get("carbon") or {}).get("reason", ""),
-        ),
-        ("communication", pct(s["comm_share"]), "of rank time in traced calls"),
-        (
-            "slowest rank",
-            "n/a" if s.get("slowest_rank") is None else str(s["slowest_rank"]),
-            ""
-            if s.get("slowest_rank") is None
-            else f"{s['slowest_rank_busy_s']:.1f} s outside comm, median {s['median_rank_busy_s']:.1f} s",
-        ),
-        (
-            "GPUs",
-            str(s.get("gpus") or 0),
-            "" if s.get("gpu_util_mean_pct") is None else f"mean utilisation {s['gpu_util_mean_pct']:.0f}%",
-        ),
-        _profiler_card(report),
-    ]
+    """The summary as cards: what, the value, and where it came from."""
+    cards = [*_job_cards(report), *_use_cards(report), _profiler_card(report)]
     return (
         '<div class="grid">'
         + "".join(
@@ -98,6 +48,58 @@ def _cards(report: dict[str, Any]) -> str:
         )
         + "</div>"
     )
+
+
+def _job_cards(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """State, elapsed time, CPU efficiency and memory."""
+    s = report["summary"]
+    counts = (report.get("accounting") or {}).get("state_counts") or {}
+    others = "".join(f", {n} {k}" for k, n in counts.items()) if len(counts) > 1 else ""
+    exit_code = "-" if s["exit_code"] is None else s["exit_code"]
+    limit = f" of {hms(s['time_limit_s'])}" if s.get("time_limit_s") else ""
+    eff = s["cpu_efficiency_slurm"] if s["cpu_efficiency_slurm"] is not None else s["cpu_efficiency"]
+    mem = "n/a" if s["mem_peak_mb"] is None else gib(s["mem_peak_mb"])
+    req = f" of {gib(s['mem_req_mb'])}" if s.get("mem_req_mb") else ""
+    return [
+        ("state", s["state"], f"from {s['state_source']}, exit code {exit_code}{others}"),
+        (
+            "elapsed",
+            "n/a" if s["elapsed_s"] is None else hms(s["elapsed_s"]),
+            f"requested{limit}" if limit else "",
+        ),
+        ("CPU efficiency", pct(eff), f"{count(s['cpus_per_task'], 'CPU')} per task"),
+        ("memory peak per node", f"{mem}{req}", s.get("mem_peak_where") or s.get("mem_peak_source") or ""),
+    ]
+
+
+def _use_cards(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Energy, carbon, communication, the slowest rank and the GPUs."""
+    s, carbon = report["summary"], report.get("carbon") or {}
+    energy_how = (
+        "measured counters"
+        if s["energy_j"] is not None
+        else "RAPL only, of nodes shared with other jobs"
+        if s.get("energy_shared_j")
+        else "no energy counter"
+    )
+    slowest = s.get("slowest_rank")
+    slowest_how = (
+        ""
+        if slowest is None
+        else (f"{s['slowest_rank_busy_s']:.1f} s outside comm, median {s['median_rank_busy_s']:.1f} s")
+    )
+    gpu = s.get("gpu_util_mean_pct")
+    return [
+        ("energy", "n/a" if s["energy_kwh"] is None else f"{s['energy_kwh']:.4f} kWh", energy_how),
+        (
+            "carbon",
+            "n/a" if s.get("carbon_g") is None else f"{s['carbon_g']:.1f} g CO2e",
+            carbon.get("source") or carbon.get("reason", ""),
+        ),
+        ("communication", pct(s["comm_share"]), "of rank time in traced calls"),
+        ("slowest rank", "n/a" if slowest is None else str(slowest), slowest_how),
+        ("GPUs", str(s.get("gpus") or 0), "" if gpu is None else f"mean utilisation {gpu:.0f}%"),
+    ]
 
 
 def _profiler_card(report: dict[str, Any]) -> tuple[str, str, str]:
@@ -134,25 +136,8 @@ def _failure(report: dict[str, Any]) -> str:
 
 
 def _energy(report: dict[str, Any]) -> str:
-    rows = []
-    for n in report.get("nodes") or []:
-        for name, e in n["energy"].items():
-            if e.get("status") == "measured":
-                status = f"measured; {e['scope']}: not the job's" if "scope" in e else "measured"
-                rows.append(
-                    [
-                        n["node"],
-                        name,
-                        (f"{e['energy_j'] / 1000:.3f}", e["energy_j"]),
-                        e["method"],
-                        pct(e.get("coverage")),
-                        status,
-                    ]
-                )
-    for where, reasons in unavailable_energy(
-        report.get("nodes") or []
-    ):  # each reason once, for all its nodes
-        rows += [[where, names, "", "", "", f"unavailable: {why}"] for names, why in reasons]
+    """Each node's energy sources (measured, or why not), then carbon and communication's share."""
+    rows = _energy_rows(report.get("nodes") or [])
     if rows:
         out = [table(["node", "source", "kJ", "method", "coverage", "status"], rows)]
     elif report.get("tasks"):
@@ -162,19 +147,34 @@ def _energy(report: dict[str, Any]) -> str:
         ]
     else:
         out = ['<p class="na">no node sensor records (submit with --profile)</p>']
-    c = report.get("carbon") or {}
-    if c.get("status") == "estimated":
-        out.append(
-            f"<p>carbon: <b>{c['g_co2e']:.1f} g CO2e</b> = {c['facility_kwh']:.5f} kWh (measured x PUE "
-            f"{c['pue']:g}) x {c['intensity_g_per_kwh']:g} g/kWh ({esc(c['source'])}); "
-            f"{esc(c['method'])}</p>"
-        )
-    elif c:
-        out.append(f'<p class="na">carbon: {esc(c.get("reason"))}</p>')
+    out.append(_carbon(report.get("carbon") or {}))
     line = comm_energy_text((report.get("comm") or {}).get("energy"))
     if line:
         out.append(f"<p>{esc(line)}</p>")
     return "".join(out)
+
+
+def _energy_rows(nodes: list[dict[str, Any]]) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for n in nodes:
+        for name, e in n["energy"].items():
+            if e.get("status") == "measured":
+                status = f"measured; {e['scope']}: not the job's" if "scope" in e else "measured"
+                kj = (f"{e['energy_j'] / 1000:.3f}", e["energy_j"])
+                rows.append([n["node"], name, kj, e["method"], pct(e.get("coverage")), status])
+    for where, reasons in unavailable_energy(nodes):  # each reason once, for all its nodes
+        rows += [[where, names, "", "", "", f"unavailable: {why}"] for names, why in reasons]
+    return rows
+
+
+def _carbon(c: dict[str, Any]) -> str:
+    if c.get("status") == "estimated":
+        return (
+            f"<p>carbon: <b>{c['g_co2e']:.1f} g CO2e</b> = {c['facility_kwh']:.5f} kWh (measured x PUE "
+            f"{c['pue']:g}) x {c['intensity_g_per_kwh']:g} g/kWh ({esc(c['source'])}); "
+            f"{esc(c['method'])}</p>"
+        )
+    return f'<p class="na">carbon: {esc(c.get("reason"))}</p>' if c else ""
 
 
 def _comm_table(comm: dict[str, Any] | None) -> str:
@@ -247,37 +247,34 @@ def _io_table(io_doc: dict[str, Any] | None) -> str:
     return out
 
 
+_GPU_HEAD = [
+    "node",
+    "GPU",
+    "util %",
+    "idle",
+    "power W (mean)",
+    "power W (max)",
+    "NVML used MB (peak)",
+    "throttled",
+]
+
+
 def _gpu_table(report: dict[str, Any]) -> str:
-    rows = []
-    for n in report.get("node_timelines") or []:
-        for g in n["gpus"]:
-            rows.append(
-                [
-                    n["node"],
-                    g["index"],
-                    _num(g["util_mean_pct"], "{:.0f}"),
-                    pct(g["idle_share"]),
-                    _num(g["power_mean_w"], "{:.0f}"),
-                    _num(g["power_max_w"], "{:.0f}"),
-                    _num(g["mem_used_peak_mb"], "{:.0f}"),
-                    pct(g["throttled_share"]),
-                ]
-            )
-    if not rows:
-        return ""
-    return table(
+    rows = [
         [
-            "node",
-            "GPU",
-            "util %",
-            "idle",
-            "power W (mean)",
-            "power W (max)",
-            "NVML used MB (peak)",
-            "throttled",
-        ],
-        rows,
-    )
+            n["node"],
+            g["index"],
+            _num(g["util_mean_pct"], "{:.0f}"),
+            pct(g["idle_share"]),
+            _num(g["power_mean_w"], "{:.0f}"),
+            _num(g["power_max_w"], "{:.0f}"),
+            _num(g["mem_used_peak_mb"], "{:.0f}"),
+            pct(g["throttled_share"]),
+        ]
+        for n in report.get("node_timelines") or []
+        for g in n["gpus"]
+    ]
+    return table(_GPU_HEAD, rows) if rows else ""
 
 
 def _ranks_table(report: dict[str, Any]) -> str:

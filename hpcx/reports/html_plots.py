@@ -82,45 +82,46 @@ def _lines(ax: Any, series: list[tuple[str, list[float], list[float | None]]], u
     ax.set_ylabel(unit)
 
 
+Series = list[tuple[str, list[float], list[float | None]]]
+
+
 def _fig_nodes(p: _Plots, report: dict[str, Any]) -> str:
     nodes = report.get("node_timelines") or []
     if not nodes:
         return ""
-    panels: list[tuple[str, str, list[tuple[str, list[float], list[float | None]]]]] = []
-    mem = [
-        (
-            n["node"],
-            n["timeline"]["t"],
-            [None if v is None else v / 1024 for v in n["timeline"]["mem_used_mb"]],
-        )
-        for n in nodes
-    ]
-    panels.append(("node memory used (sampled)", "GiB", mem))
-    power = [
-        (n["node"], n["timeline"]["cpu_power_t"], n["timeline"]["cpu_power_w"])
-        for n in nodes
-        if any(v is not None for v in n["timeline"]["cpu_power_w"])
-    ]
-    if power:
-        panels.append(("CPU package power (derived from RAPL energy)", "W", power))
-    net = [
-        (
-            n["node"],
-            n["timeline"]["t"],
-            [
-                None if a is None or b is None else a + b
-                for a, b in zip(n["timeline"]["net_rx_mb_s"], n["timeline"]["net_tx_mb_s"])
-            ],
-        )
-        for n in nodes
-    ]
-    panels.append(("network receive + send (derived)", "MB/s", net))
+    panels = _node_panels(nodes)
 
     def draw(fig: Any) -> None:
         for i, (title, unit, series) in enumerate(panels):
             _lines(fig.add_subplot(len(panels), 1, i + 1), series, unit, title)
 
     return p.svg("nodes", draw, (10, 2.4 * len(panels)))
+
+
+def _node_panels(nodes: list[dict[str, Any]]) -> list[tuple[str, str, Series]]:
+    """Memory, CPU package power (where RAPL had it) and network, one series per node."""
+    tl = [(n["node"], n["timeline"]) for n in nodes]
+    mem: Series = [
+        (node, t["t"], [None if v is None else v / 1024 for v in t["mem_used_mb"]]) for node, t in tl
+    ]
+    panels = [("node memory used (sampled)", "GiB", mem)]
+    power: Series = [
+        (node, t["cpu_power_t"], t["cpu_power_w"])
+        for node, t in tl
+        if any(v is not None for v in t["cpu_power_w"])
+    ]
+    if power:
+        panels.append(("CPU package power (derived from RAPL energy)", "W", power))
+    net: Series = [
+        (
+            node,
+            t["t"],
+            [None if a is None or b is None else a + b for a, b in zip(t["net_rx_mb_s"], t["net_tx_mb_s"])],
+        )
+        for node, t in tl
+    ]
+    panels.append(("network receive + send (derived)", "MB/s", net))
+    return panels
 
 
 def _fig_gpus(p: _Plots, report: dict[str, Any]) -> str:
@@ -163,21 +164,28 @@ def heatmap_grid(ranks: list[dict[str, Any]], bins: int = MAX_HEATMAP_BINS) -> t
     rss = np.full((len(ranks), n), np.nan)
     for i, r in enumerate(ranks):
         tl = np.array(r["timeline"], dtype=float).reshape(-1, 3)
-        if len(tl) == 0:
-            continue
-        tl[:, 0] += shift[i]
-        idx = np.clip(np.searchsorted(edges, tl[:, 0], side="right") - 1, 0, n - 1)
-        count = np.bincount(idx, minlength=n)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rss[i] = np.bincount(idx, tl[:, 1], minlength=n) / 1024 / count
-            if len(tl) > 1:
-                dt, dc = np.diff(tl[:, 0]), np.diff(tl[:, 2])
-                busy = np.where(dt > 0, dc / np.where(dt > 0, dt, 1), np.nan)
-                mid = (tl[1:, 0] + tl[:-1, 0]) / 2  # a rate belongs to the middle of its interval
-                j = np.clip(np.searchsorted(edges, mid, side="right") - 1, 0, n - 1)
-                ok = ~np.isnan(busy)
-                cpu[i] = np.bincount(j[ok], busy[ok], minlength=n) / np.bincount(j[ok], minlength=n)
+        if len(tl):
+            tl[:, 0] += shift[i]
+            _bin_rank(tl, edges, cpu[i], rss[i])
     return cpu, rss, edges
+
+
+def _bin_rank(tl: Any, edges: Any, cpu: Any, rss: Any) -> None:
+    """One rank's samples (t, RSS MB, CPU s) averaged into the bins: ``cpu`` and ``rss`` filled in place."""
+    import numpy as np
+
+    n = len(edges) - 1
+    idx = np.clip(np.searchsorted(edges, tl[:, 0], side="right") - 1, 0, n - 1)
+    count = np.bincount(idx, minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rss[:] = np.bincount(idx, tl[:, 1], minlength=n) / 1024 / count
+        if len(tl) > 1:
+            dt, dc = np.diff(tl[:, 0]), np.diff(tl[:, 2])
+            busy = np.where(dt > 0, dc / np.where(dt > 0, dt, 1), np.nan)
+            mid = (tl[1:, 0] + tl[:-1, 0]) / 2  # a rate belongs to the middle of its interval
+            j = np.clip(np.searchsorted(edges, mid, side="right") - 1, 0, n - 1)
+            ok = ~np.isnan(busy)
+            cpu[:] = np.bincount(j[ok], busy[ok], minlength=n) / np.bincount(j[ok], minlength=n)
 
 
 def _fig_heatmap(p: _Plots, report: dict[str, Any]) -> str:
@@ -186,22 +194,16 @@ def _fig_heatmap(p: _Plots, report: dict[str, Any]) -> str:
         return ""
     cpu, rss, edges = heatmap_grid(ranks)
     labels = [r["rank"] for r in ranks]
+    panels = (
+        (cpu, "CPU cores busy per rank (derived)", "cores"),
+        (rss, "memory (RSS) per rank (sampled)", "GiB"),
+    )
 
     def draw(fig: Any) -> None:
-        for i, (grid, title, unit) in enumerate(
-            (
-                (cpu, "CPU cores busy per rank (derived)", "cores"),
-                (rss, "memory (RSS) per rank (sampled)", "GiB"),
-            )
-        ):
+        for i, (grid, title, unit) in enumerate(panels):
             ax = fig.add_subplot(2, 1, i + 1)
-            img = ax.imshow(
-                grid,
-                aspect="auto",
-                interpolation="nearest",
-                cmap="viridis",
-                extent=(edges[0], edges[-1], len(labels) - 0.5, -0.5),
-            )
+            extent = (edges[0], edges[-1], len(labels) - 0.5, -0.5)
+            img = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis", extent=extent)
             fig.colorbar(img, ax=ax, label=unit, fraction=0.04, pad=0.01)
             ax.set_title(title)
             ax.set_xlabel("seconds since the rank started")
@@ -227,9 +229,6 @@ def _fig_comm(p: _Plots, comm: dict[str, Any] | None) -> str:
     if not comm or not comm.get("calls"):
         return ""
     calls = comm["calls"][:MAX_CALLS]
-    sizes = comm.get("sizes") or []
-    top = [(c["lib"], c["call"]) for c in calls[:5]]
-    buckets = sorted({s["bucket"] for s in sizes if (s["lib"], s["call"]) in top})
 
     def draw(fig: Any) -> None:
         ax = fig.add_subplot(1, 2, 1)
@@ -237,24 +236,30 @@ def _fig_comm(p: _Plots, comm: dict[str, Any] | None) -> str:
         ax.barh(names, [c["seconds"] for c in calls][::-1], color="#3b6fb6")
         ax.set_xlabel("seconds, all ranks")
         ax.set_title("time in calls")
-        ax2 = fig.add_subplot(1, 2, 2)
-        if buckets:
-            x = list(range(len(buckets)))
-            bottom = [0.0] * len(buckets)
-            for lib, call in top:
-                ys = [
-                    sum(s["seconds"] for s in sizes if (s["lib"], s["call"], s["bucket"]) == (lib, call, b))
-                    for b in buckets
-                ]
-                ax2.bar(x, ys, bottom=bottom, label=f"{call} ({lib})")
-                bottom = [a + b for a, b in zip(bottom, ys)]
-            ax2.set_xticks(x, [bucket_label(b) for b in buckets], rotation=45)
-            ax2.legend(fontsize=7)
-        ax2.set_xlabel("message size (power-of-two bucket)")
-        ax2.set_ylabel("seconds, all ranks")
-        ax2.set_title("time by message size")
+        _by_size(fig.add_subplot(1, 2, 2), calls, comm.get("sizes") or [])
 
     return p.svg("comm", draw, (10, 3.6))
+
+
+def _by_size(ax: Any, calls: list[dict[str, Any]], sizes: list[dict[str, Any]]) -> None:
+    """The top five calls' seconds stacked by message-size bucket."""
+    top = [(c["lib"], c["call"]) for c in calls[:5]]
+    buckets = sorted({s["bucket"] for s in sizes if (s["lib"], s["call"]) in top})
+    if buckets:
+        x = list(range(len(buckets)))
+        bottom = [0.0] * len(buckets)
+        for lib, call in top:
+            ys = [
+                sum(s["seconds"] for s in sizes if (s["lib"], s["call"], s["bucket"]) == (lib, call, b))
+                for b in buckets
+            ]
+            ax.bar(x, ys, bottom=bottom, label=f"{call} ({lib})")
+            bottom = [a + b for a, b in zip(bottom, ys)]
+        ax.set_xticks(x, [bucket_label(b) for b in buckets], rotation=45)
+        ax.legend(fontsize=7)
+    ax.set_xlabel("message size (power-of-two bucket)")
+    ax.set_ylabel("seconds, all ranks")
+    ax.set_title("time by message size")
 
 
 def _fig_regions(p: _Plots, regions: dict[str, Any] | None) -> str:
