@@ -14,12 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from hpcx.errors import RunNotFoundError, UsageError
 from hpcx.fsutil import atomic_write, atomic_write_json, read_json
+from hpcx.rundir.layout import JOB_FILE, MANIFEST_FILE, SCRIPT_FILE, SUBDIRS
 
 if TYPE_CHECKING:
     from hpcx.schedulers.base import JobRef
-
-SUBDIRS = ("logs", "profile", "checkpoints", "report")
-JOB_FILE = "job.json"
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,7 @@ class Run:
 
     @functools.cached_property
     def manifest(self) -> dict[str, Any]:
-        path = self.dir / "manifest.json"
+        path = self.dir / MANIFEST_FILE
         return read_json(path) if path.exists() else {}
 
 
@@ -88,7 +86,8 @@ def job_ids(job: dict[str, Any]) -> list[str]:
     """Every scheduler job id a run's job.json records, each once, oldest first: its job, and a sweep's arrays
     (one per chunk, including the chunks chained after another, and one per retry); none before submission.
     The index reads job.json files as it finds them, so parts of the wrong type are passed over."""
-    chunks = job.get("chunks") if isinstance(job.get("chunks"), list) else []
+    listed = job.get("chunks")
+    chunks = listed if isinstance(listed, list) else []
     ids = [job.get("job_id"), *(c.get("job_id") for c in chunks if isinstance(c, dict))]
     return list(dict.fromkeys(str(i) for i in ids if i is not None))
 
@@ -193,7 +192,7 @@ def task_ids(run: Run) -> list[int] | None:
             return sorted(parse_array(args[-1].split("=", 1)[1]).indices)
         except HpcxError:  # a form hpcx does not read (Slurm's own checks took it): the tasks are unknown
             return None
-    script = run.dir / "job.sbatch"
+    script = run.dir / SCRIPT_FILE
     text = script.read_text(errors="replace") if script.is_file() else ""
     if re.search(r"^#SBATCH\b.*\s(--array|-a)\b", text, re.MULTILINE):
         return None

@@ -31,14 +31,13 @@ from typing import Any
 
 from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write, read_json
-from hpcx.runs import JOB_FILE
+from hpcx.rundir.layout import JOB_FILE, MANIFEST_FILE
 from hpcx.runs import job_ids as _job_ids
 from hpcx.schedulers.base import ACTIVE_STATES, FINISHED_STATES
 
 INDEX_DIR = ".index"
 INDEX_FILE = "index.json"
 SCHEMA = "hpcx.run-index/2"
-MANIFEST_FILE = "manifest.json"
 # Timestamps are only as fine as the filesystem keeps them (1 s on some NFS servers, a clock tick on Linux), so
 # a directory changed in the same tick just after it was listed keeps its signature. A signature is trusted only
 # when its mtime is this much older than the listing, dated by the index file's own mtime (the same clock as the

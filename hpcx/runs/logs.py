@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpcx.rundir.layout import LOGS_DIR
 from hpcx.runs import Run, task_ids, task_job_ids
 from hpcx.submit.sbatch_script import expand_log_pattern
 
@@ -43,7 +44,7 @@ def stderr_file(run: Run, task: int | None = None) -> Path | None:
 
 def located(run: Run, task: int | None = None) -> list[LogFile]:
     """Every log file of ``run`` (of task ``task``), each with whether stderr goes there, in order."""
-    logs = run.dir / "logs"
+    logs = run.dir / LOGS_DIR
     order = _task_order(run)
     found: dict[Path, LogFile] = {}  # by resolved path: a pattern may name logs/ through another path
     if task is None:
@@ -87,14 +88,22 @@ def _jobs(run: Run, task: int | None, order: Callable[..., tuple[Any, ...]]
     else:
         tasks = task_ids(run)
         # None: the script's own #SBATCH --array, whose indices only its job.sbatch knows: %a stays open.
-        ids = [str(job["job_id"])] if tasks == [] else [f"{job['job_id']}_{t}" for t in tasks or [None]]
+        indices: list[int | None] = list(tasks) if tasks else [None]
+        ids = [str(job["job_id"])] if tasks == [] else [f"{job['job_id']}_{t}" for t in indices]
     for one in ids:
         array, _, index = str(one).partition("_")
         if not index:
-            yield {**base, "j": array, "A": array, "a": NO_ARRAY_TASK}, lambda name: order(name, None, None)
+            yield {**base, "j": array, "A": array, "a": NO_ARRAY_TASK}, _sort_key(order, None, None)
         else:
             fields = {**base, "j": None, "A": array, "a": None if index == "None" else index}
-            yield fields, lambda name, a=array, i=index: order(name, a, i)
+            yield fields, _sort_key(order, array, index)
+
+
+def _sort_key(
+    order: Callable[..., tuple[Any, ...]], array: str | None, index: str | None
+) -> Callable[[str], tuple[Any, ...]]:
+    """The sort key of the files one job (one array task, when ``index`` is given) made."""
+    return lambda name: order(name, array, index)
 
 
 def _expand(pattern: str, fields: dict[str, str | None], listed: dict[Path, list[str]]) -> list[Path]:
@@ -133,7 +142,7 @@ def _stderr_patterns(manifest: dict[str, Any], patterns: list[str]) -> set[str]:
     own = [str(d).split("=", 1)[1] for d in manifest.get("unchecked_directives") or []
            if str(d).split("=", 1)[0] in ("--error", "-e") and "=" in str(d)]  # fmt: skip
     if not own:  # the script named -o; hpcx added its own --error in logs/
-        return {p for p in patterns if Path(p).parent.name == "logs" and p.endswith(".err")}
+        return {p for p in patterns if Path(p).parent.name == LOGS_DIR and p.endswith(".err")}
     return {p for p in patterns if p.endswith(str(Path(own[-1])))} or set(patterns)
 
 
