@@ -17,7 +17,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hpcx.errors import UsageError
 from hpcx.profiling.sampler import EDGE_EVERY_S, Sampler
@@ -148,6 +150,16 @@ def _forward(child: subprocess.Popen[bytes], signum: int, rank: int) -> None:
               "handle it (hpcx.runtime.preempt.install() does)", file=sys.stderr, flush=True)  # fmt: skip
 
 
+def _forwarder(child: subprocess.Popen[bytes], rank: int, alive: list[bool]) -> Callable[[int, Any], None]:
+    """The handler of a forwarded signal: passes it on while the command has not been reaped (``alive``)."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if alive[0]:
+            _forward(child, signum, rank)
+
+    return handler
+
+
 def _self_peak_rss_mb() -> float:
     """This wrapper's own peak RSS: the memory profiling costs the node beside the rank."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -187,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return 127
     alive = [True]
     for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, lambda signum, _frame: alive[0] and _forward(child, signum, rank.rank))
+        signal.signal(sig, _forwarder(child, rank.rank, alive))
     writer = sampler = None
     if profile_dir is not None:
         writer, sampler = _start_sampler(

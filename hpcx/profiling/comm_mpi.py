@@ -19,7 +19,7 @@ from typing import Any
 from hpcx.profiling.comm import _count, _due, _perf, _pickled, _table, flush
 
 
-def _buf_bytes(buf: Any, datatype: type) -> int:
+def _buf_bytes(buf: Any, datatype: Any) -> int:
     """Bytes described by an mpi4py buffer argument: an array, ``[data, type]``, ``[data, count, type]``,
     ``[data, (count, displ), type]`` or a v-spec ``[data, counts, displs, type]``."""
     nbytes = getattr(buf, "nbytes", None)
@@ -239,7 +239,7 @@ _DATATYPE: list[type] = [type(None)]  # MPI.Datatype once mpi4py is patched
 _IN_PLACE: list[Any] = [object()]  # MPI.IN_PLACE once mpi4py is patched
 
 
-def patch_mpi(MPI: ModuleType) -> None:
+def patch_mpi(MPI: Any) -> None:
     """Replace MPI.COMM_WORLD and MPI.Request with traced subclasses' objects; count pickled bytes."""
     base_request, base_comm = MPI.Request, MPI.Intracomm
     _DATATYPE[0], _IN_PLACE[0] = MPI.Datatype, MPI.IN_PLACE
