@@ -128,8 +128,10 @@ def mapped(file: DataFile, offset: int, dtype: str, shape: tuple[int, ...]) -> n
     """
     key = (file.path, file.identity, offset, dtype, shape)
     if key not in _maps:
-        mapped = np.memmap(file.path, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
-        _maps[key] = np.asarray(mapped)  # a plain view: slicing the memmap subclass costs more per batch
+        mapping: np.memmap[Any, Any] = np.memmap(
+            file.path, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape
+        )
+        _maps[key] = np.asarray(mapping)  # a plain view: slicing the memmap subclass costs more per batch
         _origins[_maps[key].ctypes.data] = (os.open(file.path, os.O_RDONLY), offset)
     return _maps[key]
 

@@ -78,8 +78,8 @@ class EpochPlan:
     """Where one rank's batches of one epoch lie: the epoch's block order and each batch's stream rows."""
 
     def __init__(self, sizes: np.ndarray, order: np.ndarray, first_row: int, batch_size: int, batches: int):
-        ends = np.cumsum(sizes[order])  # stream row where each block (in epoch order) ends
-        starts = first_row + batch_size * np.arange(batches)
+        ends: np.ndarray = np.cumsum(sizes[order])  # stream row where each block (in epoch order) ends
+        starts: np.ndarray = first_row + batch_size * np.arange(batches)
         self.first = np.searchsorted(ends, starts, side="right").tolist()  # each batch's first and last block
         self.last = np.searchsorted(ends, starts + batch_size - 1, side="right").tolist()
         self.order, self.sizes, self.ends = order.tolist(), sizes[order].tolist(), ends.tolist()
