@@ -21,38 +21,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from hpcx.rundir.layout import IO_RECORDS, node_files, node_of_file, process_files
+
+# The file names are the layout's; these stay importable from here for the readers and writers of records.
+from hpcx.rundir.layout import node_file as node_file
+from hpcx.rundir.layout import rank_file as rank_file
+from hpcx.rundir.layout import rank_files as rank_files
+
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-
-
-def rank_file(profile_dir: str | os.PathLike[str], rank: int, step: str | None = None) -> Path:
-    """The rank's file, one per job step when there is one (``rank-NNNNN.step-S.jsonl``): two sruns in one
-    allocation each have a rank 0, concurrent or one after the other, and each keeps its own records."""
-    name = f"rank-{rank:05d}"
-    if step:
-        name += f".step-{step.replace('/', '_')}"
-    return Path(profile_dir) / f"{name}.jsonl"
-
-
-def rank_files(profile_dir: str | os.PathLike[str]) -> dict[int, list[Path]]:
-    """Per rank, its files: ``rank-NNNNN.jsonl`` (outside srun) and one ``rank-NNNNN.step-S.jsonl`` per job
-    step."""
-    found: dict[int, list[Path]] = {}
-    for path in sorted(Path(profile_dir).glob("rank-*.jsonl")):
-        match = _RANK_FILE.fullmatch(path.name)
-        if match:
-            found.setdefault(int(match.group(1)), []).append(path)
-    return found
-
-
-def node_file(profile_dir: str | os.PathLike[str], node: str, step: str | None = None) -> Path:
-    """The node's file, one per job step when there is one (``node-NAME.step-S.jsonl``: two concurrent sruns
-    in one allocation each have a collector on the node); a node name is a host name, but keep any path
-    separator out of the file name."""
-    name = node.replace("/", "_")
-    if step:
-        name += f".step-{step.replace('/', '_')}"
-    return Path(profile_dir) / f"node-{name}.jsonl"
 
 
 class RecordWriter:
@@ -142,7 +119,7 @@ def read_io_totals(
     the start of its last attempt; a process file last written before it (a requeued job's earlier attempt)
     is left out."""
     per_rank: dict[int, dict[str, dict[str, float]]] = {}
-    for path in sorted(Path(profile_dir).glob("io-rank-*.jsonl")):
+    for path in process_files(profile_dir, IO_RECORDS):
         last = None
         for record in read_records(path):
             if record.get("type") == "io":
@@ -440,26 +417,22 @@ def region_spans(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 _RANK = re.compile(r"rank-(\d+)")
-_RANK_FILE = re.compile(r"rank-(\d+)(?:\.step-[^.]*)?\.jsonl")
 
 
 def _rank_of(path: Path) -> int:
     return int(_RANK.search(path.name).group(1))  # type: ignore[union-attr]  # the glob guarantees a match
 
 
-_STEP = re.compile(r"\.step-[^.]*$")
-
-
 def node_name(node: dict[str, Any], path: Path) -> str:
     """The node a node file describes: its start record's, else the file name's without the step."""
-    return node["start"].get("node") or _STEP.sub("", path.stem[len("node-") :])
+    return node["start"].get("node") or node_of_file(path)
 
 
 def read_nodes(profile_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """Per node, its collectors' files (``node-NAME.jsonl``, or one ``node-NAME.step-S.jsonl`` per job step)
     merged by :func:`merge_node_steps`."""
     steps: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(Path(profile_dir).glob("node-*.jsonl")):
+    for path in node_files(profile_dir):
         node = node_series(read_records(path))
         steps.setdefault(node_name(node, path), []).append(node)
     return {name: merge_node_steps(found) for name, found in steps.items()}
