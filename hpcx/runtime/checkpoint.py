@@ -133,7 +133,7 @@ class Checkpointer:
             raise UsageError(f"keep must be a positive number of steps or None, not {keep!r}")
         self.root = Path(root)
         self.keep = keep
-        self._group = _ranks_of(ctx)
+        self._ranks = _ranks_of(ctx)
         self._pending: _Pending | None = None
         self._deleter: threading.Thread | None = None  # rank 0: removes rotated steps off the critical path
         self._deleting: list[Path] = []
@@ -141,11 +141,11 @@ class Checkpointer:
 
     @property
     def rank(self) -> int:
-        return self._group.rank
+        return self._ranks.rank
 
     @property
     def world_size(self) -> int:
-        return self._group.size
+        return self._ranks.size
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -221,7 +221,7 @@ class Checkpointer:
                 name = tempfile.mkdtemp(prefix=f"{step_dir_name(step)}.tmp-", dir=self.root)
             except OSError as exc:
                 name = exc
-        name = self._group.bcast(name)
+        name = self._ranks.bcast(name)
         if isinstance(name, BaseException):
             raise RuntimeFailure(
                 f"cannot create a checkpoint directory in {self.root}: {name}",
@@ -239,7 +239,7 @@ class Checkpointer:
         self, step: int, tmp: Path, outcome: tuple[dict[str, Any], str | None], *, background: bool
     ) -> Path:
         """Collective: every rank reports its files (the barrier); rank 0 commits; every rank learns the result."""
-        reports = self._group.allgather(outcome)
+        reports = self._ranks.allgather(outcome)
         failed = [f"rank {r}: {err}" for r, (_, err) in enumerate(reports) if err]
         if failed:
             raise RuntimeFailure(
@@ -254,7 +254,7 @@ class Checkpointer:
             except Exception as exc:
                 log.debug("committing step %d failed", step, exc_info=True)
                 error = f"{type(exc).__name__}: {exc}"
-        error = self._group.bcast(error)
+        error = self._ranks.bcast(error)
         if error:
             raise RuntimeFailure(
                 f"checkpoint step {step} was written but rank 0 could not commit it: {error}",
@@ -312,7 +312,7 @@ class Checkpointer:
         but none is good. Collective.
         """
         self.wait()
-        plan = self._group.bcast(load_plan(self.root) if self.rank == 0 else None)
+        plan = self._ranks.bcast(load_plan(self.root) if self.rank == 0 else None)
         torn: list[tuple[int, str]] = []
         found = self._first_good(plan["candidates"], torn, map_location, weights_only)
         self._report(plan, torn, found[0] if found is not None else None)
@@ -336,7 +336,7 @@ class Checkpointer:
         for name in candidates:
             step = step_of(name)
             verdict = verify(self.root / name, self.rank, self.world_size)
-            verdicts = self._group.allgather(verdict[:2])
+            verdicts = self._ranks.allgather(verdict[:2])
             mismatch = [v[1] for v in verdicts if v[0] == "world_size"]
             if mismatch:
                 raise RuntimeFailure(
@@ -368,7 +368,7 @@ class Checkpointer:
             error = f"rank {self.rank}: torch.load(weights_only={weights_only}) refused it: {first}"
         except Exception as exc:
             error = f"rank {self.rank}: {type(exc).__name__}: {exc}"
-        errors = [e for e in self._group.allgather(error) if e]
+        errors = [e for e in self._ranks.allgather(error) if e]
         if errors:
             raise RuntimeFailure(
                 f"checkpoint step {step} in {self.root} passed its sha256 checks but cannot be loaded: {errors[0]}",
