@@ -119,6 +119,7 @@ def rerun_document(todo: Plan, like: dict[str, Any], root: Path, *, dry_run: boo
         return {"dry_run": True, **like, "tasks": tasks, **_arrays_and_script(ps, todo.workdir, root)}
     if ps is not None:
         return {**submit_sweep(ps, todo.workdir, root), **like}
+    assert todo.prep is not None  # a plan holds a job where it holds no sweep
     if dry_run:
         return {"dry_run": True, **like, **job_preview(todo.prep, todo.workdir, root)}
     return {**submit(todo.prep, todo.workdir, root), **like}

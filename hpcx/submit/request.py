@@ -218,10 +218,10 @@ def _partition_and_time(
     choice: dict[str, Any] = {}
     if "partition" not in values:
         res_guess = build_resources({k: v for k, v in values.items() if k != "partition"}, origins=origin)
-        part, choice = choose_partition(res_guess, site, time_given="time" in values, origins=origin)
-        values["partition"], sources["partition"] = part.name, "auto"
+        chosen, choice = choose_partition(res_guess, site, time_given="time" in values, origins=origin)
+        values["partition"], sources["partition"] = chosen.name, "auto"
         if passed is not None:  # the job goes where it was checked, not to Slurm's default partition
-            passed.append(f"--partition={part.name}")
+            passed.append(f"--partition={chosen.name}")
     part = site.partitions.get(values["partition"])
     if "time" not in values and part is not None and part.default_time_min:
         values["time"], sources["time"] = part.default_time_min, "partition"
