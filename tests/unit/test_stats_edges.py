@@ -117,10 +117,10 @@ def _runs(runs_root, monkeypatch, groups: dict[str, list[float]]):
                                                           "resources": {}})  # fmt: skip
             monkeypatch.setenv("HPCX_RUN_DIR", str(run.dir))
             monkeypatch.delenv("HPCX_TASK_ID", raising=False)
-            monkeypatch.setattr(metrics, "_writer", None)  # a new process per run
+            metrics._records.close()  # a new process per run: the next record opens its own file
             metrics.log(10, loss=loss)
             runs.append(run)
-    monkeypatch.setattr(metrics, "_writer", None)
+    metrics._records.close()
     return runs
 
 
