@@ -183,10 +183,19 @@ def _scipy_bootstrap(
         axis=-1,
         confidence_level=level,
         method="BCa" if method == "bca" else "percentile",
-        rng=np.random.default_rng(seed),
+        **_generator(np.random.default_rng(seed)),
     )
     ci = res.confidence_interval
     return Interval(float(ci.low), float(ci.high), level, method)
+
+
+def _generator(rng: Any) -> dict[str, Any]:
+    """The generator as scipy.stats.bootstrap takes it: ``rng`` from scipy 1.15, ``random_state`` before
+    (hpcx[compare] allows scipy >= 1.11); both draw the same resamples from it."""
+    import inspect
+
+    takes_rng = "rng" in inspect.signature(scipy_stats().bootstrap).parameters
+    return {"rng": rng} if takes_rng else {"random_state": rng}
 
 
 def _t_interval(samples: Sequence[Sample], statistic: str, level: float) -> Interval:
