@@ -166,9 +166,14 @@ class HDF5Reader(torch.utils.data.IterableDataset):
     ) -> ReaderLoader:
         """An iterable over the rest of the current epoch through a DataLoader with ``num_workers`` workers
         (``batch_size=None``: the reader's items are whole batches), counting the batches the loop takes."""
-        kwargs = {"num_workers": num_workers, "multiprocessing_context": multiprocessing_context,
-                  "pin_memory": pin_memory, "prefetch_factor": prefetch_factor,
-                  "worker_init_fn": worker_init_fn, "timeout": timeout_s}  # fmt: skip
+        kwargs = {
+            "num_workers": num_workers,
+            "multiprocessing_context": multiprocessing_context,
+            "pin_memory": pin_memory,
+            "prefetch_factor": prefetch_factor,
+            "worker_init_fn": worker_init_fn,
+            "timeout": timeout_s,
+        }
         return ReaderLoader(self, kwargs)
 
     def state_dict(self) -> dict[str, Any]:
@@ -198,10 +203,17 @@ class HDF5Reader(torch.utils.data.IterableDataset):
         self.advance()  # a state taken after an epoch's last batch continues with the next epoch
 
     def _layout(self) -> dict[str, Any]:
-        return {"rows": self.rows, "blocks": len(self.blocks), "block_sizes": digest(self.blocks),
-                "batch_size": self.batch_size, "batches_per_epoch": self.batches_per_epoch,
-                "seed": self.seed, "shuffle": self.shuffle, "rank": self.rank,
-                "world_size": self.world_size}  # fmt: skip
+        return {
+            "rows": self.rows,
+            "blocks": len(self.blocks),
+            "block_sizes": digest(self.blocks),
+            "batch_size": self.batch_size,
+            "batches_per_epoch": self.batches_per_epoch,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "rank": self.rank,
+            "world_size": self.world_size,
+        }
 
     def advance(self) -> None:
         """Count one batch taken by the loop; after the epoch's last, the next epoch begins at batch 0."""

@@ -148,9 +148,13 @@ class ChunkMappedColumn(MappedColumn):
     in the file is a view of the file's map. Blocks whose chunks do not (or are unwritten) go to HDF5."""
 
     def __init__(
-        self, whole: np.ndarray, mapping: MapInfo, hdf5: HDF5Column, column: Column,
+        self,
+        whole: np.ndarray,
+        mapping: MapInfo,
+        hdf5: HDF5Column,
+        column: Column,
         count: Callable[[int, float], None],
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(whole, column, count)
         self.hdf5, self.file_dtype, self.chunk_rows = hdf5, np.dtype(mapping.dtype), mapping.chunk_rows or 1
         self.shape, self.zeros = column.shape, (0,) * len(column.shape)

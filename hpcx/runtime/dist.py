@@ -224,9 +224,12 @@ def _init_torch_without_mpi(backend: str, timeout_s: float) -> tuple[Any, str, i
         _check_own_address(addr, env.node)
     try:
         dist.init_process_group(
-            backend, init_method=f"tcp://{addr}:{port}", rank=env.rank, world_size=env.size,
+            backend,
+            init_method=f"tcp://{addr}:{port}",
+            rank=env.rank,
+            world_size=env.size,
             timeout=_dt.timedelta(seconds=timeout_s),
-        )  # fmt: skip
+        )
     except RuntimeError as exc:  # torch's DistNetworkError/DistStoreError: name the address and the fix
         raise RuntimeFailure(
             f"rank {env.rank} on node {env.node} cannot rendezvous with rank 0 at {addr}:{port}: "
@@ -251,25 +254,32 @@ def _check_geometry(comm: Any) -> None:
         )
 
 
+def _open_store(nodes: list[str], size: int, timeout: _dt.timedelta) -> tuple[Any, tuple[Any, Any]]:
+    """Rank 0: the rendezvous store and its endpoint (address, port), or None and why not (message, hint)."""
+    import torch.distributed as dist
+
+    try:
+        addr = rendezvous_address(nodes)
+        _check_own_address(addr, nodes[0])
+        # Port 0: the OS picks a free port and the store keeps it bound, so no other job can take it.
+        store = dist.TCPStore(addr, 0, size, is_master=True, timeout=timeout, wait_for_workers=False)
+        return store, (addr, store.port)
+    except RuntimeFailure as exc:  # the others learn why, rather than wait for an endpoint
+        return None, (exc.message, exc.hint)
+    except (RuntimeError, OSError) as exc:
+        return None, (
+            f"rank 0 on node {nodes[0]} cannot open the rendezvous store: {exc}",
+            "set HPCX_MASTER_ADDR in the site's environment to an address of the nodes",
+        )
+
+
 def _init_torch(comm: Any, backend: str, timeout_s: float) -> tuple[str, int]:
     import torch.distributed as dist
 
     rank, size = comm.Get_rank(), comm.Get_size()
     timeout = _dt.timedelta(seconds=timeout_s)
     nodes = comm.allgather(detect().node)
-    store, endpoint = None, None
-    if rank == 0:
-        try:
-            addr = rendezvous_address(nodes)
-            _check_own_address(addr, nodes[0])
-            # Port 0: the OS picks a free port and the store keeps it bound, so no other job can take it.
-            store = dist.TCPStore(addr, 0, size, is_master=True, timeout=timeout, wait_for_workers=False)
-            endpoint = (addr, store.port)
-        except RuntimeFailure as exc:  # the others learn why, rather than wait for an endpoint
-            endpoint = (exc.message, exc.hint)
-        except (RuntimeError, OSError) as exc:
-            endpoint = (f"rank 0 on node {nodes[0]} cannot open the rendezvous store: {exc}",
-                        "set HPCX_MASTER_ADDR in the site's environment to an address of the nodes")  # fmt: skip
+    store, endpoint = _open_store(nodes, size, timeout) if rank == 0 else (None, None)
     first, second = comm.bcast(endpoint, root=0)
     if isinstance(first, str) and isinstance(second, int):
         addr, port = first, second
