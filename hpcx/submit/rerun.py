@@ -15,7 +15,8 @@ from hpcx.errors import CommandError, RejectedError, UsageError
 from hpcx.runs import Run
 from hpcx.site import Site
 from hpcx.site.config import UserConfig
-from hpcx.submit.submission import Prepared, Request, after_job_ids, resolve, with_profile
+from hpcx.submit.after import after_job_ids
+from hpcx.submit.request import Prepared, Request, resolve, with_profile
 
 if TYPE_CHECKING:
     from hpcx.submit.sweep_submit import PreparedSweep
@@ -48,7 +49,6 @@ def plan(run: Run, site: Site, user: UserConfig | None, root: Path, *, failed: b
                          hint=f"hpcx rerun {run.id}")  # fmt: skip
     request, lost = like_request(run, site, root)
     prep = with_profile(resolve(request, site, user), _profile(run))
-    prep.inputs = request.inputs
     return Plan(prep=prep, workdir=request.workdir, lost=lost)
 
 
@@ -143,7 +143,7 @@ def _sweep_plan(run: Run, site: Site, user: UserConfig | None, failed: bool) -> 
     spec, doc = load_spec(spec_path)
     record = m.get("sweep") or {}
     ps = prepare(spec, doc, site, user, record.get("max_parallel"))
-    with_profile(ps.prep, _profile(run))
+    ps = dataclasses.replace(ps, prep=with_profile(ps.prep, _profile(run)))
     tasks = [Task(int(t["task"]), t["name"], dict(t["params"]), int(t["seed"])) for t in _task_table(run)]
     if failed:
         states = task_states(run)

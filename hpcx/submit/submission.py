@@ -21,7 +21,6 @@ from hpcx.schedulers import get_scheduler
 from hpcx.schedulers.base import scrubbed_env
 from hpcx.site import Partition, Site
 from hpcx.spec import Resources, format_time
-from hpcx.submit import request as _request
 from hpcx.submit.after import after_job_ids
 from hpcx.submit.launchers import launch_argv
 from hpcx.submit.request import (
@@ -31,6 +30,7 @@ from hpcx.submit.request import (
     default_job_name,
     parse_pairs,
     resolve,
+    with_profile,
 )
 from hpcx.templates import Rendered, Shell, quote, render
 
@@ -55,15 +55,6 @@ __all__ = [
     "submit",
     "with_profile",
 ]
-
-
-def with_profile(prep: Prepared, profile: bool | None) -> Prepared:
-    """``prep`` changed in place to hpcx.submit.request.with_profile's value, and returned: kept for the callers
-    that ignore the result (hpcx.submit.rerun's sweep plan). New code calls hpcx.submit.request.with_profile,
-    which returns a new value and leaves its argument as it was."""
-    new = _request.with_profile(prep, profile)
-    prep.profile, prep.sources = new.profile, new.sources
-    return prep
 
 
 def profile_env(prep: Prepared) -> dict[str, str]:
