@@ -183,10 +183,6 @@ SITE_SCHEMA: dict[str, Any] = {
     "required": ["version", "clusters"],
 }
 
-# Read by nothing here: tests/unit/test_report_once.py still patches it (from when null was missing). Goes with
-# that line.
-_PY_TYPES = {"null": type(None)}
-
 
 def validate(doc: Any, schema: dict[str, Any] = SITE_SCHEMA) -> list[str]:
     """Return one line per problem: the path, the value found, and what was expected. Empty means valid.
