@@ -165,32 +165,78 @@ def _self_peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _apply_task(args: argparse.Namespace, rank: int, env: dict[str, str]) -> int | None:
+    """With --task-table: the task's parameters into ``env`` and its placeholders into the command; the exit
+    status when its row cannot be read, else None."""
+    if args.task_id is not None:
+        env["HPCX_TASK_ID"] = str(args.task_id)
+    if not args.task_table:
+        return None
+    if args.task_id is None:
+        print("hpcx.run: --task-table needs --task-id", file=sys.stderr)
+        return 2
+    try:
+        row = read_task(args.task_table, args.task_id)
+    except (OSError, ValueError, UsageError) as exc:
+        print(f"hpcx.run: rank {rank}: {exc}", file=sys.stderr)
+        return 2
+    env.update(task_env(row))
+    args.command = fill_command(args.command, row)
+    return None
+
+
+def _profile_env(env: dict[str, str], profile_dir: Path | None) -> dict[str, str]:
+    """``env`` with the rank's profile directory, where in-process records (hpcx.profiling.iometrics) go beside
+    ours, and call tracing switched on for `hpcx submit --profile` (HPCX_PROFILE_COMM=1)."""
+    if profile_dir is None:
+        return env
+    env["HPCX_PROFILE_DIR"] = str(profile_dir)
+    if env.get("HPCX_PROFILE_COMM") == "1":
+        from hpcx.profiling.comm import child_env
+
+        env = child_env(env)
+    return env
+
+
+def _wait(child: subprocess.Popen[bytes], rank: int) -> tuple[int, Any]:
+    """The command's exit status and the resource usage of its reaped tree (wait4 rather than wait: its
+    rusage counts the CPU time and peak RSS of the whole tree)."""
+    while True:
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+            return os.waitstatus_to_exitcode(status), usage
+        except InterruptedError:
+            continue
+        except ChildProcessError:  # reaped by something else in this process: Popen may know its status
+            code, usage = child.returncode, resource.getrusage(resource.RUSAGE_CHILDREN)
+            if code is None:
+                print(f"hpcx.run: rank {rank}: the command's exit status was lost (its process was "
+                      "reaped by something else); exiting 255", file=sys.stderr, flush=True)  # fmt: skip
+                code = 255
+            return code, usage
+
+
+def _finish(writer: RecordWriter, sampler: Sampler, rank: int, exit_code: int, t0: float, usage: Any) -> None:
+    """Stop sampling and write the rank's end record."""
+    sampler.stop()
+    writer.write({
+        "type": "end", "t": time.time(), "rank": rank, "exit_code": exit_code,
+        "wall_s": time.time() - t0, "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": max(usage.ru_maxrss / 1024, sampler.peak_rss_mb), "samples": sampler.samples,
+        "sampler_cpu_s": round(sampler.cpu_s, 4), "sampler_rss_mb": _self_peak_rss_mb(),
+    })  # fmt: skip
+    writer.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     rank = detect()
     env = {**os.environ, "HPCX_RANK": str(rank.rank), "HPCX_WORLD_SIZE": str(rank.size)}
-    if args.task_id is not None:
-        env["HPCX_TASK_ID"] = str(args.task_id)
-    if args.task_table:
-        if args.task_id is None:
-            print("hpcx.run: --task-table needs --task-id", file=sys.stderr)
-            return 2
-        try:
-            row = read_task(args.task_table, args.task_id)
-        except (OSError, ValueError, UsageError) as exc:
-            print(f"hpcx.run: rank {rank.rank}: {exc}", file=sys.stderr)
-            return 2
-        env.update(task_env(row))
-        args.command = fill_command(args.command, row)
+    failed = _apply_task(args, rank.rank, env)
+    if failed is not None:
+        return failed
     profile_dir = _profile_dir(args)
-    if profile_dir is not None:
-        # in-process records (hpcx.profiling.iometrics) go beside ours
-        env["HPCX_PROFILE_DIR"] = str(profile_dir)
-    # `hpcx submit --profile`: trace calls
-    if profile_dir is not None and env.get("HPCX_PROFILE_COMM") == "1":
-        from hpcx.profiling.comm import child_env
-
-        env = child_env(env)
+    env = _profile_env(env, profile_dir)
     t0 = time.time()
     try:
         child = subprocess.Popen(args.command, env=env)
@@ -205,32 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         writer, sampler = _start_sampler(
             profile_dir, rank, child.pid, args.command, args.interval, args.edge_interval
         )
-    # wait4 rather than wait: its rusage counts the CPU time and peak RSS of the whole reaped tree.
-    while True:
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-            code = os.waitstatus_to_exitcode(status)
-            break
-        except InterruptedError:
-            continue
-        except ChildProcessError:  # reaped by something else in this process: Popen may know its status
-            code, usage = child.returncode, resource.getrusage(resource.RUSAGE_CHILDREN)
-            if code is None:
-                print(f"hpcx.run: rank {rank.rank}: the command's exit status was lost (its process was "
-                      "reaped by something else); exiting 255", file=sys.stderr, flush=True)  # fmt: skip
-                code = 255
-            break
+    code, usage = _wait(child, rank.rank)
     alive[0] = False  # reaped: its pid may be reused, so no signal goes to it any more
     exit_code = code if code >= 0 else 128 - code
     if writer is not None and sampler is not None:
-        sampler.stop()
-        writer.write({
-            "type": "end", "t": time.time(), "rank": rank.rank, "exit_code": exit_code,
-            "wall_s": time.time() - t0, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "peak_rss_mb": max(usage.ru_maxrss / 1024, sampler.peak_rss_mb), "samples": sampler.samples,
-            "sampler_cpu_s": round(sampler.cpu_s, 4), "sampler_rss_mb": _self_peak_rss_mb(),
-        })  # fmt: skip
-        writer.close()
+        _finish(writer, sampler, rank.rank, exit_code, t0, usage)
     return exit_code
 
 

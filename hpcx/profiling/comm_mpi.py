@@ -241,8 +241,17 @@ _IN_PLACE: list[Any] = [object()]  # MPI.IN_PLACE once mpi4py is patched
 
 def patch_mpi(MPI: Any) -> None:
     """Replace MPI.COMM_WORLD and MPI.Request with traced subclasses' objects; count pickled bytes."""
-    base_request, base_comm = MPI.Request, MPI.Intracomm
     _DATATYPE[0], _IN_PLACE[0] = MPI.Datatype, MPI.IN_PLACE
+    traced_request = _traced_request_class(MPI)
+    traced_comm = _traced_comm_class(MPI, traced_request)
+    _count_pickled(MPI)
+    MPI.Request = traced_request
+    MPI.COMM_WORLD = traced_comm(MPI.COMM_WORLD)
+
+
+def _traced_request_class(MPI: Any) -> type:
+    """A subclass of MPI.Request whose waits and tests are counted."""
+    base_request = MPI.Request
 
     class _RequestMeta(type):
         # Requests from untraced objects (COMM_SELF, windows, files) are still MPI.Request instances.
@@ -258,34 +267,40 @@ def patch_mpi(MPI: Any) -> None:
     for name in _MPI_MULTI_WAITS:  # classmethods: bound to the base class, called without an instance
         wrapper = _other(name, getattr(base_request, name), _no_bytes, False, None)
         setattr(traced_request, name, staticmethod(wrapper))
+    return traced_request
+
+
+def _traced_comm_class(MPI: Any, traced_request: type) -> type:
+    """A subclass of MPI.Intracomm whose calls are counted; its nonblocking calls return ``traced_request``
+    objects and the communicators it makes (Dup, Split, ...) are traced too."""
+    base_comm = MPI.Intracomm
     # A slot for the size: found in the class, not after searching four classes and an instance dict.
     traced_comm = type("Intracomm", (base_comm,), {"__module__": MPI.__name__, "__slots__": ("_n",)})
 
     def as_traced_comm(comm: Any) -> Any:
         return traced_comm(comm) if type(comm) is base_comm and comm != MPI.COMM_NULL else comm
 
+    def wrap(name: str) -> type | None:
+        """The request class a nonblocking call's request becomes (Isend, Iallreduce, isend, ...)."""
+        return traced_request if name.startswith(("I", "i")) else None
+
     for name in _MPI_ONE_BUFFER:
-        wrap = traced_request if name.startswith("I") else None
-        setattr(traced_comm, name, _one_buffer(name, getattr(base_comm, name), wrap))
+        setattr(traced_comm, name, _one_buffer(name, getattr(base_comm, name), wrap(name)))
     for name in _MPI_REDUCTIONS:
-        wrap = traced_request if name.startswith("I") else None
-        setattr(traced_comm, name, _reduction(name, getattr(base_comm, name), MPI.SUM, wrap))
+        setattr(traced_comm, name, _reduction(name, getattr(base_comm, name), MPI.SUM, wrap(name)))
     sizers = _two_buffer_sizers(MPI.IN_PLACE)
     for shape, names in _MPI_TWO_BUFFERS.items():
         for name in names:
-            wrap = traced_request if name.startswith("I") else None
-            setattr(traced_comm, name, _two_buffers(name, getattr(base_comm, name), sizers[shape], wrap))
+            setattr(
+                traced_comm, name, _two_buffers(name, getattr(base_comm, name), sizers[shape], wrap(name))
+            )
     for name, sizer in _MPI_OTHER.items():
-        wrap = traced_request if name.startswith("I") else None
-        setattr(traced_comm, name, _other(name, getattr(base_comm, name), sizer, True, wrap))
+        setattr(traced_comm, name, _other(name, getattr(base_comm, name), sizer, True, wrap(name)))
     for name in _MPI_PICKLE_CALLS:
-        wrap = traced_request if name.startswith("i") else None
-        setattr(traced_comm, name, _other(name, getattr(base_comm, name), None, True, wrap))
+        setattr(traced_comm, name, _other(name, getattr(base_comm, name), None, True, wrap(name)))
     for name in _MPI_DERIVING:
         setattr(traced_comm, name, _deriving(getattr(base_comm, name), as_traced_comm))
-    _count_pickled(MPI)
-    MPI.Request = traced_request
-    MPI.COMM_WORLD = traced_comm(MPI.COMM_WORLD)
+    return traced_comm
 
 
 def _deriving(orig: Callable[..., Any], convert: Callable[[Any], Any]) -> Callable[..., Any]:
