@@ -65,7 +65,7 @@ def compare_cmd(obj: Ctx, runs: tuple[str, ...], sweeps: tuple[str, ...], out_di
     """
     if not runs and not sweeps:
         raise UsageError("compare needs runs", hint="give run ids, or --sweep RUN for a sweep's tasks")
-    root = obj.runs_root[0]
+    root = obj.runs_root.path
     found = [find_run(root, key) for key in runs]
     for key in sweeps:
         run = find_run(root, key)
