@@ -271,8 +271,7 @@ def _traced_request_class(MPI: Any) -> type:
 
 
 def _traced_comm_class(MPI: Any, traced_request: type) -> type:
-    """A subclass of MPI.Intracomm whose calls are counted; its nonblocking calls return ``traced_request``
-    objects and the communicators it makes (Dup, Split, ...) are traced too."""
+    """A subclass of MPI.Intracomm whose calls are counted, as are the communicators it makes (Dup, ...)."""
     base_comm = MPI.Intracomm
     # A slot for the size: found in the class, not after searching four classes and an instance dict.
     traced_comm = type("Intracomm", (base_comm,), {"__module__": MPI.__name__, "__slots__": ("_n",)})
