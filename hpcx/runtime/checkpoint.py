@@ -213,7 +213,7 @@ class Checkpointer:
 
     def _begin(self, step: int) -> Path:
         """Rank 0 clears leftovers of failed saves and makes the step's temp directory; all ranks learn its name."""
-        name = None
+        name: str | OSError | None = None  # rank 0's directory, or why it could not make one
         if self.rank == 0:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)

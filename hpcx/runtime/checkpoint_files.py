@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 log = logging.getLogger("hpcx.checkpoint")
 
@@ -46,7 +45,7 @@ class HashingWriter:
     still serialising and the final fsync waits only for the tail, instead of for the whole file.
     """
 
-    def __init__(self, fh: io.BufferedWriter, *, parallel_hash: bool = True) -> None:
+    def __init__(self, fh: BinaryIO, *, parallel_hash: bool = True) -> None:
         self._fh = fh
         self._parallel_hash = parallel_hash
         self._sha = hashlib.sha256()

@@ -62,13 +62,21 @@ def _mpi() -> Any:
     return MPI
 
 
+def _ipv4(host: str) -> str | None:
+    """The first IPv4 address ``host`` resolves to here; None when it does not resolve."""
+    try:
+        # An AF_INET sockaddr is (address, port): its address is always a str.
+        return str(socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+    except (OSError, IndexError):
+        return None
+
+
 def _node_address(node: str) -> str | None:
     """An IPv4 address of ``node``: what its name resolves to here, else the NodeAddr Slurm has for it (node
     names need not be in DNS: slurm.conf may give each node its address); None when neither answers."""
-    try:
-        return socket.getaddrinfo(node, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
-    except (OSError, IndexError):
-        pass
+    resolved = _ipv4(node)
+    if resolved is not None:
+        return resolved
     from hpcx import _proc
     from hpcx.errors import CommandError
 
@@ -79,10 +87,7 @@ def _node_address(node: str) -> str | None:
     addr = next((w.split("=", 1)[1] for w in out.split() if w.startswith("NodeAddr=")), "")
     if not addr or addr == node:
         return None
-    try:
-        return socket.getaddrinfo(addr, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
-    except (OSError, IndexError):
-        return None
+    return _ipv4(addr)
 
 
 def _address_towards(peer: str) -> str:

@@ -75,10 +75,17 @@ def detect(env: Mapping[str, str] | None = None) -> RankEnv:
     """
     env = os.environ if env is None else env
     node = env.get("SLURMD_NODENAME") or socket.gethostname()
-    common = {"node": node, "job_id": env.get("SLURM_JOB_ID"), "attempt": _int(env, "SLURM_RESTART_COUNT", 0)}
+    job_id = env.get("SLURM_JOB_ID")
+    attempt = _int(env, "SLURM_RESTART_COUNT", 0)
     for launcher, required, rank, size, local in LAUNCHERS:
         if all(key in env for key in required):
             return RankEnv(
-                _int(env, rank, 0), _int(env, size, 1), _local_rank(env, *local), launcher=launcher, **common
+                _int(env, rank, 0),
+                _int(env, size, 1),
+                _local_rank(env, *local),
+                node=node,
+                launcher=launcher,
+                job_id=job_id,
+                attempt=attempt,
             )
-    return RankEnv(0, 1, 0, launcher="none", **common)
+    return RankEnv(0, 1, 0, node=node, launcher="none", job_id=job_id, attempt=attempt)
