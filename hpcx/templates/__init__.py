@@ -10,7 +10,7 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,9 @@ def _under(filename: str, roots: Sequence[Path]) -> bool:
 
 def _references(tree: jinja2.nodes.Template) -> list[str]:
     """Every template a template names literally: its parent, includes and imports."""
+    nodes: Iterator[
+        jinja2.nodes.Extends | jinja2.nodes.Include | jinja2.nodes.Import | jinja2.nodes.FromImport
+    ]
     nodes = tree.find_all(
         (jinja2.nodes.Extends, jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport)
     )
@@ -202,6 +205,15 @@ def _blank(node: jinja2.nodes.Output) -> bool:
     return all(isinstance(n, jinja2.nodes.TemplateData) and not n.data.strip() for n in node.nodes)
 
 
+def _source(env: jinja2.Environment, name: str) -> tuple[str, str]:
+    """Template ``name``'s source and the file it was read from."""
+    # _environment() always gives a FileSystemLoader, and a FileSystemLoader always names the file it read.
+    assert env.loader is not None
+    source, filename, _ = env.loader.get_source(env, name)
+    assert filename is not None
+    return source, filename
+
+
 def _check_locks(env: jinja2.Environment, name: str, trusted: Sequence[Path], locked: Sequence[str]) -> None:
     """Refuse to render kind ``name`` if a template the admin does not own could change a locked block.
 
@@ -213,7 +225,7 @@ def _check_locks(env: jinja2.Environment, name: str, trusted: Sequence[Path], lo
     seen: set[str] = set()
     while todo:
         current, named_by = todo.pop()
-        source, filename, _ = env.loader.get_source(env, current)  # type: ignore[union-attr]
+        source, filename = _source(env, current)
         tree = env.parse(source, current, filename)
         seen.add(current)
         if _under(filename, trusted):
