@@ -363,7 +363,7 @@ def _element_bytes(value: Any, dt: np.dtype, ds: h5py.Dataset) -> bytes:
     import numpy as np
 
     if dt.names:
-        return b"".join(_element_bytes(value[n], dt.fields[n][0], ds) for n in dt.names)
+        return b"".join(_element_bytes(value[n], _field_dtype(dt, n), ds) for n in dt.names)
     if dt.subdtype:
         return b"".join(_element_bytes(v, dt.subdtype[0], ds) for v in np.asarray(value).reshape(-1))
     if not dt.hasobject:
@@ -390,13 +390,20 @@ def _variable_bytes(value: Any, dt: np.dtype, ds: h5py.Dataset) -> bytes:
     raise TypeError(f"values of dtype {dt} cannot be fingerprinted")
 
 
+def _field_dtype(dt: np.dtype, name: str) -> np.dtype:
+    """The dtype of field ``name`` of the compound ``dt``."""
+    fields = dt.fields
+    assert fields is not None  # only called for a name in dt.names: dt is a compound, which has fields
+    return fields[name][0]
+
+
 def canonical_dtype(dt: np.dtype) -> np.dtype:
     """``dt`` little-endian and, for a compound, packed (no padding, whose bytes are undefined), recursively:
     the form the fingerprint hashes, so byte order and alignment in the file do not change it."""
     import numpy as np
 
     if dt.names:
-        return np.dtype([(n, canonical_dtype(dt.fields[n][0])) for n in dt.names])
+        return np.dtype([(n, canonical_dtype(_field_dtype(dt, n))) for n in dt.names])
     if dt.subdtype:
         return np.dtype((canonical_dtype(dt.subdtype[0]), dt.subdtype[1]))
     return dt.newbyteorder("<")
@@ -409,9 +416,8 @@ def dtype_tag(dt: np.dtype, *, keep_order: bool = False) -> str:
     import h5py
 
     if dt.names:
-        return (
-            "{" + ",".join(f"{n}:{dtype_tag(dt.fields[n][0], keep_order=keep_order)}" for n in dt.names) + "}"
-        )
+        fields = ",".join(f"{n}:{dtype_tag(_field_dtype(dt, n), keep_order=keep_order)}" for n in dt.names)
+        return "{" + fields + "}"
     if dt.subdtype:
         base, shape = dt.subdtype
         return f"{dtype_tag(base, keep_order=keep_order)}{list(shape)}"

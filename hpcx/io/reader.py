@@ -194,9 +194,8 @@ class HDF5Reader(torch.utils.data.IterableDataset):
                 f"the reader state was saved for a different reader ({detail})",
                 hint="resume with the same files, batch size, seed, shuffle, block rows and ranks",
             )
-        epoch, position = state.get("epoch"), state.get("position")
-        _check_int("state['epoch']", epoch, 0)
-        _check_int("state['position']", position, 0)
+        epoch = _check_int("state['epoch']", state.get("epoch"), 0)
+        position = _check_int("state['position']", state.get("position"), 0)
         if position > self.batches_per_epoch:
             raise UsageError(f"position {position} is beyond the epoch's {self.batches_per_epoch} batches")
         self.epoch, self.position = epoch, position - 1
@@ -250,9 +249,11 @@ class ReaderLoader:
             yield batch
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    """``value``, which must be an int (not a bool) of at least ``minimum``: else a UsageError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UsageError(f"{name} must be an integer >= {minimum}, not {value!r}")
+    return value
 
 
 def _place(rank: int | None, world_size: int | None) -> tuple[int, int]:

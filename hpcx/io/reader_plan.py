@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -80,8 +80,12 @@ class EpochPlan:
     def __init__(self, sizes: np.ndarray, order: np.ndarray, first_row: int, batch_size: int, batches: int):
         ends: np.ndarray = np.cumsum(sizes[order])  # stream row where each block (in epoch order) ends
         starts: np.ndarray = first_row + batch_size * np.arange(batches)
-        self.first = np.searchsorted(ends, starts, side="right").tolist()  # each batch's first and last block
-        self.last = np.searchsorted(ends, starts + batch_size - 1, side="right").tolist()
+        # Each batch's first and last block. numpy's stubs give searchsorted of an array the scalar overload's
+        # type (numpy issue 27032); it returns an array here.
+        first = cast(np.ndarray, np.searchsorted(ends, starts, side="right"))
+        last = cast(np.ndarray, np.searchsorted(ends, starts + batch_size - 1, side="right"))
+        self.first: list[int] = first.tolist()
+        self.last: list[int] = last.tolist()
         self.order, self.sizes, self.ends = order.tolist(), sizes[order].tolist(), ends.tolist()
         self.first_row, self.batch_size = first_row, batch_size
 
