@@ -342,7 +342,7 @@ def _profiler(report: dict[str, Any]) -> str:
     p = report.get("profiler") or {}
     if not p:
         return ""
-    rows = [
+    rows: list[list[Any]] = [
         ["sampler CPU time", _num(p.get("sampler_cpu_s"), "{:.3f} s"), p.get("sampler_method")],
         [
             "share of the ranks' allocated CPU",
@@ -363,25 +363,25 @@ def _profiler(report: dict[str, Any]) -> str:
 def _provenance(report: dict[str, Any]) -> str:
     pv = report.get("provenance") or {}
     dirty = {True: " (uncommitted changes: git.diff)", False: "", None: ""}[pv.get("git_dirty")]
-    rows = [
-        ["command", " ".join(map(str, report.get("command") or []))],
-        [
+    rows: list[tuple[str, Any]] = [
+        ("command", " ".join(map(str, report.get("command") or []))),
+        (
             "resources",
             ", ".join(f"{k}={v}" for k, v in (report.get("resources") or {}).items() if v is not None)
             or "the site's defaults",
-        ],
-        ["created", pv.get("created")],
-        ["host", pv.get("host")],
-        ["user", _user(pv.get("user"))],
-        ["workdir", pv.get("workdir")],
-        ["git", f"{pv.get('git_commit') or 'not a git repository'}{dirty} {pv.get('git_branch') or ''}"],
-        ["remote", pv.get("git_remote")],
-        ["site", f"{pv.get('site')} (sha256 {pv.get('site_sha256')})"],
-        ["template", f"{pv.get('template')} (sha256 {pv.get('template_sha256')})"],
-        ["python / hpcx", f"{pv.get('python')} / {pv.get('hpcx')}"],
-        ["Slurm", pv.get("slurm")],
-        ["modules", " ".join(pv.get("modules") or []) or "none"],
-        ["variables", ", ".join(f"{k}={v}" for k, v in (pv.get("variables") or {}).items()) or "none"],
+        ),
+        ("created", pv.get("created")),
+        ("host", pv.get("host")),
+        ("user", _user(pv.get("user"))),
+        ("workdir", pv.get("workdir")),
+        ("git", f"{pv.get('git_commit') or 'not a git repository'}{dirty} {pv.get('git_branch') or ''}"),
+        ("remote", pv.get("git_remote")),
+        ("site", f"{pv.get('site')} (sha256 {pv.get('site_sha256')})"),
+        ("template", f"{pv.get('template')} (sha256 {pv.get('template_sha256')})"),
+        ("python / hpcx", f"{pv.get('python')} / {pv.get('hpcx')}"),
+        ("Slurm", pv.get("slurm")),
+        ("modules", " ".join(pv.get("modules") or []) or "none"),
+        ("variables", ", ".join(f"{k}={v}" for k, v in (pv.get("variables") or {}).items()) or "none"),
     ]
     return pairs_table(rows) + '<p class="sub">the whole record: manifest.json in the run directory</p>'
 

@@ -65,8 +65,8 @@ def _lines(ax: Any, series: list[tuple[str, list[float], list[float | None]]], u
     if not clean:
         ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes, color="#8a93a3")
     elif len(clean) <= MAX_NODE_LINES:
-        for label, t, y in clean:
-            ax.plot(t, y, lw=1.1, label=label)
+        for label, times, values in clean:
+            ax.plot(times, values, lw=1.1, label=label)
         if len(clean) > 1:
             ax.legend(fontsize=7, loc="best", ncol=2 if len(clean) > 4 else 1)
     else:
