@@ -23,7 +23,8 @@ Piece = tuple[int, tuple[int, ...], Any, "int | None", "tuple[int, ...] | None",
 
 
 def part_path(directory: Path, rank: int, *, tmp: bool = False) -> Path:
-    return directory / (f"rank-{rank:05d}.h5" + (".tmp" if tmp else ""))
+    """A rank's part file, in a folder beside the user's data file."""
+    return directory / (f"rank-{rank:05d}.h5" + (".tmp" if tmp else ""))  # not in a run directory
 
 
 def wait_for_parts(path: Path, parts_tmp: Path, size: int, timeout_s: float | None = None) -> None:
