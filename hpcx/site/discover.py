@@ -331,9 +331,11 @@ def _live_cache_path(sinfo: str) -> Path | None:
 
 
 def _read_live_cache(path: Path | None, ttl_s: float) -> dict[str, Any] | None:
+    if path is None:
+        return None
     try:
-        saved = json.loads(path.read_text()) if path is not None else None
-        fresh = saved is not None and 0 <= time.time() - float(saved["saved_at"]) < ttl_s
+        saved = json.loads(path.read_text())
+        fresh = 0 <= time.time() - float(saved["saved_at"]) < ttl_s
         return saved["doc"] if fresh else None
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent, damaged or foreign: ask Slurm again
