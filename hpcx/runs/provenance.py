@@ -405,7 +405,8 @@ def _sha256(fh: BinaryIO, limit: int | None = None, digest: Any = None) -> Any:
 
 
 def _directory_fingerprint(root: Path) -> dict[str, Any]:
-    entries, unreadable = [], []
+    entries: list[tuple[str, int, int]] = []  # (path under root, size, mtime_ns)
+    unreadable: list[OSError] = []
     # Symlinked directories are listed by os.walk but not entered: a link cycle cannot make this endless.
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append):
         dirnames.sort()
