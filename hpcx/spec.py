@@ -122,7 +122,10 @@ def format_time(minutes: int) -> str:
 
 
 def parse_mem_mb(text: str | int, *, origin: Origin | None = None) -> int:
-    """Parse a memory size ("4000", "4000M", "4G", "4GB") into whole MB (Slurm's unit), rounded up."""
+    """Parse a memory size ("4000", "4000M", "4G", "4GB") into whole MB (Slurm's unit), rounded up.
+
+    Shaped like :func:`parse_time_min` on purpose (an int is checked as is, text is matched, the refusal names the
+    spelling and an example): the two share that form, not their logic."""
     if isinstance(text, int):
         return _positive("mem", text, "MB", origin)
     m = _MEM.match(str(text).strip())

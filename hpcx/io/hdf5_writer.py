@@ -267,6 +267,7 @@ class SharedFile:
             dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE if collective else h5py.h5fd.MPIO_INDEPENDENT)
         dset.id.write(mspace, fspace, buf, dxpl=dxpl)
 
+    # The same arguments as _write_shared: the two ways one dataset is written, chosen by write().
     def _write_part(
         self,
         name: str,

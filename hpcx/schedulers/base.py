@@ -163,6 +163,7 @@ def scrubbed_env(allowed: Sequence[str] = ()) -> dict[str, str]:
 class Scheduler(ABC):
     name: str
 
+    # Every backend spells this signature out again: that repetition is the interface, not copied logic.
     @abstractmethod
     def submit(
         self,

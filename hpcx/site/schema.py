@@ -52,6 +52,8 @@ NODE_TYPE = {
     "required": ["count", "cpus"],
 }
 
+# A partition's keys repeat NODE_TYPE's where a uniform partition says what a node group says: that is the
+# published schema's shape, kept flat so an admin reads it as the site file is written.
 PARTITION = {
     "type": "object",
     "additionalProperties": False,
