@@ -11,6 +11,7 @@ from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.compare import REDUCTIONS, REPLICATE_KEYS, Options, compare, render_text, write_outputs
 from hpcx.compare.stats import CI_METHODS, CORRECTIONS, STATISTICS
 from hpcx.errors import UsageError
+from hpcx.rundir.layout import TASK_TABLE
 from hpcx.runs import find_run
 
 
@@ -69,7 +70,7 @@ def compare_cmd(obj: Ctx, runs: tuple[str, ...], sweeps: tuple[str, ...], out_di
     found = [find_run(root, key) for key in runs]
     for key in sweeps:
         run = find_run(root, key)
-        if not (run.dir / "tasks.jsonl").exists():
+        if not (run.dir / TASK_TABLE).exists():
             raise UsageError(
                 f"run {run.id} is not a sweep (no tasks.jsonl)", hint="give it as RUN, not --sweep"
             )

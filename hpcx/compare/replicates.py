@@ -12,6 +12,8 @@ from typing import Any
 
 from hpcx.compare import stats
 from hpcx.errors import UsageError
+from hpcx.rundir.layout import PROFILE_DIR, TASK_TABLE, metrics_dir, profile_dir, rank_file, report_file
+from hpcx.rundir.tasks import read_tasks
 from hpcx.runs import Run
 
 REPLICATE_KEYS = ("seed", "repeat", "rep")
@@ -93,9 +95,9 @@ class Options:
 
 def replicates(run: Run, replicate_keys: Sequence[str] = REPLICATE_KEYS) -> list[Replicate]:
     """A sweep run's tasks (from tasks.jsonl), or the run itself with its manifest's variables."""
-    table = run.dir / "tasks.jsonl"
+    table = run.dir / TASK_TABLE
     if table.exists():
-        rows = [json.loads(line) for line in table.read_text().splitlines() if line.strip()]
+        rows = read_tasks(table)
         return [
             Replicate(run, int(r["task"]), _without(r["params"], replicate_keys), r.get("seed")) for r in rows
         ]
@@ -127,10 +129,7 @@ def metric_unit(metric: str) -> str | None:
 
 def metrics_file(rep: Replicate) -> Path:
     """Rank 0's metrics file of the run, or of the sweep task."""
-    from hpcx.rundir.records import rank_file
-
-    base = rep.run.dir / "metrics"
-    return rank_file(base / f"task-{rep.task:05d}" if rep.task is not None else base, 0)
+    return rank_file(metrics_dir(rep.run.dir, rep.task), 0)
 
 
 def logged_values(rep: Replicate, name: str) -> tuple[list[float], set[str]]:
@@ -168,12 +167,12 @@ def report_summary(rep: Replicate) -> dict[str, Any]:
     from hpcx.reports.build import build_report, summarize_nodes
 
     if rep.task is None:
-        path = rep.run.dir / "report" / "report.json"
+        path = report_file(rep.run.dir)
         doc = json.loads(path.read_text()) if path.exists() else build_report(rep.run)
         summary = dict(doc.get("summary", {}))
         nodes = doc.get("nodes", [])
     else:
-        profile = rep.run.dir / "profile" / f"task-{rep.task:05d}"
+        profile = profile_dir(rep.run.dir, rep.task)
         summary, nodes = _task_summary(rep, profile), summarize_nodes(profile)
     energies = [
         e["energy_j"]
@@ -211,27 +210,32 @@ def value_source(rep: Replicate, options: Options, count: int = 0) -> dict[str, 
     source, name = metric_source(options.metric)
     if source == "logged":
         return {
-            "file": metrics_file(rep).relative_to(rep.run.dir).as_posix(),
+            "file": _in_run(rep, metrics_file(rep)),
             "field": name,
             "how": f"{options.reduce} of {count} logged step(s)",
         }
     if rep.task is not None:
         return {
-            "file": f"profile/task-{rep.task:05d}/",
+            "file": _in_run(rep, profile_dir(rep.run.dir, rep.task)) + "/",
             "field": name,
             "how": "the task's rank records, as hpcx report sums a run's",
         }
-    if (rep.run.dir / "report" / "report.json").exists():
+    if report_file(rep.run.dir).exists():
         return {
-            "file": "report/report.json",
+            "file": _in_run(rep, report_file(rep.run.dir)),
             "field": REPORT_FIELDS[name],
             "how": "as written by hpcx report",
         }
     return {
-        "file": "profile/",
+        "file": f"{PROFILE_DIR}/",
         "field": REPORT_FIELDS[name],
         "how": "report built from the profile records (no report/report.json)",
     }
+
+
+def _in_run(rep: Replicate, path: Path) -> str:
+    """``path`` relative to the replicate's run directory, with forward slashes."""
+    return path.relative_to(rep.run.dir).as_posix()
 
 
 def value_of(rep: Replicate, options: Options) -> tuple[float | None, str, dict[str, Any]]:
