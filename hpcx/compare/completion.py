@@ -9,6 +9,7 @@ from typing import Any
 from hpcx.compare.grouping import group_of
 from hpcx.compare.replicates import Options, Replicate
 from hpcx.reports.terminal import count as _count
+from hpcx.rundir.layout import profile_dir
 from hpcx.runs import Run
 
 
@@ -36,9 +37,7 @@ def replicate_states(run: Run, reps: Sequence[Replicate]) -> dict[int | None, st
 def _recorded_state(rep: Replicate) -> str | None:
     from hpcx.reports.build import _state, summarize_ranks
 
-    profile = rep.run.dir / "profile"
-    if rep.task is not None:
-        profile = profile / f"task-{rep.task:05d}"
+    profile = profile_dir(rep.run.dir, rep.task)
     ranks = summarize_ranks(profile, 1) if profile.is_dir() else []
     return _state(ranks, None)[0] if ranks else None
 
