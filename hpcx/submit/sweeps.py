@@ -13,7 +13,7 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from hpcx.errors import UsageError
 from hpcx.rundir.tasks import TASK_FIELDS, fill_command, placeholders, read_task, task_env
@@ -76,7 +76,8 @@ def _values(name: str, raw: Any) -> list[Any]:
             if any(_number(v) is None for v in (start, stop, step)):
                 raise SweepError(f"parameters.grid.{name}: range {args} needs numbers",
                                  hint="write {range: [start, stop]} or {range: [start, stop, step]}")  # fmt: skip
-            start, stop, step = (v if _whole(v) else _number(v) for v in (start, stop, step))
+            # none is None: checked just above
+            start, stop, step = (v if _whole(v) else cast(float, _number(v)) for v in (start, stop, step))
             if step == 0 or (stop - start) / step <= 0:
                 raise SweepError(f"parameters.grid.{name}: range {args} is empty",
                                  hint="stop lies beyond start in the step's direction, e.g. {range: [0, 10, 2]}")  # fmt: skip
@@ -87,7 +88,7 @@ def _values(name: str, raw: Any) -> list[Any]:
             if _number(args[0]) is None or _number(args[1]) is None or not _whole(args[2]) or args[2] < 1:
                 raise SweepError(f"parameters.grid.{name}: {how} {args} needs [a, b, n]: two numbers and a whole "
                                  f"number n >= 1 of values", hint=f"e.g. {{{how}: [-4, -1, 4]}}")  # fmt: skip
-            a, b, n = _number(args[0]), _number(args[1]), args[2]
+            a, b, n = cast(float, _number(args[0])), cast(float, _number(args[1])), args[2]  # checked above
             _check_count(f"parameters.grid.{name}: {how} {args}", n)
             pts = [a + (b - a) * i / (n - 1) for i in range(n)] if n > 1 else [a]
             try:
@@ -227,18 +228,7 @@ def _check(spec: SweepSpec) -> None:
         if not _whole(seed):
             raise SweepError(f"{key} {seed!r} must be a whole number", hint=f"e.g. {key.split('.')[-1]}: 42")
     if spec.random:
-        extra = set(spec.random) - {"seed", "draws", "params"}
-        example = "e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}"
-        if extra or not spec.random.get("params"):
-            unknown = f" (not {', '.join(sorted(map(str, extra)))})" if extra else ""
-            raise SweepError(
-                f"parameters.random needs draws (>= 1), params and optionally seed{unknown}", hint=example
-            )
-        draws = spec.random.get("draws")
-        if not _whole(draws) or draws < 1:
-            raise SweepError(f"parameters.random.draws {draws!r} must be a whole number >= 1", hint=example)
-        for name, dist in (spec.random.get("params") or {}).items():
-            _draw(name, dist, random.Random(0))  # validates the distribution
+        _check_random(spec.random)
     for i, rule in enumerate(spec.exclude):
         if not isinstance(rule, dict) or not rule or set(rule) - set(names):
             raise SweepError(f"exclude[{i}] {rule!r} must map swept parameter names to values",
@@ -248,6 +238,22 @@ def _check(spec: SweepSpec) -> None:
     grid = ", ".join(f"{k}: {len(v)}" for k, v in spec.grid.items()) or "none"
     _check_count(f"the sweep (grid {grid}; zip {zipped}; draws {spec.random.get('draws', 1)}; repeats "
                  f"{spec.repeats})", task_count(spec))  # fmt: skip
+
+
+def _check_random(rnd: dict[str, Any]) -> None:
+    """parameters.random: draws, params and an optional seed, each distribution drawable."""
+    extra = set(rnd) - {"seed", "draws", "params"}
+    example = "e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}"
+    if extra or not rnd.get("params"):
+        unknown = f" (not {', '.join(sorted(map(str, extra)))})" if extra else ""
+        raise SweepError(
+            f"parameters.random needs draws (>= 1), params and optionally seed{unknown}", hint=example
+        )
+    draws: Any = rnd.get("draws")
+    if not _whole(draws) or draws < 1:
+        raise SweepError(f"parameters.random.draws {draws!r} must be a whole number >= 1", hint=example)
+    for name, dist in (rnd.get("params") or {}).items():
+        _draw(name, dist, random.Random(0))  # validates the distribution
 
 
 def _check_placeholders(command: list[str], defined: list[str]) -> None:
@@ -350,7 +356,7 @@ def _name(params: dict[str, Any], repeat: int, repeats: int) -> str:
 
 def expand(spec: SweepSpec) -> list[Task]:
     """Every task of the sweep, numbered from 0; raise SweepError when nothing is left to run."""
-    tasks = []
+    tasks: list[Task] = []
     combos = list(_combinations(spec))
     _check_rules_match(combos, spec.exclude)
     for params in combos:
