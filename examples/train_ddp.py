@@ -89,6 +89,21 @@ def model_sha256(model) -> str:
     return digest.hexdigest()
 
 
+def resume(ckpt, net, opt, sched, reader, rank: int) -> int:
+    """The step to go on from: the last good checkpoint's (model, optimizer, schedule and this rank's reader
+    position restored), or 0 on a first start."""
+    loaded = ckpt.load()
+    if loaded is None:
+        return 0
+    net.load_state_dict(loaded.state["model"])
+    opt.load_state_dict(loaded.state["optimizer"])
+    sched.load_state_dict(loaded.state["scheduler"])
+    reader.load_state_dict(loaded.per_rank["reader"])
+    if rank == 0:
+        print(f"resumed at step {loaded.step} (epoch {reader.epoch}, batch {reader.position})", flush=True)
+    return loaded.step
+
+
 def main() -> int:
     args = parse()
     out = Path(args.out)
@@ -114,16 +129,7 @@ def main() -> int:
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.5)
         ckpt = Checkpointer(out / "checkpoints", ctx, keep=3)
 
-        step = 0
-        loaded = ckpt.load()
-        if loaded is not None:
-            net.load_state_dict(loaded.state["model"])
-            opt.load_state_dict(loaded.state["optimizer"])
-            sched.load_state_dict(loaded.state["scheduler"])
-            reader.load_state_dict(loaded.per_rank["reader"])
-            step = loaded.step
-            if ctx.rank == 0:
-                print(f"resumed at step {step} (epoch {reader.epoch}, batch {reader.position})", flush=True)
+        step = resume(ckpt, net, opt, sched, reader, ctx.rank)
 
         def save(background: bool = False) -> None:
             """Replicated: model, optimizer, schedule. Per rank: where its reader is (with its RNG state)."""
