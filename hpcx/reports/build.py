@@ -33,9 +33,10 @@ from hpcx.reports.summary import gpu_summary, grep_line, slowest_rank, summarize
 from hpcx.reports.summary import run_state as _state
 from hpcx.reports.tasks import array_figures, own_ids, summarize_tasks, task_accounting
 from hpcx.reports.timelines import carbon, node_details, profiler_cost, regions
+from hpcx.rundir import layout
+from hpcx.rundir.layout import ACCOUNTING_FILE
 from hpcx.rundir.records import read_nodes
 from hpcx.runs import Run, id_ranges
-from hpcx.runs.provenance import ACCOUNTING
 
 REPORT_SCHEMA = "hpcx.report/3"
 # Importers of this module's names from before its parts moved out (compare/, tests) still find them here.
@@ -133,8 +134,8 @@ def _gather(
     max_points: int,
 ) -> _Inputs:
     """:func:`build_report`'s inputs read from the run directory; UsageError when there are none."""
-    if accounting is None and (run.dir / ACCOUNTING).exists():
-        accounting = read_json(run.dir / ACCOUNTING)
+    if accounting is None and (run.dir / ACCOUNTING_FILE).exists():
+        accounting = read_json(run.dir / ACCOUNTING_FILE)
     profile = _profile_dir(run, task)
     if task is not None and accounting is not None:
         accounting = task_accounting(run, accounting, task)
@@ -155,10 +156,9 @@ def _gather(
 def _profile_dir(run: Run, task: int | None) -> Path:
     """The run's profile directory, or one array task's; UsageError naming the tasks that have records when
     that task has none."""
-    tasks_dir = run.dir / "profile"
-    profile = tasks_dir if task is None else tasks_dir / f"task-{task:05d}"
+    profile = layout.profile_dir(run.dir, task)
     if task is not None and not profile.is_dir():
-        have = sorted(int(p.name[5:]) for p in tasks_dir.glob("task-[0-9]*") if p.name[5:].isdigit())
+        have = list(layout.task_dirs(layout.profile_dir(run.dir)))
         raise UsageError(
             f"run {run.id} has no records of task {task} (no {profile})",
             hint=f"its tasks with records: {id_ranges(have)}"
@@ -236,15 +236,16 @@ def _document(inputs: _Inputs, sections: _Sections, totals: _Totals) -> dict[str
 
 def report_stem(report: dict[str, Any]) -> str:
     """``report`` for a run, ``task-NNNNN`` for one array task's report."""
-    return "report" if report.get("task") is None else f"task-{report['task']:05d}"
+    return layout.report_stem(report.get("task"))
 
 
 def write_report(run: Run, report: dict[str, Any]) -> Path:
     """Write report/report.json (report/task-NNNNN.json for one task) atomically; return its path."""
-    (run.dir / "report").mkdir(exist_ok=True)
+    path = layout.report_file(run.dir, report.get("task"), ".json")
+    path.parent.mkdir(exist_ok=True)
     # Compact: indented JSON is written by Python's slow encoder, seconds for a large job; jq reads either.
     text = json.dumps(report, sort_keys=True, separators=(",", ":"), default=str) + "\n"
-    return atomic_write(run.dir / "report" / f"{report_stem(report)}.json", text)
+    return atomic_write(path, text)
 
 
 def write_html(run: Run, report: dict[str, Any]) -> Path:
@@ -252,5 +253,6 @@ def write_html(run: Run, report: dict[str, Any]) -> Path:
     from hpcx.reports.html import render_html
 
     page = render_html(report)
-    (run.dir / "report").mkdir(exist_ok=True)
-    return atomic_write(run.dir / "report" / f"{report_stem(report)}.html", page)
+    path = layout.report_file(run.dir, report.get("task"), ".html")
+    path.parent.mkdir(exist_ok=True)
+    return atomic_write(path, page)

@@ -12,6 +12,7 @@ from hpcx.reports.ranks import summarize_ranks
 from hpcx.reports.sections import summarize_nodes
 from hpcx.reports.sharing import mark_shared, sharing_of
 from hpcx.reports.summary import own_energies, run_state
+from hpcx.rundir.layout import TASK_TABLE, profile_dir, task_dirs
 from hpcx.runs import Run, job_ids, task_job_id
 
 
@@ -34,14 +35,14 @@ def summarize_tasks(
     when accounting has them, and its ranks' wall and CPU seconds, CPU efficiency and peak memory, with its
     measured energy (RAPL of a node other jobs or tasks shared, by ``node_jobs``, apart as
     ``energy_shared_j``). None for a run that is not an array (no task directories)."""
-    dirs = sorted(p for p in (run.dir / "profile").glob("task-[0-9]*") if p.is_dir() and p.name[5:].isdigit())
+    # By folder name, the order reports have always listed tasks in (task-100000 before task-99999).
+    dirs = sorted(task_dirs(profile_dir(run.dir)).items(), key=lambda item: item[1])
     if not dirs:
         return None
     cpus = int(run.manifest.get("resources", {}).get("cpus_per_task", {}).get("value") or 1)
     params = _task_params(run)
     rows = []
-    for path in dirs:
-        task = int(path.name[5:])
+    for task, path in dirs:
         task_acct = task_accounting(run, accounting, task) if accounting else None
         ranks = summarize_ranks(path, 1)
         energy = _task_energy(run, task, path, task_acct, node_jobs)
@@ -93,7 +94,7 @@ def _task_energy(
 
 def _task_params(run: Run) -> dict[int, dict[str, Any]]:
     """Each sweep task's parameters (tasks.jsonl; the seed among them), empty for a plain array job."""
-    table = run.dir / "tasks.jsonl"
+    table = run.dir / TASK_TABLE
     out: dict[int, dict[str, Any]] = {}
     if table.exists():
         for line in table.read_text().splitlines():
