@@ -9,10 +9,10 @@ which :func:`comm_energy` joins with the node energy counters' edge windows.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
+from hpcx.rundir.layout import COMM_RECORDS, process_files, rank_of_process_file
 from hpcx.rundir.records import (
     UNAVAILABLE,
     current_attempt,
@@ -22,9 +22,6 @@ from hpcx.rundir.records import (
     read_records,
 )
 
-_RANK = re.compile(r"comm-rank-(\d+)")
-
-
 CommFiles = dict[int, list[list[dict[str, Any]]]]  # per rank, per process file, its ``comm`` records
 
 
@@ -33,11 +30,11 @@ def comm_files(profile_dir: Path, since: dict[int, float] | None = None) -> Comm
     start of its last attempt; a process file whose last record is older belongs to an earlier attempt of a
     requeued job and is left out (each attempt's processes have their own files)."""
     out: CommFiles = {}
-    for path in sorted(Path(profile_dir).glob("comm-rank-*.jsonl")):
-        m = _RANK.match(path.name)
+    for path in process_files(profile_dir, COMM_RECORDS):
+        rank = rank_of_process_file(path, COMM_RECORDS)
         records = [r for r in read_records(path) if r.get("type") == "comm"]
-        if m and records and current_attempt(since, int(m.group(1)), records[-1]["t"]):
-            out.setdefault(int(m.group(1)), []).append(records)
+        if rank is not None and records and current_attempt(since, rank, records[-1]["t"]):
+            out.setdefault(rank, []).append(records)
     return out
 
 

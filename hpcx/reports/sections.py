@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hpcx.rundir.layout import IO_RECORDS, process_files
 from hpcx.rundir.records import read_io_totals, read_nodes, read_records
 
 NODE_ENERGY_KEYS = (
@@ -61,7 +62,7 @@ def summarize_io(
         for op in ("read", "write")
     }
     files: dict[str, dict[str, Any]] = {}
-    for path in sorted(profile_dir.glob("io-rank-*.jsonl")):
+    for path in process_files(profile_dir, IO_RECORDS):
         for record in read_records(path):
             if record.get("type") == "hdf5_open" and record.get("rank") == 0:
                 files[record["path"]] = {k: record.get(k) for k in ("layout", "reason", "ranks", "fs_type")}

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hpcx.rundir.layout import REGION_RECORDS, process_files
 from hpcx.rundir.records import current_attempt, read_records, region_spans
 
 IDLE_UTIL_PCT = 5.0  # a GPU sample below this utilisation counts as idle
@@ -146,7 +147,7 @@ def regions(
     without the region counts as 0 s). Also torch's CUDA allocator peaks per rank (``cuda_memory``
     records). ``since``: per rank, the start of its last attempt (older process files are left out). None
     without regions files."""
-    files = sorted(profile_dir.glob("regions-rank-*.jsonl"))
+    files = process_files(profile_dir, REGION_RECORDS)
     if not files:
         return None
     per: dict[str, dict[int, list[float]]] = {}
