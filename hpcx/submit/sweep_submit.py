@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,8 @@ import yaml
 
 from hpcx.errors import HpcxError, UsageError
 from hpcx.fsutil import YamlError, atomic_write, atomic_write_json, load_yaml
+from hpcx.rundir.layout import MANIFEST_FILE, SCRIPT_FILE, SWEEP_SPEC_FILE, TASK_TABLE
+from hpcx.rundir.tasks import table_text
 from hpcx.runs import Run, create_run, discard_run, job_refs, record_job
 from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler, slurm
 from hpcx.schedulers.base import scrubbed_env
@@ -126,13 +127,7 @@ def check_queue(n_tasks: int, n_arrays: int, limits: dict[str, Any]) -> None:
 
 def task_table(tasks: list[Task], progress: Callable[[int], None] | None = None) -> str:
     """tasks.jsonl: line N is task N, so a task finds its row without one file per task."""
-    encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode  # one encoder for every row
-    lines = []
-    for i, task in enumerate(tasks):
-        lines.append(encode(task.to_dict()))
-        if progress and i % 1000 == 999:
-            progress(1000)
-    return "\n".join(lines) + "\n"
+    return table_text((task.to_dict() for task in tasks), progress)
 
 
 def submit_sweep(ps: PreparedSweep, workdir: Path, root: Path,
@@ -146,15 +141,15 @@ def submit_sweep(ps: PreparedSweep, workdir: Path, root: Path,
     submitted: list[dict[str, Any]] = []
     try:
         table = task_table(ps.tasks, progress)
-        atomic_write(run.dir / "tasks.jsonl", table)
-        atomic_write(run.dir / "sweep.yaml", yaml.safe_dump(ps.doc, sort_keys=False))
+        atomic_write(run.dir / TASK_TABLE, table)
+        atomic_write(run.dir / SWEEP_SPEC_FILE, yaml.safe_dump(ps.doc, sort_keys=False))
         rendered = render_script(ps.prep, run_id=run.id, run_dir=run.dir, workdir=workdir)
-        script = atomic_write(run.dir / "job.sbatch", rendered.text, mode=0o755)
+        script = atomic_write(run.dir / SCRIPT_FILE, rendered.text, mode=0o755)
         doc = manifest(
             ps.prep, run, {"path": rendered.template_path, "sha256": rendered.template_sha256}, workdir
         )
         doc["sweep"] = _sweep_record(ps, run, table)
-        atomic_write_json(run.dir / "manifest.json", doc)
+        atomic_write_json(run.dir / MANIFEST_FILE, doc)
         _submit_chunks(
             scheduler,
             script,
@@ -297,7 +292,7 @@ def retry_failed(run: Run, allow_env: tuple[str, ...] = ()) -> dict[str, Any]:
     indices = [[t - offset for t in ids] for offset, ids in sorted(groups.items())]
     scheduler = get_scheduler(run.job.get("scheduler", "slurm"))
     max_parallel = run.manifest.get("sweep", {}).get("max_parallel")
-    submitted = _submit_chunks(scheduler, run.dir / "job.sbatch", run, parts, max_parallel, indices,
+    submitted = _submit_chunks(scheduler, run.dir / SCRIPT_FILE, run, parts, max_parallel, indices,
                                allow_env=allow_env, cwd=submission_dir(run))  # fmt: skip
     _record_chunks(run, run.job.get("scheduler", "slurm"), submitted)
     return {"run_id": run.id, "retried": failed, "job_ids": [c["job_id"] for c in submitted], "states": counts,
