@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 from dataclasses import dataclass, field
@@ -12,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from hpcx import __version__
 from hpcx.errors import CommandError, RejectedError, UsageError
+from hpcx.rundir.layout import GIT_DIFF_FILE, GIT_UNTRACKED_FILE, SCRIPT_FILE, SWEEP_SPEC_FILE, TASK_TABLE
+from hpcx.rundir.tasks import read_tasks
 from hpcx.runs import Run
 from hpcx.site import Site
 from hpcx.site.config import UserConfig
@@ -60,7 +61,7 @@ def like_request(run: Run, site: Site, root: Path) -> tuple[Request, list[str]]:
     given = ("cli", "env", "user", "site", "auto") if kind == "script" else None
     options = {_OPTION.get(k, k): v["value"] for k, v in m.get("resources", {}).items()
                if given is None or v.get("source") in given or k == "name"}  # fmt: skip
-    script = run.dir / "job.sbatch" if kind == "script" else None
+    script = run.dir / SCRIPT_FILE if kind == "script" else None
     named, after, lost = _directives(m.get("directives", []), site)
     try:
         waits = after_job_ids(root, after) if after else ()
@@ -135,7 +136,7 @@ def _sweep_plan(run: Run, site: Site, user: UserConfig | None, failed: bool) -> 
     from hpcx.submit.sweeps import Task, chunks
 
     m = _manifest(run)
-    spec_path = run.dir / "sweep.yaml"
+    spec_path = run.dir / SWEEP_SPEC_FILE
     if not spec_path.exists():
         raise UsageError(
             f"sweep {run.id} has no sweep.yaml", hint="only sweeps submitted by hpcx can be rerun"
@@ -144,7 +145,10 @@ def _sweep_plan(run: Run, site: Site, user: UserConfig | None, failed: bool) -> 
     record = m.get("sweep") or {}
     ps = prepare(spec, doc, site, user, record.get("max_parallel"))
     ps = dataclasses.replace(ps, prep=with_profile(ps.prep, _profile(run)))
-    tasks = [Task(int(t["task"]), t["name"], dict(t["params"]), int(t["seed"])) for t in _task_table(run)]
+    tasks = [
+        Task(int(t["task"]), t["name"], dict(t["params"]), int(t["seed"]))
+        for t in read_tasks(run.dir / TASK_TABLE)
+    ]
     if failed:
         states = task_states(run)
         tasks = [t for t in tasks if states.get(t.id) in FAILED_STATES]
@@ -156,15 +160,6 @@ def _sweep_plan(run: Run, site: Site, user: UserConfig | None, failed: bool) -> 
     max_array = max(c.count for c in ps.chunks)
     ps = dataclasses.replace(ps, tasks=tasks, chunks=chunks(len(tasks), max_array))
     return Plan(sweep=ps, workdir=Path(m.get("workdir") or Path.cwd()))
-
-
-def _task_table(run: Run) -> list[dict[str, Any]]:
-    rows = []
-    with open(run.dir / "tasks.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                rows.append(json.loads(line))
-    return rows
 
 
 def differences(run: Run, site: Site) -> list[str]:
@@ -188,7 +183,7 @@ def differences(run: Run, site: Site) -> list[str]:
 def _git_differences(run: Run, workdir: Path) -> list[str]:
     """The working tree against the run's: its commit, its uncommitted changes to tracked files (the run's
     git.diff against `git diff HEAD` now) and its untracked files (names only: their contents are not kept)."""
-    from hpcx.runs.provenance import GIT_DIFF, GIT_UNTRACKED, working_tree
+    from hpcx.runs.provenance import working_tree
 
     old = run.manifest.get("git") or {}
     if not old.get("commit"):
@@ -198,7 +193,7 @@ def _git_differences(run: Run, workdir: Path) -> list[str]:
         return [
             f"{workdir} is no longer a git repository hpcx can read: the run used commit {old['commit'][:12]}"
         ]
-    diff_file = run.dir / GIT_DIFF
+    diff_file = run.dir / GIT_DIFF_FILE
     old_diff = diff_file.read_bytes() if diff_file.exists() else b""
     out = []
     if now["commit"] != old["commit"]:
@@ -219,7 +214,7 @@ def _git_differences(run: Run, workdir: Path) -> list[str]:
         else:
             out.append(f"the working tree's uncommitted changes differ from the run's ({diff_file}; compare with "
                        "`git diff HEAD`)")  # fmt: skip
-    out += _untracked_differences(run.dir / GIT_UNTRACKED, old, now["untracked"])
+    out += _untracked_differences(run.dir / GIT_UNTRACKED_FILE, old, now["untracked"])
     return out
 
 
