@@ -27,17 +27,19 @@ from hpcx.errors import CommandError, UsageError
 from hpcx.fsutil import atomic_write, atomic_write_json, read_json
 from hpcx.io.info import inspect as inspect_hdf5
 from hpcx.io.info import is_hdf5
+from hpcx.rundir.layout import ACCOUNTING_FILE, GIT_DIFF_FILE, GIT_UNTRACKED_FILE, REQUIREMENTS_FILE
 from hpcx.runs import Run
 from hpcx.runs import job_ids as _job_ids  # a sweep's arrays too: each is accounted for
 from hpcx.schedulers import slurm
 from hpcx.schedulers.base import FINISHED_STATES
 from hpcx.site import Site
 
-# Side files in the run directory, next to manifest.json.
-GIT_DIFF = "git.diff"
-GIT_UNTRACKED = "git-untracked.txt"
-REQUIREMENTS = "requirements.txt"
-ACCOUNTING = "accounting.json"
+# Side files in the run directory, next to manifest.json: hpcx.rundir.layout names them, and importers of this
+# module (submit.after, tests) still find them here under these names.
+GIT_DIFF = GIT_DIFF_FILE
+GIT_UNTRACKED = GIT_UNTRACKED_FILE
+REQUIREMENTS = REQUIREMENTS_FILE
+ACCOUNTING = ACCOUNTING_FILE
 
 DIFF_CAP_BYTES = 1 << 20
 UNTRACKED_CAP_LINES = 10_000
