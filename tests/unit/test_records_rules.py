@@ -9,21 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from hpcx.reports.ranks import summarize_rank, summarize_ranks
+from hpcx.reports.timelines import regions
 from hpcx.rundir.records import (
     COMBINE_RULE,
     RecordWriter,
     current_attempt,
     energy_windows,
-    merge_rank_steps,
-    node_energy,
     node_file,
     node_series,
     rank_file,
     rank_files,
-    rank_series,
     read_io_totals,
     read_nodes,
-    read_profile,
     read_records,
     region_spans,
 )
@@ -145,56 +143,44 @@ def test_a_file_belongs_to_the_last_attempt_unless_it_ended_before_it_started():
 # --- one rank ----------------------------------------------------------------------------------------------
 
 
-def test_a_ranks_series_is_its_last_attempt_as_columns():
+def test_a_ranks_summary_is_its_last_attempt():
     records = [
         {"v": 2, "type": "start", "t": 1.0, "rank": 0, "attempt": 0},
-        {"v": 2, "type": "sample", "t": 2.0, "rank": 0, "rss_mb": 9.0},
+        {"v": 2, "type": "sample", "t": 2.0, "rank": 0, "rss_mb": 9.0, "cpu_s": 0.1},
         {"v": 2, "type": "start", "t": 10.0, "rank": 0, "attempt": 1},
         {"v": 2, "type": "source", "t": 10.0, "name": "nvml", "status": "unavailable"},
-        {"v": 2, "type": "sample", "t": 11.0, "rank": 0, "rss_mb": 1.0, "gpu": {"util": 5, "deep": {"x": 1}},
-         "hosts": ["a"]},
-        {"v": 2, "type": "sample", "t": 12.0, "rank": 0, "cpu_s": 0.5},
-        {"v": 2, "type": "end", "t": 13.0, "rank": 0, "exit_code": 0},
+        {"v": 2, "type": "sample", "t": 11.0, "rank": 0, "rss_mb": 1.0, "cpu_s": 0.2},
+        {"v": 2, "type": "sample", "t": 12.0, "rank": 0, "rss_mb": 2.0, "cpu_s": 0.5},
+        {"v": 2, "type": "end", "t": 13.0, "rank": 0, "exit_code": 0, "wall_s": 3.0, "cpu_s": 0.6,
+         "peak_rss_mb": 2.0},
     ]  # fmt: skip
-    rank = rank_series(records)
-    assert rank["start"]["attempt"] == 1 and rank["end"]["exit_code"] == 0
-    assert rank["sources"] == {"nvml": records[3]}
-    assert rank["series"] == {"t": [11.0, 12.0], "rss_mb": [1.0, None], "gpu.util": [5, None],
+    rank = summarize_rank(records)
+    assert (rank["attempt"], rank["start_t"], rank["exit_code"], rank["finished"]) == (1, 10.0, 0, True)
+    assert rank["samples"] == 2 and rank["timeline"] == [[1.0, 1.0, 0.2], [2.0, 2.0, 0.5]]
+    unfinished = summarize_rank(records[:2])
+    assert (unfinished["finished"], unfinished["exit_code"], unfinished["attempt"]) == (False, None, 0)
+    lost = summarize_rank([records[1]])  # a file whose start was lost
+    assert (lost["rank"], lost["start_t"], lost["samples"]) == (None, None, 1)
+
+
+def test_a_files_series_is_its_last_attempt_as_columns():
+    records = [
+        {"v": 2, "type": "start", "t": 1.0, "node": "n1", "attempt": 0},
+        {"v": 2, "type": "sample", "t": 2.0, "node": "n1", "rss_mb": 9.0},
+        {"v": 2, "type": "start", "t": 10.0, "node": "n1", "attempt": 1},
+        {"v": 2, "type": "source", "t": 10.0, "name": "nvml", "status": "unavailable"},
+        {"v": 2, "type": "sample", "t": 11.0, "node": "n1", "rss_mb": 1.0, "gpu": {"util": 5, "deep": {"x": 1}},
+         "hosts": ["a"]},
+        {"v": 2, "type": "sample", "t": 12.0, "node": "n1", "cpu_s": 0.5},
+        {"v": 2, "type": "end", "t": 13.0, "node": "n1", "exit_code": 0},
+    ]  # fmt: skip
+    node = node_series(records)
+    assert node["start"]["attempt"] == 1 and node["end"]["exit_code"] == 0
+    assert node["sources"] == {"nvml": records[3]}
+    assert node["series"] == {"t": [11.0, 12.0], "rss_mb": [1.0, None], "gpu.util": [5, None],
                               "cpu_s": [None, 0.5]}  # fmt: skip
-    assert rank_series(records[:2])["end"] is None
-    assert rank_series([records[1]])["start"] == {}  # a file whose start was lost
-
-
-def _step(start_t, attempt, end_t=None, samples=()):
-    start = {"type": "start", "t": start_t, "attempt": attempt} if start_t is not None else None
-    records = ([start] if start else []) + [
-        {"v": 2, "type": "sample", "t": t, "rank": 0, "rss_mb": t} for t in samples
-    ]
-    if end_t is not None:
-        records.append({"type": "end", "t": end_t})
-    return rank_series(records)
-
-
-def test_a_ranks_steps_merge_into_the_last_attempt_in_start_order():
-    merged = merge_rank_steps([_step(20.0, 1, 30.0, [25.0]), _step(5.0, 0, 9.0, [6.0]),
-                               _step(10.0, 1, 19.0, [12.0]), _step(None, 0, None, [1.0])])  # fmt: skip
-    assert [s["start"]["t"] for s in merged["steps"]] == [10.0, 20.0]
-    assert merged["start"]["t"] == 10.0 and merged["end"]["t"] == 30.0
-    assert merged["series"] == {"t": [12.0, 25.0], "rss_mb": [12.0, 25.0]}
-    v1 = rank_series([{"v": 1, "type": "start", "t": 30.0}])  # version 1 starts name no attempt
-    assert len(merge_rank_steps([v1, _step(40.0, 0, 41.0)])["steps"]) == 2
-    unfinished = merge_rank_steps([_step(10.0, None, 19.0, [12.0]), _step(20.0, 0, None, [25.0])])
-    assert unfinished["end"] is None and len(unfinished["steps"]) == 2
-    one = merge_rank_steps([_step(10.0, 0, 19.0, [12.0])])
-    assert [s["start"]["t"] for s in one["steps"]] == [10.0] and one["end"]["t"] == 19.0
-    late_end_first = merge_rank_steps([_step(10.0, 0, 40.0), _step(20.0, 0, 30.0)])
-    assert late_end_first["end"]["t"] == 40.0  # the step that ended last, whatever its start
-    assert merge_rank_steps([_step(None, 0, None, [1.0])])["series"]["t"] == [1.0]  # no start at all
-    lost = merge_rank_steps([_step(None, 0, None, [1.0]), _step(None, 0, None, [2.0])])
-    assert lost["series"]["t"] == [1.0] and len(lost["steps"]) == 1  # no start in any: the first file only
-    nvml = {"type": "source", "t": 10.0, "name": "nvml", "status": "measured"}
-    two = merge_rank_steps([rank_series([{"type": "start", "t": 10.0, "attempt": 0}, nvml]), _step(20.0, 0)])
-    assert two["sources"] == {"nvml": nvml} and len(two["steps"]) == 2
+    assert node_series(records[:2])["end"] is None
+    assert node_series([records[1]])["start"] == {}  # a file whose start was lost
 
 
 # --- nodes and energy --------------------------------------------------------------------------------------
@@ -230,26 +216,25 @@ def test_a_nodes_energy_is_the_counters_difference_over_the_window_with_its_cove
         "reason": "this GPU has no total-energy counter",
     }
     assert node["windows"]["cpu_package"] == [[1.0, 3.0, 200.0]]
-    assert node_energy(node) == node["energy"]
     assert node["series"] == {"t": [1.0, 3.0], "rapl.package_j": [100.0, 300.0], "rapl.dram_j": [10.0, 14.0]}
 
 
 def test_energy_that_cannot_be_measured_says_why():
-    bare = node_energy(_node(0.0, [_edge(1.0, 1.0), _edge(2.0, 2.0)], end_t=3.0))
+    bare = _node(0.0, [_edge(1.0, 1.0), _edge(2.0, 2.0)], end_t=3.0)["energy"]
     assert bare == {"cpu_package": {"status": "unavailable", "reason": "no RAPL source record"},
                     "dram": {"status": "unavailable", "reason": "no RAPL source record"},
                     "gpu": {"status": "unavailable", "reason": "no NVML source record"}}  # fmt: skip
     off = {"type": "source", "name": "rapl", "status": "unavailable", "reason": "powercap is not readable"}
     nvml_off = {"type": "source", "name": "nvml", "status": "unavailable"}
-    energy = node_energy(_node(0.0, [], off, nvml_off))
+    energy = _node(0.0, [], off, nvml_off)["energy"]
     assert energy["cpu_package"]["reason"] == energy["dram"]["reason"] == "powercap is not readable"
     assert energy["gpu"]["reason"] == "no NVML source record"  # unavailable without a reason
     package_only = {**RAPL, "zones": {"0": "package-0"}}
-    energy = node_energy(_node(0.0, [_edge(1.0, 1.0)], package_only))
+    energy = _node(0.0, [_edge(1.0, 1.0)], package_only)["energy"]
     assert energy["cpu_package"] == {"status": "unavailable", "reason": "fewer than two counter readings"}
     assert energy["dram"] == {"status": "unavailable", "reason": "no dram zone under RAPL"}
     dram_only = {**RAPL, "zones": {"1": "dram"}}
-    energy = node_energy(_node(0.0, [_edge(1.0, 1.0, 1.0), _edge(1.0, 2.0, 2.0)], dram_only))
+    energy = _node(0.0, [_edge(1.0, 1.0, 1.0), _edge(1.0, 2.0, 2.0)], dram_only)["energy"]
     assert energy["cpu_package"]["reason"] == "no cpu_package zone under RAPL"
     assert energy["dram"] == {"status": "unavailable", "reason": "the counter readings span no time"}
 
@@ -379,17 +364,22 @@ def test_region_spans_are_placed_in_unix_time_by_their_anchor():
     assert region_spans(records) == [{"name": "fwd", "start_t": 102.0, "dur_s": 0.5, "depth": 1, "pid": 42}]
 
 
-def test_the_profile_holds_ranks_nodes_and_each_ranks_regions_in_time_order(tmp_path):
+def test_the_report_reads_ranks_nodes_and_each_ranks_regions_from_all_its_processes(tmp_path):
     _write(rank_file(tmp_path, 3), {"type": "start", "t": 1.0, "rank": 3})
     _write(node_file(tmp_path, "n1"), {"type": "start", "t": 1.0, "node": "n1"})
-    anchor = {"type": "anchor", "t": 100.0, "pid": 1}
-    _write(tmp_path / "regions-rank-00003-p1.jsonl", anchor, {"type": "regions", "spans": [["b", 5e9, 1, 0]]})
+    anchor = {"type": "anchor", "t": 100.0, "rank": 3, "pid": 1}
+    _write(tmp_path / "regions-rank-00003-p1.jsonl", anchor,
+           {"type": "regions", "t": 106.0, "spans": [["b", 5e9, 1, 0]]})  # fmt: skip
     _write(tmp_path / "regions-rank-00003-p2.jsonl", {**anchor, "pid": 2},
-           {"type": "regions", "spans": [["a", 1e9, 1, 0]]})  # fmt: skip
-    profile = read_profile(tmp_path)
-    assert list(profile["ranks"]) == [3] and list(profile["nodes"]) == ["n1"]
-    assert [(s["name"], s["pid"]) for s in profile["regions"][3]] == [("a", 2), ("b", 1)]
-    assert read_profile(tmp_path / "none") == {"ranks": {}, "nodes": {}, "regions": {}}
+           {"type": "regions", "t": 102.0, "spans": [["a", 1e9, 1, 0]]})  # fmt: skip
+    assert [r["rank"] for r in summarize_ranks(tmp_path)] == [3] and list(read_nodes(tmp_path)) == ["n1"]
+    found = regions(tmp_path)
+    assert found is not None
+    assert {r["name"]: r["per_rank"] for r in found["regions"]} == {
+        name: [{"rank": 3, "calls": 1, "seconds": 1e-9}] for name in ("a", "b")
+    }
+    assert (summarize_ranks(tmp_path / "none"), read_nodes(tmp_path / "none")) == ([], {})
+    assert regions(tmp_path / "none") is None
 
 
 @pytest.mark.parametrize("line_flush", [True, False])
@@ -417,12 +407,12 @@ def test_every_gpu_counts_only_its_own_counter_and_sources_may_omit_their_lists(
             "nvml": [{"index": 0, "energy_j": 15.5}, {"index": 1, "energy_j": 1250.25}],
         },
     ]
-    energy = node_energy(_node(0.0, samples, {**RAPL, "zones": {}}, nvml, end_t=4.0))
+    energy = _node(0.0, samples, {**RAPL, "zones": {}}, nvml, end_t=4.0)["energy"]
     assert (energy["gpu0"]["energy_j"], energy["gpu1"]["energy_j"]) == (5.5, 250.25)
     assert energy["cpu_package"] == {"status": "unavailable", "reason": "no cpu_package zone under RAPL"}
     no_zones = {k: v for k, v in RAPL.items() if k != "zones"}
     no_gpus = {"type": "source", "name": "nvml", "status": "measured"}
-    energy = node_energy(_node(0.0, [], no_zones, no_gpus))
+    energy = _node(0.0, [], no_zones, no_gpus)["energy"]
     assert energy == {"cpu_package": {"status": "unavailable", "reason": "no cpu_package zone under RAPL"},
                       "dram": {"status": "unavailable", "reason": "no dram zone under RAPL"}}  # fmt: skip
 
@@ -434,14 +424,14 @@ def test_an_unavailable_gpu_source_gives_its_reason():
         "status": "unavailable",
         "reason": "NVML: driver not loaded",
     }
-    assert node_energy(_node(0.0, [], nvml_off))["gpu"] == {"status": "unavailable",
+    assert _node(0.0, [], nvml_off)["energy"]["gpu"] == {"status": "unavailable",
                                                             "reason": "NVML: driver not loaded"}  # fmt: skip
 
 
 def test_short_windows_keep_their_fractions_and_a_repeated_reading_is_skipped():
     edges = [_edge(1.0, 10.0), _edge(1.0, 10.0), _edge(1.25, 10.1234), _edge(1.6234, 10.2469)]
     # the collector's end record came before its last reading: the coverage is capped at 1
-    energy = node_energy(_node(1.0, edges, {**RAPL, "zones": {"0": "package-0"}}, end_t=1.3))
+    energy = _node(1.0, edges, {**RAPL, "zones": {"0": "package-0"}}, end_t=1.3)["energy"]
     assert energy["cpu_package"] == {"energy_j": 0.247, "window_s": 0.623, "method": "counter",
                                      "coverage": 1.0, "status": "measured"}  # fmt: skip
     no_start = node_series([RAPL, *edges])  # a collector whose start record was lost
