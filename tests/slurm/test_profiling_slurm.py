@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from hpcx.rundir.records import read_profile
+from hpcx.reports.ranks import summarize_ranks
+from hpcx.rundir.records import rank_files, read_nodes, read_records
 from tests.mpi.test_profiling_mpi import STEP_MB, expected_mb, write_alloc
 
 pytestmark = pytest.mark.slurm
@@ -42,22 +43,26 @@ def test_known_allocations_agree_with_sacct_and_nodes_are_read_once(slurm_hpcx, 
 
     expected = expected_mb(logs)
     assert sorted(expected) == [0, 1, 2, 3], logs
-    merged = read_profile(runs_root / doc["run_id"] / "profile")
-    peaks = {r: merged["ranks"][r]["end"]["peak_rss_mb"] for r in expected}
+    profile = runs_root / doc["run_id"] / "profile"
+    ranks = {r["rank"]: r for r in summarize_ranks(profile)}  # as `hpcx report` reads them
+    assert all(ranks[r]["finished"] for r in expected), ranks
+    peaks = {r: ranks[r]["peak_rss_mb"] for r in expected}
     for rank, want in expected.items():
         assert peaks[rank] == pytest.approx(want, rel=0.05), (rank, peaks[rank], want)
 
     # Slurm's task RSS is the whole task: hpcx.run's wrapper (its RSS is in the end record) plus the rank.
     sacct_mb, task = _sacct_step(doc["job_id"])
     top = max(peaks, key=peaks.get)
-    ours = peaks[top] + merged["ranks"][top]["end"]["sampler_rss_mb"]
+    ours = peaks[top] + ranks[top]["sampler_rss_mb"]
     print(f"sacct MaxRSS {sacct_mb:.1f} MB (task {task}); hpcx {ours:.1f} MB; peaks {peaks}")
     assert task == top and sacct_mb == pytest.approx(ours, rel=0.05), (sacct_mb, task, ours, peaks)
 
-    assert sorted(merged["nodes"]) == ["n1", "n2"]
-    for name, node in merged["nodes"].items():
-        collector = merged["ranks"][node["start"]["rank"]]["start"]
-        assert collector["node"] == name and collector["local_rank"] == 0
+    nodes = read_nodes(profile)
+    assert sorted(nodes) == ["n1", "n2"]
+    for name, node in nodes.items():
+        (path,) = rank_files(profile)[node["start"]["rank"]]
+        collector = next(read_records(path))  # the collecting rank's start record
+        assert collector["type"] == "start" and collector["node"] == name and collector["local_rank"] == 0
     text = slurm_hpcx("report", doc["run_id"]).stdout
     # said once
     assert re.search(r"^  energy: unavailable on n\[1-2\]: cpu_package, dram: ", text, re.M), text

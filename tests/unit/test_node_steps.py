@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from hpcx.reports.build import summarize_nodes, summarize_ranks
+from hpcx.reports.ranks import summarize_ranks
+from hpcx.reports.sections import summarize_nodes
 from hpcx.rundir.records import (
     COMBINE_RULE,
     energy_windows,
     node_series,
     read_nodes,
-    read_profile,
     read_records,
 )
 
@@ -117,7 +117,7 @@ def test_the_merge_counts_the_overlap_once(two_steps):
 
     (row,) = summarize_nodes(two_steps)
     assert row["energy"]["cpu_package"] == {k: merged[k] for k in row["energy"]["cpu_package"]}
-    assert set(read_profile(two_steps)["nodes"]) == {row["node"]}
+    assert set(read_nodes(two_steps)) == {row["node"]}
 
 
 def test_windows_rule_on_hand_made_series():
@@ -136,9 +136,8 @@ def test_each_step_writes_its_own_rank_file_and_the_rank_is_both(two_steps):
     """Both steps are rank 0 of their own srun: two rank files, one rank whose time counts the overlap once."""
     assert sorted(p.name for p in two_steps.glob("rank-*.jsonl")) == [
         "rank-00000.step-0.jsonl", "rank-00000.step-1.jsonl"]  # fmt: skip
-    rank = read_profile(two_steps)["ranks"][0]
-    assert [s["start"]["step"] for s in rank["steps"]] == ["0", "1"]
     (combined,) = summarize_ranks(two_steps)
+    assert combined["rank"] == 0 and [s["step"] for s in combined["steps"]] == ["0", "1"]
     first, second = combined["steps"]
     assert combined["wall_s"] == pytest.approx(second["start_t"] + second["wall_s"] - first["start_t"])
     overlap = first["start_t"] + first["wall_s"] - second["start_t"]  # about 1.3 s, from the records

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hpcx.rundir.records import RecordWriter, rank_file, read_profile, read_records
+from hpcx.reports.ranks import summarize_ranks
+from hpcx.rundir.records import RecordWriter, rank_file, read_records
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,9 +72,9 @@ writer.close()
         ("start", 200.0), ("sample", 201.0), ("end", 202.0),
     ]  # fmt: skip
     assert len(path.read_text().splitlines()) == 7  # the torn line stays alone on its line
-    rank = read_profile(tmp_path)["ranks"][0]
-    assert rank["start"]["argv"] == ["attempt-2"] and rank["end"]["exit_code"] == 0
-    assert rank["series"]["rss_mb"] == [20.0]  # the last attempt only
+    (rank,) = summarize_ranks(tmp_path)  # as `hpcx report` reads it: attempt 2's start (t 200), its end
+    assert (rank["attempt"], rank["start_t"], rank["exit_code"], rank["finished"]) == (1, 200.0, 0, True)
+    assert [p[1] for p in rank["timeline"]] == [20.0] and rank["samples"] == 1  # the last attempt only
 
 
 def test_hpcx_run_requeued_after_a_kill_mid_line_reports_the_new_attempt(tmp_path):
@@ -87,10 +88,10 @@ def test_hpcx_run_requeued_after_a_kill_mid_line_reports_the_new_attempt(tmp_pat
 
     starts = [r for r in read_records(path) if r["type"] == "start"]
     assert [s["argv"][-1] for s in starts] == ["attempt-1", "import time; time.sleep(0.3)"]
-    rank = read_profile(tmp_path)["ranks"][0]
-    assert rank["start"]["argv"][-1] == "import time; time.sleep(0.3)"
-    assert rank["end"]["exit_code"] == 0
-    assert all(t > 200.0 for t in rank["series"]["t"])  # none of attempt 1's samples (t 101, 102)
+    (rank,) = summarize_ranks(tmp_path)
+    assert rank["start_t"] == starts[-1]["t"] > 200.0  # the new attempt's start, whose argv is checked above
+    assert rank["exit_code"] == 0 and rank["finished"]
+    assert all(rank["start_t"] + p[0] > 200.0 for p in rank["timeline"])  # none of attempt 1's (t 101, 102)
 
 
 def test_a_writer_on_a_file_that_ends_whole_adds_no_blank_line(tmp_path):

@@ -11,7 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from hpcx.rundir.records import read_profile, read_records, region_spans
+from hpcx.reports.timelines import regions
+from hpcx.rundir.records import read_records, region_spans
 
 JOB = textwrap.dedent("""
     import os, sys, time
@@ -40,6 +41,12 @@ def _env(profile: Path) -> dict[str, str]:
     return {**env, "HPCX_PROFILE_DIR": str(profile), "HPCX_RANK": "3"}
 
 
+def _spans(profile: Path, rank: int) -> list[dict]:
+    """The region spans of all of a rank's processes (one file each), in start order."""
+    files = sorted(profile.glob(f"regions-rank-{rank:05d}-p*.jsonl"))
+    return sorted((s for path in files for s in region_spans(read_records(path))), key=lambda s: s["start_t"])
+
+
 def test_nested_and_decorated_regions_are_written_at_exit(tmp_path):
     t0 = time.time()
     out = subprocess.run([sys.executable, "-c", JOB], env=_env(tmp_path), capture_output=True, text=True,
@@ -47,7 +54,7 @@ def test_nested_and_decorated_regions_are_written_at_exit(tmp_path):
     assert out.stdout.strip() == "[]", "regions must not import torch, psutil or numpy"
     files = sorted(tmp_path.glob("regions-rank-00003-p*.jsonl"))
     assert len(files) == 2
-    spans = read_profile(tmp_path)["regions"][3]
+    spans = _spans(tmp_path, 3)
     main = [s for s in spans if s["name"] != "worker"]
     assert [s["name"] for s in main] == ["step", "forward", "backward"] * 3
     assert [s["depth"] for s in main] == [0, 1, 1] * 3
@@ -56,6 +63,10 @@ def test_nested_and_decorated_regions_are_written_at_exit(tmp_path):
     assert step["start_t"] <= forward["start_t"] < backward["start_t"] <= step["start_t"] + step["dur_s"]
     assert t0 < step["start_t"] < time.time()
     assert [s["name"] for s in spans if s["name"] == "worker"] == ["worker"]
+    found = regions(tmp_path)  # as the report counts them: both processes' files, under the anchor's rank
+    assert found is not None
+    calls = {r["name"]: [(p["rank"], p["calls"]) for p in r["per_rank"]] for r in found["regions"]}
+    assert calls == {"step": [(3, 3)], "forward": [(3, 3)], "backward": [(3, 3)], "worker": [(3, 1)]}
 
 
 def test_a_region_costs_a_few_microseconds():

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 
-from hpcx.rundir.records import read_profile
+from hpcx.reports.timelines import regions
 from hpcx.runtime.freeport import free_port
 
 LAUNCHER_PREFIXES = (
@@ -62,8 +62,9 @@ def test_each_torchrun_worker_records_regions_under_its_own_rank(tmp_path):
         "worker 2 HPCX_RANK 1",
         "worker 3 HPCX_RANK 1",
     ]
-    regions = read_profile(tmp_path / "p")["regions"]
-    assert sorted(regions) == [0, 1, 2, 3], sorted(regions)
-    assert all([s["name"] for s in spans] == ["step"] for spans in regions.values())
+    found = regions(tmp_path / "p")  # as the report reads them: under each worker's rank, one "step" each
+    assert found is not None
+    per_rank = {r["name"]: [(p["rank"], p["calls"]) for p in r["per_rank"]] for r in found["regions"]}
+    assert per_rank == {"step": [(0, 1), (1, 1), (2, 1), (3, 1)]}, per_rank
     files = sorted(p.name.split("-p")[0] for p in (tmp_path / "p").glob("regions-rank-*.jsonl"))
     assert files == [f"regions-rank-{r:05d}" for r in range(4)]

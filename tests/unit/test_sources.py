@@ -29,8 +29,8 @@ from hpcx.profiling.sources import (
     parse_net_dev,
     tree_pids,
 )
-from hpcx.reports.build import summarize_rank
-from hpcx.rundir.records import node_series, read_profile, read_records
+from hpcx.reports.ranks import summarize_rank, summarize_ranks
+from hpcx.rundir.records import node_series, read_nodes, read_records
 
 MAX_UJ = 1_000_000
 
@@ -231,8 +231,7 @@ def test_rapl_through_the_sampler_gives_counter_energy_over_the_window(tmp_path)
 def test_missing_sensors_are_recorded_unavailable_never_zero(tmp_path):
     proc = _hpcx_run(tmp_path / "profile", "pass", {"HPCX_POWERCAP_ROOT": str(tmp_path / "none")})
     assert proc.wait(timeout=60) == 0
-    profile = read_profile(tmp_path / "profile")
-    (node,) = profile["nodes"].values()
+    (node,) = read_nodes(tmp_path / "profile").values()
     assert (
         node["sources"]["rapl"]["status"] == "unavailable"
         and "no RAPL zones" in node["sources"]["rapl"]["reason"]
@@ -257,8 +256,9 @@ def test_records_are_readable_after_kill_9(tmp_path):
     proc.wait(timeout=10)
     rank = summarize_rank(read_records(rank_path))
     assert not rank["finished"] and rank["samples"] >= 5 and rank["peak_rss_mb"] >= 80
-    profile = read_profile(tmp_path / "profile")
-    assert profile["ranks"][0]["end"] is None and profile["ranks"][0]["series"]["rss_mb"]
+    (merged,) = summarize_ranks(tmp_path / "profile")  # the report's reading of the same file
+    assert (merged["rank"], merged["finished"], merged["exit_code"]) == (0, False, None)
+    assert [p[1] for p in merged["timeline"]]
     assert all(json.loads(line) for line in rank_path.read_text().splitlines()[:-1])
 
 
@@ -273,7 +273,7 @@ def test_format_1_files_still_read(tmp_path):
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     rank = summarize_rank(read_records(path))
     assert (rank["peak_rss_mb"], rank["cpu_s"], rank["finished"]) == (25.0, 1.5, True)
-    assert read_profile(tmp_path)["ranks"][0]["series"]["rss_mb"] == [20.0]
+    assert [(r["rank"], [p[1] for p in r["timeline"]]) for r in summarize_ranks(tmp_path)] == [(0, [20.0])]
 
 
 class _FakeNvml:
