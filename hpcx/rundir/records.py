@@ -6,10 +6,11 @@ version), ``type`` (start | source | sample | end, others in the in-process file
 docs/formats.md describes the fields. Version 2 added source records, node files and more sample fields; the
 reader accepts version 1 files unchanged.
 
-The merge (:func:`read_profile` and the functions under it) reads a run's profile directory into per-rank and
-per-node series without MPI, after any ending: finished, requeued (the last attempt is kept) or killed (torn
-last lines are skipped). It lives here, not in ``hpcx.profiling``, because the login side (``hpcx report``)
-uses it and must not import the compute side.
+The merge of a node's files (:func:`read_nodes` and the functions under it) reads them into one series per
+node without MPI, after any ending: finished, requeued (the last attempt is kept) or killed (torn last lines are
+skipped). It lives here, not in ``hpcx.profiling``, because the login side (``hpcx report``) uses it and must
+not import the compute side. A rank's files are merged by the report (:mod:`hpcx.reports.ranks`), which keeps
+the one rule for a rank run by several job steps.
 """
 
 from __future__ import annotations
@@ -180,11 +181,6 @@ def _series(records: Iterable[dict[str, Any]], skip: tuple[str, ...]) -> dict[st
     }
 
 
-def rank_series(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """One rank: its start and end records, its sources, and its samples as columns (``t``, ``rss_mb``...)."""
-    return _series(records, skip=("v", "type", "rank"))
-
-
 def last_attempt_steps(
     steps: list[dict[str, Any]], start: Any = lambda s: s["start"]
 ) -> list[dict[str, Any]]:
@@ -199,25 +195,6 @@ def last_attempt_steps(
     return sorted(kept, key=lambda s: start(s).get("t", 0.0))
 
 
-def merge_rank_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """One rank run by several job steps (each a :func:`rank_series` of its own file): the first step's start,
-    the last step's end (None while any step has none), every step's samples in time order and ``steps``, the
-    steps' own series in start order (concurrent steps' samples interleave: read those per step)."""
-    steps = last_attempt_steps(steps) or steps[:1]
-    if len(steps) == 1:
-        return {**steps[0], "steps": steps}
-    samples = sorted((s for step in steps for s in step["samples"]), key=lambda s: s.get("t", 0.0))
-    ends = [step["end"] for step in steps]
-    return {
-        "start": steps[0]["start"],
-        "end": None if any(e is None for e in ends) else max(ends, key=lambda e: e.get("t", 0.0)),
-        "sources": {k: v for step in steps for k, v in step["sources"].items()},
-        "series": _columns(samples, ("v", "type", "rank")),
-        "samples": samples,
-        "steps": steps,
-    }
-
-
 def node_series(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """One node file (one collector, one job step): start, end, sources, samples as columns
     (``memory.used_mb``, ``network.rx_bytes``, ...), the energy of each counter source over the window its
@@ -225,11 +202,6 @@ def node_series(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     node = _series(records, skip=("v", "type", "node"))
     node["energy"], node["windows"] = _combined_energy([node])
     return node
-
-
-def node_energy(node: dict[str, Any]) -> dict[str, Any]:
-    """Per energy source (``cpu_package``, ``dram``, ``gpuN``): a measured window, or unavailable with why."""
-    return _combined_energy([node])[0]
 
 
 def merge_node_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -416,13 +388,6 @@ def region_spans(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return spans
 
 
-_RANK = re.compile(r"rank-(\d+)")
-
-
-def _rank_of(path: Path) -> int:
-    return int(_RANK.search(path.name).group(1))  # type: ignore[union-attr]  # the glob guarantees a match
-
-
 def node_name(node: dict[str, Any], path: Path) -> str:
     """The node a node file describes: its start record's, else the file name's without the step."""
     return node["start"].get("node") or node_of_file(path)
@@ -436,19 +401,3 @@ def read_nodes(profile_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]
         node = node_series(read_records(path))
         steps.setdefault(node_name(node, path), []).append(node)
     return {name: merge_node_steps(found) for name, found in steps.items()}
-
-
-def read_profile(profile_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Every record of a run's profile directory: ``{"ranks": {rank: ...}, "nodes": {node: ...},
-    "regions": {rank: [span, ...]}}`` (a rank's job steps merged by :func:`merge_rank_steps`, regions of all a
-    rank's processes in start order)."""
-    root = Path(profile_dir)
-    ranks = {rank: merge_rank_steps([rank_series(read_records(path)) for path in paths])
-             for rank, paths in rank_files(root).items()}  # fmt: skip
-    nodes = read_nodes(root)
-    regions: dict[int, list[dict[str, Any]]] = {}
-    for path in sorted(root.glob("regions-rank-*.jsonl")):
-        regions.setdefault(_rank_of(path), []).extend(region_spans(read_records(path)))
-    for spans in regions.values():
-        spans.sort(key=lambda s: s["start_t"])
-    return {"ranks": ranks, "nodes": nodes, "regions": regions}
