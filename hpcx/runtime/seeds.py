@@ -15,6 +15,7 @@ from typing import Any
 
 from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write_json
+from hpcx.rundir.layout import seeds_file
 
 # seed_everything() leaves the rank seed here for DataLoader workers: forked workers inherit the module global,
 # spawned ones (which re-import this module) the environment variable.
@@ -180,6 +181,6 @@ def record(run_dir: str | os.PathLike[str], info: dict[str, Any]) -> Path:
     The login side writes the run's manifest before the job starts; each rank records its seeds next to it.
     """
     rank = _check_seed("info['rank']", info.get("rank"))
-    seeds_dir = Path(run_dir) / "seeds"
-    seeds_dir.mkdir(parents=True, exist_ok=True)
-    return atomic_write_json(seeds_dir / f"rank-{rank:05d}.json", info)
+    path = seeds_file(run_dir, rank)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_json(path, info)
