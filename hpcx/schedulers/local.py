@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hpcx import _proc
 from hpcx.errors import SchedulerError, UsageError
+from hpcx.rundir.layout import LOGS_DIR
 from hpcx.schedulers.base import JobRef, JobState, Scheduler, scrubbed_env, summarize_array
 
 # The wrapper names its files after its own pid ($$ = the job id's number), so several jobs (a sweep's chunks)
@@ -67,14 +68,14 @@ class LocalScheduler(Scheduler):
             stdout_path=os.devnull, stderr_path=os.devnull, env=job_env, cwd=run_dir,
         )  # fmt: skip
         if indices:
-            (run_dir / "logs" / f"local-{pid}.array").write_text(" ".join(map(str, indices)) + "\n")
+            (run_dir / LOGS_DIR / f"local-{pid}.array").write_text(" ".join(map(str, indices)) + "\n")
         return f"local-{pid}"
 
     def status(self, jobs: Sequence[JobRef]) -> dict[str, JobState]:
         return {j.job_id: self._state(j) for j in jobs}
 
     def _state(self, job: JobRef) -> JobState:
-        logs, pid = job.run_dir / "logs", _pid(job)
+        logs, pid = job.run_dir / LOGS_DIR, _pid(job)
         array = logs / f"{job.job_id}.array"
         if array.exists():
             return self._array_state(job, [int(i) for i in array.read_text().split()], pid)
@@ -88,7 +89,7 @@ class LocalScheduler(Scheduler):
                         source="local")  # fmt: skip
 
     def _array_state(self, job: JobRef, indices: list[int], pid: int | None) -> JobState:
-        logs, alive = job.run_dir / "logs", bool(pid and _alive(pid))
+        logs, alive = job.run_dir / LOGS_DIR, bool(pid and _alive(pid))
         members = []
         for i in indices:
             exit_file = logs / f"{job.job_id}_{i}.exit"
