@@ -1,8 +1,8 @@
 """Every file and folder name of a run directory, and the small functions that build and parse them.
 
 Both sides of the job boundary name the run directory's files through this module and nowhere else: the job
-writes ``profile/``, ``metrics/`` and ``seeds/``, the login side writes the manifest, the script and the task
-table and reads everything. Stdlib only. docs/formats.md describes what the files hold.
+writes ``profile/``, ``metrics/``, ``seeds/`` and ``checkpoints/``, the login side writes the manifest, the
+script and the task table and reads everything. Stdlib only. docs/formats.md describes what the files hold.
 
 A sweep's or array job's task keeps its records in a folder of its own (``profile/task-NNNNN/``,
 ``metrics/task-NNNNN/``); a rank's file is ``rank-NNNNN.jsonl``, one per job step under srun
@@ -51,6 +51,13 @@ REPORT_STEM = "report"
 IO_RECORDS = "io"  # hpcx.profiling.iometrics
 REGION_RECORDS = "regions"  # hpcx.profiling.regions
 COMM_RECORDS = "comm"  # hpcx.profiling.comm
+
+# A checkpoint root (a run's checkpoints/; hpcx.runtime.checkpoint saves and loads): one folder per step.
+CHECKPOINT_MANIFEST = "manifest.json"  # a step's: every file's sha256 and size, and what wrote it
+CHECKPOINT_REPLICATED = "replicated.pt"  # the state every rank holds alike, written by rank 0
+CHECKPOINT_LATEST = "latest"  # the committed step's folder name: the commit point, replaced last
+CHECKPOINT_STEP = re.compile(r"^step-(\d{8,})$")  # a committed step's folder
+CHECKPOINT_LEFTOVER = re.compile(r"^step-(\d{8,})\.(tmp|del)-")  # a save in progress, or a step being deleted
 
 _TASK_DIR = re.compile(r"task-(\d+)")
 _RANK_FILE = re.compile(r"rank-(\d+)(?:\.step-[^.]*)?\.jsonl")
@@ -172,3 +179,13 @@ def rank_of_process_file(path: StrPath, kind: str) -> int | None:
 def seeds_file(run_dir: StrPath, rank: int) -> Path:
     """A rank's seeds: ``seeds/rank-NNNNN.json``."""
     return Path(run_dir) / SEEDS_DIR / f"{rank_name(rank)}.json"
+
+
+def checkpoint_step_name(step: int) -> str:
+    """``step-NNNNNNNN``: a checkpoint step's folder under the checkpoint root."""
+    return f"step-{step:08d}"
+
+
+def checkpoint_rank_file(rank: int) -> str:
+    """``rank-NNNNN.pt``: a rank's own file in a checkpoint step's folder."""
+    return f"{rank_name(rank)}.pt"

@@ -9,20 +9,31 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import hpcx
+from hpcx.rundir.layout import (
+    CHECKPOINT_LATEST,
+    CHECKPOINT_LEFTOVER,
+    CHECKPOINT_MANIFEST,
+    CHECKPOINT_REPLICATED,
+    CHECKPOINT_STEP,
+    checkpoint_rank_file,
+    checkpoint_step_name,
+)
 
 FORMAT = "hpcx-checkpoint"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-REPLICATED = "replicated.pt"
-LATEST = "latest"
-STEP_RE = re.compile(r"^step-(\d{8,})$")
-LEFTOVER_RE = re.compile(r"^step-(\d{8,})\.(tmp|del)-")
+# The names are hpcx.rundir.layout's; hpcx.runtime.checkpoint and its importers know them by these.
+MANIFEST = CHECKPOINT_MANIFEST
+REPLICATED = CHECKPOINT_REPLICATED
+LATEST = CHECKPOINT_LATEST
+STEP_RE = CHECKPOINT_STEP
+LEFTOVER_RE = CHECKPOINT_LEFTOVER
+step_dir_name = checkpoint_step_name
+rank_file_name = checkpoint_rank_file
 
 
 def manifest_doc(step: int, world_size: int, files: dict[str, Any], *, background: bool) -> dict[str, Any]:
@@ -86,14 +97,6 @@ def verify(step_dir: Path, rank: int, world_size: int) -> tuple[str, Any, dict[s
             return "torn", why, {}
         blobs[name] = data
     return "ok", None, blobs
-
-
-def step_dir_name(step: int) -> str:
-    return f"step-{step:08d}"
-
-
-def rank_file_name(rank: int) -> str:
-    return f"rank-{rank:05d}.pt"
 
 
 def read_manifest(step_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
