@@ -4,6 +4,12 @@ and the message for every argument and file it refuses."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import tempfile
+import time
+from pathlib import Path
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -12,14 +18,16 @@ h5py = pytest.importorskip("h5py")
 
 from hpcx.errors import UsageError  # noqa: E402
 from hpcx.io.reader import HDF5Reader, default_block_rows  # noqa: E402
+from hpcx.profiling import iometrics as metrics  # noqa: E402
 
 
-def _file(path, rows, *, chunks=None, width=1, dtype="i8"):
+def _file(path, rows, *, chunks=None, width=1, dtype="i8", compression=None):
     """y[i] = i (the row's id); x[i] = (i, i, ...) ``width`` wide."""
     with h5py.File(path, "w") as f:
-        f.create_dataset("y", data=np.arange(rows, dtype=dtype), chunks=(chunks,) if chunks else None)
+        y = np.arange(rows, dtype=dtype)
+        f.create_dataset("y", data=y, chunks=(chunks,) if chunks else None, compression=compression)
         x = np.repeat(np.arange(rows, dtype="f4")[:, None], width, axis=1)
-        f.create_dataset("x", data=x, chunks=(chunks, width) if chunks else None)
+        f.create_dataset("x", data=x, chunks=(chunks, width) if chunks else None, compression=compression)
     return path
 
 
@@ -56,6 +64,12 @@ def _datasets(tmp_path, specs):
         ([("x", "f4", (2 << 20,), 1)], 1, 1),
         # chunks of 64 and 96 (lcm 192, within 8 x 96) with a batch of 5 (lcm 960 rows of 24 bytes): all three
         ([("x", "f4", (5,), 64), ("y", "f4", (), 96)], 5, 960 * 182),
+        # a batch (2048 rows of 4 KiB) whose blocks would be exactly twice the target still sets the unit
+        ([("x", "f4", (1024,), 64)], 2048, 2048),
+        # contiguous: no chunk to align to, so an odd batch alone is the unit (1398101 batches of 3 rows)
+        ([("y", "u1", (), None)], 3, 3 * 1398101),
+        # chunks of 8 and 9: their lcm (72) is exactly 8 x 9, still a common unit (2912 x 72 rows of 20 bytes)
+        ([("x", "f4", (3,), 8), ("y", "i8", (), 9)], 1, 72 * 2912),
     ],
 )
 def test_a_block_is_about_4_mib_of_whole_chunks_and_batches(tmp_path, specs, batch, rows):
@@ -311,3 +325,125 @@ def test_the_loader_waits_for_slow_workers_unless_told_otherwise(tmp_path):
     r = HDF5Reader(data, "y", batch_size=4, shuffle=False, rank=0, world_size=1)
     batches = r.loader(num_workers=1, multiprocessing_context="fork", worker_init_fn=_slow_start)
     assert _ids(batches) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+# --- what the files hold, read right ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block_rows", [11, 1])  # a block that ends one row into a chunk; one row a block
+def test_chunks_stored_out_of_order_are_read_right(tmp_path, block_rows):
+    path = tmp_path / "reversed.h5"
+    x = np.arange(33 * 3, dtype="f4").reshape(33, 3)
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("x", (33, 3), dtype="f4", chunks=(16, 3))
+        for lo in (32, 16, 0):  # the last chunk first in the file: the chunks are not one run of bytes
+            d[lo : lo + 16] = x[lo : lo + 16]
+    r = HDF5Reader(path, "x", batch_size=1, shuffle=False, rank=0, world_size=1, block_rows=block_rows)
+    assert torch.equal(torch.cat(list(r)), torch.from_numpy(x))
+
+
+def test_another_users_read_only_file_is_read(tmp_path):
+    """Shared data sets are often read-only to the ranks that read them (mode 0444, another owner)."""
+    with tempfile.TemporaryDirectory() as shared:
+        os.chmod(shared, 0o755)
+        path = _file(Path(shared) / "d.h5", 16)
+        os.chmod(path, 0o444)
+        assert _as_another_user(lambda: _ids(HDF5Reader(path, "y", batch_size=8, rank=0, world_size=1))) == ""
+
+
+def _as_another_user(read) -> str:
+    """``read()`` without write access to the files, as this user or (for root) as nobody: '' or the error."""
+    if os.geteuid() != 0:
+        try:
+            read()
+        except Exception as exc:  # noqa: BLE001 - the message is the test's failure text
+            return repr(exc)
+        return ""
+    out, inp = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        os.close(out)
+        error = ""
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            read()
+        except BaseException as exc:  # noqa: BLE001
+            error = repr(exc) or "error"
+        finally:
+            os.write(inp, error.encode())
+            os._exit(0)
+    os.close(inp)
+    with os.fdopen(out, "rb") as pipe:
+        error = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return error
+
+
+# --- the I/O a rank reports ---------------------------------------------------------------------------------
+
+LAYOUT = {"contiguous": {}, "chunked": {"chunks": 4}, "gzip": {"chunks": 4, "compression": "gzip"}}
+ROW_BYTES = 4 + 8  # x float32, y int64
+
+
+def _read_totals(reader) -> tuple[list[int], int, float]:
+    """The row ids ``reader`` gives this process (one epoch), and the read bytes and seconds it reported."""
+    before = metrics.totals()["read"]
+    ids = [i for _, y in reader for i in y.tolist()]
+    after = metrics.totals()["read"]
+    return ids, after["bytes"] - before["bytes"], after["seconds"] - before["seconds"]
+
+
+@pytest.mark.parametrize("layout", LAYOUT)
+def test_a_rank_reports_reading_only_its_own_blocks_each_once(tmp_path, layout):
+    data = _file(tmp_path / "d.h5", 64, **LAYOUT[layout])
+    # 4 blocks of 16 rows, 4 batches each; rank 1 of 2 starts at the third block of the shuffled stream
+    r = HDF5Reader(data, ["x", "y"], batch_size=4, seed=2, rank=1, world_size=2, block_rows=16)
+    ids, nbytes, _ = _read_totals(r)
+    assert len(ids) == 32 and len({i // 16 for i in ids}) == 2
+    assert nbytes == 32 * ROW_BYTES
+
+
+@pytest.mark.parametrize(("layout", "rows_read"), [("contiguous", 70), ("chunked", 70), ("gzip", 72)])
+def test_mapped_rows_count_as_delivered_and_hdf5_reads_count_whole_blocks(tmp_path, layout, rows_read):
+    data = _file(tmp_path / "d.h5", 72, **LAYOUT[layout])
+    # blocks of 16 rows and a last one of 8 (two whole chunks); 14 batches of 5: the epoch drops rows 70, 71
+    r = HDF5Reader(data, ["x", "y"], batch_size=5, shuffle=False, rank=0, world_size=1, block_rows=16)
+    ids, nbytes, _ = _read_totals(r)
+    assert ids == list(range(70))
+    assert nbytes == rows_read * ROW_BYTES  # HDF5 reads the last block whole; a map copies what is used
+
+
+@pytest.mark.parametrize("layout", LAYOUT)
+def test_the_seconds_reported_are_positive_and_within_the_time_spent_reading(tmp_path, layout):
+    data = _file(tmp_path / "d.h5", 64, **LAYOUT[layout])
+    r = HDF5Reader(data, ["x", "y"], batch_size=4, rank=0, world_size=1, block_rows=16)
+    t0 = time.perf_counter()
+    _, _, seconds = _read_totals(r)
+    assert 0 < seconds <= time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("layout", LAYOUT)
+def test_the_seconds_reported_add_up_every_read(tmp_path, layout, monkeypatch):
+    data = _file(tmp_path / "d.h5", 64, **LAYOUT[layout])
+    r = HDF5Reader(data, ["x", "y"], batch_size=4, rank=0, world_size=1, block_rows=16)
+    ticks = itertools.count()
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(ticks)))  # a clock that moves 1 s a look
+    _, _, seconds = _read_totals(r)
+    # every read took at least a second: at least one second per block read (4), and per batch when each
+    # batch copies its rows out of a map (16)
+    assert seconds >= (4 if layout == "gzip" else 16)
+
+
+# --- checkpoints from earlier versions ----------------------------------------------------------------------
+
+
+def test_a_reader_state_saved_by_an_earlier_version_still_resumes(tmp_path):
+    data = _file(tmp_path / "d.h5", 30)
+    r = HDF5Reader(data, "y", batch_size=10, shuffle=False, rank=0, world_size=1, block_rows=15)
+    # what HDF5Reader.state_dict() returned for this reader when checkpoints first held it
+    layout = {"rows": 30, "blocks": 2, "block_sizes": "fb3ad9629f8a3eff", "batch_size": 10}
+    saved = {"epoch": 2, "position": 1, **layout, "batches_per_epoch": 3, "seed": 0, "shuffle": False}
+    saved.update(rank=0, world_size=1)
+    r.load_state_dict(saved)
+    assert (r.epoch, r.position) == (2, 1) and _ids(r) == [list(range(10, 20)), list(range(20, 30))]
