@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
 h5py = pytest.importorskip("h5py")
 
-from hpcx.errors import UsageError  # noqa: E402
+from hpcx.errors import RuntimeFailure, UsageError  # noqa: E402
 from hpcx.io.reader import HDF5Reader, default_block_rows  # noqa: E402
 from hpcx.profiling import iometrics as metrics  # noqa: E402
 
@@ -447,3 +447,29 @@ def test_a_reader_state_saved_by_an_earlier_version_still_resumes(tmp_path):
     saved.update(rank=0, world_size=1)
     r.load_state_dict(saved)
     assert (r.epoch, r.position) == (2, 1) and _ids(r) == [list(range(10, 20)), list(range(20, 30))]
+
+
+def test_a_shuffled_epoch_resumes_with_the_rows_an_earlier_version_had_left(tmp_path):
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["y"] = np.arange(24)
+    r = HDF5Reader(tmp_path / "d.h5", "y", batch_size=4, seed=5, rank=0, world_size=1, block_rows=8)
+    r.load_state_dict({**r.state_dict(), "epoch": 1, "position": 1})
+    # what this reader gave after that batch when its checkpoints were first written: blocks 2, 1, 0, each
+    # shuffled; another order would repeat rows the run already trained on this epoch and skip others
+    rest = [[18, 21, 17, 23], [11, 15, 14, 13], [10, 8, 9, 12], [2, 3, 5, 0], [7, 1, 4, 6]]
+    assert _ids(r) == rest
+
+
+# --- errors while reading ------------------------------------------------------------------------------------
+
+
+def test_a_file_rewritten_in_place_with_its_old_size_and_time_fails_naming_the_rows(tmp_path):
+    path = _file(tmp_path / "d.h5", 40, chunks=8, compression="gzip")
+    r = HDF5Reader(path, ["x", "y"], batch_size=8, shuffle=False, rank=0, world_size=1, block_rows=16)
+    st = os.stat(path)
+    path.write_bytes(b"\0" * st.st_size)  # as `rsync --inplace --times` of other bytes would leave it
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(RuntimeFailure) as err:
+        next(iter(r))
+    assert err.value.message.startswith(f"reading rows 0:16 of {path} failed: ")
+    assert err.value.hint == "the reader's files must not change while it reads them"
