@@ -473,3 +473,15 @@ def test_a_file_rewritten_in_place_with_its_old_size_and_time_fails_naming_the_r
         next(iter(r))
     assert err.value.message.startswith(f"reading rows 0:16 of {path} failed: ")
     assert err.value.hint == "the reader's files must not change while it reads them"
+
+
+def test_a_file_changed_since_the_reader_was_made_is_refused_naming_it(tmp_path):
+    path = _file(tmp_path / "d.h5", 40)
+    r = HDF5Reader(path, ["x", "y"], batch_size=8, rank=0, world_size=1)
+    _file(path, 40)  # the same shape, written again
+    with pytest.raises(RuntimeFailure) as err:
+        next(iter(r))
+    assert (err.value.message, err.value.hint) == (
+        f"{path} changed since the reader was made",
+        "make a new reader for the new data",
+    )
