@@ -71,8 +71,17 @@ def main() -> None:
         if not args.ab_out:
             raise SystemExit("--ab-blocks needs --ab-out PATH")
         samplers = _samplers(args.regions)
-        ab_blocks(step if args.ab_null else plain, step, args.ab_blocks, args.block_steps, args.steps,
-                  set_forward, samplers, args.ab_null, args.ab_out)  # fmt: skip
+        ab_blocks(
+            step if args.ab_null else plain,
+            step,
+            args.ab_blocks,
+            args.block_steps,
+            args.steps,
+            set_forward,
+            samplers,
+            args.ab_null,
+            args.ab_out,
+        )
         return
     wall, cpu = [], []
     for _ in range(args.steps):
@@ -94,16 +103,28 @@ def _samplers(regions: str) -> list[int]:
                 return [os.getppid()]
         raise SystemExit("--ab-blocks --regions hpcx runs under python -m hpcx.run only")
     if regions == "perun":
-        kids = [int(p) for task in os.listdir("/proc/self/task")
-                for p in Path(f"/proc/self/task/{task}/children").read_text().split()]  # fmt: skip
+        kids = [
+            int(p)
+            for task in os.listdir("/proc/self/task")
+            for p in Path(f"/proc/self/task/{task}/children").read_text().split()
+        ]
         if kids:
             return kids
         raise SystemExit("--ab-blocks --regions perun runs under perun monitor only (no sampling subprocess)")
     raise SystemExit("--ab-blocks needs --regions hpcx or --regions perun")
 
 
-def ab_blocks(plain, profiled, pairs: int, block_steps: int, warmup: int, regions, samplers: list[int],
-              null: bool, out: str) -> None:  # fmt: skip
+def ab_blocks(
+    plain,
+    profiled,
+    pairs: int,
+    block_steps: int,
+    warmup: int,
+    regions,
+    samplers: list[int],
+    null: bool,
+    out: str,
+) -> None:
     """Bare and profiled blocks in this process (see the module's docstring), written to ``out`` as a JSON
     list of [case, mean wall s/step, mean CPU s/step of this thread], case ``bare`` or ``profiled``."""
 
@@ -123,8 +144,9 @@ def ab_blocks(plain, profiled, pairs: int, block_steps: int, warmup: int, region
                 t0, c0 = time.perf_counter(), time.thread_time()
                 for _ in range(block_steps):
                     fn()
-                blocks.append([case, (time.perf_counter() - t0) / block_steps,
-                               (time.thread_time() - c0) / block_steps])  # fmt: skip
+                blocks.append(
+                    [case, (time.perf_counter() - t0) / block_steps, (time.thread_time() - c0) / block_steps]
+                )
     finally:
         hold(False)
     Path(out).write_text(json.dumps(blocks))

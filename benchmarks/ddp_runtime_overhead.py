@@ -15,8 +15,12 @@ import tempfile
 
 from _common import REPO, Skip, alternate, main, result, stats, timing_row
 
-LOOPBACK = {"OMPI_MCA_btl": "self,vader,tcp", "OMPI_MCA_btl_tcp_if_include": "lo",
-            "OMPI_MCA_oob_tcp_if_include": "lo", "GLOO_SOCKET_IFNAME": "lo"}  # fmt: skip
+LOOPBACK = {
+    "OMPI_MCA_btl": "self,vader,tcp",
+    "OMPI_MCA_btl_tcp_if_include": "lo",
+    "OMPI_MCA_oob_tcp_if_include": "lo",
+    "GLOO_SOCKET_IFNAME": "lo",
+}
 
 
 def _ranks() -> int:
@@ -45,8 +49,19 @@ def run(quick: bool) -> list[dict]:
 
     def case(mode: str):
         def go() -> None:
-            argv = ["mpirun", "-n", str(ranks), "--oversubscribe", *root, sys.executable,
-                    str(REPO / "benchmarks" / "_ddp_worker.py"), "--mode", mode, "--steps", str(steps)]  # fmt: skip
+            argv = [
+                "mpirun",
+                "-n",
+                str(ranks),
+                "--oversubscribe",
+                *root,
+                sys.executable,
+                str(REPO / "benchmarks" / "_ddp_worker.py"),
+                "--mode",
+                mode,
+                "--steps",
+                str(steps),
+            ]
             out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
             if out.returncode != 0:
                 raise RuntimeError(f"{mode} worker failed: {out.stderr[-2000:]}")
@@ -68,7 +83,7 @@ def run(quick: bool) -> list[dict]:
             "ratio",
             f"plain torch DDP, same model and data, {ranks} rank(s), {backend}, median s/step",
             1.01,
-        ),  # fmt: skip
+        ),
         timing_row(
             "hpcx_step_ms", per_step["hpcx"], "hpcx.runtime session + seeds + log + preempt check per step"
         ),

@@ -22,8 +22,11 @@ from pathlib import Path
 
 from _common import REPO, Skip, alternate, main, result, stats, timing_row
 
-LOOPBACK = {"OMPI_MCA_btl": "self,vader,tcp", "OMPI_MCA_btl_tcp_if_include": "lo",
-            "OMPI_MCA_oob_tcp_if_include": "lo"}  # fmt: skip
+LOOPBACK = {
+    "OMPI_MCA_btl": "self,vader,tcp",
+    "OMPI_MCA_btl_tcp_if_include": "lo",
+    "OMPI_MCA_oob_tcp_if_include": "lo",
+}
 RANKS = 4
 WORKER = str(REPO / "benchmarks" / "_hdf5_worker.py")
 
@@ -33,8 +36,19 @@ def _writer(mode: str, path: Path, nbytes: int, seconds: list[float]):
     if mode == "raw":
         argv = [sys.executable, WORKER, mode, str(path), "--bytes", str(nbytes)]
     else:
-        argv = ["mpirun", "-n", str(RANKS), "--oversubscribe", *root, sys.executable, WORKER, mode, str(path),
-                "--bytes", str(nbytes)]  # fmt: skip
+        argv = [
+            "mpirun",
+            "-n",
+            str(RANKS),
+            "--oversubscribe",
+            *root,
+            sys.executable,
+            WORKER,
+            mode,
+            str(path),
+            "--bytes",
+            str(nbytes),
+        ]
 
     def go() -> None:
         for leftover in path.parent.glob(path.name + "*"):
@@ -85,18 +99,34 @@ def _ratios(seconds: dict[str, list[float]], nbytes: int) -> list[dict]:
     med = {m: stats(s)["median"] for m, s in seconds.items()}
     gib = nbytes / 2**30
     return [
-        result("write_vs_raw", round(med["raw"] / med["hpcx"], 3), "ratio",
-               f"numpy tofile + fsync of the same {gib:g} GiB, one process (throughput ratio)", 0.80,
-               ) | {"better": "higher"},
-        result("write_vs_gather", round(med["gather"] / med["hpcx"], 3), "ratio",
-               f"Gatherv to rank 0 + serial h5py write + fsync, {RANKS} ranks", 2.0) | {"better": "higher"},
-        result("naive_mpio_vs_raw", round(med["raw"] / med["naive"], 3), "ratio",
-               "h5py mpio with defaults and independent writes (context, no target)") | {"better": "higher"},
+        result(
+            "write_vs_raw",
+            round(med["raw"] / med["hpcx"], 3),
+            "ratio",
+            f"numpy tofile + fsync of the same {gib:g} GiB, one process (throughput ratio)",
+            0.80,
+        )
+        | {"better": "higher"},
+        result(
+            "write_vs_gather",
+            round(med["gather"] / med["hpcx"], 3),
+            "ratio",
+            f"Gatherv to rank 0 + serial h5py write + fsync, {RANKS} ranks",
+            2.0,
+        )
+        | {"better": "higher"},
+        result(
+            "naive_mpio_vs_raw",
+            round(med["raw"] / med["naive"], 3),
+            "ratio",
+            "h5py mpio with defaults and independent writes (context, no target)",
+        )
+        | {"better": "higher"},
         timing_row("hpcx_write_s", seconds["hpcx"], f"{RANKS} ranks, {gib:g} GiB, collective, fsynced", "s"),
         timing_row("raw_write_s", seconds["raw"], f"1 process, {gib:g} GiB, fsynced", "s"),
         timing_row("gather_write_s", seconds["gather"], f"{RANKS} ranks gathered to rank 0", "s"),
         timing_row("naive_write_s", seconds["naive"], f"{RANKS} ranks, h5py mpio defaults", "s"),
-    ]  # fmt: skip
+    ]
 
 
 def _read_rows(base: Path, quick: bool) -> list[dict]:
@@ -121,8 +151,9 @@ def _read_rows(base: Path, quick: bool) -> list[dict]:
     del x, y
     out: list[dict] = []
     for shuffle in (True, False):
-        reader = HDF5Reader(base / "train.h5", ["x", "y"], batch_size=batch, seed=1, rank=0, world_size=1,
-                            shuffle=shuffle)  # fmt: skip
+        reader = HDF5Reader(
+            base / "train.h5", ["x", "y"], batch_size=batch, seed=1, rank=0, world_size=1, shuffle=shuffle
+        )
         order = [yb.numpy().copy() for _, yb in reader.loader()]  # the rows of each batch, in order
 
         def hdf5_epoch(reader: HDF5Reader = reader) -> None:
@@ -146,12 +177,17 @@ def _read_rows(base: Path, quick: bool) -> list[dict]:
         mib = rows * (cols * 4 + 8) / 2**20
         how = "shuffled" if shuffle else "file order"
         out += [
-            result("read_vs_memmap" if shuffle else "read_vs_memmap_file_order", round(m / h, 3), "ratio",
-                   f"np.memmap, the same {batch}-row batches ({how}), {mib:.0f} MiB, page cache",
-                   0.90 if shuffle else None) | {"better": "higher"},
+            result(
+                "read_vs_memmap" if shuffle else "read_vs_memmap_file_order",
+                round(m / h, 3),
+                "ratio",
+                f"np.memmap, the same {batch}-row batches ({how}), {mib:.0f} MiB, page cache",
+                0.90 if shuffle else None,
+            )
+            | {"better": "higher"},
             timing_row(f"reader_epoch_s ({how})", seconds["hdf5"], "HDF5Reader.loader(), 0 workers", "s"),
             timing_row(f"memmap_epoch_s ({how})", seconds["memmap"], "np.memmap loop", "s"),
-        ]  # fmt: skip
+        ]
     return out
 
 

@@ -22,8 +22,11 @@ import tempfile
 
 from _common import REPO, Skip, main, result
 
-LOOPBACK = {"OMPI_MCA_btl": "self,vader,tcp", "OMPI_MCA_btl_tcp_if_include": "lo",
-            "OMPI_MCA_oob_tcp_if_include": "lo"}  # fmt: skip
+LOOPBACK = {
+    "OMPI_MCA_btl": "self,vader,tcp",
+    "OMPI_MCA_btl_tcp_if_include": "lo",
+    "OMPI_MCA_oob_tcp_if_include": "lo",
+}
 
 
 def worker(blocks: int, calls: int) -> None:
@@ -56,8 +59,12 @@ def worker(blocks: int, calls: int) -> None:
 
     out: dict[str, list[float]] = {k: [] for k in ("raw_buf", "traced_buf", "raw_pickle", "traced_pickle")}
     for i in range(blocks + 1):  # the first round warms up and is dropped
-        pairs = [("raw_buf", block_buffer, raw), ("traced_buf", block_buffer, traced),
-                 ("raw_pickle", block_pickle, raw), ("traced_pickle", block_pickle, traced)]  # fmt: skip
+        pairs = [
+            ("raw_buf", block_buffer, raw),
+            ("traced_buf", block_buffer, traced),
+            ("raw_pickle", block_pickle, raw),
+            ("traced_pickle", block_pickle, traced),
+        ]
         if i % 2:  # alternate the order too: neither side always runs first
             pairs = [pairs[1], pairs[0], pairs[3], pairs[2]]
         for key, fn, c in pairs:
@@ -78,8 +85,18 @@ def run(quick: bool) -> list[dict]:
         raise Skip("mpi4py is not installed") from exc
     blocks, calls = (20, 1000) if quick else (100, 1000)
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
-    argv = ["mpirun", "-n", "2", "--oversubscribe", *root, sys.executable, __file__, "--worker", str(blocks),
-            str(calls)]  # fmt: skip
+    argv = [
+        "mpirun",
+        "-n",
+        "2",
+        "--oversubscribe",
+        *root,
+        sys.executable,
+        __file__,
+        "--worker",
+        str(blocks),
+        str(calls),
+    ]
     with tempfile.TemporaryDirectory(prefix="hpcx-mpi-call-") as tmp:
         env = {**os.environ, **LOOPBACK, "HPCX_PROFILE_DIR": tmp, "PYTHONPATH": str(REPO)}
         out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
@@ -118,7 +135,7 @@ def run(quick: bool) -> list[dict]:
             "median of the paired block differences (context)",
             iqr=buf_iqr,
             n=n,
-        ),  # fmt: skip
+        ),
         result(
             "mpi_call_raw_us", raw_buf, "us", "the raw 8-byte Allreduce itself, fastest block (context)", n=n
         ),
@@ -136,7 +153,7 @@ def run(quick: bool) -> list[dict]:
             "median of the paired block differences",
             iqr=pkl_iqr,
             n=n,
-        ),  # fmt: skip
+        ),
         result("mpi_pickle_call_raw_us", raw_pkl, "us", "the raw allreduce(1.0) itself (context)", n=n),
     ]
 

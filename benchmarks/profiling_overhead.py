@@ -93,7 +93,7 @@ def overhead_rows(quick: bool) -> list[dict]:
             ],
             per_step["hpcx"],
             tmp,
-        ),  # fmt: skip
+        ),
     }
     try:
         cases["perun"] = _case(
@@ -113,21 +113,37 @@ def overhead_rows(quick: bool) -> list[dict]:
     med = {k: stats(v)["median"] for k, v in wall.items()}
     med_cpu = {k: stats(v)["median"] for k, v in cpu.items()}
     rows = [
-        result("overhead_vs_bare_processes", round(med["hpcx"] / med["bare"], 4), "ratio",
-               "the same loop without hpcx, separate processes, median wall s/step"),
-        result("overhead_vs_bare_processes_cpu", round(med_cpu["hpcx"] / med_cpu["bare"], 4), "ratio",
-               "as overhead_vs_bare_processes, CPU s/step of the loop's thread"),
+        result(
+            "overhead_vs_bare_processes",
+            round(med["hpcx"] / med["bare"], 4),
+            "ratio",
+            "the same loop without hpcx, separate processes, median wall s/step",
+        ),
+        result(
+            "overhead_vs_bare_processes_cpu",
+            round(med_cpu["hpcx"] / med_cpu["bare"], 4),
+            "ratio",
+            "as overhead_vs_bare_processes, CPU s/step of the loop's thread",
+        ),
         timing_row("bare_step_ms", wall["bare"], "one torch thread, MLP 256-512-10, batch 128"),
         timing_row("hpcx_step_ms", wall["hpcx"], "hpcx.run, all sources, regions per step and forward"),
-    ]  # fmt: skip
+    ]
     if "perun" in med:
         rows += [
-            result("overhead_vs_perun_processes", round(med["hpcx"] / med["perun"], 4), "ratio",
-                   "perun monitor (1 s sampling, @monitor per step), separate processes, median wall s/step"),
-            result("overhead_vs_perun_processes_cpu", round(med_cpu["hpcx"] / med_cpu["perun"], 4), "ratio",
-                   "as overhead_vs_perun_processes, CPU s/step of the loop's thread"),
+            result(
+                "overhead_vs_perun_processes",
+                round(med["hpcx"] / med["perun"], 4),
+                "ratio",
+                "perun monitor (1 s sampling, @monitor per step), separate processes, median wall s/step",
+            ),
+            result(
+                "overhead_vs_perun_processes_cpu",
+                round(med_cpu["hpcx"] / med_cpu["perun"], 4),
+                "ratio",
+                "as overhead_vs_perun_processes, CPU s/step of the loop's thread",
+            ),
             timing_row("perun_step_ms", wall["perun"], "perun monitor, psutil (+RAPL/NVML where present)"),
-        ]  # fmt: skip
+        ]
     return rows
 
 
@@ -135,11 +151,31 @@ def _ab_ratios(profiler: str, null: bool, pairs: int, cwd: str) -> tuple[list[fl
     """Per pair of blocks under ``profiler`` (hpcx or perun), profiled over bare mean step time: wall, and
     CPU of the loop's thread."""
     out = Path(cwd) / f"ab-{profiler}-{int(null)}.json"
-    args = [str(WORKER), "--ab-blocks", str(pairs), "--block-steps", "250", "--steps", "300", "--ab-out",
-            str(out), "--regions", profiler, *(["--ab-null"] if null else [])]  # fmt: skip
+    args = [
+        str(WORKER),
+        "--ab-blocks",
+        str(pairs),
+        "--block-steps",
+        "250",
+        "--steps",
+        "300",
+        "--ab-out",
+        str(out),
+        "--regions",
+        profiler,
+        *(["--ab-null"] if null else []),
+    ]
     if profiler == "hpcx":
-        argv = [sys.executable, "-m", "hpcx.run", "--profile-dir", f"{cwd}/ab-{int(null)}", "--",
-                sys.executable, *args]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "hpcx.run",
+            "--profile-dir",
+            f"{cwd}/ab-{int(null)}",
+            "--",
+            sys.executable,
+            *args,
+        ]
     else:
         argv = [*_perun_argv(f"{cwd}/perun-ab-{int(null)}"), *args[1:]]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=_env(), cwd=cwd)
@@ -183,14 +219,29 @@ def ab_rows(quick: bool) -> list[dict]:
             continue
         for suffix, values in (("", ratios[0]), ("_cpu", ratios[1])):
             med, lo, hi = _median_ci(values)
-            rows.append(result(metric + suffix, round(med, 4), "ratio",
-                               f"{what}; {how}, {'CPU of the loop thread' if suffix else 'wall'}, "
-                               f"95% CI {lo:.3f}-{hi:.3f}", target if not suffix else None,
-                               iqr=round(stats(values)["iqr"], 4), n=len(values)))  # fmt: skip
+            rows.append(
+                result(
+                    metric + suffix,
+                    round(med, 4),
+                    "ratio",
+                    f"{what}; {how}, {'CPU of the loop thread' if suffix else 'wall'}, "
+                    f"95% CI {lo:.3f}-{hi:.3f}",
+                    target if not suffix else None,
+                    iqr=round(stats(values)["iqr"], 4),
+                    n=len(values),
+                )
+            )
     if perun is not None:
         ratio = statistics.median(hpcx[0]) / statistics.median(perun[0])
-        rows.append(result("overhead_vs_perun", round(ratio, 4), "ratio",
-                           "hpcx's overhead_vs_bare over perun's perun_vs_bare, each measured as above", 1.0))  # fmt: skip
+        rows.append(
+            result(
+                "overhead_vs_perun",
+                round(ratio, 4),
+                "ratio",
+                "hpcx's overhead_vs_bare over perun's perun_vs_bare, each measured as above",
+                1.0,
+            )
+        )
     return rows
 
 
@@ -225,13 +276,21 @@ def record_rows(quick: bool) -> list[dict]:
         shutil.rmtree(tmp, ignore_errors=True)
     per_hour = sample_bytes / span_s * 3600 + fixed
     return [
-        result("record_bytes_per_rank_hour", round(per_hour), "B",
-               f"rank + node records at the default 1 s interval, {seconds} s measured, extrapolated; "
-               f"{RANKS_AT_SCALE} ranks: {per_hour * RANKS_AT_SCALE / 1e9:.2f} GB per hour"),
-        result("sampler_cpu_per_s", round(sampler_cpu_s / span_s * 1000, 3), "ms/s",
-               "the sampler thread's CPU time per second of job (rank + node sources, start-up included), "
-               "on a core beside the rank's; load from other jobs does not inflate it"),
-    ]  # fmt: skip
+        result(
+            "record_bytes_per_rank_hour",
+            round(per_hour),
+            "B",
+            f"rank + node records at the default 1 s interval, {seconds} s measured, extrapolated; "
+            f"{RANKS_AT_SCALE} ranks: {per_hour * RANKS_AT_SCALE / 1e9:.2f} GB per hour",
+        ),
+        result(
+            "sampler_cpu_per_s",
+            round(sampler_cpu_s / span_s * 1000, 3),
+            "ms/s",
+            "the sampler thread's CPU time per second of job (rank + node sources, start-up included), "
+            "on a core beside the rank's; load from other jobs does not inflate it",
+        ),
+    ]
 
 
 def region_rows() -> list[dict]:

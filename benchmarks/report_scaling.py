@@ -39,10 +39,18 @@ def write_run(root: Path, ranks: int) -> Run:
     run = Run(f"bench-{ranks}", root / f"bench-{ranks}")
     profile = run.dir / "profile"
     profile.mkdir(parents=True)
-    res = {"nodes": ranks // RANKS_PER_NODE, "ntasks_per_node": RANKS_PER_NODE, "cpus_per_task": 1,
-           "mem_mb": 256_000, "time_min": 240}  # fmt: skip
-    manifest = {"kind": {"value": "mpi"}, "command": ["python", "train.py"],
-                "resources": {k: {"value": v, "source": "cli"} for k, v in res.items()}}  # fmt: skip
+    res = {
+        "nodes": ranks // RANKS_PER_NODE,
+        "ntasks_per_node": RANKS_PER_NODE,
+        "cpus_per_task": 1,
+        "mem_mb": 256_000,
+        "time_min": 240,
+    }
+    manifest = {
+        "kind": {"value": "mpi"},
+        "command": ["python", "train.py"],
+        "resources": {k: {"value": v, "source": "cli"} for k, v in res.items()},
+    }
     (run.dir / "manifest.json").write_text(json.dumps(manifest))
     (run.dir / "job.json").write_text(json.dumps({"scheduler": "slurm", "job_id": "1000"}))
     for rank in range(ranks):
@@ -56,29 +64,88 @@ def write_run(root: Path, ranks: int) -> Run:
 def _write_rank(profile: Path, rank: int) -> None:
     node = f"n{rank // RANKS_PER_NODE:04d}"
     w = RecordWriter(rank_file(profile, rank), line_flush=False)
-    w.write({"type": "start", "t": T0, "rank": rank, "size": 0, "local_rank": rank % RANKS_PER_NODE,
-             "node": node, "host": node, "attempt": 0, "cpus_allowed": 1, "interval_s": 1.0})  # fmt: skip
+    w.write(
+        {
+            "type": "start",
+            "t": T0,
+            "rank": rank,
+            "size": 0,
+            "local_rank": rank % RANKS_PER_NODE,
+            "node": node,
+            "host": node,
+            "attempt": 0,
+            "cpus_allowed": 1,
+            "interval_s": 1.0,
+        }
+    )
     w.write({"type": "source", "t": T0, "rank": rank, "name": "process", "status": "measured"})
     for i in range(1, HOUR_S + 1):
-        w.write({"type": "sample", "t": T0 + i, "rank": rank, "rss_mb": 2000.0 + i % 97, "hwm_mb": 2100.0,
-                 "cpu_s": i * 0.9, "threads": 4, "read_bytes": i * 4096, "write_bytes": i * 512})  # fmt: skip
-    w.write({"type": "end", "t": T0 + HOUR_S, "rank": rank, "exit_code": 0, "wall_s": float(HOUR_S),
-             "cpu_s": HOUR_S * 0.9, "peak_rss_mb": 2100.0, "samples": HOUR_S})  # fmt: skip
+        w.write(
+            {
+                "type": "sample",
+                "t": T0 + i,
+                "rank": rank,
+                "rss_mb": 2000.0 + i % 97,
+                "hwm_mb": 2100.0,
+                "cpu_s": i * 0.9,
+                "threads": 4,
+                "read_bytes": i * 4096,
+                "write_bytes": i * 512,
+            }
+        )
+    w.write(
+        {
+            "type": "end",
+            "t": T0 + HOUR_S,
+            "rank": rank,
+            "exit_code": 0,
+            "wall_s": float(HOUR_S),
+            "cpu_s": HOUR_S * 0.9,
+            "peak_rss_mb": 2100.0,
+            "samples": HOUR_S,
+        }
+    )
     w.close()
     c = RecordWriter(profile / f"comm-rank-{rank:05d}-p{1000 + rank}.jsonl")
-    entry = {"lib": "torch", "call": "all_reduce", "bucket": 2**24, "ranks": 256, "calls": 36_000,
-             "bytes": 36_000 * 2**24, "seconds": 600.0 + rank % 7, "algbw_gbs": 1.0,
-             "busbw_gbs": 2.0}  # fmt: skip
-    c.write({"type": "comm", "t": T0 + HOUR_S, "rank": rank, "format": "hpcx.comm/1", "pid": 1000 + rank,
-             "wall_s": float(HOUR_S), "seconds": entry["seconds"], "entries": [entry]})  # fmt: skip
+    entry = {
+        "lib": "torch",
+        "call": "all_reduce",
+        "bucket": 2**24,
+        "ranks": 256,
+        "calls": 36_000,
+        "bytes": 36_000 * 2**24,
+        "seconds": 600.0 + rank % 7,
+        "algbw_gbs": 1.0,
+        "busbw_gbs": 2.0,
+    }
+    c.write(
+        {
+            "type": "comm",
+            "t": T0 + HOUR_S,
+            "rank": rank,
+            "format": "hpcx.comm/1",
+            "pid": 1000 + rank,
+            "wall_s": float(HOUR_S),
+            "seconds": entry["seconds"],
+            "entries": [entry],
+        }
+    )
     c.close()
 
 
 def _write_node(profile: Path, node: str, rank: int) -> None:
     w = RecordWriter(node_file(profile, node), line_flush=False)
     w.write({"type": "start", "t": T0, "node": node, "host": node, "rank": rank, "interval_s": 1.0})
-    w.write({"type": "source", "t": T0, "node": node, "name": "rapl", "status": "measured",
-             "zones": {"intel-rapl:0": "package-0", "intel-rapl:0:0": "dram"}})  # fmt: skip
+    w.write(
+        {
+            "type": "source",
+            "t": T0,
+            "node": node,
+            "name": "rapl",
+            "status": "measured",
+            "zones": {"intel-rapl:0": "package-0", "intel-rapl:0:0": "dram"},
+        }
+    )
     for i in range(HOUR_S + 1):
         memory = {"used_mb": 64000.0 + i % 13, "available_mb": 190000.0}
         network = {"rx_bytes": i * 10**6, "tx_bytes": i * 10**6}
@@ -90,9 +157,24 @@ def _write_node(profile: Path, node: str, rank: int) -> None:
     w.close()
 
 
-ACCOUNTING = {"finished": True, "rows": [{"JobID": "1000", "State": "COMPLETED", "ExitCode": "0:0",
-              "Elapsed": "01:00:05", "TotalCPU": "1-00:00:00", "MaxRSS": "", "AllocTRES": "cpu=256,node=8",
-              "NodeList": "n[0000-0007]", "Start": "s", "End": "e", "JobName": "bench"}]}  # fmt: skip
+ACCOUNTING = {
+    "finished": True,
+    "rows": [
+        {
+            "JobID": "1000",
+            "State": "COMPLETED",
+            "ExitCode": "0:0",
+            "Elapsed": "01:00:05",
+            "TotalCPU": "1-00:00:00",
+            "MaxRSS": "",
+            "AllocTRES": "cpu=256,node=8",
+            "NodeList": "n[0000-0007]",
+            "Start": "s",
+            "End": "e",
+            "JobName": "bench",
+        }
+    ],
+}
 
 
 def report_case(run: Run) -> Callable[[], None]:
@@ -126,7 +208,7 @@ def run(quick: bool) -> list[dict]:
             2.2,
             iqr=round(stats(ratios)["iqr"], 2),
             n=repeats,
-        ),  # fmt: skip
+        ),
     ]
 
 

@@ -29,8 +29,16 @@ def run(quick: bool) -> list[dict]:
     from hpcx.profiling.sources import ProcessTree
 
     extra = max(0, TARGET_PROCS - _procs() - 2)
-    out = subprocess.run(["sh", "-c", f"for i in $(seq {extra}); do setsid sleep 300 </dev/null >/dev/null "
-                          "2>&1 & echo $!; done"], capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    out = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f"for i in $(seq {extra}); do setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!; done",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     sleepers = [int(x) for x in out.split()]
     kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"]) for _ in range(2)]
     try:
@@ -62,9 +70,16 @@ def run(quick: bool) -> list[dict]:
     rows = []
     for name, ts in times.items():
         q = statistics.quantiles(ts, n=4)
-        rows.append(result(f"sampler_tree_us_{name}", round(statistics.median(ts), 1), "us",
-                           f"{procs} processes on the node, a 3-process tree", iqr=round(q[2] - q[0], 1),
-                           n=len(ts)))  # fmt: skip
+        rows.append(
+            result(
+                f"sampler_tree_us_{name}",
+                round(statistics.median(ts), 1),
+                "us",
+                f"{procs} processes on the node, a 3-process tree",
+                iqr=round(q[2] - q[0], 1),
+                n=len(ts),
+            )
+        )
     return rows
 
 

@@ -118,8 +118,9 @@ def main() -> int:
         device = torch.device("cuda", torch.cuda.current_device()) if ctx.torch_backend == "nccl" else None
         data = out / "data.h5"
         make_data(data, args.rows, args.seed, ctx)
-        reader = HDF5Reader(data, ["x", "y"], batch_size=args.batch, seed=args.seed, rank=ctx.rank,
-                            world_size=ctx.size)  # fmt: skip
+        reader = HDF5Reader(
+            data, ["x", "y"], batch_size=args.batch, seed=args.seed, rank=ctx.rank, world_size=ctx.size
+        )
 
         net = torch.nn.Sequential(torch.nn.Linear(FEATURES, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)).to(
             device

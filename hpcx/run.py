@@ -36,8 +36,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m hpcx.run", description=__doc__.splitlines()[0])
     parser.add_argument("--profile-dir", help="where rank records go (default: $HPCX_RUN_DIR/profile)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
-    parser.add_argument("--edge-interval", type=float, default=EDGE_EVERY_S,
-                        help=f"seconds between energy-counter window edges (default {EDGE_EVERY_S:g})")  # fmt: skip
+    parser.add_argument(
+        "--edge-interval",
+        type=float,
+        default=EDGE_EVERY_S,
+        help=f"seconds between energy-counter window edges (default {EDGE_EVERY_S:g})",
+    )
     parser.add_argument("--no-profile", action="store_true", help="record nothing, only run the command")
     parser.add_argument(
         "--task-id", type=int, help="this array task's id (records go to profile/task-NNNNN/)"
@@ -75,13 +79,23 @@ def _start_record(
     rank: RankEnv, child_pid: int, command: list[str], interval_s: float, step: str | None
 ) -> dict[str, object]:
     return {
-        "type": "start", "t": time.time(), "rank": rank.rank, "size": rank.size,
-        "local_rank": rank.local_rank, "node": rank.node, "host": socket.gethostname(), "pid": child_pid,
+        "type": "start",
+        "t": time.time(),
+        "rank": rank.rank,
+        "size": rank.size,
+        "local_rank": rank.local_rank,
+        "node": rank.node,
+        "host": socket.gethostname(),
+        "pid": child_pid,
         "launcher": rank.launcher,
-        "job_id": rank.job_id, "step": step, "attempt": rank.attempt, "argv": command,
-        "cpus_allowed": len(os.sched_getaffinity(0)), "interval_s": interval_s,
+        "job_id": rank.job_id,
+        "step": step,
+        "attempt": rank.attempt,
+        "argv": command,
+        "cpus_allowed": len(os.sched_getaffinity(0)),
+        "interval_s": interval_s,
         "node_collector": rank.local_rank == 0,
-    }  # fmt: skip
+    }
 
 
 def step_id() -> str | None:
@@ -89,8 +103,14 @@ def step_id() -> str | None:
     return os.environ.get("SLURM_STEP_ID") or os.environ.get("SLURM_STEPID") or None
 
 
-def _start_sampler(profile_dir: Path, rank: RankEnv, child_pid: int, command: list[str],
-                   interval_s: float, edge_s: float = EDGE_EVERY_S) -> tuple[RecordWriter, Sampler]:  # fmt: skip
+def _start_sampler(
+    profile_dir: Path,
+    rank: RankEnv,
+    child_pid: int,
+    command: list[str],
+    interval_s: float,
+    edge_s: float = EDGE_EVERY_S,
+) -> tuple[RecordWriter, Sampler]:
     """The rank's writer and sampler, into a file of the rank's own job step (two sruns in one allocation each
     have a rank 0); the node's lowest local rank also collects the node's sensors, into a node file of its own
     job step (two concurrent sruns on a node each have a local rank 0)."""
@@ -101,12 +121,30 @@ def _start_sampler(profile_dir: Path, rank: RankEnv, child_pid: int, command: li
     node_writer = None
     if rank.local_rank == 0:
         node_writer = RecordWriter(layout.node_file(profile_dir, rank.node, step), line_flush=False)
-        node_writer.write({"type": "start", "t": time.time(), "node": rank.node, "host": socket.gethostname(),
-                           "rank": rank.rank, "job_id": rank.job_id, "step": step, "attempt": rank.attempt,
-                           "interval_s": interval_s, "edge_s": edge_s})  # fmt: skip
-    sampler = Sampler(child_pid, writer, rank.rank, interval_s=interval_s, node_writer=node_writer,
-                      node=rank.node, node_sources=node_sources() if node_writer else (),
-                      edge_s=edge_s)  # fmt: skip
+        node_writer.write(
+            {
+                "type": "start",
+                "t": time.time(),
+                "node": rank.node,
+                "host": socket.gethostname(),
+                "rank": rank.rank,
+                "job_id": rank.job_id,
+                "step": step,
+                "attempt": rank.attempt,
+                "interval_s": interval_s,
+                "edge_s": edge_s,
+            }
+        )
+    sampler = Sampler(
+        child_pid,
+        writer,
+        rank.rank,
+        interval_s=interval_s,
+        node_writer=node_writer,
+        node=rank.node,
+        node_sources=node_sources() if node_writer else (),
+        edge_s=edge_s,
+    )
     sampler.start()
     return writer, sampler
 
@@ -146,8 +184,12 @@ def _forward(child: subprocess.Popen[bytes], signum: int, rank: int) -> None:
             pass
     if not takers:
         name = signal.Signals(signum).name
-        print(f"hpcx.run: rank {rank}: {name} (the time-limit warning) not passed on: the program does not "
-              "handle it (hpcx.runtime.preempt.install() does)", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"hpcx.run: rank {rank}: {name} (the time-limit warning) not passed on: the program does not "
+            "handle it (hpcx.runtime.preempt.install() does)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _forwarder(child: subprocess.Popen[bytes], rank: int, alive: list[bool]) -> Callable[[int, Any], None]:
@@ -210,8 +252,12 @@ def _wait(child: subprocess.Popen[bytes], rank: int) -> tuple[int, Any]:
         except ChildProcessError:  # reaped by something else in this process: Popen may know its status
             code, usage = child.returncode, resource.getrusage(resource.RUSAGE_CHILDREN)
             if code is None:
-                print(f"hpcx.run: rank {rank}: the command's exit status was lost (its process was "
-                      "reaped by something else); exiting 255", file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"hpcx.run: rank {rank}: the command's exit status was lost (its process was "
+                    "reaped by something else); exiting 255",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 code = 255
             return code, usage
 
@@ -219,12 +265,20 @@ def _wait(child: subprocess.Popen[bytes], rank: int) -> tuple[int, Any]:
 def _finish(writer: RecordWriter, sampler: Sampler, rank: int, exit_code: int, t0: float, usage: Any) -> None:
     """Stop sampling and write the rank's end record."""
     sampler.stop()
-    writer.write({
-        "type": "end", "t": time.time(), "rank": rank, "exit_code": exit_code,
-        "wall_s": time.time() - t0, "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mb": max(usage.ru_maxrss / 1024, sampler.peak_rss_mb), "samples": sampler.samples,
-        "sampler_cpu_s": round(sampler.cpu_s, 4), "sampler_rss_mb": _self_peak_rss_mb(),
-    })  # fmt: skip
+    writer.write(
+        {
+            "type": "end",
+            "t": time.time(),
+            "rank": rank,
+            "exit_code": exit_code,
+            "wall_s": time.time() - t0,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mb": max(usage.ru_maxrss / 1024, sampler.peak_rss_mb),
+            "samples": sampler.samples,
+            "sampler_cpu_s": round(sampler.cpu_s, 4),
+            "sampler_rss_mb": _self_peak_rss_mb(),
+        }
+    )
     writer.close()
 
 

@@ -17,9 +17,17 @@ _MEM = re.compile(r"^(\d+)(?:([KMGT])B?)?$", re.IGNORECASE | re.ASCII)
 _MEM_FACTOR_MB = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
 
 RESOURCE_FIELDS = (
-    "partition", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node",
-    "mem_mb", "time_min", "account", "qos", "name",
-)  # fmt: skip
+    "partition",
+    "nodes",
+    "ntasks_per_node",
+    "cpus_per_task",
+    "gpus_per_node",
+    "mem_mb",
+    "time_min",
+    "account",
+    "qos",
+    "name",
+)
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,14 @@ def main() -> int:
     samples.append((time.monotonic() - t0, last["power_w"]))
     integral = sum((t2 - t1) * (p1 + p2) / 2 for (t1, p1), (t2, p2) in zip(samples, samples[1:]))
     counter = last["energy_j"] - (first.get("energy_j") or 0.0)
-    out["energy"] = {"counter_j": round(counter, 1), "integrated_power_j": round(integral, 1),
-                     "ratio": round(integral / counter, 4) if counter else None, "samples": len(samples),
-                     "seconds": round(samples[-1][0], 1), "target": "within 5%"}  # fmt: skip
+    out["energy"] = {
+        "counter_j": round(counter, 1),
+        "integrated_power_j": round(integral, 1),
+        "ratio": round(integral / counter, 4) if counter else None,
+        "samples": len(samples),
+        "seconds": round(samples[-1][0], 1),
+        "target": "within 5%",
+    }
 
     t = time.perf_counter()
     for _ in range(20):
@@ -62,9 +67,12 @@ def main() -> int:
     blocks = [torch.empty(256 << 20, dtype=torch.uint8, device="cuda") for _ in range(8)]  # 2 GiB
     torch.cuda.synchronize()
     after = nv.read(edge=False)[0]["mem_used_mb"]
-    out["memory"] = {"torch_max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
-                     "torch_max_reserved_mb": torch.cuda.max_memory_reserved() / 2**20,
-                     "nvml_used_delta_mb": round(after - before, 1), "allocated_mb": 2048}  # fmt: skip
+    out["memory"] = {
+        "torch_max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
+        "torch_max_reserved_mb": torch.cuda.max_memory_reserved() / 2**20,
+        "nvml_used_delta_mb": round(after - before, 1),
+        "allocated_mb": 2048,
+    }
     del blocks
 
     import torch.distributed as dist
@@ -92,10 +100,20 @@ def main() -> int:
             end.record()
             pending = len(comm._cuda_pending)  # NCCL calls are timed by CUDA events, resolved lazily
             torch.cuda.synchronize()
-            traced = sum(e["seconds"] - before.get((e["call"], e["bucket"]), 0.0) for e in comm.totals()
-                         if e["call"] == "all_reduce")  # fmt: skip
-            rows.append({"mib": mib, "mode": mode, "cuda_events_s": round(start.elapsed_time(end) / 1000, 6),
-                         "traced_s": round(traced, 6), "pending_at_loop_end": pending})  # fmt: skip
+            traced = sum(
+                e["seconds"] - before.get((e["call"], e["bucket"]), 0.0)
+                for e in comm.totals()
+                if e["call"] == "all_reduce"
+            )
+            rows.append(
+                {
+                    "mib": mib,
+                    "mode": mode,
+                    "cuda_events_s": round(start.elapsed_time(end) / 1000, 6),
+                    "traced_s": round(traced, 6),
+                    "pending_at_loop_end": pending,
+                }
+            )
     dist.destroy_process_group()
     out["nccl_all_reduce"] = rows
     print(json.dumps(out, indent=2))

@@ -73,8 +73,13 @@ def test_inputs_are_fingerprinted_and_a_changed_input_is_reported_on_rerun(hpcx,
 
 
 def _git(repo, *args):
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=repo, check=True,
-                   capture_output=True, timeout=30)  # fmt: skip
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
 
 
 @pytest.fixture
@@ -129,8 +134,10 @@ def test_rerun_of_a_sweep_is_the_same_sweep_and_failed_reruns_only_the_failed_ta
     hpcx, runs_root, tmp_path
 ):
     spec = tmp_path / "sweep.yaml"
-    spec.write_text("name: scan\nkind: serial\ncommand: [bash, -c, 'echo x={x}; [ {x} != 2 ]']\n"
-                    "parameters:\n  grid: {x: [1, 2, 3]}\n")  # fmt: skip
+    spec.write_text(
+        "name: scan\nkind: serial\ncommand: [bash, -c, 'echo x={x}; [ {x} != 2 ]']\n"
+        "parameters:\n  grid: {x: [1, 2, 3]}\n"
+    )
     first = hpcx.json("sweep", str(spec))
     assert hpcx.wait_finished(first["run_id"], timeout_s=60)["tasks"] == {"COMPLETED": 2, "FAILED": 1}
     table = (runs_root / first["run_id"] / "tasks.jsonl").read_text()

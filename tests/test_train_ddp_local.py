@@ -43,8 +43,18 @@ def test_resuming_from_the_checkpoint_of_the_last_step_finishes_cleanly(tmp_path
 
 def test_a_stop_request_during_the_last_step_finishes_instead_of_requeueing(tmp_path):
     env = dict(os.environ, HPCX_RUN_DIR=str(tmp_path))
-    cmd = [sys.executable, str(EXAMPLE), "--out", str(tmp_path), "--rows", "256", "--steps", "2",
-           "--step-sleep", "6"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(EXAMPLE),
+        "--out",
+        str(tmp_path),
+        "--rows",
+        "256",
+        "--steps",
+        "2",
+        "--step-sleep",
+        "6",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         metrics = tmp_path / "metrics" / "rank-00000.jsonl"

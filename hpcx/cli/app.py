@@ -113,8 +113,15 @@ def accept_json(cmd: click.Command) -> click.Command:
     runs`. Added once, where the command is looked up: each module keeps declaring only its own options."""
     # A command with its own --json (compare, data info) keeps it.
     if not any("--json" in getattr(p, "opts", ()) for p in cmd.params):
-        cmd.params.append(click.Option(["--json", "json_flag"], is_flag=True, expose_value=False,
-                                       callback=_json_flag, help="Print one versioned JSON document on stdout."))  # fmt: skip
+        cmd.params.append(
+            click.Option(
+                ["--json", "json_flag"],
+                is_flag=True,
+                expose_value=False,
+                callback=_json_flag,
+                help="Print one versioned JSON document on stdout.",
+            )
+        )
     if isinstance(cmd, click.Group):
         for sub in cmd.commands.values():
             accept_json(sub)
@@ -124,10 +131,22 @@ def accept_json(cmd: click.Command) -> click.Command:
 # Each command lives in the module named here and is imported only when used, so `hpcx status` does not pay for
 # Jinja, sweeps or provenance on a slow login node (`hpcx --help` imports them all to list them).
 COMMAND_MODULES = {
-    "render": "jobs", "submit": "jobs", "status": "jobs", "logs": "jobs", "cancel": "jobs", "rerun": "jobs",
-    "sweep": "sweep", "runs": "runs", "report": "reporting", "site": "site", "config": "config",
-    "completion": "config", "testbed": "admin", "data": "data", "compare": "compare",
-}  # fmt: skip
+    "render": "jobs",
+    "submit": "jobs",
+    "status": "jobs",
+    "logs": "jobs",
+    "cancel": "jobs",
+    "rerun": "jobs",
+    "sweep": "sweep",
+    "runs": "runs",
+    "report": "reporting",
+    "site": "site",
+    "config": "config",
+    "completion": "config",
+    "testbed": "admin",
+    "data": "data",
+    "compare": "compare",
+}
 
 
 class LazyGroup(click.Group):
@@ -154,9 +173,13 @@ class LazyGroup(click.Group):
     help="Site file, or 'local' for the builtin local site (default: $HPCX_SITE, the user config's site, "
     "/etc/hpcx/site.yaml, else the live Slurm cluster, else local).",
 )
-@click.option("--json", "as_json", is_flag=True,
-              help="Print one versioned JSON document on stdout (errors too; one per line while streaming). "
-              "Also accepted after the command.")  # fmt: skip
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one versioned JSON document on stdout (errors too; one per line while streaming). "
+    "Also accepted after the command.",
+)
 @click.pass_context
 def cli(ctx: click.Context, site_path: str | None, as_json: bool) -> None:
     """hpcx: checked Slurm submission, provenance, an MPI/torch runtime, profiling and reports.

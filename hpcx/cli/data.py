@@ -41,8 +41,18 @@ def render_info(doc: dict[str, Any]) -> str:
         f"userblock {_size(doc['userblock_bytes'])}",
         f"content fingerprint ({fp['mode']}): {fp['sha256'] or 'none: ' + fp['error']}",
     ]
-    header = ("DATASET", "SHAPE", "DTYPE", "LAYOUT", "CHUNKS", "FILTERS", "STORED", "LOGICAL", "ATTRS",
-              "FINGERPRINT")  # fmt: skip
+    header = (
+        "DATASET",
+        "SHAPE",
+        "DTYPE",
+        "LAYOUT",
+        "CHUNKS",
+        "FILTERS",
+        "STORED",
+        "LOGICAL",
+        "ATTRS",
+        "FINGERPRINT",
+    )
     rows = [header] + [_row(d) for d in doc["datasets"]]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
@@ -57,8 +67,9 @@ def render_info(doc: dict[str, Any]) -> str:
 def _row(d: dict[str, Any]) -> tuple[str, ...]:
     fp = d["fingerprint"]
     digest = fp["sha256"][:FINGERPRINT_SHOWN] + ("" if fp["mode"] == "full" else " (sampled)")
-    filters = ",".join(f["name"] + (f"({','.join(map(str, f['options']))})" if f["options"] else "")
-                       for f in d["filters"])  # fmt: skip
+    filters = ",".join(
+        f["name"] + (f"({','.join(map(str, f['options']))})" if f["options"] else "") for f in d["filters"]
+    )
     return (
         d["path"],
         "null" if d["shape"] is None else "x".join(map(str, d["shape"])) or "scalar",

@@ -22,8 +22,12 @@ if TYPE_CHECKING:
 # cancel stay light on a login node.
 
 RESOURCE_OPTIONS = [
-    click.option("--partition", "-p", shell_complete=complete_partition,
-                 help="Partition (default: chosen automatically, the one that fits with the least waste)."),
+    click.option(
+        "--partition",
+        "-p",
+        shell_complete=complete_partition,
+        help="Partition (default: chosen automatically, the one that fits with the least waste).",
+    ),
     click.option("--nodes", "-N", help="Number of nodes."),
     click.option("--ntasks-per-node", help="Tasks (ranks) per node."),
     click.option("--cpus-per-task", "-c", help="CPUs per task."),
@@ -32,17 +36,34 @@ RESOURCE_OPTIONS = [
     click.option("--time", "-t", help="Wall-clock limit: MM, HH:MM:SS or D-HH:MM:SS."),
     click.option("--account", "-A", help="Account to charge."),
     click.option("--qos", help="Quality of service."),
-    click.option("--name", "-J", help="Job name (default: the program the command runs: train for python train.py)."),
-    click.option("--resource", "-r", "resources", multiple=True, metavar="NAME=VALUE",
-                 help="A resource the site names (see `hpcx site show`), e.g. -r constraint=a100."),
-    click.option("--array", "-a", metavar="SPEC", help="Job array indices, Slurm syntax: 0-99, 1,3,5, 0-999%50."),
-    click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
-                 help="Template variable, $HPCX_VAR_<NAME> in the job: NAME in upper case, as a sweep's "
-                      "$HPCX_PARAM_<NAME> (--set seed=1: $HPCX_VAR_SEED) (repeatable)."),
-]  # fmt: skip
-PROFILE_HELP = ("Record each rank's profile and node sensors and trace its MPI and torch.distributed calls "
-                "into the run's profile/; --no-profile records nothing. Default: each rank's samples (memory, "
-                "CPU) without tracing, or all of it where the site's defaults.profile is true.")  # fmt: skip
+    click.option(
+        "--name", "-J", help="Job name (default: the program the command runs: train for python train.py)."
+    ),
+    click.option(
+        "--resource",
+        "-r",
+        "resources",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="A resource the site names (see `hpcx site show`), e.g. -r constraint=a100.",
+    ),
+    click.option(
+        "--array", "-a", metavar="SPEC", help="Job array indices, Slurm syntax: 0-99, 1,3,5, 0-999%50."
+    ),
+    click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Template variable, $HPCX_VAR_<NAME> in the job: NAME in upper case, as a sweep's "
+        "$HPCX_PARAM_<NAME> (--set seed=1: $HPCX_VAR_SEED) (repeatable).",
+    ),
+]
+PROFILE_HELP = (
+    "Record each rank's profile and node sensors and trace its MPI and torch.distributed calls "
+    "into the run's profile/; --no-profile records nothing. Default: each rank's samples (memory, "
+    "CPU) without tracing, or all of it where the site's defaults.profile is true."
+)
 
 
 class OptionsThenCommand(click.Command):
@@ -56,8 +77,12 @@ class OptionsThenCommand(click.Command):
 def split_at_command(args: list[str], params: list[click.Parameter]) -> list[str]:
     """``args`` reordered as OPTIONS -- KIND COMMAND...: options (with their values) up to the first word after
     KIND, then everything from that word on, untouched."""
-    takes_value = {name: not (p.is_flag or p.count) for p in params if isinstance(p, click.Option)
-                   for name in (*p.opts, *p.secondary_opts)}  # fmt: skip
+    takes_value = {
+        name: not (p.is_flag or p.count)
+        for p in params
+        if isinstance(p, click.Option)
+        for name in (*p.opts, *p.secondary_opts)
+    }
     options: list[str] = []
     words: list[str] = []  # KIND, then the command
     i = 0
@@ -103,8 +128,10 @@ def _prepare(
             f"{target!r} is neither a job kind nor an existing script", param_hint="KIND"
         )
     if script is not None and command:
-        raise click.UsageError(f"{target} is a batch script: hpcx does not pass arguments to it "
-                               f"({' '.join(command)!r}); put options before them or use --set NAME=VALUE")  # fmt: skip
+        raise click.UsageError(
+            f"{target} is a batch script: hpcx does not pass arguments to it "
+            f"({' '.join(command)!r}); put options before them or use --set NAME=VALUE"
+        )
     request = job_request(target, command, opts, obj.runs_root.path, after, inputs)
     return resolve(request, obj.site, obj.user)
 
@@ -138,16 +165,29 @@ def render(obj: Ctx, kind: str, command: tuple[str, ...], **opts: Any) -> None:
     help="Start only after RUN (run id, prefix or job id) completed successfully (repeatable). A run that "
     "already succeeded needs no wait; one that already failed is refused (exit 3); a sweep: all its arrays.",
 )
-@click.option("--input", "inputs", multiple=True, metavar="PATH",
-              help="Data the job reads: its size, time and hash go into the manifest (repeatable).")  # fmt: skip
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="PATH",
+    help="Data the job reads: its size, time and hash go into the manifest (repeatable).",
+)
 @click.option(
     "--dry-run", is_flag=True, help="Check and render, print the script and the choices, submit nothing."
 )
 @click.option("--profile/--no-profile", default=None, help=PROFILE_HELP)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
-def submit(obj: Ctx, kind: str, command: tuple[str, ...], after: tuple[str, ...], inputs: tuple[str, ...],
-           dry_run: bool, profile: bool | None, **opts: Any) -> None:  # fmt: skip
+def submit(
+    obj: Ctx,
+    kind: str,
+    command: tuple[str, ...],
+    after: tuple[str, ...],
+    inputs: tuple[str, ...],
+    dry_run: bool,
+    profile: bool | None,
+    **opts: Any,
+) -> None:
     """Check, render and submit KIND (or your own batch SCRIPT) with RESOURCES.
 
     Options end at the command's first word (`--` before it is optional): what follows is the program's. The
@@ -185,8 +225,12 @@ def _submitted_text(doc: dict[str, Any]) -> str:
 @cli.command()
 @click.argument("runs", nargs=-1, shell_complete=complete_run)
 @click.option("--all", "show_all", is_flag=True, help="Every run, not only the 20 newest.")
-@click.option("--watch", is_flag=True, help="Redraw the table until every job has finished (Ctrl-C stops); "
-              "with --json, one status document per line instead.")  # fmt: skip
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Redraw the table until every job has finished (Ctrl-C stops); "
+    "with --json, one status document per line instead.",
+)
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between redraws with --watch.")
 @pass_ctx
 def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interval: float) -> None:
@@ -222,23 +266,44 @@ def _redraw(obj: Ctx, doc: dict[str, Any], interval: float) -> None:
 @click.option(
     "--lines", "-n", default=LOG_TAIL_LINES, show_default=True, help="Lines from the end of each log."
 )
-@click.option("--task", type=click.IntRange(0), metavar="I",
-              help="Only task I of a sweep or array (every attempt of it); RUN_TASK says the same.")  # fmt: skip
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job finishes; with --json, "
-              "one document per line (run_id, path, text, tail).")  # fmt: skip
+@click.option(
+    "--task",
+    type=click.IntRange(0),
+    metavar="I",
+    help="Only task I of a sweep or array (every attempt of it); RUN_TASK says the same.",
+)
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Keep printing new lines until the job finishes; with --json, "
+    "one document per line (run_id, path, text, tail).",
+)
 @pass_ctx
 def logs(obj: Ctx, run: str, lines: int, task: int | None, follow: bool) -> None:
     """Print the end of RUN's stdout and stderr logs (RUN_TASK or --task: one task's), in task order."""
     found, task = find_run_task(obj.runs_root.path, run, task)
     if follow:
         # --json: one document per line, for the tail of each log and then for each piece of new output.
-        show = (lambda path, text, first: obj.emit_line("logs", {"run_id": found.id, "path": path, "text": text,
-                                                                  "tail": first})) if obj.json else None  # fmt: skip
+        show = (
+            (
+                lambda path, text, first: obj.emit_line(
+                    "logs", {"run_id": found.id, "path": path, "text": text, "tail": first}
+                )
+            )
+            if obj.json
+            else None
+        )
         follow_logs(found, lines, lambda: job_states([found], [task])[0]["finished"], show=show, task=task)
         return
     what = f"task {task} of run {found.id}" if task is not None else f"run {found.id}"
-    obj.emit("logs", tail_logs(found, lines, task), lambda d: "\n".join(
-        f"==> {f['path']} <==\n{f['text']}" for f in d["files"]) or f"{what} has no logs yet")  # fmt: skip
+    obj.emit(
+        "logs",
+        tail_logs(found, lines, task),
+        lambda d: (
+            "\n".join(f"==> {f['path']} <==\n{f['text']}" for f in d["files"]) or f"{what} has no logs yet"
+        ),
+    )
 
 
 @cli.command()

@@ -21,10 +21,17 @@ def render_runs(doc: dict[str, Any], matched: int, filtered: bool) -> str:
         return f"no runs {where} match the filters" if filtered else f"no runs {where}"
     header = ("RUN", "JOB", "KIND", "NAME", "STATE", "CREATED", "SWEEP")
     table = [header] + [
-        (r["run_id"], r["job_id"] or "-", r["kind"] or "-", r["name"] or "-", r["state"], _local(r["created"]),
-         r["sweep"] or "-")
+        (
+            r["run_id"],
+            r["job_id"] or "-",
+            r["kind"] or "-",
+            r["name"] or "-",
+            r["state"],
+            _local(r["created"]),
+            r["sweep"] or "-",
+        )
         for r in doc["runs"]
-    ]  # fmt: skip
+    ]
     if all(r["sweep"] is None for r in doc["runs"]):
         table = [row[:-1] for row in table]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
@@ -67,8 +74,16 @@ def _local(created: str | None) -> str:
     "--rebuild", is_flag=True, help="Discard the run index and rebuild it from the run directories."
 )
 @pass_ctx
-def runs_cmd(obj: Ctx, name: str | None, states: tuple[str, ...], sweep: str | None, since: str | None,
-             until: str | None, limit: int, rebuild: bool) -> None:  # fmt: skip
+def runs_cmd(
+    obj: Ctx,
+    name: str | None,
+    states: tuple[str, ...],
+    sweep: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    rebuild: bool,
+) -> None:
     """List the runs under the runs root, newest last.
 
     Reads the run index (<runs root>/.index), refreshed from the run directories first; asks the scheduler only

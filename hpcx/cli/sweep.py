@@ -29,13 +29,24 @@ PREVIEW_COMMANDS = 5  # each task's command as hpcx.run will run it, for the fir
     help="Print the task table, the first tasks' commands and the script; submit nothing.",
 )
 @click.option("--max-parallel", type=click.IntRange(min=1), help="At most N tasks running at once.")
-@click.option("--retry-failed", "retry", metavar="RUN", shell_complete=complete_run,
-              help="Resubmit the tasks of sweep RUN that ended without completing (failed, timed out, "
-              "cancelled, ...), into the same run.")  # fmt: skip
+@click.option(
+    "--retry-failed",
+    "retry",
+    metavar="RUN",
+    shell_complete=complete_run,
+    help="Resubmit the tasks of sweep RUN that ended without completing (failed, timed out, "
+    "cancelled, ...), into the same run.",
+)
 @click.option("--profile/--no-profile", default=None, help=PROFILE_HELP)
 @pass_ctx
-def sweep(obj: Ctx, spec: str | None, dry_run: bool, max_parallel: int | None, retry: str | None,
-          profile: bool | None) -> None:  # fmt: skip
+def sweep(
+    obj: Ctx,
+    spec: str | None,
+    dry_run: bool,
+    max_parallel: int | None,
+    retry: str | None,
+    profile: bool | None,
+) -> None:
     """Run the parameter sweep SPEC.yaml as job arrays: one task table, one run directory.
 
     \b
@@ -78,14 +89,19 @@ def _retry_text(doc: dict[str, Any]) -> str:
 
     if not doc["retried"]:
         return f"nothing to resubmit: no task of {doc['run_id']} ended without completing ({counted(doc['states'])})"
-    return (f"resubmitted {len(doc['retried'])} task(s) of {doc['run_id']} ({counted(doc['retried_states'])}) "
-            f"as job(s) {', '.join(doc['job_ids'])}")  # fmt: skip
+    return (
+        f"resubmitted {len(doc['retried'])} task(s) of {doc['run_id']} ({counted(doc['retried_states'])}) "
+        f"as job(s) {', '.join(doc['job_ids'])}"
+    )
 
 
 def _preview_text(doc: dict[str, Any]) -> str:
     tasks = doc["tasks"]
-    lines = [f"{len(tasks)} tasks in {len(doc['arrays'])} array(s): {' '.join(doc['arrays'])}", "",
-             f"{'TASK':>6}  {'SEED':>10}  NAME"]  # fmt: skip
+    lines = [
+        f"{len(tasks)} tasks in {len(doc['arrays'])} array(s): {' '.join(doc['arrays'])}",
+        "",
+        f"{'TASK':>6}  {'SEED':>10}  NAME",
+    ]
     shown = tasks if len(tasks) <= PREVIEW_ROWS else tasks[: PREVIEW_ROWS // 2] + tasks[-PREVIEW_ROWS // 2 :]
     for i, t in enumerate(shown):
         if len(tasks) > PREVIEW_ROWS and i == PREVIEW_ROWS // 2:

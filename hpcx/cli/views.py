@@ -42,8 +42,14 @@ def tail_logs(run: Run, lines: int, task: int | None = None) -> dict[str, Any]:
     return {"run_id": run.id, "files": files, **({"task": task} if task is not None else {})}
 
 
-def follow_logs(run: Run, lines: int, finished: Callable[[], bool], poll_s: float = 0.5,
-                show: Callable[[str, str, bool], None] | None = None, task: int | None = None) -> None:  # fmt: skip
+def follow_logs(
+    run: Run,
+    lines: int,
+    finished: Callable[[], bool],
+    poll_s: float = 0.5,
+    show: Callable[[str, str, bool], None] | None = None,
+    task: int | None = None,
+) -> None:
     """Print the last ``lines`` of each log, then new output as it comes, until ``finished()`` and drained.
 
     ``show(path, text, first)`` prints each piece (``first``: the log's tail, else new output); by default as

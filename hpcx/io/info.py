@@ -183,8 +183,12 @@ def describe_dataset(ds: h5py.Dataset, path: str, file: Path) -> dict[str, Any]:
     import h5py
 
     dcpl = ds.id.get_create_plist()
-    layout = {h5py.h5d.COMPACT: "compact", h5py.h5d.CONTIGUOUS: "contiguous", h5py.h5d.CHUNKED: "chunked",
-              h5py.h5d.VIRTUAL: "virtual"}.get(dcpl.get_layout(), "unknown")  # fmt: skip
+    layout = {
+        h5py.h5d.COMPACT: "compact",
+        h5py.h5d.CONTIGUOUS: "contiguous",
+        h5py.h5d.CHUNKED: "chunked",
+        h5py.h5d.VIRTUAL: "virtual",
+    }.get(dcpl.get_layout(), "unknown")
     fixed_size = not ds.dtype.hasobject  # variable-length values have no logical size short of reading them
     doc: dict[str, Any] = {
         "path": path,
@@ -321,8 +325,9 @@ def dataset_fingerprint(ds: h5py.Dataset, *, sampled: bool = False) -> dict[str,
     return {"sha256": digest.hexdigest(), "mode": mode}
 
 
-def _plan(shape: tuple[int, ...], itemsize: int, budget_bytes: int,
-          chunks: tuple[int, ...] | None) -> tuple[int, int]:  # fmt: skip
+def _plan(
+    shape: tuple[int, ...], itemsize: int, budget_bytes: int, chunks: tuple[int, ...] | None
+) -> tuple[int, int]:
     """How to cut ``shape`` into blocks of at most ``budget_bytes`` (or one element): the axis to cut along
     (whole trailing axes after it, single indices before it) and the slab length along it. With ``chunks`` the
     slab is whole chunks long, up to a row of chunks of ``CHUNK_ROW_BYTES``, so HDF5 decompresses each chunk

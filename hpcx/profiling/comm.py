@@ -79,18 +79,44 @@ _FACTORS: dict[str, Callable[[int], float]] = {
     "p2p": lambda n: 1.0,
 }
 _FAMILY = {
-    "allreduce": "allreduce", "iallreduce": "allreduce", "all_reduce": "allreduce",
-    "allgather": "allgather", "iallgather": "allgather", "all_gather": "allgather",
+    "allreduce": "allreduce",
+    "iallreduce": "allreduce",
+    "all_reduce": "allreduce",
+    "allgather": "allgather",
+    "iallgather": "allgather",
+    "all_gather": "allgather",
     "all_gather_into_tensor": "allgather",
-    "reduce_scatter": "reducescatter", "reduce_scatter_block": "reducescatter",
-    "ireduce_scatter_block": "reducescatter", "reduce_scatter_tensor": "reducescatter",
-    "alltoall": "alltoall", "ialltoall": "alltoall", "all_to_all": "alltoall",
+    "reduce_scatter": "reducescatter",
+    "reduce_scatter_block": "reducescatter",
+    "ireduce_scatter_block": "reducescatter",
+    "reduce_scatter_tensor": "reducescatter",
+    "alltoall": "alltoall",
+    "ialltoall": "alltoall",
+    "all_to_all": "alltoall",
     "all_to_all_single": "alltoall",
-    "bcast": "bcast", "ibcast": "bcast", "broadcast": "bcast",
-    "reduce": "reduce", "ireduce": "reduce",
-    **{name: "p2p" for name in ("send", "recv", "isend", "irecv", "ssend", "issend", "bsend", "ibsend",
-                                "rsend", "irsend", "sendrecv", "sendrecv_replace")},
-}  # fmt: skip
+    "bcast": "bcast",
+    "ibcast": "bcast",
+    "broadcast": "bcast",
+    "reduce": "reduce",
+    "ireduce": "reduce",
+    **{
+        name: "p2p"
+        for name in (
+            "send",
+            "recv",
+            "isend",
+            "irecv",
+            "ssend",
+            "issend",
+            "bsend",
+            "ibsend",
+            "rsend",
+            "irsend",
+            "sendrecv",
+            "sendrecv_replace",
+        )
+    },
+}
 
 # (library, call) -> {communicator size << 6 | bucket exponent: [calls, bytes, seconds]}: an int key, and one
 # table per call site, keep the per-call cost small (the budget is 1 us per MPI call).
@@ -172,9 +198,19 @@ def totals() -> list[dict[str, Any]]:
         for key, (calls, nbytes, seconds) in sorted(table.copy().items()):
             size, exp = key >> 6, key & 63
             algbw, busbw = _bandwidths(name, size, nbytes, seconds)
-            entries.append({"lib": lib, "call": name, "bucket": (1 << (exp - 1)) if exp else 0,
-                            "ranks": size, "calls": calls, "bytes": nbytes, "seconds": seconds,
-                            "algbw_gbs": algbw, "busbw_gbs": busbw})  # fmt: skip
+            entries.append(
+                {
+                    "lib": lib,
+                    "call": name,
+                    "bucket": (1 << (exp - 1)) if exp else 0,
+                    "ranks": size,
+                    "calls": calls,
+                    "bytes": nbytes,
+                    "seconds": seconds,
+                    "algbw_gbs": algbw,
+                    "busbw_gbs": busbw,
+                }
+            )
     return entries
 
 

@@ -69,27 +69,97 @@ def _no_bytes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
 
 # Upper-case (buffer) calls; I-prefixed ones return a request. Sendrecv, Barrier and the pickle-based
 # lower-case calls go through _other.
-_MPI_ONE_BUFFER = ("Send", "Ssend", "Bsend", "Rsend", "Recv", "Isend", "Issend", "Ibsend", "Irsend", "Irecv",
-                   "Bcast", "Ibcast")  # fmt: skip
+_MPI_ONE_BUFFER = (
+    "Send",
+    "Ssend",
+    "Bsend",
+    "Rsend",
+    "Recv",
+    "Isend",
+    "Issend",
+    "Ibsend",
+    "Irsend",
+    "Irecv",
+    "Bcast",
+    "Ibcast",
+)
 # (sendbuf, recvbuf, op=SUM), the most frequent calls: an exact signature (see _reduction)
-_MPI_REDUCTIONS = ("Allreduce", "Scan", "Exscan", "Reduce_scatter_block", "Iallreduce", "Iscan", "Iexscan",
-                   "Ireduce_scatter_block")  # fmt: skip
+_MPI_REDUCTIONS = (
+    "Allreduce",
+    "Scan",
+    "Exscan",
+    "Reduce_scatter_block",
+    "Iallreduce",
+    "Iscan",
+    "Iexscan",
+    "Ireduce_scatter_block",
+)
 _MPI_TWO_BUFFERS = {
-    "send_or_recv": ("Reduce", "Alltoall", "Alltoallv", "Reduce_scatter", "Ireduce", "Ialltoall",
-                     "Ialltoallv", "Ireduce_scatter"),
-    "times_n": ("Gather", "Gatherv", "Allgather", "Allgatherv", "Igather", "Igatherv", "Iallgather",
-                "Iallgatherv"),
+    "send_or_recv": (
+        "Reduce",
+        "Alltoall",
+        "Alltoallv",
+        "Reduce_scatter",
+        "Ireduce",
+        "Ialltoall",
+        "Ialltoallv",
+        "Ireduce_scatter",
+    ),
+    "times_n": (
+        "Gather",
+        "Gatherv",
+        "Allgather",
+        "Allgatherv",
+        "Igather",
+        "Igatherv",
+        "Iallgather",
+        "Iallgatherv",
+    ),
     "scatter": ("Scatter", "Scatterv", "Iscatter", "Iscatterv"),
-}  # fmt: skip
-_MPI_OTHER = {"Sendrecv": _sendrecv_bytes, "Sendrecv_replace": _replace_bytes, "Barrier": _no_bytes,
-              "Ibarrier": _no_bytes}  # fmt: skip
-_MPI_PICKLE_CALLS = ("send", "ssend", "bsend", "recv", "isend", "issend", "ibsend", "irecv", "sendrecv",
-                     "bcast", "reduce", "allreduce", "gather", "allgather", "scatter", "alltoall", "scan",
-                     "exscan", "barrier")  # fmt: skip
+}
+_MPI_OTHER = {
+    "Sendrecv": _sendrecv_bytes,
+    "Sendrecv_replace": _replace_bytes,
+    "Barrier": _no_bytes,
+    "Ibarrier": _no_bytes,
+}
+_MPI_PICKLE_CALLS = (
+    "send",
+    "ssend",
+    "bsend",
+    "recv",
+    "isend",
+    "issend",
+    "ibsend",
+    "irecv",
+    "sendrecv",
+    "bcast",
+    "reduce",
+    "allreduce",
+    "gather",
+    "allgather",
+    "scatter",
+    "alltoall",
+    "scan",
+    "exscan",
+    "barrier",
+)
 _MPI_DERIVING = ("Dup", "Clone", "Split", "Split_type", "Create", "Create_group", "Dup_with_info")
 _MPI_WAITS = ("Wait", "Test", "wait", "test")
-_MPI_MULTI_WAITS = ("Waitall", "Waitany", "Waitsome", "Testall", "Testany", "Testsome",
-                    "waitall", "waitany", "waitsome", "testall", "testany", "testsome")  # fmt: skip
+_MPI_MULTI_WAITS = (
+    "Waitall",
+    "Waitany",
+    "Waitsome",
+    "Testall",
+    "Testany",
+    "Testsome",
+    "waitall",
+    "waitany",
+    "waitsome",
+    "testall",
+    "testany",
+    "testsome",
+)
 
 
 def _size(comm: Any) -> int:
@@ -136,8 +206,12 @@ def _one_buffer(name: str, orig: Callable[..., Any], wrap: Callable[[Any], Any] 
     return functools.wraps(orig)(traced)
 
 
-def _two_buffers(name: str, orig: Callable[..., Any], sizer: Callable[[Any, Any, int], int] | None,
-                 wrap: Callable[[Any], Any] | None) -> Callable[..., Any]:  # fmt: skip
+def _two_buffers(
+    name: str,
+    orig: Callable[..., Any],
+    sizer: Callable[[Any, Any, int], int] | None,
+    wrap: Callable[[Any], Any] | None,
+) -> Callable[..., Any]:
     """Collectives with ``sendbuf`` and ``recvbuf``: bytes from ``sizer(sendbuf, recvbuf, size)``, or with no
     sizer those of ``sendbuf`` (of ``recvbuf`` in place)."""
     table = _table("mpi", name)
@@ -171,8 +245,9 @@ def _two_buffers(name: str, orig: Callable[..., Any], sizer: Callable[[Any, Any,
     return functools.wraps(orig)(traced)
 
 
-def _reduction(name: str, orig: Callable[..., Any], sum_op: Any,
-               wrap: Callable[[Any], Any] | None) -> Callable[..., Any]:  # fmt: skip
+def _reduction(
+    name: str, orig: Callable[..., Any], sum_op: Any, wrap: Callable[[Any], Any] | None
+) -> Callable[..., Any]:
     """Allreduce, Scan, Reduce_scatter_block, ... (sendbuf, recvbuf, op=SUM): the signature written out, which
     saves a fifth of the budget over packing *args and **kwargs; bytes as in :func:`_two_buffers`.
     The body repeats _two_buffers' on purpose: a shared helper would cost a call on every traced MPI call, the
@@ -203,8 +278,13 @@ def _reduction(name: str, orig: Callable[..., Any], sum_op: Any,
     return functools.wraps(orig)(traced)
 
 
-def _other(name: str, orig: Callable[..., Any], sizer: Callable[..., int] | None, comm: bool,
-           wrap: Callable[[Any], Any] | None) -> Callable[..., Any]:  # fmt: skip
+def _other(
+    name: str,
+    orig: Callable[..., Any],
+    sizer: Callable[..., int] | None,
+    comm: bool,
+    wrap: Callable[[Any], Any] | None,
+) -> Callable[..., Any]:
     """Any other call: bytes from ``sizer(args, kwargs)``, else what it pickled (or unpickled); ``comm``:
     the first argument is a communicator (else a request method, counted with size 0)."""
     table = _table("mpi", name)

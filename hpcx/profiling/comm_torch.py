@@ -29,16 +29,37 @@ def _tensor_bytes(value: Any) -> int:
 
 # name -> (position and keyword of the tensor argument whose size is S, position of async_op or -1)
 _TORCH_CALLS = {
-    "all_reduce": (0, "tensor", 3), "broadcast": (0, "tensor", 3), "reduce": (0, "tensor", 4),
-    "all_gather": (0, "tensor_list", 3), "all_gather_into_tensor": (0, "output_tensor", 3),
-    "reduce_scatter": (1, "input_list", 4), "reduce_scatter_tensor": (1, "input", 4),
-    "all_to_all": (1, "input_tensor_list", 3), "all_to_all_single": (1, "input", 5),
-    "barrier": (-1, "", 1), "send": (0, "tensor", -1), "recv": (0, "tensor", -1),
-    "isend": (0, "tensor", -2), "irecv": (0, "tensor", -2),
-}  # fmt: skip
-_GROUP_POS = {"all_reduce": 2, "broadcast": 2, "reduce": 3, "all_gather": 2, "all_gather_into_tensor": 2,
-              "reduce_scatter": 3, "reduce_scatter_tensor": 3, "all_to_all": 2, "all_to_all_single": 4,
-              "barrier": 0, "send": 2, "recv": 2, "isend": 2, "irecv": 2}  # fmt: skip
+    "all_reduce": (0, "tensor", 3),
+    "broadcast": (0, "tensor", 3),
+    "reduce": (0, "tensor", 4),
+    "all_gather": (0, "tensor_list", 3),
+    "all_gather_into_tensor": (0, "output_tensor", 3),
+    "reduce_scatter": (1, "input_list", 4),
+    "reduce_scatter_tensor": (1, "input", 4),
+    "all_to_all": (1, "input_tensor_list", 3),
+    "all_to_all_single": (1, "input", 5),
+    "barrier": (-1, "", 1),
+    "send": (0, "tensor", -1),
+    "recv": (0, "tensor", -1),
+    "isend": (0, "tensor", -2),
+    "irecv": (0, "tensor", -2),
+}
+_GROUP_POS = {
+    "all_reduce": 2,
+    "broadcast": 2,
+    "reduce": 3,
+    "all_gather": 2,
+    "all_gather_into_tensor": 2,
+    "reduce_scatter": 3,
+    "reduce_scatter_tensor": 3,
+    "all_to_all": 2,
+    "all_to_all_single": 4,
+    "barrier": 0,
+    "send": 2,
+    "recv": 2,
+    "isend": 2,
+    "irecv": 2,
+}
 
 
 def _first_tensor(value: Any) -> Any:

@@ -127,9 +127,13 @@ def _cuda_memory() -> dict[str, Any] | None:
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_initialized():
         return None
-    return {"type": "cuda_memory", "t": time.time(), "device": torch.cuda.current_device(),
-            "allocated_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
-            "reserved_peak_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1)}  # fmt: skip
+    return {
+        "type": "cuda_memory",
+        "t": time.time(),
+        "device": torch.cuda.current_device(),
+        "allocated_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+        "reserved_peak_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1),
+    }
 
 
 def flush() -> None:

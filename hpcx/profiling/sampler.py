@@ -25,8 +25,16 @@ def _open(source: Source, writer: RecordWriter, **ids: Any) -> bool:
     try:
         desc = source.open()
     except SourceUnavailable as exc:
-        writer.write({"type": "source", "t": time.time(), **ids, "name": source.name,
-                      "status": UNAVAILABLE, "reason": str(exc)})  # fmt: skip
+        writer.write(
+            {
+                "type": "source",
+                "t": time.time(),
+                **ids,
+                "name": source.name,
+                "status": UNAVAILABLE,
+                "reason": str(exc),
+            }
+        )
         return False
     writer.write({"type": "source", "t": time.time(), **ids, "name": source.name, "status": MEASURED, **desc})
     return True
@@ -36,9 +44,18 @@ class Sampler(threading.Thread):
     """Samples ``pid``'s tree every ``interval_s`` into ``writer``, and the node sources into ``node_writer``
     when one is given (this rank is its node's collector). Keeps the peak RSS seen."""
 
-    def __init__(self, pid: int, writer: RecordWriter, rank: int, interval_s: float = 1.0,
-                 sync_s: float = 5.0, node_writer: RecordWriter | None = None, node: str = "",
-                 node_sources: Sequence[Source] = (), edge_s: float = EDGE_EVERY_S) -> None:  # fmt: skip
+    def __init__(
+        self,
+        pid: int,
+        writer: RecordWriter,
+        rank: int,
+        interval_s: float = 1.0,
+        sync_s: float = 5.0,
+        node_writer: RecordWriter | None = None,
+        node: str = "",
+        node_sources: Sequence[Source] = (),
+        edge_s: float = EDGE_EVERY_S,
+    ) -> None:
         super().__init__(name="hpcx-sampler", daemon=True)
         self.pid, self.writer, self.rank, self.node = pid, writer, rank, node
         self.interval_s, self.sync_s, self.edge_s = interval_s, sync_s, edge_s
@@ -101,9 +118,16 @@ class Sampler(threading.Thread):
                 value = source.read(edge)
             except Exception as exc:  # a sensor failing mid-job must not end the job: record it, stop reading
                 self.node_sources.remove(source)
-                self.node_writer.write({"type": "source", "t": time.time(), "node": self.node,
-                                        "name": source.name, "status": UNAVAILABLE,
-                                        "reason": f"failed while reading: {exc!r}"})  # fmt: skip
+                self.node_writer.write(
+                    {
+                        "type": "source",
+                        "t": time.time(),
+                        "node": self.node,
+                        "name": source.name,
+                        "status": UNAVAILABLE,
+                        "reason": f"failed while reading: {exc!r}",
+                    }
+                )
                 continue
             if value is not None:
                 record[source.name] = value
@@ -120,9 +144,16 @@ class Sampler(threading.Thread):
             return
         for source in self.node_sources:
             source.close()
-        self.node_writer.write({"type": "end", "t": time.time(), "node": self.node,
-                                "samples": self.node_samples, "edge_s": self.edge_s,
-                                "sampler_cpu_s": round(self.cpu_s, 4)})  # fmt: skip
+        self.node_writer.write(
+            {
+                "type": "end",
+                "t": time.time(),
+                "node": self.node,
+                "samples": self.node_samples,
+                "edge_s": self.edge_s,
+                "sampler_cpu_s": round(self.cpu_s, 4),
+            }
+        )
         self.node_writer.close()
 
     def stop(self) -> None:

@@ -104,11 +104,18 @@ class ProcessTree(Source):
             raise SourceUnavailable(f"process {self.pid} is gone") from exc
         if self.children_files is None:
             self.children_files = children_files_work(self.pid)
-        return {"fields": {"rss_mb": [SAMPLED, "MB"], "hwm_mb": [COUNTER, "MB"], "cpu_s": [COUNTER, "s"],
-                           "threads": [SAMPLED, "1"], "read_bytes": [COUNTER, "B"],
-                           "write_bytes": [COUNTER, "B"]},
-                "tree": "task children files" if self.children_files else "scan of /proc",
-                "note": "rss_mb: the tree now; hwm_mb: the largest process's VmHWM"}  # fmt: skip
+        return {
+            "fields": {
+                "rss_mb": [SAMPLED, "MB"],
+                "hwm_mb": [COUNTER, "MB"],
+                "cpu_s": [COUNTER, "s"],
+                "threads": [SAMPLED, "1"],
+                "read_bytes": [COUNTER, "B"],
+                "write_bytes": [COUNTER, "B"],
+            },
+            "tree": "task children files" if self.children_files else "scan of /proc",
+            "note": "rss_mb: the tree now; hwm_mb: the largest process's VmHWM",
+        }
 
     def _pids(self) -> list[int] | None:
         """The tree's pids, the root first; None once the root has exited."""
@@ -138,8 +145,14 @@ class ProcessTree(Source):
             hwm = max(hwm, usage[3])
             rbytes += usage[4]
             wbytes += usage[5]
-        return {"rss_mb": round(rss / MB, 2), "hwm_mb": round(hwm, 2), "cpu_s": round(cpu, 3),
-                "threads": threads, "read_bytes": rbytes, "write_bytes": wbytes}  # fmt: skip
+        return {
+            "rss_mb": round(rss / MB, 2),
+            "hwm_mb": round(hwm, 2),
+            "cpu_s": round(cpu, 3),
+            "threads": threads,
+            "read_bytes": rbytes,
+            "write_bytes": wbytes,
+        }
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -181,8 +194,10 @@ class NodeMemory(Source):
 
     def open(self) -> dict[str, Any]:
         psutil = _psutil()
-        return {"fields": {"used_mb": [SAMPLED, "MB"], "available_mb": [SAMPLED, "MB"]},
-                "total_mb": round(psutil.virtual_memory().total / MB, 1)}  # fmt: skip
+        return {
+            "fields": {"used_mb": [SAMPLED, "MB"], "available_mb": [SAMPLED, "MB"]},
+            "total_mb": round(psutil.virtual_memory().total / MB, 1),
+        }
 
     def read(self, edge: bool) -> dict[str, float]:
         import psutil
@@ -284,9 +299,11 @@ class Rapl(Source):
             except (OSError, ValueError) as exc:
                 raise SourceUnavailable(f"cannot read {zone}: {exc}") from exc
             self.zones[zone.name] = _RaplZone(zone, name, max_uj, first)
-        return {"fields": {"energy_j": [COUNTER, "J"], "package_j": [COUNTER, "J"], "dram_j": [COUNTER, "J"]},
-                "zones": {k: z.name for k, z in self.zones.items()},
-                "note": "package_j: package-* zones (incl. core, uncore); dram_j: dram"}  # fmt: skip
+        return {
+            "fields": {"energy_j": [COUNTER, "J"], "package_j": [COUNTER, "J"], "dram_j": [COUNTER, "J"]},
+            "zones": {k: z.name for k, z in self.zones.items()},
+            "note": "package_j: package-* zones (incl. core, uncore); dram_j: dram",
+        }
 
     def read(self, edge: bool) -> dict[str, Any] | None:
         for zone in self.zones.values():
@@ -328,10 +345,18 @@ class Nvml(Source):
             raise SourceUnavailable("NVML found no GPU for this job on this node")
         self.first_mj: dict[int, int | None] = {i: self._energy_mj(h) for i, h in self.gpus}
         no_counter = [i for i, mj in self.first_mj.items() if mj is None]
-        return {"fields": {"power_w": [SAMPLED, "W"], "mem_used_mb": [SAMPLED, "MB"],
-                           "util_pct": [SAMPLED, "%"], "sm_mhz": [SAMPLED, "MHz"],
-                           "throttle": [SAMPLED, "bitmask"], "energy_j": [COUNTER, "J"]},
-                "gpus": [i for i, _ in self.gpus], "no_energy_counter": no_counter}  # fmt: skip
+        return {
+            "fields": {
+                "power_w": [SAMPLED, "W"],
+                "mem_used_mb": [SAMPLED, "MB"],
+                "util_pct": [SAMPLED, "%"],
+                "sm_mhz": [SAMPLED, "MHz"],
+                "throttle": [SAMPLED, "bitmask"],
+                "energy_j": [COUNTER, "J"],
+            },
+            "gpus": [i for i, _ in self.gpus],
+            "no_energy_counter": no_counter,
+        }
 
     def _job_gpus(self) -> list[tuple[int, Any]]:
         nv = self.nv

@@ -65,12 +65,22 @@ def _memory(s: dict[str, Any]) -> dict[str, Any] | None:
     head = f"requested {gib(req)} per node, peak {gib(peak)}{where}"
     if s.get("state") == "OUT_OF_MEMORY" or peak > 0.9 * req:
         suggest_mb = max(suggest_mb, math.ceil(req * 2 / MEM_STEP_MB) * MEM_STEP_MB)
-        return _item("memory", f"{head}: at the limit, next time --mem={suggest_mb // 1024}G (twice the "
-                     "request)", peak_mb=peak, requested_mb=req, suggested_mb=suggest_mb)  # fmt: skip
+        return _item(
+            "memory",
+            f"{head}: at the limit, next time --mem={suggest_mb // 1024}G (twice the request)",
+            peak_mb=peak,
+            requested_mb=req,
+            suggested_mb=suggest_mb,
+        )
     if suggest_mb >= req:
         return None
-    return _item("memory", f"{head}: next time --mem={suggest_mb // 1024}G ({rule})",
-                 peak_mb=peak, requested_mb=req, suggested_mb=suggest_mb)  # fmt: skip
+    return _item(
+        "memory",
+        f"{head}: next time --mem={suggest_mb // 1024}G ({rule})",
+        peak_mb=peak,
+        requested_mb=req,
+        suggested_mb=suggest_mb,
+    )
 
 
 def _time(s: dict[str, Any]) -> dict[str, Any] | None:
@@ -79,17 +89,27 @@ def _time(s: dict[str, Any]) -> dict[str, Any] | None:
     if used is None or limit is None:
         return None
     if s.get("state") == "TIMEOUT":
-        return _item("time", f"hit its time limit {hms(limit)} after {hms(used)}: ask for more "
-                     f"(-t {_slurm_time(limit * 2)}) or checkpoint and resume",
-                     used_s=used, limit_s=limit, suggested_s=limit * 2)  # fmt: skip
+        return _item(
+            "time",
+            f"hit its time limit {hms(limit)} after {hms(used)}: ask for more "
+            f"(-t {_slurm_time(limit * 2)}) or checkpoint and resume",
+            used_s=used,
+            limit_s=limit,
+            suggested_s=limit * 2,
+        )
     if not s.get("finished"):
         return None  # still running: the time used is not final
     suggest = max(1, math.ceil(used * HEADROOM / TIME_STEP_S)) * TIME_STEP_S
     if suggest >= limit:
         return None
-    return _item("time", f"time limit {hms(limit)}, used {hms(used)}: next time -t {_slurm_time(suggest)} "
-                 "(elapsed + 25%, rounded up to 15 minutes)", used_s=used, limit_s=limit,
-                 suggested_s=suggest)  # fmt: skip
+    return _item(
+        "time",
+        f"time limit {hms(limit)}, used {hms(used)}: next time -t {_slurm_time(suggest)} "
+        "(elapsed + 25%, rounded up to 15 minutes)",
+        used_s=used,
+        limit_s=limit,
+        suggested_s=suggest,
+    )
 
 
 def _slurm_time(seconds: float) -> str:
@@ -107,11 +127,19 @@ def _cpu(s: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if cpus and cpus > 1:
         fewer = max(1, math.ceil(eff * cpus * HEADROOM))
-        return _item("cpu", f"CPU efficiency {eff:.0%} with {cpus} CPUs per task: ask for fewer CPUs "
-                     f"(-c {fewer}: the CPUs busy + 25%) or use more threads", efficiency=eff,
-                     cpus_per_task=cpus, suggested_cpus=fewer)  # fmt: skip
-    return _item("cpu", f"CPU efficiency {eff:.0%}: the ranks mostly waited (I/O, communication or sleep)",
-                 efficiency=eff)  # fmt: skip
+        return _item(
+            "cpu",
+            f"CPU efficiency {eff:.0%} with {cpus} CPUs per task: ask for fewer CPUs "
+            f"(-c {fewer}: the CPUs busy + 25%) or use more threads",
+            efficiency=eff,
+            cpus_per_task=cpus,
+            suggested_cpus=fewer,
+        )
+    return _item(
+        "cpu",
+        f"CPU efficiency {eff:.0%}: the ranks mostly waited (I/O, communication or sleep)",
+        efficiency=eff,
+    )
 
 
 def _slow_rank(s: dict[str, Any], comm: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -123,9 +151,14 @@ def _slow_rank(s: dict[str, Any], comm: dict[str, Any] | None) -> dict[str, Any]
     if median <= 0 or worst < (1 + SLOW_RANK) * median:
         return None
     what = "outside MPI/torch.distributed calls" if (comm or {}).get("ranks") else "wall time"
-    return _item("imbalance", f"rank {rank} was {worst / median - 1:.0%} slower than the median rank "
-                 f"({worst:.1f} s vs {median:.1f} s {what})", rank=rank, seconds=worst,
-                 median_s=median)  # fmt: skip
+    return _item(
+        "imbalance",
+        f"rank {rank} was {worst / median - 1:.0%} slower than the median rank "
+        f"({worst:.1f} s vs {median:.1f} s {what})",
+        rank=rank,
+        seconds=worst,
+        median_s=median,
+    )
 
 
 def _comm(comm: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -134,33 +167,57 @@ def _comm(comm: dict[str, Any] | None) -> dict[str, Any] | None:
     top = comm["calls"][0]
     bw = f" at {top['busbw_gbs']:.1f} GB/s bus bandwidth" if top.get("busbw_gbs") else ""
     top_share = top["seconds"] / comm["seconds"] if comm["seconds"] > 0 else 0.0
-    return _item("communication", f"{comm['share']:.0%} of run time in MPI/torch.distributed calls; "
-                 f"{top['call']} ({top['lib']}) took {top_share:.0%} of that{bw}",
-                 share=comm["share"], call=top["call"], busbw_gbs=top.get("busbw_gbs"))  # fmt: skip
+    return _item(
+        "communication",
+        f"{comm['share']:.0%} of run time in MPI/torch.distributed calls; "
+        f"{top['call']} ({top['lib']}) took {top_share:.0%} of that{bw}",
+        share=comm["share"],
+        call=top["call"],
+        busbw_gbs=top.get("busbw_gbs"),
+    )
 
 
 def _gpus(nodes: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
     """The GPUs idle for at least 20% of their samples: the idlest named with its mean utilisation, and how
     many others were (one line, not one per GPU)."""
-    idle = [(g["idle_share"], d["node"], g) for d in nodes.values() for g in d["gpus"]
-            if g.get("idle_share") is not None and g["idle_share"] >= GPU_IDLE]  # fmt: skip
+    idle = [
+        (g["idle_share"], d["node"], g)
+        for d in nodes.values()
+        for g in d["gpus"]
+        if g.get("idle_share") is not None and g["idle_share"] >= GPU_IDLE
+    ]
     if not idle:
         return []
     share, node, g = max(idle, key=lambda x: x[0])
     others = f"; {len(idle) - 1} more GPU(s) idle at least {GPU_IDLE:.0%}" if len(idle) > 1 else ""
-    return [_item("gpu", f"GPU {g['index']} on {node} idle {share:.0%} of the run (mean utilisation "
-                  f"{g['util_mean_pct']:.0f}%){others}: feed it faster (more DataLoader workers, pinned "
-                  "memory) or ask for fewer GPUs", node=node, gpu=g["index"], idle_share=share,
-                  util_mean_pct=g["util_mean_pct"], idle_gpus=len(idle))]  # fmt: skip
+    return [
+        _item(
+            "gpu",
+            f"GPU {g['index']} on {node} idle {share:.0%} of the run (mean utilisation "
+            f"{g['util_mean_pct']:.0f}%){others}: feed it faster (more DataLoader workers, pinned "
+            "memory) or ask for fewer GPUs",
+            node=node,
+            gpu=g["index"],
+            idle_share=share,
+            util_mean_pct=g["util_mean_pct"],
+            idle_gpus=len(idle),
+        )
+    ]
 
 
 def _region_imbalance(regions: dict[str, Any] | None) -> dict[str, Any] | None:
     """The region with the most time whose slowest rank is at least 20% above the mean rank."""
     for r in (regions or {}).get("regions", []):
         if r["imbalance"] is not None and r["imbalance"] >= REGION_IMBALANCE and len(r["per_rank"]) > 1:
-            return _item("imbalance", f"region {r['name']!r}: rank {r['slowest_rank']} took "
-                         f"{r['seconds_max']:.2f} s, {r['imbalance']:.0%} above the mean rank's "
-                         f"{r['seconds_mean']:.2f} s: balance the work it does across ranks",
-                         region=r["name"], rank=r["slowest_rank"], seconds=r["seconds_max"],
-                         mean_s=r["seconds_mean"], imbalance=r["imbalance"])  # fmt: skip
+            return _item(
+                "imbalance",
+                f"region {r['name']!r}: rank {r['slowest_rank']} took "
+                f"{r['seconds_max']:.2f} s, {r['imbalance']:.0%} above the mean rank's "
+                f"{r['seconds_mean']:.2f} s: balance the work it does across ranks",
+                region=r["name"],
+                rank=r["slowest_rank"],
+                seconds=r["seconds_max"],
+                mean_s=r["seconds_mean"],
+                imbalance=r["imbalance"],
+            )
     return None

@@ -24,10 +24,16 @@ def source_status(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     status = f"measured ({rec['scope']})"  # RAPL of a shared node: the node's, not the job's
                 groups.setdefault((kind, name, status, rec.get("reason")), []).append(node)
     return [
-        {"kind": kind, "name": name, "status": status, "reason": reason, "nodes": where,
-         "node_range": compress_nodelist(where)}
+        {
+            "kind": kind,
+            "name": name,
+            "status": status,
+            "reason": reason,
+            "nodes": where,
+            "node_range": compress_nodelist(where),
+        }
         for (kind, name, status, reason), where in groups.items()
-    ]  # fmt: skip
+    ]
 
 
 def unavailable_energy(nodes: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -38,5 +44,7 @@ def unavailable_energy(nodes: list[dict[str, Any]]) -> list[tuple[str, list[tupl
         if row["kind"] == "energy" and row["status"] == "unavailable":
             reasons = by_nodes.setdefault(row["node_range"], {})
             reasons.setdefault(row["reason"] or "no reason recorded", []).append(row["name"])
-    return [(where, [(", ".join(names), reason) for reason, names in reasons.items()])
-            for where, reasons in by_nodes.items()]  # fmt: skip
+    return [
+        (where, [(", ".join(names), reason) for reason, names in reasons.items()])
+        for where, reasons in by_nodes.items()
+    ]

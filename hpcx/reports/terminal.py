@@ -115,8 +115,10 @@ def comm_energy_text(energy: dict[str, Any] | None) -> str | None:
         if reason.startswith("no node with an energy counter ("):  # why not is said once, in the energy lines
             reason = "no node with an energy counter: see energy"
         return f"energy in communication: n/a ({reason})"
-    return (f"energy in communication: {energy['energy_j']:.0f} J (derived: node energy per window x the "
-            f"node's share of rank time in calls; {pct(energy.get('coverage'))} of call time covered)")  # fmt: skip
+    return (
+        f"energy in communication: {energy['energy_j']:.0f} J (derived: node energy per window x the "
+        f"node's share of rank time in calls; {pct(energy.get('coverage'))} of call time covered)"
+    )
 
 
 def task_params(tasks: list[dict[str, Any]]) -> list[str]:
@@ -135,17 +137,21 @@ def _task_lines(tasks: list[dict[str, Any]]) -> list[str]:
     cells = [[param_text((t.get("params") or {}).get(k, "-")) for k in keys] for t in tasks]
     widths = [max([len(k), *(len(c[i]) for c in cells)]) for i, k in enumerate(keys)]
     head = "".join(f" {k:<{w}}" for k, w in zip(keys, widths))
-    lines = ["", f"  {count(len(tasks), 'array task')} with records (hpcx report RUN --task N: one task rank by "
-             "rank)",
-             f"  {'task':>5}{head}  {'state':<11} {'exit':>4} {'ranks':>5} {'wall s':>8} {'cpu eff':>7} "
-             f"{'peak MB':>8}"]  # fmt: skip
+    lines = [
+        "",
+        f"  {count(len(tasks), 'array task')} with records (hpcx report RUN --task N: one task rank by rank)",
+        f"  {'task':>5}{head}  {'state':<11} {'exit':>4} {'ranks':>5} {'wall s':>8} {'cpu eff':>7} "
+        f"{'peak MB':>8}",
+    ]
     for t, row in zip(tasks, cells):
         code = "-" if t["exit_code"] is None else str(t["exit_code"])
         wall = "-" if t["wall_s"] is None else f"{t['wall_s']:.1f}"
         peak = "-" if t["peak_rss_mb"] is None else f"{t['peak_rss_mb']:.0f}"
         params = "".join(f" {c:<{w}}" for c, w in zip(row, widths))
-        lines.append(f"  {t['task']:>5}{params}  {t['state']:<11} {code:>4} {t['ranks']:>5} {wall:>8} "
-                     f"{pct(t['cpu_efficiency']):>7} {peak:>8}")  # fmt: skip
+        lines.append(
+            f"  {t['task']:>5}{params}  {t['state']:<11} {code:>4} {t['ranks']:>5} {wall:>8} "
+            f"{pct(t['cpu_efficiency']):>7} {peak:>8}"
+        )
     return lines
 
 
@@ -199,25 +205,35 @@ def _energy_lines(nodes: list[dict[str, Any]], s: dict[str, Any] | None = None) 
     """The job's measured total split into GPU and CPU (package and DRAM), then one line per node with what
     it measured (RAPL on a node shared with other jobs labelled as the whole package's, not in the total),
     then each reason a source was unavailable once, with the nodes it holds for (never a silent 0)."""
-    measured = [(name, e["energy_j"]) for n in nodes for name, e in n["energy"].items()
-                if e.get("status") == "measured" and "scope" not in e]  # fmt: skip
+    measured = [
+        (name, e["energy_j"])
+        for n in nodes
+        for name, e in n["energy"].items()
+        if e.get("status") == "measured" and "scope" not in e
+    ]
     lines = []
     if measured:
         gpu = sum(j for name, j in measured if name.startswith("gpu"))
         cpu = sum(j for name, j in measured if not name.startswith("gpu"))
         total = gpu + cpu
-        lines.append(f"  energy: {total:.0f} J = {total / 3.6e6:.6f} kWh (GPU {gpu:.0f} J, CPU {cpu:.0f} J; "
-                     "from counters, only the job's sources measured below)")  # fmt: skip
+        lines.append(
+            f"  energy: {total:.0f} J = {total / 3.6e6:.6f} kWh (GPU {gpu:.0f} J, CPU {cpu:.0f} J; "
+            "from counters, only the job's sources measured below)"
+        )
     elif s and s.get("energy_j") is not None and not nodes:  # an array's tasks, each with its own nodes
-        lines.append(f"  energy: {s['energy_j']:.0f} J = {s['energy_kwh']:.6f} kWh (the tasks' measured "
-                     "counters summed; hpcx report RUN --task N for one task's nodes)")  # fmt: skip
+        lines.append(
+            f"  energy: {s['energy_j']:.0f} J = {s['energy_kwh']:.6f} kWh (the tasks' measured "
+            "counters summed; hpcx report RUN --task N for one task's nodes)"
+        )
     for n in nodes:
         parts = []
         for name, e in n["energy"].items():
             if e["status"] != "unavailable":
                 scope = f"; {e['scope']}: not the job's" if "scope" in e else ""
-                parts.append(f"{name} {e['energy_j'] / 1000:.2f} kJ ({e['method']}, {pct(e['coverage'])} "
-                             f"covered{scope})")  # fmt: skip
+                parts.append(
+                    f"{name} {e['energy_j'] / 1000:.2f} kJ ({e['method']}, {pct(e['coverage'])} "
+                    f"covered{scope})"
+                )
         if parts:
             lines.append(f"  energy {n['node']}: {'; '.join(parts)}")
     for where, reasons in unavailable_energy(nodes):  # one line per set of nodes, each reason once
@@ -230,8 +246,11 @@ def _energy_lines(nodes: list[dict[str, Any]], s: dict[str, Any] | None = None) 
 def _gpu_lines(s: dict[str, Any]) -> list[str]:
     if not s.get("gpus"):
         return []
-    parts = [f"  GPUs: {s['gpus']} sampled, mean utilisation {s['gpu_util_mean_pct']:.0f}%"
-             if s.get("gpu_util_mean_pct") is not None else f"  GPUs: {s['gpus']} sampled"]  # fmt: skip
+    parts = [
+        f"  GPUs: {s['gpus']} sampled, mean utilisation {s['gpu_util_mean_pct']:.0f}%"
+        if s.get("gpu_util_mean_pct") is not None
+        else f"  GPUs: {s['gpus']} sampled"
+    ]
     if s.get("gpu_idle_share_max") is not None:
         parts.append(f"idlest {s['gpu_idle_where']} idle {pct(s['gpu_idle_share_max'])}")
     if s.get("gpu_mem_used_peak_mb") is not None:
@@ -246,15 +265,19 @@ def _carbon_lines(c: dict[str, Any] | None) -> list[str]:
         return []
     if c["status"] != "estimated":
         return [f"  carbon: n/a ({c['reason']})"]
-    return [f"  carbon: {c['g_co2e']:.1f} g CO2e ({c['facility_kwh']:.5f} kWh incl. PUE {c['pue']:g}, "
-            f"x {c['intensity_g_per_kwh']:g} g/kWh from {c['source']}; estimated)"]  # fmt: skip
+    return [
+        f"  carbon: {c['g_co2e']:.1f} g CO2e ({c['facility_kwh']:.5f} kWh incl. PUE {c['pue']:g}, "
+        f"x {c['intensity_g_per_kwh']:g} g/kWh from {c['source']}; estimated)"
+    ]
 
 
 def _slowest_lines(s: dict[str, Any]) -> list[str]:
     if s.get("slowest_rank") is None or (s.get("ranks") or 0) < 2:
         return []
-    return [f"  slowest rank: {s['slowest_rank']}, {s['slowest_rank_busy_s']:.1f} s outside communication "
-            f"(median rank {s['median_rank_busy_s']:.1f} s)"]  # fmt: skip
+    return [
+        f"  slowest rank: {s['slowest_rank']}, {s['slowest_rank_busy_s']:.1f} s outside communication "
+        f"(median rank {s['median_rank_busy_s']:.1f} s)"
+    ]
 
 
 def _profiler_lines(p: dict[str, Any] | None) -> list[str]:
@@ -266,8 +289,10 @@ def _profiler_lines(p: dict[str, Any] | None) -> list[str]:
     comm = (
         f", comm tracing ~{p['comm_added_s']:.4f} s (estimated)" if p.get("comm_added_s") is not None else ""
     )
-    return [f"  profiler overhead: sampler {p['sampler_cpu_s']:.2f} s CPU{share}, records "
-            f"{size(p['record_bytes'])}{comm}"]  # fmt: skip
+    return [
+        f"  profiler overhead: sampler {p['sampler_cpu_s']:.2f} s CPU{share}, records "
+        f"{size(p['record_bytes'])}{comm}"
+    ]
 
 
 def _region_lines(regions: dict[str, Any] | None) -> list[str]:

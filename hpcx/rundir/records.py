@@ -269,7 +269,7 @@ def _counter_points(node: dict[str, Any]) -> dict[str, list[tuple[float, float]]
             has_zone = any(
                 n.startswith("package") if field == "package_j" else n == "dram"
                 for n in rapl.get("zones", {}).values()
-            )  # fmt: skip
+            )
             if has_zone:
                 out[key] = [(s["t"], s["rapl"][field]) for s in edges if field in s["rapl"]]
             else:
@@ -282,8 +282,12 @@ def _counter_points(node: dict[str, Any]) -> dict[str, list[tuple[float, float]]
         if index in nvml.get("no_energy_counter", []):
             out[f"gpu{index}"] = "this GPU has no total-energy counter"
         else:
-            out[f"gpu{index}"] = [(s["t"], g["energy_j"]) for s in samples for g in s.get("nvml", [])
-                                  if g.get("index") == index and g.get("energy_j") is not None]  # fmt: skip
+            out[f"gpu{index}"] = [
+                (s["t"], g["energy_j"])
+                for s in samples
+                for g in s.get("nvml", [])
+                if g.get("index") == index and g.get("energy_j") is not None
+            ]
     return out
 
 
@@ -361,10 +365,13 @@ def _combined_energy(steps: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[
                 "reason": "the counter readings span no time" if series else why,
             }
             continue
-        entry = {"energy_j": round(sum(e for _, _, e in wins), 3), "window_s": round(window_s, 3),
-                 "method": "derived" if prorated else "counter",
-                 "coverage": round(min(window_s / node_s, 1.0), 4) if node_s > 0 else None,
-                 "status": "measured"}  # fmt: skip
+        entry = {
+            "energy_j": round(sum(e for _, _, e in wins), 3),
+            "window_s": round(window_s, 3),
+            "method": "derived" if prorated else "counter",
+            "coverage": round(min(window_s / node_s, 1.0), 4) if node_s > 0 else None,
+            "status": "measured",
+        }
         if len(steps) > 1:
             entry["steps"] = len(series)
             if prorated:
@@ -383,8 +390,15 @@ def region_spans(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             anchor = rec
         elif rec.get("type") == "regions" and anchor is not None:
             for name, start_ns, dur_ns, depth in rec["spans"]:
-                spans.append({"name": name, "start_t": anchor["t"] + start_ns / 1e9, "dur_s": dur_ns / 1e9,
-                              "depth": depth, "pid": anchor["pid"]})  # fmt: skip
+                spans.append(
+                    {
+                        "name": name,
+                        "start_t": anchor["t"] + start_ns / 1e9,
+                        "dur_s": dur_ns / 1e9,
+                        "depth": depth,
+                        "pid": anchor["pid"],
+                    }
+                )
     return spans
 
 

@@ -159,8 +159,10 @@ def find_run_task(root: Path, key: str, task: int | None = None) -> tuple[Run, i
         if known is not None and task not in known:
             one = "it is one job, neither an array nor a sweep"
             shown = f"its tasks are {id_ranges(known)}" if known else one
-            raise RunNotFoundError(f"run {run.id} has no task {task}: {shown}",
-                                   hint=f"address the whole run as {run.id}" if not known else None)  # fmt: skip
+            raise RunNotFoundError(
+                f"run {run.id} has no task {task}: {shown}",
+                hint=f"address the whole run as {run.id}" if not known else None,
+            )
     return run, task
 
 
@@ -182,8 +184,11 @@ def task_ids(run: Run) -> list[int] | None:
     # The command line's --array, else the script's own #SBATCH --array/-a (as submit read it, on any of its
     # #SBATCH lines: "#SBATCH -t 5 --array=0-1" too).
     args = [str(a) for a in run.manifest.get("sbatch_args") or [] if str(a).startswith("--array=")]
-    args = args or [str(a) for a in run.manifest.get("unchecked_directives") or []
-                    if str(a).split("=", 1)[0] in ("--array", "-a") and "=" in str(a)]  # fmt: skip
+    args = args or [
+        str(a)
+        for a in run.manifest.get("unchecked_directives") or []
+        if str(a).split("=", 1)[0] in ("--array", "-a") and "=" in str(a)
+    ]
     if args:
         from hpcx.errors import HpcxError
         from hpcx.spec import parse_array

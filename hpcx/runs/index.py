@@ -47,8 +47,23 @@ STALE_TEMP_S = 3600  # a temp index file this old was left by a killed writer
 
 Row = dict[str, Any]
 Signature = list[int]  # [inode, mtime_ns] of the run directory
-ROW_FIELDS = frozenset({"run_id", "name", "kind", "created", "sweep", "scheduler", "job_id", "job_ids",
-                        "submitted_at", "state", "finished", "state_seen_at", "sig"})  # fmt: skip
+ROW_FIELDS = frozenset(
+    {
+        "run_id",
+        "name",
+        "kind",
+        "created",
+        "sweep",
+        "scheduler",
+        "job_id",
+        "job_ids",
+        "submitted_at",
+        "state",
+        "finished",
+        "state_seen_at",
+        "sig",
+    }
+)
 
 
 @dataclass

@@ -69,8 +69,9 @@ def located(run: Run, task: int | None = None) -> list[LogFile]:
     return sorted(found.values(), key=lambda f: f.key)
 
 
-def _jobs(run: Run, task: int | None, order: Callable[..., tuple[Any, ...]]
-          ) -> Iterator[tuple[dict[str, str | None], Callable[[str], tuple[Any, ...]]]]:  # fmt: skip
+def _jobs(
+    run: Run, task: int | None, order: Callable[..., tuple[Any, ...]]
+) -> Iterator[tuple[dict[str, str | None], Callable[[str], tuple[Any, ...]]]]:
     """Slurm's filename fields of each job (each array task) of ``run`` that may have made logs, with a sort
     key for the files it made. The job name and user are the manifest's; an array task's own job id (``%j``)
     is known to Slurm alone, so it stays open (checked to be no older than the array: see _expand)."""
@@ -139,8 +140,11 @@ def _stderr_patterns(manifest: dict[str, Any], patterns: list[str]) -> set[str]:
     sends stderr there too); hpcx's own --error (in logs/, when the script names neither) is found above."""
     if len(patterns) < 2:
         return set(patterns)
-    own = [str(d).split("=", 1)[1] for d in manifest.get("unchecked_directives") or []
-           if str(d).split("=", 1)[0] in ("--error", "-e") and "=" in str(d)]  # fmt: skip
+    own = [
+        str(d).split("=", 1)[1]
+        for d in manifest.get("unchecked_directives") or []
+        if str(d).split("=", 1)[0] in ("--error", "-e") and "=" in str(d)
+    ]
     if not own:  # the script named -o; hpcx added its own --error in logs/
         return {p for p in patterns if Path(p).parent.name == LOGS_DIR and p.endswith(".err")}
     return {p for p in patterns if p.endswith(str(Path(own[-1])))} or set(patterns)

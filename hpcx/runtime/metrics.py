@@ -56,6 +56,14 @@ def log(step: int, **metrics: Any) -> None:
             )
         values[name] = number if math.isfinite(number) else str(number)
     launched = detect()
-    _records.write({"type": "metric", "t": time.time(), "rank": process_rank(launched),
-                    "attempt": launched.attempt, "step": int(step), **values})  # fmt: skip
+    _records.write(
+        {
+            "type": "metric",
+            "t": time.time(),
+            "rank": process_rank(launched),
+            "attempt": launched.attempt,
+            "step": int(step),
+            **values,
+        }
+    )
     _records.sync(every_s=SYNC_EVERY_S)

@@ -29,9 +29,18 @@ FINISHED_STATES = frozenset(
 # and compare all read this set; a set of jobs with one of them has not ended either. (PREEMPTED is neither here
 # nor in FINISHED_STATES: with requeue the job runs again, without it the state says how it ended.)
 ACTIVE_STATES = frozenset(
-    {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
-     "REQUEUE_FED"}
-)  # fmt: skip
+    {
+        "PENDING",
+        "CONFIGURING",
+        "RUNNING",
+        "COMPLETING",
+        "RESIZING",
+        "SUSPENDED",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+    }
+)
 # Of those, the states of a job that holds its nodes (has started and not yet given them back).
 _BUSY = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "RESIZING", "SUSPENDED"})
 
@@ -133,18 +142,37 @@ def summarize_array(job_id: str, members: Sequence[JobState]) -> JobState:
     state = overall_state(counts)
     codes = [c for c in (m.shown_exit_code for m in members) if c is not None]  # each task's, as report's
     per_task = {int(i): m.state for m in members for i in [m.job_id.partition("_")[2]] if i.isdigit()}
-    return JobState(job_id, state, exit_code=max(codes) if codes else None, source=members[0].source,
-                    tasks=counts, task_states=per_task)  # fmt: skip
+    return JobState(
+        job_id,
+        state,
+        exit_code=max(codes) if codes else None,
+        source=members[0].source,
+        tasks=counts,
+        task_states=per_task,
+    )
 
 
 # What hpcx sets inside a job for that job alone. A job submitted from inside another one (a sweep task, a
 # pipeline step) must not inherit them: HPCX_TASK_OFFSET would shift an array's task ids, HPCX_RUN_DIR and
 # HPCX_PROFILE_DIR would send its records into the parent's run, HPCX_PROFILE would decide its profiling.
-JOB_SCOPED_ENV = frozenset({
-    "HPCX_RUN_ID", "HPCX_RUN_DIR", "HPCX_TASK_ID", "HPCX_TASK_NAME", "HPCX_TASK_OFFSET", "HPCX_SEED",
-    "HPCX_RANK", "HPCX_WORLD_SIZE", "HPCX_RANK_SEED", "HPCX_DEADLINE", "HPCX_KIND", "HPCX_PROFILE",
-    "HPCX_PROFILE_COMM", "HPCX_PROFILE_DIR",
-})  # fmt: skip
+JOB_SCOPED_ENV = frozenset(
+    {
+        "HPCX_RUN_ID",
+        "HPCX_RUN_DIR",
+        "HPCX_TASK_ID",
+        "HPCX_TASK_NAME",
+        "HPCX_TASK_OFFSET",
+        "HPCX_SEED",
+        "HPCX_RANK",
+        "HPCX_WORLD_SIZE",
+        "HPCX_RANK_SEED",
+        "HPCX_DEADLINE",
+        "HPCX_KIND",
+        "HPCX_PROFILE",
+        "HPCX_PROFILE_COMM",
+        "HPCX_PROFILE_DIR",
+    }
+)
 JOB_SCOPED_PREFIXES = ("HPCX_PARAM_", "HPCX_VAR_")
 
 
@@ -154,10 +182,11 @@ def scrubbed_env(allowed: Sequence[str] = ()) -> dict[str, str]:
     for the job this runs in, if any (JOB_SCOPED_ENV); SLURM_CONF and ``allowed`` stay."""
     keep = {"SLURM_CONF", *allowed}
     return {
-        k: v for k, v in os.environ.items()
-        if k in keep or not (k.startswith(("SBATCH_", "SLURM_", "SALLOC_", *JOB_SCOPED_PREFIXES))
-                             or k in JOB_SCOPED_ENV)
-    }  # fmt: skip
+        k: v
+        for k, v in os.environ.items()
+        if k in keep
+        or not (k.startswith(("SBATCH_", "SLURM_", "SALLOC_", *JOB_SCOPED_PREFIXES)) or k in JOB_SCOPED_ENV)
+    }
 
 
 class Scheduler(ABC):

@@ -82,11 +82,19 @@ class SlurmScheduler(Scheduler):
         # One query for all of the user's jobs, array tasks one per line (-r). Not --jobs: squeue fails the whole
         # query when one id was already purged. Not --json: 22.05 ignores its filters and prints every job of
         # every user, about ten times slower than this for a thousand jobs.
-        result = _proc.run(["squeue", "-h", "-r", "--me", "--states=all", "-O", SQUEUE_FORMAT],
-                           timeout_s=QUERY_TIMEOUT_S, check=False)  # fmt: skip
+        result = _proc.run(
+            ["squeue", "-h", "-r", "--me", "--states=all", "-O", SQUEUE_FORMAT],
+            timeout_s=QUERY_TIMEOUT_S,
+            check=False,
+        )
         if result.returncode != 0:
-            raise CommandError(result.argv, result.returncode, result.stdout, result.stderr,
-                               why=f"exited {result.returncode}")  # fmt: skip
+            raise CommandError(
+                result.argv,
+                result.returncode,
+                result.stdout,
+                result.stderr,
+                why=f"exited {result.returncode}",
+            )
         return parse_squeue(result.stdout)
 
     def _sacct(self, ids: list[str]) -> list[JobState]:
@@ -152,11 +160,18 @@ def parse_squeue(text: str) -> list[JobState]:
         job_id, state, reason, nodes, raw_exit, used = parts[:6]
         state = state or "UNKNOWN"
         code, signal = _wait_status(raw_exit)
-        out.append(JobState(
-            job_id=job_id, state=state, exit_code=code, signal=signal,
-            reason=None if reason in ("", "None") else reason, nodes=nodes or None, elapsed_s=_seconds(used),
-            source="squeue",
-        ))  # fmt: skip
+        out.append(
+            JobState(
+                job_id=job_id,
+                state=state,
+                exit_code=code,
+                signal=signal,
+                reason=None if reason in ("", "None") else reason,
+                nodes=nodes or None,
+                elapsed_s=_seconds(used),
+                source="squeue",
+            )
+        )
     return out
 
 
@@ -200,8 +215,21 @@ def jobs_on_nodes(nodes: Sequence[str], start: str, end: str) -> list[dict[str, 
     """Every job sacct shows (all users' where Slurm lets this user see them) that was on any of ``nodes``
     between ``start`` and ``end`` (sacct's times, ``2026-01-01T10:00:00``), one row per job or array task with
     ``SHARING_FIELDS``: one batched query, for the report's question whether a node was shared."""
-    argv = ["sacct", "-a", "-X", "-P", "-n", "-N", ",".join(nodes), "-S", start, "-E", end,
-            "-o", ",".join(SHARING_FIELDS)]  # fmt: skip
+    argv = [
+        "sacct",
+        "-a",
+        "-X",
+        "-P",
+        "-n",
+        "-N",
+        ",".join(nodes),
+        "-S",
+        start,
+        "-E",
+        end,
+        "-o",
+        ",".join(SHARING_FIELDS),
+    ]
     result = _proc.run(argv, timeout_s=QUERY_TIMEOUT_S, check=False)
     if result.returncode != 0:
         raise CommandError(

@@ -16,8 +16,19 @@ from hpcx.site.checks import cross_check
 from hpcx.site.model import Launcher, NamedResource, Partition, Site, build_site, builtin_local_doc
 from hpcx.site.schema import validate
 
-__all__ = ["Launcher", "NamedResource", "Partition", "Site", "SiteChoice", "choose_site", "load_site",
-           "site_source", "runs_root", "system_site_files", "LOCAL_SITE"]  # fmt: skip
+__all__ = [
+    "Launcher",
+    "NamedResource",
+    "Partition",
+    "Site",
+    "SiteChoice",
+    "choose_site",
+    "load_site",
+    "site_source",
+    "runs_root",
+    "system_site_files",
+    "LOCAL_SITE",
+]
 
 LOCAL_SITE = "local"  # `--site local`, HPCX_SITE=local: the builtin local site, asked for by name
 SYSTEM_SITE_FILE = Path("/etc/hpcx/site.yaml")
@@ -59,8 +70,12 @@ class SiteChoice:
 
     def describe(self) -> str:
         """One line for people: which site, where from, and how to pin it."""
-        layer = {"cli": "--site", "env": "HPCX_SITE", "user": "the user config's site",
-                 "system": "the system-wide site file"}.get(self.origin, self.origin)  # fmt: skip
+        layer = {
+            "cli": "--site",
+            "env": "HPCX_SITE",
+            "user": "the user config's site",
+            "system": "the system-wide site file",
+        }.get(self.origin, self.origin)
         if self.origin == "cluster":
             return f"site: live cluster {self.site.cluster} ({self.why}; {PIN_HINT})"
         if self.path is None or self.path == LOCAL_SITE:

@@ -66,8 +66,10 @@ def _partition_times(where: str, part: dict[str, Any]) -> list[str]:
                 return [f"{where}.{key}: {part[key]!r} is not a positive time"]
     max_min, default_min = times.get("max_time"), times.get("default_time", 0)
     if max_min is not None and (default_min is None or default_min > max_min):
-        return [f"{where}.default_time: {part['default_time']} is longer than the partition's max_time "
-                f"{part['max_time']}"]  # fmt: skip
+        return [
+            f"{where}.default_time: {part['default_time']} is longer than the partition's max_time "
+            f"{part['max_time']}"
+        ]
     return []
 
 
@@ -156,8 +158,10 @@ def _default_mem(defaults: dict[str, Any], targets: dict[str, Any], scope: str) 
         return [f"defaults.mem: {defaults['mem']!r} is not a memory size (e.g. 4000M or 4G)"]
     most = [_largest(p, "mem_per_node_mb", "mem_mb") for p in targets.values()]
     if all(m is not None and mem_mb > m for m in most):
-        return [f"defaults.mem: {defaults['mem']} ({mem_mb}M) exceeds {scope}'s memory per node "
-                f"(at most {max(m for m in most if m is not None)}M)"]  # fmt: skip
+        return [
+            f"defaults.mem: {defaults['mem']} ({mem_mb}M) exceeds {scope}'s memory per node "
+            f"(at most {max(m for m in most if m is not None)}M)"
+        ]
     return []
 
 
@@ -170,8 +174,10 @@ def _default_kind(kind: str, doc: dict[str, Any], base: Path) -> list[str]:
     kinds = sorted(
         {p.name[: -len(SUFFIX)] for d in dirs if d.is_dir() for p in d.glob(f"*{SUFFIX}")} - {"base"}
     )
-    return [f"defaults.kind: {kind!r} has no template {kind}{SUFFIX} in the site's template_dirs or hpcx's own "
-            f"(kinds: {', '.join(kinds)})"]  # fmt: skip
+    return [
+        f"defaults.kind: {kind!r} has no template {kind}{SUFFIX} in the site's template_dirs or hpcx's own "
+        f"(kinds: {', '.join(kinds)})"
+    ]
 
 
 def _dirs(doc: dict[str, Any], base: Path) -> list[Path]:

@@ -19,8 +19,18 @@ from hpcx.site.schema import validate
 from hpcx.spec import Origin
 
 # Request values a user may default; HPCX_<NAME> in the environment sets each one.
-DEFAULT_KEYS = ("kind", "partition", "time", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node",
-                "mem", "account", "qos")  # fmt: skip
+DEFAULT_KEYS = (
+    "kind",
+    "partition",
+    "time",
+    "nodes",
+    "ntasks_per_node",
+    "cpus_per_task",
+    "gpus_per_node",
+    "mem",
+    "account",
+    "qos",
+)
 
 USER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -64,8 +74,10 @@ def load_user_config(env: Mapping[str, str] | None = None) -> UserConfig:
     path = user_config_path(env)
     if not path.exists():
         if env.get("HPCX_CONFIG"):
-            raise ConfigError(f"HPCX_CONFIG names {str(path)!r}, which does not exist",
-                              hint="create it or unset HPCX_CONFIG")  # fmt: skip
+            raise ConfigError(
+                f"HPCX_CONFIG names {str(path)!r}, which does not exist",
+                hint="create it or unset HPCX_CONFIG",
+            )
         return UserConfig(None)
     try:
         raw = path.read_bytes()

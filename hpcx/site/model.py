@@ -124,7 +124,7 @@ def _partition(name: str, doc: dict[str, Any]) -> Partition:
                 tuple(t.get("features", ())),
             )
             for t in doc.get("node_types", ())
-        ),  # fmt: skip
+        ),
     )
 
 

@@ -151,8 +151,12 @@ def _waits_for_sweep(run: Run, key: str) -> list[str]:
         return []
     arrays = [str(c["job_id"]) for c in run.job["chunks"]]
     states = get_scheduler(run.job.get("scheduler", "slurm")).status([JobRef(j, run.dir) for j in arrays])
-    active = [w for j in dict.fromkeys(arrays) if j in states and not states[j].finished
-              for w in _array_waits(run, j, states[j])]  # fmt: skip
+    active = [
+        w
+        for j in dict.fromkeys(arrays)
+        if j in states and not states[j].finished
+        for w in _array_waits(run, j, states[j])
+    ]
     if not active:  # every array has ended, yet not every task is known to have completed
         unknown = sorted({s for s in per_task.values() if s != "COMPLETED"})
         raise RejectedError(

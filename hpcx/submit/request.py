@@ -270,9 +270,18 @@ def _extra_directives(request: Request, site: Site) -> list[tuple[str, str]]:
 
 
 # Request keys -> sbatch's own option names, for what hpcx passes to sbatch beside a user's own script.
-_SBATCH_OPTION = {"partition": "--partition", "nodes": "--nodes", "ntasks_per_node": "--ntasks-per-node",
-                  "cpus_per_task": "--cpus-per-task", "gpus_per_node": "--gpus-per-node", "mem": "--mem",
-                  "time": "--time", "account": "--account", "qos": "--qos", "name": "--job-name"}  # fmt: skip
+_SBATCH_OPTION = {
+    "partition": "--partition",
+    "nodes": "--nodes",
+    "ntasks_per_node": "--ntasks-per-node",
+    "cpus_per_task": "--cpus-per-task",
+    "gpus_per_node": "--gpus-per-node",
+    "mem": "--mem",
+    "time": "--time",
+    "account": "--account",
+    "qos": "--qos",
+    "name": "--job-name",
+}
 _NODE_RANGE = re.compile(r"^\d+-\d+$")
 
 
@@ -280,8 +289,11 @@ def _passed_options(values: dict[str, Any], sources: dict[str, str]) -> list[str
     """What goes on sbatch's command line beside an own script, as written: what the user typed (it overrides
     the script, as with sbatch) and the defaults the user set (HPCX_*, config, site file) for what the script
     leaves open. The script's own directives reach Slurm untouched."""
-    return [f"{_SBATCH_OPTION[k]}={v}" for k, v in values.items()
-            if k in _SBATCH_OPTION and sources.get(k) in ("cli", "env", "user", "site")]  # fmt: skip
+    return [
+        f"{_SBATCH_OPTION[k]}={v}"
+        for k, v in values.items()
+        if k in _SBATCH_OPTION and sources.get(k) in ("cli", "env", "user", "site")
+    ]
 
 
 JOB_NAME_MAX = 40  # Slurm takes far longer names, but squeue's and sacct's columns show only the start
@@ -334,8 +346,10 @@ def _check_variable_names(variables: dict[str, str]) -> None:
     for name in variables:
         other = seen.setdefault(name.upper(), name)
         if other != name:
-            raise UsageError(f"--set {other} and --set {name} both set $HPCX_VAR_{name.upper()}",
-                             hint="names are upper-cased in the job: keep one of them")  # fmt: skip
+            raise UsageError(
+                f"--set {other} and --set {name} both set $HPCX_VAR_{name.upper()}",
+                hint="names are upper-cased in the job: keep one of them",
+            )
 
 
 def _spread_tasks(values: dict[str, Any], sources: dict[str, str], ntasks: int, site: Site) -> None:
@@ -349,9 +363,11 @@ def _spread_tasks(values: dict[str, Any], sources: dict[str, str], ntasks: int, 
     tasks_per_node = max(1, cpus_per_node // parse_count("cpus-per-task", values.get("cpus_per_task", 1)))
     nodes = -(-ntasks // tasks_per_node)
     if part is not None and nodes > part.max_nodes:
-        raise RejectedError(f"--ntasks {ntasks} needs {nodes} nodes of {cpus_per_node} CPUs, over partition "
-                            f"{part.name}'s MaxNodes {part.max_nodes}",
-                            hint=f"ask for at most {tasks_per_node * part.max_nodes} tasks, or another partition")  # fmt: skip
+        raise RejectedError(
+            f"--ntasks {ntasks} needs {nodes} nodes of {cpus_per_node} CPUs, over partition "
+            f"{part.name}'s MaxNodes {part.max_nodes}",
+            hint=f"ask for at most {tasks_per_node * part.max_nodes} tasks, or another partition",
+        )
     if nodes > 1:
         values["nodes"], sources["nodes"] = str(nodes), "script"
         values["ntasks_per_node"] = str(-(-ntasks // nodes))
@@ -362,8 +378,10 @@ def _check_node_range(text: str, ntasks: int | None, part: Partition) -> None:
     low, high = (int(n) for n in text.split("-"))
     most = min(high, ntasks) if ntasks else high
     if most > part.max_nodes:
-        raise RejectedError(f"--nodes {text} allows {most} nodes, over partition {part.name}'s MaxNodes "
-                            f"{part.max_nodes}", hint=f"use --nodes={low}-{part.max_nodes}")  # fmt: skip
+        raise RejectedError(
+            f"--nodes {text} allows {most} nodes, over partition {part.name}'s MaxNodes {part.max_nodes}",
+            hint=f"use --nodes={low}-{part.max_nodes}",
+        )
 
 
 def _check_gpu_type(gpu_type: str, res: Resources, part: Partition) -> None:

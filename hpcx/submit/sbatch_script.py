@@ -11,19 +11,27 @@ from hpcx.errors import UsageError
 
 # sbatch option (long or short) -> hpcx request key; the values are parsed later like command-line values.
 _OPTIONS = {
-    "--partition": "partition", "-p": "partition",
-    "--nodes": "nodes", "-N": "nodes",
+    "--partition": "partition",
+    "-p": "partition",
+    "--nodes": "nodes",
+    "-N": "nodes",
     "--ntasks-per-node": "ntasks_per_node",
-    "--cpus-per-task": "cpus_per_task", "-c": "cpus_per_task",
+    "--cpus-per-task": "cpus_per_task",
+    "-c": "cpus_per_task",
     "--mem": "mem",
-    "--time": "time", "-t": "time",
-    "--account": "account", "-A": "account",
-    "--qos": "qos", "-q": "qos",
-    "--job-name": "name", "-J": "name",
+    "--time": "time",
+    "-t": "time",
+    "--account": "account",
+    "-A": "account",
+    "--qos": "qos",
+    "-q": "qos",
+    "--job-name": "name",
+    "-J": "name",
     "--gpus-per-node": "gpus_per_node",
-    "--ntasks": "ntasks", "-n": "ntasks",
+    "--ntasks": "ntasks",
+    "-n": "ntasks",
     "--gres": "gres",
-}  # fmt: skip
+}
 
 
 @dataclass

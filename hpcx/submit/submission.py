@@ -265,16 +265,27 @@ def submit(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
         atomic_write_json(
             run.dir / MANIFEST_FILE, {**manifest(prep, run, template, workdir), "sbatch_args": args, **logs}
         )
-        env = {**scrubbed_env(prep.site.allow_env), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir),
-               **profile_env(prep)}  # fmt: skip
+        env = {
+            **scrubbed_env(prep.site.allow_env),
+            "HPCX_RUN_ID": run.id,
+            "HPCX_RUN_DIR": str(run.dir),
+            **profile_env(prep),
+        }
         # sbatch runs in the submission directory, as the user's own sbatch would: $SLURM_SUBMIT_DIR is it
         job_id = scheduler.submit(script, run.dir, env=env, args=args, cwd=workdir)
     except (HpcxError, OSError, KeyboardInterrupt):
         discard_run(run)
         raise
     submitted = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    record_job(run, {"scheduler": prep.site.scheduler, "job_id": job_id, "submitted_at": submitted,
-                     "kind": prep.spec.kind})  # fmt: skip
+    record_job(
+        run,
+        {
+            "scheduler": prep.site.scheduler,
+            "job_id": job_id,
+            "submitted_at": submitted,
+            "kind": prep.spec.kind,
+        },
+    )
     return {
         "run_id": run.id,
         "run_dir": str(run.dir),

@@ -21,8 +21,19 @@ from hpcx.rundir.tasks import TASK_FIELDS, fill_command, placeholders, read_task
 # The task table lives in hpcx.rundir.tasks (the job reads it too); its names stay importable from here.
 __all__ = ["TASK_FIELDS", "fill_command", "placeholders", "read_task", "task_env"]
 
-SPEC_KEYS = {"version", "name", "kind", "resources", "command", "parameters", "exclude", "max_parallel", "seed",
-             "variables", "inputs"}  # fmt: skip
+SPEC_KEYS = {
+    "version",
+    "name",
+    "kind",
+    "resources",
+    "command",
+    "parameters",
+    "exclude",
+    "max_parallel",
+    "seed",
+    "variables",
+    "inputs",
+}
 PARAM_KEYS = {"grid", "zip", "random", "repeats"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Slurm's largest local job id (26 bits): every array task takes one, so no cluster can hold a larger sweep.
@@ -74,28 +85,37 @@ def _values(name: str, raw: Any) -> list[Any]:
         if how == "range" and isinstance(args, list) and len(args) in (2, 3):
             start, stop, step = (*args, 1) if len(args) == 2 else args
             if any(_number(v) is None for v in (start, stop, step)):
-                raise SweepError(f"parameters.grid.{name}: range {args} needs numbers",
-                                 hint="write {range: [start, stop]} or {range: [start, stop, step]}")  # fmt: skip
+                raise SweepError(
+                    f"parameters.grid.{name}: range {args} needs numbers",
+                    hint="write {range: [start, stop]} or {range: [start, stop, step]}",
+                )
             # none is None: checked just above
             start, stop, step = (v if _whole(v) else cast(float, _number(v)) for v in (start, stop, step))
             if step == 0 or (stop - start) / step <= 0:
-                raise SweepError(f"parameters.grid.{name}: range {args} is empty",
-                                 hint="stop lies beyond start in the step's direction, e.g. {range: [0, 10, 2]}")  # fmt: skip
+                raise SweepError(
+                    f"parameters.grid.{name}: range {args} is empty",
+                    hint="stop lies beyond start in the step's direction, e.g. {range: [0, 10, 2]}",
+                )
             count = math.ceil((stop - start) / step)
             _check_count(f"parameters.grid.{name}: range {args}", count)
             return [_tidy(start + i * step) for i in range(count)]
         if how in ("linspace", "logspace") and isinstance(args, list) and len(args) == 3:
             if _number(args[0]) is None or _number(args[1]) is None or not _whole(args[2]) or args[2] < 1:
-                raise SweepError(f"parameters.grid.{name}: {how} {args} needs [a, b, n]: two numbers and a whole "
-                                 f"number n >= 1 of values", hint=f"e.g. {{{how}: [-4, -1, 4]}}")  # fmt: skip
+                raise SweepError(
+                    f"parameters.grid.{name}: {how} {args} needs [a, b, n]: two numbers and a whole "
+                    f"number n >= 1 of values",
+                    hint=f"e.g. {{{how}: [-4, -1, 4]}}",
+                )
             a, b, n = cast(float, _number(args[0])), cast(float, _number(args[1])), args[2]  # checked above
             _check_count(f"parameters.grid.{name}: {how} {args}", n)
             pts = [a + (b - a) * i / (n - 1) for i in range(n)] if n > 1 else [a]
             try:
                 return [_tidy(10**p if how == "logspace" else p) for p in pts]
             except OverflowError:
-                raise SweepError(f"parameters.grid.{name}: logspace {args} goes past 10**308, the largest float",
-                                 hint="give exponents below 308 (logspace takes powers of 10)") from None  # fmt: skip
+                raise SweepError(
+                    f"parameters.grid.{name}: logspace {args} goes past 10**308, the largest float",
+                    hint="give exponents below 308 (logspace takes powers of 10)",
+                ) from None
     raise SweepError(
         f"parameters.grid.{name}: {raw!r} is not a list of values",
         hint="use a list, or {range: [start, stop, step]}, {linspace: [a, b, n]}, {logspace: [a, b, n]}",
@@ -128,16 +148,20 @@ def _number(value: Any) -> float | None:
 
 def _check_count(what: str, count: int) -> None:
     if count > MAX_TASKS:
-        raise SweepError(f"{what} gives {count} tasks, more than Slurm can number ({MAX_TASKS} job ids)",
-                         hint="sweep fewer values, draws or repeats, or split the sweep into several specs")  # fmt: skip
+        raise SweepError(
+            f"{what} gives {count} tasks, more than Slurm can number ({MAX_TASKS} job ids)",
+            hint="sweep fewer values, draws or repeats, or split the sweep into several specs",
+        )
 
 
 def check_max_parallel(what: str, value: Any, error: type[UsageError] = SweepError) -> None:
     """At most ``value`` tasks at once: a whole number from 1 to MAX_TASKS (Slurm keeps an array's throttle in
     32 bits and wraps a larger one around without a word: %4294967297 runs one task at a time)."""
     if not _whole(value) or not 1 <= value <= MAX_TASKS:
-        raise error(f"{what} {value!r} must be a whole number from 1 to {MAX_TASKS} (no sweep has more tasks)",
-                         hint="e.g. 8 (at most 8 tasks run at once), or leave it out for no limit")  # fmt: skip
+        raise error(
+            f"{what} {value!r} must be a whole number from 1 to {MAX_TASKS} (no sweep has more tasks)",
+            hint="e.g. 8 (at most 8 tasks run at once), or leave it out for no limit",
+        )
 
 
 def task_count(spec: SweepSpec) -> int:
@@ -150,19 +174,27 @@ def task_count(spec: SweepSpec) -> int:
 def parse_spec(doc: Any) -> SweepSpec:
     """Validate a sweep document; raise SweepError naming the key, the value and what was expected."""
     if not isinstance(doc, dict):
-        raise SweepError(f"a sweep spec is a mapping, found {type(doc).__name__}",
-                         hint="give name:, command: and parameters: keys (see `hpcx sweep --help`)")  # fmt: skip
+        raise SweepError(
+            f"a sweep spec is a mapping, found {type(doc).__name__}",
+            hint="give name:, command: and parameters: keys (see `hpcx sweep --help`)",
+        )
     unknown = set(doc) - SPEC_KEYS
     if unknown:
-        raise SweepError(f"unknown key(s) {', '.join(sorted(unknown))} in the sweep spec",
-                         hint=f"known keys: {', '.join(sorted(SPEC_KEYS))}")  # fmt: skip
+        raise SweepError(
+            f"unknown key(s) {', '.join(sorted(unknown))} in the sweep spec",
+            hint=f"known keys: {', '.join(sorted(SPEC_KEYS))}",
+        )
     params = doc.get("parameters") or {}
     if not isinstance(params, dict):
-        raise SweepError(f"parameters is a mapping, found {type(params).__name__}",
-                         hint="e.g. parameters: {grid: {lr: [0.1, 0.01]}, repeats: 2}")  # fmt: skip
+        raise SweepError(
+            f"parameters is a mapping, found {type(params).__name__}",
+            hint="e.g. parameters: {grid: {lr: [0.1, 0.01]}, repeats: 2}",
+        )
     if set(params) - PARAM_KEYS:
-        raise SweepError(f"unknown key(s) in parameters: {', '.join(sorted(set(params) - PARAM_KEYS))}",
-                         hint=f"known: {', '.join(sorted(PARAM_KEYS))}")  # fmt: skip
+        raise SweepError(
+            f"unknown key(s) in parameters: {', '.join(sorted(set(params) - PARAM_KEYS))}",
+            hint=f"known: {', '.join(sorted(PARAM_KEYS))}",
+        )
     command = doc.get("command")
     if isinstance(command, str):
         import shlex
@@ -171,17 +203,21 @@ def parse_spec(doc: Any) -> SweepSpec:
     if isinstance(command, list):
         for word in command:  # YAML reads true/yes/on/no/off/null as values, not as the words typed
             if isinstance(word, bool) or word is None:
-                raise SweepError(f"command word {word!r} is YAML's {'boolean' if word is not None else 'null'}, "
-                                 "not text: YAML read true/false/yes/no/on/off/null (or an empty word) as a value",
-                                 hint="quote the word to pass it as text, e.g. command: [\"true\"] or [train.py, "
-                                      "--flag, \"yes\"]")  # fmt: skip
+                raise SweepError(
+                    f"command word {word!r} is YAML's {'boolean' if word is not None else 'null'}, "
+                    "not text: YAML read true/false/yes/no/on/off/null (or an empty word) as a value",
+                    hint='quote the word to pass it as text, e.g. command: ["true"] or [train.py, '
+                    '--flag, "yes"]',
+                )
     if (
         not command
         or not isinstance(command, list)
         or not all(isinstance(c, (str, int, float)) for c in command)
     ):
-        raise SweepError("the sweep spec needs a command: a list of words or one string",
-                         hint='e.g. command: [python, train.py, --lr, "{lr}"]')  # fmt: skip
+        raise SweepError(
+            "the sweep spec needs a command: a list of words or one string",
+            hint='e.g. command: [python, train.py, --lr, "{lr}"]',
+        )
     spec = SweepSpec(
         name=str(doc.get("name") or "sweep"),
         kind=str(doc.get("kind") or "serial"),
@@ -205,8 +241,10 @@ def _check(spec: SweepSpec) -> None:
     names = [*spec.grid, *spec.zip, *spec.random.get("params", {})]
     bad = [n for n in names if not _NAME.match(n)]
     if bad:
-        raise SweepError(f"parameter name(s) {', '.join(map(repr, bad))} are not identifiers",
-                         hint="use letters, digits and _ (they become $HPCX_PARAM_<NAME>)")  # fmt: skip
+        raise SweepError(
+            f"parameter name(s) {', '.join(map(repr, bad))} are not identifiers",
+            hint="use letters, digits and _ (they become $HPCX_PARAM_<NAME>)",
+        )
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise SweepError(
@@ -217,11 +255,15 @@ def _check(spec: SweepSpec) -> None:
         lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in spec.zip.items()}
         if len(set(lengths.values())) != 1 or -1 in lengths.values() or 0 in lengths.values():
             shown = ", ".join(f"{k} has {n if n >= 0 else 'no list of'} values" for k, n in lengths.items())
-            raise SweepError(f"parameters.zip lists must have the same, non-zero length: {shown}",
-                             hint="e.g. zip: {lr: [0.1, 0.01], bs: [32, 64]} (lr 0.1 runs with bs 32)")  # fmt: skip
+            raise SweepError(
+                f"parameters.zip lists must have the same, non-zero length: {shown}",
+                hint="e.g. zip: {lr: [0.1, 0.01], bs: [32, 64]} (lr 0.1 runs with bs 32)",
+            )
     if not _whole(spec.repeats) or spec.repeats < 1:
-        raise SweepError(f"parameters.repeats {spec.repeats!r} must be a whole number >= 1",
-                         hint="e.g. repeats: 3 (each combination runs 3 times, each with its own seed)")  # fmt: skip
+        raise SweepError(
+            f"parameters.repeats {spec.repeats!r} must be a whole number >= 1",
+            hint="e.g. repeats: 3 (each combination runs 3 times, each with its own seed)",
+        )
     if spec.max_parallel is not None:
         check_max_parallel("max_parallel", spec.max_parallel)
     for key, seed in (("seed", spec.seed), ("parameters.random.seed", spec.random.get("seed", 0))):
@@ -231,13 +273,17 @@ def _check(spec: SweepSpec) -> None:
         _check_random(spec.random)
     for i, rule in enumerate(spec.exclude):
         if not isinstance(rule, dict) or not rule or set(rule) - set(names):
-            raise SweepError(f"exclude[{i}] {rule!r} must map swept parameter names to values",
-                             hint=f"swept parameters: {', '.join(names) or 'none'}")  # fmt: skip
+            raise SweepError(
+                f"exclude[{i}] {rule!r} must map swept parameter names to values",
+                hint=f"swept parameters: {', '.join(names) or 'none'}",
+            )
     _check_placeholders(spec.command, [*names, *TASK_FIELDS])
     zipped = len(next(iter(spec.zip.values()))) if spec.zip else 1
     grid = ", ".join(f"{k}: {len(v)}" for k, v in spec.grid.items()) or "none"
-    _check_count(f"the sweep (grid {grid}; zip {zipped}; draws {spec.random.get('draws', 1)}; repeats "
-                 f"{spec.repeats})", task_count(spec))  # fmt: skip
+    _check_count(
+        f"the sweep (grid {grid}; zip {zipped}; draws {spec.random.get('draws', 1)}; repeats {spec.repeats})",
+        task_count(spec),
+    )
 
 
 def _check_random(rnd: dict[str, Any]) -> None:
@@ -280,18 +326,24 @@ def _draw(name: str, dist: Any, rng: random.Random) -> Any:
             if how == "uniform":
                 return _tidy(rng.uniform(lo, hi))
             if lo <= 0 or hi <= 0:
-                raise SweepError(f"{where} needs bounds > 0 (it draws their logarithms)",
-                                 hint="e.g. {loguniform: [1.0e-5, 0.1]}, or {uniform: [a, b]} for bounds <= 0")  # fmt: skip
+                raise SweepError(
+                    f"{where} needs bounds > 0 (it draws their logarithms)",
+                    hint="e.g. {loguniform: [1.0e-5, 0.1]}, or {uniform: [a, b]} for bounds <= 0",
+                )
             return _tidy(math.exp(rng.uniform(math.log(lo), math.log(hi))))
         if how == "randint" and isinstance(args, list) and len(args) == 2:
             if not (_whole(args[0]) and _whole(args[1])) or args[0] > args[1]:
-                raise SweepError(f"{where} needs two whole numbers, low <= high (both can be drawn)",
-                                 hint="e.g. {randint: [1, 8]}")  # fmt: skip
+                raise SweepError(
+                    f"{where} needs two whole numbers, low <= high (both can be drawn)",
+                    hint="e.g. {randint: [1, 8]}",
+                )
             return rng.randint(args[0], args[1])
         if how == "choice" and isinstance(args, list) and args:
             return rng.choice(args)
-    raise SweepError(f"parameters.random.params.{name}: {dist!r} is not a distribution",
-                     hint="use {uniform: [a, b]}, {loguniform: [a, b]}, {randint: [a, b]} or {choice: [...]}")  # fmt: skip
+    raise SweepError(
+        f"parameters.random.params.{name}: {dist!r} is not a distribution",
+        hint="use {uniform: [a, b]}, {loguniform: [a, b]}, {randint: [a, b]} or {choice: [...]}",
+    )
 
 
 def _combinations(spec: SweepSpec) -> Iterator[dict[str, Any]]:
@@ -337,8 +389,10 @@ def _check_rules_match(combos: list[dict[str, Any]], rules: list[dict[str, Any]]
                 values = list(dict.fromkeys(repr(c[k]) for c in combos if k in c))
                 more = f", ... ({len(values)} values)" if len(values) > 8 else ""
                 taken.append(f"{k} takes {', '.join(values[:8])}{more}")
-            raise SweepError(f"exclude[{i}] {rule!r} matches no task: {'; '.join(taken)}",
-                             hint="fix the value (it must be one the sweep takes) or remove the rule")  # fmt: skip
+            raise SweepError(
+                f"exclude[{i}] {rule!r} matches no task: {'; '.join(taken)}",
+                hint="fix the value (it must be one the sweep takes) or remove the rule",
+            )
 
 
 def task_seed(sweep_seed: int, name: str, repeat: int) -> int:
@@ -366,8 +420,10 @@ def expand(spec: SweepSpec) -> list[Task]:
             name = _name(params, rep, spec.repeats)
             tasks.append(Task(len(tasks), name, params, task_seed(spec.seed, _name(params, 0, 1), rep)))
     if not tasks:
-        raise SweepError(f"sweep {spec.name!r} has no tasks left after the exclude rules",
-                         hint="loosen exclude, or add values")  # fmt: skip
+        raise SweepError(
+            f"sweep {spec.name!r} has no tasks left after the exclude rules",
+            hint="loosen exclude, or add values",
+        )
     return tasks
 
 

@@ -66,8 +66,12 @@ class Rendered:
 
 
 # How templates compile. The compiled code depends on these as much as on the source, so they key the bytecode cache.
-_SETTINGS: dict[str, Any] = {"autoescape": False, "keep_trailing_newline": True, "trim_blocks": True,
-                             "lstrip_blocks": True}  # fmt: skip
+_SETTINGS: dict[str, Any] = {
+    "autoescape": False,
+    "keep_trailing_newline": True,
+    "trim_blocks": True,
+    "lstrip_blocks": True,
+}
 # Another key's directory unused this long is removed (another hpcx may still use it).
 _STALE_CACHE_S = 7 * 86400
 

@@ -57,8 +57,13 @@ PROGRAM = """
 def test_nccl_all_reduce_timing_agrees_with_cuda_events(tmp_path):
     script = tmp_path / "nccl_timing.py"
     script.write_text(textwrap.dedent(PROGRAM))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29563",
-           "HPCX_PROFILE_DIR": str(tmp_path / "profile")}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29563",
+        "HPCX_PROFILE_DIR": str(tmp_path / "profile"),
+    }
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -25,9 +25,27 @@ def test_job_loads_site_modules_and_records_them(hpcx, runs_root, tmp_path: Path
     # The batch shell finds `module` through the system profile, as on a cluster's compute node.
     assert Path("/etc/profile.d/lmod.sh").exists() or LMOD_INIT.exists()
     env.pop("HPCX_SITE", None)
-    proc = subprocess.run(["python", "-m", "hpcx", "--json", "--site", str(site), "submit", "serial", "--",
-                           "bash", "-c", 'echo "site=$HPCX_SITE"'], capture_output=True, text=True, timeout=60,
-                          env=env, cwd=tmp_path)  # fmt: skip
+    proc = subprocess.run(
+        [
+            "python",
+            "-m",
+            "hpcx",
+            "--json",
+            "--site",
+            str(site),
+            "submit",
+            "serial",
+            "--",
+            "bash",
+            "-c",
+            'echo "site=$HPCX_SITE"',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     run_id = json.loads(proc.stdout)["run_id"]
     type(hpcx)(env).wait_finished(run_id, timeout_s=60)

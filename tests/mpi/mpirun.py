@@ -16,13 +16,19 @@ MPI_ENV = {
 }
 
 
-def mpirun(n: int, *argv: str, timeout_s: float = 120, env: dict[str, str] | None = None,
-           cwd: Path = REPO) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def mpirun(
+    n: int, *argv: str, timeout_s: float = 120, env: dict[str, str] | None = None, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
     """``mpirun -n N python ARGV...``; raises subprocess.TimeoutExpired rather than hang."""
     cmd = ["mpirun", "-n", str(n), "--oversubscribe"]
     if os.geteuid() == 0:
         cmd.append("--allow-run-as-root")
     return subprocess.run(
-        [*cmd, sys.executable, *argv], capture_output=True, text=True, timeout=timeout_s,
-        env={**os.environ, **MPI_ENV, **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        [*cmd, sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, **MPI_ENV, **(env or {})},
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )

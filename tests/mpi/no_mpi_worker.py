@@ -33,11 +33,24 @@ def main() -> int:
             f.write("x", np.full((ctx.rank + 1, 2), ctx.rank, dtype="i4"))
             layout = f.layout
         stopping = preempt.should_stop(stop, ctx.comm)
-        print(json.dumps({
-            "rank": ctx.rank, "size": ctx.size, "sum": t.item(), "gathered": gathered, "token": token,
-            "mpi": type(ctx.comm).__name__, "addr": ctx.master_addr, "port": ctx.master_port,
-            "loaded_step": loaded.step if loaded else None, "layout": layout, "stop": stopping,
-        }), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "rank": ctx.rank,
+                    "size": ctx.size,
+                    "sum": t.item(),
+                    "gathered": gathered,
+                    "token": token,
+                    "mpi": type(ctx.comm).__name__,
+                    "addr": ctx.master_addr,
+                    "port": ctx.master_port,
+                    "loaded_step": loaded.step if loaded else None,
+                    "layout": layout,
+                    "stop": stopping,
+                }
+            ),
+            flush=True,
+        )
     return 0
 
 

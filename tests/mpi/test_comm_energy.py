@@ -65,10 +65,27 @@ def test_energy_in_communication_is_the_power_times_the_seconds_each_rank_timed_
     counter = _Counter(_fake_powercap(tmp_path / "powercap"))
     counter.start()
     try:
-        out = mpirun(2, "-m", "hpcx.run", "--interval", "0.1", "--edge-interval", "0.5", "--profile-dir",
-                     str(profile), "--", sys.executable, str(script), str(tmp_path), timeout_s=180,
-                     env={"HPCX_PROFILE_COMM": "1", "HPCX_COMM_FLUSH_S": str(FLUSH_S),
-                          "HPCX_POWERCAP_ROOT": str(tmp_path / "powercap")})  # fmt: skip
+        out = mpirun(
+            2,
+            "-m",
+            "hpcx.run",
+            "--interval",
+            "0.1",
+            "--edge-interval",
+            "0.5",
+            "--profile-dir",
+            str(profile),
+            "--",
+            sys.executable,
+            str(script),
+            str(tmp_path),
+            timeout_s=180,
+            env={
+                "HPCX_PROFILE_COMM": "1",
+                "HPCX_COMM_FLUSH_S": str(FLUSH_S),
+                "HPCX_POWERCAP_ROOT": str(tmp_path / "powercap"),
+            },
+        )
     finally:
         counter.stop.set()
         counter.join(timeout=10)

@@ -147,14 +147,18 @@ def test_mpi_calls_are_counted_exactly_by_call_and_bucket(tmp_path: Path) -> Non
 
 
 def test_requests_from_untraced_objects_are_still_requests(tmp_path: Path) -> None:
-    records = _run(tmp_path, """
+    records = _run(
+        tmp_path,
+        """
         import numpy as np
         from mpi4py import MPI
         req = MPI.COMM_SELF.Isend(np.zeros(1), 0, 0)
         assert isinstance(req, MPI.Request) and issubclass(MPI.Prequest, MPI.Request)
         MPI.COMM_SELF.Recv(np.zeros(1), 0, 0)
         MPI.Request.Waitall([req])
-    """, n=1)  # fmt: skip
+    """,
+        n=1,
+    )
     assert _table(records[0]) == {("Waitall", 0, 0): (1, 0)}  # COMM_SELF itself is not traced
 
 
@@ -220,8 +224,22 @@ def test_traced_pingpong_bandwidth_agrees_with_what_the_benchmark_prints(tmp_pat
     # benchmark's clock also runs between calls (its loop, and a rank descheduled on a busy 2-core host), which
     # the tracer rightly leaves out; measured here that gap is 10-17% at 256 KiB (CI failed on it), 5-11% at
     # 1 MiB, 3-6% at 2 MiB and 1-2% at 8 MiB.
-    sizes = ["-m", str(1 << 21), "-n", str(1 << 24), "--large-size", str(1 << 14),
-             "--huge-size", str(1 << 25), "-s", "0", "--skip-large", "0", "--loop-large", "200"]  # fmt: skip
+    sizes = [
+        "-m",
+        str(1 << 21),
+        "-n",
+        str(1 << 24),
+        "--large-size",
+        str(1 << 14),
+        "--huge-size",
+        str(1 << 25),
+        "-s",
+        "0",
+        "--skip-large",
+        "0",
+        "--loop-large",
+        "200",
+    ]
     profile = tmp_path / "profile"
     out = mpirun(2, "-m", "mpi4py.bench", "pingpong", *sizes, env=_traced_env(profile), timeout_s=240)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -237,7 +255,8 @@ def test_traced_pingpong_bandwidth_agrees_with_what_the_benchmark_prints(tmp_pat
 
 def test_records_survive_kill_9_losing_at_most_one_interval(tmp_path: Path) -> None:
     script = tmp_path / "loop.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import time
         import numpy as np
         from mpi4py import MPI
@@ -246,7 +265,8 @@ def test_records_survive_kill_9_losing_at_most_one_interval(tmp_path: Path) -> N
         while True:
             MPI.COMM_WORLD.Allreduce(x, y)
             time.sleep(0.001)
-    """))  # fmt: skip
+    """)
+    )
     profile = tmp_path / "profile"
     env = {**os.environ, **MPI_ENV, **_traced_env(profile)}
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)

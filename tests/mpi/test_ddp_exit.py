@@ -59,8 +59,10 @@ def test_session_ends_only_when_its_communication_has_ended(tmp_path):
     docs = sorted(
         (json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")), key=lambda d: d["rank"]
     )
-    assert docs == [{"rank": 0, "completed": True, "busy": [], "sum": 2.0},
-                    {"rank": 1, "completed": True, "busy": [], "sum": 2.0}]  # fmt: skip
+    assert docs == [
+        {"rank": 0, "completed": True, "busy": [], "sum": 2.0},
+        {"rank": 1, "completed": True, "busy": [], "sum": 2.0},
+    ]
 
 
 LATE_FREE = """
@@ -127,13 +129,34 @@ def test_ddp_worker_exits_cleanly_many_times_under_load(tmp_path):
     several at once, within a time budget."""
     env = {**os.environ, **MPI_ENV, "HPCX_RUN_DIR": str(tmp_path)}
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
-    argv = ["mpirun", "-n", "2", "--oversubscribe", *root, sys.executable, "benchmarks/_ddp_worker.py", "--mode",
-            "hpcx", "--steps", "30"]  # fmt: skip
+    argv = [
+        "mpirun",
+        "-n",
+        "2",
+        "--oversubscribe",
+        *root,
+        sys.executable,
+        "benchmarks/_ddp_worker.py",
+        "--mode",
+        "hpcx",
+        "--steps",
+        "30",
+    ]
     runs, failures = 0, []
     deadline = time.monotonic() + STRESS_BUDGET_S
     while time.monotonic() < deadline:
-        procs = [subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, stdin=subprocess.DEVNULL) for _ in range(STRESS_AT_ONCE)]  # fmt: skip
+        procs = [
+            subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                stdin=subprocess.DEVNULL,
+            )
+            for _ in range(STRESS_AT_ONCE)
+        ]
         for p in procs:
             try:
                 out, err = p.communicate(timeout=180)

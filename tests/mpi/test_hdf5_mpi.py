@@ -50,8 +50,13 @@ def test_fallback_forced_by_the_environment_reads_the_same_after_moving(tmp_path
     check = (
         "import h5py,sys; f=h5py.File(sys.argv[1]); x=f['d10_3'][()]; print(x.shape, f['d10_3'].is_virtual)"
     )
-    proc = subprocess.run([sys.executable, "-c", check, str(moved / "data.h5")], capture_output=True,
-                          text=True, timeout=60, cwd="/")  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", check, str(moved / "data.h5")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
     assert proc.returncode == 0 and "True" in proc.stdout, proc.stderr
 
 
@@ -61,10 +66,23 @@ def test_without_mpi_ranks_write_parts_and_rank_0_stitches(tmp_path):
     out = tmp_path / "data.h5"
     procs = []
     for rank in range(3):
-        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "3", "LOCAL_RANK": str(rank),
-               "HPCX_HDF5_PART_TIMEOUT_S": "60"}  # fmt: skip
-        procs.append(subprocess.Popen([sys.executable, ROUNDTRIP, str(out), "--no-mpi"], cwd=REPO, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "WORLD_SIZE": "3",
+            "LOCAL_RANK": str(rank),
+            "HPCX_HDF5_PART_TIMEOUT_S": "60",
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, ROUNDTRIP, str(out), "--no-mpi"],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     doc = json.loads(outputs[0][0].splitlines()[0])
@@ -74,8 +92,14 @@ def test_without_mpi_ranks_write_parts_and_rank_0_stitches(tmp_path):
 
 def test_one_process_without_mpi_writes_a_plain_file(tmp_path):
     out = tmp_path / "data.h5"
-    proc = subprocess.run([sys.executable, ROUNDTRIP, str(out), "--no-mpi"], capture_output=True, text=True,
-                          timeout=120, cwd=REPO, env={k: v for k, v in os.environ.items() if k != "RANK"})  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, ROUNDTRIP, str(out), "--no-mpi"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "RANK"},
+    )
     doc = _result(proc)
     assert doc["layout"] == "serial" and not doc["virtual"]
 
@@ -126,8 +150,12 @@ def small_fs(tmp_path):
     mnt.mkdir()
     if os.geteuid() != 0 or not shutil.which("mount"):
         pytest.skip("mounting a small tmpfs needs root")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True,
-                          text=True, timeout=30)  # fmt: skip
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     yield mnt

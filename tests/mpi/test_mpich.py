@@ -31,14 +31,32 @@ def _mpiexec(n: int, argv: list[str], tmp_path: Path) -> subprocess.CompletedPro
         k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_", "SLURM_", "HPCX_"))
     }
     env.update(LD_LIBRARY_PATH=str(libdir), MPI4PY_MPIABI="mpich", GLOO_SOCKET_IFNAME="lo")
-    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, *argv], capture_output=True, text=True,
-                          timeout=120, env=env, cwd=REPO, stdin=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.run(
+        [MPIEXEC, "-n", str(n), sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_hpcx_run_under_mpiexec_mpich_sees_two_ranks(tmp_path):
-    out = _mpiexec(2, ["-m", "hpcx.run", "--profile-dir", str(tmp_path / "p"), "--", sys.executable, "-c",
-                       "import os; os.write(1, f\"rank {os.environ['HPCX_RANK']} of {os.environ['HPCX_WORLD_SIZE']}\\n\".encode())"],
-                   tmp_path)  # fmt: skip
+    out = _mpiexec(
+        2,
+        [
+            "-m",
+            "hpcx.run",
+            "--profile-dir",
+            str(tmp_path / "p"),
+            "--",
+            sys.executable,
+            "-c",
+            "import os; os.write(1, f\"rank {os.environ['HPCX_RANK']} of {os.environ['HPCX_WORLD_SIZE']}\\n\".encode())",
+        ],
+        tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert sorted(line for line in out.stdout.splitlines() if line.startswith("rank")) == [
         "rank 0 of 2",
@@ -46,18 +64,24 @@ def test_hpcx_run_under_mpiexec_mpich_sees_two_ranks(tmp_path):
     ]
     starts = [next(read_records(f)) for f in sorted((tmp_path / "p").glob("rank-*.jsonl"))]
     assert [(s["rank"], s["size"], s["local_rank"], s["launcher"]) for s in starts] == [
-        (0, 2, 0, "mpiexec"), (1, 2, 1, "mpiexec")]  # fmt: skip
+        (0, 2, 0, "mpiexec"),
+        (1, 2, 1, "mpiexec"),
+    ]
 
 
 @pytest.mark.skipif(not LIBMPICH.exists(), reason="libmpich12 is not installed")
 def test_runtime_init_under_mpiexec_mpich_passes_the_geometry_check(tmp_path):
-    job = ("import os\nfrom hpcx import runtime\n"
-           "with runtime.session(torch_backend='gloo') as ctx:\n"
-           "    import torch, torch.distributed as dist\n"
-           "    t = torch.ones(1) * (ctx.rank + 1); dist.all_reduce(t)\n"
-           "    line = f'rank {ctx.rank} of {ctx.size} sum {int(t.item())} {type(ctx.comm).__module__}\\n'\n"
-           "    os.write(1, line.encode())  # one write: the two ranks' lines never mix\n")  # fmt: skip
+    job = (
+        "import os\nfrom hpcx import runtime\n"
+        "with runtime.session(torch_backend='gloo') as ctx:\n"
+        "    import torch, torch.distributed as dist\n"
+        "    t = torch.ones(1) * (ctx.rank + 1); dist.all_reduce(t)\n"
+        "    line = f'rank {ctx.rank} of {ctx.size} sum {int(t.item())} {type(ctx.comm).__module__}\\n'\n"
+        "    os.write(1, line.encode())  # one write: the two ranks' lines never mix\n"
+    )
     out = _mpiexec(2, ["-c", job], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(line for line in out.stdout.splitlines() if line.startswith("rank")) == [
-        "rank 0 of 2 sum 3 mpi4py.MPI", "rank 1 of 2 sum 3 mpi4py.MPI"]  # fmt: skip
+        "rank 0 of 2 sum 3 mpi4py.MPI",
+        "rank 1 of 2 sum 3 mpi4py.MPI",
+    ]

@@ -20,15 +20,33 @@ def _step_env(rank: int, size: int, **extra: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "SLURM_", "RANK", "WORLD"))
     }
-    env.update(SLURM_PROCID=str(rank), SLURM_STEP_NUM_TASKS=str(size), SLURM_LOCALID=str(rank),
-               SLURM_STEP_NODELIST="n1", SLURM_STEP_TASKS_PER_NODE=f"{size}", SLURM_NODEID="0",
-               HPCX_MPI="0", GLOO_SOCKET_IFNAME="lo", HPCX_MASTER_ADDR="127.0.0.1", **extra)  # fmt: skip
+    env.update(
+        SLURM_PROCID=str(rank),
+        SLURM_STEP_NUM_TASKS=str(size),
+        SLURM_LOCALID=str(rank),
+        SLURM_STEP_NODELIST="n1",
+        SLURM_STEP_TASKS_PER_NODE=f"{size}",
+        SLURM_NODEID="0",
+        HPCX_MPI="0",
+        GLOO_SOCKET_IFNAME="lo",
+        HPCX_MASTER_ADDR="127.0.0.1",
+        **extra,
+    )
     return env
 
 
 def _run(size: int, tmp_path, **extra: str) -> list[subprocess.CompletedProcess[str]]:
-    procs = [subprocess.Popen([sys.executable, WORKER, str(tmp_path)], cwd=REPO, env=_step_env(r, size, **extra),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(size)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, WORKER, str(tmp_path)],
+            cwd=REPO,
+            env=_step_env(r, size, **extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(size)
+    ]
     results = []
     for p in procs:
         try:
@@ -75,8 +93,10 @@ def test_tasks_per_node_is_read_from_slurm_s_compact_form(monkeypatch):
     assert dist._ranks_on_node_from_env() == 8
 
 
-@pytest.mark.parametrize(("env", "want"), [({"HPCX_MPI": "0"}, False), ({"HPCX_MPI": "1"}, True),
-                                           ({"RANK": "0", "WORLD_SIZE": "2"}, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("env", "want"),
+    [({"HPCX_MPI": "0"}, False), ({"HPCX_MPI": "1"}, True), ({"RANK": "0", "WORLD_SIZE": "2"}, False)],
+)
 def test_mpi_is_used_unless_off_or_torchrun(monkeypatch, env, want):
     from hpcx.runtime import dist
 
@@ -107,8 +127,14 @@ def test_a_single_rank_without_mpi4py_shows_the_user_s_own_error():
         for k, v in os.environ.items()
         if not k.startswith(("OMPI_", "PMI", "SLURM_", "RANK", "WORLD", "HPCX_"))
     }
-    out = subprocess.run([sys.executable, "-c", SINGLE_RANK_FAILS], capture_output=True, text=True, timeout=60,
-                         cwd=REPO, env=env)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", SINGLE_RANK_FAILS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=env,
+    )
     assert out.stdout == "ranks 1 comm None\n"
     assert out.returncode == 1
     assert out.stderr.rstrip().splitlines()[-1] == "ValueError: loss is nan at step 3", out.stderr

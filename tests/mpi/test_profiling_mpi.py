@@ -59,8 +59,14 @@ def own_records(profile: Path, rank: int) -> dict[str, dict]:
 def gnu_time_max_rss_mb(program: Path, rank: int, hold_s: float) -> float:
     """``/usr/bin/time -v``'s "Maximum resident set size" of the same program as rank ``rank``."""
     env = {**os.environ, "HPCX_RANK": str(rank)}
-    out = subprocess.run(["/usr/bin/time", "-v", sys.executable, str(program), str(STEP_MB), str(hold_s)],
-                         capture_output=True, text=True, timeout=60, env=env, check=True)  # fmt: skip
+    out = subprocess.run(
+        ["/usr/bin/time", "-v", sys.executable, str(program), str(STEP_MB), str(hold_s)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
+    )
     return int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1)) / 1024
 
 
@@ -68,8 +74,21 @@ def gnu_time_max_rss_mb(program: Path, rank: int, hold_s: float) -> float:
 def test_two_ranks_known_allocations_within_5_percent_and_one_node_file(tmp_path):
     program = write_alloc(tmp_path)
     profile = tmp_path / "profile"
-    out = mpirun(2, "-m", "hpcx.run", "--interval", "0.2", "--profile-dir", str(profile), "--",
-                 sys.executable, str(program), str(STEP_MB), "1.5", timeout_s=120)  # fmt: skip
+    out = mpirun(
+        2,
+        "-m",
+        "hpcx.run",
+        "--interval",
+        "0.2",
+        "--profile-dir",
+        str(profile),
+        "--",
+        sys.executable,
+        str(program),
+        str(STEP_MB),
+        "1.5",
+        timeout_s=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     expected = expected_mb(out.stdout)
     assert sorted(expected) == [0, 1]

@@ -38,13 +38,16 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _rank1(prefix: str) -> str:
     """``python JOB`` for every rank, with ``prefix`` (shell) in front of rank 1's (Open MPI or MPICH)."""
-    return (f'r=${{OMPI_COMM_WORLD_RANK:-$PMI_RANK}}; if [ "$r" = 1 ]; then {prefix} exec {sys.executable} -c '
-            f'"$JOB"; else exec {sys.executable} -c "$JOB"; fi')  # fmt: skip
+    return (
+        f'r=${{OMPI_COMM_WORLD_RANK:-$PMI_RANK}}; if [ "$r" = 1 ]; then {prefix} exec {sys.executable} -c '
+        f'"$JOB"; else exec {sys.executable} -c "$JOB"; fi'
+    )
 
 
 def _global_address() -> str | None:
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True,
-                         text=True, timeout=10).stdout.split()  # fmt: skip
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True, timeout=10
+    ).stdout.split()
     return out[out.index("inet") + 1].split("/")[0] if "inet" in out else None
 
 
@@ -63,19 +66,46 @@ def test_rank_0_listens_on_the_address_it_uses_towards_the_other_node(tmp_path):
     # Rank 1's node is named by this host's own global address, so the route towards it leaves from that
     # address: the one a real second node would connect to.
     far = _global_address()
-    out = subprocess.run(["mpirun", "-n", "2", "--oversubscribe", *(["--allow-run-as-root"] * (os.geteuid() == 0)),
-                          "bash", "-c", _rank1(f"SLURMD_NODENAME={far}")], capture_output=True, text=True,
-                         timeout=120, cwd=REPO, env={**_env(JOB=JOB), "OMPI_MCA_btl": "self,vader,tcp",
-                                                     "GLOO_SOCKET_IFNAME": "lo"})  # fmt: skip
+    out = subprocess.run(
+        [
+            "mpirun",
+            "-n",
+            "2",
+            "--oversubscribe",
+            *(["--allow-run-as-root"] * (os.geteuid() == 0)),
+            "bash",
+            "-c",
+            _rank1(f"SLURMD_NODENAME={far}"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**_env(JOB=JOB), "OMPI_MCA_btl": "self,vader,tcp", "GLOO_SOCKET_IFNAME": "lo"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     docs = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert sorted((d["rank"], d["addr"], d["sum"]) for d in docs) == [(0, far, 3.0), (1, far, 3.0)]
 
 
 def test_a_node_without_an_address_is_named_with_the_fix(tmp_path):
-    out = subprocess.run(["mpirun", "-n", "2", "--oversubscribe", *(["--allow-run-as-root"] * (os.geteuid() == 0)),
-                          "bash", "-c", _rank1("SLURMD_NODENAME=nowhere.invalid")], capture_output=True, text=True,
-                         timeout=120, cwd=REPO, env={**_env(JOB=JOB), "OMPI_MCA_btl": "self,vader,tcp"})  # fmt: skip
+    out = subprocess.run(
+        [
+            "mpirun",
+            "-n",
+            "2",
+            "--oversubscribe",
+            *(["--allow-run-as-root"] * (os.geteuid() == 0)),
+            "bash",
+            "-c",
+            _rank1("SLURMD_NODENAME=nowhere.invalid"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**_env(JOB=JOB), "OMPI_MCA_btl": "self,vader,tcp"},
+    )
     assert out.returncode != 0
     assert "cannot tell which of its addresses node nowhere.invalid reaches" in out.stderr, out.stderr[-3000:]
     assert "set HPCX_MASTER_ADDR in the site's environment" in out.stderr
@@ -88,8 +118,10 @@ def _can_unshare() -> bool:
         return False
 
 
-@pytest.mark.skipif(shutil.which("mpiexec.mpich") is None or not _can_unshare(),
-                    reason="needs Debian's mpich and unshare -n (root)")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("mpiexec.mpich") is None or not _can_unshare(),
+    reason="needs Debian's mpich and unshare -n (root)",
+)
 def test_an_address_another_rank_cannot_reach_fails_at_once_naming_it(tmp_path):
     # Rank 1 runs in a network namespace of its own: rank 0's loopback is not its loopback, as 127.0.1.1 on
     # one Debian node is not on another. MPICH's ranks still talk (PMI over an inherited descriptor, shared
@@ -101,15 +133,31 @@ def test_an_address_another_rank_cannot_reach_fails_at_once_naming_it(tmp_path):
     # Each rank's stderr goes to a file of its own: MPICH's mpiexec may drop what a rank wrote just before
     # MPI_Abort tore the job down (seen under load: nothing at all on its stderr).
     to_files = f'exec 2>"{tmp_path}/err-${{OMPI_COMM_WORLD_RANK:-$PMI_RANK}}"; '
-    out = subprocess.run(["mpiexec.mpich", "-n", "2", "bash", "-c", to_files + _rank1(
-                          f'unshare -n sh -c "ip link set lo up; exec {sys.executable} -c \\"\\$JOB\\""; exit $?;')],
-                         capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
-                         stdin=subprocess.DEVNULL)  # fmt: skip
+    out = subprocess.run(
+        [
+            "mpiexec.mpich",
+            "-n",
+            "2",
+            "bash",
+            "-c",
+            to_files
+            + _rank1(
+                f'unshare -n sh -c "ip link set lo up; exec {sys.executable} -c \\"\\$JOB\\""; exit $?;'
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     elapsed = time.monotonic() - t0
     assert out.returncode != 0
     stderr = "".join((tmp_path / f"err-{r}").read_text() for r in (0, 1) if (tmp_path / f"err-{r}").exists())
     assert "rendezvous address 127.0.0.1:" in stderr and "cannot be reached from 1 rank(s)" in stderr, (
-        stderr[-3000:] + out.stderr[-2000:])  # fmt: skip
+        stderr[-3000:] + out.stderr[-2000:]
+    )
     assert "rank 1 on node" in stderr and "Connection refused" in stderr
     assert "set HPCX_MASTER_ADDR in the site's environment" in stderr
     assert elapsed < 20, f"{elapsed:.0f} s: the check is bounded, torch's own timeout here is 30 s"
@@ -122,12 +170,30 @@ def test_without_mpi_a_wrong_address_is_named_with_the_node_and_the_fix(tmp_path
     port = free_port()
     procs = []
     for rank in (0, 1):
-        env = _env(SLURM_PROCID=str(rank), SLURM_STEP_NUM_TASKS="2", SLURM_LOCALID=str(rank), SLURM_NODEID="0",
-                   SLURM_STEP_NODELIST="n1", SLURM_STEP_TASKS_PER_NODE="2", SLURM_STEP_RESV_PORTS=str(port),
-                   SLURMD_NODENAME="n1", HPCX_MPI="0", GLOO_SOCKET_IFNAME="lo", HPCX_INIT_TIMEOUT_S="8",
-                   HPCX_MASTER_ADDR="192.0.2.99")  # fmt: skip
-        procs.append(subprocess.Popen([sys.executable, "-c", JOB], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))  # fmt: skip
+        env = _env(
+            SLURM_PROCID=str(rank),
+            SLURM_STEP_NUM_TASKS="2",
+            SLURM_LOCALID=str(rank),
+            SLURM_NODEID="0",
+            SLURM_STEP_NODELIST="n1",
+            SLURM_STEP_TASKS_PER_NODE="2",
+            SLURM_STEP_RESV_PORTS=str(port),
+            SLURMD_NODENAME="n1",
+            HPCX_MPI="0",
+            GLOO_SOCKET_IFNAME="lo",
+            HPCX_INIT_TIMEOUT_S="8",
+            HPCX_MASTER_ADDR="192.0.2.99",
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", JOB],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     t0 = time.monotonic()
     errs = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [1, 1], errs

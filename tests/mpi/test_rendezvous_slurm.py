@@ -23,8 +23,25 @@ JOB = (
 
 @pytest.mark.parametrize("mpi", ["1", "0"])
 def test_two_nodes_rendezvous_without_the_pin(slurm_hpcx, mpi):
-    doc = slurm_hpcx.json("submit", "mpi", "--no-profile", "-N", "2", "--ntasks-per-node", "1", "-t", "5", "--",
-                          "env", "-u", "HPCX_MASTER_ADDR", f"HPCX_MPI={mpi}", "python", "-c", JOB)  # fmt: skip
+    doc = slurm_hpcx.json(
+        "submit",
+        "mpi",
+        "--no-profile",
+        "-N",
+        "2",
+        "--ntasks-per-node",
+        "1",
+        "-t",
+        "5",
+        "--",
+        "env",
+        "-u",
+        "HPCX_MASTER_ADDR",
+        f"HPCX_MPI={mpi}",
+        "python",
+        "-c",
+        JOB,
+    )
     row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=480)
     logs = slurm_hpcx("logs", doc["run_id"]).stdout
     assert (row["state"], row["exit_code"]) == ("COMPLETED", 0), logs

@@ -62,8 +62,9 @@ def test_after_a_sweep_waits_for_its_retry_array(slurm_hpcx, runs_root, tmp_path
         ["--dependency", f"afterok:{retry_job}"],
         ["--kill-on-invalid-dep", "yes"],
     ]
-    shown = subprocess.run(["squeue", "-h", "-j", after["job_id"], "-o", "%E"], capture_output=True, text=True,
-                           timeout=30).stdout  # fmt: skip
+    shown = subprocess.run(
+        ["squeue", "-h", "-j", after["job_id"], "-o", "%E"], capture_output=True, text=True, timeout=30
+    ).stdout
     assert retry_job in shown or not shown.strip()  # listed as a dependency, or already satisfied
     assert slurm_hpcx.wait_finished(after["run_id"], timeout_s=120)["state"] == "COMPLETED"
     tasks = slurm_hpcx.json("status", sweep["run_id"])["runs"][0]["tasks"]

@@ -30,8 +30,11 @@ def newcomer(testbed, runs_root, tmp_path) -> Hpcx:
         pytest.skip(f"{SYSTEM_SITE_FILE} exists on this machine: it would be the site")
     env = _base_env(runs_root)
     env = {k: v for k, v in env.items() if not k.startswith("OMPI_")}  # nothing exported by hand
-    env.update(XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_CONFIG_DIRS=str(tmp_path / "etc-xdg"),
-               XDG_CACHE_HOME=str(tmp_path / "cache"))  # fmt: skip
+    env.update(
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        XDG_CONFIG_DIRS=str(tmp_path / "etc-xdg"),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+    )
     return Hpcx(env)
 
 
@@ -39,8 +42,9 @@ def newcomer(testbed, runs_root, tmp_path) -> Hpcx:
 def project(tmp_path) -> Path:
     where = tmp_path / "project"
     where.mkdir()
-    (where / "train.py").write_text("import sys, time\ntime.sleep(float(sys.argv[1]) if sys.argv[1:] else 0)\n"
-                                    "print('trained')\n")  # fmt: skip
+    (where / "train.py").write_text(
+        "import sys, time\ntime.sleep(float(sys.argv[1]) if sys.argv[1:] else 0)\nprint('trained')\n"
+    )
     return where
 
 
@@ -68,8 +72,13 @@ def test_submit_without_a_site_file_takes_the_live_cluster(newcomer, project):
     assert row["state"] == "COMPLETED", row
     deadline = time.monotonic() + 60
     while True:  # slurmdbd lags: a job's first record may still carry Slurm's placeholder name ("allocation")
-        name = subprocess.run(["sacct", "-n", "-X", "-P", "-j", sub["job_id"], "-o", "JobName"],
-                              capture_output=True, text=True, timeout=30, check=True).stdout.split()  # fmt: skip
+        name = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-j", sub["job_id"], "-o", "JobName"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.split()
         if name == ["train"] or time.monotonic() > deadline:
             break
         time.sleep(2)
@@ -82,16 +91,20 @@ def test_squeue_shows_names_a_person_can_read(newcomer, project):
     (project / "pkg" / "prep_data.py").write_text("import time\ntime.sleep(60)\n")
     (project / "job.sh").write_text("#!/bin/bash\nsleep 60\n")
     (project / "job.sh").chmod(0o755)
-    commands = {"train": ["python", "train.py", "60"], "prep_data": ["python", "-m", "pkg.prep_data"],
-                "job": ["./job.sh"]}  # fmt: skip
+    commands = {
+        "train": ["python", "train.py", "60"],
+        "prep_data": ["python", "-m", "pkg.prep_data"],
+        "job": ["./job.sh"],
+    }
     runs = {}
     try:
         for expected, command in commands.items():
             sub = newcomer.json("submit", "serial", "-t", "2", *command, cwd=project)
             runs[expected] = sub
         ids = ",".join(s["job_id"] for s in runs.values())
-        out = subprocess.run(["squeue", "-h", "-j", ids, "-o", "%i %j"], capture_output=True, text=True,
-                             timeout=30, check=True).stdout  # fmt: skip
+        out = subprocess.run(
+            ["squeue", "-h", "-j", ids, "-o", "%i %j"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
         names = dict(line.split() for line in out.splitlines())
         assert {names[s["job_id"]]: k for k, s in runs.items()} == {k: k for k in commands}
     finally:
@@ -106,8 +119,9 @@ def test_where_slurm_does_not_answer_the_local_site_is_used_and_named(newcomer, 
     down = Hpcx({**newcomer.env, "SLURM_CONF": str(dead)})
     err = down("submit", "--dry-run", "serial", "python", "train.py", cwd=project, timeout_s=90).stderr
     first = err.splitlines()[0]
-    assert first.startswith("site: builtin local site, jobs run on this machine (no site file, and Slurm does "
-                            "not answer: "), err  # fmt: skip
+    assert first.startswith(
+        "site: builtin local site, jobs run on this machine (no site file, and Slurm does not answer: "
+    ), err
     row = [r for r in down.json("config", "show", timeout_s=90)["values"] if r["key"] == "site"][0]
     assert (row["value"], row["source"]) == ("builtin local site", "builtin")
 
@@ -131,8 +145,14 @@ def test_an_own_script_with_a_plain_mpi_step_runs_with_sbatch(testbed, tmp_path)
     script = _mpi_script(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "SLURM_", "SBATCH_", "HPCX_"))}
     out = tmp_path / "out.txt"
-    proc = subprocess.run(["sbatch", "--wait", "-o", str(out), str(script)], capture_output=True, text=True,
-                          timeout=WAIT_S, env=env, cwd=tmp_path)  # fmt: skip
+    proc = subprocess.run(
+        ["sbatch", "--wait", "-o", str(out), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        env=env,
+        cwd=tmp_path,
+    )
     text = out.read_text() if out.exists() else ""
     assert proc.returncode == 0, f"{proc.stdout}{proc.stderr}\n{text[-3000:]}"
     assert sorted(re.findall(r"^rank (\d) of 4 sum 6$", text, re.M)) == ["0", "1", "2", "3"], text[-3000:]

@@ -11,8 +11,20 @@ pytestmark = pytest.mark.slurm
 @pytest.mark.parametrize("layout", ["auto", "per-rank"])
 def test_four_ranks_on_two_nodes_round_trip(slurm_hpcx, runs_root, layout):
     out = runs_root / f"data-{layout}.h5"
-    doc = slurm_hpcx.json("submit", "mpi", "--nodes", "2", "--ntasks-per-node", "2", "--",
-                          "python", "tests/mpi/hdf5_roundtrip.py", str(out), "--layout", layout)  # fmt: skip
+    doc = slurm_hpcx.json(
+        "submit",
+        "mpi",
+        "--nodes",
+        "2",
+        "--ntasks-per-node",
+        "2",
+        "--",
+        "python",
+        "tests/mpi/hdf5_roundtrip.py",
+        str(out),
+        "--layout",
+        layout,
+    )
     row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=240)
     logs = slurm_hpcx("logs", doc["run_id"]).stdout
     assert row["state"] == "COMPLETED" and row["exit_code"] == 0, logs
@@ -33,8 +45,20 @@ def test_a_job_without_mpi_meets_on_the_reserved_port(slurm_hpcx, runs_root):
     """HPCX_MPI=0: 4 ranks over both nodes bring up torch.distributed on the port `srun --resv-ports=1` reserved
     (the test site's srun launcher asks for it), and write HDF5 through the per-rank fallback."""
     out = runs_root / "nompi"
-    doc = slurm_hpcx.json("submit", "mpi", "--nodes", "2", "--ntasks-per-node", "2", "--",
-                          "env", "HPCX_MPI=0", "python", "tests/mpi/no_mpi_worker.py", str(out))  # fmt: skip
+    doc = slurm_hpcx.json(
+        "submit",
+        "mpi",
+        "--nodes",
+        "2",
+        "--ntasks-per-node",
+        "2",
+        "--",
+        "env",
+        "HPCX_MPI=0",
+        "python",
+        "tests/mpi/no_mpi_worker.py",
+        str(out),
+    )
     row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=240)
     logs = slurm_hpcx("logs", doc["run_id"]).stdout
     assert row["state"] == "COMPLETED" and row["exit_code"] == 0, logs

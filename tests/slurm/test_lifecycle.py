@@ -14,8 +14,10 @@ pytestmark = pytest.mark.slurm
 
 def test_own_script_is_checked_recorded_and_run(slurm_hpcx, runs_root, tmp_path):
     script = tmp_path / "job.sh"
-    script.write_text("#!/bin/bash\n#SBATCH --job-name=mine\n#SBATCH -t 5\n#SBATCH -N 1\n"
-                      "echo partition=$SLURM_JOB_PARTITION run=$HPCX_RUN_ID\n")  # fmt: skip
+    script.write_text(
+        "#!/bin/bash\n#SBATCH --job-name=mine\n#SBATCH -t 5\n#SBATCH -N 1\n"
+        "echo partition=$SLURM_JOB_PARTITION run=$HPCX_RUN_ID\n"
+    )
     doc = slurm_hpcx.json("submit", str(script))
     row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=120)
     assert row["state"] == "COMPLETED"
@@ -31,8 +33,16 @@ def test_own_script_is_checked_recorded_and_run(slurm_hpcx, runs_root, tmp_path)
 
 def test_after_waits_for_the_first_run(slurm_hpcx, runs_root):
     first = slurm_hpcx.json("submit", "serial", "--", "bash", "-c", "sleep 3; date +%s.%N > first.txt")
-    second = slurm_hpcx.json("submit", "serial", "--after", first["run_id"], "--", "bash", "-c",
-                             "test -s first.txt && echo saw-first")  # fmt: skip
+    second = slurm_hpcx.json(
+        "submit",
+        "serial",
+        "--after",
+        first["run_id"],
+        "--",
+        "bash",
+        "-c",
+        "test -s first.txt && echo saw-first",
+    )
     assert slurm_hpcx.wait_finished(second["run_id"], timeout_s=120)["state"] == "COMPLETED"
     assert "saw-first" in slurm_hpcx("logs", second["run_id"]).stdout
     manifest = json.loads((runs_root / second["run_id"] / "manifest.json").read_text())
@@ -44,8 +54,9 @@ def test_after_waits_for_the_first_run(slurm_hpcx, runs_root):
 
 
 def test_array_tasks_are_summarised_by_state(slurm_hpcx):
-    doc = slurm_hpcx.json("submit", "array", "--array", "0-5%2", "--", "bash", "-c",
-                          'sleep 1; [ "$HPCX_TASK_ID" != 4 ]')  # fmt: skip
+    doc = slurm_hpcx.json(
+        "submit", "array", "--array", "0-5%2", "--", "bash", "-c", 'sleep 1; [ "$HPCX_TASK_ID" != 4 ]'
+    )
     seen_partial = False
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -64,8 +75,14 @@ def test_logs_follow_ends_with_the_job(slurm_hpcx):
     doc = slurm_hpcx.json(
         "submit", "serial", "--", "bash", "-c", "for i in 1 2 3; do echo line$i; sleep 1; done"
     )
-    proc = subprocess.run([sys.executable, "-m", "hpcx", "logs", "--follow", doc["run_id"]], capture_output=True,
-                          text=True, timeout=120, env=slurm_hpcx.env, cwd=REPO)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcx", "logs", "--follow", doc["run_id"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=slurm_hpcx.env,
+        cwd=REPO,
+    )
     assert proc.returncode == 0 and all(f"line{i}" in proc.stdout for i in (1, 2, 3))
 
 

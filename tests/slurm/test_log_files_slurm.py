@@ -9,8 +9,10 @@ pytestmark = pytest.mark.slurm
 
 def test_own_names_without_the_job_id_show_the_jobs_files_only(slurm_hpcx, tmp_path):
     (tmp_path / "other.out").write_text("someone else's output\n")
-    (tmp_path / "job.sh").write_text("#!/bin/bash\n#SBATCH -J train -t 5\n#SBATCH -o %x.out -e %x-%j.err\n"
-                                     "echo hello from train\necho 'ValueError: lr is empty' >&2\nexit 3\n")  # fmt: skip
+    (tmp_path / "job.sh").write_text(
+        "#!/bin/bash\n#SBATCH -J train -t 5\n#SBATCH -o %x.out -e %x-%j.err\n"
+        "echo hello from train\necho 'ValueError: lr is empty' >&2\nexit 3\n"
+    )
     doc = slurm_hpcx.json("submit", "./job.sh", cwd=tmp_path)
     assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=300)["state"] == "FAILED"
     shown = slurm_hpcx("logs", doc["run_id"]).stdout
@@ -24,8 +26,10 @@ def test_own_names_without_the_job_id_show_the_jobs_files_only(slurm_hpcx, tmp_p
 
 def test_an_arrays_own_job_ids_are_found_and_task_shows_one(slurm_hpcx, tmp_path):
     (tmp_path / "j1-1.txt").write_text("an older job's\n")  # job 1 is older than any array of this test
-    (tmp_path / "job.sh").write_text("#!/bin/bash\n#SBATCH -t 5 --array=0-1 -o j%j-%a.txt\n"
-                                     "echo task $SLURM_ARRAY_TASK_ID job $SLURM_JOB_ID\n")  # fmt: skip
+    (tmp_path / "job.sh").write_text(
+        "#!/bin/bash\n#SBATCH -t 5 --array=0-1 -o j%j-%a.txt\n"
+        "echo task $SLURM_ARRAY_TASK_ID job $SLURM_JOB_ID\n"
+    )
     doc = slurm_hpcx.json("submit", "./job.sh", cwd=tmp_path)
     assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=300)["state"] == "COMPLETED"
     made = sorted(p.name for p in tmp_path.glob("j*-*.txt") if p.name != "j1-1.txt")

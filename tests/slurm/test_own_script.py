@@ -12,16 +12,19 @@ pytestmark = pytest.mark.slurm
 
 
 def _scontrol(job_id: str) -> dict[str, str]:
-    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True,
-                         timeout=30, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
     return dict(word.split("=", 1) for word in out.split() if "=" in word)
 
 
 def test_scontrol_shows_the_scripts_own_request(slurm_hpcx, tmp_path):
     script = tmp_path / "job.sh"
     # --hold: the job stays pending while we look
-    script.write_text("#!/bin/bash\n#SBATCH -p batch --gres=gpu:tesla:1 -n 2 -t 20\n#SBATCH --nodes=1-2\n"
-                      "#SBATCH --hold\ntrue\n")  # fmt: skip
+    script.write_text(
+        "#!/bin/bash\n#SBATCH -p batch --gres=gpu:tesla:1 -n 2 -t 20\n#SBATCH --nodes=1-2\n"
+        "#SBATCH --hold\ntrue\n"
+    )
     doc = slurm_hpcx.json("submit", str(script), "-t", "5")  # typed: overrides the script's -t 20
     try:
         first_job = _scontrol(doc["job_id"])
@@ -54,8 +57,10 @@ def test_own_script_runs_where_it_was_submitted(slurm_hpcx, runs_root, tmp_path)
     proj = tmp_path / "proj"
     proj.mkdir()
     (proj / "task.py").write_text("import os\nprint('task ran in', os.getcwd())\n")
-    (proj / "job.sh").write_text("#!/bin/bash\n#SBATCH -t 5\n#SBATCH -o myout-%j.txt\n"
-                                 "python task.py\necho submitted from $SLURM_SUBMIT_DIR\n")  # fmt: skip
+    (proj / "job.sh").write_text(
+        "#!/bin/bash\n#SBATCH -t 5\n#SBATCH -o myout-%j.txt\n"
+        "python task.py\necho submitted from $SLURM_SUBMIT_DIR\n"
+    )
     doc = slurm_hpcx.json("submit", "./job.sh", cwd=proj)
     assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=300)["state"] == "COMPLETED"
     out = (proj / f"myout-{doc['job_id']}.txt").read_text()
@@ -69,10 +74,12 @@ def test_own_script_runs_where_it_was_submitted(slurm_hpcx, runs_root, tmp_path)
 
 
 def test_a_kind_runs_where_it_was_submitted_and_keeps_the_programs_flags(slurm_hpcx, tmp_path):
-    (tmp_path / "task.py").write_text("import os, sys\nprint('args', sys.argv[1:], os.getcwd(), "
-                                      "os.environ['SLURM_SUBMIT_DIR'])\n")  # fmt: skip
-    doc = slurm_hpcx.json("submit", "serial", "-t", "5", "python", "task.py", "-N", "2", "-p", "batch",
-                          cwd=tmp_path)  # fmt: skip
+    (tmp_path / "task.py").write_text(
+        "import os, sys\nprint('args', sys.argv[1:], os.getcwd(), os.environ['SLURM_SUBMIT_DIR'])\n"
+    )
+    doc = slurm_hpcx.json(
+        "submit", "serial", "-t", "5", "python", "task.py", "-N", "2", "-p", "batch", cwd=tmp_path
+    )
     assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=300)["state"] == "COMPLETED"
     assert doc["partition"] == "debug"  # -p batch was the program's
     logs = slurm_hpcx("logs", doc["run_id"]).stdout

@@ -23,15 +23,17 @@ def _requests(seed: int = 20261126) -> list[dict]:
     rng = random.Random(seed)
     out = []
     for _ in range(N_REQUESTS):
-        out.append({
-            "partition": rng.choice([None, "debug", "batch", "gpu", "debug", "batch"]),
-            "nodes": rng.choice([1, 1, 1, 1, 2, 3]),
-            "ntasks_per_node": rng.choice([1, 1, 1, 2, 2, 4, 5]),
-            "cpus_per_task": rng.choice([1, 1, 1, 1, 2]),
-            "gpus_per_node": rng.choice([0, 0, 0, 0, 1, 2, 3]),
-            "mem": rng.choice([None, None, None, None, 1000, 4000, 5000]),
-            "time": rng.choice([5, 10, 30, 60, 120, 31, 1440, 2881]),
-        })  # fmt: skip
+        out.append(
+            {
+                "partition": rng.choice([None, "debug", "batch", "gpu", "debug", "batch"]),
+                "nodes": rng.choice([1, 1, 1, 1, 2, 3]),
+                "ntasks_per_node": rng.choice([1, 1, 1, 2, 2, 4, 5]),
+                "cpus_per_task": rng.choice([1, 1, 1, 1, 2]),
+                "gpus_per_node": rng.choice([0, 0, 0, 0, 1, 2, 3]),
+                "mem": rng.choice([None, None, None, None, 1000, 4000, 5000]),
+                "time": rng.choice([5, 10, 30, 60, 120, 31, 1440, 2881]),
+            }
+        )
     return out
 
 
@@ -45,8 +47,15 @@ def _hpcx_verdict(req: dict, site) -> tuple[bool, str, str]:
 
 
 def _sbatch_args(req: dict, partition: str, site) -> list[str]:
-    args = ["-p", partition, "-N", str(req["nodes"]), f"--ntasks-per-node={req['ntasks_per_node']}",
-            f"--cpus-per-task={req['cpus_per_task']}", f"--time={format_time(req['time'])}"]  # fmt: skip
+    args = [
+        "-p",
+        partition,
+        "-N",
+        str(req["nodes"]),
+        f"--ntasks-per-node={req['ntasks_per_node']}",
+        f"--cpus-per-task={req['cpus_per_task']}",
+        f"--time={format_time(req['time'])}",
+    ]
     if req["mem"]:
         args.append(f"--mem={req['mem']}M")
     if req["gpus_per_node"]:
@@ -67,8 +76,10 @@ def test_hpcx_agrees_with_slurm_on_generated_requests(testbed):
         slurm_ok = proc.returncode == 0
         accepted += slurm_ok
         if ok != slurm_ok:
-            disagreements.append(f"{req}: hpcx {'accepts' if ok else 'rejects'} ({why}); "
-                                 f"slurm: {proc.stderr.strip().splitlines()[-1:]}")  # fmt: skip
+            disagreements.append(
+                f"{req}: hpcx {'accepts' if ok else 'rejects'} ({why}); "
+                f"slurm: {proc.stderr.strip().splitlines()[-1:]}"
+            )
     # The corpus must exercise both verdicts, or agreement would mean nothing.
     assert 60 <= accepted <= N_REQUESTS - 60, f"only {accepted} of {N_REQUESTS} accepted: widen the corpus"
     assert not disagreements, f"{len(disagreements)} of {N_REQUESTS} disagree:\n" + "\n".join(disagreements)

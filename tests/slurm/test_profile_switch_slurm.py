@@ -19,8 +19,21 @@ ALLREDUCES = (
 
 
 def _submit(slurm_hpcx, flag: str) -> dict:
-    doc = slurm_hpcx.json("submit", "mpi", flag, "-N", "2", "--ntasks-per-node", "1", "-t", "5", "--",
-                          "python", "-c", ALLREDUCES)  # fmt: skip
+    doc = slurm_hpcx.json(
+        "submit",
+        "mpi",
+        flag,
+        "-N",
+        "2",
+        "--ntasks-per-node",
+        "1",
+        "-t",
+        "5",
+        "--",
+        "python",
+        "-c",
+        ALLREDUCES,
+    )
     row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=480)
     assert (row["state"], row["exit_code"]) == ("COMPLETED", 0), slurm_hpcx("logs", doc["run_id"]).stdout
     assert slurm_hpcx("logs", doc["run_id"]).stdout.count("sum 2.0") == 2
@@ -40,9 +53,13 @@ def _report(slurm_hpcx, run_id: str, timeout_s: float = 90) -> tuple[dict, str]:
 
 def _profile_files(runs_root, run_id: str) -> dict[str, list[str]]:
     profile = runs_root / run_id / "profile"
-    return {kind: sorted(p.name.split("-p")[0] if kind == "comm" else p.name.split(".")[0]
-                         for p in profile.glob(f"{kind}-*"))
-            for kind in ("rank", "node", "comm")}  # fmt: skip
+    return {
+        kind: sorted(
+            p.name.split("-p")[0] if kind == "comm" else p.name.split(".")[0]
+            for p in profile.glob(f"{kind}-*")
+        )
+        for kind in ("rank", "node", "comm")
+    }
 
 
 def test_profile_records_ranks_nodes_and_communication(slurm_hpcx, runs_root):

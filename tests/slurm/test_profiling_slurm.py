@@ -22,9 +22,20 @@ def _sacct_step(job_id: str, timeout_s: float = 60) -> tuple[float, int]:
     """MaxRSS (MB) of the job's first srun step and the task that reached it, once slurmdbd has them."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        out = subprocess.run(["sacct", "-j", job_id, "--noheader", "--parsable2", "--units=K",
-                              "--format=JobID,MaxRSS,MaxRSSTask"], capture_output=True, text=True,
-                             timeout=30).stdout  # fmt: skip
+        out = subprocess.run(
+            [
+                "sacct",
+                "-j",
+                job_id,
+                "--noheader",
+                "--parsable2",
+                "--units=K",
+                "--format=JobID,MaxRSS,MaxRSSTask",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
         for line in out.splitlines():
             step, rss, task = line.split("|")
             if step == f"{job_id}.0" and rss and task:
@@ -35,8 +46,21 @@ def _sacct_step(job_id: str, timeout_s: float = 60) -> tuple[float, int]:
 
 def test_known_allocations_agree_with_sacct_and_nodes_are_read_once(slurm_hpcx, runs_root):
     program = write_alloc(runs_root)  # the runs root is where the nodes can read and write
-    doc = slurm_hpcx.json("submit", "mpi", "--nodes", "2", "--ntasks-per-node", "2", "--mem", "3000", "--",
-                          "python", str(program), str(STEP_MB), str(HOLD_S))  # fmt: skip
+    doc = slurm_hpcx.json(
+        "submit",
+        "mpi",
+        "--nodes",
+        "2",
+        "--ntasks-per-node",
+        "2",
+        "--mem",
+        "3000",
+        "--",
+        "python",
+        str(program),
+        str(STEP_MB),
+        str(HOLD_S),
+    )
     row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=240)
     logs = slurm_hpcx("logs", doc["run_id"]).stdout
     assert (row["state"], row["exit_code"]) == ("COMPLETED", 0), logs
@@ -79,8 +103,9 @@ def test_submit_profile_traces_an_unmodified_mpi_program(slurm_hpcx, runs_root, 
     """`hpcx submit --profile` reaches the ranks: hpcx.run injects the tracing hook, so a program that knows
     nothing of hpcx leaves per-rank communication records; without it, nothing is traced."""
     flag = "--profile" if profile else "--no-profile"
-    doc = slurm_hpcx.json("submit", "mpi", flag, "--nodes", "2", "--ntasks-per-node", "1", "--",
-                          "python", "-c", ALLREDUCES)  # fmt: skip
+    doc = slurm_hpcx.json(
+        "submit", "mpi", flag, "--nodes", "2", "--ntasks-per-node", "1", "--", "python", "-c", ALLREDUCES
+    )
     row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=180)
     assert row["state"] == "COMPLETED", slurm_hpcx("logs", doc["run_id"]).stdout
     files = sorted((runs_root / doc["run_id"] / "profile").glob("comm-rank-*.jsonl"))

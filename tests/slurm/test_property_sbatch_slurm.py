@@ -31,8 +31,12 @@ from tests.unit.test_property_quote_time import (
 
 pytestmark = pytest.mark.slurm
 
-SAMPLE = settings(max_examples=15, derandomize=True, deadline=None,
-                  suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+SAMPLE = settings(
+    max_examples=15,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 def _test_only(tmp_path: Path, *options: str) -> str:
@@ -40,8 +44,14 @@ def _test_only(tmp_path: Path, *options: str) -> str:
     script = tmp_path / "probe.sh"
     script.write_text("#!/bin/bash\ntrue\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SBATCH_", "SLURM_"))}
-    proc = subprocess.run(["sbatch", "-v", "--test-only", "-p", "batch", *options, str(script)],
-                          capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)  # fmt: skip
+    proc = subprocess.run(
+        ["sbatch", "-v", "--test-only", "-p", "batch", *options, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
     return proc.stdout + proc.stderr
 
 
@@ -103,8 +113,12 @@ def test_memory_spellings_hpcx_refuses_sbatch_refuses(testbed, tmp_path, case, h
 ARGV_DUMP = "import shutil; shutil.copyfile('/proc/self/cmdline', 'argv.bin')"
 
 
-@settings(max_examples=2, derandomize=True, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(
+    max_examples=2,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(st.lists(WORD, min_size=6, max_size=12))
 def test_any_string_reaches_a_real_jobs_argv(slurm_hpcx, tmp_path_factory, words):
     words = [*HARD, "".join(HARD), *words]

@@ -16,8 +16,14 @@ pytestmark = pytest.mark.slurm
 
 
 def test_demo_prints_labelled_lines_and_counts_its_hdf5_write(testbed, runs_root):
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "demo")], capture_output=True, text=True, timeout=600,
-                          env={**_env(), "HPCX_RUNS": str(runs_root)}, cwd=REPO)  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**_env(), "HPCX_RUNS": str(runs_root)},
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     after_submit = proc.stdout[proc.stdout.index("+ hpcx submit") :]
     bare = [line for line in (after_submit + proc.stderr).splitlines() if re.fullmatch(r"\s*\d+\s*", line)]

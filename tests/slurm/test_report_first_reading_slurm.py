@@ -47,8 +47,13 @@ def test_report_names_the_jobs_that_shared_its_node(slurm_hpcx):
         time.sleep(1)
         row = slurm_hpcx.json("status", job["run_id"])["runs"][0]
     # Another job on the same node meanwhile, submitted past hpcx as another user's would be.
-    other = subprocess.run(["sbatch", "--parsable", "-w", row["nodes"], "-t", "2", "--wrap", "sleep 3"],
-                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()  # fmt: skip
+    other = subprocess.run(
+        ["sbatch", "--parsable", "-w", row["nodes"], "-t", "2", "--wrap", "sleep 3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
     assert slurm_hpcx.wait_finished(job["run_id"], timeout_s=240)["state"] == "COMPLETED"
     report, text = _final_report(slurm_hpcx, job["run_id"])
     (node,) = report["nodes"]

@@ -41,9 +41,24 @@ def _valid(doc: dict, monkeypatch) -> None:
 
 
 def test_profiled_mpi_job(slurm_hpcx, monkeypatch):
-    doc = slurm_hpcx.json("submit", "mpi", "-N", "2", "--ntasks-per-node", "1", "--mem", "2000", "-t", "20",
-                          "--profile", "--", "python", "examples/allreduce_hdf5.py", "--seconds",
-                          "2")  # fmt: skip
+    doc = slurm_hpcx.json(
+        "submit",
+        "mpi",
+        "-N",
+        "2",
+        "--ntasks-per-node",
+        "1",
+        "--mem",
+        "2000",
+        "-t",
+        "20",
+        "--profile",
+        "--",
+        "python",
+        "examples/allreduce_hdf5.py",
+        "--seconds",
+        "2",
+    )
     row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=180)
     assert row["state"] == "COMPLETED", slurm_hpcx("logs", doc["run_id"]).stdout
     report, text = _final_report(slurm_hpcx, doc["run_id"])
@@ -61,14 +76,18 @@ def test_profiled_mpi_job(slurm_hpcx, monkeypatch):
     page = slurm_hpcx.json("report", doc["run_id"])["html_path"]
     html = Path(page).read_text()
     assert [f for f in ("nodes", "heatmap", "comm") if f'<figure id="fig-{f}"><svg' in html] == [
-        "nodes", "heatmap", "comm"]  # fmt: skip
+        "nodes",
+        "heatmap",
+        "comm",
+    ]
     assert not re.search(r'(src|href)="(https?:|//)', html) and doc["run_id"] in html  # nothing fetched
 
 
 def test_own_script_without_records_is_reported_from_accounting(slurm_hpcx, runs_root, monkeypatch):
     script = runs_root / "plain.sh"  # a plain command: no hpcx.run, so no profile records
-    script.write_text("#!/bin/bash\n#SBATCH -t 30\n#SBATCH --mem 1500\n"
-                      "python3 -c 'x = bytearray(300 * 2**20)'\nsleep 6\n")  # fmt: skip
+    script.write_text(
+        "#!/bin/bash\n#SBATCH -t 30\n#SBATCH --mem 1500\npython3 -c 'x = bytearray(300 * 2**20)'\nsleep 6\n"
+    )
     doc = slurm_hpcx.json("submit", str(script))
     assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=120)["state"] == "COMPLETED"
     report, text = _final_report(slurm_hpcx, doc["run_id"])
@@ -90,10 +109,13 @@ def test_own_script_with_two_profiled_steps_reports_both(slurm_hpcx, runs_root, 
     """``srun prep; srun train``: each step's ranks write their own files, and the report's rank 0 is both
     steps (wall times added, the larger peak), not only the last."""
     script = runs_root / "two-steps.sh"
-    step = (f"srun -n 1 {sys.executable} -m hpcx.run --interval 0.5 -- {sys.executable} -c "
-            "'import time; x = bytearray({mb} * 2**20); time.sleep(4)'\n")  # fmt: skip
-    script.write_text("#!/bin/bash\n#SBATCH -t 5\n#SBATCH --mem 1500\n" + step.format(mb=300)
-                      + step.format(mb=100))  # fmt: skip
+    step = (
+        f"srun -n 1 {sys.executable} -m hpcx.run --interval 0.5 -- {sys.executable} -c "
+        "'import time; x = bytearray({mb} * 2**20); time.sleep(4)'\n"
+    )
+    script.write_text(
+        "#!/bin/bash\n#SBATCH -t 5\n#SBATCH --mem 1500\n" + step.format(mb=300) + step.format(mb=100)
+    )
     doc = slurm_hpcx.json("submit", str(script))
     assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=120)["state"] == "COMPLETED"
     files = sorted(p.name for p in (runs_root / doc["run_id"] / "profile").glob("rank-*.jsonl"))
@@ -185,8 +207,19 @@ def test_requeued_job_reports_its_last_attempt(slurm_hpcx, tmp_path, monkeypatch
 
 
 def test_array_job_lists_its_tasks_and_reports_one_with_a_page(slurm_hpcx, runs_root, monkeypatch):
-    doc = slurm_hpcx.json("submit", "serial", "--array", "0-1", "-t", "5", "--profile", "--", "bash", "-c",
-                          "sleep 6; exit $SLURM_ARRAY_TASK_ID")  # fmt: skip
+    doc = slurm_hpcx.json(
+        "submit",
+        "serial",
+        "--array",
+        "0-1",
+        "-t",
+        "5",
+        "--profile",
+        "--",
+        "bash",
+        "-c",
+        "sleep 6; exit $SLURM_ARRAY_TASK_ID",
+    )
     slurm_hpcx.wait_finished(doc["run_id"], timeout_s=180)
     deadline = time.monotonic() + 90
     while True:  # slurmdbd lags the tasks' end by a few seconds

@@ -20,17 +20,37 @@ def test_rerun_keeps_array_named_resource_profile_and_after(slurm_hpcx, runs_roo
     site.write_text(TESTBED_SITE.read_text() + "resources:\n  comment: {flag: --comment}\n")
     hpcx = type(slurm_hpcx)(dict(slurm_hpcx.env, HPCX_SITE=str(site)))
     upstream = hpcx.json("submit", "serial", "--", "sleep", "15")
-    first = hpcx.json("submit", "array", "--array", "0-2", "-r", "comment=rerun-me", "--profile",
-                      "--after", upstream["run_id"], "--", "bash", "-c", "echo task=$HPCX_TASK_ID")  # fmt: skip
+    first = hpcx.json(
+        "submit",
+        "array",
+        "--array",
+        "0-2",
+        "-r",
+        "comment=rerun-me",
+        "--profile",
+        "--after",
+        upstream["run_id"],
+        "--",
+        "bash",
+        "-c",
+        "echo task=$HPCX_TASK_ID",
+    )
     again = hpcx.json("rerun", first["run_id"])  # while the upstream still runs: the dependency is kept
     old, new = _manifest(runs_root, first["run_id"]), _manifest(runs_root, again["run_id"])
-    assert new["directives"] == old["directives"] == [
-        ["--comment", "rerun-me"], ["--dependency", f"afterok:{upstream['job_id']}"], ["--kill-on-invalid-dep", "yes"]
-    ]  # fmt: skip
+    assert (
+        new["directives"]
+        == old["directives"]
+        == [
+            ["--comment", "rerun-me"],
+            ["--dependency", f"afterok:{upstream['job_id']}"],
+            ["--kill-on-invalid-dep", "yes"],
+        ]
+    )
     assert new["sbatch_args"] == old["sbatch_args"] == ["--array=0-2"]
     assert new["profile"]["value"] is old["profile"]["value"] is True
-    shown = subprocess.run(["scontrol", "show", "job", again["job_id"]], capture_output=True, text=True,
-                           timeout=30).stdout  # fmt: skip
+    shown = subprocess.run(
+        ["scontrol", "show", "job", again["job_id"]], capture_output=True, text=True, timeout=30
+    ).stdout
     assert "Comment=rerun-me" in shown
     row = hpcx.wait_finished(again["run_id"], timeout_s=180)
     assert row["state"] == "COMPLETED" and row["tasks"] == {"COMPLETED": 3}, row

@@ -15,8 +15,13 @@ SLURM_TIMEOUT_S = 30
 
 def _gpus_per_node(partition: str) -> list[int]:
     """GPUs on each node of ``partition``, as Slurm's own sinfo reports its GRES."""
-    out = subprocess.run(["sinfo", "-p", partition, "-N", "-h", "-o", "%N %G"], capture_output=True, text=True,
-                         timeout=SLURM_TIMEOUT_S, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["sinfo", "-p", partition, "-N", "-h", "-o", "%N %G"],
+        capture_output=True,
+        text=True,
+        timeout=SLURM_TIMEOUT_S,
+        check=True,
+    ).stdout
     counts = []
     for line in out.splitlines():
         m = re.search(r"gpu(?::[^:,\s]+)?:(\d+)", line)
@@ -31,8 +36,18 @@ def test_site_show_has_the_gpus_slurm_puts_a_gpu_job_on(slurm_hpcx):
     listed = sorted(int(gpus or 0) for count, _, gpus in types for _ in range(int(count)))
     assert listed == _gpus_per_node("debug") == [0, 2], debug
 
-    doc = slurm_hpcx.json("submit", "serial", "--gpus-per-node", "1", "-t", "5", "--", "bash", "-c",
-                          'echo "on=$SLURMD_NODENAME"')  # fmt: skip
+    doc = slurm_hpcx.json(
+        "submit",
+        "serial",
+        "--gpus-per-node",
+        "1",
+        "-t",
+        "5",
+        "--",
+        "bash",
+        "-c",
+        'echo "on=$SLURMD_NODENAME"',
+    )
     assert doc["partition"] == "debug"  # the automatic choice: debug has a GPU node
     assert slurm_hpcx.wait_finished(doc["run_id"], timeout_s=120)["state"] == "COMPLETED"
     assert "on=n2" in slurm_hpcx("logs", doc["run_id"]).stdout  # the node site show lists with 2 GPUs
@@ -53,8 +68,12 @@ def test_a_site_default_that_the_partition_refuses_is_blamed_on_the_site_file(
     )
     assert "--time" not in proc.stderr.split(";")[0]
     assert not any(runs_root.iterdir())  # nothing submitted
-    slurm = subprocess.run(["sbatch", "--test-only", "-p", "debug", "-t", "01:00:00", "--wrap", "true"],
-                           capture_output=True, text=True, timeout=SLURM_TIMEOUT_S)  # fmt: skip
+    slurm = subprocess.run(
+        ["sbatch", "--test-only", "-p", "debug", "-t", "01:00:00", "--wrap", "true"],
+        capture_output=True,
+        text=True,
+        timeout=SLURM_TIMEOUT_S,
+    )
     assert slurm.returncode != 0 and "time limit" in slurm.stderr  # Slurm would refuse it too
 
 

@@ -57,10 +57,20 @@ def test_a_sweep_has_one_kind_in_status_runs_and_report(slurm_hpcx, tmp_path):
 
 def test_one_rule_for_exit_codes_from_squeue_and_sacct():
     # The same jobs as squeue (raw wait status) and as sacct (code:signal) give the same exit codes.
-    squeue = {s.job_id: s for s in parse_squeue("1|FAILED|None|n1|768|0:01|\n2|FAILED|None|n1|11|0:01|\n"
-                                                "3|TIMEOUT|TimeLimit|n1|36608|1:00|\n4|RUNNING|None|n1|0|0:01|\n")}  # fmt: skip
-    sacct = {s.job_id: s for s in parse_sacct("1|1|FAILED|3:0|1|n1|None\n2|2|FAILED|0:11|1|n1|None\n"
-                                              "3|3|TIMEOUT|0:0|60|n1|TimeLimit\n4|4|RUNNING|0:0|1|n1|None\n")}  # fmt: skip
+    squeue = {
+        s.job_id: s
+        for s in parse_squeue(
+            "1|FAILED|None|n1|768|0:01|\n2|FAILED|None|n1|11|0:01|\n"
+            "3|TIMEOUT|TimeLimit|n1|36608|1:00|\n4|RUNNING|None|n1|0|0:01|\n"
+        )
+    }
+    sacct = {
+        s.job_id: s
+        for s in parse_sacct(
+            "1|1|FAILED|3:0|1|n1|None\n2|2|FAILED|0:11|1|n1|None\n"
+            "3|3|TIMEOUT|0:0|60|n1|TimeLimit\n4|4|RUNNING|0:0|1|n1|None\n"
+        )
+    }
     shown = {j: (squeue[j].shown_exit_code, sacct[j].shown_exit_code) for j in squeue}
     assert shown == {"1": (3, 3), "2": (139, 139), "3": (None, None), "4": (None, None)}
 

@@ -80,12 +80,16 @@ def wait_until(predicate, timeout_s: float = 60, what: str = "") -> None:
     raise AssertionError(f"not within {timeout_s} s: {what}")
 
 
-def test_site_max_array_size_above_the_live_limit_still_splits_at_the_live_one(slurm_hpcx, testbed, tmp_path,
-                                                                                runs_root):  # fmt: skip
+def test_site_max_array_size_above_the_live_limit_still_splits_at_the_live_one(
+    slurm_hpcx, testbed, tmp_path, runs_root
+):
     # The site file says 5000, the cluster's MaxArraySize is 1001: one array of 1200 would be refused by sbatch.
     hpcx = cli(slurm_hpcx, site_with(testbed, tmp_path, max_array_size=5000))
-    path = spec(tmp_path, "name: big\nresources: {time: '00:01:00'}\ncommand: ['true']\n"
-                "parameters: {grid: {i: {range: [0, 1200]}}}\n")  # fmt: skip
+    path = spec(
+        tmp_path,
+        "name: big\nresources: {time: '00:01:00'}\ncommand: ['true']\n"
+        "parameters: {grid: {i: {range: [0, 1200]}}}\n",
+    )
     proc = hpcx("--json", "sweep", path, check=False)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
@@ -111,16 +115,23 @@ def test_site_max_array_size_below_the_live_limit_wins(slurm_hpcx, testbed, tmp_
 def test_sweep_passes_the_sites_allow_env_to_sbatch(slurm_hpcx, testbed, tmp_path, runs_root):
     site = site_with(testbed, tmp_path, extra="allow_env: [SBATCH_HPCX_MARK]\n")
     hpcx = cli(slurm_hpcx, site, SBATCH_HPCX_MARK="from-the-login-shell")
-    doc = hpcx.json("sweep", spec(tmp_path, "name: e\nresources: {time: '00:02:00'}\n"
-                                  "command: [bash, -c, 'echo mark=${SBATCH_HPCX_MARK:-scrubbed}']\n"
-                                  "parameters: {grid: {i: [1]}}\n"))  # fmt: skip
+    doc = hpcx.json(
+        "sweep",
+        spec(
+            tmp_path,
+            "name: e\nresources: {time: '00:02:00'}\n"
+            "command: [bash, -c, 'echo mark=${SBATCH_HPCX_MARK:-scrubbed}']\n"
+            "parameters: {grid: {i: [1]}}\n",
+        ),
+    )
     hpcx.wait_finished(doc["run_id"])
     out = (runs_root / doc["run_id"] / "logs" / f"slurm-{doc['job_id']}_0.out").read_text()
     assert out.strip() == "mark=from-the-login-shell"
 
 
-def test_cancel_sweep_cancels_every_array_chained_chunks_and_retries_in_one_scancel(slurm_hpcx, testbed,
-                                                                                    tmp_path, runs_root):  # fmt: skip
+def test_cancel_sweep_cancels_every_array_chained_chunks_and_retries_in_one_scancel(
+    slurm_hpcx, testbed, tmp_path, runs_root
+):
     hpcx = cli(slurm_hpcx, site_with(testbed, tmp_path, max_array_size=3))
     marker = tmp_path / "retried"
     # Task 0 fails at once (then, once retried, waits); the others wait. --max-parallel 1 chains the 3 arrays.
@@ -164,8 +175,10 @@ parameters: {{grid: {{i: {{range: [0, 7]}}}}}}
 
 def test_status_of_sweeps_and_jobs_is_one_batched_query(slurm_hpcx, testbed, tmp_path, runs_root):
     hpcx = cli(slurm_hpcx, site_with(testbed, tmp_path, max_array_size=3))
-    done = hpcx.json("sweep", spec(tmp_path, "name: quick\ncommand: ['true']\nparameters: {grid: {i: [1, 2]}}\n",
-                                   "quick.yaml"))  # fmt: skip
+    done = hpcx.json(
+        "sweep",
+        spec(tmp_path, "name: quick\ncommand: ['true']\nparameters: {grid: {i: [1, 2]}}\n", "quick.yaml"),
+    )
     hpcx.wait_finished(done["run_id"])  # a finished sweep beside the live ones
     body = f"resources: {{time: '00:05:00'}}\ncommand: {SLOW_TASK}\nparameters: {{grid: {{i: {{range: [0, 7]}}}}}}\n"
     # --max-parallel 1: one task of each runs, the rest wait (the cluster is shared with other tests).
@@ -178,8 +191,11 @@ def test_status_of_sweeps_and_jobs_is_one_batched_query(slurm_hpcx, testbed, tmp
         prefix, log = logged_slurm(tmp_path)
         rows = with_logged_path(hpcx, prefix).json("status")["runs"]
         calls = log.read_text().splitlines()
-        assert len(rows) == 4 and {r["run_id"] for r in rows} == {*(s["run_id"] for s in sweeps), done["run_id"],
-                                                                    job["run_id"]}  # fmt: skip
+        assert len(rows) == 4 and {r["run_id"] for r in rows} == {
+            *(s["run_id"] for s in sweeps),
+            done["run_id"],
+            job["run_id"],
+        }
         assert sum(sum(r["tasks"].values()) for r in rows if r["tasks"]) == 7 + 7 + 2
         assert [c.split()[0] for c in calls].count("squeue") == 1, calls
         assert [c.split()[0] for c in calls].count("sacct") <= 1, calls

@@ -84,8 +84,9 @@ parameters: {grid: {i: {range: [0, 1200]}}}
         assert doc["tasks"] == 1200 and doc["arrays"] == 2  # the test cluster keeps MaxArraySize=1001
         chunks = json.loads((runs_root / doc["run_id"] / "job.json").read_text())["chunks"]
         assert [(c["offset"], c["count"]) for c in chunks] == [(0, 1001), (1001, 199)]
-        shown = subprocess.run(["scontrol", "show", "job", chunks[1]["job_id"]], capture_output=True, text=True,
-                               timeout=30).stdout  # fmt: skip
+        shown = subprocess.run(
+            ["scontrol", "show", "job", chunks[1]["job_id"]], capture_output=True, text=True, timeout=30
+        ).stdout
         # One record per started task and one for the rest (ArrayTaskId=5-198): together exactly 0..198.
         assert _array_indices(shown) == set(range(199)), shown
         assert sum(slurm_hpcx.json("status", doc["run_id"])["runs"][0]["tasks"].values()) == 1200
@@ -105,13 +106,21 @@ def test_sweep_over_a_partition_limit_submits_nothing(slurm_hpcx, runs_root, tmp
 
 def test_sweep_larger_than_max_submit_jobs_is_refused_before_sbatch(slurm_hpcx, runs_root, tmp_path):
     spec = _write(tmp_path, "name: x\ncommand: ['true']\nparameters: {grid: {i: {range: [0, 10]}}}\n")
-    subprocess.run(["sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=5"], check=True,
-                   capture_output=True, timeout=30)  # fmt: skip
+    subprocess.run(
+        ["sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=5"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     try:
         proc = slurm_hpcx("sweep", spec, check=False)
     finally:
-        subprocess.run(["sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=-1"], check=True,
-                       capture_output=True, timeout=30)  # fmt: skip
+        subprocess.run(
+            ["sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=-1"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
     assert proc.returncode == 3, proc.stderr
     assert "the sweep has 10 tasks" in proc.stderr and "your MaxSubmitJobs is 5" in proc.stderr
     assert list(runs_root.iterdir()) == []

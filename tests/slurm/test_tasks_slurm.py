@@ -34,9 +34,15 @@ def scancel(*job_ids: str) -> None:
 def test_one_task_of_a_twelve_task_sweep(slurm_hpcx, testbed, tmp_path, runs_root):
     # 12 tasks in arrays of 5: tasks 0-4, 5-9 and 10-11; task 11 is index 1 of the third array.
     hpcx = small_arrays(slurm_hpcx, testbed, tmp_path, 5)
-    doc = hpcx.json("sweep", spec(tmp_path, "name: twelve\nresources: {time: '00:02:00'}\n"
-                                  "command: [bash, -c, 'echo task={task} i={i}; echo err-{task} >&2']\n"
-                                  "parameters: {grid: {i: {range: [0, 12]}}}\n"))  # fmt: skip
+    doc = hpcx.json(
+        "sweep",
+        spec(
+            tmp_path,
+            "name: twelve\nresources: {time: '00:02:00'}\n"
+            "command: [bash, -c, 'echo task={task} i={i}; echo err-{task} >&2']\n"
+            "parameters: {grid: {i: {range: [0, 12]}}}\n",
+        ),
+    )
     run_id, third = doc["run_id"], doc["job_ids"][2]
     try:
         assert doc["arrays"] == 3
@@ -81,8 +87,14 @@ def test_one_task_of_a_twelve_task_sweep(slurm_hpcx, testbed, tmp_path, runs_roo
 
 def test_cancel_one_task_of_a_sweep_leaves_the_others_running(slurm_hpcx, testbed, tmp_path, runs_root):
     hpcx = small_arrays(slurm_hpcx, testbed, tmp_path, 2)
-    doc = hpcx.json("sweep", spec(tmp_path, "name: three\nresources: {time: '00:05:00'}\n"
-                                  "command: [bash, -c, 'sleep 300']\nparameters: {grid: {i: [0, 1, 2]}}\n"))  # fmt: skip
+    doc = hpcx.json(
+        "sweep",
+        spec(
+            tmp_path,
+            "name: three\nresources: {time: '00:05:00'}\n"
+            "command: [bash, -c, 'sleep 300']\nparameters: {grid: {i: [0, 1, 2]}}\n",
+        ),
+    )
     run_id = doc["run_id"]
     try:
         second = doc["job_ids"][1]
@@ -98,8 +110,9 @@ def test_cancel_one_task_of_a_sweep_leaves_the_others_running(slurm_hpcx, testbe
 
 
 def test_one_task_of_an_array_job(slurm_hpcx, runs_root):
-    sub = slurm_hpcx.json("submit", "array", "--array", "0-11", "-t", "2", "--",
-                          "bash", "-c", "echo index=$HPCX_TASK_ID")  # fmt: skip
+    sub = slurm_hpcx.json(
+        "submit", "array", "--array", "0-11", "-t", "2", "--", "bash", "-c", "echo index=$HPCX_TASK_ID"
+    )
     try:
         slurm_hpcx.wait_finished(sub["run_id"])
         texts = [

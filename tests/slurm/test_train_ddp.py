@@ -58,8 +58,19 @@ def ddp(testbed, tmp_path_factory):
     def submit(name, *extra, time_limit="10", env_extra=None):
         out = root / name
         runner = Hpcx({**env, **(env_extra or {})})
-        doc = runner.json("submit", *MPI2, "-t", time_limit, "--set", "signal_lead_s=30", "--", *TRAIN,
-                          "--out", str(out), *extra)  # fmt: skip
+        doc = runner.json(
+            "submit",
+            *MPI2,
+            "-t",
+            time_limit,
+            "--set",
+            "signal_lead_s=30",
+            "--",
+            *TRAIN,
+            "--out",
+            str(out),
+            *extra,
+        )
         sub[name] = {
             "run_id": doc["run_id"],
             "job_id": doc["job_id"],

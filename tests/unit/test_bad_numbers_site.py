@@ -55,13 +55,33 @@ ROWS = [
     (f"{DEBUG}.max_time", 0, f"{DEBUG}.max_time: 0 is not a positive time"),
     (f"{DEBUG}.max_time", "0", f"{DEBUG}.max_time: '0' is not a positive time"),
     (f"{DEBUG}.max_time", -5, f"{DEBUG}.max_time: -5 is not a positive time"),
-    (f"{DEBUG}.max_time", "-5", f"{DEBUG}.max_time: '-5' is not a Slurm time (MM, HH:MM:SS, D-HH:MM:SS or UNLIMITED)"),
-    (f"{DEBUG}.max_time", "soon", f"{DEBUG}.max_time: 'soon' is not a Slurm time (MM, HH:MM:SS, D-HH:MM:SS or UNLIMITED)"),
+    (
+        f"{DEBUG}.max_time",
+        "-5",
+        f"{DEBUG}.max_time: '-5' is not a Slurm time (MM, HH:MM:SS, D-HH:MM:SS or UNLIMITED)",
+    ),
+    (
+        f"{DEBUG}.max_time",
+        "soon",
+        f"{DEBUG}.max_time: 'soon' is not a Slurm time (MM, HH:MM:SS, D-HH:MM:SS or UNLIMITED)",
+    ),
     (f"{DEBUG}.max_time", 1.5, f"{DEBUG}.max_time: expected string or integer, found float 1.5"),
     (f"{DEBUG}.default_time", 0, f"{DEBUG}.default_time: 0 is not a positive time"),
-    (f"{DEBUG}.default_time", "later", f"{DEBUG}.default_time: 'later' is not a Slurm time (MM, HH:MM:SS, D-HH:MM:SS or UNLIMITED)"),
-    (f"{DEBUG}.default_time", "01:00:00", f"{DEBUG}.default_time: 01:00:00 is longer than the partition's max_time 00:30:00"),
-    (f"{DEBUG}.default_time", "UNLIMITED", f"{DEBUG}.default_time: UNLIMITED is longer than the partition's max_time 00:30:00"),
+    (
+        f"{DEBUG}.default_time",
+        "later",
+        f"{DEBUG}.default_time: 'later' is not a Slurm time (MM, HH:MM:SS, D-HH:MM:SS or UNLIMITED)",
+    ),
+    (
+        f"{DEBUG}.default_time",
+        "01:00:00",
+        f"{DEBUG}.default_time: 01:00:00 is longer than the partition's max_time 00:30:00",
+    ),
+    (
+        f"{DEBUG}.default_time",
+        "UNLIMITED",
+        f"{DEBUG}.default_time: UNLIMITED is longer than the partition's max_time 00:30:00",
+    ),
     (f"{DEBUG}.max_nodes", 0, f"{DEBUG}.max_nodes: 0 is below the minimum 1"),
     (f"{DEBUG}.max_nodes", -2, f"{DEBUG}.max_nodes: -2 is below the minimum 1"),
     (f"{DEBUG}.max_nodes", "two", f"{DEBUG}.max_nodes: expected integer, found a string 'two'"),
@@ -81,30 +101,66 @@ ROWS = [
     (f"{DEBUG}.max_array_size", "1k", f"{DEBUG}.max_array_size: expected integer, found a string '1k'"),
     (f"{DEBUG}.node_types.0.count", 0, f"{DEBUG}.node_types[0].count: 0 is below the minimum 1"),
     (f"{DEBUG}.node_types.0.cpus", 0, f"{DEBUG}.node_types[0].cpus: 0 is below the minimum 1"),
-    (f"{DEBUG}.node_types.0.cpus", "many", f"{DEBUG}.node_types[0].cpus: expected integer, found a string 'many'"),
+    (
+        f"{DEBUG}.node_types.0.cpus",
+        "many",
+        f"{DEBUG}.node_types[0].cpus: expected integer, found a string 'many'",
+    ),
     (f"{DEBUG}.node_types.1.mem_mb", -1, f"{DEBUG}.node_types[1].mem_mb: -1 is below the minimum 1"),
     (f"{DEBUG}.node_types.1.gpus", -2, f"{DEBUG}.node_types[1].gpus: -2 is below the minimum 0"),
     ("defaults.time", 0, "defaults.time: 0 is not a positive time"),
-    ("defaults.time", "soon", "defaults.time: 'soon' is not a Slurm time (MM, HH:MM:SS, D-HH:MM:SS or UNLIMITED)"),
-    ("defaults.time", "3-00:00:00", "defaults.time: 3-00:00:00 exceeds the max_time of every partition (longest: 2-00:00:00)"),
-    ("defaults.time", "UNLIMITED", "defaults.time: 'UNLIMITED' cannot be a default; give a finite time, e.g. 01:00:00"),
+    (
+        "defaults.time",
+        "soon",
+        "defaults.time: 'soon' is not a Slurm time (MM, HH:MM:SS, D-HH:MM:SS or UNLIMITED)",
+    ),
+    (
+        "defaults.time",
+        "3-00:00:00",
+        "defaults.time: 3-00:00:00 exceeds the max_time of every partition (longest: 2-00:00:00)",
+    ),
+    (
+        "defaults.time",
+        "UNLIMITED",
+        "defaults.time: 'UNLIMITED' cannot be a default; give a finite time, e.g. 01:00:00",
+    ),
     ("defaults.nodes", 0, "defaults.nodes: 0 is below the minimum 1"),
     ("defaults.nodes", "2", "defaults.nodes: expected integer, found a string '2'"),
     ("defaults.nodes", 99, "defaults.nodes: 99 exceeds every partition's MaxNodes (at most 2)"),
     ("defaults.ntasks_per_node", 0, "defaults.ntasks_per_node: 0 is below the minimum 1"),
-    ("defaults.ntasks_per_node", 8, "defaults.ntasks_per_node x defaults.cpus_per_task: 8 CPUs per node exceeds every partition's nodes (at most 4 CPUs)"),
+    (
+        "defaults.ntasks_per_node",
+        8,
+        "defaults.ntasks_per_node x defaults.cpus_per_task: 8 CPUs per node exceeds every partition's nodes (at most 4 CPUs)",
+    ),
     ("defaults.cpus_per_task", -1, "defaults.cpus_per_task: -1 is below the minimum 1"),
-    ("defaults.cpus_per_task", 5, "defaults.ntasks_per_node x defaults.cpus_per_task: 5 CPUs per node exceeds every partition's nodes (at most 4 CPUs)"),
+    (
+        "defaults.cpus_per_task",
+        5,
+        "defaults.ntasks_per_node x defaults.cpus_per_task: 5 CPUs per node exceeds every partition's nodes (at most 4 CPUs)",
+    ),
     ("defaults.mem", 0, "defaults.mem: 0 is not a memory size (e.g. 4000M or 4G)"),
     ("defaults.mem", "lots", "defaults.mem: 'lots' is not a memory size (e.g. 4000M or 4G)"),
-    ("defaults.mem", "1T", "defaults.mem: 1T (1048576M) exceeds every partition's memory per node (at most 4000M)"),
+    (
+        "defaults.mem",
+        "1T",
+        "defaults.mem: 1T (1048576M) exceeds every partition's memory per node (at most 4000M)",
+    ),
     ("energy.carbon_intensity_g_per_kwh", -1, "energy.carbon_intensity_g_per_kwh: -1 is below the minimum 0"),
-    ("energy.carbon_intensity_g_per_kwh", 5000, "energy.carbon_intensity_g_per_kwh: 5000 is above the maximum 2000"),
-    ("energy.carbon_intensity_g_per_kwh", "low", "energy.carbon_intensity_g_per_kwh: expected number, found a string 'low'"),
+    (
+        "energy.carbon_intensity_g_per_kwh",
+        5000,
+        "energy.carbon_intensity_g_per_kwh: 5000 is above the maximum 2000",
+    ),
+    (
+        "energy.carbon_intensity_g_per_kwh",
+        "low",
+        "energy.carbon_intensity_g_per_kwh: expected number, found a string 'low'",
+    ),
     ("energy.pue", 0.5, "energy.pue: 0.5 is below the minimum 1"),
     ("energy.pue", 0, "energy.pue: 0 is below the minimum 1"),
     ("energy.pue", 9, "energy.pue: 9 is above the maximum 5"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(
@@ -128,10 +184,19 @@ def test_a_command_that_loads_a_bad_site_file_exits_2_before_checking_anything(c
 
 @pytest.mark.parametrize(
     "path, value",
-    [(f"{GPU}.gpus_per_node", 0), (f"{DEBUG}.max_time", "UNLIMITED"), (f"{DEBUG}.max_time", "infinite"),
-     (f"{DEBUG}.max_array_size", 4000001), (f"{DEBUG}.node_types.1.gpus", 0), ("energy.pue", 1),
-     ("energy.carbon_intensity_g_per_kwh", 0), ("defaults.time", 30), ("defaults.mem", 4000), ("defaults.mem", "4000M")],
-)  # fmt: skip
+    [
+        (f"{GPU}.gpus_per_node", 0),
+        (f"{DEBUG}.max_time", "UNLIMITED"),
+        (f"{DEBUG}.max_time", "infinite"),
+        (f"{DEBUG}.max_array_size", 4000001),
+        (f"{DEBUG}.node_types.1.gpus", 0),
+        ("energy.pue", 1),
+        ("energy.carbon_intensity_g_per_kwh", 0),
+        ("defaults.time", 30),
+        ("defaults.mem", 4000),
+        ("defaults.mem", "4000M"),
+    ],
+)
 def test_values_slurm_takes_are_taken(capsys, tmp_path, path, value):
     site = _site_with(tmp_path, path, value)
     code, lines = _validate(capsys, site)

@@ -45,18 +45,48 @@ ROWS = [
     (["-N", "abc"], 2, "--nodes 'abc'", "is not a whole number", "e.g. --nodes 2"),
     (["-N", "1.5"], 2, "--nodes '1.5'", "is not a whole number", "e.g. --nodes 2"),
     (["-N", "99999"], 3, "--nodes 99999", "MaxNodes 2", "ask for less"),
-    (["-p", "gpu", "-N", "2"], 3, "--nodes 2", "partition gpu's MaxNodes 1", "use --partition batch (max 2-00:00:00, 2 nodes)"),
+    (
+        ["-p", "gpu", "-N", "2"],
+        3,
+        "--nodes 2",
+        "partition gpu's MaxNodes 1",
+        "use --partition batch (max 2-00:00:00, 2 nodes)",
+    ),
     (["--ntasks-per-node", "0"], 2, "--ntasks-per-node 0", "is below 1", "use --ntasks-per-node 1 or more"),
     (["--ntasks-per-node", "-2"], 2, "--ntasks-per-node -2", "is below 1", "use --ntasks-per-node 1 or more"),
-    (["--ntasks-per-node", "x"], 2, "--ntasks-per-node 'x'", "is not a whole number", "e.g. --ntasks-per-node 2"),
-    (["-p", "gpu", "--ntasks-per-node", "1000"], 3, "1000 tasks x 1 CPUs = 1000 CPUs per node", "gpu's 4 CPUs per node", "ask for less"),
+    (
+        ["--ntasks-per-node", "x"],
+        2,
+        "--ntasks-per-node 'x'",
+        "is not a whole number",
+        "e.g. --ntasks-per-node 2",
+    ),
+    (
+        ["-p", "gpu", "--ntasks-per-node", "1000"],
+        3,
+        "1000 tasks x 1 CPUs = 1000 CPUs per node",
+        "gpu's 4 CPUs per node",
+        "ask for less",
+    ),
     (["-c", "0"], 2, "--cpus-per-task 0", "is below 1", "use --cpus-per-task 1 or more"),
     (["--cpus-per-task", "-1"], 2, "--cpus-per-task -1", "is below 1", "use --cpus-per-task 1 or more"),
     (["-c", "two"], 2, "--cpus-per-task 'two'", "is not a whole number", "e.g. --cpus-per-task 2"),
-    (["-p", "debug", "-c", "512"], 3, "1 node(s) with 512 CPUs each", "only 0 of partition debug's nodes", "ask for less"),
+    (
+        ["-p", "debug", "-c", "512"],
+        3,
+        "1 node(s) with 512 CPUs each",
+        "only 0 of partition debug's nodes",
+        "ask for less",
+    ),
     (["--gpus-per-node", "-1"], 2, "--gpus-per-node -1", "is below 0", "use --gpus-per-node 0 or more"),
     (["--gpus-per-node", "x"], 2, "--gpus-per-node 'x'", "is not a whole number", "e.g. --gpus-per-node 2"),
-    (["-p", "gpu", "--gpus-per-node", "64"], 3, "--gpus-per-node 64", "gpu's 2 GPUs per node", "ask for less"),
+    (
+        ["-p", "gpu", "--gpus-per-node", "64"],
+        3,
+        "--gpus-per-node 64",
+        "gpu's 2 GPUs per node",
+        "ask for less",
+    ),
     pytest.param(["--mem", "0"], 2, "--mem 0", "must be positive", "; ", marks=NO_FIX),
     (["--mem", "-1"], 2, "--mem '-1'", "is not a memory size", "use e.g. --mem 4000M or 4G"),
     (["--mem", "lots"], 2, "--mem 'lots'", "is not a memory size", "use e.g. --mem 4000M or 4G"),
@@ -64,19 +94,45 @@ ROWS = [
     pytest.param(["-t", "0"], 2, "--time 0", "must be positive", "; ", marks=NO_FIX),
     (["--time", "-5"], 2, "--time '-5'", "is not a Slurm time", "e.g. --time 01:30:00"),
     (["-t", "soon"], 2, "--time 'soon'", "is not a Slurm time", "e.g. --time 01:30:00"),
-    (["-p", "batch", "-t", "999-00:00:00"], 3, "--time 999-00:00:00", "batch's MaxTime 2-00:00:00", "ask for less"),
-    (["-p", "debug", "-t", "45"], 3, "--time 00:45:00", "debug's MaxTime 00:30:00", "use --partition batch (max 2-00:00:00, 2 nodes) or --partition gpu"),
+    (
+        ["-p", "batch", "-t", "999-00:00:00"],
+        3,
+        "--time 999-00:00:00",
+        "batch's MaxTime 2-00:00:00",
+        "ask for less",
+    ),
+    (
+        ["-p", "debug", "-t", "45"],
+        3,
+        "--time 00:45:00",
+        "debug's MaxTime 00:30:00",
+        "use --partition batch (max 2-00:00:00, 2 nodes) or --partition gpu",
+    ),
     (["-a", "-1"], 2, "--array '-1'", "is not N, N-M or N-M:STEP", "e.g. --array 0-99%10"),
     (["--array", "x"], 2, "--array 'x'", "is not N, N-M or N-M:STEP", "e.g. --array 0-99%10"),
     (["-a", "5-1"], 2, "--array '5-1'", "is an empty range", "write the smaller index first"),
     (["-a", "1-3:0"], 2, "--array '1-3:0'", "is an empty range", "write the smaller index first"),
-    pytest.param(["-a", "0-9%x"], 2, "--array '0-9%x'", "%x is not a whole number of tasks", "; ", marks=NO_FIX),
-    (["-a", "0-99999"], 3, "--array 0-99999", "MaxArraySize on partition debug is 1001 (indices 0-1000)", "use `hpcx sweep`"),
+    pytest.param(
+        ["-a", "0-9%x"], 2, "--array '0-9%x'", "%x is not a whole number of tasks", "; ", marks=NO_FIX
+    ),
+    (
+        ["-a", "0-99999"],
+        3,
+        "--array 0-99999",
+        "MaxArraySize on partition debug is 1001 (indices 0-1000)",
+        "use `hpcx sweep`",
+    ),
     (["--set", "signal_lead_s=0"], 2, "signal_lead_s=0", "at least 30", "e.g. --set signal_lead_s=300"),
     (["--set", "signal_lead_s=-1"], 2, "signal_lead_s=-1", "whole seconds", "e.g. --set signal_lead_s=300"),
     (["--set", "signal_lead_s=x"], 2, "signal_lead_s=x", "whole seconds", "e.g. --set signal_lead_s=300"),
     (["--set", "signal_lead_s=³³"], 2, "signal_lead_s=³³", "whole seconds", "e.g. --set signal_lead_s=300"),
-    (["-p", "batch", "-t", "2-00:00:00", "--set", "signal_lead_s=70000"], 2, "signal_lead_s=70000", "at most 65535", "e.g. --set signal_lead_s=300"),
+    (
+        ["-p", "batch", "-t", "2-00:00:00", "--set", "signal_lead_s=70000"],
+        2,
+        "signal_lead_s=70000",
+        "at most 65535",
+        "e.g. --set signal_lead_s=300",
+    ),
     (["--set", "1x=2"], 2, "--set '1x=2'", "is not NAME=VALUE", "e.g. --set lr=0.1"),
     (["-p", "0"], 3, "--partition 0", "does not exist on hpcxtest", "use one of: debug, batch, gpu"),
     (["-p", "a b"], 2, "--partition 'a b'", "is not a plain name", "use letters, digits"),
@@ -84,9 +140,15 @@ ROWS = [
     (["--qos", "-1"], 2, "--qos '-1'", "is not a plain name", "starting with a letter or digit"),
     (["-J", ""], 2, "--name ''", "is not a plain name", "use letters, digits"),
     (["-r", "x"], 2, "--resource 'x'", "is not NAME=VALUE", "e.g. --resource"),
-    (["-r", "constraint=a100"], 2, "--resource constraint", "is not a resource of site testbed", "known: none"),
+    (
+        ["-r", "constraint=a100"],
+        2,
+        "--resource constraint",
+        "is not a resource of site testbed",
+        "known: none",
+    ),
     (["--after", "nope"], 2, "no run 'nope'", "", "list runs with `hpcx runs`"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(
@@ -104,10 +166,17 @@ def test_a_bad_value_is_refused_with_one_line_naming_value_limit_and_fix(
 
 @pytest.mark.parametrize(
     "args",
-    [["--gpus-per-node", "0"], ["-a", "0-9%0"], ["-a", "0-1000"], ["-N", "2"], ["-t", "2-00:00:00"],
-     ["--mem", "4000M"], ["--set", "signal_lead_s=65535", "-p", "batch", "-t", "2-00:00:00"]],
+    [
+        ["--gpus-per-node", "0"],
+        ["-a", "0-9%0"],
+        ["-a", "0-1000"],
+        ["-N", "2"],
+        ["-t", "2-00:00:00"],
+        ["--mem", "4000M"],
+        ["--set", "signal_lead_s=65535", "-p", "batch", "-t", "2-00:00:00"],
+    ],
     ids=" ".join,
-)  # fmt: skip
+)
 def test_values_slurm_takes_are_taken(capsys, args):
     assert _submit(capsys, *args) == (0, "")
 

@@ -67,61 +67,255 @@ DRAWN = "parameters.random.params.x:"
 
 SPEC_CASES = [
     # name, spec text, the message (value and limit), the fix
-    ("repeats 0", "parameters: {grid: {x: [1]}, repeats: 0}\n", "parameters.repeats 0 must be a whole number >= 1", REPEATS_FIX),
-    ("repeats -1", "parameters: {grid: {x: [1]}, repeats: -1}\n", "parameters.repeats -1 must be a whole number >= 1", REPEATS_FIX),
-    ("repeats word", "parameters: {grid: {x: [1]}, repeats: three}\n", "parameters.repeats 'three' must be a whole number >= 1", REPEATS_FIX),
-    ("repeats fraction", "parameters: {grid: {x: [1]}, repeats: 1.5}\n", "parameters.repeats 1.5 must be a whole number >= 1", REPEATS_FIX),
-    ("repeats boolean", "parameters: {grid: {x: [1]}, repeats: true}\n", "parameters.repeats True must be a whole number >= 1", REPEATS_FIX),
-    ("repeats huge", "parameters: {grid: {x: [1]}, repeats: HUGE}\n".replace("HUGE", HUGE),
-     f"the sweep (grid x: 1; zip 1; draws 1; repeats {HUGE}) gives {HUGE} tasks, {TOO_MANY}", COUNT_FIX),
+    (
+        "repeats 0",
+        "parameters: {grid: {x: [1]}, repeats: 0}\n",
+        "parameters.repeats 0 must be a whole number >= 1",
+        REPEATS_FIX,
+    ),
+    (
+        "repeats -1",
+        "parameters: {grid: {x: [1]}, repeats: -1}\n",
+        "parameters.repeats -1 must be a whole number >= 1",
+        REPEATS_FIX,
+    ),
+    (
+        "repeats word",
+        "parameters: {grid: {x: [1]}, repeats: three}\n",
+        "parameters.repeats 'three' must be a whole number >= 1",
+        REPEATS_FIX,
+    ),
+    (
+        "repeats fraction",
+        "parameters: {grid: {x: [1]}, repeats: 1.5}\n",
+        "parameters.repeats 1.5 must be a whole number >= 1",
+        REPEATS_FIX,
+    ),
+    (
+        "repeats boolean",
+        "parameters: {grid: {x: [1]}, repeats: true}\n",
+        "parameters.repeats True must be a whole number >= 1",
+        REPEATS_FIX,
+    ),
+    (
+        "repeats huge",
+        "parameters: {grid: {x: [1]}, repeats: HUGE}\n".replace("HUGE", HUGE),
+        f"the sweep (grid x: 1; zip 1; draws 1; repeats {HUGE}) gives {HUGE} tasks, {TOO_MANY}",
+        COUNT_FIX,
+    ),
     ("max_parallel 0", GRID + "max_parallel: 0\n", f"max_parallel 0 {PARALLEL}", PARALLEL_FIX),
     ("max_parallel -3", GRID + "max_parallel: -3\n", f"max_parallel -3 {PARALLEL}", PARALLEL_FIX),
     ("max_parallel word", GRID + "max_parallel: all\n", f"max_parallel 'all' {PARALLEL}", PARALLEL_FIX),
     ("max_parallel fraction", GRID + "max_parallel: 2.5\n", f"max_parallel 2.5 {PARALLEL}", PARALLEL_FIX),
     ("max_parallel boolean", GRID + "max_parallel: true\n", f"max_parallel True {PARALLEL}", PARALLEL_FIX),
-    ("max_parallel huge", GRID + "max_parallel: 4294967297\n", f"max_parallel 4294967297 {PARALLEL}", PARALLEL_FIX),
+    (
+        "max_parallel huge",
+        GRID + "max_parallel: 4294967297\n",
+        f"max_parallel 4294967297 {PARALLEL}",
+        PARALLEL_FIX,
+    ),
     ("seed word", GRID + "seed: lucky\n", "seed 'lucky' must be a whole number", "e.g. seed: 42"),
     ("seed fraction", GRID + "seed: 1.5\n", "seed 1.5 must be a whole number", "e.g. seed: 42"),
     ("seed empty", GRID + "seed:\n", "seed None must be a whole number", "e.g. seed: 42"),
-    ("draws 0", RANDOM.replace("draws: 2", "draws: 0") % "{uniform: [0, 1]}", "parameters.random.draws 0 must be a whole number >= 1", DRAWS_FIX),
-    ("draws -1", RANDOM.replace("draws: 2", "draws: -1") % "{uniform: [0, 1]}", "parameters.random.draws -1 must be a whole number >= 1", DRAWS_FIX),
-    ("draws word", RANDOM.replace("draws: 2", "draws: many") % "{uniform: [0, 1]}", "parameters.random.draws 'many' must be a whole number >= 1", DRAWS_FIX),
-    ("draws fraction", RANDOM.replace("draws: 2", "draws: 2.5") % "{uniform: [0, 1]}", "parameters.random.draws 2.5 must be a whole number >= 1", DRAWS_FIX),
-    ("draws boolean", RANDOM.replace("draws: 2", "draws: true") % "{uniform: [0, 1]}", "parameters.random.draws True must be a whole number >= 1", DRAWS_FIX),
-    ("draws missing", "parameters: {random: {params: {x: {uniform: [0, 1]}}}}\n", "parameters.random.draws None must be a whole number >= 1", DRAWS_FIX),
-    ("draws huge", RANDOM.replace("draws: 2", f"draws: {HUGE}") % "{uniform: [0, 1]}",
-     f"the sweep (grid none; zip 1; draws {HUGE}; repeats 1) gives {HUGE} tasks, {TOO_MANY}", COUNT_FIX),
-    ("random seed word", RANDOM.replace("draws: 2", "draws: 2, seed: x") % "{uniform: [0, 1]}", "parameters.random.seed 'x' must be a whole number", "e.g. seed: 42"),
-    ("uniform word", RANDOM % "{uniform: [low, 1]}", f"{DRAWN} uniform ['low', 1] needs two numbers", "e.g. {uniform: [0.001, 0.1]}"),
-    ("uniform infinite", RANDOM % "{uniform: [0, .inf]}", f"{DRAWN} uniform [0, inf] needs two numbers", "e.g. {uniform: [0.001, 0.1]}"),
-    ("loguniform 0", RANDOM % "{loguniform: [0, 1]}", f"{DRAWN} loguniform [0, 1] needs bounds > 0 (it draws their logarithms)", LOGUNIFORM_FIX),
-    ("loguniform high 0", RANDOM % "{loguniform: [0.1, 0]}", f"{DRAWN} loguniform [0.1, 0] needs bounds > 0 (it draws their logarithms)", LOGUNIFORM_FIX),
-    ("loguniform negative", RANDOM % "{loguniform: [0.1, -1]}", f"{DRAWN} loguniform [0.1, -1] needs bounds > 0 (it draws their logarithms)", LOGUNIFORM_FIX),
-    ("loguniform word", RANDOM % "{loguniform: [a, 1]}", f"{DRAWN} loguniform ['a', 1] needs two numbers", "e.g. {loguniform: [0.001, 0.1]}"),
-    ("randint reversed", RANDOM % "{randint: [5, 1]}", f"{DRAWN} randint [5, 1] {RANDINT}", "e.g. {randint: [1, 8]}"),
-    ("randint fraction", RANDOM % "{randint: [1.5, 3]}", f"{DRAWN} randint [1.5, 3] {RANDINT}", "e.g. {randint: [1, 8]}"),
-    ("randint word", RANDOM % "{randint: [1, many]}", f"{DRAWN} randint [1, 'many'] {RANDINT}", "e.g. {randint: [1, 8]}"),
-    ("range step 0", "parameters: {grid: {x: {range: [0, 1, 0]}}}\n", "parameters.grid.x: range [0, 1, 0] is empty", RANGE_EMPTY_FIX),
-    ("range backwards", "parameters: {grid: {x: {range: [0, 3, -1]}}}\n", "parameters.grid.x: range [0, 3, -1] is empty", RANGE_EMPTY_FIX),
-    ("range of nothing", "parameters: {grid: {x: {range: [1, 1]}}}\n", "parameters.grid.x: range [1, 1] is empty", RANGE_EMPTY_FIX),
-    ("range word", "parameters: {grid: {x: {range: [0, ten]}}}\n", "parameters.grid.x: range [0, 'ten'] needs numbers", RANGE_FIX),
-    ("range infinite", "parameters: {grid: {x: {range: [0, .inf]}}}\n", "parameters.grid.x: range [0, inf] needs numbers", RANGE_FIX),
-    ("range huge", "parameters: {grid: {x: {range: [0, HUGE]}}}\n".replace("HUGE", HUGE),
-     f"parameters.grid.x: range [0, {HUGE}] gives {HUGE} tasks, {TOO_MANY}", COUNT_FIX),
-    ("linspace n 0", "parameters: {grid: {x: {linspace: [0, 1, 0]}}}\n", f"parameters.grid.x: linspace [0, 1, 0] {LINSPACE}", "e.g. {linspace: [-4, -1, 4]}"),
-    ("linspace n -2", "parameters: {grid: {x: {linspace: [0, 1, -2]}}}\n", f"parameters.grid.x: linspace [0, 1, -2] {LINSPACE}", "e.g. {linspace: [-4, -1, 4]}"),
-    ("linspace n word", "parameters: {grid: {x: {linspace: [0, 1, few]}}}\n", f"parameters.grid.x: linspace [0, 1, 'few'] {LINSPACE}", "e.g. {linspace: [-4, -1, 4]}"),
-    ("linspace n fraction", "parameters: {grid: {x: {linspace: [0, 1, 2.5]}}}\n", f"parameters.grid.x: linspace [0, 1, 2.5] {LINSPACE}", "e.g. {linspace: [-4, -1, 4]}"),
-    ("linspace start word", "parameters: {grid: {x: {linspace: [zero, 1, 3]}}}\n", f"parameters.grid.x: linspace ['zero', 1, 3] {LINSPACE}", "e.g. {linspace: [-4, -1, 4]}"),
-    ("logspace stop word", "parameters: {grid: {x: {logspace: [0, one, 3]}}}\n", f"parameters.grid.x: logspace [0, 'one', 3] {LINSPACE}", "e.g. {logspace: [-4, -1, 4]}"),
-    ("linspace n huge", "parameters: {grid: {x: {linspace: [0, 1, HUGE]}}}\n".replace("HUGE", HUGE),
-     f"parameters.grid.x: linspace [0, 1, {HUGE}] gives {HUGE} tasks, {TOO_MANY}", COUNT_FIX),
-    ("logspace past floats", "parameters: {grid: {x: {logspace: [0, 400, 3]}}}\n", "parameters.grid.x: logspace [0, 400, 3] goes past 10**308, the largest float", "give exponents below 308 (logspace takes powers of 10)"),
-    ("grid product huge", "parameters: {grid: {x: {range: [0, 100000]}, y: {range: [0, 100000]}}}\n",
-     f"the sweep (grid x: 100000, y: 100000; zip 1; draws 1; repeats 1) gives 10000000000 tasks, {TOO_MANY}", COUNT_FIX),
-    ("zip times grid too many", "parameters: {grid: {x: {range: [0, 8192]}, y: {range: [0, 4096]}}, zip: {z: [1, 2]}}\n",
-     f"the sweep (grid x: 8192, y: 4096; zip 2; draws 1; repeats 1) gives 67108864 tasks, {TOO_MANY}", COUNT_FIX),
-]  # fmt: skip
+    (
+        "draws 0",
+        RANDOM.replace("draws: 2", "draws: 0") % "{uniform: [0, 1]}",
+        "parameters.random.draws 0 must be a whole number >= 1",
+        DRAWS_FIX,
+    ),
+    (
+        "draws -1",
+        RANDOM.replace("draws: 2", "draws: -1") % "{uniform: [0, 1]}",
+        "parameters.random.draws -1 must be a whole number >= 1",
+        DRAWS_FIX,
+    ),
+    (
+        "draws word",
+        RANDOM.replace("draws: 2", "draws: many") % "{uniform: [0, 1]}",
+        "parameters.random.draws 'many' must be a whole number >= 1",
+        DRAWS_FIX,
+    ),
+    (
+        "draws fraction",
+        RANDOM.replace("draws: 2", "draws: 2.5") % "{uniform: [0, 1]}",
+        "parameters.random.draws 2.5 must be a whole number >= 1",
+        DRAWS_FIX,
+    ),
+    (
+        "draws boolean",
+        RANDOM.replace("draws: 2", "draws: true") % "{uniform: [0, 1]}",
+        "parameters.random.draws True must be a whole number >= 1",
+        DRAWS_FIX,
+    ),
+    (
+        "draws missing",
+        "parameters: {random: {params: {x: {uniform: [0, 1]}}}}\n",
+        "parameters.random.draws None must be a whole number >= 1",
+        DRAWS_FIX,
+    ),
+    (
+        "draws huge",
+        RANDOM.replace("draws: 2", f"draws: {HUGE}") % "{uniform: [0, 1]}",
+        f"the sweep (grid none; zip 1; draws {HUGE}; repeats 1) gives {HUGE} tasks, {TOO_MANY}",
+        COUNT_FIX,
+    ),
+    (
+        "random seed word",
+        RANDOM.replace("draws: 2", "draws: 2, seed: x") % "{uniform: [0, 1]}",
+        "parameters.random.seed 'x' must be a whole number",
+        "e.g. seed: 42",
+    ),
+    (
+        "uniform word",
+        RANDOM % "{uniform: [low, 1]}",
+        f"{DRAWN} uniform ['low', 1] needs two numbers",
+        "e.g. {uniform: [0.001, 0.1]}",
+    ),
+    (
+        "uniform infinite",
+        RANDOM % "{uniform: [0, .inf]}",
+        f"{DRAWN} uniform [0, inf] needs two numbers",
+        "e.g. {uniform: [0.001, 0.1]}",
+    ),
+    (
+        "loguniform 0",
+        RANDOM % "{loguniform: [0, 1]}",
+        f"{DRAWN} loguniform [0, 1] needs bounds > 0 (it draws their logarithms)",
+        LOGUNIFORM_FIX,
+    ),
+    (
+        "loguniform high 0",
+        RANDOM % "{loguniform: [0.1, 0]}",
+        f"{DRAWN} loguniform [0.1, 0] needs bounds > 0 (it draws their logarithms)",
+        LOGUNIFORM_FIX,
+    ),
+    (
+        "loguniform negative",
+        RANDOM % "{loguniform: [0.1, -1]}",
+        f"{DRAWN} loguniform [0.1, -1] needs bounds > 0 (it draws their logarithms)",
+        LOGUNIFORM_FIX,
+    ),
+    (
+        "loguniform word",
+        RANDOM % "{loguniform: [a, 1]}",
+        f"{DRAWN} loguniform ['a', 1] needs two numbers",
+        "e.g. {loguniform: [0.001, 0.1]}",
+    ),
+    (
+        "randint reversed",
+        RANDOM % "{randint: [5, 1]}",
+        f"{DRAWN} randint [5, 1] {RANDINT}",
+        "e.g. {randint: [1, 8]}",
+    ),
+    (
+        "randint fraction",
+        RANDOM % "{randint: [1.5, 3]}",
+        f"{DRAWN} randint [1.5, 3] {RANDINT}",
+        "e.g. {randint: [1, 8]}",
+    ),
+    (
+        "randint word",
+        RANDOM % "{randint: [1, many]}",
+        f"{DRAWN} randint [1, 'many'] {RANDINT}",
+        "e.g. {randint: [1, 8]}",
+    ),
+    (
+        "range step 0",
+        "parameters: {grid: {x: {range: [0, 1, 0]}}}\n",
+        "parameters.grid.x: range [0, 1, 0] is empty",
+        RANGE_EMPTY_FIX,
+    ),
+    (
+        "range backwards",
+        "parameters: {grid: {x: {range: [0, 3, -1]}}}\n",
+        "parameters.grid.x: range [0, 3, -1] is empty",
+        RANGE_EMPTY_FIX,
+    ),
+    (
+        "range of nothing",
+        "parameters: {grid: {x: {range: [1, 1]}}}\n",
+        "parameters.grid.x: range [1, 1] is empty",
+        RANGE_EMPTY_FIX,
+    ),
+    (
+        "range word",
+        "parameters: {grid: {x: {range: [0, ten]}}}\n",
+        "parameters.grid.x: range [0, 'ten'] needs numbers",
+        RANGE_FIX,
+    ),
+    (
+        "range infinite",
+        "parameters: {grid: {x: {range: [0, .inf]}}}\n",
+        "parameters.grid.x: range [0, inf] needs numbers",
+        RANGE_FIX,
+    ),
+    (
+        "range huge",
+        "parameters: {grid: {x: {range: [0, HUGE]}}}\n".replace("HUGE", HUGE),
+        f"parameters.grid.x: range [0, {HUGE}] gives {HUGE} tasks, {TOO_MANY}",
+        COUNT_FIX,
+    ),
+    (
+        "linspace n 0",
+        "parameters: {grid: {x: {linspace: [0, 1, 0]}}}\n",
+        f"parameters.grid.x: linspace [0, 1, 0] {LINSPACE}",
+        "e.g. {linspace: [-4, -1, 4]}",
+    ),
+    (
+        "linspace n -2",
+        "parameters: {grid: {x: {linspace: [0, 1, -2]}}}\n",
+        f"parameters.grid.x: linspace [0, 1, -2] {LINSPACE}",
+        "e.g. {linspace: [-4, -1, 4]}",
+    ),
+    (
+        "linspace n word",
+        "parameters: {grid: {x: {linspace: [0, 1, few]}}}\n",
+        f"parameters.grid.x: linspace [0, 1, 'few'] {LINSPACE}",
+        "e.g. {linspace: [-4, -1, 4]}",
+    ),
+    (
+        "linspace n fraction",
+        "parameters: {grid: {x: {linspace: [0, 1, 2.5]}}}\n",
+        f"parameters.grid.x: linspace [0, 1, 2.5] {LINSPACE}",
+        "e.g. {linspace: [-4, -1, 4]}",
+    ),
+    (
+        "linspace start word",
+        "parameters: {grid: {x: {linspace: [zero, 1, 3]}}}\n",
+        f"parameters.grid.x: linspace ['zero', 1, 3] {LINSPACE}",
+        "e.g. {linspace: [-4, -1, 4]}",
+    ),
+    (
+        "logspace stop word",
+        "parameters: {grid: {x: {logspace: [0, one, 3]}}}\n",
+        f"parameters.grid.x: logspace [0, 'one', 3] {LINSPACE}",
+        "e.g. {logspace: [-4, -1, 4]}",
+    ),
+    (
+        "linspace n huge",
+        "parameters: {grid: {x: {linspace: [0, 1, HUGE]}}}\n".replace("HUGE", HUGE),
+        f"parameters.grid.x: linspace [0, 1, {HUGE}] gives {HUGE} tasks, {TOO_MANY}",
+        COUNT_FIX,
+    ),
+    (
+        "logspace past floats",
+        "parameters: {grid: {x: {logspace: [0, 400, 3]}}}\n",
+        "parameters.grid.x: logspace [0, 400, 3] goes past 10**308, the largest float",
+        "give exponents below 308 (logspace takes powers of 10)",
+    ),
+    (
+        "grid product huge",
+        "parameters: {grid: {x: {range: [0, 100000]}, y: {range: [0, 100000]}}}\n",
+        f"the sweep (grid x: 100000, y: 100000; zip 1; draws 1; repeats 1) gives 10000000000 tasks, {TOO_MANY}",
+        COUNT_FIX,
+    ),
+    (
+        "zip times grid too many",
+        "parameters: {grid: {x: {range: [0, 8192]}, y: {range: [0, 4096]}}, zip: {z: [1, 2]}}\n",
+        f"the sweep (grid x: 8192, y: 4096; zip 2; draws 1; repeats 1) gives 67108864 tasks, {TOO_MANY}",
+        COUNT_FIX,
+    ),
+]
 
 
 @pytest.mark.parametrize("name, body, message, fix", SPEC_CASES, ids=[c[0] for c in SPEC_CASES])
@@ -165,7 +359,7 @@ RESOURCE_CASES = [
     ("time: -5", 2, ["--time '-5' is not a Slurm time", "e.g. --time 01:30:00"]),
     ("time: soon", 2, ["--time 'soon' is not a Slurm time"]),
     ("time: 99999999", 3, ["exceeds partition batch's MaxTime 2-00:00:00"]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("resource, exit_code, words", RESOURCE_CASES, ids=[c[0] for c in RESOURCE_CASES])
@@ -185,7 +379,7 @@ OPTION_CASES = [
     ("1.5", ["'--max-parallel': '1.5' is not a valid integer"]),
     ("67108864", ["--max-parallel 67108864 must be a whole number from 1 to 67108863", "e.g. 8"]),
     ("4294967297", ["--max-parallel 4294967297 must be a whole number from 1 to 67108863"]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("value, words", OPTION_CASES, ids=[c[0] for c in OPTION_CASES])
@@ -200,19 +394,22 @@ def test_a_bad_max_parallel_option_is_a_usage_error(sweep, value, words):
     assert code == 2 and doc["error"]["exit_code"] == 2 and words[0] in doc["error"]["message"]
 
 
-@pytest.mark.parametrize("body, args, arrays", [
-    (GRID + "max_parallel: 1\n", [], ["0-1%1"]),
-    (GRID + "max_parallel: 67108863\n", [], ["0-1%67108863"]),
-    (GRID + "max_parallel: 5\n", ["--max-parallel", "2"], ["0-1%2"]),  # the option wins over the spec
-    (GRID + "seed: -7\n", [], ["0-1"]),
-    (GRID + "seed: 0\n", [], ["0-1"]),
-    ("parameters: {grid: {x: {range: [-3, 0]}}}\n", [], ["0-2"]),
-    ("parameters: {grid: {x: {linspace: [-1, 1, 1]}}}\n", [], ["0"]),
-    (RANDOM % "{uniform: [-1, 1]}", [], ["0-1"]),
-    (RANDOM % "{randint: [-2, -2]}", [], ["0-1"]),
-    (RANDOM % "{loguniform: [1e-5, 1e-2]}", [], ["0-1"]),  # PyYAML reads 1e-5 as text: still a number
-    (GRID + "resources: {gpus_per_node: 0, time: 30, mem: 1G}\n", [], ["0-1"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, args, arrays",
+    [
+        (GRID + "max_parallel: 1\n", [], ["0-1%1"]),
+        (GRID + "max_parallel: 67108863\n", [], ["0-1%67108863"]),
+        (GRID + "max_parallel: 5\n", ["--max-parallel", "2"], ["0-1%2"]),  # the option wins over the spec
+        (GRID + "seed: -7\n", [], ["0-1"]),
+        (GRID + "seed: 0\n", [], ["0-1"]),
+        ("parameters: {grid: {x: {range: [-3, 0]}}}\n", [], ["0-2"]),
+        ("parameters: {grid: {x: {linspace: [-1, 1, 1]}}}\n", [], ["0"]),
+        (RANDOM % "{uniform: [-1, 1]}", [], ["0-1"]),
+        (RANDOM % "{randint: [-2, -2]}", [], ["0-1"]),
+        (RANDOM % "{loguniform: [1e-5, 1e-2]}", [], ["0-1"]),  # PyYAML reads 1e-5 as text: still a number
+        (GRID + "resources: {gpus_per_node: 0, time: 30, mem: 1G}\n", [], ["0-1"]),
+    ],
+)
 def test_numbers_slurm_takes_are_taken(sweep, body, args, arrays):
     code, out, err = sweep(body, *args, json_out=True)
     assert code == 0, err

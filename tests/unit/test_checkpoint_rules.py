@@ -190,8 +190,10 @@ def test_every_step_torn_names_each_with_why_and_the_fix(tmp_path):
     _rewrite_manifest(tmp_path / "step-00000001", format="x")
     with pytest.raises(RuntimeFailure) as err:
         cp.load()
-    assert err.value.message == (f"no good checkpoint in {tmp_path}: step 2: replicated.pt missing; step 1: "
-                                 "manifest.json is not an hpcx checkpoint manifest")  # fmt: skip
+    assert err.value.message == (
+        f"no good checkpoint in {tmp_path}: step 2: replicated.pt missing; step 1: "
+        "manifest.json is not an hpcx checkpoint manifest"
+    )
     assert err.value.hint == f"move {tmp_path} aside to start afresh"
 
 
@@ -314,8 +316,14 @@ def test_a_background_save_keeps_containers_and_their_types(tmp_path):
     ordered = collections.OrderedDict(a=torch.ones(2))
     ordered._metadata = {"a": {"version": 1}}  # what state_dict() carries
     sparse = torch.eye(3).to_sparse()
-    state = {"ordered": ordered, "point": Point(torch.zeros(1), 2), "pair": (1, [torch.ones(1), "s"]),
-             "sparse": sparse, "view": torch.arange(10.0)[2:6], "other": {"k": {1, 2}}}  # fmt: skip
+    state = {
+        "ordered": ordered,
+        "point": Point(torch.zeros(1), 2),
+        "pair": (1, [torch.ones(1), "s"]),
+        "sparse": sparse,
+        "view": torch.arange(10.0)[2:6],
+        "other": {"k": {1, 2}},
+    }
     cp = Checkpointer(tmp_path)
     cp.save(1, state, background=True)
     state["view"].add_(100)  # the training loop goes on changing its tensors: the saved copy must not

@@ -45,8 +45,17 @@ def test_submitted_program_gets_its_own_flags(hpcx):
 
 
 def test_set_names_are_upper_case_in_the_job(hpcx):
-    doc = hpcx.json("submit", "serial", "--set", "seed=1", "--set", "Lr=0.5",
-                    "python", "-c", "import os; print('got', os.environ['HPCX_VAR_SEED'], os.environ['HPCX_VAR_LR'])")  # fmt: skip
+    doc = hpcx.json(
+        "submit",
+        "serial",
+        "--set",
+        "seed=1",
+        "--set",
+        "Lr=0.5",
+        "python",
+        "-c",
+        "import os; print('got', os.environ['HPCX_VAR_SEED'], os.environ['HPCX_VAR_LR'])",
+    )
     assert hpcx.wait_finished(doc["run_id"], timeout_s=60)["state"] == "COMPLETED"
     assert "got 1 0.5" in hpcx("logs", doc["run_id"]).stdout
 
@@ -62,14 +71,23 @@ def test_help_states_the_rules(hpcx):
     assert "Options end at the command's first word" in out
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["serial", "python", "t.py", "-N", "2"], ["--", "serial", "python", "t.py", "-N", "2"]),
-    (["-N", "2", "serial", "--", "t", "--lr", "1"], ["-N", "2", "--", "serial", "t", "--lr", "1"]),
-    (["serial", "-t5", "--time=6", "-p", "x", "cmd"], ["-t5", "--time=6", "-p", "x", "--", "serial", "cmd"]),
-    (["serial", "--profile", "--dry-run", "cmd", "--profile"], ["--profile", "--dry-run", "--", "serial", "cmd", "--profile"]),
-    (["./job.sh", "-t", "30"], ["-t", "30", "--", "./job.sh"]),
-    (["--help"], ["--help", "--"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["serial", "python", "t.py", "-N", "2"], ["--", "serial", "python", "t.py", "-N", "2"]),
+        (["-N", "2", "serial", "--", "t", "--lr", "1"], ["-N", "2", "--", "serial", "t", "--lr", "1"]),
+        (
+            ["serial", "-t5", "--time=6", "-p", "x", "cmd"],
+            ["-t5", "--time=6", "-p", "x", "--", "serial", "cmd"],
+        ),
+        (
+            ["serial", "--profile", "--dry-run", "cmd", "--profile"],
+            ["--profile", "--dry-run", "--", "serial", "cmd", "--profile"],
+        ),
+        (["./job.sh", "-t", "30"], ["-t", "30", "--", "./job.sh"]),
+        (["--help"], ["--help", "--"]),
+    ],
+)
 def test_split_at_command(args, expected):
     from hpcx.cli.jobs import split_at_command, submit
 

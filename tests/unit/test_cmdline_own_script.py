@@ -58,22 +58,28 @@ def test_the_scripts_own_logs_stand(tmp_path):
     assert not any(a.startswith("--error") for a in _args(prep, tmp_path))
 
 
-@pytest.mark.parametrize("directives, message", [
-    ("#SBATCH -p gpu --gres=gpu:a100:1", "asks for a100 GPUs, but partition gpu has tesla"),
-    ("#SBATCH -p batch --gres=gpu:v100:1", "asks for v100 GPUs, but partition batch has tesla"),
-    ("#SBATCH -p batch --nodes=1-3", "--nodes 1-3 allows 3 nodes, over partition batch's MaxNodes 2"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "directives, message",
+    [
+        ("#SBATCH -p gpu --gres=gpu:a100:1", "asks for a100 GPUs, but partition gpu has tesla"),
+        ("#SBATCH -p batch --gres=gpu:v100:1", "asks for v100 GPUs, but partition batch has tesla"),
+        ("#SBATCH -p batch --nodes=1-3", "--nodes 1-3 allows 3 nodes, over partition batch's MaxNodes 2"),
+    ],
+)
 def test_pre_flight_checks_what_the_script_asks(tmp_path, directives, message):
     with pytest.raises(RejectedError, match=message):
         _prep(tmp_path, directives)
 
 
-@pytest.mark.parametrize("directives, nodes, per_node", [
-    ("#SBATCH -p batch -n 6", 2, 3),  # 4 CPUs per node: Slurm spreads 6 tasks over 2 nodes
-    ("#SBATCH -p batch -n 4 -c 2", 2, 2),
-    ("#SBATCH -p batch -n 3", 1, 3),
-    ("#SBATCH -t 5 -n 6", 2, 3),  # no partition: checked on 2 nodes, and one is chosen that has them
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "directives, nodes, per_node",
+    [
+        ("#SBATCH -p batch -n 6", 2, 3),  # 4 CPUs per node: Slurm spreads 6 tasks over 2 nodes
+        ("#SBATCH -p batch -n 4 -c 2", 2, 2),
+        ("#SBATCH -p batch -n 3", 1, 3),
+        ("#SBATCH -t 5 -n 6", 2, 3),  # no partition: checked on 2 nodes, and one is chosen that has them
+    ],
+)
 def test_tasks_without_a_node_count_are_checked_spread_as_slurm_spreads_them(
     tmp_path, directives, nodes, per_node
 ):

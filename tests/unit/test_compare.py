@@ -35,8 +35,13 @@ def _log(monkeypatch, run_dir, task, points):
 
 
 def _sweep(runs_root, monkeypatch, losses=LOSS, log=True):
-    spec = parse_spec({"name": "scan", "command": ["python", "train.py", "--lr", "{lr}"],
-                       "parameters": {"grid": {"lr": list(losses)}, "repeats": 3}})  # fmt: skip
+    spec = parse_spec(
+        {
+            "name": "scan",
+            "command": ["python", "train.py", "--lr", "{lr}"],
+            "parameters": {"grid": {"lr": list(losses)}, "repeats": 3},
+        }
+    )
     run = create_run(runs_root)
     tasks = expand(spec)
     atomic_write(run.dir / "tasks.jsonl", task_table(tasks))
@@ -76,10 +81,32 @@ def test_sweep_tasks_group_by_parameters_with_seeds_as_replicates(hpcx, runs_roo
         "left_out",
         "notes",
     }
-    assert set(doc["groups"][0]) == {"name", "params", "left_out", "n", "mean", "std", "median", "iqm", "min",
-                                     "max", "ci", "replicates"}  # fmt: skip
-    assert set(doc["comparisons"][0]) == {"a", "b", "difference", "ci", "welch", "mann_whitney", "p_adjusted",
-                                          "cohens_d", "cliffs_delta", "seeds_needed"}  # fmt: skip
+    assert set(doc["groups"][0]) == {
+        "name",
+        "params",
+        "left_out",
+        "n",
+        "mean",
+        "std",
+        "median",
+        "iqm",
+        "min",
+        "max",
+        "ci",
+        "replicates",
+    }
+    assert set(doc["comparisons"][0]) == {
+        "a",
+        "b",
+        "difference",
+        "ci",
+        "welch",
+        "mann_whitney",
+        "p_adjusted",
+        "cohens_d",
+        "cliffs_delta",
+        "seeds_needed",
+    }
     assert doc["metric"] == {"name": "loss", "source": "logged", "reduce": "last", "unit": None}
     assert [g["name"] for g in doc["groups"]] == ["lr=0.01", "lr=0.1"] and doc["runs"] == [run.id]
     low = doc["groups"][0]
@@ -95,8 +122,12 @@ def test_sweep_tasks_group_by_parameters_with_seeds_as_replicates(hpcx, runs_roo
     assert (row["a"], row["b"]) == ("lr=0.01", "lr=0.1")
     assert row["difference"] == pytest.approx(stats.mean(LOSS[0.01]) - stats.mean(LOSS[0.1]))
     assert row["welch"]["p"] == pytest.approx(stats.welch(LOSS[0.01], LOSS[0.1]).pvalue)
-    assert row["mann_whitney"] == {"u": 9.0, "p": pytest.approx(0.1), "method": "exact",
-                                   "p_adjusted": pytest.approx(0.1)}  # fmt: skip
+    assert row["mann_whitney"] == {
+        "u": 9.0,
+        "p": pytest.approx(0.1),
+        "method": "exact",
+        "p_adjusted": pytest.approx(0.1),
+    }
     assert row["cliffs_delta"] == 1.0 and row["p_adjusted"] == row["welch"]["p"]  # one comparison
     assert row["seeds_needed"]["n"] == 2 and row["ci"]["low"] > 0
 
@@ -138,14 +169,18 @@ def test_single_runs_group_by_their_variables_against_a_baseline(hpcx, runs_root
     raw = [c["welch"]["p"] for c in doc["comparisons"]]
     assert [c["p_adjusted"] for c in doc["comparisons"]] == pytest.approx(stats.holm(raw))
     assert doc["groups"][0]["replicates"][0] == {
-        "run_id": ids[0], "task": None, "seed": "0", "value": 1.0,
+        "run_id": ids[0],
+        "task": None,
+        "seed": "0",
+        "value": 1.0,
         "source": {"file": "metrics/rank-00000.jsonl", "field": "loss", "how": "last of 1 logged step(s)"},
-    }  # fmt: skip
+    }
     adjusted = stats.holm([c["mann_whitney"]["p"] for c in doc["comparisons"]])
     assert [c["mann_whitney"]["p_adjusted"] for c in doc["comparisons"]] == pytest.approx(adjusted)
     bh = hpcx.json("compare", *ids, "--metric", "loss", "--correction", "bh", "--detect", "0.5")
-    assert [c["p_adjusted"] for c in bh["comparisons"]] == pytest.approx(stats.benjamini_hochberg(
-        [c["welch"]["p"] for c in bh["comparisons"]]))  # fmt: skip
+    assert [c["p_adjusted"] for c in bh["comparisons"]] == pytest.approx(
+        stats.benjamini_hochberg([c["welch"]["p"] for c in bh["comparisons"]])
+    )
     assert len(bh["comparisons"]) == 3 and {c["seeds_needed"]["difference"] for c in bh["comparisons"]} == {
         0.5
     }
@@ -157,8 +192,17 @@ def test_report_numbers_of_sweep_tasks(hpcx, runs_root, monkeypatch):
         wall = 10.0 + task.params["lr"] * 100 + task.id % 3
         writer = RecordWriter(rank_file(run.dir / "profile" / f"task-{task.id:05d}", 0))
         writer.write({"type": "start", "t": 1000.0, "rank": 0, "node": "n1", "attempt": 0, "cpus_allowed": 1})
-        writer.write({"type": "end", "t": 1000.0 + wall, "rank": 0, "exit_code": 0, "wall_s": wall,
-                      "cpu_s": wall / 2, "peak_rss_mb": 100.0 + task.id})  # fmt: skip
+        writer.write(
+            {
+                "type": "end",
+                "t": 1000.0 + wall,
+                "rank": 0,
+                "exit_code": 0,
+                "wall_s": wall,
+                "cpu_s": wall / 2,
+                "peak_rss_mb": 100.0 + task.id,
+            }
+        )
         writer.close()
     doc = hpcx.json("compare", "--sweep", run.id, "--metric", "wall_s", "--ci", "t")
     assert doc["metric"] == {"name": "wall_s", "source": "report", "reduce": None, "unit": "s"}
@@ -174,8 +218,9 @@ def test_report_numbers_of_sweep_tasks(hpcx, runs_root, monkeypatch):
 
 def test_out_writes_markdown_json_and_plots(hpcx, runs_root, monkeypatch, tmp_path):
     pytest.importorskip("matplotlib")
-    run, _ = _sweep(runs_root, monkeypatch, losses={0.01: [0.5, 0.55, 0.52], 0.1: [0.3, 0.33, 0.31],
-                                                    1.0: [0.9, 1.3, 1.1]})  # fmt: skip
+    run, _ = _sweep(
+        runs_root, monkeypatch, losses={0.01: [0.5, 0.55, 0.52], 0.1: [0.3, 0.33, 0.31], 1.0: [0.9, 1.3, 1.1]}
+    )
     out = tmp_path / "cmp"
     doc = hpcx.json(
         "compare", "--sweep", run.id, "--metric", "loss", "--stat", "iqm", "--ci", "bca", "--out", str(out)
@@ -221,14 +266,16 @@ def test_errors_name_the_value_and_the_fix(hpcx, runs_root, monkeypatch):
     single = _single(runs_root, monkeypatch, {"seed": "1"}, [(1, 0.4)])
     assert "not a sweep" in _error(hpcx, "--sweep", single.id, "--metric", "loss")
     assert "fewer than 2 replicates: all (n=1)" in _error(hpcx, single.id, "--metric", "loss")
-    assert "--baseline 'lr=5' matches no group" in _error(hpcx, run.id, "--metric", "loss", "--skip-missing",
-                                                          "--baseline", "lr=5")  # fmt: skip
+    assert "--baseline 'lr=5' matches no group" in _error(
+        hpcx, run.id, "--metric", "loss", "--skip-missing", "--baseline", "lr=5"
+    )
     assert "--by model: no run has such a parameter" in _error(
         hpcx, run.id, "--metric", "loss", "--by", "model"
     )
     assert "compare needs runs" in _error(hpcx, "--metric", "loss")
-    assert "--ci t is an interval for the mean" in _error(hpcx, run.id, "--metric", "loss", "--skip-missing",
-                                                          "--ci", "t", "--stat", "median")  # fmt: skip
+    assert "--ci t is an interval for the mean" in _error(
+        hpcx, run.id, "--metric", "loss", "--skip-missing", "--ci", "t", "--stat", "median"
+    )
 
 
 def test_nan_and_constant_groups_give_json_nulls(hpcx, runs_root, monkeypatch):
@@ -256,14 +303,28 @@ def test_report_numbers_of_single_runs_name_their_source(hpcx, runs_root):
     atomic_write_json(run.dir / "manifest.json", {"variables": {"seed": "2"}, "resources": {}})
     writer = RecordWriter(rank_file(run.dir / "profile", 0))
     writer.write({"type": "start", "t": 1000.0, "rank": 0, "node": "n1", "attempt": 0, "cpus_allowed": 1})
-    writer.write({"type": "end", "t": 1031.0, "rank": 0, "exit_code": 0, "wall_s": 31.0, "cpu_s": 20.0,
-                  "peak_rss_mb": 100.0})  # fmt: skip
+    writer.write(
+        {
+            "type": "end",
+            "t": 1031.0,
+            "rank": 0,
+            "exit_code": 0,
+            "wall_s": 31.0,
+            "cpu_s": 20.0,
+            "peak_rss_mb": 100.0,
+        }
+    )
     writer.close()
     ids.append(run.id)
     (group,) = hpcx.json("compare", *ids, "--metric", "wall_s")["groups"]
     assert [(r["run_id"], r["value"]) for r in group["replicates"]] == list(zip(ids, [30.0, 32.0, 31.0]))
     assert [r["source"] for r in group["replicates"]] == [
         {"file": "report/report.json", "field": "summary.wall_s", "how": "as written by hpcx report"}
-    ] * 2 + [{"file": "profile/", "field": "summary.wall_s",
-              "how": "report built from the profile records (no report/report.json)"}]  # fmt: skip
+    ] * 2 + [
+        {
+            "file": "profile/",
+            "field": "summary.wall_s",
+            "how": "report built from the profile records (no report/report.json)",
+        }
+    ]
     assert not (run.dir / "report" / "report.json").exists()  # built, not written

@@ -17,8 +17,17 @@ def _ranks(run, tasks, failing_lr):
         w = RecordWriter(rank_file(run.dir / "profile" / f"task-{task.id:05d}", 0))
         w.write({"type": "start", "t": 1000.0, "rank": 0, "node": "n1", "attempt": 0})
         code = 1 if task.params["lr"] == failing_lr else 0
-        w.write({"type": "end", "t": 1002.0, "rank": 0, "exit_code": code, "wall_s": 2.0, "cpu_s": 1.0,
-                 "peak_rss_mb": 10.0})  # fmt: skip
+        w.write(
+            {
+                "type": "end",
+                "t": 1002.0,
+                "rank": 0,
+                "exit_code": code,
+                "wall_s": 2.0,
+                "cpu_s": 1.0,
+                "peak_rss_mb": 10.0,
+            }
+        )
         w.close()
 
 
@@ -31,13 +40,16 @@ def test_failed_tasks_are_left_out_and_counted(hpcx, runs_root, monkeypatch):
         ("lr=0.1", 3, 0),
     ]
     assert sorted((r["group"], r["task"], r["state"]) for r in doc["left_out"]) == [
-        ("lr=1", t.id, "FAILED") for t in tasks if t.params["lr"] == 1.0]  # fmt: skip
+        ("lr=1", t.id, "FAILED") for t in tasks if t.params["lr"] == 1.0
+    ]
     text = hpcx("compare", "--sweep", run.id, "--metric", "loss").stdout
     assert text.splitlines()[0].startswith(
         f"loss (rank 0's last value): 6 replicates in 2 groups (tasks of sweep run {run.id}; 3 not completed, left out)"
     )
-    assert ("note: lr=1: 3 replicates left out (3 FAILED; only completed tasks and runs count, --include-failed "
-            "keeps them)") in text  # fmt: skip
+    assert (
+        "note: lr=1: 3 replicates left out (3 FAILED; only completed tasks and runs count, --include-failed "
+        "keeps them)"
+    ) in text
     kept = hpcx.json("compare", "--sweep", run.id, "--metric", "loss", "--include-failed")
     assert [(g["name"], g["n"]) for g in kept["groups"]] == [("lr=0.01", 3), ("lr=0.1", 3), ("lr=1", 3)]
     assert kept["left_out"] == [] and not any("left out" in n for n in kept["notes"])

@@ -30,8 +30,13 @@ FETCHING = {"src", "href", "xlink:href", "action", "formaction", "poster", "data
 
 def _sweep(runs_root, monkeypatch):
     """A 2 lr x 1 tag x 4 repeats sweep, each task logging step_time_s through hpcx.runtime.log."""
-    spec = parse_spec({"name": "scan", "command": ["python", "train.py", "--lr", "{lr}"],
-                       "parameters": {"grid": {"lr": list(TIMES), "tag": [NASTY]}, "repeats": 4}})  # fmt: skip
+    spec = parse_spec(
+        {
+            "name": "scan",
+            "command": ["python", "train.py", "--lr", "{lr}"],
+            "parameters": {"grid": {"lr": list(TIMES), "tag": [NASTY]}, "repeats": 4},
+        }
+    )
     run = create_run(runs_root)
     tasks = expand(spec)
     atomic_write(run.dir / "tasks.jsonl", task_table(tasks))
@@ -107,9 +112,15 @@ def test_html_is_self_contained_and_traces_every_value(hpcx, runs_root, monkeypa
     run, tasks = _sweep(runs_root, monkeypatch)
     out = tmp_path / "cmp"
     doc = _compare(hpcx, run, out, "--ci", "percentile", "--resamples", "2000", "--seed", "7")
-    assert sorted(p.name for p in out.iterdir()) == ["compare.html", "compare.json", "compare.md",
-                                                     "differences.pdf", "differences.svg", "groups.pdf",
-                                                     "groups.svg"]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == [
+        "compare.html",
+        "compare.json",
+        "compare.md",
+        "differences.pdf",
+        "differences.svg",
+        "groups.pdf",
+        "groups.svg",
+    ]
     assert str(out / "compare.html") in doc["written"]
     html = (out / "compare.html").read_text()
     page = _page(out / "compare.html")
@@ -156,8 +167,15 @@ def test_html_is_self_contained_and_traces_every_value(hpcx, runs_root, monkeypa
     g = doc["groups"][0]
     assert group_row[2] == f"{g['mean']:.4g} [{g['ci']['low']:.4g}, {g['ci']['high']:.4g}]"
     head = next(r for r in page.rows if r[:3] == ["A", "B", "A - B"])
-    assert head[4:11] == ["Welch p", "Welch p (holm)", "MWU p", "MWU p (holm)", "Cohen's d", "Cliff's delta",
-                          "seeds needed"]  # fmt: skip
+    assert head[4:11] == [
+        "Welch p",
+        "Welch p (holm)",
+        "MWU p",
+        "MWU p (holm)",
+        "Cohen's d",
+        "Cliff's delta",
+        "seeds needed",
+    ]
     (c,) = doc["comparisons"]
     row = page.rows[page.rows.index(head) + 1]
     assert row[0] == group_name and row[2] == f"{c['difference']:.4g}"
@@ -196,8 +214,10 @@ def test_markdown_carries_the_replicate_table(hpcx, runs_root, monkeypatch, tmp_
     assert "| group | run | task | seed | value | file | field | how |" in md
     for g in doc["groups"]:
         for r in g["replicates"]:
-            line = (f"| lr={g['params']['lr']:g},tag={tag} | {run.id} | {r['task']} | {r['seed']} | "
-                    f"{r['value']!r} | metrics/task-{r['task']:05d}/rank-00000.jsonl | step_time_s |")  # fmt: skip
+            line = (
+                f"| lr={g['params']['lr']:g},tag={tag} | {run.id} | {r['task']} | {r['seed']} | "
+                f"{r['value']!r} | metrics/task-{r['task']:05d}/rank-00000.jsonl | step_time_s |"
+            )
             assert line in md
     # Every table row has as many cells as its head: the escaped pipes did not split a cell.
     for block in re.findall(r"(?:^\|.*\|$\n?)+", md, re.M):
@@ -250,9 +270,19 @@ def test_chromium_renders_the_page_with_its_plots(hpcx, runs_root, monkeypatch, 
     out = tmp_path / "cmp"
     _compare(hpcx, run, out)
     shot = tmp_path / "page.png"
-    cmd = [shutil.which("chromium"), "--headless=new", "--disable-gpu", "--no-sandbox", "--hide-scrollbars",
-           f"--user-data-dir={tmp_path / 'profile'}", "--no-first-run", "--disable-extensions",
-           f"--screenshot={shot}", "--window-size=1200,2000", (out / "compare.html").as_uri()]  # fmt: skip
+    cmd = [
+        shutil.which("chromium"),
+        "--headless=new",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--screenshot={shot}",
+        "--window-size=1200,2000",
+        (out / "compare.html").as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
     shape, colours = _colours(shot)

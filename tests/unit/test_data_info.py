@@ -204,8 +204,18 @@ def test_data_info_prints_a_table_and_a_versioned_json_document(hpcx, tmp_path):
     lines = text.splitlines()
     assert lines[0].startswith(f"{path}: ") and "4 datasets, 1 group;" in lines[0]
     header, *rows = lines[2:7]
-    assert header.split() == ["DATASET", "SHAPE", "DTYPE", "LAYOUT", "CHUNKS", "FILTERS", "STORED", "LOGICAL",
-                              "ATTRS", "FINGERPRINT"]  # fmt: skip
+    assert header.split() == [
+        "DATASET",
+        "SHAPE",
+        "DTYPE",
+        "LAYOUT",
+        "CHUNKS",
+        "FILTERS",
+        "STORED",
+        "LOGICAL",
+        "ATTRS",
+        "FINGERPRINT",
+    ]
     chunks = "x".join(map(str, info.inspect(path)["datasets"][0]["chunks"]))
     assert rows[0].split()[:6] == ["/floats", "1000x3x4", "<f8", "chunked", chunks, "deflate(4)"]
     assert rows[-1].split()[-1] == info.inspect(path)["datasets"][-1]["fingerprint"]["sha256"][:16]
@@ -213,8 +223,20 @@ def test_data_info_prints_a_table_and_a_versioned_json_document(hpcx, tmp_path):
     for args in (["data", "info", "--json", str(path)], ["--json", "data", "info", str(path)]):
         doc = json.loads(hpcx(*args).stdout)
         assert (doc["hpcx"], doc["kind"], doc["fingerprint"]["sha256"]) == (1, "data.info", expected)
-        assert set(doc) == {"hpcx", "kind", "file", "size_bytes", "userblock_bytes", "superblock_version",
-                            "libver", "hdf5_version", "fingerprint", "groups", "datasets", "links"}  # fmt: skip
+        assert set(doc) == {
+            "hpcx",
+            "kind",
+            "file",
+            "size_bytes",
+            "userblock_bytes",
+            "superblock_version",
+            "libver",
+            "hdf5_version",
+            "fingerprint",
+            "groups",
+            "datasets",
+            "links",
+        }
     quick = json.loads(hpcx("data", "info", "--json", "--quick", str(path)).stdout)
     assert quick["fingerprint"]["mode"] == "full"  # every dataset fits in the sample: read in full
 
@@ -248,9 +270,8 @@ def test_a_bad_file_is_one_line_and_exit_2(hpcx, tmp_path, name, make, words):
 
 
 def test_an_hdf5_input_declared_at_submission_gets_its_content_fingerprint(hpcx, runs_root, tmp_path):
-    data = write(
-        tmp_path / "train.dat", values(), chunks=True, compression="gzip"
-    )  # found by signature, not name
+    # found by signature, not name
+    data = write(tmp_path / "train.dat", values(), chunks=True, compression="gzip")
     notes = tmp_path / "notes.h5"
     notes.write_text("not HDF5\n")
     doc = hpcx.json("submit", "serial", "--input", str(data), "--input", str(notes), "--", "true")

@@ -17,12 +17,20 @@ GOLDEN = REPO / "tests" / "golden"
 SITES = {"local": None, "testbed": str(REPO / "examples" / "sites" / "testbed.yaml")}
 CASES = {
     "serial": Request("serial", {"time": "20", "name": "prep"}, {"dataset": "run 1"}, ("python", "prep.py")),
-    "mpi": Request("mpi", {"nodes": "2", "ntasks_per_node": "2", "time": "30"}, {},
-                   ("python", "examples/allreduce_hdf5.py", "--rows", "1024")),
-    "torch-ddp": Request("torch-ddp", {"nodes": "1", "ntasks_per_node": "1", "time": "1:00:00"}, {"mode": "torchrun"},
-                         ("python", "train.py", "--lr", "0.1")),
+    "mpi": Request(
+        "mpi",
+        {"nodes": "2", "ntasks_per_node": "2", "time": "30"},
+        {},
+        ("python", "examples/allreduce_hdf5.py", "--rows", "1024"),
+    ),
+    "torch-ddp": Request(
+        "torch-ddp",
+        {"nodes": "1", "ntasks_per_node": "1", "time": "1:00:00"},
+        {"mode": "torchrun"},
+        ("python", "train.py", "--lr", "0.1"),
+    ),
     "array": Request("array", {"time": "10"}, {}, ("python", "task.py"), array="0-9%2"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("site_name", SITES)
@@ -34,8 +42,13 @@ def test_rendered_script_matches_golden(site_name, kind, monkeypatch):
     site = load_site(SITES[site_name])
     request = CASES[kind]
     if site.scheduler == "local":  # one machine: one node
-        request = Request(request.kind, {**request.options, "nodes": "1"}, request.variables, request.command,
-                          array=request.array)  # fmt: skip
+        request = Request(
+            request.kind,
+            {**request.options, "nodes": "1"},
+            request.variables,
+            request.command,
+            array=request.array,
+        )
     prep = resolve(request, site)
     run_dir = Path("/scratch/alice/hpcx-runs/20260101-120000-abc123")
     text = render_script(prep, run_id=run_dir.name, run_dir=run_dir, workdir=Path("/home/alice/project")).text

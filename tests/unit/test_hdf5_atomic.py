@@ -63,8 +63,13 @@ print("done", flush=True)
 def _write(path: Path, value: float, kill_at: int = -1) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "HPCX_HDF5_LAYOUT")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p)
-    return subprocess.run([sys.executable, "-c", WRITER, str(path), str(value), str(kill_at), str(ROWS)],
-                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", WRITER, str(path), str(value), str(kill_at), str(ROWS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def _content(path: Path) -> tuple[float, list[float]]:

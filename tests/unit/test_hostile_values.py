@@ -14,10 +14,24 @@ from hpcx.submit.submission import Request, render_script, resolve
 SITE = load_site(None)
 SENTINEL = Path("/tmp/hpcx-pwned")
 HOSTILE = st.one_of(
-    st.sampled_from(["$(touch /tmp/hpcx-pwned)", "`touch /tmp/hpcx-pwned`", "a'b\"c", "\n#SBATCH --wrap=x\n",
-                     "x; touch /tmp/hpcx-pwned", "☃ naïve", "\\", "$HOME", "*", "", "-n", "x" * 10_000]),
+    st.sampled_from(
+        [
+            "$(touch /tmp/hpcx-pwned)",
+            "`touch /tmp/hpcx-pwned`",
+            "a'b\"c",
+            "\n#SBATCH --wrap=x\n",
+            "x; touch /tmp/hpcx-pwned",
+            "☃ naïve",
+            "\\",
+            "$HOME",
+            "*",
+            "",
+            "-n",
+            "x" * 10_000,
+        ]
+    ),
     st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=200),
-)  # fmt: skip
+)
 ECHO = ("bash", "-c", 'printf "%s\\0" "$HPCX_VAR_V" "$@"', "echo")
 
 

@@ -16,15 +16,39 @@ def _keys(hpcx, *args):
 
 
 def test_pinned_keys_of_each_document(hpcx, runs_root):
-    assert _keys(hpcx, "render", "serial", "--", "true") == {"kind", "script", "partition", "sources", "explain",
-                                                             "choice"}  # fmt: skip
-    assert _keys(hpcx, "submit", "--dry-run", "serial", "--", "true") == {"kind", "dry_run", "script", "partition",
-                                                                          "sources", "explain", "choice"}  # fmt: skip
+    assert _keys(hpcx, "render", "serial", "--", "true") == {
+        "kind",
+        "script",
+        "partition",
+        "sources",
+        "explain",
+        "choice",
+    }
+    assert _keys(hpcx, "submit", "--dry-run", "serial", "--", "true") == {
+        "kind",
+        "dry_run",
+        "script",
+        "partition",
+        "sources",
+        "explain",
+        "choice",
+    }
     sub = hpcx.json("submit", "serial", "--", "true")
     assert set(sub) == {"hpcx", "kind", "run_id", "run_dir", "job_id", "scheduler", "partition"}
     row = hpcx.wait_finished(sub["run_id"], timeout_s=60)
-    assert set(row) == {"run_id", "job_id", "kind", "state", "exit_code", "reason", "nodes", "finished",
-                        "elapsed_s", "source", "tasks"}  # fmt: skip
+    assert set(row) == {
+        "run_id",
+        "job_id",
+        "kind",
+        "state",
+        "exit_code",
+        "reason",
+        "nodes",
+        "finished",
+        "elapsed_s",
+        "source",
+        "tasks",
+    }
     assert _keys(hpcx, "status") == {"kind", "runs"}
     assert _keys(hpcx, "logs", sub["run_id"]) == {"kind", "run_id", "files"}
     assert _keys(hpcx, "runs") == {"kind", "root", "root_source", "runs"}
@@ -38,14 +62,26 @@ def test_pinned_keys_of_each_document(hpcx, runs_root):
     assert _keys(hpcx, "cancel", sub["run_id"]) == {"kind", "cancelled"}
     assert _keys(hpcx, "config", "show") == {"kind", "values"}
     assert _keys(hpcx, "--site", SITE, "site", "validate") == {"kind", "valid", "source", "sha256"}
-    assert _keys(hpcx, "--site", SITE, "site", "show") == {"kind", "name", "source", "origin", "cluster",
-                                                            "scheduler", "partitions"}  # fmt: skip
+    assert _keys(hpcx, "--site", SITE, "site", "show") == {
+        "kind",
+        "name",
+        "source",
+        "origin",
+        "cluster",
+        "scheduler",
+        "partitions",
+    }
 
 
 def test_completion_offers_kinds_partitions_and_runs(hpcx):
     def complete(words: str) -> list[str]:
-        env = dict(hpcx.env, _HPCX_COMPLETE="bash_complete", COMP_WORDS=words, COMP_CWORD=str(len(words.split())),
-                   HPCX_SITE=SITE)  # fmt: skip
+        env = dict(
+            hpcx.env,
+            _HPCX_COMPLETE="bash_complete",
+            COMP_WORDS=words,
+            COMP_CWORD=str(len(words.split())),
+            HPCX_SITE=SITE,
+        )
         out = subprocess.run(
             [sys.executable, "-m", "hpcx"], env=env, capture_output=True, text=True, timeout=30
         )
@@ -66,8 +102,19 @@ def test_status_rows_keep_their_keys_for_a_lost_job(hpcx, runs_root):
     run.mkdir()
     (run / "job.json").write_text(_json.dumps({"scheduler": "local", "job_id": "nojob", "kind": "serial"}))
     (row,) = hpcx.json("status", "20260101-000000-bbbbbb")["runs"]
-    assert set(row) == {"run_id", "job_id", "kind", "state", "exit_code", "reason", "nodes", "finished",
-                        "elapsed_s", "source", "tasks"}  # fmt: skip
+    assert set(row) == {
+        "run_id",
+        "job_id",
+        "kind",
+        "state",
+        "exit_code",
+        "reason",
+        "nodes",
+        "finished",
+        "elapsed_s",
+        "source",
+        "tasks",
+    }
 
 
 SUBMIT_KEYS = {"kind", "run_id", "run_dir", "job_id", "scheduler", "partition"}
@@ -85,21 +132,51 @@ def test_pinned_keys_of_sweep_rerun_and_compare(hpcx, runs_root, tmp_path):
     sweep = hpcx.json("sweep", str(spec))
     assert set(sweep) - {"hpcx"} == SWEEP_KEYS
     hpcx.wait_finished(sweep["run_id"], timeout_s=120)
-    assert _keys(hpcx, "sweep", "--retry-failed", sweep["run_id"]) == {"kind", "run_id", "retried", "job_ids", "states",
-                                                                       "retried_states"}  # fmt: skip
+    assert _keys(hpcx, "sweep", "--retry-failed", sweep["run_id"]) == {
+        "kind",
+        "run_id",
+        "retried",
+        "job_ids",
+        "states",
+        "retried_states",
+    }
 
-    assert _keys(hpcx, "rerun", "--dry-run", sweep["run_id"]) == {"kind", "dry_run", "like", "warnings", "tasks",
-                                                                  "arrays", "script"}  # fmt: skip
+    assert _keys(hpcx, "rerun", "--dry-run", sweep["run_id"]) == {
+        "kind",
+        "dry_run",
+        "like",
+        "warnings",
+        "tasks",
+        "arrays",
+        "script",
+    }
     assert _keys(hpcx, "rerun", "--failed", sweep["run_id"]) == SWEEP_KEYS | {"like", "warnings"}
     single = hpcx.json("submit", "serial", "--", "true")
     hpcx.wait_finished(single["run_id"], timeout_s=60)
-    assert _keys(hpcx, "rerun", "--dry-run", single["run_id"]) == {"kind", "dry_run", "like", "warnings", "script",
-                                                                   "partition", "sources", "explain", "choice"}  # fmt: skip
+    assert _keys(hpcx, "rerun", "--dry-run", single["run_id"]) == {
+        "kind",
+        "dry_run",
+        "like",
+        "warnings",
+        "script",
+        "partition",
+        "sources",
+        "explain",
+        "choice",
+    }
     assert _keys(hpcx, "rerun", single["run_id"]) == SUBMIT_KEYS | {"like", "warnings"}
 
     assert _keys(hpcx, "compare", "--sweep", sweep["run_id"], "--metric", "loss", "--resamples", "200") == {
-        "kind", "schema", "metric", "settings", "runs", "groups", "comparisons", "left_out", "notes"
-    }  # fmt: skip
+        "kind",
+        "schema",
+        "metric",
+        "settings",
+        "runs",
+        "groups",
+        "comparisons",
+        "left_out",
+        "notes",
+    }
 
 
 def test_pinned_keys_of_site_diff(testbed, hpcx):

@@ -28,23 +28,34 @@ def test_report_shows_the_local_backends_stderr(hpcx):
 
 
 def test_report_shows_the_failed_array_tasks_stderr_on_the_local_backend(hpcx):
-    run_id = _submit(hpcx, "--array=0-1", "--", "bash", "-c",
-                     "echo task$SLURM_ARRAY_TASK_ID >&2; exit $SLURM_ARRAY_TASK_ID")  # fmt: skip
+    run_id = _submit(
+        hpcx,
+        "--array=0-1",
+        "--",
+        "bash",
+        "-c",
+        "echo task$SLURM_ARRAY_TASK_ID >&2; exit $SLURM_ARRAY_TASK_ID",
+    )
     failure = hpcx.json("report", run_id)["report"]["summary"]["failure"]
     assert failure["task"] == 1 and failure["log"].endswith("_1.err") and failure["stderr_tail"] == ["task1"]
     shown = hpcx("logs", run_id, "--task", "1").stdout
     assert f"{failure['log']} <==\ntask1" in shown and "task0" not in shown
 
 
-def _own_run(tmp_path: Path, patterns: list[str], job: dict, *, array: str | None = None,
-             unchecked: list[str] = ()) -> Run:  # fmt: skip
+def _own_run(
+    tmp_path: Path, patterns: list[str], job: dict, *, array: str | None = None, unchecked: list[str] = ()
+) -> Run:
     """A run of an own script as submit records it: the -o/-e patterns, the job name and the user."""
     run_dir = tmp_path / "runs" / "r1"
     (run_dir / "logs").mkdir(parents=True)
     (run_dir / "job.json").write_text(json.dumps({"scheduler": "slurm", **job}))
-    manifest = {"log_patterns": patterns, "resources": {"name": {"value": "train", "source": "script"}},
-                "user": "ana", "unchecked_directives": list(unchecked),
-                "sbatch_args": [f"--array={array}"] if array else []}  # fmt: skip
+    manifest = {
+        "log_patterns": patterns,
+        "resources": {"name": {"value": "train", "source": "script"}},
+        "user": "ana",
+        "unchecked_directives": list(unchecked),
+        "sbatch_args": [f"--array={array}"] if array else [],
+    }
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     return Run("r1", run_dir)
 
@@ -93,15 +104,18 @@ def test_the_report_reads_the_scripts_own_stderr_file(tmp_path):
     assert stderr_file(one) == tmp_path / "train-77.out"  # -o alone: sbatch sends stderr there too
 
 
-@pytest.mark.parametrize("pattern, fields, expected", [
-    ("/p/out-%j.txt", {"j": "12"}, ["", "p", "out-12.txt"]),
-    ("/p/%x-%A_%4a.out", {"x": "train", "A": "12", "a": "3"}, ["", "p", "train-12_0003.out"]),
-    ("/p/100%%-%5j[1].txt", {"j": "12"}, ["", "p", "100%-00012[1].txt"]),
-    ("/p/lit\\%j.txt", {"j": "12"}, ["", "p", "lit%j.txt"]),
-    ("/%u/o-%j-%N.log", {"j": "12", "u": "ana"}, ["", "ana", r"o\-12\-[^/]+\.log"]),
-    ("/p/%J.out", {"j": "12"}, ["", "p", r"12(?:\.[^/]+)?\.out"]),  # jobid.stepid: the step is Slurm's
-    ("/p/o-%j.txt", {"j": None}, ["", "p", r"o\-(?P<j>\d+)\.txt"]),  # an array task's own job id
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "pattern, fields, expected",
+    [
+        ("/p/out-%j.txt", {"j": "12"}, ["", "p", "out-12.txt"]),
+        ("/p/%x-%A_%4a.out", {"x": "train", "A": "12", "a": "3"}, ["", "p", "train-12_0003.out"]),
+        ("/p/100%%-%5j[1].txt", {"j": "12"}, ["", "p", "100%-00012[1].txt"]),
+        ("/p/lit\\%j.txt", {"j": "12"}, ["", "p", "lit%j.txt"]),
+        ("/%u/o-%j-%N.log", {"j": "12", "u": "ana"}, ["", "ana", r"o\-12\-[^/]+\.log"]),
+        ("/p/%J.out", {"j": "12"}, ["", "p", r"12(?:\.[^/]+)?\.out"]),  # jobid.stepid: the step is Slurm's
+        ("/p/o-%j.txt", {"j": None}, ["", "p", r"o\-(?P<j>\d+)\.txt"]),  # an array task's own job id
+    ],
+)
 def test_sbatchs_filename_patterns_expand_to_names(pattern, fields, expected):
     got = [p if isinstance(p, str) else p.pattern for p in expand_log_pattern(pattern, fields)]
     assert got == expected

@@ -56,8 +56,21 @@ def _fake_powercap(root: Path) -> Path:
 def _step(profile: Path, powercap: Path, step: str, seconds: float) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "SLURM_", "HPCX_"))}
     env.update(SLURM_STEP_ID=step, HPCX_POWERCAP_ROOT=str(powercap))
-    argv = [sys.executable, "-m", "hpcx.run", "--interval", "0.1", "--edge-interval", "0.3", "--profile-dir",
-            str(profile), "--", sys.executable, "-c", f"import time; time.sleep({seconds})"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "hpcx.run",
+        "--interval",
+        "0.1",
+        "--edge-interval",
+        "0.3",
+        "--profile-dir",
+        str(profile),
+        "--",
+        sys.executable,
+        "-c",
+        f"import time; time.sleep({seconds})",
+    ]
     return subprocess.Popen(argv, env=env)
 
 
@@ -90,8 +103,9 @@ def test_each_step_writes_its_own_node_file(two_steps):
 
 
 def test_the_merge_counts_the_overlap_once(two_steps):
-    steps = sorted((node_series(read_records(p)) for p in two_steps.glob("node-*.jsonl")),
-                   key=lambda n: n["start"]["t"])  # fmt: skip
+    steps = sorted(
+        (node_series(read_records(p)) for p in two_steps.glob("node-*.jsonl")), key=lambda n: n["start"]["t"]
+    )
     a, b = (s["energy"]["cpu_package"] for s in steps)
     assert a["status"] == b["status"] == "measured" and a["method"] == b["method"] == "counter"
 
@@ -101,8 +115,11 @@ def test_the_merge_counts_the_overlap_once(two_steps):
     # edge, a straddling window prorated by time.
     edges = [[(s["t"], s["rapl"]["package_j"]) for s in step["samples"] if "rapl" in s] for step in steps]
     a_end = edges[0][-1][0]
-    later = sum((eb - ea) * (tb - max(ta, a_end)) / (tb - ta)
-                for (ta, ea), (tb, eb) in zip(edges[1], edges[1][1:]) if tb > a_end)  # fmt: skip
+    later = sum(
+        (eb - ea) * (tb - max(ta, a_end)) / (tb - ta)
+        for (ta, ea), (tb, eb) in zip(edges[1], edges[1][1:])
+        if tb > a_end
+    )
     assert merged["energy_j"] == pytest.approx(a["energy_j"] + later, abs=0.01)
     assert merged["window_s"] == pytest.approx(edges[1][-1][0] - edges[0][0][0], abs=0.01)
     assert merged["energy_j"] < a["energy_j"] + b["energy_j"] - 0.5 * RATE_W  # about 1.3 s counted once
@@ -125,8 +142,12 @@ def test_windows_rule_on_hand_made_series():
     first = [(0.0, 0.0), (10.0, 100.0), (20.0, 200.0)]
     second = [(15.0, 0.0), (25.0, 50.0), (30.0, 80.0)]
     wins, prorated = energy_windows([first, second])
-    assert prorated and wins == [(0.0, 10.0, 100.0), (10.0, 20.0, 100.0), (20.0, 25.0, 25.0),
-                                 (25.0, 30.0, 30.0)]  # fmt: skip
+    assert prorated and wins == [
+        (0.0, 10.0, 100.0),
+        (10.0, 20.0, 100.0),
+        (20.0, 25.0, 25.0),
+        (25.0, 30.0, 30.0),
+    ]
     assert energy_windows([first]) == ([(0.0, 10.0, 100.0), (10.0, 20.0, 100.0)], False)
     inside = [(12.0, 0.0), (18.0, 9.0)]  # wholly inside the first step's time: adds nothing
     assert energy_windows([first, inside]) == ([(0.0, 10.0, 100.0), (10.0, 20.0, 100.0)], False)
@@ -135,7 +156,9 @@ def test_windows_rule_on_hand_made_series():
 def test_each_step_writes_its_own_rank_file_and_the_rank_is_both(two_steps):
     """Both steps are rank 0 of their own srun: two rank files, one rank whose time counts the overlap once."""
     assert sorted(p.name for p in two_steps.glob("rank-*.jsonl")) == [
-        "rank-00000.step-0.jsonl", "rank-00000.step-1.jsonl"]  # fmt: skip
+        "rank-00000.step-0.jsonl",
+        "rank-00000.step-1.jsonl",
+    ]
     (combined,) = summarize_ranks(two_steps)
     assert combined["rank"] == 0 and [s["step"] for s in combined["steps"]] == ["0", "1"]
     first, second = combined["steps"]

@@ -172,9 +172,15 @@ def test_memory_gpus_time_and_nodes_set_elsewhere_are_named_where_they_were_set(
 
 
 def test_memory_from_the_site_defaults_is_named_in_the_site_file(tmp_path):
-    site = _site_file(tmp_path, UNIFORM.replace("gpus_per_node: 2}", "gpus_per_node: 2}\n"
-                                                "      big: {max_time: \"01:00:00\", max_nodes: 1, cpus_per_node: 8, mem_per_node_mb: 32000}")
-                      + "defaults:\n  mem: 16G\n")  # fmt: skip
+    site = _site_file(
+        tmp_path,
+        UNIFORM.replace(
+            "gpus_per_node: 2}",
+            "gpus_per_node: 2}\n"
+            '      big: {max_time: "01:00:00", max_nodes: 1, cpus_per_node: 8, mem_per_node_mb: 32000}',
+        )
+        + "defaults:\n  mem: 16G\n",
+    )
     message = _refusal(site, partition="open")
     assert message == (
         f"defaults.mem 16384M (from the site file {Path(site).resolve()}) exceeds partition open's 8000M per node; "
@@ -258,8 +264,11 @@ def test_without_a_max_array_size_in_the_site_file_slurms_default_1001_applies(t
 def test_the_sites_max_array_size_bounds_the_highest_index(tmp_path):
     site = _site_file(tmp_path, UNIFORM.replace("gpus_per_node: 2}", "gpus_per_node: 2, max_array_size: 10}"))
     assert _resolve(site, kind="array", array="0-9").array.indices == tuple(range(10))
-    with pytest.raises(RejectedError, match=r"^--array 10,3 reaches index 10, but MaxArraySize on partition "
-                       r"open is 10 \(indices 0-9\); split it"):  # fmt: skip
+    with pytest.raises(
+        RejectedError,
+        match=r"^--array 10,3 reaches index 10, but MaxArraySize on partition "
+        r"open is 10 \(indices 0-9\); split it",
+    ):
         _resolve(site, kind="array", array="10,3")
 
 
@@ -267,14 +276,17 @@ def test_the_sites_max_array_size_bounds_the_highest_index(tmp_path):
 
 
 def test_without_time_each_partition_is_judged_by_its_own_default_time(tmp_path):
-    site = _site_file(tmp_path, """
+    site = _site_file(
+        tmp_path,
+        """
         version: 1
         clusters:
           c:
             scheduler: slurm
             partitions:
               quick: {max_time: "5", default_time: "5", max_nodes: 1, cpus_per_node: 4}
-        """)  # fmt: skip
+        """,
+    )
     prep = _resolve(site)  # hpcx's own default (10 minutes) would not fit; the partition's 5 does
     assert (prep.partition.name, prep.spec.resources.time_min, prep.sources["time_min"]) == (
         "quick",
@@ -308,7 +320,9 @@ def test_no_partition_fits_names_each_partitions_reason_where_the_value_was_set(
 
 
 def test_the_shortest_partition_that_fits_is_chosen_and_unlimited_comes_last(tmp_path):
-    site = _site_file(tmp_path, """
+    site = _site_file(
+        tmp_path,
+        """
         version: 1
         clusters:
           c:
@@ -317,7 +331,8 @@ def test_the_shortest_partition_that_fits_is_chosen_and_unlimited_comes_last(tmp
               forever: {max_time: UNLIMITED, max_nodes: 2, cpus_per_node: 4}
               week: {max_time: "7-00:00:00", max_nodes: 2, cpus_per_node: 4}
               hour: {max_time: "60", max_nodes: 2, cpus_per_node: 4}
-        """)  # fmt: skip
+        """,
+    )
     assert _resolve(site, time="30").choice["why"] == (
         "partition hour chosen automatically: it fits with the least waste (max 01:00:00, 2 nodes, no GPUs)"
     )
@@ -330,7 +345,9 @@ def test_the_shortest_partition_that_fits_is_chosen_and_unlimited_comes_last(tmp
 
 
 def test_the_fix_names_every_other_partition_that_fits_and_only_those(tmp_path):
-    site = _site_file(tmp_path, """
+    site = _site_file(
+        tmp_path,
+        """
         version: 1
         clusters:
           c:
@@ -340,7 +357,8 @@ def test_the_fix_names_every_other_partition_that_fits_and_only_those(tmp_path):
               wide: {max_time: "60", max_nodes: 4, cpus_per_node: 4}
               short: {max_time: "10", max_nodes: 4, cpus_per_node: 4}
               forever: {max_time: UNLIMITED, max_nodes: 8, cpus_per_node: 4}
-        """)  # fmt: skip
+        """,
+    )
     assert _refusal(site, partition="small", nodes="2", time="30") == (
         "--nodes 2 exceeds partition small's MaxNodes 1; "
         "use --partition wide (max 01:00:00, 4 nodes) or --partition forever (max unlimited, 8 nodes)"
@@ -359,7 +377,9 @@ def test_a_gpu_job_goes_where_no_gpu_idles_and_a_cpu_job_never_to_gpu_nodes(tmp_
         "partition debug chosen automatically: it fits with the least waste (max 00:30:00, 2 nodes, "
         "up to 2 GPUs per node)"
     )
-    site = _site_file(tmp_path, """
+    site = _site_file(
+        tmp_path,
+        """
         version: 1
         clusters:
           c:
@@ -372,7 +392,8 @@ def test_a_gpu_job_goes_where_no_gpu_idles_and_a_cpu_job_never_to_gpu_nodes(tmp_
                 cpus_per_node: 4
                 node_types: [{count: 1, cpus: 4, gpus: 1}, {count: 1, cpus: 4, gpus: 4}]
               cpu: {max_time: "1-00:00:00", max_nodes: 2, cpus_per_node: 4}
-        """)  # fmt: skip
+        """,
+    )
     assert _resolve(site, time="20").partition.name == "cpu"
     assert _resolve(site, time="20", gpus_per_node="1").partition.name == "mix"  # its 1-GPU node idles none
     assert _resolve(site, time="20", gpus_per_node="4").partition.name == "gpu"
@@ -380,7 +401,9 @@ def test_a_gpu_job_goes_where_no_gpu_idles_and_a_cpu_job_never_to_gpu_nodes(tmp_
 
 @pytest.mark.parametrize("default", ["a", "b"])
 def test_between_equal_partitions_the_sites_default_wins(tmp_path, default):
-    site = _site_file(tmp_path, f"""
+    site = _site_file(
+        tmp_path,
+        f"""
         version: 1
         clusters:
           c:
@@ -389,12 +412,15 @@ def test_between_equal_partitions_the_sites_default_wins(tmp_path, default):
             partitions:
               a: {{max_time: "60", max_nodes: 2, cpus_per_node: 4}}
               b: {{max_time: "60", max_nodes: 2, cpus_per_node: 4}}
-        """)  # fmt: skip
+        """,
+    )
     assert _resolve(site).partition.name == default
 
 
 def test_between_partitions_of_equal_time_the_smallest_that_fits_wins(tmp_path):
-    site = _site_file(tmp_path, """
+    site = _site_file(
+        tmp_path,
+        """
         version: 1
         clusters:
           c:
@@ -403,7 +429,8 @@ def test_between_partitions_of_equal_time_the_smallest_that_fits_wins(tmp_path):
               big: {max_time: "60", max_nodes: 8, cpus_per_node: 4}
               fat: {max_time: "60", max_nodes: 2, cpus_per_node: 64}
               thin: {max_time: "60", max_nodes: 2, cpus_per_node: 4}
-        """)  # fmt: skip
+        """,
+    )
     assert _resolve(site).partition.name == "thin"
     assert _resolve(site, nodes="4").partition.name == "big"
     assert _resolve(site, cpus_per_task="8").partition.name == "fat"

@@ -70,8 +70,9 @@ def test_submit_records_the_choice_in_the_manifest_and_exports_it(hpcx, runs_roo
 
 def test_sweep_takes_the_switch_too(hpcx, tmp_path):
     spec = tmp_path / "sweep.yaml"
-    spec.write_text("name: s\nkind: serial\ncommand: [python, t.py, '{lr}']\n"
-                    "parameters: {grid: {lr: [1, 2]}}\n")  # fmt: skip
+    spec.write_text(
+        "name: s\nkind: serial\ncommand: [python, t.py, '{lr}']\nparameters: {grid: {lr: [1, 2]}}\n"
+    )
     on = hpcx.json("sweep", "--dry-run", "--profile", str(spec))["script"]
     off = hpcx.json("sweep", "--dry-run", str(spec))["script"]
     assert all(line in on and line not in off for line in EXPORTS)
@@ -82,9 +83,16 @@ def test_help_names_the_switch(hpcx):
     assert "--profile / --no-profile" in hpcx("sweep", "--help").stdout
 
 
-@pytest.mark.parametrize(("site_default", "cli", "line"), [
-    (None, True, "export HPCX_PROFILE=1\n"), (None, False, "export HPCX_PROFILE=0\n"),
-    (False, None, None), (True, False, "export HPCX_PROFILE=0\n"), (None, None, None)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("site_default", "cli", "line"),
+    [
+        (None, True, "export HPCX_PROFILE=1\n"),
+        (None, False, "export HPCX_PROFILE=0\n"),
+        (False, None, None),
+        (True, False, "export HPCX_PROFILE=0\n"),
+        (None, None, None),
+    ],
+)
 def test_the_command_line_s_no_profile_is_said_to_the_ranks_and_nothing_else_is(
     tmp_path, site_default, cli, line
 ):
@@ -107,8 +115,12 @@ def _hpcx_run(tmp_path: Path, profile: str | None) -> list[str]:
     if profile is not None:
         env["HPCX_PROFILE"] = profile
     job = "import hpcx\nwith hpcx.region('step'):\n    pass\n"  # an in-process record too
-    subprocess.run([sys.executable, "-m", "hpcx.run", "--interval", "0.1", "--", sys.executable, "-c", job],
-                   env=env, timeout=60, check=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "hpcx.run", "--interval", "0.1", "--", sys.executable, "-c", job],
+        env=env,
+        timeout=60,
+        check=True,
+    )
     return sorted(p.name.split("-p")[0].split(".")[0] for p in (run_dir / "profile").glob("*"))
 
 

@@ -43,9 +43,8 @@ def _argv_bytes(word: str) -> bytes:
 
 def _through_bash(words: list[str], tmp_path, locale: str) -> list[bytes]:
     script = tmp_path / "job.sh"
-    script.write_bytes(
-        b"".join(b"printf '%s\\0' " + _argv_bytes(quote(w)) + b"\n" for w in words)
-    )  # one line per word: no value may start another
+    # one line per word: no value may start another
+    script.write_bytes(b"".join(b"printf '%s\\0' " + _argv_bytes(quote(w)) + b"\n" for w in words))
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": locale}
     out = subprocess.run(["bash", str(script)], capture_output=True, timeout=30, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -92,9 +91,14 @@ def time_spellings(draw) -> tuple[str, int]:
     """(a spelling of one of Slurm's six time forms, its length in seconds)."""
     form = draw(st.sampled_from(["M", "M:S", "H:M:S", "D-H", "D-H:M", "D-H:M:S"]))
     d, h, m, s = (draw(NUM) for _ in range(4))
-    seconds = {"M": m * 60, "M:S": m * 60 + s, "H:M:S": h * 3600 + m * 60 + s, "D-H": d * 86400 + h * 3600,
-               "D-H:M": d * 86400 + h * 3600 + m * 60,
-               "D-H:M:S": d * 86400 + h * 3600 + m * 60 + s}[form]  # fmt: skip
+    seconds = {
+        "M": m * 60,
+        "M:S": m * 60 + s,
+        "H:M:S": h * 3600 + m * 60 + s,
+        "D-H": d * 86400 + h * 3600,
+        "D-H:M": d * 86400 + h * 3600 + m * 60,
+        "D-H:M:S": d * 86400 + h * 3600 + m * 60 + s,
+    }[form]
     fields = {"D": draw(_field(d)), "H": draw(_field(h)), "M": draw(_field(m)), "S": draw(_field(s))}
     return "".join(fields.get(c, c) for c in form), seconds
 
@@ -157,9 +161,8 @@ def mem_spellings(draw) -> tuple[str, int]:
         draw(st.sampled_from(["", "B", "b"])) if unit else ""
     )
     digits = str(number).zfill(draw(st.integers(0, 3)))
-    mb = (
-        -(-number // 1024) if unit == "K" else number * UNIT_MB[unit]
-    )  # K rounds up to a whole MB, as Slurm does
+    # K rounds up to a whole MB, as Slurm does
+    mb = -(-number // 1024) if unit == "K" else number * UNIT_MB[unit]
     return digits + spelled_unit, int(mb)
 
 

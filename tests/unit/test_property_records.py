@@ -19,9 +19,12 @@ _names = st.text("abcdefghijklmnopqrstuvwxyz_.", min_size=1, max_size=12).filter
     lambda k: k not in ("v", "type")
 )
 _scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.floats(allow_nan=False, allow_infinity=False),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=20),
-)  # fmt: skip
+)
 _values = st.one_of(_scalars, st.lists(_scalars, max_size=3), st.dictionaries(_names, _scalars, max_size=3))
 _records = st.builds(
     lambda kind, t, fields: {"type": kind, "t": t, **fields},

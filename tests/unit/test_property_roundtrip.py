@@ -115,8 +115,14 @@ def test_a_rendered_script_read_back_asks_for_the_same_job(site, tmp_path, monke
     text = render_script(prep, run_id="r1", run_dir=tmp_path / "run", workdir=tmp_path).text
 
     found = parse_directives(text)  # as sbatch reads the #SBATCH lines
-    expected = {"partition": res.partition, "nodes": str(res.nodes), "ntasks_per_node": str(res.ntasks_per_node),
-                "cpus_per_task": str(res.cpus_per_task), "time": format_time(res.time_min), "name": res.name}  # fmt: skip
+    expected = {
+        "partition": res.partition,
+        "nodes": str(res.nodes),
+        "ntasks_per_node": str(res.ntasks_per_node),
+        "cpus_per_task": str(res.cpus_per_task),
+        "time": format_time(res.time_min),
+        "name": res.name,
+    }
     expected |= {"mem": f"{res.mem_mb}M"} if res.mem_mb else {}
     expected |= {"gpus_per_node": str(res.gpus_per_node)} if res.gpus_per_node else {}
     expected |= {k: getattr(res, k) for k in ("account", "qos") if getattr(res, k)}

@@ -34,8 +34,11 @@ def sweep_docs(draw):
         params["zip"] = zipped
     if random_names:
         dists = [{"uniform": [0, 1]}, {"randint": [1, 9]}, {"choice": ["p", "q"]}, {"loguniform": [0.001, 1]}]
-        params["random"] = {"seed": draw(st.integers(0, 99)), "draws": draw(st.integers(1, 4)),
-                            "params": {n: draw(st.sampled_from(dists)) for n in random_names}}  # fmt: skip
+        params["random"] = {
+            "seed": draw(st.integers(0, 99)),
+            "draws": draw(st.integers(1, 4)),
+            "params": {n: draw(st.sampled_from(dists)) for n in random_names},
+        }
     repeats = draw(st.integers(1, 3))
     if repeats > 1 or draw(st.booleans()):
         params["repeats"] = repeats
@@ -48,8 +51,12 @@ def sweep_docs(draw):
             rules.append({k: zipped[k][row] for k in keys})
         else:
             rules.append({k: draw(st.sampled_from(swept[k])) for k in keys})
-    doc = {"name": "p", "command": ["t", *(f"{{{n}}}" for n in names)], "parameters": params,
-           "seed": draw(st.integers(-5, 5))}  # fmt: skip
+    doc = {
+        "name": "p",
+        "command": ["t", *(f"{{{n}}}" for n in names)],
+        "parameters": params,
+        "seed": draw(st.integers(-5, 5)),
+    }
     if rules:
         doc["exclude"] = rules
     return doc
@@ -128,7 +135,8 @@ def test_a_sweeps_tasks_split_into_arrays_lose_none(doc, max_array, throttle):
     spec: SweepSpec = parse_spec(doc)
     tasks = expand(spec)
     ran = [
-        tasks[part.offset + i].id for part in chunks(len(tasks), max_array)
+        tasks[part.offset + i].id
+        for part in chunks(len(tasks), max_array)
         for i in parse_array(part.array_spec(throttle)).indices
-    ]  # fmt: skip
+    ]
     assert ran == [t.id for t in tasks]

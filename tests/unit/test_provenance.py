@@ -343,8 +343,11 @@ def test_accounting_covers_every_chunk_and_is_written_once_finished(tmp_path, mo
 
     assert "-j 42,43 " in calls.read_text()
     assert doc["job_ids"] == ["42", "43"] and doc["finished"] is True
-    assert [(r["JobID"], r["ExitCode"]) for r in doc["rows"]] == [("42_0", "0:0"), ("42_0.batch", "0:0"),
-                                                                  ("43_0", "3:0")]  # fmt: skip
+    assert [(r["JobID"], r["ExitCode"]) for r in doc["rows"]] == [
+        ("42_0", "0:0"),
+        ("42_0.batch", "0:0"),
+        ("43_0", "3:0"),
+    ]
     assert json.loads((run_dir / "accounting.json").read_text()) == doc
     # finished: not asked again
     assert record_accounting(run) == doc and len(calls.read_text().splitlines()) == 1

@@ -16,18 +16,57 @@ from tests.unit.test_report import make_run
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report-schema.json").read_text())
 
 
-def write_step(profile: Path, rank: int, step: str | None, *, t0: float, wall_s: float, rss_mb: float,
-               cpu_s: float, attempt: int = 0, exit_code: int | None = 0, node: str = "n1") -> None:  # fmt: skip
+def write_step(
+    profile: Path,
+    rank: int,
+    step: str | None,
+    *,
+    t0: float,
+    wall_s: float,
+    rss_mb: float,
+    cpu_s: float,
+    attempt: int = 0,
+    exit_code: int | None = 0,
+    node: str = "n1",
+) -> None:
     """One step of a rank as hpcx.run writes it: start, a sample a second (flat RSS, steady CPU), end."""
     w = RecordWriter(rank_file(profile, rank, step))
-    w.write({"type": "start", "t": t0, "rank": rank, "node": node, "step": step, "attempt": attempt,
-             "cpus_allowed": 2})  # fmt: skip
+    w.write(
+        {
+            "type": "start",
+            "t": t0,
+            "rank": rank,
+            "node": node,
+            "step": step,
+            "attempt": attempt,
+            "cpus_allowed": 2,
+        }
+    )
     for i in range(1, int(wall_s) + 1):
-        w.write({"type": "sample", "t": t0 + i, "rank": rank, "rss_mb": rss_mb, "hwm_mb": rss_mb,
-                 "cpu_s": cpu_s * i / wall_s})  # fmt: skip
+        w.write(
+            {
+                "type": "sample",
+                "t": t0 + i,
+                "rank": rank,
+                "rss_mb": rss_mb,
+                "hwm_mb": rss_mb,
+                "cpu_s": cpu_s * i / wall_s,
+            }
+        )
     if exit_code is not None:
-        w.write({"type": "end", "t": t0 + wall_s, "rank": rank, "exit_code": exit_code, "wall_s": wall_s,
-                 "cpu_s": cpu_s, "peak_rss_mb": rss_mb, "sampler_cpu_s": 0.01, "sampler_rss_mb": 30.0})  # fmt: skip
+        w.write(
+            {
+                "type": "end",
+                "t": t0 + wall_s,
+                "rank": rank,
+                "exit_code": exit_code,
+                "wall_s": wall_s,
+                "cpu_s": cpu_s,
+                "peak_rss_mb": rss_mb,
+                "sampler_cpu_s": 0.01,
+                "sampler_rss_mb": 30.0,
+            }
+        )
     w.close()
 
 
@@ -117,14 +156,28 @@ def _part(start_t, attempt, end_t=None, samples=()):
     records = [{"type": "start", "t": start_t, "rank": 0, "attempt": attempt}] if start_t is not None else []
     records += [{"type": "sample", "t": t, "rank": 0, "rss_mb": t, "cpu_s": 0.0} for t in samples]
     if end_t is not None:
-        records.append({"type": "end", "t": end_t, "exit_code": 0, "wall_s": end_t - start_t, "cpu_s": 0.0,
-                        "peak_rss_mb": max(samples, default=0.0)})  # fmt: skip
+        records.append(
+            {
+                "type": "end",
+                "t": end_t,
+                "exit_code": 0,
+                "wall_s": end_t - start_t,
+                "cpu_s": 0.0,
+                "peak_rss_mb": max(samples, default=0.0),
+            }
+        )
     return summarize_rank(records)
 
 
 def test_a_ranks_steps_combine_into_the_last_attempt_in_start_order():
-    combined = combine_steps([_part(20.0, 1, 30.0, [25.0]), _part(5.0, 0, 9.0, [6.0]),
-                              _part(10.0, 1, 19.0, [12.0]), _part(None, 0, None, [1.0])])  # fmt: skip
+    combined = combine_steps(
+        [
+            _part(20.0, 1, 30.0, [25.0]),
+            _part(5.0, 0, 9.0, [6.0]),
+            _part(10.0, 1, 19.0, [12.0]),
+            _part(None, 0, None, [1.0]),
+        ]
+    )
     assert [s["start_t"] for s in combined["steps"]] == [10.0, 20.0]
     assert combined["start_t"] == 10.0 and end_t(combined) == 30.0 and combined["finished"]
     assert [p[:2] for p in combined["timeline"]] == [[2.0, 12.0], [15.0, 25.0]] and combined["samples"] == 2

@@ -62,8 +62,14 @@ def test_mpich_and_intel_mpi_pmi_variables():
 def test_pmi_wins_over_the_srun_step_of_hydra_s_proxy():
     # Under Slurm, hydra starts one proxy per node with srun: its ranks inherit the proxy's SLURM_PROCID (the
     # node index) and SLURM_STEP_NUM_TASKS (the node count); PMI_RANK is the rank.
-    env = {"PMI_RANK": "5", "PMI_SIZE": "8", "MPI_LOCALRANKID": "1", "SLURM_PROCID": "1",
-           "SLURM_STEP_NUM_TASKS": "2", "SLURM_LOCALID": "0"}  # fmt: skip
+    env = {
+        "PMI_RANK": "5",
+        "PMI_SIZE": "8",
+        "MPI_LOCALRANKID": "1",
+        "SLURM_PROCID": "1",
+        "SLURM_STEP_NUM_TASKS": "2",
+        "SLURM_LOCALID": "0",
+    }
     r = detect(env)
     assert (r.rank, r.size, r.local_rank) == (5, 8, 1)
 
@@ -75,8 +81,12 @@ def test_pmix_alone():
 
 def test_a_torchrun_worker_is_itself_under_any_outer_launcher():
     # torchrun's agent ran one per node under mpirun or srun; each worker it spawned has its own global rank.
-    outer = {"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2", "SLURM_PROCID": "1",
-             "SLURM_STEP_NUM_TASKS": "2"}  # fmt: skip
+    outer = {
+        "OMPI_COMM_WORLD_RANK": "1",
+        "OMPI_COMM_WORLD_SIZE": "2",
+        "SLURM_PROCID": "1",
+        "SLURM_STEP_NUM_TASKS": "2",
+    }
     worker = {**outer, "RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "TORCHELASTIC_RUN_ID": "j"}
     assert (detect(worker).rank, detect(worker).size, detect(worker).launcher) == (5, 8, "torchrun")
     assert detect(outer).rank == 1  # the agent itself

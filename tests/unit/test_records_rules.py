@@ -47,9 +47,17 @@ def test_file_names_keep_path_separators_out(tmp_path):
 
 
 def test_rank_files_are_found_per_rank_with_their_steps_and_nothing_else(tmp_path):
-    for name in ("rank-00000.jsonl", "rank-00000.step-0.jsonl", "rank-00000.step-1.jsonl", "rank-00012.jsonl",
-                 "rank-abc.jsonl", "rank-00001.jsonl.bak", "io-rank-00000-p1.jsonl",
-                 "regions-rank-00000.jsonl", "node-n1.jsonl"):  # fmt: skip
+    for name in (
+        "rank-00000.jsonl",
+        "rank-00000.step-0.jsonl",
+        "rank-00000.step-1.jsonl",
+        "rank-00012.jsonl",
+        "rank-abc.jsonl",
+        "rank-00001.jsonl.bak",
+        "io-rank-00000-p1.jsonl",
+        "regions-rank-00000.jsonl",
+        "node-n1.jsonl",
+    ):
         (tmp_path / name).write_text("")
     assert rank_files(tmp_path) == {
         0: [tmp_path / n for n in ("rank-00000.jsonl", "rank-00000.step-0.jsonl", "rank-00000.step-1.jsonl")],
@@ -91,10 +99,21 @@ def test_a_writer_after_a_torn_tail_starts_a_new_line(tmp_path):
 
 def test_the_reader_keeps_only_records_of_versions_it_reads(tmp_path):
     path = tmp_path / "rank-00000.jsonl"
-    path.write_text("\n".join([
-        '{"v":1,"type":"start","t":1.0}', '{"v":2,"type":"sample","t":2.0}', '{"v":3,"type":"sample","t":3.0}',
-        '{"type":"sample","t":4.0}', "[1, 2]", "42", "", '{"v":2,"type":"end","t":5.0}',
-    ]) + "\n")  # fmt: skip
+    path.write_text(
+        "\n".join(
+            [
+                '{"v":1,"type":"start","t":1.0}',
+                '{"v":2,"type":"sample","t":2.0}',
+                '{"v":3,"type":"sample","t":3.0}',
+                '{"type":"sample","t":4.0}',
+                "[1, 2]",
+                "42",
+                "",
+                '{"v":2,"type":"end","t":5.0}',
+            ]
+        )
+        + "\n"
+    )
     assert [(r["v"], r["t"]) for r in read_records(path)] == [(1, 1.0), (2, 2.0), (2, 5.0)]
 
 
@@ -126,8 +145,10 @@ def test_io_totals_sum_a_ranks_processes_and_leave_out_an_earlier_attempt(tmp_pa
     _write(tmp_path / "io-rank-00001-p1.jsonl", {"type": "io", "rank": 1, "t": 5.0, "read": {"bytes": 7}})
     _write(tmp_path / "io-rank-00000-p0.jsonl", {"type": "start", "rank": 0, "t": 5.0})  # no io record yet
     totals = read_io_totals(tmp_path)
-    assert totals[0] == {"read": {"bytes": 150, "seconds": 1.5, "calls": 5},
-                         "write": {"bytes": 5, "seconds": 0.0, "calls": 0}}  # fmt: skip
+    assert totals[0] == {
+        "read": {"bytes": 150, "seconds": 1.5, "calls": 5},
+        "write": {"bytes": 5, "seconds": 0.0, "calls": 0},
+    }
     assert totals[1]["read"] == {"bytes": 7, "seconds": 0.0, "calls": 0} and sorted(totals) == [0, 1]
     # rank 0's last attempt started at t=20.5: process p1 (last written at 20) belongs to the attempt before
     requeued = read_io_totals(tmp_path, since={0: 20.5})
@@ -151,9 +172,17 @@ def test_a_ranks_summary_is_its_last_attempt():
         {"v": 2, "type": "source", "t": 10.0, "name": "nvml", "status": "unavailable"},
         {"v": 2, "type": "sample", "t": 11.0, "rank": 0, "rss_mb": 1.0, "cpu_s": 0.2},
         {"v": 2, "type": "sample", "t": 12.0, "rank": 0, "rss_mb": 2.0, "cpu_s": 0.5},
-        {"v": 2, "type": "end", "t": 13.0, "rank": 0, "exit_code": 0, "wall_s": 3.0, "cpu_s": 0.6,
-         "peak_rss_mb": 2.0},
-    ]  # fmt: skip
+        {
+            "v": 2,
+            "type": "end",
+            "t": 13.0,
+            "rank": 0,
+            "exit_code": 0,
+            "wall_s": 3.0,
+            "cpu_s": 0.6,
+            "peak_rss_mb": 2.0,
+        },
+    ]
     rank = summarize_rank(records)
     assert (rank["attempt"], rank["start_t"], rank["exit_code"], rank["finished"]) == (1, 10.0, 0, True)
     assert rank["samples"] == 2 and rank["timeline"] == [[1.0, 1.0, 0.2], [2.0, 2.0, 0.5]]
@@ -169,16 +198,27 @@ def test_a_files_series_is_its_last_attempt_as_columns():
         {"v": 2, "type": "sample", "t": 2.0, "node": "n1", "rss_mb": 9.0},
         {"v": 2, "type": "start", "t": 10.0, "node": "n1", "attempt": 1},
         {"v": 2, "type": "source", "t": 10.0, "name": "nvml", "status": "unavailable"},
-        {"v": 2, "type": "sample", "t": 11.0, "node": "n1", "rss_mb": 1.0, "gpu": {"util": 5, "deep": {"x": 1}},
-         "hosts": ["a"]},
+        {
+            "v": 2,
+            "type": "sample",
+            "t": 11.0,
+            "node": "n1",
+            "rss_mb": 1.0,
+            "gpu": {"util": 5, "deep": {"x": 1}},
+            "hosts": ["a"],
+        },
         {"v": 2, "type": "sample", "t": 12.0, "node": "n1", "cpu_s": 0.5},
         {"v": 2, "type": "end", "t": 13.0, "node": "n1", "exit_code": 0},
-    ]  # fmt: skip
+    ]
     node = node_series(records)
     assert node["start"]["attempt"] == 1 and node["end"]["exit_code"] == 0
     assert node["sources"] == {"nvml": records[3]}
-    assert node["series"] == {"t": [11.0, 12.0], "rss_mb": [1.0, None], "gpu.util": [5, None],
-                              "cpu_s": [None, 0.5]}  # fmt: skip
+    assert node["series"] == {
+        "t": [11.0, 12.0],
+        "rss_mb": [1.0, None],
+        "gpu.util": [5, None],
+        "cpu_s": [None, 0.5],
+    }
     assert node_series(records[:2])["end"] is None
     assert node_series([records[1]])["start"] == {}  # a file whose start was lost
 
@@ -208,8 +248,13 @@ def test_a_nodes_energy_is_the_counters_difference_over_the_window_with_its_cove
     node = _node(
         0.0, [_edge(1.0, 100.0, 10.0, 1000.0), _edge(3.0, 300.0, 14.0, 1500.0)], RAPL, NVML, end_t=4.0
     )
-    assert node["energy"]["cpu_package"] == {"energy_j": 200.0, "window_s": 2.0, "method": "counter",
-                                             "coverage": 0.5, "status": "measured"}  # fmt: skip
+    assert node["energy"]["cpu_package"] == {
+        "energy_j": 200.0,
+        "window_s": 2.0,
+        "method": "counter",
+        "coverage": 0.5,
+        "status": "measured",
+    }
     assert node["energy"]["dram"]["energy_j"] == 4.0 and node["energy"]["gpu0"]["energy_j"] == 500.0
     assert node["energy"]["gpu1"] == {
         "status": "unavailable",
@@ -221,9 +266,11 @@ def test_a_nodes_energy_is_the_counters_difference_over_the_window_with_its_cove
 
 def test_energy_that_cannot_be_measured_says_why():
     bare = _node(0.0, [_edge(1.0, 1.0), _edge(2.0, 2.0)], end_t=3.0)["energy"]
-    assert bare == {"cpu_package": {"status": "unavailable", "reason": "no RAPL source record"},
-                    "dram": {"status": "unavailable", "reason": "no RAPL source record"},
-                    "gpu": {"status": "unavailable", "reason": "no NVML source record"}}  # fmt: skip
+    assert bare == {
+        "cpu_package": {"status": "unavailable", "reason": "no RAPL source record"},
+        "dram": {"status": "unavailable", "reason": "no RAPL source record"},
+        "gpu": {"status": "unavailable", "reason": "no NVML source record"},
+    }
     off = {"type": "source", "name": "rapl", "status": "unavailable", "reason": "powercap is not readable"}
     nvml_off = {"type": "source", "name": "nvml", "status": "unavailable"}
     energy = _node(0.0, [], off, nvml_off)["energy"]
@@ -246,29 +293,53 @@ def test_a_node_without_an_end_is_covered_to_its_last_sample():
 
 
 def test_two_steps_on_a_node_count_each_moment_once(tmp_path):
-    first = [{"type": "start", "t": 0.0, "node": "n1"}, RAPL, _edge(0.0, 0.0, 0.0), _edge(10.0, 100.0, 10.0),
-             {"type": "end", "t": 10.0}]  # fmt: skip
-    second = [{"type": "start", "t": 5.0, "node": "n1"}, RAPL,
-              {"type": "source", "name": "nvml", "status": "measured", "gpus": []},
-              _edge(5.0, 50.0, 5.0), _edge(15.0, 150.0, 15.0), {"type": "end", "t": 15.0}]  # fmt: skip
+    first = [
+        {"type": "start", "t": 0.0, "node": "n1"},
+        RAPL,
+        _edge(0.0, 0.0, 0.0),
+        _edge(10.0, 100.0, 10.0),
+        {"type": "end", "t": 10.0},
+    ]
+    second = [
+        {"type": "start", "t": 5.0, "node": "n1"},
+        RAPL,
+        {"type": "source", "name": "nvml", "status": "measured", "gpus": []},
+        _edge(5.0, 50.0, 5.0),
+        _edge(15.0, 150.0, 15.0),
+        {"type": "end", "t": 15.0},
+    ]
     _write(node_file(tmp_path, "n1", "1"), *second)
     _write(node_file(tmp_path, "n1", "0"), *first)
     node = read_nodes(tmp_path)["n1"]
     assert [s["start"]["t"] for s in node["steps"]] == [0.0, 5.0]
     assert node["start"]["t"] == 0.0 and node["end"]["t"] == 15.0
-    assert node["energy"]["cpu_package"] == {"energy_j": 150.0, "window_s": 15.0, "method": "derived",
-                                             "coverage": 1.0, "status": "measured", "steps": 2,
-                                             "rule": COMBINE_RULE}  # fmt: skip
+    assert node["energy"]["cpu_package"] == {
+        "energy_j": 150.0,
+        "window_s": 15.0,
+        "method": "derived",
+        "coverage": 1.0,
+        "status": "measured",
+        "steps": 2,
+        "rule": COMBINE_RULE,
+    }
     assert node["sources"]["nvml"]["status"] == "measured"
-    assert node["series"] == {"t": [0.0, 5.0, 10.0, 15.0], "rapl.package_j": [0.0, 50.0, 100.0, 150.0],
-                              "rapl.dram_j": [0.0, 5.0, 10.0, 15.0]}  # fmt: skip
+    assert node["series"] == {
+        "t": [0.0, 5.0, 10.0, 15.0],
+        "rapl.package_j": [0.0, 50.0, 100.0, 150.0],
+        "rapl.dram_j": [0.0, 5.0, 10.0, 15.0],
+    }
     assert [sample["t"] for sample in node["samples"]] == [0.0, 5.0, 10.0, 15.0]
 
 
 def _rapl_step(tmp_path, step, start_t, readings, end_t):
     edges = [_edge(t, e, 0.0) for t, e in readings]
-    _write(node_file(tmp_path, "n1", step), {"type": "start", "t": start_t, "node": "n1"}, RAPL, *edges,
-           {"type": "end", "t": end_t})  # fmt: skip
+    _write(
+        node_file(tmp_path, "n1", step),
+        {"type": "start", "t": start_t, "node": "n1"},
+        RAPL,
+        *edges,
+        {"type": "end", "t": end_t},
+    )
 
 
 def test_three_steps_count_only_the_gaps_the_earlier_ones_left(tmp_path):
@@ -277,9 +348,15 @@ def test_three_steps_count_only_the_gaps_the_earlier_ones_left(tmp_path):
     _rapl_step(tmp_path, "2", 2.5, [(3.0, 30.0), (9.0, 90.0)], 9.0)  # 60 J over 6 s, of which 3..5 is new
     node = read_nodes(tmp_path)["n1"]
     assert node["windows"]["cpu_package"] == [[0.0, 2.0, 20.0], [3.0, 5.0, 20.0], [5.0, 9.0, 40.0]]
-    assert node["energy"]["cpu_package"] == {"energy_j": 80.0, "window_s": 8.0, "method": "derived",
-                                             "coverage": round(8 / 9, 4), "status": "measured", "steps": 3,
-                                             "rule": COMBINE_RULE}  # fmt: skip
+    assert node["energy"]["cpu_package"] == {
+        "energy_j": 80.0,
+        "window_s": 8.0,
+        "method": "derived",
+        "coverage": round(8 / 9, 4),
+        "status": "measured",
+        "steps": 3,
+        "rule": COMBINE_RULE,
+    }
 
 
 def test_overlapping_steps_merge_their_coverage_for_the_next(tmp_path):
@@ -328,9 +405,8 @@ def test_a_source_measured_by_any_step_is_measured(tmp_path):
     _write(node_file(tmp_path, "n3", "1"), {"type": "start", "t": 2.0, "node": "n3"}, other)
     nodes = read_nodes(tmp_path)
     assert nodes["n1"]["sources"]["nvml"]["status"] == nodes["n2"]["sources"]["nvml"]["status"] == "measured"
-    assert (
-        nodes["n3"]["sources"]["nvml"]["reason"] == "no driver"
-    )  # unavailable in both: the first step's why
+    # unavailable in both: the first step's why
+    assert nodes["n3"]["sources"]["nvml"]["reason"] == "no driver"
     assert nodes["n1"]["end"] is None and nodes["n2"]["end"]["t"] == 3.0  # a step still running: not over
 
 
@@ -368,10 +444,16 @@ def test_the_report_reads_ranks_nodes_and_each_ranks_regions_from_all_its_proces
     _write(rank_file(tmp_path, 3), {"type": "start", "t": 1.0, "rank": 3})
     _write(node_file(tmp_path, "n1"), {"type": "start", "t": 1.0, "node": "n1"})
     anchor = {"type": "anchor", "t": 100.0, "rank": 3, "pid": 1}
-    _write(tmp_path / "regions-rank-00003-p1.jsonl", anchor,
-           {"type": "regions", "t": 106.0, "spans": [["b", 5e9, 1, 0]]})  # fmt: skip
-    _write(tmp_path / "regions-rank-00003-p2.jsonl", {**anchor, "pid": 2},
-           {"type": "regions", "t": 102.0, "spans": [["a", 1e9, 1, 0]]})  # fmt: skip
+    _write(
+        tmp_path / "regions-rank-00003-p1.jsonl",
+        anchor,
+        {"type": "regions", "t": 106.0, "spans": [["b", 5e9, 1, 0]]},
+    )
+    _write(
+        tmp_path / "regions-rank-00003-p2.jsonl",
+        {**anchor, "pid": 2},
+        {"type": "regions", "t": 102.0, "spans": [["a", 1e9, 1, 0]]},
+    )
     assert [r["rank"] for r in summarize_ranks(tmp_path)] == [3] and list(read_nodes(tmp_path)) == ["n1"]
     found = regions(tmp_path)
     assert found is not None
@@ -413,8 +495,10 @@ def test_every_gpu_counts_only_its_own_counter_and_sources_may_omit_their_lists(
     no_zones = {k: v for k, v in RAPL.items() if k != "zones"}
     no_gpus = {"type": "source", "name": "nvml", "status": "measured"}
     energy = _node(0.0, [], no_zones, no_gpus)["energy"]
-    assert energy == {"cpu_package": {"status": "unavailable", "reason": "no cpu_package zone under RAPL"},
-                      "dram": {"status": "unavailable", "reason": "no dram zone under RAPL"}}  # fmt: skip
+    assert energy == {
+        "cpu_package": {"status": "unavailable", "reason": "no cpu_package zone under RAPL"},
+        "dram": {"status": "unavailable", "reason": "no dram zone under RAPL"},
+    }
 
 
 def test_an_unavailable_gpu_source_gives_its_reason():
@@ -424,16 +508,23 @@ def test_an_unavailable_gpu_source_gives_its_reason():
         "status": "unavailable",
         "reason": "NVML: driver not loaded",
     }
-    assert _node(0.0, [], nvml_off)["energy"]["gpu"] == {"status": "unavailable",
-                                                            "reason": "NVML: driver not loaded"}  # fmt: skip
+    assert _node(0.0, [], nvml_off)["energy"]["gpu"] == {
+        "status": "unavailable",
+        "reason": "NVML: driver not loaded",
+    }
 
 
 def test_short_windows_keep_their_fractions_and_a_repeated_reading_is_skipped():
     edges = [_edge(1.0, 10.0), _edge(1.0, 10.0), _edge(1.25, 10.1234), _edge(1.6234, 10.2469)]
     # the collector's end record came before its last reading: the coverage is capped at 1
     energy = _node(1.0, edges, {**RAPL, "zones": {"0": "package-0"}}, end_t=1.3)["energy"]
-    assert energy["cpu_package"] == {"energy_j": 0.247, "window_s": 0.623, "method": "counter",
-                                     "coverage": 1.0, "status": "measured"}  # fmt: skip
+    assert energy["cpu_package"] == {
+        "energy_j": 0.247,
+        "window_s": 0.623,
+        "method": "counter",
+        "coverage": 1.0,
+        "status": "measured",
+    }
     no_start = node_series([RAPL, *edges])  # a collector whose start record was lost
     assert no_start["energy"]["cpu_package"]["coverage"] is None  # no lifetime to measure it against
 
@@ -444,4 +535,6 @@ def test_energy_windows_of_one_collector_are_its_own_and_not_prorated():
         False,
     )
     assert energy_windows([[(0.0, 0.0), (4.0, 8.0)], [(2.0, 0.0), (6.0, 8.0)]]) == (
-        [(0.0, 4.0, 8.0), (4.0, 6.0, 4.0)], True)  # fmt: skip
+        [(0.0, 4.0, 8.0), (4.0, 6.0, 4.0)],
+        True,
+    )

@@ -40,8 +40,13 @@ def _env() -> dict[str, str]:
 
 
 def _kill_mid_line(profile: Path) -> Path:
-    proc = subprocess.run([sys.executable, "-c", KILLED_MID_LINE, str(profile)], capture_output=True,
-                          text=True, timeout=60, env=_env())  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_LINE, str(profile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     path = rank_file(profile, 0)
     assert not path.read_bytes().endswith(b"\n")  # the torn tail the next attempt finds
@@ -61,16 +66,21 @@ writer.write({"type": "end", "t": 202.0, "rank": 0, "exit_code": 0, "wall_s": 2.
               "peak_rss_mb": 20.0})
 writer.close()
 """
-    proc = subprocess.run([sys.executable, "-c", second, str(tmp_path)], capture_output=True, text=True,
-                          timeout=60, env=_env())  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", second, str(tmp_path)], capture_output=True, text=True, timeout=60, env=_env()
+    )
     assert proc.returncode == 0, proc.stderr
 
     # 3 whole records of attempt 1, the torn one skipped, all 3 of attempt 2.
     records = list(read_records(path))
     assert [(r["type"], r["t"]) for r in records] == [
-        ("start", 100.0), ("sample", 101.0), ("sample", 102.0),
-        ("start", 200.0), ("sample", 201.0), ("end", 202.0),
-    ]  # fmt: skip
+        ("start", 100.0),
+        ("sample", 101.0),
+        ("sample", 102.0),
+        ("start", 200.0),
+        ("sample", 201.0),
+        ("end", 202.0),
+    ]
     assert len(path.read_text().splitlines()) == 7  # the torn line stays alone on its line
     (rank,) = summarize_ranks(tmp_path)  # as `hpcx report` reads it: attempt 2's start (t 200), its end
     assert (rank["attempt"], rank["start_t"], rank["exit_code"], rank["finished"]) == (1, 200.0, 0, True)
@@ -81,8 +91,19 @@ def test_hpcx_run_requeued_after_a_kill_mid_line_reports_the_new_attempt(tmp_pat
     """The same through the job's entry point: the requeued ``python -m hpcx.run`` appends to the rank file,
     and the profile read by ``hpcx report`` is the new attempt's, start, samples and end."""
     path = _kill_mid_line(tmp_path)
-    cmd = [sys.executable, "-m", "hpcx.run", "--interval", "0.1", "--profile-dir", str(tmp_path), "--",
-           sys.executable, "-c", "import time; time.sleep(0.3)"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "hpcx.run",
+        "--interval",
+        "0.1",
+        "--profile-dir",
+        str(tmp_path),
+        "--",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(0.3)",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_env(), cwd=REPO)
     assert proc.returncode == 0, proc.stderr
 
@@ -116,5 +137,7 @@ def test_a_reader_skips_only_the_torn_part_of_a_line_an_older_writer_glued(tmp_p
         + '{"v":2,"type":"sample","t":202.0,"nested":{"v":1,"type":"y"'  # torn at the end: skipped
     )
     assert [(r["type"], r["t"]) for r in read_records(path)] == [
-        ("start", 100.0), ("start", 200.0), ("sample", 201.0)
-    ]  # fmt: skip
+        ("start", 100.0),
+        ("start", 200.0),
+        ("sample", 201.0),
+    ]

@@ -49,8 +49,14 @@ def _spans(profile: Path, rank: int) -> list[dict]:
 
 def test_nested_and_decorated_regions_are_written_at_exit(tmp_path):
     t0 = time.time()
-    out = subprocess.run([sys.executable, "-c", JOB], env=_env(tmp_path), capture_output=True, text=True,
-                         timeout=60, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", JOB],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == "[]", "regions must not import torch, psutil or numpy"
     files = sorted(tmp_path.glob("regions-rank-00003-p*.jsonl"))
     assert len(files) == 2
@@ -87,8 +93,11 @@ def test_a_region_costs_a_few_microseconds():
         print((with_region - (time.perf_counter_ns() - t)) / n / 1000)
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HPCX_")}  # outside a run: kept, dropped
-    us = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                              env=env, check=True).stdout)  # fmt: skip
+    us = float(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, check=True
+        ).stdout
+    )
     print(f"one region: {us:.2f} us")
     assert us < 20, f"a region costs {us:.1f} us"
 

@@ -41,12 +41,32 @@ def test_each_torchrun_worker_records_regions_under_its_own_rank(tmp_path):
         env.update(
             SLURM_PROCID=str(node), SLURM_STEP_NUM_TASKS="2", SLURM_LOCALID="0", SLURM_NODEID=str(node)
         )
-        agents.append(subprocess.Popen(
-            [sys.executable, "-m", "hpcx.run", "--profile-dir", str(tmp_path / "p"), "--", sys.executable, "-m",
-             "torch.distributed.run", "--nnodes=2", f"--node-rank={node}", "--nproc-per-node=2",
-             "--master-addr=127.0.0.1", f"--master-port={port}", "--rdzv-backend=static", str(script)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        ))  # fmt: skip
+        agents.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hpcx.run",
+                    "--profile-dir",
+                    str(tmp_path / "p"),
+                    "--",
+                    sys.executable,
+                    "-m",
+                    "torch.distributed.run",
+                    "--nnodes=2",
+                    f"--node-rank={node}",
+                    "--nproc-per-node=2",
+                    "--master-addr=127.0.0.1",
+                    f"--master-port={port}",
+                    "--rdzv-backend=static",
+                    str(script),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
     outs = []
     try:
         for agent in agents:

@@ -12,8 +12,19 @@ from hpcx.reports.accounting import duration_s, size_mb, summarize_accounting
 from hpcx.rundir.records import RecordWriter, node_file, rank_file
 from hpcx.runs import Run
 
-FIELDS = ("JobID", "State", "ExitCode", "Elapsed", "TotalCPU", "MaxRSS", "AllocTRES", "NodeList", "Start",
-          "End", "JobName")  # fmt: skip
+FIELDS = (
+    "JobID",
+    "State",
+    "ExitCode",
+    "Elapsed",
+    "TotalCPU",
+    "MaxRSS",
+    "AllocTRES",
+    "NodeList",
+    "Start",
+    "End",
+    "JobName",
+)
 
 
 def make_run(
@@ -28,37 +39,90 @@ def make_run(
         "ntasks_per_node": ntasks,
         "nodes": 1,
     }
-    manifest = {"kind": {"value": "mpi"}, "command": ["python", "x.py"],
-                "resources": {k: {"value": v, "source": "cli"} for k, v in res.items()}}  # fmt: skip
+    manifest = {
+        "kind": {"value": "mpi"},
+        "command": ["python", "x.py"],
+        "resources": {k: {"value": v, "source": "cli"} for k, v in res.items()},
+    }
     (run.dir / "manifest.json").write_text(json.dumps(manifest))
     (run.dir / "job.json").write_text(json.dumps({"scheduler": "slurm", "job_id": "42"}))
     return run
 
 
 def sacct(*rows: tuple[str, ...], finished: bool = True) -> dict:
-    return {"schema": "hpcx.accounting/1", "job_ids": ["42"], "queried_at": "2026-01-01T00:00:00+00:00",
-            "finished": finished, "rows": [dict(zip(FIELDS, r)) for r in rows]}  # fmt: skip
+    return {
+        "schema": "hpcx.accounting/1",
+        "job_ids": ["42"],
+        "queried_at": "2026-01-01T00:00:00+00:00",
+        "finished": finished,
+        "rows": [dict(zip(FIELDS, r)) for r in rows],
+    }
 
 
-def write_rank(run: Run, rank: int, *, wall_s: float, peak_mb: float, cpu_s: float, end: bool = True,
-               node: str = "n1", exit_code: int = 0) -> None:  # fmt: skip
+def write_rank(
+    run: Run,
+    rank: int,
+    *,
+    wall_s: float,
+    peak_mb: float,
+    cpu_s: float,
+    end: bool = True,
+    node: str = "n1",
+    exit_code: int = 0,
+) -> None:
     w = RecordWriter(rank_file(run.dir / "profile", rank))
     w.write({"type": "start", "t": 1000.0, "rank": rank, "node": node, "attempt": 0, "cpus_allowed": 1})
     for i in range(1, int(wall_s) + 1):
-        w.write({"type": "sample", "t": 1000.0 + i, "rank": rank, "rss_mb": peak_mb * i / wall_s,
-                 "hwm_mb": peak_mb * i / wall_s, "cpu_s": cpu_s * i / wall_s})  # fmt: skip
+        w.write(
+            {
+                "type": "sample",
+                "t": 1000.0 + i,
+                "rank": rank,
+                "rss_mb": peak_mb * i / wall_s,
+                "hwm_mb": peak_mb * i / wall_s,
+                "cpu_s": cpu_s * i / wall_s,
+            }
+        )
     if end:
-        w.write({"type": "end", "t": 1000.0 + wall_s, "rank": rank, "exit_code": exit_code, "wall_s": wall_s,
-                 "cpu_s": cpu_s, "peak_rss_mb": peak_mb})  # fmt: skip
+        w.write(
+            {
+                "type": "end",
+                "t": 1000.0 + wall_s,
+                "rank": rank,
+                "exit_code": exit_code,
+                "wall_s": wall_s,
+                "cpu_s": cpu_s,
+                "peak_rss_mb": peak_mb,
+            }
+        )
     w.close()
 
 
 def write_comm(run: Run, rank: int, seconds: float) -> None:
     w = RecordWriter(run.dir / "profile" / f"comm-rank-{rank:05d}-p99.jsonl")
-    entry = {"lib": "mpi", "call": "Allreduce", "bucket": 2**20, "ranks": 4, "calls": 100,
-             "bytes": 100 * 2**20, "seconds": seconds, "algbw_gbs": 1.0, "busbw_gbs": 1.5}  # fmt: skip
-    w.write({"type": "comm", "t": 1100.0, "rank": rank, "format": "hpcx.comm/1", "pid": 99, "wall_s": 100.0,
-             "seconds": seconds, "entries": [entry]})  # fmt: skip
+    entry = {
+        "lib": "mpi",
+        "call": "Allreduce",
+        "bucket": 2**20,
+        "ranks": 4,
+        "calls": 100,
+        "bytes": 100 * 2**20,
+        "seconds": seconds,
+        "algbw_gbs": 1.0,
+        "busbw_gbs": 1.5,
+    }
+    w.write(
+        {
+            "type": "comm",
+            "t": 1100.0,
+            "rank": rank,
+            "format": "hpcx.comm/1",
+            "pid": 99,
+            "wall_s": 100.0,
+            "seconds": seconds,
+            "entries": [entry],
+        }
+    )
     w.close()
 
 
@@ -70,10 +134,22 @@ def test_sacct_values_as_numbers():
 
 def test_accounting_only_report_like_seff(tmp_path):
     run = make_run(tmp_path, mem_mb=65536, time_min=1440, cpus=8)
-    acct = sacct(("42", "COMPLETED", "0:0", "02:10:00", "2:04:48", "", "cpu=8,mem=64G,node=1", "n1", "s", "e",
-                  "j"),
-                 ("42.batch", "COMPLETED", "0:0", "02:10:00", "2:04:48", "5347737K", "cpu=8,mem=64G,node=1",
-                  "n1", "s", "e", "batch"))  # fmt: skip
+    acct = sacct(
+        ("42", "COMPLETED", "0:0", "02:10:00", "2:04:48", "", "cpu=8,mem=64G,node=1", "n1", "s", "e", "j"),
+        (
+            "42.batch",
+            "COMPLETED",
+            "0:0",
+            "02:10:00",
+            "2:04:48",
+            "5347737K",
+            "cpu=8,mem=64G,node=1",
+            "n1",
+            "s",
+            "e",
+            "batch",
+        ),
+    )
     doc = build_report(run, acct)
     s = doc["summary"]
     assert (s["state"], s["state_source"], s["exit_code"], s["ranks"]) == ("COMPLETED", "sacct", 0, 0)
@@ -111,8 +187,10 @@ def test_profiled_report_names_the_slow_rank_and_the_communication_share(tmp_pat
 def test_partial_and_killed_jobs_report_what_was_flushed(tmp_path):
     run = make_run(tmp_path, time_min=1)
     write_rank(run, 0, wall_s=30, peak_mb=100.0, cpu_s=10.0, end=False)
-    running = sacct(("42", "RUNNING", "0:0", "00:00:31", "00:00:00", "", "cpu=1,mem=1G,node=1", "n1", "s",
-                     "e", "j"), finished=False)  # fmt: skip
+    running = sacct(
+        ("42", "RUNNING", "0:0", "00:00:31", "00:00:00", "", "cpu=1,mem=1G,node=1", "n1", "s", "e", "j"),
+        finished=False,
+    )
     doc = build_report(run, running)
     assert (doc["summary"]["state"], doc["summary"]["finished"], doc["ranks"][0]["wall_s"]) == (
         "RUNNING",
@@ -162,8 +240,16 @@ def test_energy_in_the_line(tmp_path):
     write_rank(run, 0, wall_s=3, peak_mb=100.0, cpu_s=3.0)
     w = RecordWriter(node_file(run.dir / "profile", "n1"))
     w.write({"type": "start", "t": 1000.0, "node": "n1", "rank": 0})
-    w.write({"type": "source", "t": 1000.0, "node": "n1", "name": "rapl", "status": "measured",
-             "zones": {"intel-rapl:0": "package-0"}})  # fmt: skip
+    w.write(
+        {
+            "type": "source",
+            "t": 1000.0,
+            "node": "n1",
+            "name": "rapl",
+            "status": "measured",
+            "zones": {"intel-rapl:0": "package-0"},
+        }
+    )
     for t, e in ((1000.0, 0.0), (1003.0, 3.6e5)):
         w.write(
             {"type": "sample", "t": t, "node": "n1", "edge": True, "rapl": {"package_j": e, "dram_j": 0.0}}

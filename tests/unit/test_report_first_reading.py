@@ -28,13 +28,37 @@ def _rapl_node(
     w = RecordWriter(node_file(run.dir / "profile", node))
     w.write({"type": "start", "t": 1000.0, "node": node, "rank": 0})
     if package_j is None:
-        w.write({"type": "source", "t": 1000.0, "node": node, "name": "rapl", "status": "unavailable",
-                 "reason": reason})  # fmt: skip
+        w.write(
+            {
+                "type": "source",
+                "t": 1000.0,
+                "node": node,
+                "name": "rapl",
+                "status": "unavailable",
+                "reason": reason,
+            }
+        )
     else:
-        w.write({"type": "source", "t": 1000.0, "node": node, "name": "rapl", "status": "measured",
-                 "zones": {"intel-rapl:0": "package-0"}})  # fmt: skip
-    w.write({"type": "source", "t": 1000.0, "node": node, "name": "nvml", "status": "unavailable",
-             "reason": "no NVIDIA driver on this node"})  # fmt: skip
+        w.write(
+            {
+                "type": "source",
+                "t": 1000.0,
+                "node": node,
+                "name": "rapl",
+                "status": "measured",
+                "zones": {"intel-rapl:0": "package-0"},
+            }
+        )
+    w.write(
+        {
+            "type": "source",
+            "t": 1000.0,
+            "node": node,
+            "name": "nvml",
+            "status": "unavailable",
+            "reason": "no NVIDIA driver on this node",
+        }
+    )
     for t, e in ((1000.0, 0.0), (1030.0, package_j or 0.0)):
         sample = {"type": "sample", "t": t, "node": node}
         if package_j is not None:
@@ -54,8 +78,9 @@ def test_failed_job_says_why_right_after_its_state(tmp_path, monkeypatch):
     run = make_run(tmp_path)
     write_rank(run, 0, wall_s=3, peak_mb=50.0, cpu_s=1.0, exit_code=3)
     (run.dir / "logs").mkdir()
-    (run.dir / "logs" / "slurm-42.err").write_text("loading\nTraceback (most recent call last):\n"
-                                                   "ValueError: column 'lr' is empty\n\n")  # fmt: skip
+    (run.dir / "logs" / "slurm-42.err").write_text(
+        "loading\nTraceback (most recent call last):\nValueError: column 'lr' is empty\n\n"
+    )
     acct = sacct(
         ("42", "FAILED", "3:0", "00:00:03", "00:00:01", "", "cpu=1,mem=1G,node=1", "n1", "s", "e", "j")
     )
@@ -77,10 +102,38 @@ def test_failed_job_says_why_right_after_its_state(tmp_path, monkeypatch):
 
 def test_slurms_own_reason_is_shown_when_it_has_one(tmp_path):
     run = make_run(tmp_path)
-    row = dict(zip(("JobID", "State", "ExitCode", "Elapsed", "TotalCPU", "MaxRSS", "AllocTRES", "NodeList",
-                    "Start", "End", "Reason", "JobName"),
-                   ("42", "NODE_FAIL", "0:0", "00:01:00", "00:00:01", "", "cpu=1,node=1", "n1", "s", "e",
-                    "NodeDown", "j")))  # fmt: skip
+    row = dict(
+        zip(
+            (
+                "JobID",
+                "State",
+                "ExitCode",
+                "Elapsed",
+                "TotalCPU",
+                "MaxRSS",
+                "AllocTRES",
+                "NodeList",
+                "Start",
+                "End",
+                "Reason",
+                "JobName",
+            ),
+            (
+                "42",
+                "NODE_FAIL",
+                "0:0",
+                "00:01:00",
+                "00:00:01",
+                "",
+                "cpu=1,node=1",
+                "n1",
+                "s",
+                "e",
+                "NodeDown",
+                "j",
+            ),
+        )
+    )
     acct = {**sacct(), "rows": [row]}
     assert build_report(run, acct)["summary"]["failure"]["reason"] == "NodeDown"
 
@@ -127,13 +180,17 @@ def test_nodelists_and_the_jobs_that_shared_a_node():
 
     assert expand_nodelist("n[1-3,7],gpu01") == ["n1", "n2", "n3", "n7", "gpu01"]
     assert expand_nodelist("c[08-10]") == ["c08", "c09", "c10"] and expand_nodelist("None assigned") == []
-    rows = [{"JobID": "42", "NodeList": "n[1-2]", "Start": "2026-01-01T10:00:00", "End": "2026-01-01T11:00:00"},
-            {"JobID": "43", "NodeList": "n2", "Start": "2026-01-01T10:30:00", "End": "Unknown"},
-            {"JobID": "44_3", "NodeList": "n1", "Start": "2026-01-01T09:00:00", "End": "2026-01-01T10:00:00"},
-            {"JobID": "45", "NodeList": "n[1-2]", "Start": "Unknown", "End": "Unknown"}]  # fmt: skip
+    rows = [
+        {"JobID": "42", "NodeList": "n[1-2]", "Start": "2026-01-01T10:00:00", "End": "2026-01-01T11:00:00"},
+        {"JobID": "43", "NodeList": "n2", "Start": "2026-01-01T10:30:00", "End": "Unknown"},
+        {"JobID": "44_3", "NodeList": "n1", "Start": "2026-01-01T09:00:00", "End": "2026-01-01T10:00:00"},
+        {"JobID": "45", "NodeList": "n[1-2]", "Start": "Unknown", "End": "Unknown"},
+    ]
     # 43 still runs; 44_3 ended as 42 started (no overlap); 45 never started; 42 is the job itself.
     assert shared_jobs(rows, ["42"], ["n1", "n2"], "2026-01-01T10:00:00", "2026-01-01T11:00:00") == {
-        "n1": [], "n2": ["43"]}  # fmt: skip
+        "n1": [],
+        "n2": ["43"],
+    }
 
 
 def test_rapl_of_a_shared_node_is_the_nodes_not_the_jobs(tmp_path, monkeypatch):
@@ -162,11 +219,23 @@ def test_rapl_of_a_shared_node_is_the_nodes_not_the_jobs(tmp_path, monkeypatch):
 
 def _sweep(tmp_path):
     run = make_run(tmp_path)
-    (run.dir / "job.json").write_text(json.dumps({"scheduler": "slurm", "job_id": "42", "kind": "sweep",
-                                                  "chunks": [{"job_id": "42", "offset": 0, "count": 3}]}))  # fmt: skip
+    (run.dir / "job.json").write_text(
+        json.dumps(
+            {
+                "scheduler": "slurm",
+                "job_id": "42",
+                "kind": "sweep",
+                "chunks": [{"job_id": "42", "offset": 0, "count": 3}],
+            }
+        )
+    )
     params = [{"lr": 0.001, "model": "small"}, {"lr": 0.1, "model": "small"}, {"lr": 0.1, "model": "large"}]
-    (run.dir / "tasks.jsonl").write_text("".join(
-        json.dumps({"task": i, "name": f"t{i}", "params": p, "seed": 7 + i}) + "\n" for i, p in enumerate(params)))  # fmt: skip
+    (run.dir / "tasks.jsonl").write_text(
+        "".join(
+            json.dumps({"task": i, "name": f"t{i}", "params": p, "seed": 7 + i}) + "\n"
+            for i, p in enumerate(params)
+        )
+    )
     for task, code in ((0, 0), (1, 1), (2, 0)):
         sub = make_run(tmp_path / f"t{task}")
         write_rank(sub, 0, wall_s=4, peak_mb=100.0 * (task + 1), cpu_s=2.0, exit_code=code)
@@ -174,10 +243,24 @@ def _sweep(tmp_path):
         shutil.copytree(sub.dir / "profile", run.dir / "profile" / f"task-{task:05d}")
     (run.dir / "logs").mkdir()
     (run.dir / "logs" / "slurm-42_1.err").write_text("diverged: lr=0.1 model=small seed=8\n")
-    rows = [(f"42_{i}", state, code, "00:00:04", "00:00:02", "", "cpu=1,mem=1G,node=1", "n1",
-             f"2026-01-01T10:00:{start:02d}", f"2026-01-01T10:00:{start + 4:02d}", "j")
-            for i, (state, code, start) in enumerate((("COMPLETED", "0:0", 0), ("FAILED", "1:0", 10),
-                                                      ("COMPLETED", "0:0", 30)))]  # fmt: skip
+    rows = [
+        (
+            f"42_{i}",
+            state,
+            code,
+            "00:00:04",
+            "00:00:02",
+            "",
+            "cpu=1,mem=1G,node=1",
+            "n1",
+            f"2026-01-01T10:00:{start:02d}",
+            f"2026-01-01T10:00:{start + 4:02d}",
+            "j",
+        )
+        for i, (state, code, start) in enumerate(
+            (("COMPLETED", "0:0", 0), ("FAILED", "1:0", 10), ("COMPLETED", "0:0", 30))
+        )
+    ]
     return run, sacct(*rows)
 
 
@@ -225,16 +308,38 @@ def test_provenance_shows_no_none_and_a_uid_as_a_uid(tmp_path):
 def test_sweep_tasks_running_together_share_their_node(tmp_path, monkeypatch):
     """Two tasks of one sweep at once on n1: each one's RAPL is the whole package, both tasks' draw."""
     run = make_run(tmp_path)
-    (run.dir / "job.json").write_text(json.dumps({"scheduler": "slurm", "job_id": "42", "kind": "sweep",
-                                                  "chunks": [{"job_id": "42", "offset": 0, "count": 3}]}))  # fmt: skip
+    (run.dir / "job.json").write_text(
+        json.dumps(
+            {
+                "scheduler": "slurm",
+                "job_id": "42",
+                "kind": "sweep",
+                "chunks": [{"job_id": "42", "offset": 0, "count": 3}],
+            }
+        )
+    )
     for task in range(3):
         sub = make_run(tmp_path / f"t{task}")
         write_rank(sub, 0, wall_s=30, peak_mb=100.0, cpu_s=20.0)
         _rapl_node(sub, "n1", package_j=1000.0)
         shutil.copytree(sub.dir / "profile", run.dir / "profile" / f"task-{task:05d}")
     when = {0: ("10:00:00", "10:00:30"), 1: ("10:00:10", "10:00:40"), 2: ("10:01:00", "10:01:30")}
-    rows = [(f"42_{i}", "COMPLETED", "0:0", "00:00:30", "00:00:20", "", "cpu=1,mem=1G,node=1", "n1",
-             f"2026-01-01T{a}", f"2026-01-01T{b}", "j") for i, (a, b) in when.items()]  # fmt: skip
+    rows = [
+        (
+            f"42_{i}",
+            "COMPLETED",
+            "0:0",
+            "00:00:30",
+            "00:00:20",
+            "",
+            "cpu=1,mem=1G,node=1",
+            "n1",
+            f"2026-01-01T{a}",
+            f"2026-01-01T{b}",
+            "j",
+        )
+        for i, (a, b) in when.items()
+    ]
     acct = sacct(*rows)
     node_jobs = [{"JobID": r[0], "NodeList": "n1", "Start": r[8], "End": r[9]} for r in rows]
     report = build_report(run, acct, node_jobs=node_jobs)

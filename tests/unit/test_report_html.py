@@ -30,17 +30,46 @@ CHROMIUM = shutil.which("chromium")
 def write_node(run, node: str, *, gpus: int, seconds: int = 60, busy_until: int = 40) -> None:
     w = RecordWriter(node_file(run.dir / "profile", node))
     w.write({"type": "start", "t": 1000.0, "node": node, "host": node, "rank": 0, "interval_s": 1.0})
-    w.write({"type": "source", "t": 1000.0, "node": node, "name": "rapl", "status": "measured",
-             "zones": {"intel-rapl:0": "package-0"}})  # fmt: skip
-    w.write({"type": "source", "t": 1000.0, "node": node, "name": "nvml", "status": "measured",
-             "gpus": list(range(gpus)), "no_energy_counter": []})  # fmt: skip
+    w.write(
+        {
+            "type": "source",
+            "t": 1000.0,
+            "node": node,
+            "name": "rapl",
+            "status": "measured",
+            "zones": {"intel-rapl:0": "package-0"},
+        }
+    )
+    w.write(
+        {
+            "type": "source",
+            "t": 1000.0,
+            "node": node,
+            "name": "nvml",
+            "status": "measured",
+            "gpus": list(range(gpus)),
+            "no_energy_counter": [],
+        }
+    )
     for i in range(seconds + 1):
-        sample = {"type": "sample", "t": 1000.0 + i, "node": node,
-                  "memory": {"used_mb": 4000.0 + 30 * i, "available_mb": 60000.0},
-                  "network": {"rx_bytes": i * 2_000_000, "tx_bytes": i * 1_000_000},
-                  "nvml": [{"index": g, "power_w": 300.0 if i < busy_until else 60.0,
-                            "util_pct": 95.0 if i < busy_until else 0.0, "mem_used_mb": 20000.0 + g,
-                            "sm_mhz": 1980, "throttle": 0x4 if i % 10 == 0 else 0} for g in range(gpus)]}  # fmt: skip
+        sample = {
+            "type": "sample",
+            "t": 1000.0 + i,
+            "node": node,
+            "memory": {"used_mb": 4000.0 + 30 * i, "available_mb": 60000.0},
+            "network": {"rx_bytes": i * 2_000_000, "tx_bytes": i * 1_000_000},
+            "nvml": [
+                {
+                    "index": g,
+                    "power_w": 300.0 if i < busy_until else 60.0,
+                    "util_pct": 95.0 if i < busy_until else 0.0,
+                    "mem_used_mb": 20000.0 + g,
+                    "sm_mhz": 1980,
+                    "throttle": 0x4 if i % 10 == 0 else 0,
+                }
+                for g in range(gpus)
+            ],
+        }
         if i % 10 == 0 or i == seconds:
             sample["edge"] = True
             sample["rapl"] = {"package_j": 200.0 * i, "dram_j": 0.0, "wraps": 0}
@@ -53,19 +82,43 @@ def write_node(run, node: str, *, gpus: int, seconds: int = 60, busy_until: int 
 
 def write_comm_sizes(run, rank: int) -> None:
     w = RecordWriter(run.dir / "profile" / f"comm-rank-{rank:05d}-p77.jsonl")
-    entries = [{"lib": "torch", "call": "all_reduce", "bucket": 2**b, "ranks": 4, "calls": 10, "bytes": 10 * 2**b,
-                "seconds": 0.1 * b, "algbw_gbs": 1.0, "busbw_gbs": 1.5} for b in (10, 20, 24)]  # fmt: skip
-    w.write({"type": "comm", "t": 1060.0, "rank": rank, "format": "hpcx.comm/1", "pid": 77, "wall_s": 60.0,
-             "seconds": sum(e["seconds"] for e in entries), "entries": entries})  # fmt: skip
+    entries = [
+        {
+            "lib": "torch",
+            "call": "all_reduce",
+            "bucket": 2**b,
+            "ranks": 4,
+            "calls": 10,
+            "bytes": 10 * 2**b,
+            "seconds": 0.1 * b,
+            "algbw_gbs": 1.0,
+            "busbw_gbs": 1.5,
+        }
+        for b in (10, 20, 24)
+    ]
+    w.write(
+        {
+            "type": "comm",
+            "t": 1060.0,
+            "rank": rank,
+            "format": "hpcx.comm/1",
+            "pid": 77,
+            "wall_s": 60.0,
+            "seconds": sum(e["seconds"] for e in entries),
+            "entries": entries,
+        }
+    )
     w.close()
 
 
 def write_regions(run, rank: int, step_s: float, name: str = "forward") -> None:
     """Spans written by hpcx.region itself, in a process of its own for ``rank``."""
-    code = ("import time, hpcx\n"
-            "for _ in range(3):\n"
-            f"    with hpcx.region({name!r}): time.sleep({step_s})\n"
-            "    with hpcx.region('backward'): time.sleep(0.002)\n")  # fmt: skip
+    code = (
+        "import time, hpcx\n"
+        "for _ in range(3):\n"
+        f"    with hpcx.region({name!r}): time.sleep({step_s})\n"
+        "    with hpcx.region('backward'): time.sleep(0.002)\n"
+    )
     env = {**os.environ, "HPCX_PROFILE_DIR": str(run.dir / "profile"), "HPCX_RANK": str(rank)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
 
@@ -78,8 +131,14 @@ def gpu_run(tmp_path):
     manifest["git"] = {"commit": "0123abcd" * 5, "dirty": True, "branch": "main"}
     (run.dir / "manifest.json").write_text(json.dumps(manifest))
     for rank in range(4):
-        write_rank(run, rank, wall_s=60, peak_mb=1000.0 * (rank + 1), cpu_s=30.0 + 10 * rank,
-                   node=f"n{rank // 2 + 1}")  # fmt: skip
+        write_rank(
+            run,
+            rank,
+            wall_s=60,
+            peak_mb=1000.0 * (rank + 1),
+            cpu_s=30.0 + 10 * rank,
+            node=f"n{rank // 2 + 1}",
+        )
         write_comm_sizes(run, rank)
     write_comm(run, 0, seconds=2.0)
     for n in (1, 2):
@@ -88,10 +147,24 @@ def gpu_run(tmp_path):
 
 
 def _report(run, **kw):
-    acct = sacct(("42", "COMPLETED", "0:0", "00:01:00", "00:02:00", "", "cpu=4,mem=64G,node=2", "n[1-2]",
-                  "s", "e", "j"))  # fmt: skip
-    return build_report(run, acct, site_energy={"carbon_intensity_g_per_kwh": 400, "pue": 1.2}, site_name="t",
-                        **kw)  # fmt: skip
+    acct = sacct(
+        (
+            "42",
+            "COMPLETED",
+            "0:0",
+            "00:01:00",
+            "00:02:00",
+            "",
+            "cpu=4,mem=64G,node=2",
+            "n[1-2]",
+            "s",
+            "e",
+            "j",
+        )
+    )
+    return build_report(
+        run, acct, site_energy={"carbon_intensity_g_per_kwh": 400, "pue": 1.2}, site_name="t", **kw
+    )
 
 
 class _Scan(HTMLParser):
@@ -172,8 +245,10 @@ def test_dollar_signs_are_text_and_throttling_is_read_from_the_right_bits(tmp_pa
 
 
 def test_heatmap_bins_cpu_use_and_memory_per_rank():
-    ranks = [{"rank": 0, "timeline": [[0, 1024, 0], [1, 1024, 1], [2, 2048, 3]]},
-             {"rank": 1, "timeline": [[0, 512, 0], [2, 512, 1]]}]  # fmt: skip
+    ranks = [
+        {"rank": 0, "timeline": [[0, 1024, 0], [1, 1024, 1], [2, 2048, 3]]},
+        {"rank": 1, "timeline": [[0, 512, 0], [2, 512, 1]]},
+    ]
     cpu, rss, edges = heatmap_grid(ranks, bins=2)
     assert edges.tolist() == [0.0, 1.0, 2.0]
     assert cpu[0].tolist() == [1.0, 2.0]  # 1 core busy in the first second, 2 in the second
@@ -181,8 +256,10 @@ def test_heatmap_bins_cpu_use_and_memory_per_rank():
     assert cpu[1][1] == 0.5  # 1 CPU second over 2 wall seconds, counted where the sample lands
     # On the job's clock: rank 1 started 2 s after rank 0 (rank 0 ran an earlier step too), so its samples
     # land 2 s later, not beside rank 0's first ones.
-    ranks = [{"rank": 0, "start_t": 100.0, "timeline": [[0, 1024, 0], [4, 1024, 4]]},
-             {"rank": 1, "start_t": 102.0, "timeline": [[0, 2048, 0], [2, 2048, 2]]}]  # fmt: skip
+    ranks = [
+        {"rank": 0, "start_t": 100.0, "timeline": [[0, 1024, 0], [4, 1024, 4]]},
+        {"rank": 1, "start_t": 102.0, "timeline": [[0, 2048, 0], [2, 2048, 2]]},
+    ]
     cpu, rss, edges = heatmap_grid(ranks, bins=2)
     assert edges.tolist() == [0.0, 2.0, 4.0]
     assert np.isnan(rss[1][0]) and rss[1][1] == 2.0 and cpu[1][1] == 1.0
@@ -195,13 +272,15 @@ def test_array_run_lists_tasks_and_reports_one(tmp_path):
         sub = make_run(tmp_path / f"t{task}")
         write_rank(sub, 0, wall_s=5, peak_mb=100.0 * (task + 1), cpu_s=2.0, exit_code=code)
         shutil.copytree(sub.dir / "profile", run.dir / "profile" / f"task-{task:05d}")
-    acct = sacct(("42_0", "COMPLETED", "0:0", "00:00:05", "00:00:02", "", "cpu=1,mem=1G,node=1", "n1", "s", "e",
-                  "j"),
-                 ("42_1", "FAILED", "3:0", "00:00:05", "00:00:02", "", "cpu=1,mem=1G,node=1", "n1", "s", "e",
-                  "j"))  # fmt: skip
+    acct = sacct(
+        ("42_0", "COMPLETED", "0:0", "00:00:05", "00:00:02", "", "cpu=1,mem=1G,node=1", "n1", "s", "e", "j"),
+        ("42_1", "FAILED", "3:0", "00:00:05", "00:00:02", "", "cpu=1,mem=1G,node=1", "n1", "s", "e", "j"),
+    )
     report = build_report(run, acct)
     assert [(t["task"], t["state"], t["exit_code"], t["peak_rss_mb"]) for t in report["tasks"]] == [
-        (0, "COMPLETED", 0, 100.0), (1, "FAILED", 3, 200.0)]  # fmt: skip
+        (0, "COMPLETED", 0, 100.0),
+        (1, "FAILED", 3, 200.0),
+    ]
     text = render_text(report)
     assert "2 array tasks with records" in text and "FAILED" in text.split("array tasks")[1]
     # Without Slurm's record the array's state comes from its tasks: one failed, so the array failed.
@@ -222,15 +301,28 @@ def chromium_load(page: Path, tmp_path: Path) -> tuple[str, list[str], Path]:
     """Load ``page`` in headless Chromium: its DOM after the scripts ran, the console messages, and a
     screenshot."""
     shot = tmp_path / "shot.png"
-    args = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-            f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars"]  # fmt: skip
+    args = [
+        CHROMIUM,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--hide-scrollbars",
+    ]
     env = {**os.environ, "HOME": str(tmp_path)}
     dom = subprocess.run(
         [*args, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90, env=env
     )
     console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
-    subprocess.run([*args, f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()], capture_output=True,
-                   timeout=90, env=env, check=True)  # fmt: skip
+    subprocess.run(
+        [*args, f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()],
+        capture_output=True,
+        timeout=90,
+        env=env,
+        check=True,
+    )
     return dom.stdout, console, shot
 
 

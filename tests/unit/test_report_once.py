@@ -82,13 +82,21 @@ def test_the_json_lists_each_sources_status_once_with_its_nodes(tmp_path, monkey
     rows = report["source_status"]
     sources = {r["name"]: r for r in rows if r["kind"] == "source"}
     assert sorted(sources) == ["nvml", "psutil", "rapl"]  # each source once, not once per node
-    assert sources["rapl"] == {"kind": "source", "name": "rapl", "status": "unavailable", "reason": NO_RAPL,
-                               "nodes": ["n1", "n2"], "node_range": "n[1-2]"}  # fmt: skip
+    assert sources["rapl"] == {
+        "kind": "source",
+        "name": "rapl",
+        "status": "unavailable",
+        "reason": NO_RAPL,
+        "nodes": ["n1", "n2"],
+        "node_range": "n[1-2]",
+    }
     assert sources["psutil"]["status"] == "measured" and sources["psutil"]["reason"] is None
     energy = {r["name"]: r for r in rows if r["kind"] == "energy"}
     assert {k: (r["status"], r["node_range"]) for k, r in energy.items()} == {
-        "cpu_package": ("unavailable", "n[1-2]"), "dram": ("unavailable", "n[1-2]"), "gpu": ("unavailable", "n[1-2]")
-    }  # fmt: skip
+        "cpu_package": ("unavailable", "n[1-2]"),
+        "dram": ("unavailable", "n[1-2]"),
+        "gpu": ("unavailable", "n[1-2]"),
+    }
     assert len(rows) == len({(r["kind"], r["name"], r["status"], r["reason"]) for r in rows})
 
 

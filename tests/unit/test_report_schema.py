@@ -10,16 +10,49 @@ from tests.conftest import REPO
 from tests.unit.test_report import make_run, sacct, write_comm, write_rank
 
 SCHEMA = json.loads((REPO / "docs" / "report-schema.json").read_text())
-TOP_KEYS = ["schema", "run_id", "job_id", "task", "kind", "command", "resources", "summary", "accounting",
-            "ranks", "io", "nodes", "source_status", "comm", "node_timelines", "regions", "carbon", "profiler", "tasks",
-            "provenance", "advice", "line"]  # fmt: skip
+TOP_KEYS = [
+    "schema",
+    "run_id",
+    "job_id",
+    "task",
+    "kind",
+    "command",
+    "resources",
+    "summary",
+    "accounting",
+    "ranks",
+    "io",
+    "nodes",
+    "source_status",
+    "comm",
+    "node_timelines",
+    "regions",
+    "carbon",
+    "profiler",
+    "tasks",
+    "provenance",
+    "advice",
+    "line",
+]
 
 
 def _reports(tmp_path):
-    acct = sacct(("42", "TIMEOUT", "0:15", "00:01:08", "00:00:10", "", "cpu=2,mem=1G,node=1", "n1", "s", "e",
-                  "j"),
-                 ("42.batch", "CANCELLED", "0:15", "00:01:08", "00:00:10", "900K", "cpu=2,mem=1G,node=1",
-                  "n1", "s", "e", "batch"))  # fmt: skip
+    acct = sacct(
+        ("42", "TIMEOUT", "0:15", "00:01:08", "00:00:10", "", "cpu=2,mem=1G,node=1", "n1", "s", "e", "j"),
+        (
+            "42.batch",
+            "CANCELLED",
+            "0:15",
+            "00:01:08",
+            "00:00:10",
+            "900K",
+            "cpu=2,mem=1G,node=1",
+            "n1",
+            "s",
+            "e",
+            "batch",
+        ),
+    )
     only_acct = make_run(tmp_path / "a", mem_mb=4096, time_min=60, cpus=2)
     yield build_report(only_acct, acct)
     profiled = make_run(tmp_path / "p", mem_mb=4096, time_min=60)

@@ -94,10 +94,16 @@ def test_a_job_is_rerun_with_its_resources_variables_command_and_directory(runs_
 def test_named_resources_array_inputs_and_profile_come_back(runs_root, tmp_path, site):
     data = tmp_path / "train.csv"
     data.write_text("a\n")
-    run = _run(runs_root, _manifest(
-        tmp_path, directives=[["--constraint", "v100"]], sbatch_args=["--parsable", "--array=0-3%2"],
-        inputs=[{"path": str(data), "size_bytes": 2}, "not an entry", {"size_bytes": 1}], profile={"source": "cli", "value": True},
-    ))  # fmt: skip
+    run = _run(
+        runs_root,
+        _manifest(
+            tmp_path,
+            directives=[["--constraint", "v100"]],
+            sbatch_args=["--parsable", "--array=0-3%2"],
+            inputs=[{"path": str(data), "size_bytes": 2}, "not an entry", {"size_bytes": 1}],
+            profile={"source": "cli", "value": True},
+        ),
+    )
     p = plan(run, site, None, runs_root)
     assert p.lost == [] and p.prep.profile is True and p.prep.inputs == (str(data),)
     assert p.prep.array is not None and p.prep.array.text == "0-3%2"
@@ -122,9 +128,18 @@ def test_a_recorded_no_profile_is_given_again(runs_root, tmp_path, site):
 
 
 def test_what_cannot_be_given_again_is_named(runs_root, tmp_path, site):
-    run = _run(runs_root, _manifest(tmp_path, directives=[
-        ["--dependency", "afterany:123"], ["--reservation", "maint"], ["--constraint", "a100"], ["lonely"],
-    ]))  # fmt: skip
+    run = _run(
+        runs_root,
+        _manifest(
+            tmp_path,
+            directives=[
+                ["--dependency", "afterany:123"],
+                ["--reservation", "maint"],
+                ["--constraint", "a100"],
+                ["lonely"],
+            ],
+        ),
+    )
     p = plan(run, site, None, runs_root)
     assert p.lost == [
         "the dependency afterany:123 is not restored (hpcx gives only afterok, from --after)",
@@ -185,15 +200,27 @@ def test_an_own_script_is_given_again_with_only_what_was_given_beside_it(runs_ro
     atomic_write(run.dir / "job.sbatch", "#!/bin/bash\n#SBATCH --time=5\n#SBATCH --job-name=mine\necho hi\n")
     request, lost = like_request(run, site, runs_root)
     assert (request.kind, request.script, lost) == (None, run.dir / "job.sbatch", [])
-    assert request.options == {"mem": "1024", "account": "envacct", "qos": "userqos", "partition": "local",
-                               "cpus_per_task": "2", "name": "mine"}  # fmt: skip
+    assert request.options == {
+        "mem": "1024",
+        "account": "envacct",
+        "qos": "userqos",
+        "partition": "local",
+        "cpus_per_task": "2",
+        "name": "mine",
+    }
 
 
 def test_a_template_job_gives_every_recorded_option_again(runs_root, tmp_path, site):
     request, _ = like_request(_run(runs_root, _manifest(tmp_path)), site, runs_root)
     assert request.kind == "serial" and request.script is None
-    assert request.options == {"partition": "local", "time": "7", "mem": "2048", "nodes": "1", "account": None,
-                               "name": "python"}  # fmt: skip
+    assert request.options == {
+        "partition": "local",
+        "time": "7",
+        "mem": "2048",
+        "nodes": "1",
+        "account": None,
+        "name": "python",
+    }
     assert request.workdir == tmp_path and request.command == ("python", "train.py")
 
 
@@ -250,8 +277,10 @@ def _sweep(runs_root: Path, tmp_path: Path, exit_codes: list[int], max_parallel=
     atomic_write(run.dir / "sweep.yaml", SPEC)
     rows = [{"task": i, "name": f"x={i + 1}", "params": {"x": i + 1}, "seed": 100 + i} for i in range(3)]
     atomic_write(run.dir / "tasks.jsonl", "".join(json.dumps(r) + "\n" for r in rows) + "\n")
-    atomic_write_json(run.dir / "job.json", {"scheduler": "local", "job_id": "77",
-                                             "chunks": [{"job_id": "77", "offset": 0, "count": 3}]})  # fmt: skip
+    atomic_write_json(
+        run.dir / "job.json",
+        {"scheduler": "local", "job_id": "77", "chunks": [{"job_id": "77", "offset": 0, "count": 3}]},
+    )
     atomic_write(run.dir / "logs" / "77.array", "0 1 2\n")
     for i, code in enumerate(exit_codes):
         atomic_write(run.dir / "logs" / f"77_{i}.exit", f"{code}\n")
@@ -263,15 +292,19 @@ def test_a_sweep_is_rerun_as_the_same_tasks(runs_root, tmp_path, site):
     p = plan(_sweep(runs_root, tmp_path, [0, 0, 0]), site, None, runs_root)
     assert p.prep is None and p.workdir == tmp_path
     assert [(t.id, t.name, t.params, t.seed) for t in p.sweep.tasks] == [
-        (0, "x=1", {"x": 1}, 100), (1, "x=2", {"x": 2}, 101), (2, "x=3", {"x": 3}, 102)
-    ]  # fmt: skip
+        (0, "x=1", {"x": 1}, 100),
+        (1, "x=2", {"x": 2}, 101),
+        (2, "x=3", {"x": 3}, 102),
+    ]
     assert [(c.offset, c.count) for c in p.sweep.chunks] == [(0, 3)]
 
 
 def test_failed_reruns_only_the_failed_tasks_numbered_from_0(runs_root, tmp_path, site):
     p = plan(_sweep(runs_root, tmp_path, [0, 1, 137]), site, None, runs_root, failed=True)
-    assert [(t.id, t.name, t.params, t.seed) for t in p.sweep.tasks] == [(0, "x=2", {"x": 2}, 101),
-                                                                         (1, "x=3", {"x": 3}, 102)]  # fmt: skip
+    assert [(t.id, t.name, t.params, t.seed) for t in p.sweep.tasks] == [
+        (0, "x=2", {"x": 2}, 101),
+        (1, "x=3", {"x": 3}, 102),
+    ]
     assert [(c.offset, c.count) for c in p.sweep.chunks] == [(0, 2)]
 
 
@@ -307,8 +340,14 @@ def test_a_sweep_keeps_its_max_parallel(runs_root, tmp_path, site):
 def _git(repo: Path, *args: str) -> str:
     import subprocess
 
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=repo,
-                          check=True, capture_output=True, text=True, timeout=30).stdout.strip()  # fmt: skip
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -328,8 +367,13 @@ def _differences(runs_root, workdir, site, *, diff: bytes = b"", untracked=None,
     git = manifest.pop("git", None)
     if git is None:
         git = {"commit": _git(workdir, "rev-parse", "HEAD"), "diff": {"truncated": False}}
-    m = _manifest(workdir, git=git, site={"sha256": site.sha256, "source": site.source},
-                  versions={"hpcx": __version__, "python": platform.python_version()}, **manifest)  # fmt: skip
+    m = _manifest(
+        workdir,
+        git=git,
+        site={"sha256": site.sha256, "source": site.source},
+        versions={"hpcx": __version__, "python": platform.python_version()},
+        **manifest,
+    )
     run = _run(runs_root, m)
     atomic_write(run.dir / "git.diff", diff)
     if untracked is not None:
@@ -350,8 +394,14 @@ def test_the_same_tree_site_and_versions_have_nothing_to_say(runs_root, repo, si
 
 
 def test_a_changed_site_file_and_other_versions_are_named(runs_root, repo, site, no_slurm_no_modules):
-    run = _run(runs_root, _manifest(repo, site={"sha256": "0" * 64, "source": "/etc/hpcx/old.yaml"},
-                                    versions={"hpcx": "0.0.1", "python": "2.7.18"}))  # fmt: skip
+    run = _run(
+        runs_root,
+        _manifest(
+            repo,
+            site={"sha256": "0" * 64, "source": "/etc/hpcx/old.yaml"},
+            versions={"hpcx": "0.0.1", "python": "2.7.18"},
+        ),
+    )
     assert differences(run, site) == [
         f"the site file changed since the run (/etc/hpcx/old.yaml -> {site.source})",
         f"hpcx is {__version__}, the run used 0.0.1",
@@ -359,8 +409,9 @@ def test_a_changed_site_file_and_other_versions_are_named(runs_root, repo, site,
     ]
 
 
-def test_an_edited_tracked_file_is_an_uncommitted_change_the_run_did_not_have(runs_root, repo, site,
-                                                                              no_slurm_no_modules):  # fmt: skip
+def test_an_edited_tracked_file_is_an_uncommitted_change_the_run_did_not_have(
+    runs_root, repo, site, no_slurm_no_modules
+):
     (repo / "train.py").write_text("print('v2')\n")
     assert _differences(runs_root, repo, site) == [
         "the working tree has uncommitted changes to tracked files that the run did not have (see `git diff HEAD`)"
@@ -402,8 +453,9 @@ def test_a_diff_too_large_to_keep_cannot_be_compared(runs_root, repo, site, no_s
     assert warning.endswith("hpcx cannot tell whether the working tree matches them")
 
 
-def test_no_git_then_no_word_about_it_and_no_repository_now_is_said(runs_root, tmp_path, repo, site,
-                                                                    no_slurm_no_modules):  # fmt: skip
+def test_no_git_then_no_word_about_it_and_no_repository_now_is_said(
+    runs_root, tmp_path, repo, site, no_slurm_no_modules
+):
     plain = tmp_path / "plain"
     plain.mkdir()
     assert _differences(runs_root, plain, site, git={}) == []
@@ -427,10 +479,15 @@ def test_untracked_files_are_not_compared_without_a_whole_listing(runs_root, rep
     """Cut at its cap, not counted (an older hpcx), or its listing file gone: nothing to compare with."""
     (repo / "notes.txt").write_text("x\n")
     commit = _git(repo, "rev-parse", "HEAD")
-    for untracked, listing in (({"count": 0, "truncated": True}, ""), ({"truncated": False}, ""),
-                               ({"count": 0, "truncated": False}, None)):  # fmt: skip
-        run = _run(runs_root, _manifest(repo, git={"commit": commit, "diff": {"truncated": False},
-                                                   "untracked": untracked}))  # fmt: skip
+    for untracked, listing in (
+        ({"count": 0, "truncated": True}, ""),
+        ({"truncated": False}, ""),
+        ({"count": 0, "truncated": False}, None),
+    ):
+        run = _run(
+            runs_root,
+            _manifest(repo, git={"commit": commit, "diff": {"truncated": False}, "untracked": untracked}),
+        )
         atomic_write(run.dir / "git.diff", b"")
         if listing is not None:
             atomic_write(run.dir / "git-untracked.txt", listing)
@@ -440,8 +497,17 @@ def test_untracked_files_are_not_compared_without_a_whole_listing(runs_root, rep
 def test_an_untracked_listing_that_is_not_utf8_is_still_compared(runs_root, repo, site, no_slurm_no_modules):
     (repo / "notes.txt").write_text("x\n")
     commit = _git(repo, "rev-parse", "HEAD")
-    run = _run(runs_root, _manifest(repo, git={"commit": commit, "diff": {"truncated": False},
-                                               "untracked": {"count": 1, "truncated": False}}))  # fmt: skip
+    run = _run(
+        runs_root,
+        _manifest(
+            repo,
+            git={
+                "commit": commit,
+                "diff": {"truncated": False},
+                "untracked": {"count": 1, "truncated": False},
+            },
+        ),
+    )
     atomic_write(run.dir / "git.diff", b"")
     atomic_write(run.dir / "git-untracked.txt", b"caf\xe9.txt\n")
     (warning,) = differences(run, site)
@@ -459,8 +525,11 @@ def test_a_manifest_without_a_workdir_is_compared_with_the_current_directory(
     from hpcx.runs.provenance import fingerprint
 
     (repo / "data.csv").write_text("1\n")
-    manifest = _manifest(repo, git={"commit": _git(repo, "rev-parse", "HEAD")},
-                         inputs=[{"path": "data.csv", **fingerprint(repo / "data.csv")}])  # fmt: skip
+    manifest = _manifest(
+        repo,
+        git={"commit": _git(repo, "rev-parse", "HEAD")},
+        inputs=[{"path": "data.csv", **fingerprint(repo / "data.csv")}],
+    )
     del manifest["workdir"]
     run = _run(runs_root, manifest)
     monkeypatch.chdir(repo)
@@ -491,13 +560,16 @@ def test_changed_and_missing_inputs_are_named(runs_root, tmp_path, site, no_slur
     changed.write_text("a,b\n1,3\n")
     gone.unlink()
     run = _run(runs_root, _manifest(tmp_path, inputs=inputs))
-    assert differences(run, site) == [f"input {gone} is gone",
-                                      f"input {changed} changed since the run (its fingerprint differs)"]  # fmt: skip
+    assert differences(run, site) == [
+        f"input {gone} is gone",
+        f"input {changed} changed since the run (its fingerprint differs)",
+    ]
 
 
 @pytest.mark.parametrize("then, now", [("file", "fifo"), ("fifo", "file"), ("file", "directory")])
-def test_an_input_that_became_another_kind_of_file_changed(runs_root, tmp_path, site, then, now,
-                                                          no_slurm_no_modules):  # fmt: skip
+def test_an_input_that_became_another_kind_of_file_changed(
+    runs_root, tmp_path, site, then, now, no_slurm_no_modules
+):
     from hpcx.runs.provenance import fingerprint
 
     path = tmp_path / "input"
@@ -530,8 +602,9 @@ def test_a_directory_input_with_a_new_file_changed(runs_root, tmp_path, site, no
     assert differences(run, site) == [f"input {data} changed since the run (its fingerprint differs)"]
 
 
-def test_a_manifest_without_inputs_modules_or_slurm_has_nothing_to_compare(runs_root, tmp_path, site,
-                                                                           no_slurm_no_modules):  # fmt: skip
+def test_a_manifest_without_inputs_modules_or_slurm_has_nothing_to_compare(
+    runs_root, tmp_path, site, no_slurm_no_modules
+):
     run = _run(runs_root, {"workdir": str(tmp_path)})
     assert differences(run, site) == []
 

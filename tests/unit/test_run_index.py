@@ -238,9 +238,8 @@ def test_a_sweep_answers_to_each_array_and_a_retry_makes_it_active_again(runs_ro
     manifest = json.loads((run.dir / "manifest.json").read_text())
     atomic_write_json(run.dir / "manifest.json", {**manifest, "note": "rewritten"})
     backdate(run, HOUR_S)
-    assert (
-        refresh_index(runs_root).rows[0]["state"] == "FAILED"
-    )  # the same jobs: the finished state still holds
+    # the same jobs: the finished state still holds
+    assert refresh_index(runs_root).rows[0]["state"] == "FAILED"
 
     retry = {"job_id": "12", "offset": 0, "count": 1, "indices": [7]}
     record_job(run, {"scheduler": "slurm", "job_id": "10", "chunks": [*chunks, retry]})
@@ -253,15 +252,39 @@ def test_a_sweep_answers_to_each_array_and_a_retry_makes_it_active_again(runs_ro
 
 NOW = dt.datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
 ROWS = [
-    {"run_id": "a", "name": "prep-data", "state": "COMPLETED", "finished": True, "sweep": None,
-     "created": "2024-05-01T12:00:00+00:00"},
-    {"run_id": "b", "name": "train-small", "state": "FAILED", "finished": True, "sweep": "20240508-sw",
-     "created": "2024-05-08T12:00:00+00:00"},
-    {"run_id": "c", "name": "train-big", "state": "RUNNING", "finished": False, "sweep": "20240508-sw",
-     "created": "2024-05-10T10:00:00+00:00"},
-    {"run_id": "d", "name": None, "state": "PENDING", "finished": False, "sweep": None,
-     "created": "2024-05-10T11:30:00+00:00"},
-]  # fmt: skip
+    {
+        "run_id": "a",
+        "name": "prep-data",
+        "state": "COMPLETED",
+        "finished": True,
+        "sweep": None,
+        "created": "2024-05-01T12:00:00+00:00",
+    },
+    {
+        "run_id": "b",
+        "name": "train-small",
+        "state": "FAILED",
+        "finished": True,
+        "sweep": "20240508-sw",
+        "created": "2024-05-08T12:00:00+00:00",
+    },
+    {
+        "run_id": "c",
+        "name": "train-big",
+        "state": "RUNNING",
+        "finished": False,
+        "sweep": "20240508-sw",
+        "created": "2024-05-10T10:00:00+00:00",
+    },
+    {
+        "run_id": "d",
+        "name": None,
+        "state": "PENDING",
+        "finished": False,
+        "sweep": None,
+        "created": "2024-05-10T11:30:00+00:00",
+    },
+]
 
 
 def kept(**options) -> list[str]:
@@ -333,10 +356,19 @@ def test_runs_json_rows_have_pinned_keys(runs_root, runs_cmd):
     doc = json.loads(out)
     assert code == 0 and set(doc) == {"hpcx", "kind", "root", "root_source", "runs"}
     assert doc["runs"] == [
-        {"run_id": run.id, "run_dir": str(run.dir), "name": "prep", "kind": "serial",
-         "created": doc["runs"][0]["created"], "scheduler": "local", "job_id": "7", "state": "COMPLETED",
-         "finished": True, "sweep": "sw"}
-    ]  # fmt: skip
+        {
+            "run_id": run.id,
+            "run_dir": str(run.dir),
+            "name": "prep",
+            "kind": "serial",
+            "created": doc["runs"][0]["created"],
+            "scheduler": "local",
+            "job_id": "7",
+            "state": "COMPLETED",
+            "finished": True,
+            "sweep": "sw",
+        }
+    ]
 
 
 def test_runs_asks_the_scheduler_only_about_unfinished_jobs(runs_root, runs_cmd):
@@ -353,8 +385,10 @@ def test_runs_asks_the_scheduler_only_about_unfinished_jobs(runs_root, runs_cmd)
     assert code == 0 and [line.split()[0] for line in out.splitlines()[1:-1]] == ["20240503-120000-000003"]
     stored = load_index(runs_root)
     assert [(r["state"], r["finished"]) for _, r in sorted(stored.items())] == [
-        ("COMPLETED", True), ("FAILED", True), ("RUNNING", False)
-    ]  # fmt: skip
+        ("COMPLETED", True),
+        ("FAILED", True),
+        ("RUNNING", False),
+    ]
 
 
 def test_runs_table_is_aligned_newest_last_and_limited(runs_root, runs_cmd):

@@ -11,15 +11,22 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-HANDLER = ("import signal, sys, time\n"
-           "signal.signal(signal.SIGUSR2, lambda *a: (print('got USR2', flush=True), sys.exit(7)))\n"
-           "print('ready', flush=True)\n"
-           "time.sleep(30)\n")  # fmt: skip
+HANDLER = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGUSR2, lambda *a: (print('got USR2', flush=True), sys.exit(7)))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(30)\n"
+)
 
 
 def _run(*command: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "hpcx.run", "--no-profile", "--", *command], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpcx.run", "--no-profile", "--", *command],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_program_without_a_handler_is_not_killed_by_the_warning():

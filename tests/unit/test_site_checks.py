@@ -138,8 +138,19 @@ def test_site_validate_refuses_a_broken_site_naming_the_key(hpcx, tmp_path, chan
 
 def test_the_shipped_site_and_sound_defaults_stay_valid(hpcx, tmp_path):
     assert _validate(hpcx, TESTBED).returncode == 0
-    sound = _site(tmp_path, lambda d: d.update(defaults={"partition": "batch", "time": "1-00:00:00", "kind": "mpi",
-                                                         "nodes": 2, "mem": "4000M", "cpus_per_task": 4}))  # fmt: skip
+    sound = _site(
+        tmp_path,
+        lambda d: d.update(
+            defaults={
+                "partition": "batch",
+                "time": "1-00:00:00",
+                "kind": "mpi",
+                "nodes": 2,
+                "mem": "4000M",
+                "cpus_per_task": 4,
+            }
+        ),
+    )
     assert _validate(hpcx, sound).returncode == 0
 
 
@@ -232,5 +243,9 @@ def test_config_show_lists_the_template_directories_with_their_source(hpcx, tmp_
     hpcx.env.update(HPCX_CONFIG=str(tmp_path / "config.yaml"), HPCX_TEMPLATE_DIR=str(env_dir))
     rows = hpcx.json("--site", str(site), "config", "show")["values"]
     dirs = [(r["value"], r["source"]) for r in rows if r["key"] == "template_dir"]
-    assert dirs == [(str(mine), "user"), (str(admin), "site"), (str(env_dir), "env"),
-                    (str(REPO / "job_templates"), "builtin")]  # fmt: skip
+    assert dirs == [
+        (str(mine), "user"),
+        (str(admin), "site"),
+        (str(env_dir), "env"),
+        (str(REPO / "job_templates"), "builtin"),
+    ]

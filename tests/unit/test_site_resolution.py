@@ -33,8 +33,12 @@ def plain(hpcx, tmp_path):
     env = {k: v for k, v in hpcx.env.items() if k != "HPCX_SITE"}
     nobin = tmp_path / "nobin"
     nobin.mkdir()
-    env.update(PATH=str(nobin), XDG_CONFIG_HOME=str(tmp_path / "home-config"),
-               XDG_CONFIG_DIRS=str(tmp_path / "etc-xdg"), XDG_CACHE_HOME=str(tmp_path / "cache"))  # fmt: skip
+    env.update(
+        PATH=str(nobin),
+        XDG_CONFIG_HOME=str(tmp_path / "home-config"),
+        XDG_CONFIG_DIRS=str(tmp_path / "etc-xdg"),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+    )
     return type(hpcx)(env)
 
 

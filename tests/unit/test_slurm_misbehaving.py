@@ -35,12 +35,20 @@ def broken(hpcx, runs_root, tmp_path) -> Hpcx:
     return b
 
 
-@pytest.mark.parametrize("body, words", [
-    ("sleep 30", "`squeue -h -r --me --states=all -O JobArrayID:|,State:|,Reason:|,NodeList:|,exit_code:|,TimeUsed:|` timed out after 1 s"),
-    ("echo '<html>proxy error</html>'", "squeue printed a line hpcx cannot read"),
-    ("echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1",
-     "exited 1: slurm_load_jobs error: Unable to contact slurm controller"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (
+            "sleep 30",
+            "`squeue -h -r --me --states=all -O JobArrayID:|,State:|,Reason:|,NodeList:|,exit_code:|,TimeUsed:|` timed out after 1 s",
+        ),
+        ("echo '<html>proxy error</html>'", "squeue printed a line hpcx cannot read"),
+        (
+            "echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1",
+            "exited 1: slurm_load_jobs error: Unable to contact slurm controller",
+        ),
+    ],
+)
 def test_status_with_a_misbehaving_squeue(broken, body, words):
     _stub(broken.bindir, "squeue", body)
     proc = broken("status", "20260101", check=False, timeout_s=30)
@@ -58,8 +66,12 @@ def test_submit_with_a_hanging_sbatch_leaves_nothing(broken, runs_root):
 
 def test_sweep_whose_second_array_fails_cancels_the_first_and_leaves_nothing(broken, runs_root, tmp_path):
     calls = tmp_path / "calls"
-    _stub(broken.bindir, "sbatch", f'echo "sbatch $*" >> {calls}\n'
-          f'if [ "${{HPCX_TASK_OFFSET:-}}" = 0 ]; then echo 101; else echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2; exit 1; fi')  # fmt: skip
+    _stub(
+        broken.bindir,
+        "sbatch",
+        f'echo "sbatch $*" >> {calls}\n'
+        f'if [ "${{HPCX_TASK_OFFSET:-}}" = 0 ]; then echo 101; else echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2; exit 1; fi',
+    )
     _stub(broken.bindir, "scancel", f'echo "scancel $*" >> {calls}')
     for tool in ("scontrol", "squeue", "sacctmgr"):
         _stub(broken.bindir, tool, "exit 0")  # a cluster that reports no limits

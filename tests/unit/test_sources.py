@@ -173,12 +173,14 @@ def test_tree_from_children_files_follows_new_and_reaped_grandchildren_like_the_
     # A child whose worker thread (not its main thread) starts a grandchild, as a DataLoader or a subprocess
     # call from a thread does; the grandchild's pid arrives in a file.
     pidfile = tmp_path / "grandchild"
-    code = ("import subprocess, sys, threading, time, pathlib\n"
-            "def start():\n"
-            "    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
-            f"    pathlib.Path({str(pidfile)!r}).write_text(str(p.pid))\n"
-            "    p.wait()\n"
-            "threading.Thread(target=start).start()\ntime.sleep(30)\n")  # fmt: skip
+    code = (
+        "import subprocess, sys, threading, time, pathlib\n"
+        "def start():\n"
+        "    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+        f"    pathlib.Path({str(pidfile)!r}).write_text(str(p.pid))\n"
+        "    p.wait()\n"
+        "threading.Thread(target=start).start()\ntime.sleep(30)\n"
+    )
     child = subprocess.Popen([sys.executable, "-c", code])
     try:
         assert _wait_for(lambda: pidfile.exists() and pidfile.read_text()), "no grandchild within 10 s"
@@ -204,8 +206,19 @@ def _hpcx_run(profile: Path, code: str, env: dict[str, str], **kw) -> subprocess
         **{k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "SLURM_", "HPCX_"))},
         **env,
     }
-    argv = [sys.executable, "-m", "hpcx.run", "--interval", "0.1", "--profile-dir", str(profile), "--",
-            sys.executable, "-c", code]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "hpcx.run",
+        "--interval",
+        "0.1",
+        "--profile-dir",
+        str(profile),
+        "--",
+        sys.executable,
+        "-c",
+        code,
+    ]
     return subprocess.Popen(argv, env=env, **kw)
 
 
@@ -213,9 +226,11 @@ def test_rapl_through_the_sampler_gives_counter_energy_over_the_window(tmp_path)
     powercap = tmp_path / "powercap"
     zone = _zone(powercap, "intel-rapl:0", "package-0", 0)
     # The job itself moves the fake counter: +500000 uJ, then across the wrap to 100000 (+600000 uJ).
-    code = (f"import os, time, pathlib\nz = pathlib.Path({str(zone)!r})\n"
-            "def put(v):\n    (z / 't').write_text(str(v)); os.replace(z / 't', z / 'energy_uj')\n"
-            "time.sleep(0.5); put(500000); time.sleep(0.5); put(100000); time.sleep(0.5)\n")  # fmt: skip
+    code = (
+        f"import os, time, pathlib\nz = pathlib.Path({str(zone)!r})\n"
+        "def put(v):\n    (z / 't').write_text(str(v)); os.replace(z / 't', z / 'energy_uj')\n"
+        "time.sleep(0.5); put(500000); time.sleep(0.5); put(100000); time.sleep(0.5)\n"
+    )
     proc = _hpcx_run(tmp_path / "profile", code, {"HPCX_POWERCAP_ROOT": str(powercap)})
     assert proc.wait(timeout=60) == 0
     (path,) = (tmp_path / "profile").glob("node-*.jsonl")
@@ -267,9 +282,18 @@ def test_format_1_files_still_read(tmp_path):
     lines = [
         {"v": 1, "type": "start", "t": 10.0, "rank": 0, "node": "n1"},
         {"v": 1, "type": "sample", "t": 11.0, "rank": 0, "rss_mb": 20.0, "cpu_s": 1.0},
-        {"v": 1, "type": "end", "t": 12.0, "rank": 0, "exit_code": 0, "wall_s": 2.0, "cpu_s": 1.5,
-         "peak_rss_mb": 25.0, "samples": 1},
-    ]  # fmt: skip
+        {
+            "v": 1,
+            "type": "end",
+            "t": 12.0,
+            "rank": 0,
+            "exit_code": 0,
+            "wall_s": 2.0,
+            "cpu_s": 1.5,
+            "peak_rss_mb": 25.0,
+            "samples": 1,
+        },
+    ]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     rank = summarize_rank(read_records(path))
     assert (rank["peak_rss_mb"], rank["cpu_s"], rank["finished"]) == (25.0, 1.5, True)
@@ -330,8 +354,14 @@ def test_nvml_reads_gauges_every_interval_and_energy_only_at_edges(monkeypatch):
     desc = nvml.open()
     assert desc["gpus"] == [0, 1] and desc["no_energy_counter"] == [1]
     gauges = nvml.read(edge=False)
-    assert gauges[0] == {"index": 0, "power_w": 250.5, "mem_used_mb": 3072.0, "util_pct": 87, "sm_mhz": 1980,
-                         "throttle": 4}  # fmt: skip
+    assert gauges[0] == {
+        "index": 0,
+        "power_w": 250.5,
+        "mem_used_mb": 3072.0,
+        "util_pct": 87,
+        "sm_mhz": 1980,
+        "throttle": 4,
+    }
     assert gauges[1]["util_pct"] is None and "energy_j" not in gauges[1]
     fake.energy_mj[0] += 12_345
     edge = nvml.read(edge=True)
@@ -374,8 +404,13 @@ def test_a_signal_after_the_command_exited_keeps_its_exit_code_and_end_record(tm
     """The wrapper is held (stopped) while its command exits 3; the SIGCONT that resumes it is forwarded to a
     child that is gone. The wrapper still reaps it, exits 3 and writes the end record (it used to crash on a
     child reaped by the forwarding, exit 1, no end record)."""
-    proc = _hpcx_run(tmp_path / "profile", "import sys, time; time.sleep(1); sys.exit(3)", {},
-                     stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = _hpcx_run(
+        tmp_path / "profile",
+        "import sys, time; time.sleep(1); sys.exit(3)",
+        {},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     rank_path = tmp_path / "profile" / "rank-00000.jsonl"
     try:
         _wait_for_start(rank_path)

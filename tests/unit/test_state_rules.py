@@ -26,9 +26,22 @@ def _status(states: list[str]) -> str:
 
 
 def _report(states: list[str]) -> str:
-    rows = [{"JobID": f"12_{i}", "State": s, "ExitCode": "0:0", "Elapsed": "00:00:01", "TotalCPU": "00:00.5",
-             "MaxRSS": "", "AllocTRES": "cpu=1,mem=1G,node=1", "NodeList": "n1", "Start": "Unknown",
-             "End": "Unknown", "Reason": "None"} for i, s in enumerate(states)]  # fmt: skip
+    rows = [
+        {
+            "JobID": f"12_{i}",
+            "State": s,
+            "ExitCode": "0:0",
+            "Elapsed": "00:00:01",
+            "TotalCPU": "00:00.5",
+            "MaxRSS": "",
+            "AllocTRES": "cpu=1,mem=1G,node=1",
+            "NodeList": "n1",
+            "Start": "Unknown",
+            "End": "Unknown",
+            "Reason": "None",
+        }
+        for i, s in enumerate(states)
+    ]
     return summarize_accounting({"rows": rows})["state"]
 
 
@@ -62,9 +75,19 @@ EXITS = [
 
 
 def _sacct_row(job_id: str, state: str, code: str) -> dict[str, str]:
-    return {"JobID": job_id, "State": state, "ExitCode": code, "Elapsed": "00:00:01", "TotalCPU": "00:00.5",
-            "MaxRSS": "", "AllocTRES": "cpu=1,mem=1G,node=1", "NodeList": "n1", "Start": "Unknown",
-            "End": "Unknown", "Reason": "None"}  # fmt: skip
+    return {
+        "JobID": job_id,
+        "State": state,
+        "ExitCode": code,
+        "Elapsed": "00:00:01",
+        "TotalCPU": "00:00.5",
+        "MaxRSS": "",
+        "AllocTRES": "cpu=1,mem=1G,node=1",
+        "NodeList": "n1",
+        "Start": "Unknown",
+        "End": "Unknown",
+        "Reason": "None",
+    }
 
 
 def _status_code(lines: str, job_id: str = "7") -> int | None:
@@ -88,6 +111,9 @@ def test_one_exit_code_from_squeue_sacct_and_the_report(state, wait_status, sacc
 def test_an_arrays_exit_code_is_the_same_in_status_and_report():
     # A task failed with 3 and Slurm cancelled another (wait status 15): the program's 3 in both.
     lines = "7_0|FAILED|None|n1|768|0:01|\n7_1|CANCELLED|None|n1|15|0:01|\n7_2|COMPLETED|None|n1|0|0:01|\n"
-    rows = [_sacct_row("7_0", "FAILED", "3:0"), _sacct_row("7_1", "CANCELLED", "0:15"),
-            _sacct_row("7_2", "COMPLETED", "0:0")]  # fmt: skip
+    rows = [
+        _sacct_row("7_0", "FAILED", "3:0"),
+        _sacct_row("7_1", "CANCELLED", "0:15"),
+        _sacct_row("7_2", "COMPLETED", "0:0"),
+    ]
     assert _status_code(lines) == summarize_accounting({"rows": rows})["exit_code"] == 3

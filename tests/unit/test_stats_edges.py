@@ -21,8 +21,14 @@ def test_one_value_has_no_spread_and_no_interval_but_its_own_summary():
     assert math.isnan(stats.std([4.0]))
     assert stats.std([1.0, 3.0]) == pytest.approx(math.sqrt(2))  # two values are enough for a spread
     summary = stats.summarize([4.0])
-    assert {k: v for k, v in summary.items() if k != "std"} == {"n": 1, "mean": 4.0, "median": 4.0,
-                                                               "iqm": 4.0, "min": 4.0, "max": 4.0}  # fmt: skip
+    assert {k: v for k, v in summary.items() if k != "std"} == {
+        "n": 1,
+        "mean": 4.0,
+        "median": 4.0,
+        "iqm": 4.0,
+        "min": 4.0,
+        "max": 4.0,
+    }
     assert math.isnan(summary["std"])
     ci = stats.bootstrap_ci([[4.0]], method="t")
     assert math.isnan(ci.low) and math.isnan(ci.high) and ci.method == "t"
@@ -113,8 +119,9 @@ def _runs(runs_root, monkeypatch, groups: dict[str, list[float]]):
     for lr, losses in groups.items():
         for seed, loss in enumerate(losses):
             run = create_run(runs_root)
-            atomic_write_json(run.dir / "manifest.json", {"variables": {"lr": lr, "seed": str(seed)},
-                                                          "resources": {}})  # fmt: skip
+            atomic_write_json(
+                run.dir / "manifest.json", {"variables": {"lr": lr, "seed": str(seed)}, "resources": {}}
+            )
             monkeypatch.setenv("HPCX_RUN_DIR", str(run.dir))
             monkeypatch.delenv("HPCX_TASK_ID", raising=False)
             metrics._records.close()  # a new process per run: the next record opens its own file
@@ -129,8 +136,9 @@ def test_compare_of_constant_groups_says_exactly_what_it_can(runs_root, monkeypa
     doc = compare(runs, Options(metric="loss", baseline="lr=0.01"))
     groups = {g["name"]: g for g in doc["groups"]}
     assert [(g["n"], g["mean"], g["std"], g["ci"]) for g in (groups["lr=0.1"], groups["lr=0.01"])] == [
-        (3, 0.25, 0.0, {"low": 0.25, "high": 0.25}), (2, 0.5, 0.0, {"low": 0.5, "high": 0.5})
-    ]  # fmt: skip
+        (3, 0.25, 0.0, {"low": 0.25, "high": 0.25}),
+        (2, 0.5, 0.0, {"low": 0.5, "high": 0.5}),
+    ]
     (row,) = doc["comparisons"]
     assert row["difference"] == -0.25 and row["ci"]["low"] == row["ci"]["high"] == row["difference"]
     assert row["welch"] == {"t": None, "df": None, "p": None} and row["p_adjusted"] is None

@@ -57,8 +57,10 @@ def test_mixed_partition_takes_a_one_node_gpu_job_but_not_two():
 
 def test_own_script_directives_are_read_and_checked(tmp_path):
     script = tmp_path / "job.sh"
-    script.write_text("#!/bin/bash\n#SBATCH -p debug\n#SBATCH --time=01:00:00 -N1\n#SBATCH --exclusive\necho hi\n"
-                      "#SBATCH --time=99:00:00\n")  # fmt: skip
+    script.write_text(
+        "#!/bin/bash\n#SBATCH -p debug\n#SBATCH --time=01:00:00 -N1\n#SBATCH --exclusive\necho hi\n"
+        "#SBATCH --time=99:00:00\n"
+    )
     with pytest.raises(RejectedError, match="--time 01:00:00 exceeds partition debug's MaxTime"):
         _resolve({}, script=script, kind=None)
     prep = _resolve({"time": "20"}, script=script, kind=None)  # the command line overrides the script
@@ -66,12 +68,19 @@ def test_own_script_directives_are_read_and_checked(tmp_path):
     assert prep.unchecked == ["--exclusive"]
 
 
-@pytest.mark.parametrize("text, options, unchecked", [
-    ("#!/bin/bash\n#SBATCH -n 8 -N 2\n", {"ntasks_per_node": "4", "nodes": "2"}, []),
-    ("#!/bin/bash\n#SBATCH --gres=gpu:a100:2 --mem 4G\n", {"gpus_per_node": "2", "mem": "4G"}, []),
-    ("#!/bin/bash\n# a comment\n\n#SBATCH -J name -A acct\nsrun x\n#SBATCH -p never\n", {"name": "name", "account": "acct"}, []),
-    ("#!/bin/bash\n#SBATCH --gres=license:2 --array=1-3\n", {}, ["--array=1-3", "--gres=license:2"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, options, unchecked",
+    [
+        ("#!/bin/bash\n#SBATCH -n 8 -N 2\n", {"ntasks_per_node": "4", "nodes": "2"}, []),
+        ("#!/bin/bash\n#SBATCH --gres=gpu:a100:2 --mem 4G\n", {"gpus_per_node": "2", "mem": "4G"}, []),
+        (
+            "#!/bin/bash\n# a comment\n\n#SBATCH -J name -A acct\nsrun x\n#SBATCH -p never\n",
+            {"name": "name", "account": "acct"},
+            [],
+        ),
+        ("#!/bin/bash\n#SBATCH --gres=license:2 --array=1-3\n", {}, ["--array=1-3", "--gres=license:2"]),
+    ],
+)
 def test_directive_parser(text, options, unchecked):
     found = parse_directives(text)
     assert found.options == options and sorted(found.unchecked) == unchecked

@@ -253,8 +253,16 @@ class FakeSlurm:
     def submit(self, script, run_dir, *, env=None, args=(), cwd=None):
         if self.fail:
             raise self.fail
-        self.submitted.append({"script": script.read_text(), "mode": script.stat().st_mode & 0o777,
-                               "run_dir": run_dir, "env": dict(env or {}), "args": list(args), "cwd": cwd})  # fmt: skip
+        self.submitted.append(
+            {
+                "script": script.read_text(),
+                "mode": script.stat().st_mode & 0o777,
+                "run_dir": run_dir,
+                "env": dict(env or {}),
+                "args": list(args),
+                "cwd": cwd,
+            }
+        )
         return "4242"
 
     def status(self, refs):
@@ -291,8 +299,13 @@ def test_submit_writes_the_script_and_manifest_then_hands_sbatch_the_run(tmp_pat
     )
     result = submit(prep, tmp_path, root)
     run_dir = Path(result["run_dir"])
-    assert result == {"run_id": run_dir.name, "run_dir": str(run_dir), "job_id": "4242", "scheduler": "slurm",
-                      "partition": "debug"}  # fmt: skip
+    assert result == {
+        "run_id": run_dir.name,
+        "run_dir": str(run_dir),
+        "job_id": "4242",
+        "scheduler": "slurm",
+        "partition": "debug",
+    }
     (sent,) = slurm.submitted
     assert sent["script"] == (run_dir / "job.sbatch").read_text() and sent["mode"] == 0o755
     assert f"#SBATCH --output={run_dir}/logs/slurm-%A_%a.out\n" in sent["script"]
@@ -444,13 +457,24 @@ def test_after_a_run_slurm_forgot_is_decided_by_its_accounting_record(tmp_path, 
 
     root = tmp_path / "runs"
     run = _run(root, {"scheduler": "slurm", "job_id": "105"})
-    row = {"JobID": "105", "State": "FAILED", "ExitCode": "3:0", "AllocTRES": "cpu=1", "Elapsed": "00:00:05",
-           "TotalCPU": "00:00:01", "MaxRSS": "", "NodeList": "n1", "Start": "2026-01-01T00:00:00", "End": "2026-01-01T00:00:05"}  # fmt: skip
+    row = {
+        "JobID": "105",
+        "State": "FAILED",
+        "ExitCode": "3:0",
+        "AllocTRES": "cpu=1",
+        "Elapsed": "00:00:05",
+        "TotalCPU": "00:00:01",
+        "MaxRSS": "",
+        "NodeList": "n1",
+        "Start": "2026-01-01T00:00:00",
+        "End": "2026-01-01T00:00:05",
+    }
     (run.dir / ACCOUNTING).write_text(json.dumps({"rows": [row], "finished": True}))
     with pytest.raises(RejectedError, match=rf"^--after: run {run.id} already ended FAILED, exit code 3, "):
         after_job_ids(root, (run.id,))
-    (run.dir / ACCOUNTING).write_text(json.dumps({"rows": [{**row, "State": "COMPLETED", "ExitCode": "0:0"}],
-                                                  "finished": True}))  # fmt: skip
+    (run.dir / ACCOUNTING).write_text(
+        json.dumps({"rows": [{**row, "State": "COMPLETED", "ExitCode": "0:0"}], "finished": True})
+    )
     assert after_job_ids(root, (run.id,)) == ()
 
 
@@ -534,13 +558,31 @@ def test_after_a_sweep_that_ended_without_every_task_known_to_complete_is_refuse
 
 
 def test_every_option_typed_beside_an_own_script_reaches_sbatch_in_sbatchs_spelling(tmp_path):
-    typed = {"partition": "gpu", "nodes": "1", "ntasks_per_node": "2", "cpus_per_task": "2", "gpus_per_node": "1",
-             "mem": "2G", "time": "1:00:00", "account": "a1", "qos": "q1", "name": "n1"}  # fmt: skip
+    typed = {
+        "partition": "gpu",
+        "nodes": "1",
+        "ntasks_per_node": "2",
+        "cpus_per_task": "2",
+        "gpus_per_node": "1",
+        "mem": "2G",
+        "time": "1:00:00",
+        "account": "a1",
+        "qos": "q1",
+        "name": "n1",
+    }
     prep = _own(tmp_path, "#SBATCH -t 5", typed)
     assert sorted(script_args(prep, RUN_DIR, tmp_path)[:10]) == [
-        "--account=a1", "--cpus-per-task=2", "--gpus-per-node=1", "--job-name=n1", "--mem=2G", "--nodes=1",
-        "--ntasks-per-node=2", "--partition=gpu", "--qos=q1", "--time=1:00:00",
-    ]  # fmt: skip
+        "--account=a1",
+        "--cpus-per-task=2",
+        "--gpus-per-node=1",
+        "--job-name=n1",
+        "--mem=2G",
+        "--nodes=1",
+        "--ntasks-per-node=2",
+        "--partition=gpu",
+        "--qos=q1",
+        "--time=1:00:00",
+    ]
 
 
 def test_defaults_of_the_users_own_reach_sbatch_beside_an_own_script_the_scripts_do_not(tmp_path):
@@ -616,10 +658,23 @@ def test_after_a_sweep_whose_failed_task_was_retried_waits_for_the_retry_and_eac
 
     root = tmp_path / "runs"
     sweep = create_run(root)
-    record_job(sweep, {"scheduler": "slurm", "job_id": "501", "chunks": [
-        {"job_id": "501", "offset": 0, "count": 4, "array": "0-3"},
-        {"job_id": "502", "offset": 0, "count": 1, "indices": [0], "array": "0"},  # the retry of task 0
-    ]})  # fmt: skip
+    record_job(
+        sweep,
+        {
+            "scheduler": "slurm",
+            "job_id": "501",
+            "chunks": [
+                {"job_id": "501", "offset": 0, "count": 4, "array": "0-3"},
+                {
+                    "job_id": "502",
+                    "offset": 0,
+                    "count": 1,
+                    "indices": [0],
+                    "array": "0",
+                },  # the retry of task 0
+            ],
+        },
+    )
     slurm.states = {
         "501": _state("501", "RUNNING", task_states={0: "FAILED", 1: "COMPLETED", 2: "RUNNING"}),
         "502": _state("502", "PENDING", task_states={0: "PENDING"}),
@@ -726,8 +781,10 @@ def test_the_manifest_says_when_where_and_by_whom(tmp_path, slurm, monkeypatch):
     assert created.utcoffset() == dt.timedelta(0)
     assert manifest["site"]["sha256"] == hashlib.sha256(Path(site).read_bytes()).hexdigest()
     assert manifest["directives"] == [
-        ["--constraint", "a100"], ["--dependency", "afterok:7"], ["--kill-on-invalid-dep", "yes"]
-    ]  # fmt: skip
+        ["--constraint", "a100"],
+        ["--dependency", "afterok:7"],
+        ["--kill-on-invalid-dep", "yes"],
+    ]
     assert manifest["inputs"][0]["path"] == "data.txt"
     assert manifest["inputs"][0]["resolved"] == str(tmp_path / "data.txt")
     assert (run_dir / "requirements.txt").is_file() and "error" not in manifest["python"]["requirements"]
@@ -794,8 +851,11 @@ def test_after_several_runs_waits_for_each_active_one_and_a_job_id_finds_its_run
     first = _run(root, {"scheduler": "slurm", "job_id": "111"})
     second = _run(root, {"scheduler": "slurm", "job_id": "112"})
     failed = _run(root, {"scheduler": "slurm", "job_id": "113"})
-    slurm.states = {"111": _state("111", "RUNNING"), "112": _state("112", "PENDING"),
-                    "113": _state("113", "FAILED", 1)}  # fmt: skip
+    slurm.states = {
+        "111": _state("111", "RUNNING"),
+        "112": _state("112", "PENDING"),
+        "113": _state("113", "FAILED", 1),
+    }
     assert after_job_ids(root, (first.id, second.id)) == ("111", "112")
     with pytest.raises(RejectedError) as err:
         after_job_ids(root, ("113",))  # the run's job id: the message names both
@@ -812,9 +872,18 @@ def test_after_a_job_id_of_a_run_slurm_forgot_is_decided_by_the_run(tmp_path, sl
 
     root = tmp_path / "runs"
     run = _run(root, {"scheduler": "slurm", "job_id": "120"})
-    row = {"JobID": "120", "State": "COMPLETED", "ExitCode": "0:0", "AllocTRES": "cpu=1", "Elapsed": "00:00:05",
-           "TotalCPU": "00:00:01", "MaxRSS": "", "NodeList": "n1", "Start": "2026-01-01T00:00:00",
-           "End": "2026-01-01T00:00:05"}  # fmt: skip
+    row = {
+        "JobID": "120",
+        "State": "COMPLETED",
+        "ExitCode": "0:0",
+        "AllocTRES": "cpu=1",
+        "Elapsed": "00:00:05",
+        "TotalCPU": "00:00:01",
+        "MaxRSS": "",
+        "NodeList": "n1",
+        "Start": "2026-01-01T00:00:00",
+        "End": "2026-01-01T00:00:05",
+    }
     (run.dir / ACCOUNTING).write_text(json.dumps({"rows": [row], "finished": True}))
     assert after_job_ids(root, ("120",)) == ()  # not "Slurm knows no job 120"
 
@@ -841,8 +910,14 @@ def test_after_a_sweep_of_the_local_backend_asks_that_backend(tmp_path, slurm):
     root = tmp_path / "runs"
     job_id = f"local-{os.getpid()}"  # a live process: the local backend takes the array as running
     sweep = create_run(root)
-    record_job(sweep, {"scheduler": "local", "job_id": job_id,
-                       "chunks": [{"job_id": job_id, "offset": 0, "count": 2, "array": "0-1"}]})  # fmt: skip
+    record_job(
+        sweep,
+        {
+            "scheduler": "local",
+            "job_id": job_id,
+            "chunks": [{"job_id": job_id, "offset": 0, "count": 2, "array": "0-1"}],
+        },
+    )
     (sweep.dir / "logs" / f"{job_id}.array").write_text("0 1\n")
     (sweep.dir / "logs" / f"{job_id}_0.exit").write_text("0\n")
     assert after_job_ids(root, (sweep.id,)) == (job_id,)
@@ -868,9 +943,18 @@ def test_an_accounting_record_of_a_job_not_yet_finished_decides_nothing(tmp_path
 
     root = tmp_path / "runs"
     run = _run(root, {"scheduler": "slurm", "job_id": "140"})
-    row = {"JobID": "140", "State": "RUNNING", "ExitCode": "0:0", "AllocTRES": "cpu=1", "Elapsed": "00:00:05",
-           "TotalCPU": "00:00:01", "MaxRSS": "", "NodeList": "n1", "Start": "2026-01-01T00:00:00",
-           "End": "Unknown"}  # fmt: skip
+    row = {
+        "JobID": "140",
+        "State": "RUNNING",
+        "ExitCode": "0:0",
+        "AllocTRES": "cpu=1",
+        "Elapsed": "00:00:05",
+        "TotalCPU": "00:00:01",
+        "MaxRSS": "",
+        "NodeList": "n1",
+        "Start": "2026-01-01T00:00:00",
+        "End": "Unknown",
+    }
     (run.dir / ACCOUNTING).write_text(json.dumps({"rows": [row], "finished": False}))
     with pytest.raises(
         RejectedError, match=rf"^--after {run.id}: hpcx cannot tell how run {run.id} \(job 140\) ended"

@@ -10,8 +10,15 @@ from hpcx.errors import HpcxError
 from hpcx.submit.sweeps import parse_spec
 
 
-@pytest.mark.parametrize("text, shown", [("[true]", "True"), ("[train.py, --flag, yes]", "True"),
-                                         ("[run.sh, off]", "False"), ("[run.sh, ~]", "None")])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("[true]", "True"),
+        ("[train.py, --flag, yes]", "True"),
+        ("[run.sh, off]", "False"),
+        ("[run.sh, ~]", "None"),
+    ],
+)
 def test_yaml_values_in_the_command_are_refused_with_the_fix(text, shown):
     doc = yaml.safe_load(f"command: {text}\nparameters: {{grid: {{i: [1]}}}}\n")
     with pytest.raises(HpcxError) as err:

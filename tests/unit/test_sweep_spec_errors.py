@@ -75,8 +75,11 @@ def write(tmp_path, text):
 
 
 def test_dry_run_prints_each_tasks_resolved_command(hpcx, tmp_path):
-    spec = write(tmp_path, "name: s\ncommand: [python, t.py, '--lr={lr}', --seed, '{seed}']\n"
-                 "parameters: {grid: {lr: {range: [1, 13]}}}\n")  # fmt: skip
+    spec = write(
+        tmp_path,
+        "name: s\ncommand: [python, t.py, '--lr={lr}', --seed, '{seed}']\n"
+        "parameters: {grid: {lr: {range: [1, 13]}}}\n",
+    )
     out = hpcx("sweep", spec, "--dry-run").stdout
     assert "commands of the first 5 of 12 task(s):" in out
     assert "     0  python t.py --lr=1 --seed " in out and "     4  python t.py --lr=5 --seed " in out

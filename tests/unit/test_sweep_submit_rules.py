@@ -142,9 +142,11 @@ def assoc(*records: tuple[str, str]) -> str:
     text = "Current Association Manager state\n\nAssociation Records\n\n"
     text += "ClusterName=hpcxtest Account=root UserName= Partition= Priority=0 ID=1\n    MaxJobs= MaxSubmitJobs=3(0)\n"
     for i, (user, cap) in enumerate(records):
-        text += (f"ClusterName=hpcxtest Account=a{i} UserName={user}(1000) Partition= Priority=0 ID={i + 2}\n"
-                 f"    GrpJobs=N(0) GrpJobsAccrue=N(0)\n    GrpSubmitJobs=N(0) GrpWall=N(0.00)\n"
-                 f"    MaxJobs= MaxJobsAccrue= MaxSubmitJobs={cap} MaxWallPJ=\n")  # fmt: skip
+        text += (
+            f"ClusterName=hpcxtest Account=a{i} UserName={user}(1000) Partition= Priority=0 ID={i + 2}\n"
+            f"    GrpJobs=N(0) GrpJobsAccrue=N(0)\n    GrpSubmitJobs=N(0) GrpWall=N(0.00)\n"
+            f"    MaxJobs= MaxJobsAccrue= MaxSubmitJobs={cap} MaxWallPJ=\n"
+        )
     return text
 
 
@@ -155,8 +157,13 @@ def test_live_limits_are_read_from_the_cluster(cluster):
     cluster.set("config", config(max_array=4, max_jobs=50) + "MaxStepCount            = 40000\n")
     cluster.set("users", f"{ME}\n{ME}\nbob\n")
     cluster.set("assoc", assoc((ME, "30(2)"), ("bob", "5(0)"), (ME, "20(2)"), (ME, "")))
-    assert live_limits("slurm") == {"MaxArraySize": 4, "MaxJobCount": 50, "queued_all": 3, "queued": 2,
-                                    "MaxSubmitJobs": 20}  # fmt: skip
+    assert live_limits("slurm") == {
+        "MaxArraySize": 4,
+        "MaxJobCount": 50,
+        "queued_all": 3,
+        "queued": 2,
+        "MaxSubmitJobs": 20,
+    }
 
 
 def test_a_cluster_without_limits_reports_only_its_queue(cluster):
@@ -178,28 +185,44 @@ def test_another_users_max_submit_jobs_is_not_mine(cluster):
     assert "MaxSubmitJobs" not in live_limits("slurm")
 
 
-@pytest.mark.parametrize("tasks, limits, words", [
-    (11, {"queued": 2, "MaxSubmitJobs": 12},
-     "the sweep has 11 tasks and you have 2 jobs queued, but your MaxSubmitJobs is 12; submit at most 10 tasks now"),
-    (1, {"queued": 15, "MaxSubmitJobs": 12}, "submit at most 0 tasks now"),
-    (11, {"queued_all": 40, "MaxJobCount": 50},
-     "the sweep has 11 tasks, but slurmctld holds at most 50 job records (MaxJobCount; every array task counts) "
-     "and holds 40 now; submit at most 10 tasks now, or wait for finished jobs to age out"),
-    (11, {"queued": 40, "MaxJobCount": 50}, "holds 40 now"),  # without the count of all jobs: the user's own
-    (1, {"queued_all": 60, "MaxJobCount": 50}, "submit at most 0 tasks now"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "tasks, limits, words",
+    [
+        (
+            11,
+            {"queued": 2, "MaxSubmitJobs": 12},
+            "the sweep has 11 tasks and you have 2 jobs queued, but your MaxSubmitJobs is 12; submit at most 10 tasks now",
+        ),
+        (1, {"queued": 15, "MaxSubmitJobs": 12}, "submit at most 0 tasks now"),
+        (
+            11,
+            {"queued_all": 40, "MaxJobCount": 50},
+            "the sweep has 11 tasks, but slurmctld holds at most 50 job records (MaxJobCount; every array task counts) "
+            "and holds 40 now; submit at most 10 tasks now, or wait for finished jobs to age out",
+        ),
+        (
+            11,
+            {"queued": 40, "MaxJobCount": 50},
+            "holds 40 now",
+        ),  # without the count of all jobs: the user's own
+        (1, {"queued_all": 60, "MaxJobCount": 50}, "submit at most 0 tasks now"),
+    ],
+)
 def test_a_sweep_the_queue_cannot_take_is_refused_naming_the_limit(tasks, limits, words):
     with pytest.raises(SweepError) as err:
         check_queue(tasks, 1, limits)
     assert words in str(err.value) and err.value.exit_code == 3
 
 
-@pytest.mark.parametrize("tasks, limits", [
-    (10, {"queued": 2, "MaxSubmitJobs": 12}),  # exactly at the limit
-    (10, {"queued_all": 40, "MaxJobCount": 50}),
-    (10, {"queued": 2, "queued_all": 40, "MaxSubmitJobs": 12, "MaxJobCount": 50}),
-    (10**6, {}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "tasks, limits",
+    [
+        (10, {"queued": 2, "MaxSubmitJobs": 12}),  # exactly at the limit
+        (10, {"queued_all": 40, "MaxJobCount": 50}),
+        (10, {"queued": 2, "queued_all": 40, "MaxSubmitJobs": 12, "MaxJobCount": 50}),
+        (10**6, {}),
+    ],
+)
 def test_a_sweep_that_fits_the_queue_passes(tasks, limits):
     check_queue(tasks, 1, limits)
 
@@ -264,7 +287,7 @@ def test_max_parallel_throttles_each_array_and_chains_them(cluster, hpcx):
         "--array=0-3%2 offset=0",
         "--array=0-3%2 --dependency=afterany:100 offset=4",
         "--array=0-1%2 --dependency=afterany:101 offset=8",
-    ]  # fmt: skip
+    ]
     assert (
         json.loads((Path(json.loads(out)["run_dir"]) / "manifest.json").read_text())["sweep"]["max_parallel"]
         == 2
@@ -309,10 +332,19 @@ def test_a_failed_chained_array_cancels_the_chain(cluster, hpcx):
     assert len(cluster.sbatch()) == 1 and os.listdir(os.environ["HPCX_RUNS"]) == []
 
 
-@pytest.mark.parametrize("resources, words", [
-    ("resources: {colour: red}\n", "unknown resource(s) colour in the sweep spec; known: account, cpus_per_task"),
-    ("resources: {time: '{i}'}\n", "resources.time '{i}' uses {i}, but resources cannot vary within a sweep"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "resources, words",
+    [
+        (
+            "resources: {colour: red}\n",
+            "unknown resource(s) colour in the sweep spec; known: account, cpus_per_task",
+        ),
+        (
+            "resources: {time: '{i}'}\n",
+            "resources.time '{i}' uses {i}, but resources cannot vary within a sweep",
+        ),
+    ],
+)
 def test_resources_a_sweep_cannot_take_are_refused(cluster, hpcx, resources, words):
     code, _, err = hpcx("sweep", write_spec(2, resources))
     assert code == 3 and words in err and cluster.sbatch() == []
@@ -343,23 +375,40 @@ def test_retry_failed_resubmits_the_tasks_that_did_not_complete_in_their_arrays(
     assert code == 0, err
     run_id, first = json.loads(out)["run_id"], cluster.job_ids()
     done = {f"{first[o]}_{i}": "COMPLETED" for o, n in ((0, 4), (4, 4), (8, 2)) for i in range(n)}
-    states = {**done, f"{first[0]}_1": "FAILED", f"{first[0]}_2": "TIMEOUT", f"{first[4]}_3": "CANCELLED",
-              f"{first[8]}_0": "OUT_OF_MEMORY"}  # fmt: skip
+    states = {
+        **done,
+        f"{first[0]}_1": "FAILED",
+        f"{first[0]}_2": "TIMEOUT",
+        f"{first[4]}_3": "CANCELLED",
+        f"{first[8]}_0": "OUT_OF_MEMORY",
+    }
     cluster.set("sacct", sacct(states))
     (cluster.d / "calls").write_text("")
     code, out, err = hpcx("sweep", "--retry-failed", run_id)
     assert code == 0, err
     again = cluster.job_ids()
-    assert out.strip() == (f"resubmitted 4 task(s) of {run_id} (1 cancelled, 1 failed, 1 out_of_memory, 1 timeout) "
-                           f"as job(s) {again[0]}, {again[4]}, {again[8]}")  # fmt: skip
+    assert out.strip() == (
+        f"resubmitted 4 task(s) of {run_id} (1 cancelled, 1 failed, 1 out_of_memory, 1 timeout) "
+        f"as job(s) {again[0]}, {again[4]}, {again[8]}"
+    )
     assert sorted(cluster.sbatch()) == ["--array=0 offset=8", "--array=1,2 offset=0", "--array=3 offset=4"]
     job = json.loads((Path(os.environ["HPCX_RUNS"]) / run_id / "job.json").read_text())
     retried = [(c["offset"], c["count"], c.get("indices")) for c in job["chunks"][3:]]
     assert retried == [(0, 2, [1, 2]), (4, 1, [3]), (8, 1, [0])]
 
     # The retried tasks completed: nothing is left to resubmit, and the states count every task once.
-    cluster.set("sacct", sacct({**done, f"{again[0]}_1": "COMPLETED", f"{again[0]}_2": "COMPLETED",
-                                f"{again[4]}_3": "COMPLETED", f"{again[8]}_0": "COMPLETED"}))  # fmt: skip
+    cluster.set(
+        "sacct",
+        sacct(
+            {
+                **done,
+                f"{again[0]}_1": "COMPLETED",
+                f"{again[0]}_2": "COMPLETED",
+                f"{again[4]}_3": "COMPLETED",
+                f"{again[8]}_0": "COMPLETED",
+            }
+        ),
+    )
     code, out, _ = hpcx("--json", "sweep", "--retry-failed", run_id)
     doc = json.loads(out)
     assert (doc["retried"], doc["job_ids"], doc["states"]) == ([], [], {"COMPLETED": 10})
@@ -524,8 +573,15 @@ def test_every_resource_key_reaches_the_script_and_each_task_reads_its_row(clust
     code, out, err = hpcx("--json", "sweep", write_spec(2, extra), "--dry-run")
     assert code == 0, err
     script = json.loads(out)["script"]
-    for line in ("--account=proj", "--qos=normal", "--time=00:10:00", "--nodes=1", "--ntasks-per-node=2",
-                 "--cpus-per-task=2", "--job-name=scan"):  # fmt: skip
+    for line in (
+        "--account=proj",
+        "--qos=normal",
+        "--time=00:10:00",
+        "--nodes=1",
+        "--ntasks-per-node=2",
+        "--cpus-per-task=2",
+        "--job-name=scan",
+    ):
         assert f"#SBATCH {line}\n" in script  # time: null is the partition's default time
     assert (
         '--task-id "$((SLURM_ARRAY_TASK_ID + ${HPCX_TASK_OFFSET:-0}))" --task-table "$HPCX_RUN_DIR/tasks.jsonl"'
@@ -535,12 +591,18 @@ def test_every_resource_key_reaches_the_script_and_each_task_reads_its_row(clust
 
 def test_unknown_and_varying_resources_are_refused_in_one_exact_line(cluster, hpcx):
     code, _, err = hpcx("sweep", write_spec(2, "resources: {colour: red, size: 2}\n"))
-    assert (code, err) == (3, "hpcx: error: unknown resource(s) colour, size in the sweep spec; known: account, "
-                              "cpus_per_task, gpus_per_node, mem, name, nodes, ntasks_per_node, partition, qos, time\n")  # fmt: skip
+    assert (code, err) == (
+        3,
+        "hpcx: error: unknown resource(s) colour, size in the sweep spec; known: account, "
+        "cpus_per_task, gpus_per_node, mem, name, nodes, ntasks_per_node, partition, qos, time\n",
+    )
     code, _, err = hpcx("sweep", write_spec(2, "resources: {mem: '{i}G'}\n"))
-    assert (code, err) == (3, "hpcx: error: resources.mem '{i}G' uses {i}, but resources cannot vary within a sweep: "
-                              "all its tasks share one job array's resources; give mem one value, and run one sweep "
-                              "per mem (e.g. two spec files)\n")  # fmt: skip
+    assert (code, err) == (
+        3,
+        "hpcx: error: resources.mem '{i}G' uses {i}, but resources cannot vary within a sweep: "
+        "all its tasks share one job array's resources; give mem one value, and run one sweep "
+        "per mem (e.g. two spec files)\n",
+    )
 
 
 def test_tasks_slurm_does_not_report_yet_are_pending(cluster, hpcx):
@@ -589,9 +651,8 @@ def test_a_sweep_on_the_local_backend_runs_and_retries_its_failed_task(cluster, 
     run = Path(doc["run_dir"])
     job = json.loads((run / "job.json").read_text())
     assert job["scheduler"] == "local" and job["kind"] == "sweep"
-    assert (
-        datetime.fromisoformat(job["submitted_at"]).utcoffset() is not None
-    )  # an aware time, not local clock
+    # an aware time, not local clock
+    assert datetime.fromisoformat(job["submitted_at"]).utcoffset() is not None
     deadline = time.monotonic() + 60
     while not local("status", doc["run_id"])[1]["runs"][0]["finished"]:
         assert time.monotonic() < deadline, "the local sweep did not finish in 60 s"
@@ -614,8 +675,11 @@ def test_retry_of_a_sweep_whose_submission_directory_is_gone_is_refused(cluster,
     (tmp_path / "work" / "sweep.yaml").unlink()
     (tmp_path / "work").rmdir()
     code, _, err = hpcx("sweep", "--retry-failed", run.name)
-    assert (code, err) == (2, f"hpcx: error: run {run.name} was submitted from {tmp_path / 'work'}, which no longer "
-                              "exists; recreate that directory (the job runs there), or submit anew\n")  # fmt: skip
+    assert (code, err) == (
+        2,
+        f"hpcx: error: run {run.name} was submitted from {tmp_path / 'work'}, which no longer "
+        "exists; recreate that directory (the job runs there), or submit anew\n",
+    )
     assert len(cluster.sbatch()) == 1  # only the sweep itself
 
 

@@ -64,20 +64,29 @@ def test_ranges():
     assert s.grid == {"lr": [0, 0.25, 0.5, 0.75], "n": [1, 2, 3], "x": [0.0, 0.5, 1.0]}
 
 
-@pytest.mark.parametrize("text, words", [
-    (BASE + "parameters: {grid: {lr: []}}\n", "parameters.grid.lr is empty"),
-    (BASE + "parameters: {zip: {a: [1, 2], b: [1]}}\n", "same, non-zero length: a has 2 values, b has 1 values"),
-    (BASE + "colour: red\n", "unknown key(s) colour"),
-    (BASE + "parameters: {gird: {lr: [1]}}\n", "unknown key(s) in parameters: gird"),
-    (BASE + "parameters: {grid: {lr: [1]}}\nexclude: [{lr: 1}]\n", "no tasks left after the exclude rules"),
-    (BASE + "parameters: {grid: {lr: [1]}}\nexclude: [{rate: 1}]\n", "exclude[0]"),
-    (BASE + "parameters: {grid: {lr: [1]}, zip: {lr: [2]}}\n", "appear in more than one"),
-    (BASE + "parameters: {grid: {lr: {range: [1, 0]}}}\n", "is empty"),
-    (BASE + "parameters: {random: {draws: 2, params: {a: {normal: [0, 1]}}}}\n", "is not a distribution"),
-    ("name: s\nparameters: {grid: {lr: [1]}}\n", "needs a command"),
-    (BASE + "parameters: {repeats: 0}\n", "repeats 0 must be"),
-    (BASE + "parameters: {grid: {'my-lr': [1]}}\n", "are not identifiers"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (BASE + "parameters: {grid: {lr: []}}\n", "parameters.grid.lr is empty"),
+        (
+            BASE + "parameters: {zip: {a: [1, 2], b: [1]}}\n",
+            "same, non-zero length: a has 2 values, b has 1 values",
+        ),
+        (BASE + "colour: red\n", "unknown key(s) colour"),
+        (BASE + "parameters: {gird: {lr: [1]}}\n", "unknown key(s) in parameters: gird"),
+        (
+            BASE + "parameters: {grid: {lr: [1]}}\nexclude: [{lr: 1}]\n",
+            "no tasks left after the exclude rules",
+        ),
+        (BASE + "parameters: {grid: {lr: [1]}}\nexclude: [{rate: 1}]\n", "exclude[0]"),
+        (BASE + "parameters: {grid: {lr: [1]}, zip: {lr: [2]}}\n", "appear in more than one"),
+        (BASE + "parameters: {grid: {lr: {range: [1, 0]}}}\n", "is empty"),
+        (BASE + "parameters: {random: {draws: 2, params: {a: {normal: [0, 1]}}}}\n", "is not a distribution"),
+        ("name: s\nparameters: {grid: {lr: [1]}}\n", "needs a command"),
+        (BASE + "parameters: {repeats: 0}\n", "repeats 0 must be"),
+        (BASE + "parameters: {grid: {'my-lr': [1]}}\n", "are not identifiers"),
+    ],
+)
 def test_bad_specs_are_one_clear_error_with_exit_3(text, words):
     with pytest.raises(SweepError) as err:
         expand(spec(text))
@@ -96,5 +105,10 @@ def test_command_placeholders_and_environment():
     cmd = fill_command(["x", "--lr={lr}", "{seed}", "{unknown}", '{"json": 1}'], row)
     assert cmd == ["x", "--lr=0.1", "7", "{unknown}", '{"json": 1}']
     env = task_env(row)
-    assert env == {"HPCX_TASK_ID": "4", "HPCX_TASK_NAME": "lr=0.1", "HPCX_SEED": "7", "HPCX_PARAM_LR": "0.1",
-                   "HPCX_PARAM_LAYERS": "[1, 2]"}  # fmt: skip
+    assert env == {
+        "HPCX_TASK_ID": "4",
+        "HPCX_TASK_NAME": "lr=0.1",
+        "HPCX_SEED": "7",
+        "HPCX_PARAM_LR": "0.1",
+        "HPCX_PARAM_LAYERS": "[1, 2]",
+    }

@@ -22,15 +22,18 @@ def commands(text: str) -> list[list[str]]:
 # -- chunks as job arrays -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n_tasks, max_array, arrays", [
-    (1, 1001, ["0"]),
-    (2, 1001, ["0-1"]),  # a two-task array must run both tasks, not task 0 alone
-    (3, 1001, ["0-2"]),
-    (1001, 1001, ["0-1000"]),
-    (1002, 1001, ["0-1000", "0"]),
-    (1003, 1001, ["0-1000", "0-1"]),
-    (5, 2, ["0-1", "0-1", "0"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "n_tasks, max_array, arrays",
+    [
+        (1, 1001, ["0"]),
+        (2, 1001, ["0-1"]),  # a two-task array must run both tasks, not task 0 alone
+        (3, 1001, ["0-2"]),
+        (1001, 1001, ["0-1000"]),
+        (1002, 1001, ["0-1000", "0"]),
+        (1003, 1001, ["0-1000", "0-1"]),
+        (5, 2, ["0-1", "0-1", "0"]),
+    ],
+)
 def test_each_chunk_is_the_array_of_its_tasks(n_tasks, max_array, arrays):
     parts = chunks(n_tasks, max_array)
     assert [c.array_spec(None) for c in parts] == arrays
@@ -120,7 +123,10 @@ def test_a_command_that_is_not_words_is_refused(command):
 
 def test_a_whole_number_range_gives_whole_numbers():
     assert commands("command: ['--n={n}']\nparameters: {grid: {n: {range: [1, 4]}}}\n") == [
-        ["--n=1"], ["--n=2"], ["--n=3"]]  # fmt: skip
+        ["--n=1"],
+        ["--n=2"],
+        ["--n=3"],
+    ]
 
 
 def test_a_range_with_a_fractional_step_reads_as_written():
@@ -148,8 +154,10 @@ def test_a_range_with_a_negative_step_counts_down():
 
 
 def test_linspace_and_logspace_include_both_ends():
-    s = spec("command: [t]\nparameters: {grid: {a: {linspace: [0, 1, 5]}, b: {logspace: [-2, 1, 4]}, "
-             "c: {linspace: [2, 3, 1]}}}\n")  # fmt: skip
+    s = spec(
+        "command: [t]\nparameters: {grid: {a: {linspace: [0, 1, 5]}, b: {logspace: [-2, 1, 4]}, "
+        "c: {linspace: [2, 3, 1]}}}\n"
+    )
     assert s.grid == {"a": [0.0, 0.25, 0.5, 0.75, 1.0], "b": [0.01, 0.1, 1.0, 10.0], "c": [2.0]}
     tasks = expand(s)
     assert tasks[0].name == "a=0,b=0.01,c=2" and tasks[-1].name == "a=1,b=10,c=2"
@@ -174,8 +182,10 @@ def test_randint_draws_both_of_its_bounds():
 
 
 def test_uniform_and_loguniform_stay_within_their_bounds():
-    s = spec("command: [t]\nparameters: {random: {seed: 2, draws: 300, params: {u: {uniform: [2, 3]}, "
-             "l: {loguniform: [0.001, 0.1]}, c: {choice: [a, b]}}}}\n")  # fmt: skip
+    s = spec(
+        "command: [t]\nparameters: {random: {seed: 2, draws: 300, params: {u: {uniform: [2, 3]}, "
+        "l: {loguniform: [0.001, 0.1]}, c: {choice: [a, b]}}}}\n"
+    )
     tasks = expand(s)
     us, ls = [t.params["u"] for t in tasks], [t.params["l"] for t in tasks]
     assert all(2 <= u <= 3 for u in us) and max(us) - min(us) > 0.9
@@ -258,7 +268,9 @@ def test_a_tasks_environment_carries_strings_as_they_are_and_other_values_as_jso
 def test_task_name_and_task_id_placeholders():
     s = spec("command: [t, '{task}', '{task_name}', '{{x}}']\nparameters: {grid: {x: [1, 2]}}\n")
     assert [fill_command(s.command, t.to_dict()) for t in expand(s)] == [
-        ["t", "0", "x=1", "{x}"], ["t", "1", "x=2", "{x}"]]  # fmt: skip
+        ["t", "0", "x=1", "{x}"],
+        ["t", "1", "x=2", "{x}"],
+    ]
 
 
 # -- refusals: one line with the value, what was expected and the fix ------------------------------------------
@@ -270,42 +282,83 @@ ZIP = "parameters.zip lists must have the same, non-zero length"
 ZIP_FIX = "e.g. zip: {lr: [0.1, 0.01], bs: [32, 64]} (lr 0.1 runs with bs 32)"
 
 
-@pytest.mark.parametrize("text, line", [
-    ("parameters: {grid: {x: []}}", "parameters.grid.x is empty; give at least one value"),
-    ("parameters: {grid: {x: a}}", f"parameters.grid.x: 'a' is not a list of values; {GRID_FIX}"),
-    ("parameters: {grid: {x: {range: [0, 3], linspace: [0, 1, 2]}}}",
-     f"parameters.grid.x: {{'range': [0, 3], 'linspace': [0, 1, 2]}} is not a list of values; {GRID_FIX}"),
-    ("parameters: {grid: {x: {linspace: abc}}}", f"parameters.grid.x: {{'linspace': 'abc'}} is not a list of values; {GRID_FIX}"),
-    ("parameters: {grid: {x: {steps: [0, 1, 3]}}}", f"parameters.grid.x: {{'steps': [0, 1, 3]}} is not a list of values; {GRID_FIX}"),
-    ("parameters: {grid: {x: {range: [1, 2, 3, 4]}}}", f"parameters.grid.x: {{'range': [1, 2, 3, 4]}} is not a list of values; {GRID_FIX}"),
-    ("parameters: {grid: {my-x: [1], 2y: [1]}}",
-     "parameter name(s) 'my-x', '2y' are not identifiers; use letters, digits and _ (they become $HPCX_PARAM_<NAME>)"),
-    ("parameters: {grid: {a: [1], b: [2]}, zip: {a: [1], b: [2]}}",
-     "parameter(s) a, b appear in more than one of grid/zip/random; give each parameter in one of them"),
-    ("parameters: {zip: {a: 5}}", f"{ZIP}: a has no list of values; {ZIP_FIX}"),
-    ("parameters: {zip: {a: 5, b: [1]}}", f"{ZIP}: a has no list of values, b has 1 values; {ZIP_FIX}"),
-    ("parameters: {zip: {a: []}}", f"{ZIP}: a has 0 values; {ZIP_FIX}"),
-    ("parameters: {zip: {a: [1, 2], b: [1]}}", f"{ZIP}: a has 2 values, b has 1 values; {ZIP_FIX}"),
-    ("parameters: {random: {draws: 2, params: {x: {uniform: [0, 1], randint: [1, 2]}}}}",
-     f"parameters.random.params.x: {{'uniform': [0, 1], 'randint': [1, 2]}} is not a distribution; {DIST_FIX}"),
-    ("parameters: {random: {draws: 2, params: {x: normal}}}", f"parameters.random.params.x: 'normal' is not a distribution; {DIST_FIX}"),
-    ("parameters: {random: {draws: 2, params: {x: {choice: []}}}}", f"parameters.random.params.x: {{'choice': []}} is not a distribution; {DIST_FIX}"),
-    ("parameters: {random: {draws: 2, params: {x: {uniform: [0, 1]}}, sed: 3, drawz: 2}}",
-     "parameters.random needs draws (>= 1), params and optionally seed (not drawz, sed); "
-     "e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}"),
-    ("parameters: {random: {draws: 2}}",
-     "parameters.random needs draws (>= 1), params and optionally seed; "
-     "e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}"),
-    ("parameters: {grid: {n: {range: [0, 9]}}}\nexclude: [{n: 99}]",
-     f"exclude[0] {{'n': 99}} matches no task: n takes 0, 1, 2, 3, 4, 5, 6, 7, ... (9 values); {RULE_FIX}"),
-    ("parameters: {grid: {n: {range: [0, 8]}}}\nexclude: [{n: 99}]",
-     f"exclude[0] {{'n': 99}} matches no task: n takes 0, 1, 2, 3, 4, 5, 6, 7; {RULE_FIX}"),
-    ("parameters: {grid: {a: [1, 2], b: [x, y]}}\nexclude: [{a: 1, b: z}]",
-     f"exclude[0] {{'a': 1, 'b': 'z'}} matches no task: a takes 1, 2; b takes 'x', 'y'; {RULE_FIX}"),
-    ("parameters: {grid: {layers: [[1, 2], [3]]}}\nexclude: [{layers: '[3]'}]",  # a list is not its text
-     f"exclude[0] {{'layers': '[3]'}} matches no task: layers takes [1, 2], [3]; {RULE_FIX}"),
-    ("parameters: {grid: {x: [1]}}\nexclude: [{x: 1}]", "sweep 's' has no tasks left after the exclude rules; loosen exclude, or add values"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("parameters: {grid: {x: []}}", "parameters.grid.x is empty; give at least one value"),
+        ("parameters: {grid: {x: a}}", f"parameters.grid.x: 'a' is not a list of values; {GRID_FIX}"),
+        (
+            "parameters: {grid: {x: {range: [0, 3], linspace: [0, 1, 2]}}}",
+            f"parameters.grid.x: {{'range': [0, 3], 'linspace': [0, 1, 2]}} is not a list of values; {GRID_FIX}",
+        ),
+        (
+            "parameters: {grid: {x: {linspace: abc}}}",
+            f"parameters.grid.x: {{'linspace': 'abc'}} is not a list of values; {GRID_FIX}",
+        ),
+        (
+            "parameters: {grid: {x: {steps: [0, 1, 3]}}}",
+            f"parameters.grid.x: {{'steps': [0, 1, 3]}} is not a list of values; {GRID_FIX}",
+        ),
+        (
+            "parameters: {grid: {x: {range: [1, 2, 3, 4]}}}",
+            f"parameters.grid.x: {{'range': [1, 2, 3, 4]}} is not a list of values; {GRID_FIX}",
+        ),
+        (
+            "parameters: {grid: {my-x: [1], 2y: [1]}}",
+            "parameter name(s) 'my-x', '2y' are not identifiers; use letters, digits and _ (they become $HPCX_PARAM_<NAME>)",
+        ),
+        (
+            "parameters: {grid: {a: [1], b: [2]}, zip: {a: [1], b: [2]}}",
+            "parameter(s) a, b appear in more than one of grid/zip/random; give each parameter in one of them",
+        ),
+        ("parameters: {zip: {a: 5}}", f"{ZIP}: a has no list of values; {ZIP_FIX}"),
+        ("parameters: {zip: {a: 5, b: [1]}}", f"{ZIP}: a has no list of values, b has 1 values; {ZIP_FIX}"),
+        ("parameters: {zip: {a: []}}", f"{ZIP}: a has 0 values; {ZIP_FIX}"),
+        ("parameters: {zip: {a: [1, 2], b: [1]}}", f"{ZIP}: a has 2 values, b has 1 values; {ZIP_FIX}"),
+        (
+            "parameters: {random: {draws: 2, params: {x: {uniform: [0, 1], randint: [1, 2]}}}}",
+            f"parameters.random.params.x: {{'uniform': [0, 1], 'randint': [1, 2]}} is not a distribution; {DIST_FIX}",
+        ),
+        (
+            "parameters: {random: {draws: 2, params: {x: normal}}}",
+            f"parameters.random.params.x: 'normal' is not a distribution; {DIST_FIX}",
+        ),
+        (
+            "parameters: {random: {draws: 2, params: {x: {choice: []}}}}",
+            f"parameters.random.params.x: {{'choice': []}} is not a distribution; {DIST_FIX}",
+        ),
+        (
+            "parameters: {random: {draws: 2, params: {x: {uniform: [0, 1]}}, sed: 3, drawz: 2}}",
+            "parameters.random needs draws (>= 1), params and optionally seed (not drawz, sed); "
+            "e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}",
+        ),
+        (
+            "parameters: {random: {draws: 2}}",
+            "parameters.random needs draws (>= 1), params and optionally seed; "
+            "e.g. random: {seed: 7, draws: 8, params: {dropout: {uniform: [0, 0.5]}}}",
+        ),
+        (
+            "parameters: {grid: {n: {range: [0, 9]}}}\nexclude: [{n: 99}]",
+            f"exclude[0] {{'n': 99}} matches no task: n takes 0, 1, 2, 3, 4, 5, 6, 7, ... (9 values); {RULE_FIX}",
+        ),
+        (
+            "parameters: {grid: {n: {range: [0, 8]}}}\nexclude: [{n: 99}]",
+            f"exclude[0] {{'n': 99}} matches no task: n takes 0, 1, 2, 3, 4, 5, 6, 7; {RULE_FIX}",
+        ),
+        (
+            "parameters: {grid: {a: [1, 2], b: [x, y]}}\nexclude: [{a: 1, b: z}]",
+            f"exclude[0] {{'a': 1, 'b': 'z'}} matches no task: a takes 1, 2; b takes 'x', 'y'; {RULE_FIX}",
+        ),
+        (
+            "parameters: {grid: {layers: [[1, 2], [3]]}}\nexclude: [{layers: '[3]'}]",  # a list is not its text
+            f"exclude[0] {{'layers': '[3]'}} matches no task: layers takes [1, 2], [3]; {RULE_FIX}",
+        ),
+        (
+            "parameters: {grid: {x: [1]}}\nexclude: [{x: 1}]",
+            "sweep 's' has no tasks left after the exclude rules; loosen exclude, or add values",
+        ),
+    ],
+)
 def test_a_spec_that_cannot_be_expanded_is_one_exact_line(text, line):
     with pytest.raises(SweepError) as err:
         expand(spec(f"name: s\ncommand: [t]\n{text}\n"))
@@ -315,8 +368,10 @@ def test_a_spec_that_cannot_be_expanded_is_one_exact_line(text, line):
 def test_an_undefined_placeholder_names_the_defined_ones_and_the_literal_brace():
     with pytest.raises(SweepError) as err:
         spec("command: [t, '{y}']\nparameters: {grid: {x: [1]}}\n")
-    assert str(err.value) == ("command word '{y}' uses {y}, which no parameter defines; defined: {x}, {seed}, "
-                              "{task}, {task_name}; write {{ for a literal brace ({{name}} gives {name})")  # fmt: skip
+    assert str(err.value) == (
+        "command word '{y}' uses {y}, which no parameter defines; defined: {x}, {seed}, "
+        "{task}, {task_name}; write {{ for a literal brace ({{name}} gives {name})"
+    )
 
 
 # -- more values as the command sees them ------------------------------------------------------------------
@@ -341,38 +396,61 @@ def test_a_sweeps_seeds_stay_the_same_from_one_hpcx_version_to_the_next():
     part of what a task is. (A change here makes every earlier sweep's results unreproducible by rerun.)"""
     tasks = expand(spec("command: [t]\nparameters: {grid: {lr: [1, 0.1]}, repeats: 2}\nseed: 7\n"))
     assert [(t.name, t.seed) for t in tasks] == [
-        ("lr=1,rep=0", 2090241117), ("lr=1,rep=1", 55651602), ("lr=0.1,rep=0", 892848881), ("lr=0.1,rep=1", 1383775812)
-    ]  # fmt: skip
+        ("lr=1,rep=0", 2090241117),
+        ("lr=1,rep=1", 55651602),
+        ("lr=0.1,rep=0", 892848881),
+        ("lr=0.1,rep=1", 1383775812),
+    ]
     (one,) = expand(spec("command: [t]\nparameters: {grid: {lr: [1]}}\n"))
     assert one.seed == 851492742
 
 
-YAML_WORD = ("not text: YAML read true/false/yes/no/on/off/null (or an empty word) as a value; quote the word to "
-             'pass it as text, e.g. command: ["true"] or [train.py, --flag, "yes"]')  # fmt: skip
+YAML_WORD = (
+    "not text: YAML read true/false/yes/no/on/off/null (or an empty word) as a value; quote the word to "
+    'pass it as text, e.g. command: ["true"] or [train.py, --flag, "yes"]'
+)
 NEEDS_COMMAND = 'the sweep spec needs a command: a list of words or one string; e.g. command: [python, train.py, --lr, "{lr}"]'
 
 
-@pytest.mark.parametrize("text, line", [
-    ("- a\n- b\n", "a sweep spec is a mapping, found list; give name:, command: and parameters: keys (see `hpcx sweep --help`)"),
-    ("command: [t]\ncolour: red\nsize: 2\n", "unknown key(s) colour, size in the sweep spec; known keys: command, exclude, "
-     "inputs, kind, max_parallel, name, parameters, resources, seed, variables, version"),
-    ("command: [t]\nparameters: {gird: {x: [1]}, zipp: {}}\n", "unknown key(s) in parameters: gird, zipp; known: grid, random, repeats, zip"),
-    ("command: [t]\nparameters: [grid]\n", "parameters is a mapping, found list; e.g. parameters: {grid: {lr: [0.1, 0.01]}, repeats: 2}"),
-    ("command: [t, true]\n", f"command word True is YAML's boolean, {YAML_WORD}"),
-    ("command: [t, null]\n", f"command word None is YAML's null, {YAML_WORD}"),
-    ("command: [t, [x]]\n", NEEDS_COMMAND),
-    ("command: []\n", NEEDS_COMMAND),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        (
+            "- a\n- b\n",
+            "a sweep spec is a mapping, found list; give name:, command: and parameters: keys (see `hpcx sweep --help`)",
+        ),
+        (
+            "command: [t]\ncolour: red\nsize: 2\n",
+            "unknown key(s) colour, size in the sweep spec; known keys: command, exclude, "
+            "inputs, kind, max_parallel, name, parameters, resources, seed, variables, version",
+        ),
+        (
+            "command: [t]\nparameters: {gird: {x: [1]}, zipp: {}}\n",
+            "unknown key(s) in parameters: gird, zipp; known: grid, random, repeats, zip",
+        ),
+        (
+            "command: [t]\nparameters: [grid]\n",
+            "parameters is a mapping, found list; e.g. parameters: {grid: {lr: [0.1, 0.01]}, repeats: 2}",
+        ),
+        ("command: [t, true]\n", f"command word True is YAML's boolean, {YAML_WORD}"),
+        ("command: [t, null]\n", f"command word None is YAML's null, {YAML_WORD}"),
+        ("command: [t, [x]]\n", NEEDS_COMMAND),
+        ("command: []\n", NEEDS_COMMAND),
+    ],
+)
 def test_a_document_that_is_not_a_sweep_spec_is_one_exact_line(text, line):
     with pytest.raises(SweepError) as err:
         spec(text)
     assert str(err.value) == line and err.value.exit_code == 3
 
 
-@pytest.mark.parametrize("params, hint", [
-    ("{grid: {lr: [1]}, zip: {bs: [2]}}", "swept parameters: lr, bs"),
-    ("{repeats: 2}", "swept parameters: none"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "params, hint",
+    [
+        ("{grid: {lr: [1]}, zip: {bs: [2]}}", "swept parameters: lr, bs"),
+        ("{repeats: 2}", "swept parameters: none"),
+    ],
+)
 def test_an_exclude_rule_naming_no_swept_parameter_lists_those_there_are(params, hint):
     with pytest.raises(SweepError) as err:
         spec(f"command: [t]\nparameters: {params}\nexclude: [{{depth: 3}}]\n")

@@ -104,8 +104,14 @@ def test_a_user_template_cannot_stand_in_for_one_the_site_includes(hpcx, locked_
     assert f"template {user_dir / 'launch-line.j2'} takes the name 'launch-line.j2'" in proc.stderr
 
 
-@pytest.mark.parametrize("statement", ['{% set job = dict(job, qos="high") %}', '{% import "site-kind.sbatch.j2" as job %}',
-                                       "{% macro run() %}x{% endmacro %}"])  # fmt: skip
+@pytest.mark.parametrize(
+    "statement",
+    [
+        '{% set job = dict(job, qos="high") %}',
+        '{% import "site-kind.sbatch.j2" as job %}',
+        "{% macro run() %}x{% endmacro %}",
+    ],
+)
 def test_a_top_level_statement_cannot_rebind_what_the_locked_header_reads(
     hpcx, locked_site, user_dir, statement
 ):
