@@ -43,8 +43,10 @@ def read_comm(
 ) -> dict[int, list[dict[str, Any]]]:
     """Per rank, the entries of each of its processes' last ``comm`` record (cumulative totals)."""
     files = comm_files(profile_dir, since) if files is None else files
-    return {rank: [e for records in per_file for e in records[-1].get("entries", [])]
-            for rank, per_file in files.items()}  # fmt: skip
+    return {
+        rank: [e for records in per_file for e in records[-1].get("entries", [])]
+        for rank, per_file in files.items()
+    }
 
 
 def comm_sizes(per_rank: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -54,8 +56,9 @@ def comm_sizes(per_rank: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]
     for entries in per_rank.values():
         for e in entries:
             key = (e["lib"], e["call"], int(e.get("bucket") or 0))
-            row = rows.setdefault(key, {"lib": key[0], "call": key[1], "bucket": key[2], "calls": 0,
-                                        "bytes": 0, "seconds": 0.0})  # fmt: skip
+            row = rows.setdefault(
+                key, {"lib": key[0], "call": key[1], "bucket": key[2], "calls": 0, "bytes": 0, "seconds": 0.0}
+            )
             row["calls"] += e["calls"]
             row["bytes"] += e["bytes"]
             row["seconds"] += e["seconds"]
@@ -210,16 +213,23 @@ def comm_energy(
     unplaced = sorted(set(curves) - set(lives))
     for name, ranks in sorted(by_node.items()):
         node = nodes.get(name)
-        out_nodes[name] = _node_comm_energy(node, ranks, curves, lives) if node else _unavailable(
-            f"no node records for {name} (its collector, local rank 0, wrote none)")  # fmt: skip
+        out_nodes[name] = (
+            _node_comm_energy(node, ranks, curves, lives)
+            if node
+            else _unavailable(f"no node records for {name} (its collector, local rank 0, wrote none)")
+        )
     total_s = sum(_at(c, float("inf")) for r in curves for c in curves[r])
     measured = {n: e for n, e in out_nodes.items() if e["status"] == "measured"}
     result: dict[str, Any]
     if measured:
         covered = sum(e["comm_s"] for e in measured.values())
-        result = {"status": "measured", "energy_j": round(sum(e["energy_j"] for e in measured.values()), 3),
-                  "method": "derived", "rule": ENERGY_RULE,
-                  "coverage": round(min(covered / total_s, 1.0), 4) if total_s > 0 else None}  # fmt: skip
+        result = {
+            "status": "measured",
+            "energy_j": round(sum(e["energy_j"] for e in measured.values()), 3),
+            "method": "derived",
+            "rule": ENERGY_RULE,
+            "coverage": round(min(covered / total_s, 1.0), 4) if total_s > 0 else None,
+        }
     else:
         result = _unavailable(f"no node with an energy counter ({_once(out_nodes) or 'no rank records'})")
     if unplaced:
@@ -236,8 +246,12 @@ def _once(nodes: dict[str, dict[str, Any]]) -> str:
     return "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items())
 
 
-def _node_comm_energy(node: dict[str, Any], ranks: list[int], curves: dict[int, list[list[tuple[float, float]]]],
-                      lives: dict[int, tuple[str, float, float]]) -> dict[str, Any]:  # fmt: skip
+def _node_comm_energy(
+    node: dict[str, Any],
+    ranks: list[int],
+    curves: dict[int, list[list[tuple[float, float]]]],
+    lives: dict[int, tuple[str, float, float]],
+) -> dict[str, Any]:
     counters: dict[str, Any] = {}
     comm_in_windows = 0.0
     reasons: dict[str, list[str]] = {}  # reason -> the counters it holds for
@@ -253,15 +267,24 @@ def _node_comm_energy(node: dict[str, Any], ranks: list[int], curves: dict[int, 
             attributed += joules * share
             energy += joules
             comm_s += comm
-        counters[key] = {"energy_j": round(attributed, 3), "node_energy_j": round(energy, 3),
-                         "share": round(attributed / energy, 4) if energy > 0 else None}  # fmt: skip
+        counters[key] = {
+            "energy_j": round(attributed, 3),
+            "node_energy_j": round(energy, 3),
+            "share": round(attributed / energy, 4) if energy > 0 else None,
+        }
         comm_in_windows = max(comm_in_windows, comm_s)
     if not counters:
         return _unavailable(
             "no energy counter: " + "; ".join(f"{', '.join(k)}: {r}" for r, k in reasons.items())
         )
     all_comm = sum(_at(c, float("inf")) for r in ranks for c in curves[r])
-    return {"status": "measured", "energy_j": round(sum(c["energy_j"] for c in counters.values()), 3),
-            "method": "derived", "rule": ENERGY_RULE, "counters": counters, "comm_s": round(comm_in_windows, 6),
-            "coverage": round(min(comm_in_windows / all_comm, 1.0), 4) if all_comm > 0 else None,
-            "ranks": ranks}  # fmt: skip
+    return {
+        "status": "measured",
+        "energy_j": round(sum(c["energy_j"] for c in counters.values()), 3),
+        "method": "derived",
+        "rule": ENERGY_RULE,
+        "counters": counters,
+        "comm_s": round(comm_in_windows, 6),
+        "coverage": round(min(comm_in_windows / all_comm, 1.0), 4) if all_comm > 0 else None,
+        "ranks": ranks,
+    }

@@ -65,17 +65,17 @@ def node_timeline(records: Iterable[dict[str, Any]], max_points: int) -> dict[st
     gpus: dict[int, dict[str, list[Any]]] = {}
     for i, s in enumerate(picked):
         for g in s.get("nvml") or []:
-            row = gpus.setdefault(g["index"], {"t": [], "power_w": [], "util_pct": [], "mem_used_mb": [],
-                                               "sm_mhz": []})  # fmt: skip
+            row = gpus.setdefault(
+                g["index"], {"t": [], "power_w": [], "util_pct": [], "mem_used_mb": [], "sm_mhz": []}
+            )
             row["t"].append(t[i])
             for key in ("power_w", "util_pct", "mem_used_mb", "sm_mhz"):
                 row[key].append(g.get(key))
     return {
         "t": t,
         "mem_used_mb": [(s.get("memory") or {}).get("used_mb") for s in picked],
-        "net_rx_mb_s": _rates(
-            t, [n.get("rx_bytes") for n in net], 1 / 2**20
-        ),  # MB = 2^20 bytes, as everywhere
+        # MB = 2^20 bytes, as everywhere
+        "net_rx_mb_s": _rates(t, [n.get("rx_bytes") for n in net], 1 / 2**20),
         "net_tx_mb_s": _rates(t, [n.get("tx_bytes") for n in net], 1 / 2**20),
         "cpu_power_t": rapl_t,
         "cpu_power_w": _rates(rapl_t, [s["rapl"]["package_j"] for s in edges], 1.0),
@@ -86,7 +86,7 @@ def node_timeline(records: Iterable[dict[str, Any]], max_points: int) -> dict[st
             "net_tx_mb_s": "derived",
             "cpu_power_w": "derived",
             "gpu": "sampled",
-        },  # fmt: skip
+        },
     }
 
 
@@ -108,19 +108,22 @@ def gpu_stats(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         mem = [r["mem_used_mb"] for r in rows if r.get("mem_used_mb") is not None]
         clock = [r["sm_mhz"] for r in rows if r.get("sm_mhz") is not None]
         throttle = [r["throttle"] for r in rows if r.get("throttle") is not None]
-        out.append({
-            "index": index,
-            "samples": len(rows),
-            "util_mean_pct": statistics.fmean(util) if util else None,
-            "idle_share": sum(u < IDLE_UTIL_PCT for u in util) / len(util) if util else None,
-            "power_mean_w": statistics.fmean(power) if power else None,
-            "power_max_w": max(power, default=None),
-            "mem_used_peak_mb": max(mem, default=None),
-            "sm_mhz_mean": statistics.fmean(clock) if clock else None,
-            "throttled_share": sum(bool(x & THROTTLE_MASK) for x in throttle) / len(throttle) if throttle
-            else None,
-            "method": "sampled",
-        })  # fmt: skip
+        out.append(
+            {
+                "index": index,
+                "samples": len(rows),
+                "util_mean_pct": statistics.fmean(util) if util else None,
+                "idle_share": sum(u < IDLE_UTIL_PCT for u in util) / len(util) if util else None,
+                "power_mean_w": statistics.fmean(power) if power else None,
+                "power_max_w": max(power, default=None),
+                "mem_used_peak_mb": max(mem, default=None),
+                "sm_mhz_mean": statistics.fmean(clock) if clock else None,
+                "throttled_share": sum(bool(x & THROTTLE_MASK) for x in throttle) / len(throttle)
+                if throttle
+                else None,
+                "method": "sampled",
+            }
+        )
     return out
 
 
@@ -134,8 +137,11 @@ def node_details(merged: dict[str, dict[str, Any]], max_points: int) -> dict[tup
             records = [step["start"], *step["samples"]]
             sid = step["start"].get("step")
             label = name if len(steps) == 1 or sid is None else f"{name} step {sid}"
-            out[(name, i)] = {"node": label, "timeline": node_timeline(records, max_points),
-                              "gpus": gpu_stats(records)}  # fmt: skip
+            out[(name, i)] = {
+                "node": label,
+                "timeline": node_timeline(records, max_points),
+                "gpus": gpu_stats(records),
+            }
     return out
 
 
@@ -168,8 +174,15 @@ def regions(
             row[1] += span["dur_s"]
         for rec in records:
             if rec.get("type") == "cuda_memory":
-                best = cuda.setdefault(rank, {"rank": rank, "device": rec.get("device"),
-                                              "allocated_peak_mb": 0.0, "reserved_peak_mb": 0.0})  # fmt: skip
+                best = cuda.setdefault(
+                    rank,
+                    {
+                        "rank": rank,
+                        "device": rec.get("device"),
+                        "allocated_peak_mb": 0.0,
+                        "reserved_peak_mb": 0.0,
+                    },
+                )
                 for key in ("allocated_peak_mb", "reserved_peak_mb"):
                     best[key] = max(best[key], rec.get(key) or 0.0)
     names = []
@@ -178,18 +191,22 @@ def regions(
         mean = statistics.fmean(seconds.values())
         slowest = max(seconds, key=lambda r: seconds[r])
         fastest = min(seconds, key=lambda r: seconds[r])
-        names.append({
-            "name": name,
-            "calls": sum(v[0] for v in by_rank.values()),
-            "seconds_mean": mean,
-            "seconds_max": seconds[slowest],
-            "seconds_min": seconds[fastest],
-            "slowest_rank": slowest,
-            "fastest_rank": fastest,
-            "imbalance": seconds[slowest] / mean - 1 if mean > 0 else None,
-            "per_rank": [{"rank": r, "calls": by_rank.get(r, [0, 0.0])[0], "seconds": s}
-                         for r, s in seconds.items()],  # fmt: skip
-        })  # fmt: skip
+        names.append(
+            {
+                "name": name,
+                "calls": sum(v[0] for v in by_rank.values()),
+                "seconds_mean": mean,
+                "seconds_max": seconds[slowest],
+                "seconds_min": seconds[fastest],
+                "slowest_rank": slowest,
+                "fastest_rank": fastest,
+                "imbalance": seconds[slowest] / mean - 1 if mean > 0 else None,
+                "per_rank": [
+                    {"rank": r, "calls": by_rank.get(r, [0, 0.0])[0], "seconds": s}
+                    for r, s in seconds.items()
+                ],
+            }
+        )
     return {"regions": names, "cuda_memory": [cuda[r] for r in sorted(cuda)]}
 
 
@@ -207,16 +224,20 @@ def profiler_cost(ranks: list[dict[str, Any]], profile_dir: Path, comm_calls: in
     return {
         "sampler_cpu_s": sum(cpu) if cpu else None,
         "sampler_share": sum(cpu) / alloc if cpu and alloc >= MIN_SHARE_ALLOC_S else None,
-        "sampler_method": "measured (the sampler thread's CPU time)" if cpu else "unavailable (no end records)",
+        "sampler_method": "measured (the sampler thread's CPU time)"
+        if cpu
+        else "unavailable (no end records)",
         "wrapper_rss_mb_max": max(rss, default=None),
-        "record_bytes": sum(p.stat().st_size for p in profile_dir.glob("*.jsonl")) if profile_dir.is_dir()
+        "record_bytes": sum(p.stat().st_size for p in profile_dir.glob("*.jsonl"))
+        if profile_dir.is_dir()
         else 0,
         "comm_calls": comm_calls,
         "comm_added_s": added,
         "comm_added_share": added / wall if added is not None and wall > 0 else None,
         "comm_method": f"estimated ({TRACED_CALL_US} us per traced call, benchmarks/mpi_call_added_us.py)"
-        if comm_calls else None,
-    }  # fmt: skip
+        if comm_calls
+        else None,
+    }
 
 
 def carbon(
@@ -227,14 +248,18 @@ def carbon(
     intensity = site_energy.get("carbon_intensity_g_per_kwh")
     pue = float(site_energy.get("pue", 1.0))
     if energy_j is None and shared_j:
-        return {"status": "unavailable",
-                "reason": f"the only energy measured, {shared_j:.0f} J of RAPL, is the whole package of nodes "
-                          "shared with other jobs: not this job's"}  # fmt: skip
+        return {
+            "status": "unavailable",
+            "reason": f"the only energy measured, {shared_j:.0f} J of RAPL, is the whole package of nodes "
+            "shared with other jobs: not this job's",
+        }
     if energy_j is None:
         return {"status": "unavailable", "reason": "no energy was measured (no RAPL or NVML counter)"}
     if intensity is None:
-        return {"status": "unavailable",
-                "reason": f"site {site_name or '?'} sets no energy.carbon_intensity_g_per_kwh"}  # fmt: skip
+        return {
+            "status": "unavailable",
+            "reason": f"site {site_name or '?'} sets no energy.carbon_intensity_g_per_kwh",
+        }
     kwh = energy_j / 3.6e6 * pue
     return {
         "status": "estimated",

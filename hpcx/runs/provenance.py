@@ -56,12 +56,33 @@ SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH", re
 # scheme://userinfo@ : RFC 3986 userinfo holds no / ? #; greedy up to the last @ so a raw @ in a password goes too.
 _URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#]*@")
 SLURM_CONFIG_KEYS = (
-    "ClusterName", "SelectType", "SelectTypeParameters", "MpiDefault", "MaxArraySize", "MaxJobCount",
-    "EnforcePartLimits", "DefMemPerCPU", "DefMemPerNode", "PreemptMode", "SchedulerType",
-)  # fmt: skip
+    "ClusterName",
+    "SelectType",
+    "SelectTypeParameters",
+    "MpiDefault",
+    "MaxArraySize",
+    "MaxJobCount",
+    "EnforcePartLimits",
+    "DefMemPerCPU",
+    "DefMemPerNode",
+    "PreemptMode",
+    "SchedulerType",
+)
 # JobName last: the one free-text field, so a "|" in it cannot shift the others.
-ACCOUNTING_FIELDS = ("JobID", "State", "ExitCode", "Elapsed", "TotalCPU", "MaxRSS", "AllocTRES", "NodeList",
-                     "Start", "End", "Reason", "JobName")  # fmt: skip
+ACCOUNTING_FIELDS = (
+    "JobID",
+    "State",
+    "ExitCode",
+    "Elapsed",
+    "TotalCPU",
+    "MaxRSS",
+    "AllocTRES",
+    "NodeList",
+    "Start",
+    "End",
+    "Reason",
+    "JobName",
+)
 
 
 def collect(workdir: Path, run_dir: Path, site: Site, *, inputs: Sequence[str] = ()) -> dict[str, Any]:

@@ -64,9 +64,20 @@ class LocalScheduler(Scheduler):
         job_env = dict(env if env is not None else scrubbed_env())
         indices = _array_indices(args)
         pid = _proc.spawn_detached(
-            ["bash", "-c", _WRAPPER, "hpcx-local", str(script.resolve()), str(cwd or run_dir), *map(str, indices)],
-            stdout_path=os.devnull, stderr_path=os.devnull, env=job_env, cwd=run_dir,
-        )  # fmt: skip
+            [
+                "bash",
+                "-c",
+                _WRAPPER,
+                "hpcx-local",
+                str(script.resolve()),
+                str(cwd or run_dir),
+                *map(str, indices),
+            ],
+            stdout_path=os.devnull,
+            stderr_path=os.devnull,
+            env=job_env,
+            cwd=run_dir,
+        )
         if indices:
             (run_dir / LOGS_DIR / f"local-{pid}.array").write_text(" ".join(map(str, indices)) + "\n")
         return f"local-{pid}"
@@ -85,8 +96,9 @@ class LocalScheduler(Scheduler):
         if pid and _alive(pid):
             return JobState(job.job_id, "RUNNING", source="local")
         # The wrapper itself died (machine restart, kill -9): nobody can tell how the job ended.
-        return JobState(job.job_id, "LOST", reason="the local job's process is gone without an exit code",
-                        source="local")  # fmt: skip
+        return JobState(
+            job.job_id, "LOST", reason="the local job's process is gone without an exit code", source="local"
+        )
 
     def _array_state(self, job: JobRef, indices: list[int], pid: int | None) -> JobState:
         logs, alive = job.run_dir / LOGS_DIR, bool(pid and _alive(pid))
@@ -110,8 +122,10 @@ class LocalScheduler(Scheduler):
     def cancel(self, jobs: Sequence[JobRef]) -> None:
         one_task = [j.job_id for j in jobs if "_" in j.job_id]
         if one_task:  # the wrapper runs an array's tasks one after another in one process group
-            raise UsageError(f"the local backend cannot cancel one task ({one_task[0]}) of an array",
-                             hint="cancel the whole run, or use a Slurm site")  # fmt: skip
+            raise UsageError(
+                f"the local backend cannot cancel one task ({one_task[0]}) of an array",
+                hint="cancel the whole run, or use a Slurm site",
+            )
         for job in jobs:
             pid = _pid(job)
             if pid and _alive(pid):

@@ -63,7 +63,7 @@ def _run_of_job(root: Path, job_id: str) -> Run | None:
 
 def _outcome(run: Run) -> Any:
     """The run's job state (a JobState-like object with state, exit_code, finished), or None when unknown."""
-    from hpcx.runs.provenance import ACCOUNTING
+    from hpcx.rundir.layout import ACCOUNTING_FILE
     from hpcx.schedulers import JobRef
     from hpcx.schedulers.base import JobState
 
@@ -72,16 +72,16 @@ def _outcome(run: Run) -> Any:
     state = get_scheduler(job.get("scheduler", "slurm")).status([JobRef(job_id, run.dir)]).get(job_id)
     if state is not None:
         return state
-    acct_path = run.dir / ACCOUNTING  # kept by status/report once the job finished: outlives sacct's memory
+    acct_path = (
+        run.dir / ACCOUNTING_FILE
+    )  # kept by status/report once the job finished: outlives sacct's memory
     if acct_path.exists():
         from hpcx.fsutil import read_json
         from hpcx.reports.accounting import summarize_accounting
 
         summary = summarize_accounting(read_json(acct_path))
         if summary and summary.get("finished"):
-            return JobState(
-                job_id, summary["state"], exit_code=summary["exit_code"], source="accounting.json"
-            )
+            return JobState(job_id, summary["state"], exit_code=summary["exit_code"], source=ACCOUNTING_FILE)
     return None
 
 

@@ -46,8 +46,10 @@ def plan(run: Run, site: Site, user: UserConfig | None, root: Path, *, failed: b
     if "sweep" in run.manifest:
         return _sweep_plan(run, site, user, failed)
     if failed:
-        raise UsageError(f"run {run.id} is not a sweep: --failed reruns a sweep's failed tasks",
-                         hint=f"hpcx rerun {run.id}")  # fmt: skip
+        raise UsageError(
+            f"run {run.id} is not a sweep: --failed reruns a sweep's failed tasks",
+            hint=f"hpcx rerun {run.id}",
+        )
     request, lost = like_request(run, site, root)
     prep = with_profile(resolve(request, site, user), _profile(run))
     return Plan(prep=prep, workdir=request.workdir, lost=lost)
@@ -59,15 +61,19 @@ def like_request(run: Run, site: Site, root: Path) -> tuple[Request, list[str]]:
     kind = m.get("kind", {}).get("value")
     # An own script's #SBATCH lines come again with its copy; only what was given beside it is given again.
     given = ("cli", "env", "user", "site", "auto") if kind == "script" else None
-    options = {_OPTION.get(k, k): v["value"] for k, v in m.get("resources", {}).items()
-               if given is None or v.get("source") in given or k == "name"}  # fmt: skip
+    options = {
+        _OPTION.get(k, k): v["value"]
+        for k, v in m.get("resources", {}).items()
+        if given is None or v.get("source") in given or k == "name"
+    }
     script = run.dir / SCRIPT_FILE if kind == "script" else None
     named, after, lost = _directives(m.get("directives", []), site)
     try:
         waits = after_job_ids(root, after) if after else ()
     except RejectedError as exc:  # the upstream has failed since: say that the run waited for it
-        raise RejectedError(f"run {run.id} was submitted to wait for job(s) {', '.join(after)}; {exc.message}",
-                            hint=exc.hint) from exc  # fmt: skip
+        raise RejectedError(
+            f"run {run.id} was submitted to wait for job(s) {', '.join(after)}; {exc.message}", hint=exc.hint
+        ) from exc
     return Request(
         kind=None if script else kind,
         options={k: (str(v) if v is not None else None) for k, v in options.items()},
@@ -197,23 +203,33 @@ def _git_differences(run: Run, workdir: Path) -> list[str]:
     old_diff = diff_file.read_bytes() if diff_file.exists() else b""
     out = []
     if now["commit"] != old["commit"]:
-        out.append(f"the code is at commit {now['commit'][:12]}, the run used {old['commit'][:12]}: "
-                   f"check it out to reproduce exactly")  # fmt: skip
+        out.append(
+            f"the code is at commit {now['commit'][:12]}, the run used {old['commit'][:12]}: "
+            f"check it out to reproduce exactly"
+        )
         if old_diff:
             out.append(f"the run had uncommitted changes ({diff_file}); they are not re-applied")
     elif (old.get("diff") or {}).get("truncated"):
-        out.append(f"the run's uncommitted changes were too large to keep whole ({diff_file} is cut at 1 MiB): "
-                   "hpcx cannot tell whether the working tree matches them")  # fmt: skip
+        out.append(
+            f"the run's uncommitted changes were too large to keep whole ({diff_file} is cut at 1 MiB): "
+            "hpcx cannot tell whether the working tree matches them"
+        )
     elif now["diff"] != old_diff:
         if not old_diff:
-            out.append("the working tree has uncommitted changes to tracked files that the run did not have "
-                       "(see `git diff HEAD`)")  # fmt: skip
+            out.append(
+                "the working tree has uncommitted changes to tracked files that the run did not have "
+                "(see `git diff HEAD`)"
+            )
         elif not now["diff"]:
-            out.append(f"the run had uncommitted changes the working tree lacks: `git apply {diff_file}` "
-                       "restores them")  # fmt: skip
+            out.append(
+                f"the run had uncommitted changes the working tree lacks: `git apply {diff_file}` "
+                "restores them"
+            )
         else:
-            out.append(f"the working tree's uncommitted changes differ from the run's ({diff_file}; compare with "
-                       "`git diff HEAD`)")  # fmt: skip
+            out.append(
+                f"the working tree's uncommitted changes differ from the run's ({diff_file}; compare with "
+                "`git diff HEAD`)"
+            )
     out += _untracked_differences(run.dir / GIT_UNTRACKED_FILE, old, now["untracked"])
     return out
 
@@ -225,8 +241,10 @@ def _untracked_differences(listing: Path, old: dict[str, Any], now: list[str]) -
     then = sorted(line for line in listing.read_text(errors="replace").splitlines() if line)
     if then == now:
         return []
-    return [f"the untracked files differ from the run's ({len(then)} then, {len(now)} now; the run's are listed "
-            f"in {listing}, their contents were not kept)"]  # fmt: skip
+    return [
+        f"the untracked files differ from the run's ({len(then)} then, {len(now)} now; the run's are listed "
+        f"in {listing}, their contents were not kept)"
+    ]
 
 
 def _input_differences(m: dict[str, Any], workdir: Path) -> list[str]:
@@ -257,8 +275,10 @@ def _environment_differences(m: dict[str, Any]) -> list[str]:
     old_modules = (m.get("modules") or {}).get("loaded")
     now_modules = loaded_modules(os.environ)["loaded"]
     if old_modules is not None and sorted(old_modules) != sorted(now_modules):
-        out.append(f"loaded modules differ: the run had {', '.join(old_modules) or 'none'}, "
-                   f"now {', '.join(now_modules) or 'none'}")  # fmt: skip
+        out.append(
+            f"loaded modules differ: the run had {', '.join(old_modules) or 'none'}, "
+            f"now {', '.join(now_modules) or 'none'}"
+        )
     old_slurm = (m.get("slurm") or {}).get("version")
     if old_slurm:
         try:

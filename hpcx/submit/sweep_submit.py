@@ -23,8 +23,18 @@ from hpcx.submit.preflight import SLURM_DEFAULT_MAX_ARRAY_SIZE
 from hpcx.submit.submission import Prepared, Request, manifest, render_script, resolve
 from hpcx.submit.sweeps import Chunk, SweepError, SweepSpec, Task, chunk_tasks, chunks, expand, parse_spec
 
-RESOURCE_KEYS = {"partition", "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node", "mem", "time",
-                 "account", "qos", "name"}  # fmt: skip
+RESOURCE_KEYS = {
+    "partition",
+    "nodes",
+    "ntasks_per_node",
+    "cpus_per_task",
+    "gpus_per_node",
+    "mem",
+    "time",
+    "account",
+    "qos",
+    "name",
+}
 
 
 @dataclass
@@ -52,8 +62,9 @@ def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any]]:
     return parse_spec(doc), doc
 
 
-def prepare(spec: SweepSpec, doc: dict[str, Any], site: Any, user: UserConfig | None,
-            max_parallel: int | None = None) -> PreparedSweep:  # fmt: skip
+def prepare(
+    spec: SweepSpec, doc: dict[str, Any], site: Any, user: UserConfig | None, max_parallel: int | None = None
+) -> PreparedSweep:
     """Resolve and check the sweep's job like `hpcx submit`, expand its tasks and split them into arrays."""
     from hpcx.submit.sweeps import check_max_parallel
 
@@ -62,8 +73,10 @@ def prepare(spec: SweepSpec, doc: dict[str, Any], site: Any, user: UserConfig | 
         check_max_parallel("--max-parallel", max_parallel, UsageError)
     unknown = set(spec.resources) - RESOURCE_KEYS
     if unknown:
-        raise SweepError(f"unknown resource(s) {', '.join(sorted(unknown))} in the sweep spec",
-                         hint=f"known: {', '.join(sorted(RESOURCE_KEYS))}")  # fmt: skip
+        raise SweepError(
+            f"unknown resource(s) {', '.join(sorted(unknown))} in the sweep spec",
+            hint=f"known: {', '.join(sorted(RESOURCE_KEYS))}",
+        )
     _no_placeholders(spec)
     options = {k: (str(v) if v is not None else None) for k, v in spec.resources.items()}
     options.setdefault("name", spec.name)
@@ -130,8 +143,9 @@ def task_table(tasks: list[Task], progress: Callable[[int], None] | None = None)
     return table_text((task.to_dict() for task in tasks), progress)
 
 
-def submit_sweep(ps: PreparedSweep, workdir: Path, root: Path,
-                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:  # fmt: skip
+def submit_sweep(
+    ps: PreparedSweep, workdir: Path, root: Path, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
     """Write the run directory (task table, script, manifest) and submit one array per chunk.
 
     A failure part-way cancels what was submitted and removes the run directory: nothing half-done remains.
@@ -166,21 +180,43 @@ def submit_sweep(ps: PreparedSweep, workdir: Path, root: Path,
         discard_run(run)
         raise
     _record_chunks(run, ps.prep.site.scheduler, submitted)
-    return {"run_id": run.id, "run_dir": str(run.dir), "job_id": submitted[0]["job_id"],
-            "job_ids": [c["job_id"] for c in submitted], "tasks": len(ps.tasks), "arrays": len(submitted),
-            "scheduler": ps.prep.site.scheduler, "partition": ps.prep.partition.name}  # fmt: skip
+    return {
+        "run_id": run.id,
+        "run_dir": str(run.dir),
+        "job_id": submitted[0]["job_id"],
+        "job_ids": [c["job_id"] for c in submitted],
+        "tasks": len(ps.tasks),
+        "arrays": len(submitted),
+        "scheduler": ps.prep.site.scheduler,
+        "partition": ps.prep.partition.name,
+    }
 
 
 def _sweep_record(ps: PreparedSweep, run: Run, table: str) -> dict[str, Any]:
-    return {"id": run.id, "name": ps.spec.name, "tasks": len(ps.tasks), "seed": ps.spec.seed,
-            "max_parallel": ps.max_parallel, "chunks": [[c.offset, c.count] for c in ps.chunks],
-            "max_array_size": ps.max_array_size,
-            "tasks_sha256": hashlib.sha256(table.encode()).hexdigest(), "limits": ps.limits}  # fmt: skip
+    return {
+        "id": run.id,
+        "name": ps.spec.name,
+        "tasks": len(ps.tasks),
+        "seed": ps.spec.seed,
+        "max_parallel": ps.max_parallel,
+        "chunks": [[c.offset, c.count] for c in ps.chunks],
+        "max_array_size": ps.max_array_size,
+        "tasks_sha256": hashlib.sha256(table.encode()).hexdigest(),
+        "limits": ps.limits,
+    }
 
 
-def _submit_chunks(scheduler: Any, script: Path, run: Run, parts: list[Chunk], max_parallel: int | None,
-                   indices: list[list[int]] | None = None, out: list[dict[str, Any]] | None = None,
-                   allow_env: tuple[str, ...] = (), cwd: Path | None = None) -> list[dict[str, Any]]:  # fmt: skip
+def _submit_chunks(
+    scheduler: Any,
+    script: Path,
+    run: Run,
+    parts: list[Chunk],
+    max_parallel: int | None,
+    indices: list[list[int]] | None = None,
+    out: list[dict[str, Any]] | None = None,
+    allow_env: tuple[str, ...] = (),
+    cwd: Path | None = None,
+) -> list[dict[str, Any]]:
     """One array per chunk. With --max-parallel each chunk waits for the one before, so the whole sweep never
     runs more than max_parallel tasks at once (a %N throttle holds within one array only).
 
@@ -194,12 +230,20 @@ def _submit_chunks(scheduler: Any, script: Path, run: Run, parts: list[Chunk], m
         args = [f"--array={spec}{f'%{max_parallel}' if max_parallel else ''}"]
         if after:
             args.append(f"--dependency=afterany:{after}")
-        env = {**scrubbed_env(allow_env), "HPCX_RUN_ID": run.id, "HPCX_RUN_DIR": str(run.dir),
-               "HPCX_TASK_OFFSET": str(chunk.offset)}  # fmt: skip
+        env = {
+            **scrubbed_env(allow_env),
+            "HPCX_RUN_ID": run.id,
+            "HPCX_RUN_DIR": str(run.dir),
+            "HPCX_TASK_OFFSET": str(chunk.offset),
+        }
         job_id = scheduler.submit(script, run.dir, env=env, args=args, cwd=cwd)
         count = len(indices[n]) if indices else chunk.count
-        return {"job_id": job_id, "offset": chunk.offset, "count": count,
-                **({"indices": indices[n]} if indices else {})}  # fmt: skip
+        return {
+            "job_id": job_id,
+            "offset": chunk.offset,
+            "count": count,
+            **({"indices": indices[n]} if indices else {}),
+        }
 
     if max_parallel or len(parts) == 1 or scheduler.name != "slurm":
         for n, chunk in enumerate(parts):
@@ -225,8 +269,13 @@ def _submit_chunks(scheduler: Any, script: Path, run: Run, parts: list[Chunk], m
 def _record_chunks(run: Run, scheduler: str, chunks_: list[dict[str, Any]]) -> None:
     old = run.job
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    record = {"scheduler": scheduler, "job_id": old.get("job_id", chunks_[0]["job_id"]), "kind": "sweep",
-              "submitted_at": old.get("submitted_at", now), "chunks": [*old.get("chunks", []), *chunks_]}  # fmt: skip
+    record = {
+        "scheduler": scheduler,
+        "job_id": old.get("job_id", chunks_[0]["job_id"]),
+        "kind": "sweep",
+        "submitted_at": old.get("submitted_at", now),
+        "chunks": [*old.get("chunks", []), *chunks_],
+    }
     record_job(run, record)
 
 
@@ -265,8 +314,10 @@ def submission_dir(run: Run) -> Path:
     is gone (the script's own --chdir names it, so the tasks would fail at their start)."""
     workdir = Path(run.manifest.get("workdir") or Path.cwd())
     if not workdir.is_dir():
-        raise UsageError(f"run {run.id} was submitted from {workdir}, which no longer exists",
-                         hint="recreate that directory (the job runs there), or submit anew")  # fmt: skip
+        raise UsageError(
+            f"run {run.id} was submitted from {workdir}, which no longer exists",
+            hint="recreate that directory (the job runs there), or submit anew",
+        )
     return workdir
 
 
@@ -292,8 +343,21 @@ def retry_failed(run: Run, allow_env: tuple[str, ...] = ()) -> dict[str, Any]:
     indices = [[t - offset for t in ids] for offset, ids in sorted(groups.items())]
     scheduler = get_scheduler(run.job.get("scheduler", "slurm"))
     max_parallel = run.manifest.get("sweep", {}).get("max_parallel")
-    submitted = _submit_chunks(scheduler, run.dir / SCRIPT_FILE, run, parts, max_parallel, indices,
-                               allow_env=allow_env, cwd=submission_dir(run))  # fmt: skip
+    submitted = _submit_chunks(
+        scheduler,
+        run.dir / SCRIPT_FILE,
+        run,
+        parts,
+        max_parallel,
+        indices,
+        allow_env=allow_env,
+        cwd=submission_dir(run),
+    )
     _record_chunks(run, run.job.get("scheduler", "slurm"), submitted)
-    return {"run_id": run.id, "retried": failed, "job_ids": [c["job_id"] for c in submitted], "states": counts,
-            "retried_states": summarize({t: states[t] for t in failed})}  # fmt: skip
+    return {
+        "run_id": run.id,
+        "retried": failed,
+        "job_ids": [c["job_id"] for c in submitted],
+        "states": counts,
+        "retried_states": summarize({t: states[t] for t in failed}),
+    }
