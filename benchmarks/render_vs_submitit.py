@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import _common as c
 
 NAME = "render_vs_submitit"
 SITE = c.REPO / "examples" / "sites" / "testbed.yaml"

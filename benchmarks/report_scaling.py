@@ -25,9 +25,9 @@ from _common import REPO, alternate, main, result, stats, timing_row
 
 sys.path.insert(0, str(REPO))
 
-from hpcx.reports import build_report, render_text, write_html, write_report  # noqa: E402
-from hpcx.rundir.records import RecordWriter, node_file, rank_file  # noqa: E402
-from hpcx.runs import Run  # noqa: E402
+from hpcx.reports import build_report, render_text, write_html, write_report
+from hpcx.rundir.records import RecordWriter, node_file, rank_file
+from hpcx.runs import Run
 
 HOUR_S = 3600
 RANKS_PER_NODE = 32

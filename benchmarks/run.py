@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import _common as c
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT_S = {"full": 1200, "quick": 300}

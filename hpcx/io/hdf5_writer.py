@@ -367,7 +367,7 @@ class SharedFile:
         try:
             if self._file is not None:
                 self._file.close()
-        except Exception:  # noqa: BLE001 - aborting already; the original error is what matters
+        except Exception:  # aborting already; the original error is what matters
             pass
         if self.layout == "per-rank":
             unlink(parts.part_path(self._parts_tmp, self.rank, tmp=True))

@@ -262,7 +262,7 @@ def _flusher(stop: threading.Event) -> None:
     while not stop.wait(FLUSH_EVERY_S):
         try:
             flush(if_changed=True)
-        except Exception:  # noqa: BLE001 - a tracing error must not end the thread silently mid-job
+        except Exception:  # a tracing error must not end the thread silently mid-job
             _records.failed = True
             return
 
@@ -310,7 +310,7 @@ def _at_exit() -> None:
     if _cuda_pending:
         try:
             _resolve_cuda(wait=True)  # the last NCCL calls: exit may wait for the GPU, a call never does
-        except Exception:  # noqa: BLE001 - CUDA torn down, or an error on the device: tracing never breaks the exit
+        except Exception:  # CUDA torn down, or an error on the device: tracing never breaks the exit
             pass
     flush()
 
@@ -333,7 +333,7 @@ def _resolve_quietly() -> None:
         return
     try:
         _resolve_cuda()
-    except Exception:  # noqa: BLE001 - tracing must never break the job
+    except Exception:  # tracing must never break the job
         with _state["torch_lock"]:
             _cuda_pending.clear()
 

@@ -43,7 +43,7 @@ class RecordWriter:
 
     def __init__(self, path: str | os.PathLike[str], line_flush: bool = True) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._fh = open(path, "a", encoding="utf-8")  # closed in close()
         self._line_flush = line_flush
         if _ends_torn(path):
             # An earlier attempt was killed mid-line (a requeued job appends to its file): start on a new line,

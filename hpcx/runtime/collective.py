@@ -134,16 +134,16 @@ class TorchComm(Collective):
     def group(self) -> Any:
         return self._group
 
-    def Get_rank(self) -> int:  # noqa: N802 - mpi4py's spelling, so callers need not care which they hold
+    def Get_rank(self) -> int:  # mpi4py's spelling, so callers need not care which they hold
         return self.rank
 
-    def Get_size(self) -> int:  # noqa: N802
+    def Get_size(self) -> int:
         return self.size
 
-    def Barrier(self) -> None:  # noqa: N802
+    def Barrier(self) -> None:
         self.barrier()
 
-    def Abort(self, code: int = 1) -> None:  # noqa: N802
+    def Abort(self, code: int = 1) -> None:
         """No MPI to take the others down: exit now; srun --kill-on-bad-exit ends the rest of the step."""
         sys.stderr.flush()
         os._exit(code)

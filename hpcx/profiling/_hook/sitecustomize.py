@@ -32,10 +32,10 @@ def _install() -> None:
 
 try:
     _chain()
-except Exception as exc:  # noqa: BLE001 - a failing sitecustomize must not stop the program (as without us)
+except Exception as exc:  # a failing sitecustomize must not stop the program (as without us)
     print(f"hpcx: warning: sitecustomize {exc!r}", file=sys.stderr)
 if os.environ.get("HPCX_PROFILE_COMM") == "1":
     try:
         _install()
-    except Exception as exc:  # noqa: BLE001 - tracing is optional; the program is not
+    except Exception as exc:  # tracing is optional; the program is not
         print(f"hpcx: warning: communication tracing is off: {exc!r}", file=sys.stderr)
