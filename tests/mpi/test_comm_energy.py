@@ -4,7 +4,7 @@ rank in turn waits in MPI calls while the other sleeps, timing its own calls wit
 nothing to the records or to the report's formula: at constant power P, with both ranks running, a window's
 energy times (seconds in calls) / (rank-seconds) is P x (seconds in calls) / 2, wherever in the window the
 calls fall; summed, P x (rank 0's seconds in calls + rank 1's) / 2. The fixed-trace case with every step
-worked by hand is tests/unit/test_comm_energy.py."""
+worked by hand is tests/unit/reports/test_comm_energy.py."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 from hpcx.reports.comm import ENERGY_RULE, comm_energy, summarize_comm
 from hpcx.rundir.records import read_records
 from tests.mpi.mpirun import mpirun
-from tests.unit.test_node_steps import RATE_W, _Counter, _fake_powercap
+from tests.unit.reports.test_node_steps import RATE_W, _Counter, _fake_powercap
 
 pytest.importorskip("mpi4py")
 pytestmark = pytest.mark.mpi

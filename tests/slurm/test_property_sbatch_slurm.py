@@ -4,7 +4,7 @@
 - each --time and --mem spelling sbatch accepts, `sbatch -v --test-only` reports as the minutes and MB hpcx
   parsed, and each spelling hpcx refuses, sbatch refuses too ("Invalid --time specification").
 
-The generators are the unit stage's (tests/unit/test_property_quote_time.py); derandomized, so a run is repeatable.
+The generators are the unit stage's (tests/unit/templates/test_property_quote_time.py); derandomized, so a run is repeatable.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from hpcx.errors import UsageError
 from hpcx.spec import format_time, parse_mem_mb, parse_time_min
-from tests.unit.test_property_quote_time import (
+from tests.unit.templates.test_property_quote_time import (
     HARD,
     MEM_BREAKS,
     TIME_BREAKS,

@@ -356,7 +356,7 @@ def _as_another_user(read) -> str:
     if os.geteuid() != 0:
         try:
             read()
-        except Exception as exc:  # noqa: BLE001 - the message is the test's failure text
+        except Exception as exc:  # the message is the test's failure text
             return repr(exc)
         return ""
     out, inp = os.pipe()
@@ -368,7 +368,7 @@ def _as_another_user(read) -> str:
             os.setgid(65534)
             os.setuid(65534)
             read()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             error = repr(exc) or "error"
         finally:
             os.write(inp, error.encode())
@@ -451,12 +451,17 @@ def test_a_reader_state_saved_by_an_earlier_version_still_resumes(tmp_path):
 
 def test_a_shuffled_epoch_resumes_with_the_rows_an_earlier_version_had_left(tmp_path):
     with h5py.File(tmp_path / "d.h5", "w") as f:
-        f["y"] = np.arange(24)
-    r = HDF5Reader(tmp_path / "d.h5", "y", batch_size=4, seed=5, rank=0, world_size=1, block_rows=8)
+        f["y"] = np.arange(40)
+    r = HDF5Reader(tmp_path / "d.h5", "y", batch_size=10, seed=5, rank=0, world_size=1, block_rows=4)
     r.load_state_dict({**r.state_dict(), "epoch": 1, "position": 1})
-    # what this reader gave after that batch when its checkpoints were first written: blocks 2, 1, 0, each
-    # shuffled; another order would repeat rows the run already trained on this epoch and skip others
-    rest = [[18, 21, 17, 23], [11, 15, 14, 13], [10, 8, 9, 12], [2, 3, 5, 0], [7, 1, 4, 6]]
+    # what this reader gave after that batch when its checkpoints were first written: its 10 blocks of 4
+    # rows in a shuffled order, each shuffled; another order would repeat rows the run already trained on
+    # this epoch and skip others
+    rest = [
+        [39, 37, 8, 10, 9, 11, 7, 6, 5, 4],
+        [33, 35, 32, 34, 1, 3, 0, 2, 31, 28],
+        [30, 29, 26, 25, 24, 27, 18, 17, 16, 19],
+    ]
     assert _ids(r) == rest
 
 
