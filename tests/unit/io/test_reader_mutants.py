@@ -4,6 +4,7 @@ reports, resuming checkpoints that earlier versions wrote, and the messages of r
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import tempfile
@@ -42,7 +43,13 @@ def test_another_users_read_only_file_is_read(tmp_path):
         os.chmod(shared, 0o755)
         path = _file(Path(shared) / "d.h5", 16)
         os.chmod(path, 0o444)
-        assert _as_another_user(lambda: _ids(HDF5Reader(path, "y", batch_size=8, rank=0, world_size=1))) == ""
+        # every module the read needs imported first: nobody may not be able to read this Python's files
+        _read_all(_file(tmp_path / "warm.h5", 16))
+        assert _as_another_user(lambda: _read_all(path)) == ""
+
+
+def _read_all(path) -> list[list[int]]:
+    return _ids(HDF5Reader(path, "y", batch_size=8, rank=0, world_size=1))
 
 
 def _as_another_user(read) -> str:
@@ -157,6 +164,22 @@ def test_a_shuffled_epoch_resumes_with_the_rows_an_earlier_version_had_left(tmp_
         [30, 29, 26, 25, 24, 27, 18, 17, 16, 19],
     ]
     assert _ids(r) == rest
+
+
+def _record_seed(path: Path, _worker_id: int) -> None:
+    with open(path, "a") as f:
+        f.write(f"{torch.initial_seed()}\n")
+
+
+def test_a_resumed_loaders_worker_gets_the_seed_it_had_before(tmp_path):
+    r = HDF5Reader(_file(tmp_path / "d.h5", 40), "y", batch_size=4, seed=3, rank=1, world_size=2)
+    r.load_state_dict({**r.state_dict(), "epoch": 2, "position": 1})
+    seeds = tmp_path / "seeds"
+    init = functools.partial(_record_seed, seeds)
+    assert len(_ids(r.loader(num_workers=1, multiprocessing_context="fork", worker_init_fn=init))) == 4
+    # the one worker's torch seed for (seed 3, rank 1, epoch 2, position 1) when checkpoints first held the
+    # reader: what a worker_init_fn seeds its own generators from, so a resumed run repeats them exactly
+    assert seeds.read_text() == "5920727559612797296\n"
 
 
 # --- errors while reading ------------------------------------------------------------------------------------
