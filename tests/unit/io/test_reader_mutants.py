@@ -115,6 +115,17 @@ def test_mapped_rows_count_as_delivered_and_hdf5_reads_count_whole_blocks(tmp_pa
     assert nbytes == rows_read * ROW_BYTES  # HDF5 reads the last block whole; a map copies what is used
 
 
+@pytest.mark.parametrize("dtype", ["?", "c8"])
+def test_bools_and_complex_numbers_are_read_by_hdf5_in_whole_blocks(tmp_path, dtype):
+    values = (np.arange(72) % 3).astype(dtype)
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["z"] = values  # contiguous, but not plain numbers: HDF5 converts them, whole blocks at a time
+    r = HDF5Reader(tmp_path / "d.h5", "z", batch_size=5, shuffle=False, rank=0, world_size=1, block_rows=16)
+    before = metrics.totals()["read"]["bytes"]
+    assert torch.equal(torch.cat(list(r)), torch.from_numpy(values[:70]))
+    assert metrics.totals()["read"]["bytes"] - before == 72 * values.itemsize
+
+
 @pytest.mark.parametrize("layout", LAYOUT)
 def test_the_seconds_reported_are_positive_and_within_the_time_spent_reading(tmp_path, layout):
     data = _file(tmp_path / "d.h5", 64, **LAYOUT[layout])
