@@ -37,6 +37,27 @@ def test_chunks_stored_out_of_order_are_read_right(tmp_path, block_rows):
     assert torch.equal(torch.cat(list(r)), torch.from_numpy(x))
 
 
+def _layouts(f, values):
+    """Datasets HDF5 must read itself: raw bytes in another file, compressed chunks larger than a block, and
+    rows of no values; each of ``values``' length."""
+    values.tofile(f"{f.filename}.raw")
+    size = values.nbytes
+    f.create_dataset("external", values.shape, values.dtype, external=[(f"{f.filename}.raw", 0, size)])
+    f.create_dataset("gzip", data=values, chunks=(32,), compression="gzip")
+    f.create_dataset("empty", (len(values), 0), dtype="f4")
+
+
+@pytest.mark.parametrize("name", ["external", "gzip", "empty"])
+def test_datasets_hdf5_must_read_itself_are_read_right(tmp_path, name):
+    values = np.arange(40, dtype="f4")
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        _layouts(f, values)
+    r = HDF5Reader(tmp_path / "d.h5", name, batch_size=8, shuffle=False, rank=0, world_size=1, block_rows=8)
+    got = torch.cat(list(r))
+    expected = values if name != "empty" else np.empty((40, 0), "f4")
+    assert torch.equal(got, torch.from_numpy(expected))
+
+
 def test_another_users_read_only_file_is_read(tmp_path):
     """Shared data sets are often read-only to the ranks that read them (mode 0444, another owner)."""
     with tempfile.TemporaryDirectory() as shared:
