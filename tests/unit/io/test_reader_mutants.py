@@ -58,6 +58,15 @@ def test_datasets_hdf5_must_read_itself_are_read_right(tmp_path, name):
     assert torch.equal(got, torch.from_numpy(expected))
 
 
+def test_datasets_named_as_scikit_learn_names_them_are_read(tmp_path):
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f.create_dataset("X", data=np.arange(16, dtype="f4").reshape(8, 2), compression="gzip")
+        f["y"] = np.arange(8)
+    r = HDF5Reader(tmp_path / "d.h5", ["X", "y"], batch_size=8, shuffle=False, rank=0, world_size=1)
+    ((x, y),) = list(r)
+    assert x.tolist() == [[2 * i, 2 * i + 1] for i in range(8)] and y.tolist() == list(range(8))
+
+
 def test_another_users_read_only_file_is_read(tmp_path):
     """Shared data sets are often read-only to the ranks that read them (mode 0444, another owner)."""
     with tempfile.TemporaryDirectory() as shared:

@@ -257,7 +257,8 @@ def test_files_whose_datasets_differ_in_length_or_shape_are_refused(tmp_path):
     a, b = _file(tmp_path / "a.h5", 4, width=2), _file(tmp_path / "b.h5", 4, width=3)
     with pytest.raises(UsageError) as err:
         HDF5Reader([a, b], ["x"], batch_size=1, rank=0, world_size=1)
-    assert err.value.message.startswith(f"datasets in {b} differ from those in {a}: ")
+    shapes = [f"[Column(name='x', dtype=dtype('float32'), shape=({n},))]" for n in (3, 2)]
+    assert err.value.message == f"datasets in {b} differ from those in {a}: {shapes[0]} vs {shapes[1]}"
     assert err.value.hint == "every file needs the same dtypes and row shapes"
 
 
