@@ -113,6 +113,7 @@ import hpcx.cli.app as app
 import hpcx.runs.provenance as prov
 import hpcx.submit.submission as sub
 import hpcx.submit.sweep_submit as ss
+import hpcx.site as site_pkg  # choose_site (what the CLI calls) loads the file through this one
 
 acc = {}
 
@@ -127,7 +128,7 @@ def wrap(mod, name, label):
     setattr(mod, name, timed)
 
 for mod, name, label in [
-    (app, "load_site", "site_load"), (app, "load_user_config", "user_config"),
+    (site_pkg, "load_site", "site_load"), (app, "load_user_config", "user_config"),
     (cs, "load_spec", "load_spec"), (cs, "prepare", "prepare"), (cs, "submit_sweep", "submit_sweep"),
     (ss, "resolve", "resolve"), (ss, "expand", "expand"), (ss, "live_limits", "live_limits"),
     (ss, "create_run", "create_run"), (ss, "task_table", "task_table"), (ss, "atomic_write", "write_files"),
@@ -161,7 +162,10 @@ PHASE_ROWS = (
     ("prepare", "  prepare: resolve + checks, expansion, live limits, chunks"),
     ("resolve", "    resolve the job (pre-flight checks)"),
     ("expand", "    expand the spec into its Task objects"),
-    ("live_limits", "    scontrol show config + squeue + sacctmgr (MaxArraySize, queue)"),
+    (
+        "live_limits",
+        "    scontrol show config + squeue + scontrol show assoc_mgr (MaxArraySize, queue, MaxSubmitJobs)",
+    ),
     ("submit_sweep", "  submit_sweep: run directory, files, manifest, sbatch calls"),
     ("create_run", "    create the run directory"),
     ("task_table", "    serialize the task table (json.dumps per task)"),
