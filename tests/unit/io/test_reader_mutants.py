@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
 h5py = pytest.importorskip("h5py")
 
-from hpcx.errors import RuntimeFailure  # noqa: E402
+from hpcx.errors import RuntimeFailure, UsageError  # noqa: E402
 from hpcx.io.reader import HDF5Reader  # noqa: E402
 from hpcx.profiling import iometrics as metrics  # noqa: E402
 from tests.unit.io.test_reader_rules import _file, _ids  # noqa: E402
@@ -65,6 +65,14 @@ def test_datasets_named_as_scikit_learn_names_them_are_read(tmp_path):
     r = HDF5Reader(tmp_path / "d.h5", ["X", "y"], batch_size=8, shuffle=False, rank=0, world_size=1)
     ((x, y),) = list(r)
     assert x.tolist() == [[2 * i, 2 * i + 1] for i in range(8)] and y.tolist() == list(range(8))
+
+
+def test_an_x_and_a_y_of_different_lengths_are_refused_naming_both(tmp_path):
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["X"], f["y"] = np.zeros((5, 2), "f4"), np.zeros(4, "i8")
+    with pytest.raises(UsageError) as err:
+        HDF5Reader(tmp_path / "d.h5", ["X", "y"], batch_size=1, rank=0, world_size=1)
+    assert err.value.message == f"datasets in {tmp_path / 'd.h5'} have different lengths: {{'X': 5, 'y': 4}}"
 
 
 def test_another_users_read_only_file_is_read(tmp_path):
