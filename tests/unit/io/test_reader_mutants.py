@@ -75,6 +75,15 @@ def test_an_x_and_a_y_of_different_lengths_are_refused_naming_both(tmp_path):
     assert err.value.message == f"datasets in {tmp_path / 'd.h5'} have different lengths: {{'X': 5, 'y': 4}}"
 
 
+def test_a_batch_larger_than_a_ranks_share_is_refused_saying_what_to_change(tmp_path):
+    with pytest.raises(UsageError) as err:
+        HDF5Reader(_file(tmp_path / "d.h5", 30), "y", batch_size=8, rank=0, world_size=4)
+    assert (err.value.message, err.value.hint) == (
+        "batch_size 8 is larger than a rank's share of the rows (30 rows over 4 ranks: 7 each)",
+        "use a smaller batch, fewer ranks or more data",
+    )
+
+
 def test_another_users_read_only_file_is_read(tmp_path):
     """Shared data sets are often read-only to the ranks that read them (mode 0444, another owner)."""
     with tempfile.TemporaryDirectory() as shared:
