@@ -258,7 +258,9 @@ def test_a_file_rewritten_in_place_with_its_old_size_and_time_fails_naming_the_r
 def test_a_file_changed_since_the_reader_was_made_is_refused_naming_it(tmp_path):
     path = _file(tmp_path / "d.h5", 40)
     r = HDF5Reader(path, ["x", "y"], batch_size=8, rank=0, world_size=1)
-    _file(path, 40)  # the same shape, written again
+    st = os.stat(path)
+    _file(path, 40)  # the same shape, written again a second later
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     with pytest.raises(RuntimeFailure) as err:
         next(iter(r))
     assert (err.value.message, err.value.hint) == (
