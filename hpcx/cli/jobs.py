@@ -11,9 +11,10 @@ import click
 
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.cli.complete import complete_kind, complete_partition, complete_run
-from hpcx.cli.views import LOG_TAIL_LINES, follow_logs, render_status, tail_logs
+from hpcx.cli.views import logs_text, render_status, show_log_text
 from hpcx.runs import find_run, find_run_task
-from hpcx.runs.state import cancel_jobs, job_states, record_finished_accounting, runs_asked
+from hpcx.runs.logs import LOG_TAIL_LINES, follow_logs, tail_logs
+from hpcx.runs.state import cancel_jobs, status_docs
 
 if TYPE_CHECKING:
     from hpcx.submit.submission import Prepared
@@ -201,18 +202,18 @@ def submit(
       hpcx submit mpi -N 2 --ntasks-per-node 1 python examples/allreduce_hdf5.py --rows 64
       hpcx submit ./job.sh -t 30          # the script's -t is overridden, its other lines stand
     """
-    from hpcx.submit.command_line import job_preview
+    from hpcx.submit.command_line import submit_document
     from hpcx.submit.request import with_profile
-    from hpcx.submit.submission import submit as submit_job
 
     prep = with_profile(_prepare(obj, kind, command, opts, after, inputs), profile)
     if not obj.json:  # which site, and how it was chosen (a live cluster, the local site), before the result
         click.echo(obj.chosen.describe(), err=True)
-    if dry_run:
-        doc = {"dry_run": True, **job_preview(prep, Path.cwd(), obj.runs_root.path)}
-        obj.emit("submit", doc, lambda d: f"{d['script'].rstrip()}\n\n# {d['explain']}")
-        return
-    obj.emit("submit", submit_job(prep, Path.cwd(), obj.runs_root.path), _submitted_text)
+    doc = submit_document(prep, Path.cwd(), obj.runs_root.path, dry_run=dry_run)
+    obj.emit("submit", doc, _dry_run_text if dry_run else _submitted_text)
+
+
+def _dry_run_text(doc: dict[str, Any]) -> str:
+    return f"{doc['script'].rstrip()}\n\n# {doc['explain']}"
 
 
 def _submitted_text(doc: dict[str, Any]) -> str:
@@ -236,19 +237,12 @@ def _submitted_text(doc: dict[str, Any]) -> str:
 def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interval: float) -> None:
     """State of RUN ... (run ids, prefixes or job ids; RUN_TASK for one task of a sweep or array); without
     RUN, the newest runs."""
-    chosen, tasks = runs_asked(obj.runs_root.path, runs, show_all)
-    while True:
-        doc = {"runs": job_states(chosen, tasks)}
-        # runs asked for by name: keep their accounting record once they are done (one sacct for all)
-        if runs:
-            record_finished_accounting(chosen, doc["runs"])
-        if not watch:
-            obj.emit("status", doc, render_status)
-            return
+    docs = status_docs(obj.runs_root.path, runs, show_all, watch=watch, interval_s=interval)
+    if not watch:
+        obj.emit("status", next(docs), render_status)
+        return
+    for doc in docs:
         _redraw(obj, doc, interval)
-        if all(r["finished"] for r in doc["runs"]):
-            return
-        time.sleep(interval)
 
 
 def _redraw(obj: Ctx, doc: dict[str, Any], interval: float) -> None:
@@ -284,25 +278,18 @@ def logs(obj: Ctx, run: str, lines: int, task: int | None, follow: bool) -> None
     """Print the end of RUN's stdout and stderr logs (RUN_TASK or --task: one task's), in task order."""
     found, task = find_run_task(obj.runs_root.path, run, task)
     if follow:
-        # --json: one document per line, for the tail of each log and then for each piece of new output.
-        show = (
-            (
-                lambda path, text, first: obj.emit_line(
-                    "logs", {"run_id": found.id, "path": path, "text": text, "tail": first}
-                )
-            )
-            if obj.json
-            else None
-        )
-        follow_logs(found, lines, lambda: job_states([found], [task])[0]["finished"], show=show, task=task)
+        follow_logs(found, lines, _log_printer(obj, found.id), task=task)
         return
-    what = f"task {task} of run {found.id}" if task is not None else f"run {found.id}"
-    obj.emit(
-        "logs",
-        tail_logs(found, lines, task),
-        lambda d: (
-            "\n".join(f"==> {f['path']} <==\n{f['text']}" for f in d["files"]) or f"{what} has no logs yet"
-        ),
+    obj.emit("logs", tail_logs(found, lines, task), logs_text)
+
+
+def _log_printer(obj: Ctx, run_id: str) -> Callable[[str, str, bool], None]:
+    """How `hpcx logs --follow` prints each piece: as text, or with --json one document per line, for the tail
+    of each log and then for each piece of new output."""
+    if not obj.json:
+        return show_log_text
+    return lambda path, text, first: obj.emit_line(
+        "logs", {"run_id": run_id, "path": path, "text": text, "tail": first}
     )
 
 
@@ -330,12 +317,11 @@ def rerun(obj: Ctx, run: str, dry_run: bool, failed: bool) -> None:
     request) is printed as a warning.
     """
     from hpcx.submit.command_line import rerun_document
-    from hpcx.submit.rerun import differences, plan
+    from hpcx.submit.rerun import plan_with_warnings
 
     root = obj.runs_root.path
     found = find_run(root, run)
-    todo = plan(found, obj.site, obj.user, root, failed=failed)
-    warnings = differences(found, obj.site) + todo.lost
+    todo, warnings = plan_with_warnings(found, obj.site, obj.user, root, failed=failed)
     for w in warnings:
         click.echo(f"hpcx: warning: {w}", err=True)
     doc = rerun_document(todo, {"like": found.id, "warnings": warnings}, root, dry_run=dry_run)

@@ -12,9 +12,8 @@ import click
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.cli.complete import complete_run
 from hpcx.cli.jobs import PROFILE_HELP
-from hpcx.errors import UsageError
 from hpcx.runs import find_run
-from hpcx.submit.command_line import sweep_preview, sweep_with_profile
+from hpcx.submit.command_line import spec_path, sweep_preview, sweep_with_profile
 from hpcx.submit.sweep_submit import load_spec, prepare, retry_failed, submit_sweep
 
 PREVIEW_ROWS = 20
@@ -64,9 +63,7 @@ def sweep(
         doc = retry_failed(find_run(obj.runs_root.path, retry), obj.site.allow_env)
         obj.emit("sweep.retry", doc, _retry_text)
         return
-    if spec is None:
-        raise UsageError("no sweep spec given", hint="hpcx sweep SPEC.yaml, or hpcx sweep --retry-failed RUN")
-    ps = sweep_with_profile(prepare(*load_spec(Path(spec)), obj.site, obj.user, max_parallel), profile)
+    ps = sweep_with_profile(prepare(*load_spec(spec_path(spec)), obj.site, obj.user, max_parallel), profile)
     if dry_run:
         obj.emit("sweep", sweep_preview(ps, Path.cwd(), obj.runs_root.path), _preview_text)
         return

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
-
-from hpcx.runs import Run
-from hpcx.runs.logs import log_files
-
-LOG_TAIL_LINES = 40
 
 
 def render_status(doc: dict[str, Any]) -> str:
@@ -33,49 +25,14 @@ def render_status(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def tail_logs(run: Run, lines: int, task: int | None = None) -> dict[str, Any]:
-    """The last ``lines`` lines of every log file of ``run``, or of its task ``task``."""
-    files = []
-    for path in log_files(run, task):
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-        files.append({"path": str(path), "text": "\n".join(text)})
-    return {"run_id": run.id, "files": files, **({"task": task} if task is not None else {})}
+def logs_text(doc: dict[str, Any]) -> str:
+    """The tails of `hpcx logs` (tail_logs' document), each under its path, or a line saying there are none."""
+    what = f"task {doc['task']} of run {doc['run_id']}" if "task" in doc else f"run {doc['run_id']}"
+    return "\n".join(f"==> {f['path']} <==\n{f['text']}" for f in doc["files"]) or f"{what} has no logs yet"
 
 
-def follow_logs(
-    run: Run,
-    lines: int,
-    finished: Callable[[], bool],
-    poll_s: float = 0.5,
-    show: Callable[[str, str, bool], None] | None = None,
-    task: int | None = None,
-) -> None:
-    """Print the last ``lines`` of each log, then new output as it comes, until ``finished()`` and drained.
-
-    ``show(path, text, first)`` prints each piece (``first``: the log's tail, else new output); by default as
-    text, `==> path <==` before each tail (--json passes one document per piece)."""
-    show = show or _show_log_text
-    offsets: dict[Path, int] = {}
-    for entry in tail_logs(run, lines, task)["files"]:
-        show(entry["path"], entry["text"], True)
-        offsets[Path(entry["path"])] = Path(entry["path"]).stat().st_size
-    last_check, done = 0.0, False
-    while True:
-        for path in log_files(run, task):
-            size = path.stat().st_size
-            if size > offsets.get(path, 0):
-                with open(path, "rb") as fh:
-                    fh.seek(offsets.get(path, 0))
-                    show(str(path), fh.read(size - offsets.get(path, 0)).decode(errors="replace"), False)
-                offsets[path] = size
-        if done:
-            return
-        if time.monotonic() - last_check > 2:
-            done, last_check = finished(), time.monotonic()  # one more pass after the end drains the tail
-        time.sleep(poll_s)
-
-
-def _show_log_text(path: str, text: str, first: bool) -> None:
+def show_log_text(path: str, text: str, first: bool) -> None:
+    """One piece of `hpcx logs --follow` as text: `==> path <==` before each log's tail, then new output as is."""
     if first:
         click.echo(f"==> {path} <==\n{text}")
     else:

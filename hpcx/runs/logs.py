@@ -1,5 +1,5 @@
 """Where a run's stdout and stderr are: the one locator for `hpcx logs` (--task, --follow) and the report's
-failure section. Files in the run's logs/ (named by the template, slurm-%j.out / slurm-%A_%a.err, or by the
+failure section, and what `hpcx logs` reads from them (the tails, and new output until the job ends). Files in the run's logs/ (named by the template, slurm-%j.out / slurm-%A_%a.err, or by the
 local backend, local-PID.out / local-PID_I.err), and the files an own script's #SBATCH -o/-e made, their
 patterns expanded for the run's own job ids and tasks."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from hpcx.submit.sbatch_script import expand_log_pattern
 NO_ARRAY_TASK = "4294967294"
 # A task's log as the template (slurm-%A_%a.out) or the local backend (local-PID_I.out) names it.
 _TASK_LOG = re.compile(r"(?:^|[^0-9])(?P<job>\d+)_(?P<index>\d+)\.(?:out|err)$")
+LOG_TAIL_LINES = 40  # lines from the end of each log that `hpcx logs` shows
+FINISHED_CHECK_S = 2.0  # how often --follow asks the scheduler whether the job has finished
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,61 @@ def log_files(run: Run, task: int | None = None) -> list[Path]:
     order (2 before 10; a sweep's arrays are submitted at once, so their job ids need not follow the tasks),
     each task's attempts oldest first."""
     return [f.path for f in located(run, task)]
+
+
+def tail_logs(run: Run, lines: int, task: int | None = None) -> dict[str, Any]:
+    """The last ``lines`` lines of every log file of ``run``, or of its task ``task``."""
+    files = []
+    for path in log_files(run, task):
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+        files.append({"path": str(path), "text": "\n".join(text)})
+    return {"run_id": run.id, "files": files, **({"task": task} if task is not None else {})}
+
+
+def follow_logs(
+    run: Run,
+    lines: int,
+    show: Callable[[str, str, bool], None],
+    *,
+    task: int | None = None,
+    finished: Callable[[], bool] | None = None,
+    poll_s: float = 0.5,
+) -> None:
+    """Pass the last ``lines`` of each log, then new output as it comes, to ``show(path, text, first)``
+    (``first``: the log's tail, else new output) until ``finished()`` (default: the scheduler says the job, or
+    task ``task``, has finished) and the logs are drained."""
+    finished = finished or (lambda: _job_finished(run, task))
+    offsets: dict[Path, int] = {}
+    for entry in tail_logs(run, lines, task)["files"]:
+        show(entry["path"], entry["text"], True)
+        offsets[Path(entry["path"])] = Path(entry["path"]).stat().st_size
+    last_check, done = 0.0, False
+    while True:
+        _show_new_output(run, task, offsets, show)
+        if done:
+            return
+        if time.monotonic() - last_check > FINISHED_CHECK_S:
+            done, last_check = finished(), time.monotonic()  # one more pass after the end drains the tail
+        time.sleep(poll_s)
+
+
+def _show_new_output(
+    run: Run, task: int | None, offsets: dict[Path, int], show: Callable[[str, str, bool], None]
+) -> None:
+    """What each log gained since ``offsets`` (updated), and the logs that appeared since, from their start."""
+    for path in log_files(run, task):
+        size = path.stat().st_size
+        if size > offsets.get(path, 0):
+            with open(path, "rb") as fh:
+                fh.seek(offsets.get(path, 0))
+                show(str(path), fh.read(size - offsets.get(path, 0)).decode(errors="replace"), False)
+            offsets[path] = size
+
+
+def _job_finished(run: Run, task: int | None) -> bool:
+    from hpcx.runs.state import job_states  # the scheduler's door: only --follow needs it
+
+    return bool(job_states([run], [task])[0]["finished"])
 
 
 def stderr_file(run: Run, task: int | None = None) -> Path | None:

@@ -5,7 +5,8 @@ date (`hpcx runs`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +147,23 @@ def runs_asked(root: Path, keys: Sequence[str], show_all: bool = False) -> tuple
         return [run for run, _ in asked], [task for _, task in asked]
     chosen = list_runs(root)
     return (chosen if show_all else chosen[-NEWEST_SHOWN:]), []
+
+
+def status_docs(
+    root: Path, keys: Sequence[str], show_all: bool = False, *, watch: bool = False, interval_s: float = 2.0
+) -> Iterator[dict[str, Any]]:
+    """`hpcx status`'s documents (``{"runs": rows}``) for the runs ``keys`` ask for (runs_asked): one, or with
+    ``watch`` one every ``interval_s`` until every job has finished. Runs asked for by name keep their accounting
+    record once they are done (one sacct for all)."""
+    chosen, tasks = runs_asked(root, keys, show_all)
+    while True:
+        doc = {"runs": job_states(chosen, tasks)}
+        if keys:
+            record_finished_accounting(chosen, doc["runs"])
+        yield doc
+        if not watch or all(r["finished"] for r in doc["runs"]):
+            return
+        time.sleep(interval_s)
 
 
 def cancel_jobs(found: Sequence[tuple[Run, int | None]]) -> list[str]:

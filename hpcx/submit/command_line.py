@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpcx.errors import UsageError
 from hpcx.rundir.tasks import fill_command
 from hpcx.submit.after import after_job_ids
 from hpcx.submit.request import Prepared, Request, parse_pairs, with_profile
@@ -79,6 +80,14 @@ def job_preview(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
     return doc
 
 
+def submit_document(prep: Prepared, workdir: Path, root: Path, *, dry_run: bool) -> dict[str, Any]:
+    """What `hpcx submit` prints: the job submitted (run id, run directory, job id, ...), or with ``dry_run``
+    what render shows, submitting nothing."""
+    if dry_run:
+        return {"dry_run": True, **job_preview(prep, workdir, root)}
+    return submit(prep, workdir, root)
+
+
 def _explain_partition(prep: Prepared) -> str:
     """Why the job goes to its partition: how it was chosen and why the others were not, or who named it."""
     if not prep.choice:
@@ -88,6 +97,13 @@ def _explain_partition(prep: Prepared) -> str:
     if others:
         explain += "; not: " + "; ".join(others)
     return explain
+
+
+def spec_path(spec: str | None) -> Path:
+    """`hpcx sweep SPEC.yaml`'s spec; UsageError without one (the command's other form is --retry-failed RUN)."""
+    if spec is None:
+        raise UsageError("no sweep spec given", hint="hpcx sweep SPEC.yaml, or hpcx sweep --retry-failed RUN")
+    return Path(spec)
 
 
 def sweep_with_profile(ps: PreparedSweep, profile: bool | None) -> PreparedSweep:

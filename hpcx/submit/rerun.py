@@ -55,6 +55,15 @@ def plan(run: Run, site: Site, user: UserConfig | None, root: Path, *, failed: b
     return Plan(prep=prep, workdir=request.workdir, lost=lost)
 
 
+def plan_with_warnings(
+    run: Run, site: Site, user: UserConfig | None, root: Path, *, failed: bool = False
+) -> tuple[Plan, list[str]]:
+    """:func:`plan`, and what `hpcx rerun` warns about before submitting: what differs now from when ``run``
+    was submitted (:func:`differences`), then what of its request could not be restored."""
+    todo = plan(run, site, user, root, failed=failed)
+    return todo, differences(run, site) + todo.lost
+
+
 def like_request(run: Run, site: Site, root: Path) -> tuple[Request, list[str]]:
     """The request that made ``run`` (not a sweep), and a sentence for each part of it that cannot be restored."""
     m = _manifest(run)
