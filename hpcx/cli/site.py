@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
 from hpcx.cli.app import Ctx, cli, pass_ctx
-from hpcx.errors import ConfigError, UsageError
-from hpcx.fsutil import atomic_write
-from hpcx.site import LOCAL_SITE, Site, discover, load_site
-from hpcx.site.drift import Drift, compare_sites
+from hpcx.site import load_site
+from hpcx.site.drift import Drift
+from hpcx.site.live import draft_site, site_drift
 from hpcx.site.show import site_doc, site_text
 
 
@@ -47,50 +45,21 @@ def site_show(obj: Ctx) -> None:
 @pass_ctx
 def site_discover(obj: Ctx, output: str | None, force: bool) -> None:
     """Draft a site file from the live Slurm cluster (sinfo, scontrol, sacctmgr); review it before use."""
-    if output and Path(output).exists() and not force:  # before asking Slurm anything
-        raise UsageError(f"{output} exists", hint="pass --force to overwrite it, or choose another -o FILE")
-    state = discover.read_cluster()
-    doc = discover.draft_site_doc(state)
-    discover.site_from_doc(doc, source="cluster")  # refuse to print a draft that would not validate
-    text = discover.render_site_yaml(doc, state, datetime.now(timezone.utc))
-    if output:
-        _write(Path(output), text)
-    result = {"cluster": state.cluster_name, "output": output, "site": doc}
-    shown = f"wrote {output} (cluster {state.cluster_name})" if output else text.rstrip("\n")
+    draft = draft_site(Path(output) if output else None, force=force)
+    result = {"cluster": draft.cluster, "output": output, "site": draft.doc}
+    shown = f"wrote {output} (cluster {draft.cluster})" if output else draft.text.rstrip("\n")
     obj.emit("site.discover", result, lambda d: shown)
-
-
-def _write(path: Path, text: str) -> None:
-    try:
-        atomic_write(path, text)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 @site.command("diff")
 @pass_ctx
 def site_diff(obj: Ctx) -> None:
     """Compare the site file (--site / HPCX_SITE) with the live cluster; exit 1 when they differ, like diff."""
-    if obj.site_path in (None, LOCAL_SITE):  # the live cluster is what it is compared with; local is no file
-        raise ConfigError("no site file to compare", hint="pass --site FILE or set HPCX_SITE")
-    mine = load_site(obj.site_path)  # a broken site file fails before Slurm is asked anything
-    live = discover.site_from_doc(discover.draft_site_doc(discover.read_cluster()), source="cluster")
-    if mine.cluster != live.cluster:
-        mine = _site_for_cluster(obj.site_path, live.cluster, fallback=mine)
-    found = compare_sites(mine, live)
-    doc = {"site": mine.source, "cluster": live.cluster, "drift": [d.to_dict() for d in found]}
-    obj.emit("site.diff", doc, lambda d: _drift_text(d, found))
-    if found:
+    drift = site_drift(obj.site_path)
+    obj.emit("site.diff", drift.to_dict(), lambda d: _drift_text(d, drift.found))
+    if drift.found:
         # Not ctx.exit(1): hpcx.cli.main runs click with standalone_mode=False and drops the code it returns.
         raise SystemExit(1)
-
-
-def _site_for_cluster(path: str, cluster: str, *, fallback: Site) -> Site:
-    """The site file's entry for ``cluster`` when it has one, else ``fallback`` (the drift then names both)."""
-    try:
-        return load_site(path, cluster=cluster)
-    except ConfigError:
-        return fallback
 
 
 def _drift_text(doc: dict, found: list[Drift]) -> str:
