@@ -8,11 +8,9 @@ from pathlib import Path
 import click
 
 from hpcx.cli.app import Ctx, cli, pass_ctx
-from hpcx.compare import REDUCTIONS, REPLICATE_KEYS, Options, compare, render_text, write_outputs
+from hpcx.compare import REDUCTIONS, REPLICATE_KEYS, render_text
+from hpcx.compare.asked import compare_asked, require_runs
 from hpcx.compare.stats import CI_METHODS, CORRECTIONS, STATISTICS
-from hpcx.errors import UsageError
-from hpcx.rundir.layout import TASK_TABLE
-from hpcx.runs import find_run
 
 
 @cli.command("compare")
@@ -111,22 +109,8 @@ def compare_cmd(
 
     RUN is a run id, a prefix, a Slurm job id or a path; a sweep run stands for all its tasks.
     """
-    if not runs and not sweeps:
-        raise UsageError("compare needs runs", hint="give run ids, or --sweep RUN for a sweep's tasks")
+    require_runs(runs, sweeps)
     root = obj.runs_root.path
-    found = [find_run(root, key) for key in runs]
-    for key in sweeps:
-        run = find_run(root, key)
-        if not (run.dir / TASK_TABLE).exists():
-            raise UsageError(
-                f"run {run.id} is not a sweep (no tasks.jsonl)", hint="give it as RUN, not --sweep"
-            )
-        found.append(run)
-    group_keys = tuple(k for k in by.split(",") if k) if by is not None else None
-    seeds = replicate_keys or REPLICATE_KEYS
-    options = Options(by=group_keys, replicate_keys=seeds, **chosen)  # type: ignore[arg-type]
-    doc = compare(found, options)
-    if out_dir is not None:
-        doc["written"] = [str(p) for p in write_outputs(doc, out_dir)]
+    doc = compare_asked(root, runs, sweeps, out_dir, by=by, replicate_keys=replicate_keys, **chosen)
     ctx = dataclasses.replace(obj, json=obj.json or as_json)
     ctx.emit("compare", doc, lambda d: render_text(d) + (f"\nwritten: {out_dir}" if out_dir else ""))
