@@ -7,9 +7,8 @@ from typing import Any
 import click
 
 from hpcx.cli.app import Ctx, cli, pass_ctx
-from hpcx.errors import HpcxError
 from hpcx.reports import render_text
-from hpcx.reports.produce import produce
+from hpcx.reports.produce import produce_for_site
 from hpcx.runs import find_run_task
 
 
@@ -38,14 +37,9 @@ def report(obj: Ctx, run: str, task: int | None, html: bool, carbon_intensity: f
     """Merge RUN's per-rank records with Slurm's accounting: print a summary and advice, write
     report/report.json and report/report.html."""
     found, named = find_run_task(obj.runs_root.path, run)  # RUN_TASK names the task as --task does
-    energy, site_name = _site_energy(obj)
-    out = produce(
-        found,
-        task=named if task is None else task,
-        site_energy=energy,
-        site_name=site_name,
-        carbon_intensity=carbon_intensity,
-        html=html,
+    task = named if task is None else task
+    out = produce_for_site(
+        found, task=task, site=lambda: obj.site, carbon_intensity=carbon_intensity, html=html
     )
     obj.emit("report", out, _text)
 
@@ -57,11 +51,3 @@ def _text(d: dict[str, Any]) -> str:
     elif d["html_skipped"]:
         lines.append(f"page:   not written ({d['html_skipped']})")
     return "\n".join(lines)
-
-
-def _site_energy(obj: Ctx) -> tuple[dict[str, Any], str | None]:
-    """The site's energy block (carbon intensity, PUE); a report never fails for want of a site file."""
-    try:
-        return dict(obj.site.energy), obj.site.name
-    except (HpcxError, OSError):
-        return {}, None

@@ -3,13 +3,36 @@ matplotlib is there, report.html; the CLI only prints the result."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from hpcx.errors import HpcxError
 from hpcx.reports.build import build_report, write_html, write_report
 from hpcx.reports.sharing import query_node_jobs
 from hpcx.runs import Run
 from hpcx.runs.provenance import record_accounting
+
+if TYPE_CHECKING:
+    from hpcx.site import Site
+
+
+def produce_for_site(
+    run: Run, *, task: int | None, site: Callable[[], Site], carbon_intensity: float | None, html: bool
+) -> dict[str, Any]:
+    """:func:`produce` with the energy block (carbon intensity, PUE) and name of the site ``site()`` returns,
+    asked for only now; a report never fails for want of a site file (none, then, and no name)."""
+    energy, site_name = _site_energy(site)
+    return produce(
+        run, task=task, site_energy=energy, site_name=site_name, carbon_intensity=carbon_intensity, html=html
+    )
+
+
+def _site_energy(site: Callable[[], Site]) -> tuple[dict[str, Any], str | None]:
+    try:
+        chosen = site()
+        return dict(chosen.energy), chosen.name
+    except (HpcxError, OSError):
+        return {}, None
 
 
 def produce(
