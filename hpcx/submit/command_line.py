@@ -11,26 +11,12 @@ from typing import TYPE_CHECKING, Any
 from hpcx.errors import UsageError
 from hpcx.rundir.tasks import fill_command
 from hpcx.submit.after import after_job_ids
-from hpcx.submit.request import Prepared, Request, parse_pairs, with_profile
+from hpcx.submit.request import RESOURCE_KEYS, Prepared, Request, parse_pairs, with_profile
 from hpcx.submit.submission import render_preview, script_args, submit
 
 if TYPE_CHECKING:
     from hpcx.submit.rerun import Plan
     from hpcx.submit.sweep_submit import PreparedSweep
-
-# The command line's resource options that are a request's options (the others: --set, -r, --array).
-RESOURCE_KEYS = (
-    "partition",
-    "nodes",
-    "ntasks_per_node",
-    "cpus_per_task",
-    "gpus_per_node",
-    "mem",
-    "time",
-    "account",
-    "qos",
-    "name",
-)
 
 
 def script_path(target: str) -> Path | None:

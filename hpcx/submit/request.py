@@ -29,6 +29,22 @@ _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FIELD = {"time": "time_min", "mem": "mem_mb"}
 
 
+# A request's resource options, as the command line and a sweep spec's resources: name them (the command line's
+# others: --set, -r, --array).
+RESOURCE_KEYS = (
+    "partition",
+    "nodes",
+    "ntasks_per_node",
+    "cpus_per_task",
+    "gpus_per_node",
+    "mem",
+    "time",
+    "account",
+    "qos",
+    "name",
+)
+
+
 @dataclass
 class Request:
     """What the user asked for, before defaults: resource options as typed, --set pairs, the command."""

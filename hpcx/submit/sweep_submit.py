@@ -20,21 +20,9 @@ from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler, sl
 from hpcx.schedulers.base import scrubbed_env
 from hpcx.site.config import UserConfig
 from hpcx.submit.preflight import SLURM_DEFAULT_MAX_ARRAY_SIZE
+from hpcx.submit.request import RESOURCE_KEYS
 from hpcx.submit.submission import Prepared, Request, manifest, render_script, resolve
 from hpcx.submit.sweeps import Chunk, SweepError, SweepSpec, Task, chunk_tasks, chunks, expand, parse_spec
-
-RESOURCE_KEYS = {
-    "partition",
-    "nodes",
-    "ntasks_per_node",
-    "cpus_per_task",
-    "gpus_per_node",
-    "mem",
-    "time",
-    "account",
-    "qos",
-    "name",
-}
 
 
 @dataclass
@@ -71,7 +59,7 @@ def prepare(
     if max_parallel is not None:
         # an option: exit 2, as click's own checks
         check_max_parallel("--max-parallel", max_parallel, UsageError)
-    unknown = set(spec.resources) - RESOURCE_KEYS
+    unknown = set(spec.resources) - set(RESOURCE_KEYS)
     if unknown:
         raise SweepError(
             f"unknown resource(s) {', '.join(sorted(unknown))} in the sweep spec",
