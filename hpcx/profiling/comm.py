@@ -120,9 +120,6 @@ _FAMILY = {
 
 # (library, call) -> {communicator size << 6 | bucket exponent: [calls, bytes, seconds]}: an int key, and one
 # table per call site, keep the per-call cost small (the budget is 1 us per MPI call).
-
-# (library, call) -> {communicator size << 6 | bucket exponent: [calls, bytes, seconds]}: an int key, and one
-# table per call site, keep the per-call cost small (the budget is 1 us per MPI call).
 _tables: dict[tuple[str, str], dict[int, list[Any]]] = {}
 # Bytes mpi4py has pickled and unpickled so far: a lower-case call's bytes are what it pickled (sent), or,
 # for a call that only received, what it unpickled.

@@ -29,11 +29,6 @@ GIT_DIFF_FILE = "git.diff"  # provenance: the working tree's uncommitted changes
 GIT_UNTRACKED_FILE = "git-untracked.txt"  # provenance: the names of untracked files
 REQUIREMENTS_FILE = "requirements.txt"  # provenance: the Python packages installed
 ACCOUNTING_FILE = "accounting.json"  # Slurm's accounting of the finished job, kept past sacct's memory
-ATTEMPTS_FILE = "attempts.jsonl"  # one line per retry: task, attempt, cause, resources changed
-OUTPUTS_FILE = "outputs.json"  # what the job wrote, with content hashes
-ENVIRONMENT_FILE = "environment.json"  # what the ranks really ran on
-# At the top of a runs root, beside the run directories.
-AUDIT_FILE = "audit.jsonl"  # who did what to which run
 
 # Folders of a run directory.
 LOGS_DIR = "logs"  # stdout and stderr per task
@@ -41,7 +36,6 @@ PROFILE_DIR = "profile"  # per-rank, per-node and per-process records (hpcx.rund
 METRICS_DIR = "metrics"  # what the job logged (hpcx.runtime.log), per task and rank
 CHECKPOINTS_DIR = "checkpoints"
 REPORT_DIR = "report"  # report.json and report.html, task-NNNNN.json/.html for one task
-CONTROL_DIR = "control"  # requests from the login node that a running job reads
 SEEDS_DIR = "seeds"  # each rank's seeds, rank-NNNNN.json
 SUBDIRS = (LOGS_DIR, PROFILE_DIR, CHECKPOINTS_DIR, REPORT_DIR)  # made with the run directory
 
@@ -119,10 +113,10 @@ def _step_suffix(step: str | None) -> str:
     return f".step-{step.replace('/', '_')}" if step else ""
 
 
-def rank_file(directory: StrPath, rank: int, step: str | None = None) -> Path:
+def rank_file(profile_dir: StrPath, rank: int, step: str | None = None) -> Path:
     """The rank's file, one per job step when there is one (``rank-NNNNN.step-S.jsonl``): two sruns in one
     allocation each have a rank 0, concurrent or one after the other, and each keeps its own records."""
-    return Path(directory) / f"{rank_name(rank)}{_step_suffix(step)}.jsonl"
+    return Path(profile_dir) / f"{rank_name(rank)}{_step_suffix(step)}.jsonl"
 
 
 def rank_of_file(name: str) -> int | None:
@@ -131,22 +125,22 @@ def rank_of_file(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def rank_files(directory: StrPath) -> dict[int, list[Path]]:
+def rank_files(profile_dir: StrPath) -> dict[int, list[Path]]:
     """Per rank, its files: ``rank-NNNNN.jsonl`` (outside srun) and one ``rank-NNNNN.step-S.jsonl`` per job
     step."""
     found: dict[int, list[Path]] = {}
-    for path in sorted(Path(directory).glob("rank-*.jsonl")):
+    for path in sorted(Path(profile_dir).glob("rank-*.jsonl")):
         rank = rank_of_file(path.name)
         if rank is not None:
             found.setdefault(rank, []).append(path)
     return found
 
 
-def node_file(directory: StrPath, node: str, step: str | None = None) -> Path:
+def node_file(profile_dir: StrPath, node: str, step: str | None = None) -> Path:
     """The node's file, one per job step when there is one (``node-NAME.step-S.jsonl``: two concurrent sruns
     in one allocation each have a collector on the node); a node name is a host name, but keep any path
     separator out of the file name."""
-    return Path(directory) / f"node-{node.replace('/', '_')}{_step_suffix(step)}.jsonl"
+    return Path(profile_dir) / f"node-{node.replace('/', '_')}{_step_suffix(step)}.jsonl"
 
 
 def node_files(directory: StrPath) -> list[Path]:

@@ -8,6 +8,7 @@ validated: a site file that is cached as valid, ``hpcx --help`` and ``hpcx rende
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -89,10 +90,15 @@ def _expected(found: Any, types: str | list[str], _schema: Any) -> str:
     return f"expected {' or '.join([types] if isinstance(types, str) else types)}, found {_describe(found)}"
 
 
+def _spelled(value: Any) -> str:
+    """A value as the site file spells it where Python would not: true, false, null (strings and numbers as repr)."""
+    return json.dumps(value) if isinstance(value, bool) or value is None else repr(value)
+
+
 # What is wrong with a value, by the keyword it breaks: (the value, the keyword's value, the schema) -> words.
 _WORDS: dict[str, Callable[[Any, Any, Any], str]] = {
     "type": _expected,
-    "enum": lambda found, allowed, _: f"{found!r} is not one of {allowed}",
+    "enum": lambda found, allowed, _: f"{_spelled(found)} is not one of {allowed}",
     "minProperties": lambda _found, least, _: f"needs at least {least} entry",
     "pattern": lambda found, regex, schema: f"{found!r} is not {schema.get('title', 'matching ' + regex)}",
     "minimum": lambda found, least, _: f"{found} is below the minimum {least}",

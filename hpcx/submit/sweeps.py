@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from hpcx.errors import UsageError
-from hpcx.rundir.tasks import TASK_FIELDS, fill_command, placeholders, read_task, task_env
 
 # The task table lives in hpcx.rundir.tasks (the job reads it too); its names stay importable from here.
-__all__ = ["TASK_FIELDS", "fill_command", "placeholders", "read_task", "task_env"]
+from hpcx.rundir.tasks import TASK_FIELDS as TASK_FIELDS
+from hpcx.rundir.tasks import fill_command as fill_command
+from hpcx.rundir.tasks import placeholders as placeholders
+from hpcx.rundir.tasks import read_task as read_task
+from hpcx.rundir.tasks import task_env as task_env
 
 SPEC_KEYS = {
     "version",

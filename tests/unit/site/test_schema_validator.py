@@ -60,7 +60,7 @@ def test_the_schemas_hpcx_validates_with_are_valid_draft_2020_12(schema):
     "change, line",
     [
         # Python's `True in [1]` held, so `version: true` passed; JSON Schema's enum tells true from 1.
-        (lambda d: d.update(version=True), "version: True is not one of [1]"),
+        (lambda d: d.update(version=True), "version: true is not one of [1]"),
         # YAML's .nan passed every minimum and maximum; JSON has no NaN and no infinity.
         (lambda d: d.update(energy={"pue": float("nan")}), "energy.pue: expected number, found float nan"),
         (lambda d: d.update(energy={"pue": float("inf")}), "energy.pue: expected number, found float inf"),
