@@ -357,3 +357,16 @@ def test_an_error_inside_the_context_is_the_error_raised_and_saving_goes_on(tmp_
         raise KeyError("training failed")
     cp.save(2, {"v": 2})  # the same checkpointer, after both
     assert cp.load().state == {"v": 2}
+
+
+def test_deleting_a_rotated_step_that_is_already_gone_says_nothing(tmp_path):
+    """The rotation's background deleter and the next save's sweep of leftovers (or a user's rm) may both go for
+    the same doomed step: the one that comes second must not end the deleter thread with a traceback in the job's
+    log, and a half-deleted directory is finished off, not left."""
+    from hpcx.runtime.checkpoint_manifest import remove_all
+
+    half = tmp_path / "step-00000002.del-0123abcd"
+    (half / "sub").mkdir(parents=True)
+    (half / "sub" / "rank-00000.pt").write_bytes(b"x")
+    remove_all([tmp_path / "step-00000001.del-89abcdef", half])  # the first is gone already
+    assert list(tmp_path.iterdir()) == []
