@@ -33,7 +33,9 @@ base = status_mb("VmRSS:")
 mb = int(sys.argv[1]) * (rank + 1)
 buf = b"\\x01" * (mb * 2**20)  # bytes() writes every page, so all of it is resident
 time.sleep(float(sys.argv[2]))
-print(json.dumps({"rank": rank, "base_mb": base, "alloc_mb": mb, "hwm_mb": status_mb("VmHWM:")}), flush=True)
+# one write per line: the ranks share the launcher's stdout, and print() writes the text and its newline apart
+doc = {"rank": rank, "base_mb": base, "alloc_mb": mb, "hwm_mb": status_mb("VmHWM:")}
+os.write(1, (json.dumps(doc) + "\\n").encode())
 """
 STEP_MB = 100
 

@@ -27,7 +27,8 @@ TRAIN = textwrap.dedent("""
     import os, hpcx
     with hpcx.region("step"):
         pass
-    print("worker", os.environ["RANK"], "HPCX_RANK", os.environ["HPCX_RANK"], flush=True)
+    # one write per line: the two workers of a node share the agent's stdout, and print() writes piece by piece
+    os.write(1, f"worker {os.environ['RANK']} HPCX_RANK {os.environ['HPCX_RANK']}\\n".encode())
 """)
 
 
