@@ -76,3 +76,27 @@ def test_a_table_without_the_task_or_without_a_task_id_ends_with_usage_status(tm
     no_id = _run(tmp_path, "--task-table", str(table))
     assert (no_id.returncode, no_id.stderr) == (2, "hpcx.run: --task-table needs --task-id\n")
     assert not (tmp_path / layout.PROFILE_DIR).exists()
+
+
+def test_the_table_is_one_sorted_compact_line_per_task_and_reads_back_whole(tmp_path):
+    """tasks.jsonl is what a rerun and `hpcx compare` read back, and what the job's own row comes from: its bytes
+    do not depend on the order a spec listed its parameters in."""
+    from hpcx.rundir.tasks import read_tasks
+
+    rows = [{"task": 0, "seed": 7, "params": {"opt": "adam", "lr": 0.5}, "name": "lr=0.5 µ"}]
+    text = table_text(rows)
+    # ASCII only (a non-ASCII name is escaped), so any locale's default encoding reads it
+    assert text == '{"name":"lr=0.5 \\u00b5","params":{"lr":0.5,"opt":"adam"},"seed":7,"task":0}\n'
+    table = tmp_path / layout.TASK_TABLE
+    table.write_bytes((text + "\n").encode("utf-8"))  # a blank line at the end, as an editor may leave
+    assert read_tasks(table) == rows
+
+
+def test_a_big_table_reports_its_progress_every_thousand_tasks():
+    """`hpcx sweep` shows how far the task table of a large sweep is written: 2,500 tasks are told as two
+    thousands (the last 500 are the end, not a step)."""
+    told: list[int] = []
+    rows = [{"task": i, "name": str(i), "params": {}, "seed": i} for i in range(2500)]
+    text = table_text(rows, told.append)
+    assert told == [1000, 1000] and text.count("\n") == 2500
+    assert table_text(rows[:999], told.append) and told == [1000, 1000]  # under a thousand: nothing to tell
