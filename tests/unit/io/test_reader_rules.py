@@ -91,8 +91,10 @@ def test_batches_straddle_blocks_in_stream_order(tmp_path):
 
 def test_ranks_take_consecutive_slices_and_only_the_tail_is_dropped(tmp_path):
     data = _file(tmp_path / "d.h5", 47)
-    got = [_ids(HDF5Reader(data, "y", batch_size=5, shuffle=False, rank=r, world_size=3, block_rows=7))
-           for r in range(3)]  # fmt: skip
+    got = [
+        _ids(HDF5Reader(data, "y", batch_size=5, shuffle=False, rank=r, world_size=3, block_rows=7))
+        for r in range(3)
+    ]
     # 47 rows over 3 ranks: 15 each, 3 batches of 5; rows 45 and 46 fill no batch on every rank
     assert got == [[list(range(s, s + 5)) for s in range(15 * r, 15 * r + 15, 5)] for r in range(3)]
 
@@ -136,9 +138,17 @@ def test_the_state_is_plain_values_naming_what_must_not_change(tmp_path):
     data = _file(tmp_path / "d.h5", 30)
     state = HDF5Reader(data, "y", batch_size=10, rank=1, world_size=2, seed=9, block_rows=15).state_dict()
     assert {k: v for k, v in state.items() if k != "block_sizes"} == {
-        "epoch": 0, "position": 0, "rows": 30, "blocks": 2, "batch_size": 10, "batches_per_epoch": 1,
-        "seed": 9, "shuffle": True, "rank": 1, "world_size": 2,
-    }  # fmt: skip
+        "epoch": 0,
+        "position": 0,
+        "rows": 30,
+        "blocks": 2,
+        "batch_size": 10,
+        "batches_per_epoch": 1,
+        "seed": 9,
+        "shuffle": True,
+        "rank": 1,
+        "world_size": 2,
+    }
     assert isinstance(state["block_sizes"], str) and len(state["block_sizes"]) == 16
     other = HDF5Reader(data, "y", batch_size=10, rank=1, world_size=2, seed=9, block_rows=10).state_dict()
     assert other["block_sizes"] != state["block_sizes"]
@@ -232,9 +242,12 @@ def test_datasets_the_reader_cannot_use_are_refused_with_the_reason(tmp_path):
     cases = [
         ("scalar", f"'scalar' in {path} is a scalar", "the reader needs rows along axis 0"),
         ("group", f"'group' in {path} is not a dataset", "datasets there: group/inner, scalar, text, y"),
-        ("text", f"/text in {path} has dtype |S2, which torch cannot hold",
-         "store numbers (float, int, uint8, bool)"),
-    ]  # fmt: skip
+        (
+            "text",
+            f"/text in {path} has dtype |S2, which torch cannot hold",
+            "store numbers (float, int, uint8, bool)",
+        ),
+    ]
     for name, message, hint in cases:
         with pytest.raises(UsageError) as err:
             HDF5Reader(path, name, **kw)
@@ -277,9 +290,8 @@ def test_block_rows_are_checked_only_when_given(tmp_path):
 
 def test_a_compressed_dataset_of_large_integers_is_read_exactly_when_shuffled(tmp_path):
     path = tmp_path / "ids.h5"
-    ids = (1 << 60) + np.arange(
-        100, dtype="i8"
-    )  # beyond float64's 53 bits: no value may pass through a float
+    # beyond float64's 53 bits: no value may pass through a float
+    ids = (1 << 60) + np.arange(100, dtype="i8")
     with h5py.File(path, "w") as f:
         f.create_dataset("id", data=ids, chunks=(10,), compression="gzip")  # read by HDF5, not mapped
     r = HDF5Reader(path, "id", batch_size=10, rank=0, world_size=1, block_rows=20, seed=5)
