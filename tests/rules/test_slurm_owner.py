@@ -12,22 +12,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-HPCX = Path(__file__).resolve().parents[2] / "hpcx"
-# DESIGN's login side: the packages that do not exist yet are checked once they do.
-LOGIN_PACKAGES = (
-    "cli",
-    "site",
-    "templates",
-    "schedulers",
-    "submit",
-    "runs",
-    "reports",
-    "compare",
-    "ui",
-    "pipeline",
-    "catalog",
-    "envs",
-)
+from tests.rules.test_architecture import HPCX, LOGIN
+
+# DESIGN's login side, as the layout rules define it (packages that do not exist yet are checked once they do).
+LOGIN_PACKAGES = LOGIN
 OWNER = "schedulers"
 SLURM_COMMANDS = frozenset(
     {"sbatch", "squeue", "sacct", "scontrol", "sinfo", "sacctmgr", "sshare", "scancel", "srun"}

@@ -11,6 +11,7 @@ import shutil
 from hpcx.reports import build_report, render_text
 from hpcx.reports.html import render_html
 from hpcx.rundir.records import RecordWriter, node_file
+from hpcx.runs.provenance import ACCOUNTING_FIELDS
 from hpcx.site import schema
 from tests.conftest import REPO
 from tests.unit.reports.test_report import make_run, sacct, write_rank
@@ -104,20 +105,7 @@ def test_slurms_own_reason_is_shown_when_it_has_one(tmp_path):
     run = make_run(tmp_path)
     row = dict(
         zip(
-            (
-                "JobID",
-                "State",
-                "ExitCode",
-                "Elapsed",
-                "TotalCPU",
-                "MaxRSS",
-                "AllocTRES",
-                "NodeList",
-                "Start",
-                "End",
-                "Reason",
-                "JobName",
-            ),
+            ACCOUNTING_FIELDS,
             (
                 "42",
                 "NODE_FAIL",
