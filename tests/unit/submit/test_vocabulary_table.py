@@ -325,6 +325,7 @@ def test_a_bad_value_is_a_usage_error_naming_it(options, named):
         (("--nodes", "1-5"), ("--nodes 1-5", "MaxNodes 2")),
         (("-n", "4", "--mem-per-cpu", "5G"), ("--mem-per-cpu 5G", "4000M")),  # the issue's own example
         (("--gres", "gpu:a100:1"), ("a100", "tesla")),
+        (("--exclusive", "--mem-per-cpu", "2G"), ("--exclusive", "4000M")),  # 4 CPUs x 2G on a 4000M node
     ],
     ids=lambda v: " ".join(v) if isinstance(v, tuple) else None,
 )
@@ -332,6 +333,18 @@ def test_a_job_the_partition_cannot_hold_is_rejected_in_the_users_terms(options,
     result = hpcx("render", "serial", "-p", "debug", *options, "true")
     assert result.code == 3, result
     assert all(n in result.err for n in named), result.err
+
+
+@pytest.mark.parametrize(
+    "options",
+    [("--gres", "gpu:tesla:2", "-N", "2"), ("-N", "2", "--gpus-per-node", "1")],
+    ids=" ".join,
+)
+def test_a_rejection_names_no_option_the_user_did_not_give(options):
+    # One node of debug has GPUs: two nodes with GPUs do not fit. The user gave no -n.
+    result = hpcx("render", "serial", "-p", "debug", *options, "true")
+    assert result.code == 3, result
+    assert "--ntasks" not in result.err and "-n " not in result.err, result.err
 
 
 # --- own scripts: their #SBATCH lines, as written ---------------------------------------------------------------
@@ -451,3 +464,11 @@ def test_names_and_features_the_nodes_lack_are_refused_naming_them(named_site, o
     result = hpcx("render", "serial", "-p", "debug", *options, "true", site=named_site)
     assert result.code == 3, result
     assert named in result.err, result.err
+
+
+def test_a_nodelist_file_is_a_nodelist(named_site, tmp_path):
+    # man sbatch, --nodelist: "a filename ... if it contains a '/' character"; the file names n1.
+    (tmp_path / "hosts").write_text("n1\n")
+    result = hpcx("render", "serial", "-p", "debug", "-w", "./hosts", "true", site=named_site)
+    assert result.code == 0, result
+    assert [d for d in directives(result.out) if d.startswith("--nodelist=")], result.out
