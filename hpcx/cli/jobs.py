@@ -15,6 +15,7 @@ from hpcx.cli.views import logs_text, render_status, show_log_text
 from hpcx.runs import find_run, find_run_task
 from hpcx.runs.logs import LOG_TAIL_LINES, follow_logs, tail_logs
 from hpcx.runs.state import cancel_jobs, status_docs
+from hpcx.submit.vocabulary import BY_NAME, GROUPS, OPTIONS, Option, request_key
 
 if TYPE_CHECKING:
     from hpcx.submit.submission import Prepared
@@ -22,24 +23,24 @@ if TYPE_CHECKING:
 # hpcx.submit.command_line (and with it Jinja) is imported inside the commands that render: status, logs and
 # cancel stay light on a login node.
 
+
+def _sbatch_option(option: Option) -> Any:
+    """A click option for one sbatch option of hpcx.submit.vocabulary, spelled as sbatch spells it."""
+    names = [option.long, *([option.short] if option.short else [])]
+    if option.key == "job_name":
+        names.insert(1, "--name")  # hpcx's own spelling before it spoke sbatch
+    kw: dict[str, Any] = {"help": option.help, "metavar": option.metavar}
+    if option.value == "flag":
+        kw = {"help": option.help, "is_flag": True, "default": None}
+    elif option.value == "optional":
+        kw.update(is_flag=False, flag_value="", default=None)
+    if option.key == "partition":
+        kw["shell_complete"] = complete_partition
+    return click.option(*names, request_key(option), **kw)
+
+
 RESOURCE_OPTIONS = [
-    click.option(
-        "--partition",
-        "-p",
-        shell_complete=complete_partition,
-        help="Partition (default: chosen automatically, the one that fits with the least waste).",
-    ),
-    click.option("--nodes", "-N", help="Number of nodes."),
-    click.option("--ntasks-per-node", help="Tasks (ranks) per node."),
-    click.option("--cpus-per-task", "-c", help="CPUs per task."),
-    click.option("--gpus-per-node", help="GPUs per node."),
-    click.option("--mem", help="Memory per node: 4000M, 4G, ..."),
-    click.option("--time", "-t", help="Wall-clock limit: MM, HH:MM:SS or D-HH:MM:SS."),
-    click.option("--account", "-A", help="Account to charge."),
-    click.option("--qos", help="Quality of service."),
-    click.option(
-        "--name", "-J", help="Job name (default: the program the command runs: train for python train.py)."
-    ),
+    *(_sbatch_option(o) for o in OPTIONS),
     click.option(
         "--resource",
         "-r",
@@ -69,17 +70,34 @@ PROFILE_HELP = (
 
 class OptionsThenCommand(click.Command):
     """Options end at the command's first word, as sbatch's end at the script: in ``hpcx submit serial python
-    train.py -N 2 --lr 0.1`` both flags are the program's. ``--`` before the command is allowed, not needed."""
+    train.py -N 2 --lr 0.1`` both flags are the program's. ``--`` before the command is allowed, not needed.
+    An option sbatch does not have is refused naming the nearest one (click's own suggestion, over sbatch's
+    options); --help lists sbatch's options in the groups of `sbatch --help`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, split_at_command(args, self.get_params(ctx)))
+        ordered = split_at_command(args, self.get_params(ctx))
+        ctx.meta["hpcx.spelled"] = typed_spellings(ordered, self.get_params(ctx))
+        return super().parse_args(ctx, ordered)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        groups: dict[str, list[tuple[str, str]]] = {g: [] for g in (*GROUPS, "hpcx options")}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            option = BY_NAME.get(param.opts[0]) if isinstance(param, click.Option) else None
+            groups[option.group if option else "hpcx options"].append(record)
+        for group, records in groups.items():
+            if records:
+                with formatter.section(group):
+                    formatter.write_dl(records)
 
 
 def split_at_command(args: list[str], params: list[click.Parameter]) -> list[str]:
     """``args`` reordered as OPTIONS -- KIND COMMAND...: options (with their values) up to the first word after
     KIND, then everything from that word on, untouched."""
-    takes_value = {
-        name: not (p.is_flag or p.count)
+    takes_value = {  # an option whose value is optional (--exclusive[=user]) takes it only after =
+        name: not (p.is_flag or p.count or p._flag_needs_value)
         for p in params
         if isinstance(p, click.Option)
         for name in (*p.opts, *p.secondary_opts)
@@ -103,6 +121,19 @@ def split_at_command(args: list[str], params: list[click.Parameter]) -> list[str
                 i += 1
         i += 1
     return [*options, "--", *words]
+
+
+def typed_spellings(args: list[str], params: list[click.Parameter]) -> dict[str, str]:
+    """Each option's name as the user typed it (-n, --ntasks), keyed by its parameter: errors name it so."""
+    by_name = {n: p.name for p in params if isinstance(p, click.Option) and p.name for n in p.opts}
+    out: dict[str, str] = {}
+    for arg in args:
+        if arg == "--":
+            break
+        name = arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]
+        if name in by_name:
+            out[str(by_name[name])] = name
+    return out
 
 
 def resource_options(fn: Any) -> Any:
@@ -134,6 +165,7 @@ def _prepare(
             f"({' '.join(command)!r}); put options before them or use --set NAME=VALUE"
         )
     request = job_request(target, command, opts, obj.runs_root.path, after, inputs)
+    request.spelled = dict(click.get_current_context().meta.get("hpcx.spelled", {}))
     return resolve(request, obj.site, obj.user)
 
 
@@ -213,7 +245,9 @@ def submit(
 
 
 def _dry_run_text(doc: dict[str, Any]) -> str:
-    return f"{doc['script'].rstrip()}\n\n# {doc['explain']}"
+    passed = doc.get("passed_on") or doc.get("unchecked_directives") or []
+    note = f"\n# passed on, not checked: {' '.join(passed)}" if passed else ""
+    return f"{doc['script'].rstrip()}\n\n# {doc['explain']}{note}"
 
 
 def _submitted_text(doc: dict[str, Any]) -> str:

@@ -33,6 +33,16 @@ def _hasher() -> ThreadPoolExecutor:
         return _hash_pool
 
 
+def _forget_hasher_in_child() -> None:
+    """A forked child has the pool but not its thread (fork copies only the calling thread): a hash handed to it
+    would wait for ever. The child starts its own pool on its first large write."""
+    global _hash_pool, _hash_pool_lock
+    _hash_pool, _hash_pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_hasher_in_child)
+
+
 class HashingWriter:
     """The file object torch.save writes to: it hashes every byte while writing it, so nothing is read back.
 

@@ -30,7 +30,7 @@ from hpcx.schedulers.slurm import PARTITIONS_ARGV, SINFO_ARGV
 from hpcx.site.checks import cross_check
 from hpcx.site.model import Site, build_site
 from hpcx.site.schema import validate
-from hpcx.spec import parse_time_min
+from hpcx.spec import compress_hostlist, parse_time_min
 
 QUERY_TIMEOUT_S = 30.0
 # slurmdbd is optional: a slow or missing one must not hold up discovery for long.
@@ -184,6 +184,7 @@ def _partition_doc(fields: dict[str, str], nodes: list[Node], max_array_size: in
     if max_array_size:
         doc["max_array_size"] = max_array_size
     doc["launcher"] = "srun"
+    doc["nodes"] = compress_hostlist([n.name for n in nodes])
     return doc
 
 
@@ -208,15 +209,20 @@ def _node_limits(nodes: list[Node]) -> dict[str, Any]:
 
 def _node_types(nodes: list[Node]) -> list[dict[str, Any]]:
     """Groups of identical nodes, largest group first."""
-    groups: dict[tuple[Any, ...], int] = {}
+    groups: dict[tuple[Any, ...], list[Node]] = {}
     for n in nodes:
-        key = (n.cpus, n.mem_mb, n.gpus, n.gpu_type if n.gpus else None)
-        groups[key] = groups.get(key, 0) + 1
+        key = (n.cpus, n.mem_mb, n.gpus, n.gpu_type if n.gpus else None, n.features)  # features: for -C
+        groups.setdefault(key, []).append(n)
     out = []
-    for (cpus, mem_mb, gpus, gpu_type), count in sorted(groups.items(), key=lambda kv: (-kv[1], kv[0][:3])):
-        entry: dict[str, Any] = {"count": count, "cpus": cpus, "mem_mb": mem_mb}
+    for (cpus, mem_mb, gpus, gpu_type, _), members in sorted(
+        groups.items(), key=lambda kv: (-len(kv[1]), kv[0][:3])
+    ):
+        entry: dict[str, Any] = {"count": len(members), "cpus": cpus, "mem_mb": mem_mb}
         if gpus:
             entry.update(gpus=gpus, **({"gpu_type": gpu_type} if gpu_type else {}))
+        if members[0].features:
+            entry["features"] = list(members[0].features)
+        entry["nodes"] = compress_hostlist([n.name for n in members])
         out.append(entry)
     return out
 

@@ -21,6 +21,7 @@ class NodeType:
     gpus: int = 0
     gpu_type: str | None = None
     features: tuple[str, ...] = ()
+    nodes: str | None = None  # their names, a Slurm host list, where the site (a live cluster) says
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Partition:
     max_array_size: int | None = None
     launcher: str = "srun"
     node_types: tuple[NodeType, ...] = ()  # empty: every node as the per-node values above
+    nodes: str | None = None  # the partition's node names, a Slurm host list, where the site says
 
     @property
     def max_gpus_per_node(self) -> int:
@@ -114,6 +116,7 @@ def _partition(name: str, doc: dict[str, Any]) -> Partition:
         qos=tuple(doc.get("qos", ())),
         max_array_size=doc.get("max_array_size"),
         launcher=doc.get("launcher", "srun"),
+        nodes=doc.get("nodes"),
         node_types=tuple(
             NodeType(
                 t["count"],
@@ -122,6 +125,7 @@ def _partition(name: str, doc: dict[str, Any]) -> Partition:
                 t.get("gpus", 0),
                 t.get("gpu_type"),
                 tuple(t.get("features", ())),
+                t.get("nodes"),
             )
             for t in doc.get("node_types", ())
         ),

@@ -37,6 +37,9 @@ RESOURCE = {
 _COUNT = {"type": "integer", "minimum": 0}
 _STRMAP = {"type": "object", "additionalProperties": {"type": ["string", "integer", "number", "boolean"]}}
 
+# Node names as Slurm writes a host list: n[1-4],gpu01 (-w and -x are checked against them).
+_HOSTS = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._,\[\]-]*$"}
+
 NODE_TYPE = {
     "type": "object",
     "additionalProperties": False,
@@ -48,6 +51,7 @@ NODE_TYPE = {
         "gpus": _COUNT,
         "gpu_type": {"type": "string"},
         "features": {"type": "array", "items": {"type": "string"}},
+        "nodes": _HOSTS,
     },
     "required": ["count", "cpus"],
 }
@@ -71,6 +75,7 @@ PARTITION = {
         "max_array_size": {"type": "integer", "minimum": 1, "maximum": 4000001},  # Slurm's own ceiling
         "launcher": {"type": "string"},
         "node_types": {"type": "array", "items": NODE_TYPE},
+        "nodes": _HOSTS,
     },
     "required": ["max_time", "max_nodes", "cpus_per_node"],
 }

@@ -52,13 +52,16 @@ def job_request(
 
 
 def job_preview(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
-    """What --dry-run and render show: the script, where each value came from, and how the partition was chosen."""
+    """What --dry-run and render show: the script, where each value came from, how the partition was chosen, and
+    the sbatch options passed on as written, which hpcx does not check."""
+    workdir = run_dir_of(prep, workdir)
     doc: dict[str, Any] = {
         "script": render_preview(prep, workdir, root),
         "partition": prep.partition.name,
         "sources": prep.sources,
         "explain": _explain_partition(prep),
         "choice": prep.choice,
+        "passed_on": [f if v is None else f"{f}={v}" for f, v in prep.passed_on],
     }
     if prep.script_text is not None:
         doc["sbatch_args"] = script_args(prep, root / "RUN-ID", workdir)
@@ -71,7 +74,12 @@ def submit_document(prep: Prepared, workdir: Path, root: Path, *, dry_run: bool)
     what render shows, submitting nothing."""
     if dry_run:
         return {"dry_run": True, **job_preview(prep, workdir, root)}
-    return submit(prep, workdir, root)
+    return submit(prep, run_dir_of(prep, workdir), root)
+
+
+def run_dir_of(prep: Prepared, workdir: Path) -> Path:
+    """The directory the job runs in: -D (relative to where it is submitted from, as sbatch reads it), else there."""
+    return (workdir / prep.chdir).resolve() if prep.chdir else workdir
 
 
 def _explain_partition(prep: Prepared) -> str:

@@ -21,7 +21,7 @@ def srun(launcher: Launcher, res: Resources) -> list[str]:
 
 
 def mpirun(launcher: Launcher, res: Resources) -> list[str]:
-    argv = ["mpirun", "-n", str(res.ntasks)]
+    argv = ["mpirun", "-n", str(res.tasks)]
     if os.geteuid() == 0:
         argv.append(
             "--allow-run-as-root"
@@ -30,7 +30,7 @@ def mpirun(launcher: Launcher, res: Resources) -> list[str]:
 
 
 def torchrun(launcher: Launcher, res: Resources) -> list[str]:
-    per_node = res.gpus_per_node or res.ntasks_per_node
+    per_node = res.gpus_on_node or res.ntasks_per_node
     return ["torchrun", f"--nnodes={res.nodes}", f"--nproc-per-node={per_node}", *launcher.args]
 
 

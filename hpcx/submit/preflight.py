@@ -9,6 +9,7 @@ from hpcx.errors import RejectedError
 from hpcx.site import Partition, Site
 from hpcx.site.model import NodeType
 from hpcx.spec import ArraySpec, Origin, Resources, format_time, spell
+from hpcx.submit.placement import place
 
 SLURM_DEFAULT_MAX_ARRAY_SIZE = 1001
 
@@ -30,11 +31,13 @@ def problems(res: Resources, part: Partition, origins: dict[str, Origin] | None 
             f"{spell('time', format_time(res.time_min), o.get('time'))} exceeds partition {p}'s MaxTime "
             f"{_fmt_time(part.max_time_min)}"
         )
-    if res.nodes > part.max_nodes:
+    if res.shaped and res.nodes > part.max_nodes:
         out.append(
             f"{spell('nodes', res.nodes, o.get('nodes'))} exceeds partition {p}'s MaxNodes {part.max_nodes}"
         )
-    if part.node_types:
+    if not res.shaped:  # Slurm decides each node's share: reason over the nodes as its selection does
+        out += place(res, part, o).problems
+    elif part.node_types:
         out += _node_problems(res, part, o) if res.nodes <= part.max_nodes else []
     else:
         out += _uniform_node_problems(res, part, o)
@@ -73,10 +76,10 @@ def _uniform_node_problems(res: Resources, part: Partition, o: dict[str, Origin]
         out.append(
             f"{spell('mem', f'{res.mem_mb}M', o.get('mem'))} exceeds partition {p}'s {part.mem_per_node_mb}M per node"
         )
-    if res.gpus_per_node > part.gpus_per_node:
+    if res.gpus_on_node > part.gpus_per_node:
+        key = "gpus_per_node" if res.gpus_per_node else "gres"
         out.append(
-            f"{spell('gpus_per_node', res.gpus_per_node, o.get('gpus_per_node'))} exceeds partition {p}'s "
-            f"{part.gpus_per_node} GPUs per node"
+            f"{spell(key, getattr(res, key), o.get(key))} exceeds partition {p}'s {part.gpus_per_node} GPUs per node"
         )
     return out
 
@@ -85,7 +88,7 @@ def _fits(res: Resources, node: NodeType) -> bool:
     return (
         res.cpus_per_node <= node.cpus
         and (res.mem_mb is None or node.mem_mb is None or res.mem_mb <= node.mem_mb)
-        and res.gpus_per_node <= node.gpus
+        and res.gpus_on_node <= node.gpus
     )
 
 
@@ -95,7 +98,7 @@ def _node_problems(res: Resources, part: Partition, origins: dict[str, Origin]) 
     if fitting >= res.nodes:
         return []
     need = f"{res.cpus_per_node} CPUs" + (f", {res.mem_mb}M" if res.mem_mb else "")
-    need += f", {res.gpus_per_node} GPUs" if res.gpus_per_node else ""
+    need += f", {res.gpus_on_node} GPUs" if res.gpus_on_node else ""
     have = "; ".join(
         f"{t.count} x ({t.cpus} CPUs{f', {t.mem_mb}M' if t.mem_mb else ''}, {t.gpus} GPUs)"
         for t in part.node_types
@@ -145,8 +148,8 @@ def check(res: Resources, site: Site, origins: dict[str, Origin] | None = None) 
 def _idle_gpus(res: Resources, part: Partition) -> int:
     """GPUs a node of ``part`` would leave idle, on the best-matching node type that fits."""
     if not part.node_types:
-        return part.gpus_per_node - res.gpus_per_node
-    return min((t.gpus - res.gpus_per_node for t in part.node_types if _fits(res, t)), default=0)
+        return part.gpus_per_node - res.gpus_on_node
+    return min((t.gpus - res.gpus_on_node for t in part.node_types if _fits(res, t)), default=0)
 
 
 def _waste(res: Resources, part: Partition, default: str | None) -> tuple[int, int, int, int, int]:
@@ -162,14 +165,27 @@ def _waste(res: Resources, part: Partition, default: str | None) -> tuple[int, i
 
 
 def choose_partition(
-    res: Resources, site: Site, *, time_given: bool, origins: dict[str, Origin] | None = None
+    res: Resources,
+    site: Site,
+    *,
+    time_given: bool,
+    origins: dict[str, Origin] | None = None,
+    among: list[str] | None = None,
 ) -> tuple[Partition, dict[str, Any]]:
-    """The partition that fits ``res`` with the least waste, and why (for --dry-run and the manifest).
+    """The partition that fits ``res`` with the least waste, and why (for --dry-run and the manifest); ``among``:
+    only these (``-p a,b``), each of which must exist.
 
     Without a given time, each partition is judged with its own default time.
     """
     fits, rejected = [], {}
-    for part in site.partitions.values():
+    for name in among or ():
+        if name not in site.partitions:
+            raise RejectedError(
+                f"{spell('partition', ','.join(among or ()), (origins or {}).get('partition'))}: {name} does not "
+                f"exist on {site.cluster}",
+                hint=f"use some of: {', '.join(site.partitions)}",
+            )
+    for part in (site.partitions[n] for n in among) if among else site.partitions.values():
         trial = replace(res, partition=part.name)
         if not time_given and part.default_time_min:
             trial = replace(trial, time_min=part.default_time_min)
@@ -187,7 +203,8 @@ def choose_partition(
     chosen = fits[0]
     gpus = chosen.max_gpus_per_node
     why = (
-        f"partition {chosen.name} chosen automatically: it fits with the least waste "
+        f"partition {chosen.name} chosen {'from ' + ','.join(among) if among else 'automatically'}: it fits with "
+        "the least waste "
         f"(max {_fmt_time(chosen.max_time_min)}, {chosen.max_nodes} nodes, "
         f"{f'up to {gpus} GPUs per node' if gpus else 'no GPUs'})"
     )

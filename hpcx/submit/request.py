@@ -16,33 +16,27 @@ from hpcx.spec import (
     RESOURCE_FIELDS,
     ArraySpec,
     JobSpec,
-    Resources,
     build_resources,
     check_token,
     parse_array,
-    parse_count,
 )
 from hpcx.submit.preflight import check, check_array, choose_partition
 from hpcx.submit.sbatch_script import ScriptDirectives, parse_directives
+from hpcx.submit.vocabulary import OPTIONS, PASSED_KEYS, STEP_ENV, flag_of, passed_on, request_key
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FIELD = {"time": "time_min", "mem": "mem_mb"}
+_FIELD = {
+    "time": "time_min",
+    "mem": "mem_mb",
+    "mem_per_cpu": "mem_per_cpu_mb",
+    "mem_per_gpu": "mem_per_gpu_mb",
+}
 
 
-# A request's resource options, as the command line and a sweep spec's resources: name them (the command line's
-# others: --set, -r, --array).
-RESOURCE_KEYS = (
-    "partition",
-    "nodes",
-    "ntasks_per_node",
-    "cpus_per_task",
-    "gpus_per_node",
-    "mem",
-    "time",
-    "account",
-    "qos",
-    "name",
-)
+# A request's sbatch options (checked and passed on), as the command line and a sweep spec's resources name them
+# (the command line's others: --set, -r, --array).
+RESOURCE_KEYS = tuple(request_key(o) for o in OPTIONS)
+_CHECKED = tuple(request_key(o) for o in OPTIONS if o.checked)
 
 
 @dataclass
@@ -55,6 +49,7 @@ class Request:
     command: tuple[str, ...] = ()
     workdir: Path = field(default_factory=Path.cwd)
     named: dict[str, str] = field(default_factory=dict)  # --resource NAME=VALUE
+    spelled: dict[str, str] = field(default_factory=dict)  # option key -> the flag typed (-n): errors name it
     after: tuple[str, ...] = ()  # job ids this job waits for (afterok)
     script: Path | None = None  # an existing batch script instead of a template kind
     array: str | None = None  # --array, Slurm syntax
@@ -68,7 +63,7 @@ class Prepared:
     partition: Partition
     site: Site
     choice: dict[str, Any] = field(default_factory=dict)  # how the partition was chosen
-    directives: list[tuple[str, str]] = field(default_factory=list)  # extra (flag, value) pairs
+    directives: list[tuple[str, str | None]] = field(default_factory=list)  # extra (flag, value) pairs
     script_text: str | None = None
     unchecked: list[str] = field(default_factory=list)
     user_dirs: tuple[Path, ...] = ()
@@ -77,6 +72,12 @@ class Prepared:
     inputs: tuple[str, ...] = ()  # data the job declares it reads: fingerprinted into the manifest
     profile: bool = False  # the ranks record profiles and trace communication (see profile_env)
     passed: list[str] = field(default_factory=list)  # own script: sbatch options beside it, as written
+    # sbatch options hpcx does not check, passed on as written; defaults for the job's srun steps (--cpu-bind)
+    passed_on: list[tuple[str, str | None]] = field(default_factory=list)
+    step_env: dict[str, str] = field(default_factory=dict)
+    chdir: str | None = (
+        None  # -D of a job hpcx renders: where it runs, relative to where it is submitted from
+    )
 
 
 def parse_pairs(option: str, pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -92,9 +93,9 @@ def parse_pairs(option: str, pairs: tuple[str, ...] | list[str]) -> dict[str, st
     return out
 
 
-def _named_directives(named: dict[str, str], site: Site) -> list[tuple[str, str]]:
+def _named_directives(named: dict[str, str], site: Site) -> list[tuple[str, str | None]]:
     """``--resource NAME=VALUE`` pairs as (flag, value), for resources the site names."""
-    out = []
+    out: list[tuple[str, str | None]] = []
     for name, value in named.items():
         res = site.resources.get(name)
         if res is None:
@@ -120,20 +121,21 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
     script_text = _read_script(request.script) if request.script is not None else None
     directives = parse_directives(script_text) if script_text is not None else None
     v = _resolve_values(request, site, user, directives)
-    res = build_resources(v.values, origins=v.origin)
+    res = build_resources({k: x for k, x in v.values.items() if k in _CHECKED}, origins=v.origin)
     kind = "script" if script_text is not None else (v.kind[0] or "serial")
     spec = JobSpec(
         kind=kind, resources=res, command=tuple(request.command), variables=dict(request.variables)
     )
     partition = check(res, site, v.origin)
-    array = _checked_shape(spec, partition, request, directives, v.node_range)
+    array = _checked_array(spec, partition, request)
+    unchecked = {k: x for k, x in v.values.items() if k in PASSED_KEYS}
     return Prepared(
         spec,
         _field_sources(v.sources, "script" if script_text is not None else v.kind[1], v.profile[1]),
         partition,
         site,
         v.choice,
-        _extra_directives(request, site),
+        _extra_directives(request, site, unchecked if script_text is None else {}),
         script_text,
         directives.unchecked if directives else [],
         user.template_dirs,
@@ -141,6 +143,9 @@ def resolve(request: Request, site: Site, user: UserConfig | None = None) -> Pre
         inputs=tuple(request.inputs),
         profile=bool(v.profile[0]),
         passed=v.passed,
+        passed_on=passed_on({k: x for k, x in unchecked.items() if k != "chdir" or script_text is not None}),
+        chdir=str(unchecked["chdir"]) if unchecked.get("chdir") and script_text is None else None,
+        step_env={env: str(unchecked[k]) for k, env in STEP_ENV.items() if unchecked.get(k) is not None},
     )
 
 
@@ -154,7 +159,6 @@ class _Values:
     kind: tuple[Any, str]  # (value, source): the job kind is no resource
     profile: tuple[Any, str]  # (value, source): nor is --profile (see with_profile)
     passed: list[str]  # an own script: the sbatch options given beside it
-    node_range: str | None  # an own script's --nodes=MIN-MAX
     choice: dict[str, Any]  # how the partition was chosen
 
 
@@ -165,7 +169,11 @@ def _resolve_values(
     own_script = request.script is not None
     _check_variable_names(request.variables)
     values, sources = _layers(request, site, user, directives)
+    _one_memory_request(values, sources)
     origin = origins(sources, site_file=site.source, user_file=user.path)  # errors name where a value was set
+    if directives is not None:  # the script's own spelling: #SBATCH -n 4 is named -n, not --ntasks
+        origin.update({k: ("script", f) for k, f in directives.spelled.items() if sources.get(k) == "script"})
+    origin.update({k: ("cli", f) for k, f in request.spelled.items() if sources.get(k) == "cli"})
     kind = values.pop("kind", None), sources.pop("kind", "default")
     profile = values.pop("profile", False), sources.pop("profile", "default")  # --profile: with_profile
     if request.kind:
@@ -177,11 +185,8 @@ def _resolve_values(
         )
     passed = _passed_options(values, sources) if own_script else []
     _default_name(request, values, sources, passed)
-    node_range = _node_range(values) if own_script else None
-    if directives is not None and directives.ntasks:
-        _spread_tasks(values, sources, directives.ntasks, site)
     choice = _partition_and_time(values, sources, site, origin, passed if own_script else None)
-    return _Values(values, sources, origin, kind, profile, passed, node_range, choice)
+    return _Values(values, sources, origin, kind, profile, passed, choice)
 
 
 def _layers(
@@ -213,13 +218,16 @@ def _default_name(
         values["name"], sources["name"] = default_job_name(request.command), "default"
 
 
-def _node_range(values: dict[str, Any]) -> str | None:
-    """An own script's --nodes=MIN-MAX: the job must fit on MIN nodes, which the checks see; None without one."""
-    if not _NODE_RANGE.match(str(values.get("nodes", ""))):
-        return None
-    node_range = str(values["nodes"])
-    values["nodes"] = node_range.split("-")[0]
-    return node_range
+# Slurm takes one memory request: a higher layer's (the command line over the script over the defaults) stands.
+_MEMORY = ("mem", "mem_per_cpu", "mem_per_gpu")
+_RANK = ("cli", "script", "env", "user", "site")
+
+
+def _one_memory_request(values: dict[str, Any], sources: dict[str, str]) -> None:
+    given = sorted((k for k in _MEMORY if k in values), key=lambda k: _RANK.index(sources[k]))
+    for key in given[1:]:
+        if sources[key] != sources[given[0]]:  # the same layer twice is the user's conflict: refused, named
+            del values[key], sources[key]
 
 
 def _partition_and_time(
@@ -232,12 +240,19 @@ def _partition_and_time(
     """Choose the partition where none is given (how: the returned choice) and take its default time where no
     layer gives one; ``passed``, for an own script, gets the chosen partition."""
     choice: dict[str, Any] = {}
-    if "partition" not in values:
-        res_guess = build_resources({k: v for k, v in values.items() if k != "partition"}, origins=origin)
-        chosen, choice = choose_partition(res_guess, site, time_given="time" in values, origins=origin)
+    listed = str(values.get("partition", ""))
+    if "partition" not in values or "," in listed:  # none, or -p a,b: hpcx picks, among those if listed
+        among = listed.split(",") if listed else None
+        guess = {k: v for k, v in values.items() if k in _CHECKED and k != "partition"}
+        res_guess = build_resources(guess, origins=origin)
+        chosen, choice = choose_partition(
+            res_guess, site, time_given="time" in values, origins=origin, among=among
+        )
         values["partition"], sources["partition"] = chosen.name, "auto"
         if passed is not None:  # the job goes where it was checked, not to Slurm's default partition
-            passed.append(f"--partition={chosen.name}")
+            passed[:] = [a for a in passed if not a.startswith("--partition=")] + [
+                f"--partition={chosen.name}"
+            ]
     part = site.partitions.get(values["partition"])
     if "time" not in values and part is not None and part.default_time_min:
         values["time"], sources["time"] = part.default_time_min, "partition"
@@ -246,25 +261,15 @@ def _partition_and_time(
 
 def _field_sources(sources: dict[str, str], kind_source: str, profile_source: str) -> dict[str, str]:
     """Sources keyed by Resources field (time -> time_min, mem -> mem_mb); unset fields are builtin defaults."""
-    out = {_FIELD.get(k, k): v for k, v in sources.items()}
+    out = {_FIELD.get(k, k): v for k, v in sources.items() if k not in PASSED_KEYS}
     for key in RESOURCE_FIELDS:
         out.setdefault(key, "default")
     out["kind"], out["profile"] = kind_source, profile_source
     return out
 
 
-def _checked_shape(
-    spec: JobSpec,
-    partition: Partition,
-    request: Request,
-    directives: ScriptDirectives | None,
-    node_range: str | None,
-) -> ArraySpec | None:
-    """What the partition's checks leave out: an own script's GPU type and node range, and the array."""
-    if directives is not None and directives.gpu_type:
-        _check_gpu_type(directives.gpu_type, spec.resources, partition)
-    if node_range:
-        _check_node_range(node_range, directives.ntasks if directives else None, partition)
+def _checked_array(spec: JobSpec, partition: Partition, request: Request) -> ArraySpec | None:
+    """The array, checked against the partition (the resources were checked with it)."""
     array = parse_array(request.array) if request.array else None
     if array is not None:
         check_array(array, partition)
@@ -275,41 +280,40 @@ def _checked_shape(
     return array
 
 
-def _extra_directives(request: Request, site: Site) -> list[tuple[str, str]]:
-    """The sbatch options a request adds beyond its resources: named resources (-r) and --after's dependency."""
-    extra = _named_directives(request.named, site)
+def _extra_directives(
+    request: Request, site: Site, unchecked: dict[str, Any]
+) -> list[tuple[str, str | None]]:
+    """The sbatch options a request adds beyond its resources: the options passed on as written, named resources
+    (-r) and --after's dependency (with a -d of the user's: both must hold)."""
+    # -D: the run's workdir (its --chdir line); -d: beside --after's dependency
+    extra = [(f, v) for f, v in passed_on(unchecked) if f not in ("--dependency", "--chdir")]
+    extra += _named_directives(request.named, site)
+    own = unchecked.get("dependency")
     if request.after:
         # Slurm ends a job whose dependency can never hold (an upstream failed after this submission) instead of
         # leaving it pending as DependencyNeverSatisfied for good.
-        extra += [("--dependency", "afterok:" + ":".join(request.after)), ("--kill-on-invalid-dep", "yes")]
+        after = "afterok:" + ":".join(request.after)
+        extra += [("--dependency", f"{after},{own}" if own else after), ("--kill-on-invalid-dep", "yes")]
+    elif own:
+        extra.append(("--dependency", str(own)))
     return extra
-
-
-# Request keys -> sbatch's own option names, for what hpcx passes to sbatch beside a user's own script.
-_SBATCH_OPTION = {
-    "partition": "--partition",
-    "nodes": "--nodes",
-    "ntasks_per_node": "--ntasks-per-node",
-    "cpus_per_task": "--cpus-per-task",
-    "gpus_per_node": "--gpus-per-node",
-    "mem": "--mem",
-    "time": "--time",
-    "account": "--account",
-    "qos": "--qos",
-    "name": "--job-name",
-}
-_NODE_RANGE = re.compile(r"^\d+-\d+$")
 
 
 def _passed_options(values: dict[str, Any], sources: dict[str, str]) -> list[str]:
     """What goes on sbatch's command line beside an own script, as written: what the user typed (it overrides
     the script, as with sbatch) and the defaults the user set (HPCX_*, config, site file) for what the script
     leaves open. The script's own directives reach Slurm untouched."""
-    return [
-        f"{_SBATCH_OPTION[k]}={v}"
-        for k, v in values.items()
-        if k in _SBATCH_OPTION and sources.get(k) in ("cli", "env", "user", "site")
-    ]
+    out = []
+    for key, value in values.items():
+        if (
+            key not in RESOURCE_KEYS
+            or key in STEP_ENV
+            or sources.get(key) not in ("cli", "env", "user", "site")
+        ):
+            continue
+        flag = flag_of(key)
+        out.append(flag if value is True or value == "" else f"{flag}={value}")
+    return out
 
 
 JOB_NAME_MAX = 40  # Slurm takes far longer names, but squeue's and sacct's columns show only the start
@@ -366,51 +370,6 @@ def _check_variable_names(variables: dict[str, str]) -> None:
                 f"--set {other} and --set {name} both set $HPCX_VAR_{name.upper()}",
                 hint="names are upper-cased in the job: keep one of them",
             )
-
-
-def _spread_tasks(values: dict[str, Any], sources: dict[str, str], ntasks: int, site: Site) -> None:
-    """#SBATCH -n N with no node count anywhere: Slurm spreads the tasks over as many nodes as they need, so the
-    checks do too (on the partition's largest nodes; without a partition, on the smallest of the largest)."""
-    if "nodes" in values or sources.get("ntasks_per_node") != "script":
-        return
-    part = site.partitions.get(str(values.get("partition")))
-    parts = [part] if part else list(site.partitions.values())
-    cpus_per_node = min(max([p.cpus_per_node, *(t.cpus for t in p.node_types)]) for p in parts)
-    tasks_per_node = max(1, cpus_per_node // parse_count("cpus-per-task", values.get("cpus_per_task", 1)))
-    nodes = -(-ntasks // tasks_per_node)
-    if part is not None and nodes > part.max_nodes:
-        raise RejectedError(
-            f"--ntasks {ntasks} needs {nodes} nodes of {cpus_per_node} CPUs, over partition "
-            f"{part.name}'s MaxNodes {part.max_nodes}",
-            hint=f"ask for at most {tasks_per_node * part.max_nodes} tasks, or another partition",
-        )
-    if nodes > 1:
-        values["nodes"], sources["nodes"] = str(nodes), "script"
-        values["ntasks_per_node"] = str(-(-ntasks // nodes))
-
-
-def _check_node_range(text: str, ntasks: int | None, part: Partition) -> None:
-    """--nodes=MIN-MAX: Slurm refuses a MAX over the partition's MaxNodes (at most one node per task counts)."""
-    low, high = (int(n) for n in text.split("-"))
-    most = min(high, ntasks) if ntasks else high
-    if most > part.max_nodes:
-        raise RejectedError(
-            f"--nodes {text} allows {most} nodes, over partition {part.name}'s MaxNodes {part.max_nodes}",
-            hint=f"use --nodes={low}-{part.max_nodes}",
-        )
-
-
-def _check_gpu_type(gpu_type: str, res: Resources, part: Partition) -> None:
-    """--gres=gpu:TYPE:N asks for one type of GPU: the partition must have it, where the site says which."""
-    offered = {t.gpu_type for t in part.node_types if t.gpus}
-    offered |= {part.gpu_type} if part.gpus_per_node else set()
-    if None in offered or not offered or gpu_type in offered:
-        return
-    have = ", ".join(sorted(str(t) for t in offered))
-    raise RejectedError(
-        f"--gres=gpu:{gpu_type}:{res.gpus_per_node} asks for {gpu_type} GPUs, but partition {part.name} has {have}",
-        hint=f"use --gres=gpu:{sorted(str(t) for t in offered)[0]}:{res.gpus_per_node} or another partition",
-    )
 
 
 def with_profile(prep: Prepared, profile: bool | None) -> Prepared:

@@ -18,11 +18,17 @@ from hpcx.site import Site
 from hpcx.site.config import UserConfig
 from hpcx.submit.after import after_job_ids
 from hpcx.submit.request import Prepared, Request, resolve, with_profile
+from hpcx.submit.vocabulary import BY_NAME, request_key
 
 if TYPE_CHECKING:
     from hpcx.submit.sweep_submit import PreparedSweep
 
-_OPTION = {"time_min": "time", "mem_mb": "mem"}
+_OPTION = {
+    "time_min": "time",
+    "mem_mb": "mem",
+    "mem_per_cpu_mb": "mem_per_cpu",
+    "mem_per_gpu_mb": "mem_per_gpu",
+}
 
 
 @dataclass
@@ -70,13 +76,10 @@ def like_request(run: Run, site: Site, root: Path) -> tuple[Request, list[str]]:
     kind = m.get("kind", {}).get("value")
     # An own script's #SBATCH lines come again with its copy; only what was given beside it is given again.
     given = ("cli", "env", "user", "site", "auto") if kind == "script" else None
-    options = {
-        _OPTION.get(k, k): v["value"]
-        for k, v in m.get("resources", {}).items()
-        if given is None or v.get("source") in given or k == "name"
-    }
+    options = _request_options(m.get("resources", {}), given)
     script = run.dir / SCRIPT_FILE if kind == "script" else None
     named, after, lost = _directives(m.get("directives", []), site)
+    options.update(_passed_on(m.get("directives", [])))
     try:
         waits = after_job_ids(root, after) if after else ()
     except RejectedError as exc:  # the upstream has failed since: say that the run waited for it
@@ -95,6 +98,26 @@ def like_request(run: Run, site: Site, root: Path) -> tuple[Request, list[str]]:
         array=_array(m.get("sbatch_args", [])),
         inputs=tuple(e["path"] for e in m.get("inputs", []) if isinstance(e, dict) and "path" in e),
     ), lost
+
+
+def _request_options(recorded: dict[str, Any], given: tuple[str, ...] | None) -> dict[str, Any]:
+    """The manifest's resolved resources as the request's options again: what was asked (a builtin default is
+    decided again, so -n 4 does not come back as a node count), -N MIN-MAX and [TYPE:]N GPUs as written."""
+    value = {k: v.get("value") for k, v in recorded.items() if isinstance(v, dict)}
+    out: dict[str, Any] = {}
+    for key, entry in recorded.items():
+        source = entry.get("source") if isinstance(entry, dict) else None
+        if key in ("nodes_max", "gpu_type") or source == "default" and key != "name":
+            continue
+        if given is not None and source not in given and key != "name":
+            continue
+        v = value[key]
+        if key == "nodes" and value.get("nodes_max"):
+            v = f"{v}-{value['nodes_max']}"
+        elif key in ("gpus", "gpus_per_node", "gpus_per_task") and value.get("gpu_type") and v:
+            v = f"{value['gpu_type']}:{v}"
+        out[_OPTION.get(key, key)] = v
+    return out
 
 
 def _manifest(run: Run) -> dict[str, Any]:
@@ -126,7 +149,12 @@ def _directives(recorded: list[Any], site: Site) -> tuple[dict[str, str], list[s
     after: list[str] = []
     lost: list[str] = []
     for flag, value in (tuple(d) for d in recorded if isinstance(d, (list, tuple)) and len(d) == 2):
+        if flag in BY_NAME and not BY_NAME[flag].checked and flag != "--dependency":
+            continue  # an sbatch option passed on as written: given again as an option (_passed_on)
         if flag == "--dependency":
+            value = str(value).split(",")[0]  # a -d of the user's beside it: given again by _passed_on
+            if not value.startswith("afterok:"):
+                continue  # the user's own -d: _passed_on
             kind, _, ids = str(value).partition(":")
             if kind == "afterok":  # a JOB_INDEX (one task of a sweep's array) is decided again from its sweep
                 after += list(dict.fromkeys(i.split("_")[0] for i in ids.split(":") if i))
@@ -141,6 +169,27 @@ def _directives(recorded: list[Any], site: Site) -> tuple[dict[str, str], list[s
                 f"{flag}={value} is not restored: site {site.name} names no resource with that flag now"
             )
     return named, after, lost
+
+
+def _passed_on(recorded: list[Any]) -> dict[str, Any]:
+    """The sbatch options the run passed on unchecked (--mail-type, --hold, a -d of its own, ...), as options."""
+    out: dict[str, Any] = {}
+    for flag, value in (tuple(d) for d in recorded if isinstance(d, (list, tuple)) and len(d) == 2):
+        option = BY_NAME.get(str(flag))
+        if option is None or option.checked:
+            continue
+        if flag == "--dependency":
+            first, _, rest = str(value).partition(",")
+            own = (
+                rest
+                if first.startswith("afterok:") and rest
+                else (None if first.startswith("afterok:") else value)
+            )
+            if own:
+                out["dependency"] = own
+        else:
+            out[request_key(option)] = True if value is None else value
+    return out
 
 
 def _sweep_plan(run: Run, site: Site, user: UserConfig | None, failed: bool) -> Plan:

@@ -8,49 +8,45 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hpcx.errors import UsageError
-
-# sbatch option (long or short) -> hpcx request key; the values are parsed later like command-line values.
-_OPTIONS = {
-    "--partition": "partition",
-    "-p": "partition",
-    "--nodes": "nodes",
-    "-N": "nodes",
-    "--ntasks-per-node": "ntasks_per_node",
-    "--cpus-per-task": "cpus_per_task",
-    "-c": "cpus_per_task",
-    "--mem": "mem",
-    "--time": "time",
-    "-t": "time",
-    "--account": "account",
-    "-A": "account",
-    "--qos": "qos",
-    "-q": "qos",
-    "--job-name": "name",
-    "-J": "name",
-    "--gpus-per-node": "gpus_per_node",
-    "--ntasks": "ntasks",
-    "-n": "ntasks",
-    "--gres": "gres",
-}
+from hpcx.submit.vocabulary import BY_NAME, Option, is_prefix, nearest, request_key, resolve_long
 
 
 @dataclass
 class ScriptDirectives:
-    """What a script's #SBATCH lines ask for: the options hpcx checks, and the rest, passed on unchanged."""
+    """What a script's #SBATCH lines ask for: the options hpcx checks (by request key, as written), and the rest,
+    passed on unchanged (they stay in the script)."""
 
     options: dict[str, str] = field(default_factory=dict)
     unchecked: list[str] = field(default_factory=list)
-    gpu_type: str | None = None  # --gres=gpu:TYPE:N names a GPU type: checked against the partition's
-    ntasks: int | None = None  # --ntasks as written (the job's tasks, whichever nodes they land on)
+    spelled: dict[str, str] = field(default_factory=dict)  # request key -> the option as the script spells it
 
 
-def _split(word: str, rest: list[str]) -> tuple[str, str | None]:
+def _split(word: str, rest: list[str], option: Option | None) -> tuple[str, str | None]:
     if word.startswith("--") and "=" in word:
         name, value = word.split("=", 1)
         return name, value
     if word.startswith("-") and not word.startswith("--") and len(word) > 2:
         return word[:2], word[2:]  # -N2
+    if option is not None and option.value != "required":
+        return word, None  # --exclusive, --hold: the next word is not theirs
     return word, rest.pop(0) if rest and not rest[0].startswith("-") else None
+
+
+def _full_name(word: str, number: int) -> str:
+    """``word`` with its long option written out (sbatch takes a unique prefix: --ntasks-per-n); an option sbatch
+    does not have, or one that abbreviates several (--gpu), is refused naming the nearest."""
+    if not word.startswith("--") or word == "--":
+        return word
+    name, sep, value = word.partition("=")
+    full = resolve_long(name)
+    if full is None:
+        near = nearest(name)
+        raise UsageError(
+            f"line {number}: #SBATCH {name} is not an sbatch option"
+            + (" (it abbreviates several)" if is_prefix(name) else ""),
+            hint=f"did you mean {near}?" if near else "see man sbatch",
+        )
+    return full + sep + value
 
 
 def parse_directives(text: str) -> ScriptDirectives:
@@ -69,36 +65,16 @@ def parse_directives(text: str) -> ScriptDirectives:
         except ValueError as exc:
             raise UsageError(f"line {number}: cannot read {stripped!r}: {exc}") from exc
         while words:
-            name, value = _split(words.pop(0), words)
-            key = _OPTIONS.get(name)
-            if key is None or value is None:
+            word = _full_name(words.pop(0), number)
+            option = BY_NAME.get(word.split("=", 1)[0] if word.startswith("--") else word[:2])
+            name, value = _split(word, words, option)
+            if option is None or not option.checked or (value is None and option.value == "required"):
                 out.unchecked.append(name if value is None else f"{name}={value}")
             else:
-                out.options[key] = value
-    return _normalise(out)
-
-
-def _normalise(found: ScriptDirectives) -> ScriptDirectives:
-    """Turn --ntasks and --gres into the per-node counts hpcx checks."""
-    opts = found.options
-    if "ntasks" in opts:
-        raw = opts.pop("ntasks")
-        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-            raise UsageError(f"#SBATCH --ntasks={raw} is not a whole number", hint="e.g. #SBATCH -n 4")
-        found.ntasks = int(raw)
-        first = opts.get("nodes", "1").split("-")[0]
-        # A bad node count is refused later, naming it (not here as a ValueError or a division by zero).
-        nodes = int(first) if first.isascii() and first.isdigit() and int(first) > 0 else 1
-        opts.setdefault("ntasks_per_node", str(-(-found.ntasks // nodes)))
-    if "gres" in opts:
-        gres = opts.pop("gres")
-        parts = gres.split(":")
-        if parts[0] == "gpu" and len(parts) >= 2 and parts[-1].isdigit():
-            opts.setdefault("gpus_per_node", parts[-1])
-            found.gpu_type = parts[1] if len(parts) == 3 else None
-        else:
-            found.unchecked.append(f"--gres={gres}")
-    return found
+                key = request_key(option)
+                out.options[key] = "" if value is None else value
+                out.spelled[key] = name
+    return out
 
 
 # sbatch's filename patterns (man sbatch, "filename pattern"): %j job id, %A array job id, %a task id, %x name...

@@ -74,9 +74,48 @@ def _without_python(command: list[str]) -> list[str]:
 
 
 def _gres(res: Resources, part: Partition) -> str | None:
+    """The job's GPUs per node as a --gres value (for an admin's own header block), typed as the partition's."""
+    if res.gres:
+        return res.gres
     if not res.gpus_per_node:
         return None
     return f"gpu:{part.gpu_type}:{res.gpus_per_node}" if part.gpu_type else f"gpu:{res.gpus_per_node}"
+
+
+def shape_directives(res: Resources, sources: dict[str, str]) -> list[tuple[str, str | None]]:
+    """The job's shape as sbatch options, exactly as asked (by the user, their defaults or the site's): ``-n 4``
+    stays ``--ntasks=4``, never a node count and tasks per node that Slurm would place differently; what nobody
+    asked is left to sbatch's own defaults (one node, one task, one CPU), which are hpcx's too."""
+    asked = {k for k, v in sources.items() if v != "default"}
+    typed = (lambda n: f"{res.gpu_type}:{n}") if res.gpu_type else str
+    out: list[tuple[str, str | None]] = []
+    if "nodes" in asked:
+        out.append(("--nodes", f"{res.nodes}-{res.nodes_max}" if res.nodes_max else str(res.nodes)))
+    if res.ntasks is not None:
+        out.append(("--ntasks", str(res.ntasks)))
+    if "ntasks_per_node" in asked:
+        out.append(("--ntasks-per-node", str(res.ntasks_per_node)))
+    if "cpus_per_task" in asked:
+        out.append(("--cpus-per-task", str(res.cpus_per_task)))
+    for key, value in (
+        ("ntasks_per_gpu", res.ntasks_per_gpu),
+        ("cpus_per_gpu", res.cpus_per_gpu),
+        ("gpus", typed(res.gpus) if res.gpus else None),
+        ("gpus_per_node", typed(res.gpus_per_node) if res.gpus_per_node else None),
+        ("gpus_per_task", typed(res.gpus_per_task) if res.gpus_per_task else None),
+        ("gres", res.gres),
+        ("mem", f"{res.mem_mb}M" if res.mem_mb else ("0" if res.mem_mb == 0 else None)),
+        ("mem_per_cpu", f"{res.mem_per_cpu_mb}M" if res.mem_per_cpu_mb else None),
+        ("mem_per_gpu", f"{res.mem_per_gpu_mb}M" if res.mem_per_gpu_mb else None),
+        ("constraint", res.constraint),
+        ("nodelist", res.nodelist),
+        ("exclude", res.exclude),
+    ):
+        if value is not None:
+            out.append(("--" + key.replace("_", "-"), str(value)))
+    if res.exclusive is not None:
+        out.append(("--exclusive", f"{res.exclusive}" or None))
+    return out
 
 
 # An array task's id: its index plus the offset of its chunk (sweeps split into arrays below MaxArraySize).
@@ -107,7 +146,13 @@ def preempt_settings(prep: Prepared) -> dict[str, Any]:
             f"{SIGNAL_LEAD_MAX_S} (sbatch's --signal limit)",
             hint="e.g. --set signal_lead_s=300",
         )
-    return {"signal": "USR2", "lead_s": min(int(raw), limit_s // 2)}
+    flags = {flag for flag, _ in prep.passed_on}
+    return {
+        "signal": "USR2",
+        "lead_s": min(int(raw), limit_s // 2),
+        "own_signal": "--signal" in flags,  # the user's --signal replaces hpcx's warning
+        "no_requeue": "--no-requeue" in flags,
+    }
 
 
 def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dict[str, Any]:
@@ -135,6 +180,7 @@ def context(prep: Prepared, *, run_id: str, run_dir: Path, workdir: Path) -> dic
         "directives": [{"flag": f, "value": v} for f, v in prep.directives],
         "preempt": preempt_settings(prep),
         "profile_env": profile_env(prep),
+        "step_env": dict(prep.step_env),
         "hpcx_version": __version__,
     }
 
@@ -144,7 +190,12 @@ def _job_context(prep: Prepared) -> dict[str, Any]:
     res = prep.spec.resources
     return {
         **asdict(res),
-        "ntasks": res.ntasks,
+        "ntasks": res.tasks,
+        "gpus_per_node": res.gpus_on_node,
+        # values hpcx parsed and checked (plain tokens, host lists, feature expressions): written as typed
+        "shape": [
+            {"flag": f, "value": v if v is None else Shell(v)} for f, v in shape_directives(res, prep.sources)
+        ],
         "time": format_time(res.time_min),
         "gres": _gres(res, prep.partition),
         "array": prep.array.text if prep.array else None,
@@ -173,7 +224,7 @@ def script_args(prep: Prepared, run_dir: Path, workdir: Path) -> list[str]:
     hpcx adds only what the user gave on the command line or as a default of their own (see _passed_options),
     the run directory's log paths where the script names none, the array, the admin-named resources and the
     dependencies. (sbatch runs in the directory the script was submitted from, so the job does too.)"""
-    args = list(prep.passed)
+    args = _with_step_env(list(prep.passed), prep.step_env)
     if prep.array:
         args.append(f"--array={prep.array.text}")
     output, error = log_patterns(prep, run_dir, workdir)
@@ -182,6 +233,19 @@ def script_args(prep: Prepared, run_dir: Path, workdir: Path) -> list[str]:
     if not _script_sets(prep, "--output", "-o", "--error", "-e"):  # -o alone: sbatch sends stderr there too
         args.append(f"--error={error}")
     return args + [f"{flag}={value}" for flag, value in prep.directives]
+
+
+def _with_step_env(args: list[str], step_env: dict[str, str]) -> list[str]:
+    """An own script's step defaults (--cpu-bind: SLURM_CPU_BIND) reach its environment through --export: added to
+    the user's --export, or beside the whole environment (sbatch's default, ALL)."""
+    if not step_env:
+        return args
+    pairs = ",".join(f"{k}={v}" for k, v in step_env.items())
+    for i, arg in enumerate(args):
+        if arg.startswith("--export="):
+            args[i] = f"{arg},{pairs}"
+            return args
+    return [*args, f"--export=ALL,{pairs}"]
 
 
 def _script_sets(prep: Prepared, *names: str) -> bool:
@@ -202,7 +266,8 @@ def log_patterns(prep: Prepared, run_dir: Path, workdir: Path) -> tuple[str, str
     directory it runs in, as Slurm reads them), else the run directory's logs/."""
     is_array = prep.array or _script_sets(prep, "--array", "-a")
     ours = f"{run_dir}/logs/slurm-{'%A_%a' if is_array else '%j'}"
-    cwd = workdir / (_unchecked_value(prep, "--chdir", "-D") or ".")
+    typed = [a.split("=", 1)[1] for a in prep.passed if a.startswith("--chdir=")]  # -D beside the script wins
+    cwd = workdir / (typed[-1] if typed else _unchecked_value(prep, "--chdir", "-D") or ".")
     own_out, own_err = _unchecked_value(prep, "--output", "-o"), _unchecked_value(prep, "--error", "-e")
     output = str(cwd / own_out) if own_out else f"{ours}.out"
     error = str(cwd / own_err) if own_err else (output if own_out else f"{ours}.err")

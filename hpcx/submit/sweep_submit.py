@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,9 +62,14 @@ def prepare(
         check_max_parallel("--max-parallel", max_parallel, UsageError)
     unknown = set(spec.resources) - set(RESOURCE_KEYS)
     if unknown:
+        near = [
+            f"{k} -> {m[0]}" for k in sorted(unknown) if (m := difflib.get_close_matches(k, RESOURCE_KEYS, 1))
+        ]
         raise SweepError(
             f"unknown resource(s) {', '.join(sorted(unknown))} in the sweep spec",
-            hint=f"known: {', '.join(sorted(RESOURCE_KEYS))}",
+            hint=(f"did you mean {', '.join(near)}? " if near else "")
+            + "resources are sbatch's job options with _ for - (ntasks, mem_per_cpu, gpus_per_node, ...): "
+            "docs/user.md lists them",
         )
     _no_placeholders(spec)
     options = {k: (str(v) if v is not None else None) for k, v in spec.resources.items()}

@@ -72,7 +72,7 @@ def test_build_resources_parses_each_field():
         }
     )
     assert res == Resources(partition="batch", nodes=2, ntasks_per_node=4, time_min=60, mem_mb=2048)
-    assert res.ntasks == 8 and res.cpus_per_node == 4
+    assert res.tasks == 8 and res.ntasks is None and res.cpus_per_node == 4  # -n was not given
 
 
 @pytest.mark.parametrize("value", ["a b", "x;rm", "$(id)", "a\nb", "'q'", "", "-lead"])

@@ -9,6 +9,7 @@ import pytest
 
 from hpcx.errors import UsageError
 from hpcx.spec import (
+    REQUEST_KEYS,
     RESOURCE_FIELDS,
     JobSpec,
     Resources,
@@ -98,7 +99,7 @@ def test_a_bad_memory_size_is_named_where_it_was_set(origin, message):
             "defaults.time -5 (from the site file /etc/hpcx/site.yaml) minutes must be positive",
         ),
         (parse_mem_mb, 0, None, "--mem 0 MB must be positive"),
-        (parse_mem_mb, "0G", ("env", None), "HPCX_MEM=0 MB must be positive"),
+        (parse_mem_mb, "0G", ("env", None), "HPCX_MEM='0G' must be positive; e.g. HPCX_MEM=4000M"),
         (parse_mem_mb, -1, USER, f"defaults.mem -1 (from the user config {USER[1]}) MB must be positive"),
     ],
 )
@@ -258,7 +259,7 @@ def test_unset_values_keep_the_base_and_the_rest_still_apply():
 
 def test_an_unknown_resource_is_refused_listing_the_known_ones():
     assert _error(build_resources, {"walltime": "1:00:00"}) == (
-        f"unknown resource 'walltime'; known: {', '.join(RESOURCE_FIELDS)}"
+        f"unknown resource 'walltime'; known: {', '.join(REQUEST_KEYS)}"
     )
 
 
@@ -334,6 +335,7 @@ def test_a_job_spec_is_plain_json_data():
             "account": None,
             "qos": None,
             "name": "hpcx",
+            **dict.fromkeys(RESOURCE_FIELDS[10:]),  # sbatch's other forms: none asked
         },
         "command": ["python", "x.py"],
         "variables": {"lr": "0.1"},
@@ -345,7 +347,8 @@ def test_a_job_spec_is_plain_json_data():
 
 def test_a_jobs_totals_multiply_its_per_node_counts():
     res = Resources(nodes=3, ntasks_per_node=2, cpus_per_task=5)
-    assert (res.ntasks, res.cpus_per_node) == (6, 10)
+    assert (res.tasks, res.cpus_per_node) == (6, 10)
+    assert Resources(nodes=3, ntasks_per_node=2, ntasks=5).tasks == 5  # -n as asked, whatever the shape
 
 
 @pytest.mark.parametrize(

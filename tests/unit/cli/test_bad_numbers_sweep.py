@@ -351,7 +351,7 @@ RESOURCE_CASES = [
     ("gpus_per_node: -1", 2, ["--gpus-per-node -1 is below 0"]),
     ("gpus_per_node: one", 2, ["--gpus-per-node 'one' is not a whole number"]),
     ("gpus_per_node: 99", 3, ["--gpus-per-node 99 exceeds partition gpu's 2 GPUs per node"]),
-    ("mem: 0", 2, ["--mem 0 MB must be positive"]),
+    ("mem_per_cpu: 0", 2, ["--mem-per-cpu '0' must be positive"]),  # --mem 0 is sbatch's "all of it"
     ("mem: -1G", 2, ["--mem '-1G' is not a memory size", "e.g. --mem 4000M or 4G"]),
     ("mem: lots", 2, ["--mem 'lots' is not a memory size"]),
     ("mem: 99999G", 3, ["--mem 102398976M exceeds partition gpu's 4000M per node"]),

@@ -23,6 +23,7 @@ def test_pinned_keys_of_each_document(hpcx, runs_root):
         "sources",
         "explain",
         "choice",
+        "passed_on",
     }
     assert _keys(hpcx, "submit", "--dry-run", "serial", "--", "true") == {
         "kind",
@@ -32,6 +33,7 @@ def test_pinned_keys_of_each_document(hpcx, runs_root):
         "sources",
         "explain",
         "choice",
+        "passed_on",
     }
     sub = hpcx.json("submit", "serial", "--", "true")
     assert set(sub) == {"hpcx", "kind", "run_id", "run_dir", "job_id", "scheduler", "partition"}
@@ -163,6 +165,7 @@ def test_pinned_keys_of_sweep_rerun_and_compare(hpcx, runs_root, tmp_path):
         "sources",
         "explain",
         "choice",
+        "passed_on",
     }
     assert _keys(hpcx, "rerun", single["run_id"]) == SUBMIT_KEYS | {"like", "warnings"}
 

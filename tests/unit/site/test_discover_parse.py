@@ -288,12 +288,13 @@ def test_draft_of_the_test_cluster_has_its_real_limits_and_validates():
         "mem_per_node_mb": 4000,
         "gpus_per_node": 0,  # n1 has no GPU: the minimum over debug's nodes
         # ...and the node types say that n2 has two, so a one-node GPU job is judged as Slurm judges it
-        "node_types": [
-            {"count": 1, "cpus": 4, "mem_mb": 4000},
-            {"count": 1, "cpus": 4, "mem_mb": 4000, "gpus": 2, "gpu_type": "tesla"},
+        "node_types": [  # with their names, for -w and -x
+            {"count": 1, "cpus": 4, "mem_mb": 4000, "nodes": "n1"},
+            {"count": 1, "cpus": 4, "mem_mb": 4000, "gpus": 2, "gpu_type": "tesla", "nodes": "n2"},
         ],
         "max_array_size": 1001,
         "launcher": "srun",
+        "nodes": "n[1-2]",
     }
     assert "node_types" not in cluster["partitions"]["gpu"]  # one kind of node: nothing to say
     gpu = cluster["partitions"]["gpu"]

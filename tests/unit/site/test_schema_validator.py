@@ -110,7 +110,7 @@ def test_problems_come_in_the_order_of_the_file_with_each_unknown_key_on_its_own
 
     known = (
         "accounts, cpus_per_node, default_time, features, gpu_type, gpus_per_node, launcher, max_array_size, "
-        "max_nodes, max_time, mem_per_node_mb, node_types, qos"
+        "max_nodes, max_time, mem_per_node_mb, node_types, nodes, qos"
     )
     assert validate(_testbed(change)) == [
         "name: 'a b' is not a plain name (letters, digits, . _ + : @ -)",

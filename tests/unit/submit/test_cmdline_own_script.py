@@ -33,8 +33,8 @@ def test_the_scripts_request_is_not_rewritten(tmp_path):
         "--error=/runs/R/logs/slurm-%j.err",
     ]
     res = prep.spec.resources  # what was checked
-    checked = (res.partition, res.nodes, res.ntasks_per_node, res.gpus_per_node, res.time_min)
-    assert checked == ("batch", 1, 4, 1, 20)
+    checked = (res.partition, res.nodes, res.nodes_max, res.ntasks, res.gres, res.time_min)
+    assert checked == ("batch", 1, 2, 4, "gpu:tesla:1", 20)
 
 
 def test_typed_options_override_the_script_as_written(tmp_path):
@@ -61,8 +61,11 @@ def test_the_scripts_own_logs_stand(tmp_path):
 @pytest.mark.parametrize(
     "directives, message",
     [
-        ("#SBATCH -p gpu --gres=gpu:a100:1", "asks for a100 GPUs, but partition gpu has tesla"),
-        ("#SBATCH -p batch --gres=gpu:v100:1", "asks for v100 GPUs, but partition batch has tesla"),
+        (
+            "#SBATCH -p gpu --gres=gpu:a100:1",
+            "partition gpu can hold one of this job's tasks: .*tesla GPUs, not a100",
+        ),
+        ("#SBATCH -p batch --gres=gpu:v100:1", "tesla GPUs, not v100"),
         ("#SBATCH -p batch --nodes=1-3", "--nodes 1-3 allows 3 nodes, over partition batch's MaxNodes 2"),
     ],
 )
@@ -72,25 +75,24 @@ def test_pre_flight_checks_what_the_script_asks(tmp_path, directives, message):
 
 
 @pytest.mark.parametrize(
-    "directives, nodes, per_node",
+    "directives, partition",
     [
-        ("#SBATCH -p batch -n 6", 2, 3),  # 4 CPUs per node: Slurm spreads 6 tasks over 2 nodes
-        ("#SBATCH -p batch -n 4 -c 2", 2, 2),
-        ("#SBATCH -p batch -n 3", 1, 3),
-        ("#SBATCH -t 5 -n 6", 2, 3),  # no partition: checked on 2 nodes, and one is chosen that has them
+        ("#SBATCH -p batch -n 6", "batch"),  # 4 CPUs per node: Slurm spreads 6 tasks over 2 nodes
+        ("#SBATCH -p batch -n 4 -c 2", "batch"),
+        ("#SBATCH -p batch -n 3", "batch"),
+        ("#SBATCH -t 5 -n 6", "debug"),  # no partition: one is chosen that has 2 nodes
     ],
 )
-def test_tasks_without_a_node_count_are_checked_spread_as_slurm_spreads_them(
-    tmp_path, directives, nodes, per_node
-):
+def test_tasks_without_a_node_count_are_checked_spread_as_slurm_spreads_them(tmp_path, directives, partition):
     prep = _prep(tmp_path, directives)
-    assert (prep.spec.resources.nodes, prep.spec.resources.ntasks_per_node) == (nodes, per_node)
+    assert prep.partition.name == partition and prep.spec.resources.nodes_max is None
     assert not any(a.startswith(("--nodes", "--ntasks")) for a in _args(prep, tmp_path))
 
 
 def test_tasks_that_fit_no_partition_are_refused(tmp_path):
     with pytest.raises(
-        RejectedError, match="--ntasks 12 needs 3 nodes of 4 CPUs, over partition batch's MaxNodes 2"
+        RejectedError,
+        match="-n 12 needs 3 nodes of 4 tasks, over partition batch's 2 usable nodes \\(MaxNodes 2\\)",
     ):
         _prep(tmp_path, "#SBATCH -p batch -n 12")
 

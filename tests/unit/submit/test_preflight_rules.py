@@ -105,7 +105,7 @@ def test_a_refused_account_exits_3_with_one_line(tmp_path, capsys):
     code, out, err = _cli(capsys, "--site", site, "render", "-p", "phys", "-A", "bio", "serial", "true")
     assert (code, out) == (3, "")
     assert err == (
-        "hpcx: error: --account bio may not use partition phys (allowed: physics, chem); "
+        "hpcx: error: -A bio may not use partition phys (allowed: physics, chem); "  # as typed
         "use --partition open (max 01:00:00, 2 nodes)\n"
     )
 
@@ -444,4 +444,4 @@ def test_dry_run_json_tells_how_the_partition_was_chosen(capsys):
     choice = json.loads(out)["choice"]
     assert choice["chosen"] == "batch" and choice["candidates"] == ["batch", "gpu"]
     assert choice["why"].startswith("partition batch chosen automatically")
-    assert choice["rejected"] == {"debug": ["--time 02:00:00 exceeds partition debug's MaxTime 00:30:00"]}
+    assert choice["rejected"] == {"debug": ["-t 02:00:00 exceeds partition debug's MaxTime 00:30:00"]}

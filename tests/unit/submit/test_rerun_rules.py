@@ -136,16 +136,17 @@ def test_what_cannot_be_given_again_is_named(runs_root, tmp_path, site):
                 ["--dependency", "afterany:123"],
                 ["--reservation", "maint"],
                 ["--constraint", "a100"],
+                ["--burst", "x"],
                 ["lonely"],
             ],
         ),
     )
     p = plan(run, site, None, runs_root)
-    assert p.lost == [
-        "the dependency afterany:123 is not restored (hpcx gives only afterok, from --after)",
-        f"--reservation=maint is not restored: site {site.name} names no resource with that flag now",
-    ]
-    assert "#SBATCH --constraint=a100\n" in _script(p, tmp_path)
+    assert p.lost == [f"--burst=x is not restored: site {site.name} names no resource with that flag now"]
+    script = _script(p, tmp_path)
+    # sbatch's own options come again as they were passed on: the user's -d, --reservation, -C
+    for line in ("--dependency=afterany:123", "--reservation=maint", "--constraint=a100"):
+        assert f"#SBATCH {line}\n" in script
 
 
 def _finished(runs_root: Path, tmp_path: Path, job_id: str, exit_code: int) -> Run:
@@ -217,10 +218,8 @@ def test_a_template_job_gives_every_recorded_option_again(runs_root, tmp_path, s
         "partition": "local",
         "time": "7",
         "mem": "2048",
-        "nodes": "1",
-        "account": None,
         "name": "python",
-    }
+    }  # the builtin defaults (1 node, no account) are decided again, not typed again
     assert request.workdir == tmp_path and request.command == ("python", "train.py")
 
 

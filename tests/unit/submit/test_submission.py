@@ -65,20 +65,20 @@ def test_own_script_directives_are_read_and_checked(tmp_path):
         _resolve({}, script=script, kind=None)
     prep = _resolve({"time": "20"}, script=script, kind=None)  # the command line overrides the script
     assert prep.spec.resources.time_min == 20 and prep.sources["partition"] == "script"
-    assert prep.unchecked == ["--exclusive"]
+    assert prep.unchecked == [] and prep.spec.resources.exclusive == ""  # --exclusive: checked, reaches Slurm
 
 
 @pytest.mark.parametrize(
     "text, options, unchecked",
     [
-        ("#!/bin/bash\n#SBATCH -n 8 -N 2\n", {"ntasks_per_node": "4", "nodes": "2"}, []),
-        ("#!/bin/bash\n#SBATCH --gres=gpu:a100:2 --mem 4G\n", {"gpus_per_node": "2", "mem": "4G"}, []),
+        ("#!/bin/bash\n#SBATCH -n 8 -N 2\n", {"ntasks": "8", "nodes": "2"}, []),
+        ("#!/bin/bash\n#SBATCH --gres=gpu:a100:2 --mem 4G\n", {"gres": "gpu:a100:2", "mem": "4G"}, []),
         (
             "#!/bin/bash\n# a comment\n\n#SBATCH -J name -A acct\nsrun x\n#SBATCH -p never\n",
             {"name": "name", "account": "acct"},
             [],
         ),
-        ("#!/bin/bash\n#SBATCH --gres=license:2 --array=1-3\n", {}, ["--array=1-3", "--gres=license:2"]),
+        ("#!/bin/bash\n#SBATCH --gres=license:2 --array=1-3\n", {"gres": "license:2"}, ["--array=1-3"]),
     ],
 )
 def test_directive_parser(text, options, unchecked):

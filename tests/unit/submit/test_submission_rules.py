@@ -152,16 +152,13 @@ def test_the_warning_comes_lead_seconds_early_at_most_half_the_time_limit(tmp_pa
 # --- GPUs, launchers, the command ---------------------------------------------------------------------------
 
 
-def test_gpus_are_asked_as_gres_with_the_partitions_gpu_type_where_it_has_one(tmp_path):
-    assert "#SBATCH --gres=gpu:tesla:2\n" in _script(
-        _prep(options={"partition": "gpu", "gpus_per_node": "2"}), tmp_path
-    )
-    site = _site(tmp_path, "", base=TESTBED)
-    untyped = Path(site).read_text().replace("        gpu_type: tesla\n", "")
-    Path(site).write_text(untyped)
-    assert "#SBATCH --gres=gpu:1\n" in _script(
-        _prep(site, options={"partition": "gpu", "gpus_per_node": "1"}), tmp_path
-    )
+def test_gpus_are_asked_as_the_user_asked_them(tmp_path):
+    """--gpus-per-node 2 stays --gpus-per-node (Slurm's TRES then read gres/gpu=2, as sbatch's own would), and a
+    typed --gres stays as typed: never a translation the user did not write."""
+    script = _script(_prep(options={"partition": "gpu", "gpus_per_node": "2"}), tmp_path)
+    assert "#SBATCH --gpus-per-node=2\n" in script and "--gres" not in script
+    script = _script(_prep(options={"partition": "gpu", "gres": "gpu:tesla:1"}), tmp_path)
+    assert "#SBATCH --gres=gpu:tesla:1\n" in script and "--gpus-per-node" not in script
     assert "--gres" not in _script(_prep(options={"partition": "gpu"}), tmp_path)
 
 
@@ -699,28 +696,36 @@ def test_hpcx_adds_only_the_log_options_an_own_script_leaves_open(tmp_path, dire
     assert script_args(prep, RUN_DIR, tmp_path) == added
 
 
-def test_tasks_of_an_own_script_are_spread_as_slurm_spreads_them_only_without_a_node_count(tmp_path):
+def test_tasks_of_an_own_script_are_placed_as_slurm_places_them(tmp_path):
+    """-n without -N: Slurm spreads the tasks over as many nodes as they need (the request stays as written);
+    with -N, they must fit on that many nodes."""
     spread = _own(tmp_path, "#SBATCH -p batch -n 6")
-    assert (spread.spec.resources.nodes, spread.spec.resources.ntasks_per_node) == (2, 3)
-    assert spread.sources["nodes"] == "script"
-    one = _own(tmp_path, "#SBATCH -p batch -n 3")
-    assert (one.spec.resources.nodes, one.sources["nodes"]) == (1, "default")
-    with pytest.raises(RejectedError, match=r"^1 node\(s\) with 6 CPUs each requested"):
+    assert (spread.spec.resources.ntasks, spread.spec.resources.nodes_max, spread.sources["nodes"]) == (
+        6,
+        None,
+        "default",
+    )
+    with pytest.raises(
+        RejectedError, match=r"^-n 6 does not fit on 1 node\(s\) of partition batch \(4 tasks"
+    ):
         _own(tmp_path, "#SBATCH -p batch -n 6 -N 1")  # the node count given: not spread
-    with pytest.raises(RejectedError, match=r"^2 node\(s\) with 8 CPUs each requested, but only 0"):
-        _own(tmp_path, "#SBATCH -p batch -n 2 -c 8")  # a task bigger than a node: one per node
+    with pytest.raises(
+        RejectedError,
+        match=r"^no node of partition batch can hold one of this job's tasks: .*-c 8 exceeds its 4 CPUs",
+    ):
+        _own(tmp_path, "#SBATCH -p batch -n 2 -c 8")  # a task bigger than a node
     with pytest.raises(RejectedError) as err:
         _own(tmp_path, "#SBATCH -p debug -n 9")
     assert str(err.value) == (
-        "--ntasks 9 needs 3 nodes of 4 CPUs, over partition debug's MaxNodes 2; "
-        "ask for at most 8 tasks, or another partition"
+        "-n 9 needs 3 nodes of 4 tasks, over partition debug's 2 usable nodes (MaxNodes 2); "
+        "no partition fits this request: ask for less"
     )
     with pytest.raises(UsageError) as err:
         _own(tmp_path, "#SBATCH -p batch -n 4 -c abc")
-    assert str(err.value) == "--cpus-per-task 'abc' is not a whole number; e.g. --cpus-per-task 2"
+    assert str(err.value) == "-c 'abc' is not a whole number; e.g. -c 2"
 
 
-def test_tasks_are_spread_over_the_named_partitions_nodes(tmp_path):
+def test_tasks_are_placed_on_the_named_partitions_nodes(tmp_path):
     site = _site(tmp_path, "", base=TESTBED)
     text = (
         Path(site)
@@ -731,8 +736,9 @@ def test_tasks_are_spread_over_the_named_partitions_nodes(tmp_path):
         )
     )
     Path(site).write_text(text)
-    prep = _own(tmp_path, "#SBATCH -p fat -n 8", site=site)
-    assert (prep.spec.resources.nodes, prep.spec.resources.ntasks_per_node) == (1, 8)
+    assert _own(tmp_path, "#SBATCH -p fat -n 8 -N 1", site=site).partition.name == "fat"  # 8 CPUs: one node
+    with pytest.raises(RejectedError, match="partition debug"):
+        _own(tmp_path, "#SBATCH -p debug -n 8 -N 1", site=site)
 
 
 def test_a_node_range_counts_at_most_one_node_per_task(tmp_path):
@@ -757,9 +763,9 @@ def test_a_gpu_type_is_checked_only_where_the_site_names_types(tmp_path):
     assert _own(tmp_path, "#SBATCH -p any --gres=gpu:h100:1", site=site).partition.name == "any"
     with pytest.raises(RejectedError) as err:
         _own(tmp_path, "#SBATCH -p mix --gres=gpu:h100:1", site=site)
-    assert str(err.value) == (
-        "--gres=gpu:h100:1 asks for h100 GPUs, but partition mix has a100, v100; "
-        "use --gres=gpu:a100:1 or another partition"
+    assert str(err.value).startswith(
+        "no node of partition mix can hold one of this job's tasks: 1 node(s) of 4 CPUs and 2 v100 GPUs: v100 GPUs, "
+        "not h100; 1 node(s) of 4 CPUs and 2 a100 GPUs: a100 GPUs, not h100; use --partition any"
     )
 
 

@@ -337,7 +337,7 @@ def test_a_failed_chained_array_cancels_the_chain(cluster, hpcx):
     [
         (
             "resources: {colour: red}\n",
-            "unknown resource(s) colour in the sweep spec; known: account, cpus_per_task",
+            "unknown resource(s) colour in the sweep spec; resources are sbatch's job options",
         ),
         (
             "resources: {time: '{i}'}\n",
@@ -593,8 +593,8 @@ def test_unknown_and_varying_resources_are_refused_in_one_exact_line(cluster, hp
     code, _, err = hpcx("sweep", write_spec(2, "resources: {colour: red, size: 2}\n"))
     assert (code, err) == (
         3,
-        "hpcx: error: unknown resource(s) colour, size in the sweep spec; known: account, "
-        "cpus_per_task, gpus_per_node, mem, name, nodes, ntasks_per_node, partition, qos, time\n",
+        "hpcx: error: unknown resource(s) colour, size in the sweep spec; resources are sbatch's job options with "
+        "_ for - (ntasks, mem_per_cpu, gpus_per_node, ...): docs/user.md lists them\n",
     )
     code, _, err = hpcx("sweep", write_spec(2, "resources: {mem: '{i}G'}\n"))
     assert (code, err) == (

@@ -143,7 +143,6 @@ def test_ntasks_alone_is_only_ntasks():
     assert request_lines(render("-n", "4")) == [
         "--partition=debug",
         "--ntasks=4",
-        "--cpus-per-task=1",
         "--time=00:10:00",
     ]
 
