@@ -9,7 +9,6 @@ import logging
 import pickle
 import subprocess
 import sys
-import textwrap
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -133,21 +132,40 @@ def test_a_background_save_is_written_by_a_thread_named_for_its_step_that_hashes
     assert [t.name for t in threading.enumerate() if t.name.startswith("hpcx-ckpt-hash")]
 
 
-def test_a_job_that_ends_during_a_background_save_still_finishes_its_files(tmp_path):
-    """The writer is not a daemon thread: the interpreter waits for it, so the files are complete on disk (the
-    step is still uncommitted, as the job never called wait())."""
-    script = textwrap.dedent(
-        f"""
-        import torch
-        from hpcx.runtime.checkpoint import Checkpointer
-        Checkpointer({str(tmp_path)!r}).save(1, {{"w": torch.ones(32 << 20)}}, background=True)
-        """
+SAVE_AND_END = """
+import sys, threading, torch
+from hpcx.runtime.checkpoint import Checkpointer
+def save():
+    Checkpointer(sys.argv[1]).save(1, {"w": torch.ones(32 << 20)}, background=True)
+if sys.argv[2] == "daemon":  # a training loop that runs in a daemon thread
+    t = threading.Thread(target=save, daemon=True)
+    t.start()
+    t.join()
+else:
+    save()
+"""
+
+
+@pytest.mark.parametrize("caller", ["main", "daemon"])
+def test_a_job_that_ends_during_a_background_save_exits_cleanly_with_its_files_written(tmp_path, caller):
+    """The writer is never a daemon thread, whichever thread called save(): the interpreter waits for it at exit
+    (a daemon writer is killed inside torch.save, and the process aborts), so the job's exit code is 0 and the
+    files are complete on disk; the step is uncommitted, since the job never called wait() (which commits it)."""
+    cp = Checkpointer(tmp_path / "waited")
+    cp.save(1, {"w": torch.ones(3)}, background=True)
+    assert cp.wait() == tmp_path / "waited" / "step-00000001"
+    ended = subprocess.run(
+        [sys.executable, "-c", SAVE_AND_END, str(tmp_path / "ended"), caller],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=120, check=True)
-    (tmp,) = tmp_path.glob("step-00000001.tmp-*")
+    assert (ended.returncode, ended.stderr) == (0, "")
+    (tmp,) = (tmp_path / "ended").glob("step-00000001.tmp-*")
     assert _listing(tmp) == ["rank-00000.pt", "replicated.pt"]
     assert torch.equal(torch.load(tmp / "replicated.pt")["w"], torch.ones(32 << 20))
-    assert not (tmp_path / "latest").exists()
+    assert not (tmp_path / "ended" / "latest").exists()
 
 
 class Quits:
