@@ -109,6 +109,10 @@ def test_a_save_goes_on_while_the_rotated_step_is_still_being_deleted(tmp_path, 
     assert _listing(tmp_path) == ["latest", "step-00000003"] and cp.load().state == {"v": 3}
 
 
+def _hash_threads() -> set[int]:
+    return {t.ident for t in threading.enumerate() if t.name.startswith("hpcx-ckpt-hash")}
+
+
 def test_a_background_save_is_written_by_a_thread_named_for_its_step_that_hashes_inline(
     tmp_path, monkeypatch
 ):
@@ -123,13 +127,13 @@ def test_a_background_save_is_written_by_a_thread_named_for_its_step_that_hashes
 
     monkeypatch.setattr(HashingWriter, "_write", write)
     big = {"w": torch.zeros(1 << 20)}  # 4 MiB: past PARALLEL_HASH_MIN_BYTES
+    before = _hash_threads()  # another module's saves may have left theirs
     cp = Checkpointer(tmp_path)
     cp.save(7, big, background=True)
     cp.wait()
-    assert writers == {"hpcx-ckpt-7"}
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("hpcx-ckpt-hash")]
+    assert writers == {"hpcx-ckpt-7"} and _hash_threads() == before
     cp.save(8, big)
-    assert [t.name for t in threading.enumerate() if t.name.startswith("hpcx-ckpt-hash")]
+    assert _hash_threads() - before
 
 
 SAVE_AND_END = """
