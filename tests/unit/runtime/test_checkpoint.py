@@ -13,12 +13,31 @@ import pytest
 
 torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
+pytestmark = pytest.mark.timeout(60)  # a wait that never ends fails its test (the default is 300 s)
 
 from hpcx.errors import RuntimeFailure  # noqa: E402
 from hpcx.runtime import checkpoint as ck  # noqa: E402
+from hpcx.runtime import checkpoint_files  # noqa: E402
 from hpcx.runtime.checkpoint import Checkpointer  # noqa: E402
 from hpcx.runtime.checkpoint_files import HashingWriter  # noqa: E402
 from hpcx.runtime.seeds import seed_everything  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fork_safe(monkeypatch):
+    """What these tests start survives a fork. scripts/mutation (mutmut) runs each mutant in a process forked from
+    one that has already run them, and neither torch's OpenMP workers nor the hash thread of
+    checkpoint_files._hasher() exist in the child: its first parallel op (a torch.arange of 20 MiB) or its first
+    large write waits for them forever. So torch runs every op inline on one thread (the same values), and each
+    test starts its own hash thread and ends it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setattr(checkpoint_files, "_hash_pool", None)
+    yield
+    if checkpoint_files._hash_pool is not None:
+        checkpoint_files._hash_pool.shutdown(wait=True)
+    torch.set_num_threads(threads)
+
 
 # ---------------------------------------------------------------- a small training run
 

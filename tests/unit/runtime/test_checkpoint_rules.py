@@ -13,10 +13,12 @@ from types import SimpleNamespace
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.timeout(60)  # a wait that never ends fails its test (the default is 300 s)
 
 from hpcx.errors import RuntimeFailure, UsageError  # noqa: E402
 from hpcx.runtime import checkpoint as ck  # noqa: E402
 from hpcx.runtime.checkpoint import Checkpointer  # noqa: E402
+from tests.unit.runtime.test_checkpoint import _fork_safe  # noqa: E402, F401 (autouse here too)
 
 
 def _steps(root: Path) -> list[str]:
