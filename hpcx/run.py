@@ -27,6 +27,7 @@ from hpcx.profiling.sources import node_sources, tree_pids
 from hpcx.rundir import layout
 from hpcx.rundir.records import RecordWriter
 from hpcx.rundir.tasks import fill_command, read_task, task_env
+from hpcx.runtime import torchenv
 from hpcx.runtime.rankenv import RankEnv, detect
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT)
@@ -176,20 +177,42 @@ def _forward(child: subprocess.Popen[bytes], signum: int, rank: int) -> None:
         except ProcessLookupError:
             pass
         return
+    signum, why = _warning_signal(child.pid, signum)
     takers = [p for p in tree_pids(child.pid) if catches(p, signum)]
     for pid in takers:
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
             pass
+    name = signal.Signals(signum).name
+    if takers and why:
+        print(
+            f"hpcx.run: rank {rank}: the time-limit warning passed on as {name}: {why}",
+            file=sys.stderr,
+            flush=True,
+        )
     if not takers:
-        name = signal.Signals(signum).name
         print(
             f"hpcx.run: rank {rank}: {name} (the time-limit warning) not passed on: the program does not "
             "handle it (hpcx.runtime.preempt.install() does)",
             file=sys.stderr,
             flush=True,
         )
+
+
+def _warning_signal(pid: int, signum: int) -> tuple[int, str]:
+    """The signal the time-limit warning reaches the program as, and why when not as sent: HPCX_WARNING_SIGNAL
+    (USR1 or USR2) names it; else, when no process of the command handles the one Slurm sent but one handles
+    the other (Lightning's auto-requeue listens on USR1), that one."""
+    chosen = os.environ.get("HPCX_WARNING_SIGNAL", "").upper().removeprefix("SIG")
+    if chosen in ("USR1", "USR2"):
+        named = signal.Signals[f"SIG{chosen}"]
+        return named, "" if named == signum else "HPCX_WARNING_SIGNAL says so"
+    other = signal.SIGUSR1 if signum == signal.SIGUSR2 else signal.SIGUSR2
+    tree = tree_pids(pid)
+    if not any(catches(p, signum) for p in tree) and any(catches(p, other) for p in tree):
+        return other, f"the program handles {other.name}, not {signal.Signals(signum).name}"
+    return signum, ""
 
 
 def _forwarder(child: subprocess.Popen[bytes], rank: int, alive: list[bool]) -> Callable[[int, Any], None]:
@@ -286,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     rank = detect()
     env = {**os.environ, "HPCX_RANK": str(rank.rank), "HPCX_WORLD_SIZE": str(rank.size)}
+    if torchenv.wanted(env, rank, args.command):  # a script written for torchrun runs unchanged
+        values, notes = torchenv.torchrun_env(env, rank)
+        env.update(values)
+        for note in notes:
+            print(f"hpcx.run: rank {rank.rank}: {note}", file=sys.stderr, flush=True)
     failed = _apply_task(args, rank.rank, env)
     if failed is not None:
         return failed

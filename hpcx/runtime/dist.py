@@ -466,3 +466,9 @@ def session(**kwargs: Any) -> Iterator[Context]:
         raise
     else:
         shutdown(ctx)
+
+
+# The rendezvous parts that hpcx.run gives a torch program started without hpcx (torchrun's variables).
+first_node_address = _first_node_address
+reserved_port = _reserved_port
+ranks_on_node = _ranks_on_node_from_env

@@ -1,0 +1,66 @@
+"""torchrun's environment contract for the ranks hpcx.run starts in a torch job, so that a script written for
+torchrun (``init_process_group`` with env://), Lightning, accelerate or the Hugging Face Trainer runs unchanged:
+RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK and NODE_RANK from the launcher, MASTER_ADDR an IP of
+the step's first node (where rank 0 runs) that hpcx checks as its own bootstrap does, MASTER_PORT the port Slurm
+reserved for the step (the same on every node, held by Slurm for the step: no arithmetic on the job id)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hpcx.errors import RuntimeFailure
+from hpcx.runtime.rankenv import RankEnv
+
+KEYS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "NODE_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
+TORCH_KINDS = ("torch-ddp",)
+# A command that is torchrun itself sets its workers' variables from its own arguments.
+_TORCHRUN = ("torchrun", "torch.distributed.run", "torch.distributed.launch")
+
+
+def wanted(env: Mapping[str, str], rank: RankEnv, command: list[str]) -> bool:
+    """Whether the command gets torchrun's variables: a torch job's rank (HPCX_KIND, or HPCX_TORCH_ENV=1 for any
+    job), started by srun or mpirun (a torchrun worker has them already), that is not torchrun's agent."""
+    if env.get("HPCX_TORCH_ENV") == "0" or rank.launcher in ("torchrun", "none"):
+        return False
+    if env.get("HPCX_KIND") not in TORCH_KINDS and env.get("HPCX_TORCH_ENV") != "1":
+        return False
+    return not any(word.endswith(_TORCHRUN) for word in command[:3])
+
+
+def torchrun_env(env: Mapping[str, str], rank: RankEnv) -> tuple[dict[str, str], list[str]]:
+    """The variables to set and, for each one the user set already (it wins), a sentence for the log."""
+    from hpcx.runtime.dist import first_node_address, ranks_on_node, reserved_port
+
+    node_rank = env.get("SLURM_NODEID", "0")
+    values = {
+        "RANK": str(rank.rank),
+        "WORLD_SIZE": str(rank.size),
+        "LOCAL_RANK": str(rank.local_rank),
+        "LOCAL_WORLD_SIZE": str(ranks_on_node()),
+        "GROUP_RANK": node_rank,
+        "NODE_RANK": node_rank,
+    }
+    notes: list[str] = []
+    for key in ("MASTER_ADDR", "MASTER_PORT"):
+        if env.get(key):
+            continue
+        try:
+            values[key] = first_node_address() if key == "MASTER_ADDR" else str(reserved_port())
+        except RuntimeFailure as exc:
+            notes.append(f"{key} not set: {exc.message} ({exc.hint})")
+    out = {}
+    for key, value in values.items():
+        if env.get(key) not in (None, "", value):
+            notes.append(f"{key}={env[key]} set by you, kept (hpcx would set {value})")
+        else:
+            out[key] = value
+    return out, notes
