@@ -215,6 +215,20 @@ def _warning_signal(pid: int, signum: int) -> tuple[int, str]:
     return signum, ""
 
 
+# A shell cannot trap what it was started with ignored (POSIX): a job script's `trap ... USR1` must keep working.
+SHELLS = ("bash", "sh", "dash", "zsh", "ksh")
+
+
+def _ignore_warnings() -> None:
+    """In the command, before it starts: USR2 ignored until it installs a handler of its own. srun hands Slurm's
+    time-limit warning (hpcx asks for it as USR2) to every process of the step, not only to hpcx.run, and a
+    program that never asked for it would die of it (exit 140) minutes before its limit; hpcx.run passes it on
+    to the processes that handle it (see _forward), as USR1 to one that handles only that. USR1 stays as it
+    was: a framework that installs its handler only where none is set (Lightning) must find none. Not for a
+    shell (SHELLS), which could then never trap it."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
 def _forwarder(child: subprocess.Popen[bytes], rank: int, alive: list[bool]) -> Callable[[int, Any], None]:
     """The handler of a forwarded signal: passes it on while the command has not been reaped (``alive``)."""
 
@@ -321,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     env = _profile_env(env, profile_dir)
     t0 = time.time()
     try:
-        child = subprocess.Popen(args.command, env=env)
+        shell = Path(args.command[0]).name in SHELLS
+        child = subprocess.Popen(args.command, env=env, preexec_fn=None if shell else _ignore_warnings)
     except OSError as exc:
         print(f"hpcx.run: rank {rank.rank} cannot start {args.command[0]!r}: {exc.strerror}", file=sys.stderr)
         return 127

@@ -28,7 +28,7 @@ def test_own_script_is_checked_recorded_and_run(slurm_hpcx, runs_root, tmp_path)
 
     script.write_text("#!/bin/bash\n#SBATCH -p debug -t 2:00:00\ntrue\n")
     proc = slurm_hpcx("submit", str(script), check=False)
-    assert proc.returncode == 3 and "--time 02:00:00 exceeds partition debug's MaxTime" in proc.stderr
+    assert proc.returncode == 3 and "-t 02:00:00 exceeds partition debug's MaxTime" in proc.stderr
 
 
 def test_after_waits_for_the_first_run(slurm_hpcx, runs_root):
@@ -89,5 +89,5 @@ def test_logs_follow_ends_with_the_job(slurm_hpcx):
 def test_dry_run_explains_the_partition_and_submits_nothing(slurm_hpcx, runs_root):
     out = slurm_hpcx("submit", "--dry-run", "serial", "-t", "2:00:00", "--", "true").stdout
     assert "#SBATCH --partition=batch" in out
-    assert "partition batch chosen automatically" in out and "not: debug (--time 02:00:00 exceeds" in out
+    assert "partition batch chosen automatically" in out and "not: debug (-t 02:00:00 exceeds" in out
     assert list(runs_root.iterdir()) == []
