@@ -17,6 +17,8 @@ def main() -> None:
         f"process {accelerator.process_index} of {accelerator.num_processes}: reduced sum {total.item():g}",
         flush=True,
     )
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # the process group ends before the interpreter (gloo's threads abort otherwise)
 
 
 if __name__ == "__main__":
