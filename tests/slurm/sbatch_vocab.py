@@ -112,17 +112,12 @@ def hpcx_verdict(words: list[str], site: Site) -> Verdict:
 def sbatch_words(words: list[str], partition: str) -> list[str]:
     """The request for sbatch, with the partition hpcx chose (or all of them) in place of the user's."""
     out, skip = [], False
-    for i, word in enumerate(words):
-        if skip:
-            skip = False
+    for word in words:
+        if skip or word in ("-p", "--partition"):
+            skip = not skip and word in ("-p", "--partition")  # the next word is the partition's value
             continue
-        if word in ("-p", "--partition"):
-            skip = True
-            continue
-        if word.startswith("--partition="):
-            continue
-        out.append(word)
-        del i
+        if not word.startswith("--partition="):
+            out.append(word)
     return ["-p", partition, *out]
 
 
