@@ -137,3 +137,10 @@ def test_a_host_list_without_a_name_before_its_brackets_is_refused():
 )
 def test_an_excluded_host_list_is_written_compressed_as_slurm_writes_it(typed, line):
     assert f"#SBATCH {line}" in lines("-n", "1", "-x", typed, "-w", "n2")
+
+
+def test_a_backwards_range_in_a_host_list_is_refused_naming_it_as_typed():
+    assert usage_error("-w", "n[2-1]") == {
+        "message": "-w 'n[2-1]': [2-1] is not N or N-M",
+        "hint": "e.g. n[1-4]",
+    }

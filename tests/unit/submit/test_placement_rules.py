@@ -569,3 +569,44 @@ def test_too_few_nodes_for_a_per_node_request_without_a_reason_names_none(shapes
     assert refusal(shapes, "-p", "mixed", "-N", "3", "--ntasks-per-node", "8", "-C", "x") == (
         "-N 3 node(s) with 8 task(s) each requested, but only 2 of partition mixed's nodes can hold that"
     )
+
+
+# --- values from the user's own defaults (the site file's are checked against its partitions when it is read) ----
+
+
+def _user_defaults(tmp_path: Path, **defaults: object) -> str:
+    """Write the user config ($XDG_CONFIG_HOME/hpcx/config.yaml) with these defaults; the words naming it."""
+    config = tmp_path / "config" / "hpcx" / "config.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("version: 1\ndefaults:\n" + "".join(f"  {k}: {v!r}\n" for k, v in defaults.items()))
+    return f"(from the user config {config})"
+
+
+def test_a_default_a_node_cannot_hold_is_named_where_it_was_set(tmp_path):
+    where = _user_defaults(tmp_path, cpus_per_task=5)
+    assert refusal(TESTBED, "-p", "debug", "-n", "1") == (
+        f"no node of partition debug can hold one of this job's tasks: n[1-2]: defaults.cpus_per_task 5 {where} "
+        "exceeds its 4 CPUs"
+    )
+    where = _user_defaults(tmp_path, mem="5000M")
+    assert refusal(TESTBED, "-p", "debug", "-n", "2") == (
+        f"no node of partition debug can hold one of this job's tasks: n[1-2]: defaults.mem 5000M {where} exceeds "
+        "its 4000M"
+    )
+
+
+def test_a_default_node_count_is_named_where_it_was_set(tmp_path):
+    where = _user_defaults(tmp_path, nodes=3)
+    assert (
+        refusal(TESTBED, "-p", "debug", "-n", "4")
+        == f"defaults.nodes 3 {where} exceeds partition debug's MaxNodes 2"
+    )
+    where = _user_defaults(tmp_path, nodes=2)
+    assert refusal(TESTBED, "-p", "debug", "--ntasks-per-node", "2", "-C", "cpu") == (
+        f"defaults.nodes 2 {where} node(s) with 2 task(s) each requested, but only 1 of partition debug's nodes "
+        "can hold that (n2: features avx2,gpu do not meet -C cpu)"
+    )
+    where = _user_defaults(tmp_path, nodes="1-3")
+    assert refusal(TESTBED, "-p", "debug", "-C", "avx2") == (
+        f"defaults.nodes 1-3 {where} allows 3 nodes, over partition debug's MaxNodes 2 (use --nodes=1-2)"
+    )
