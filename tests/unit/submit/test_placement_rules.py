@@ -610,3 +610,23 @@ def test_a_default_node_count_is_named_where_it_was_set(tmp_path):
     assert refusal(TESTBED, "-p", "debug", "-C", "avx2") == (
         f"defaults.nodes 1-3 {where} allows 3 nodes, over partition debug's MaxNodes 2 (use --nodes=1-2)"
     )
+
+
+def test_a_uniform_partitions_features_are_each_nodes(shapes):
+    accepted(shapes, "-p", "g6", "-n", "1", "-C", "a100")
+    assert refusal(shapes, "-p", "g6", "-n", "1", "-C", "v100") == (
+        "no node of partition g6 can hold one of this job's tasks: g[1-2]: features a100 do not meet -C v100"
+    )
+    accepted(shapes, "-p", "flat", "-n", "1", "-C", "v100")  # flat names no features: Slurm judges
+
+
+def test_an_exclude_file_is_read_by_slurm_not_by_hpcx(tmp_path):
+    # man sbatch, --exclude: "a filename ... if it contains a '/' character"
+    (tmp_path / "hosts").write_text("n1\n")
+    assert "#SBATCH --exclude=./hosts" in accepted(TESTBED, "-p", "debug", "-n", "1", "-x", "./hosts")
+
+
+def test_nodes_both_named_and_excluded_are_all_named():
+    assert refusal(TESTBED, "-p", "debug", "-N", "2", "-w", "n[1-2]", "-x", "n[1-2]") == (
+        "-w n[1-2] and -x n[1-2] both name n1, n2"
+    )
