@@ -519,6 +519,7 @@ def test_features_a_site_names_for_no_node_are_left_to_slurm(featured):
 
 def test_a_typed_gres_that_is_no_gpu_names_no_gpu_type(shapes):
     accepted(shapes, "-p", "g6", "-n", "1", "--gres", "gpu:1,nvme:local:1")
+    accepted(shapes, "-p", "g6", "-n", "1", "--gres", "nvme:local:1,gpu:1")
 
 
 # --- node counts set elsewhere, and the rules sbatch applies to them ---------------------------------------------
