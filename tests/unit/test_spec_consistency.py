@@ -144,3 +144,46 @@ def test_a_backwards_range_in_a_host_list_is_refused_naming_it_as_typed():
         "message": "-w 'n[2-1]': [2-1] is not N or N-M",
         "hint": "e.g. n[1-4]",
     }
+
+
+@pytest.mark.parametrize(
+    "typed, message",
+    [
+        ("n1,n@2", "-w 'n1,n@2' has 'n@2', not a host name"),
+        ("", "-w '' names no host"),
+    ],
+    ids=["bad name", "empty"],
+)
+def test_a_host_list_naming_no_good_host_is_refused_naming_it(typed, message):
+    assert usage_error("-w", typed) == {
+        "message": message,
+        "hint": "e.g. n[1-4],gpu01 (letters, digits and . _ -)",
+    }
+
+
+def test_two_bracket_ranges_in_one_host_name_are_no_host_list():
+    assert usage_error("-w", "n[1-2][3-4]")["message"] == "-w 'n[1-2][3-4]' is not a host list"
+
+
+# --- -N MIN-MAX -----------------------------------------------------------------------------------------------------
+
+
+def test_a_node_range_from_zero_or_backwards_is_refused_with_the_range_meant():
+    assert usage_error("-N", "0-2") == {"message": "-N 0-2 starts below 1", "hint": "e.g. -N 1-2"}
+    assert usage_error("-N", "2-1") == {
+        "message": "-N 2-1 is an empty range",
+        "hint": "write the smaller count first: 1-2",
+    }
+
+
+def test_a_bad_node_range_in_the_users_defaults_is_named_there(tmp_path):
+    config = tmp_path / "config" / "hpcx" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("version: 1\ndefaults:\n  nodes: '0-2'\n")
+    where = f"(from the user config {config})"
+    assert usage_error() == {
+        "message": f"defaults.nodes 0-2 {where} starts below 1",
+        "hint": "e.g. defaults.nodes: 1-2",
+    }
+    config.write_text("version: 1\ndefaults:\n  nodes: '2-1'\n")
+    assert usage_error()["message"] == f"defaults.nodes 2-1 {where} is an empty range"
