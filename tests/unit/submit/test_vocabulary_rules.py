@@ -99,3 +99,24 @@ def test_submit_help_says_what_each_option_does():
     text = " ".join(out.getvalue().decode().split())
     missing = [o.long for o in OPTIONS if not o.help or " ".join(o.help.split()) not in text]
     assert not missing, f"--help says nothing of {missing}"
+
+
+def _sbatch_args(tmp_path: Path, *options: str) -> list[str]:
+    (tmp_path / "job.sh").write_text("#!/bin/bash\n#SBATCH -p debug\nsrun true\n")
+    runner = CliRunner()
+    with runner.isolation() as (out, err, _):
+        code = main(["--site", TESTBED, "submit", "--dry-run", "--json", *options, "./job.sh"])
+    assert code == 0, err.getvalue().decode()
+    return json.loads(out.getvalue().decode())["sbatch_args"]
+
+
+def test_flags_typed_beside_an_own_script_reach_sbatch_as_flags(tmp_path):
+    args = _sbatch_args(tmp_path, "--exclusive", "--hold")
+    assert "--exclusive" in args and "--hold" in args, args
+    assert "--exclusive=user" in _sbatch_args(tmp_path, "--exclusive=user")
+
+
+def test_cpu_bind_beside_an_own_script_is_the_jobs_environment_not_an_sbatch_option(tmp_path):
+    args = _sbatch_args(tmp_path, "--cpu-bind", "cores")
+    assert "--export=ALL,SLURM_CPU_BIND=cores" in args, args
+    assert not [a for a in args if a.startswith("--cpu-bind")], args
