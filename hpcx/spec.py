@@ -566,14 +566,17 @@ def _parse_into(changes: dict[str, Any], key: str, raw: Any, origin: Origin | No
 
 
 def _exclusive(raw: Any, origin: Origin | None) -> str:
-    """``--exclusive[=user|mcs|topo]``: "" for the plain flag (a true value from a file or variable is that too)."""
+    """``--exclusive[=user|mcs]`` (sbatch 22.05's values): "" for the plain flag. A true value counts as the flag
+    only where no sbatch reads it as written (a sweep spec's ``exclusive: true``, a default): on the command line
+    and in an own script, sbatch itself refuses ``--exclusive=yes``."""
     text = str(raw).strip()
-    if text.lower() in ("", "true", "1", "yes", "node"):
+    typed = origin is None or origin[0] in ("cli", "script")
+    if text == "" or (not typed and text.lower() in ("true", "1", "yes")):
         return ""
-    if text in ("user", "mcs", "topo"):
+    if text in ("user", "mcs"):
         return text
     raise UsageError(
-        f"{spell('exclusive', repr(raw), origin)} is not user, mcs or topo", hint="or --exclusive alone"
+        f"{spell('exclusive', repr(raw), origin)} is not user or mcs", hint="or --exclusive alone"
     )
 
 

@@ -135,7 +135,7 @@ def check(res: Resources, site: Site, origins: dict[str, Origin] | None = None) 
     found = problems(res, part, origins)
     if not found:
         return part
-    others = [p for p in site.partitions.values() if p.name != name and not problems(res, p)]
+    others = [p for p in site.partitions.values() if p.name != name and not problems(res, p, origins)]
     if others:
         fix = "use " + " or ".join(
             f"--partition {p.name} (max {_fmt_time(p.max_time_min)}, {p.max_nodes} nodes)" for p in others

@@ -7,8 +7,6 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from hpcx.errors import UsageError
-
 PARALLEL, CONSTRAINT, CONSUMABLE, AFFINITY, GPU = (
     "Parallel run options",
     "Constraint options",
@@ -106,7 +104,7 @@ OPTIONS: tuple[Option, ...] = (
         "Whole nodes, shared with no other job.",
         checked=True,
         value="optional",
-        metavar="[user|mcs|topo]",
+        metavar="[user|mcs]",
     ),
     _o(
         "--mem-per-cpu",
@@ -236,16 +234,6 @@ def nearest(name: str) -> str | None:
     """The sbatch option spelled most like ``name`` (a typo, or an option sbatch does not have)."""
     found = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.8)
     return found[0] if found else None
-
-
-def unknown_option(name: str, where: str) -> UsageError:
-    near = nearest(name)
-    return UsageError(
-        f"{where}: {name} is not an sbatch option hpcx knows",
-        hint=f"did you mean {near}?"
-        if near
-        else "see `hpcx submit --help` for the options, grouped as sbatch's",
-    )
 
 
 def passed_on(values: dict[str, object]) -> list[tuple[str, str | None]]:

@@ -69,15 +69,21 @@ def test_exclusive_user_or_mcs_reaches_slurm_as_typed(value):
 
 def test_an_exclusive_value_sbatch_lacks_is_refused_naming_it():
     assert usage_error("--exclusive=everyone") == {
-        "message": "--exclusive 'everyone' is not user, mcs or topo",
+        "message": "--exclusive 'everyone' is not user or mcs",
         "hint": "or --exclusive alone",
     }
 
 
-@pytest.mark.parametrize("value", [True, "true", "True", "1", "yes", "YES", "node", ""])
+@pytest.mark.parametrize("value", [True, "true", "True", "1", "yes", "YES", ""])
 def test_a_true_exclusive_from_a_file_is_the_plain_flag(value):
     # a sweep spec's or a site's `exclusive: true` (YAML reads it as a bool) means --exclusive alone
-    assert build_resources({"exclusive": value}).exclusive == ""
+    assert build_resources({"exclusive": value}, origins={"exclusive": ("site", None)}).exclusive == ""
+
+
+@pytest.mark.parametrize("value", ["yes", "true", "topo", "node"])
+def test_an_exclusive_value_sbatch_22_05_refuses_is_refused_where_typed(value):
+    # sbatch 22.05: "Invalid --exclusive specification" for these, on its command line as in a script
+    assert usage_error(f"--exclusive={value}")["message"] == f"--exclusive '{value}' is not user or mcs"
 
 
 # --- -C ---------------------------------------------------------------------------------------------------------

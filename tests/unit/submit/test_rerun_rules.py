@@ -646,3 +646,74 @@ def test_a_job_is_resolved_again_with_the_users_defaults_for_what_it_did_not_rec
     run = _run(runs_root, _manifest(tmp_path))  # no qos recorded
     p = plan(run, site, UserConfig(None, defaults={"qos": "userqos"}), runs_root)
     assert p.prep.spec.resources.qos == "userqos" and "#SBATCH --qos=userqos\n" in _script(p, tmp_path)
+
+
+def test_sbatch_forms_of_a_request_come_back_as_they_were_typed(runs_root, tmp_path, site):
+    """Issue 29's request model in a manifest: -N MIN-MAX, typed GPUs, per-CPU memory, -n, -C, --exclusive come
+    back as options (never as the node count and tasks per node hpcx would otherwise decide); the options passed on
+    unchecked come back too, a -d of the user's among them."""
+    resources = {
+        "partition": {"source": "cli", "value": "local"},
+        "time_min": {"source": "cli", "value": 7},
+        "nodes": {"source": "cli", "value": 1},
+        "nodes_max": {"source": "default", "value": 2},
+        "ntasks": {"source": "cli", "value": 4},
+        "ntasks_per_node": {"source": "default", "value": 1},
+        "gpus": {"source": "cli", "value": 2},
+        "gpu_type": {"source": "default", "value": "tesla"},
+        "mem_per_cpu_mb": {"source": "env", "value": 1024},
+        "constraint": {"source": "cli", "value": "avx2"},
+        "exclusive": {"source": "cli", "value": ""},
+        "name": {"source": "default", "value": "python"},
+    }
+    directives = [
+        ["--hold", None],
+        ["--mail-type", "END"],
+        ["--dependency", "singleton"],
+        ["--lonely-flag", "x"],
+    ]
+    request, lost = like_request(
+        _run(runs_root, _manifest(tmp_path, resources=resources, directives=directives)), site, runs_root
+    )
+    assert request.options == {
+        "partition": "local",
+        "time": "7",
+        "nodes": "1-2",
+        "ntasks": "4",
+        "gpus": "tesla:2",
+        "mem_per_cpu": "1024",
+        "constraint": "avx2",
+        "exclusive": "",
+        "name": "python",
+        "hold": "True",
+        "mail_type": "END",
+        "dependency": "singleton",
+    }
+    assert lost == [f"--lonely-flag=x is not restored: site {site.name} names no resource with that flag now"]
+
+
+def test_an_own_scripts_rerun_gives_again_only_what_was_given_beside_it(runs_root, tmp_path, site):
+    resources = {
+        "partition": {"source": "script", "value": "local"},
+        "ntasks": {"source": "script", "value": 4},
+        "gpus_per_node": {"source": "cli", "value": 1},
+        "gpu_type": {"source": "default", "value": "tesla"},
+        "nodes": {"source": "script", "value": 1},
+        "nodes_max": {"source": "default", "value": 3},
+        "name": {"source": "default", "value": "job.sh"},
+    }
+    manifest = _manifest(tmp_path, resources=resources, kind={"source": "script", "value": "script"})
+    request, _ = like_request(_run(runs_root, manifest), site, runs_root)
+    assert request.options == {"gpus_per_node": "tesla:1", "name": "job.sh"}
+
+
+def test_a_dependency_beside_after_comes_back_as_the_users_own(runs_root, tmp_path, site):
+    from hpcx.submit.rerun import _passed_on
+
+    assert _passed_on([["--dependency", "afterok:5:6,afterany:7"], ["--hold", None]]) == {
+        "dependency": "afterany:7",
+        "hold": True,
+    }
+    assert (
+        _passed_on([["--dependency", "afterok:5"], ["--constraint", "a100"]]) == {}
+    )  # --after's, -C checked
