@@ -38,6 +38,7 @@ def main() -> None:
         if step == 0:
             print(f"rank {rank}: first step after {time.monotonic() - start:.3f} s", flush=True)
     print(f"rank {rank}: done, loss {loss.item():.6f}", flush=True)
+    dist.barrier()  # no rank tears gloo down while another still talks to it (an abort at exit otherwise)
     dist.destroy_process_group()
 
 
