@@ -5,42 +5,24 @@ value becomes, and the refusal (exit 2) that names the value as typed, with the 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from hpcx.cli import main
 from hpcx.spec import build_resources
+from tests.unit.cli_harness import Result, isolate, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 TESTBED = str(REPO / "examples" / "sites" / "testbed.yaml")
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, tmp_path):
-    for name in [n for n in os.environ if n.startswith(("HPCX_", "SLURM_", "SBATCH_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("HPCX_RUNS", str(tmp_path / "runs"))
-    monkeypatch.chdir(tmp_path)
+    isolate(monkeypatch, tmp_path)
 
 
 def hpcx(*args: str) -> Result:
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        code = main(["--site", TESTBED, *args])
-    return Result(code, out.getvalue().decode(), err.getvalue().decode())
+    return run_cli("--site", TESTBED, *args)
 
 
 def lines(*options: str) -> list[str]:

@@ -8,16 +8,13 @@ memory limit, GPU nodes of 6 CPUs) follow the same rules on node shapes the test
 
 from __future__ import annotations
 
-import os
 import re
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from hpcx.cli import main
+from tests.unit.cli_harness import Result, isolate, run_cli
 
 REPO = Path(__file__).resolve().parents[3]
 TESTBED = str(REPO / "examples" / "sites" / "testbed.yaml")
@@ -48,21 +45,9 @@ clusters:
 """
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, tmp_path):
-    for name in [n for n in os.environ if n.startswith(("HPCX_", "SLURM_", "SBATCH_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("HPCX_RUNS", str(tmp_path / "runs"))
-    monkeypatch.chdir(tmp_path)
+    isolate(monkeypatch, tmp_path)
 
 
 @pytest.fixture
@@ -74,10 +59,7 @@ def shapes(tmp_path) -> str:
 
 def render(site: str, *options: str) -> Result:
     """``hpcx --site SITE render serial OPTIONS true`` in process."""
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        code = main(["--site", site, "render", "serial", *options, "true"])
-    return Result(code, out.getvalue().decode(), err.getvalue().decode())
+    return run_cli("--site", site, "render", "serial", *options, "true")
 
 
 def refusal(site: str, *options: str) -> str:
@@ -442,10 +424,7 @@ def _own_script(tmp_path: Path, *lines: str) -> Result:
     (tmp_path / "job.sh").write_text(
         "#!/bin/bash\n" + "".join(f"#SBATCH {line}\n" for line in lines) + "srun true\n"
     )
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        code = main(["--site", TESTBED, "submit", "--dry-run", "./job.sh"])
-    return Result(code, out.getvalue().decode(), err.getvalue().decode())
+    return run_cli("--site", TESTBED, "submit", "--dry-run", "./job.sh")
 
 
 def test_an_own_scripts_long_options_are_named_by_their_long_names(tmp_path):

@@ -7,43 +7,25 @@ possibilities: '--mem-per-cpu' '--mem-per-gpu'"; --walltime is "unrecognized opt
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from hpcx.cli import main
+from tests.unit.cli_harness import Result, isolate, run_cli
 
 REPO = Path(__file__).resolve().parents[3]
 TESTBED = str(REPO / "examples" / "sites" / "testbed.yaml")
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, tmp_path):
-    for name in [n for n in os.environ if n.startswith(("HPCX_", "SLURM_", "SBATCH_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("HPCX_RUNS", str(tmp_path / "runs"))
-    monkeypatch.chdir(tmp_path)
+    isolate(monkeypatch, tmp_path)
 
 
 def dry_run(tmp_path: Path, line: str) -> Result:
     """``hpcx submit --dry-run --json ./job.sh`` in process, the script holding ``#SBATCH -p debug`` and ``line``."""
     (tmp_path / "job.sh").write_text(f"#!/bin/bash\n#SBATCH -p debug\n{line}\nsrun true\n")
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        code = main(["--site", TESTBED, "submit", "--dry-run", "--json", "./job.sh"])
-    return Result(code, out.getvalue().decode(), err.getvalue().decode())
+    return run_cli("--site", TESTBED, "submit", "--dry-run", "--json", "./job.sh")
 
 
 @pytest.mark.parametrize(
@@ -93,21 +75,18 @@ def test_a_misspelt_option_names_the_nearest_one(tmp_path):
 def test_submit_help_says_what_each_option_does():
     from hpcx.submit.vocabulary import OPTIONS
 
-    runner = CliRunner()
-    with runner.isolation() as (out, _, _):
-        assert main(["submit", "--help"]) == 0
-    text = " ".join(out.getvalue().decode().split())
+    result = run_cli("submit", "--help")
+    assert result.code == 0
+    text = " ".join(result.out.split())
     missing = [o.long for o in OPTIONS if not o.help or " ".join(o.help.split()) not in text]
     assert not missing, f"--help says nothing of {missing}"
 
 
 def _sbatch_args(tmp_path: Path, *options: str) -> list[str]:
     (tmp_path / "job.sh").write_text("#!/bin/bash\n#SBATCH -p debug\nsrun true\n")
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        code = main(["--site", TESTBED, "submit", "--dry-run", "--json", *options, "./job.sh"])
-    assert code == 0, err.getvalue().decode()
-    return json.loads(out.getvalue().decode())["sbatch_args"]
+    result = run_cli("--site", TESTBED, "submit", "--dry-run", "--json", *options, "./job.sh")
+    assert result.code == 0, result.err
+    return json.loads(result.out)["sbatch_args"]
 
 
 def test_flags_typed_beside_an_own_script_reach_sbatch_as_flags(tmp_path):

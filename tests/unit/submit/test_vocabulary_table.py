@@ -10,17 +10,14 @@ of it that names the nodes and features the live test cluster has (scripts/testb
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from hpcx.cli import main
+from tests.unit.cli_harness import Result, isolate, run_cli
 
 REPO = Path(__file__).resolve().parents[3]
 SITE = str(REPO / "examples" / "sites" / "testbed.yaml")
@@ -28,30 +25,15 @@ SITE = str(REPO / "examples" / "sites" / "testbed.yaml")
 HOUSEKEEPING = ("--output=", "--error=", "--open-mode=", "--requeue", "--signal=", "--chdir=", "--job-name=")
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, tmp_path):
-    for name in [n for n in os.environ if n.startswith(("HPCX_", "SLURM_", "SBATCH_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("HPCX_RUNS", str(tmp_path / "runs"))
-    monkeypatch.chdir(tmp_path)
+    isolate(monkeypatch, tmp_path)
 
 
 def hpcx(*args: str, site: str = SITE) -> Result:
     """``hpcx --site SITE ARGS...`` in process (click's runner captures the output; main() maps the errors to exit
     codes and messages as the installed command does)."""
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        code = main(["--site", site, *args])
-    return Result(code, out.getvalue().decode(), err.getvalue().decode())
+    return run_cli("--site", site, *args)
 
 
 def render(*options: str, site: str = SITE) -> str:
