@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if torchenv.wanted(env, rank, args.command):  # a script written for torchrun runs unchanged
         values, notes = torchenv.torchrun_env(env, rank)
         env.update(values)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(torchenv.EXIT_SITE), env.get("PYTHONPATH")]))
         for note in notes:
             print(f"hpcx.run: rank {rank.rank}: {note}", file=sys.stderr, flush=True)
     failed = _apply_task(args, rank.rank, env)

@@ -7,6 +7,7 @@ reserved for the step (the same on every node, held by Slurm for the step: no ar
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from hpcx.errors import RuntimeFailure
 from hpcx.runtime.rankenv import RankEnv
@@ -22,6 +23,8 @@ KEYS = (
     "MASTER_PORT",
 )
 TORCH_KINDS = ("torch-ddp",)
+# A sitecustomize that leaves torch.distributed torn down and gloo idle at exit (see it): first on PYTHONPATH.
+EXIT_SITE = Path(__file__).resolve().parent / "exitsite"
 # A command that is torchrun itself sets its workers' variables from its own arguments.
 _TORCHRUN = ("torchrun", "torch.distributed.run", "torch.distributed.launch")
 

@@ -85,3 +85,36 @@ def test_without_a_reserved_port_the_log_says_how_to_get_one(srun_env, monkeypat
 def test_which_commands_get_them(extra, command, expected):
     env = {**SRUN, **extra}
     assert wanted(env, detect(env), command) is expected
+
+
+def test_a_torch_jobs_command_exits_with_torch_distributed_torn_down(tmp_path):
+    """The command of a torch job finds hpcx's exit hook first on PYTHONPATH, and the hook destroys a process group
+    the script left open (gloo's workers then cannot abort the finished rank at exit)."""
+    import os
+    import subprocess
+    import sys
+
+    from hpcx.runtime.freeport import free_port
+    from hpcx.runtime.torchenv import EXIT_SITE
+
+    code = (
+        "import os, sys, importlib.util, torch.distributed as dist\n"
+        "print(os.environ['PYTHONPATH'].split(os.pathsep)[0])\n"
+        "dist.init_process_group('gloo', init_method='tcp://127.0.0.1:' + os.environ['PORT'], rank=0, world_size=1)\n"
+        "hook = sys.modules['sitecustomize']\n"
+        "hook._settle()\n"
+        "print('open' if dist.is_initialized() else 'torn down')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "HPCX_", "MASTER_", "RANK"))}
+    env.update(
+        SRUN, SLURM_STEP_NUM_TASKS="1", SLURM_PROCID="0", PORT=str(free_port()), PYTHONPATH="/elsewhere"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcx.run", "--no-profile", "--", sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [str(EXIT_SITE), "torn down"]

@@ -1,0 +1,24 @@
+"""Put first on PYTHONPATH by hpcx.run for the command of a torch job (a script that does not import hpcx): at
+exit, torch.distributed is torn down and its gloo workers left idle before Python finalises, as
+hpcx.runtime.dist.shutdown does for hpcx's own scripts (a gloo worker that frees DDP's last work while the
+interpreter finalises aborts the rank: exit 134 after the training finished)."""
+
+import atexit
+import sys
+
+
+def _settle() -> None:
+    dist = sys.modules.get("torch.distributed")
+    if dist is None:
+        return
+    try:
+        from hpcx.runtime.dist import GLOO_IDLE_LIMIT_S, _wait_for_idle_gloo_threads
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        _wait_for_idle_gloo_threads(GLOO_IDLE_LIMIT_S)
+    except Exception:
+        pass
+
+
+atexit.register(_settle)
