@@ -94,7 +94,7 @@ def test_a_shell_command_keeps_its_own_trap_for_the_warning(tmp_path):
             "--",
             "bash",
             "-c",
-            "trap 'echo trapped; exit 4' USR2; echo ready; sleep 20 & wait",
+            "trap 'echo trapped; exit 4' USR2; sleep 1; echo ready; sleep 20 & wait",
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
