@@ -58,6 +58,13 @@ def test_testbed_site_file_against_the_cluster(testbed: Path, hpcx):
     assert proc.returncode == (1 if drift else 0)
 
 
+def test_pinned_keys_of_site_diff(testbed: Path, hpcx):
+    proc = hpcx("--json", "--site", str(testbed), "site", "diff", check=False)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: the site file and the cluster differ, like diff
+    doc = json.loads(proc.stdout)
+    assert doc["hpcx"] == 1 and set(doc) - {"hpcx"} == {"kind", "site", "cluster", "drift"}
+
+
 def test_a_changed_limit_is_reported_alone_and_exits_1(testbed: Path, hpcx, tmp_path: Path):
     doc = yaml.safe_load(testbed.read_text())
     for part in doc["clusters"]["hpcxtest"]["partitions"].values():

@@ -181,9 +181,3 @@ def test_pinned_keys_of_sweep_rerun_and_compare(hpcx, runs_root, tmp_path):
         "notes",
     }
 
-
-def test_pinned_keys_of_site_diff(testbed, hpcx):
-    proc = hpcx("--json", "--site", str(testbed), "site", "diff", check=False)
-    assert proc.returncode in (0, 1), proc.stderr  # 1: the site file and the cluster differ, like diff
-    doc = __import__("json").loads(proc.stdout)
-    assert doc["hpcx"] == 1 and set(doc) - {"hpcx"} == {"kind", "site", "cluster", "drift"}
