@@ -180,4 +180,3 @@ def test_pinned_keys_of_sweep_rerun_and_compare(hpcx, runs_root, tmp_path):
         "left_out",
         "notes",
     }
-
