@@ -235,11 +235,15 @@ def submit(
       hpcx submit ./job.sh -t 30          # the script's -t is overridden, its other lines stand
     """
     from hpcx.submit.command_line import submit_document
+    from hpcx.submit.framework_check import framework_warnings
     from hpcx.submit.request import with_profile
 
     prep = with_profile(_prepare(obj, kind, command, opts, after, inputs), profile)
     if not obj.json:  # which site, and how it was chosen (a live cluster, the local site), before the result
         click.echo(obj.chosen.describe(), err=True)
+    spelled = click.get_current_context().meta.get("hpcx.spelled", {})
+    for warning in framework_warnings(prep, Path.cwd(), spelled, obj.user.path):  # never refuses the job
+        click.echo(f"hpcx: warning: {warning}", err=True)
     doc = submit_document(prep, Path.cwd(), obj.runs_root.path, dry_run=dry_run)
     obj.emit("submit", doc, _dry_run_text if dry_run else _submitted_text)
 
