@@ -24,6 +24,7 @@ from typing import Any
 from hpcx.errors import UsageError
 from hpcx.profiling.sampler import EDGE_EVERY_S, Sampler
 from hpcx.profiling.sources import node_sources, tree_pids
+from hpcx.profiling.workers import WorkerWatch
 from hpcx.rundir import layout
 from hpcx.rundir.records import RecordWriter
 from hpcx.rundir.tasks import fill_command, read_task, task_env
@@ -111,14 +112,23 @@ def _start_sampler(
     command: list[str],
     interval_s: float,
     edge_s: float = EDGE_EVERY_S,
+    agent: bool = False,
 ) -> tuple[RecordWriter, Sampler]:
     """The rank's writer and sampler, into a file of the rank's own job step (two sruns in one allocation each
     have a rank 0); the node's lowest local rank also collects the node's sensors, into a node file of its own
-    job step (two concurrent sruns on a node each have a local rank 0)."""
+    job step (two concurrent sruns on a node each have a local rank 0). A torchrun agent is not a rank: its
+    records go to the node's agent file, and its workers' to rank files of their own (_watch_workers)."""
     step = step_id()
     # line_flush=False: synced every 5 s by the sampler
-    writer = RecordWriter(layout.rank_file(profile_dir, rank.rank, step), line_flush=False)
-    writer.write(_start_record(rank, child_pid, command, interval_s, step))
+    path = (
+        layout.agent_file(profile_dir, rank.node, step)
+        if agent
+        else layout.rank_file(profile_dir, rank.rank, step)
+    )
+    writer = RecordWriter(path, line_flush=False)
+    writer.write(
+        {**_start_record(rank, child_pid, command, interval_s, step), **({"role": "agent"} if agent else {})}
+    )
     node_writer = None
     if rank.local_rank == 0:
         node_writer = RecordWriter(layout.node_file(profile_dir, rank.node, step), line_flush=False)
@@ -148,6 +158,14 @@ def _start_sampler(
     )
     sampler.start()
     return writer, sampler
+
+
+def _watch_workers(profile_dir: Path, rank: RankEnv, agent_pid: int, interval_s: float) -> WorkerWatch:
+    """Profile torchrun's workers as the ranks they are (hpcx.profiling.workers)."""
+    ids = {"node": rank.node, "job_id": rank.job_id, "step": step_id(), "attempt": rank.attempt}
+    watch = WorkerWatch(agent_pid, profile_dir, ids, interval_s)
+    watch.start()
+    return watch
 
 
 WARNINGS = (signal.SIGUSR1, signal.SIGUSR2)  # Slurm's early warnings (--signal): default action terminate
@@ -326,9 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     if torchenv.wanted(env, rank, args.command):  # a script written for torchrun runs unchanged
         values, notes = torchenv.torchrun_env(env, rank)
         env.update(values)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(torchenv.EXIT_SITE), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = torchenv.with_exit_site(env)
         for note in notes:
             print(f"hpcx.run: rank {rank.rank}: {note}", file=sys.stderr, flush=True)
+    agent = torchenv.is_agent(args.command)  # torchrun's agent: its workers are the ranks
+    if agent and torchenv.torch_job(env):
+        env["PYTHONPATH"] = torchenv.with_exit_site(env)
     failed = _apply_task(args, rank.rank, env)
     if failed is not None:
         return failed
@@ -344,14 +365,18 @@ def main(argv: list[str] | None = None) -> int:
     alive = [True]
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, _forwarder(child, rank.rank, alive))
-    writer = sampler = None
+    writer = sampler = watch = None
     if profile_dir is not None:
         writer, sampler = _start_sampler(
-            profile_dir, rank, child.pid, args.command, args.interval, args.edge_interval
+            profile_dir, rank, child.pid, args.command, args.interval, args.edge_interval, agent
         )
+        if agent:
+            watch = _watch_workers(profile_dir, rank, child.pid, args.interval)
     code, usage = _wait(child, rank.rank)
     alive[0] = False  # reaped: its pid may be reused, so no signal goes to it any more
     exit_code = code if code >= 0 else 128 - code
+    if watch is not None:
+        watch.finish(exit_code)
     if writer is not None and sampler is not None:
         _finish(writer, sampler, rank.rank, exit_code, t0, usage)
     return exit_code

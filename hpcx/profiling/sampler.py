@@ -62,6 +62,7 @@ class Sampler(threading.Thread):
         self.node_writer, self.node_sources = node_writer, list(node_sources)
         self.tree: ProcessTree | None = ProcessTree(pid)
         self.peak_rss_mb = 0.0
+        self.last_sample: dict[str, Any] | None = None  # the tree's last figures: a torchrun worker's totals
         self.samples = self.node_samples = 0
         self.cpu_s = 0.0  # the sampler thread's own CPU time: the profiler's cost, reported with the records
         self._stop_event = threading.Event()
@@ -104,6 +105,7 @@ class Sampler(threading.Thread):
             self.samples += 1
             record = {"type": "sample", "t": round(time.time(), 3), "rank": self.rank, **usage}
             self.writer.write(record)
+            self.last_sample = record
         if self.node_writer is not None and self.node_sources:
             self._sample_node(edge)
         return record

@@ -1,4 +1,4 @@
-"""Merge per-rank profile records, the comm records and Slurm's accounting into report.json (hpcx.report/3).
+"""Merge per-rank profile records, the comm records and Slurm's accounting into report.json (hpcx.report/4).
 
 Pure over the records; the I/O is at the two ends. The parts live beside this module: the ranks and the rule
 for a rank's job steps (:mod:`hpcx.reports.ranks`), the summary (:mod:`~hpcx.reports.summary`), array tasks
@@ -18,6 +18,7 @@ from hpcx.reports.accounting import summarize_accounting
 from hpcx.reports.advice import advise
 from hpcx.reports.comm import summarize_comm
 from hpcx.reports.failure import failure
+from hpcx.reports.launch import summarize_launch
 from hpcx.reports.once import source_status
 from hpcx.reports.ranks import (
     MAX_TIMELINE_POINTS,
@@ -38,7 +39,7 @@ from hpcx.rundir.layout import ACCOUNTING_FILE
 from hpcx.rundir.records import read_nodes
 from hpcx.runs import Run, id_ranges
 
-REPORT_SCHEMA = "hpcx.report/3"
+REPORT_SCHEMA = "hpcx.report/4"
 # Importers of this module's names from before its parts moved out (compare/, tests) still find them here.
 __all__ = [
     "MAX_TIMELINE_POINTS",
@@ -217,6 +218,7 @@ def _document(inputs: _Inputs, sections: _Sections, totals: _Totals) -> dict[str
         "kind": manifest.get("kind", {}).get("value"),
         "command": manifest.get("command"),
         "resources": inputs.resources,
+        "launch": summarize_launch(inputs.profile, ranks),
         "summary": totals.summary,
         "accounting": inputs.acct,
         "ranks": ranks,

@@ -23,6 +23,7 @@ from hpcx.reports.html_plots import (
     bucket_label,
     heatmap_grid,
 )
+from hpcx.reports.launch import launch_line
 from hpcx.reports.once import unavailable_energy
 from hpcx.reports.page import SORT_JS, document, esc, pairs_table, table
 from hpcx.reports.terminal import comm_energy_text, count, param_text, pct, size, task_params
@@ -445,6 +446,7 @@ def _heading(report: dict[str, Any], task: str) -> list[str]:
         f"<h1>run {esc(report['run_id'])}{esc(task)}: {esc(s['state'])}{partial}</h1>",
         f'<p class="sub">job {esc(report["job_id"])} &middot; kind {esc(report["kind"])} &middot; '
         f"{esc(_who(report))} &middot; <code>{esc(report['line'])}</code></p>",
+        *([f'<p class="sub">{esc(line)}</p>'] if (line := launch_line(report.get("launch"))) else []),
     ]
 
 

@@ -36,7 +36,7 @@ def summarize_rank(
     )
     step = -(-len(samples) // max_points) or 1
     return {
-        **{key: start.get(key) for key in ("rank", "step", "node", "host")},
+        **{key: start.get(key) for key in ("rank", "step", "node", "host", "launcher")},
         "attempt": start.get("attempt", 0),
         "start_t": start.get("t"),
         "wall_s": end["wall_s"] if end else last_t - start.get("t", last_t),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpcx.reports.advice import gib, hms
+from hpcx.reports.launch import launch_line
 from hpcx.reports.once import unavailable_energy
 
 
@@ -27,6 +28,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"exit code {'-' if s['exit_code'] is None else s['exit_code']}"
         + (f", failed ranks: {s['failed_ranks']}" if s["failed_ranks"] else ""),
         *_failure_lines(s.get("failure")),
+        *([f"  {line}"] if (line := launch_line(report.get("launch"))) else []),
         *_time_lines(s),
         f"  CPU efficiency: hpcx {pct(s['cpu_efficiency'])}, Slurm {pct(s['cpu_efficiency_slurm'])}"
         f" ({count(s['cpus_per_task'], 'CPU')} per task)",

@@ -143,6 +143,17 @@ def node_file(profile_dir: StrPath, node: str, step: str | None = None) -> Path:
     return Path(profile_dir) / f"node-{node.replace('/', '_')}{_step_suffix(step)}.jsonl"
 
 
+def agent_file(profile_dir: StrPath, node: str, step: str | None = None) -> Path:
+    """A torchrun agent's own records on a node (``agent-NAME.step-S.jsonl``): its workers are the ranks, in
+    rank files of their own; the agent is the launcher, not a rank."""
+    return Path(profile_dir) / f"agent-{node.replace('/', '_')}{_step_suffix(step)}.jsonl"
+
+
+def agent_files(directory: StrPath) -> list[Path]:
+    """Every torchrun agent file of a profile directory, sorted."""
+    return sorted(Path(directory).glob("agent-*.jsonl"))
+
+
 def node_files(directory: StrPath) -> list[Path]:
     """Every node file of a profile directory, sorted."""
     return sorted(Path(directory).glob("node-*.jsonl"))

@@ -6,6 +6,7 @@ reserved for the step (the same on every node, held by Slurm for the step: no ar
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,11 +33,27 @@ _TORCHRUN = ("torchrun", "torch.distributed.run", "torch.distributed.launch")
 def wanted(env: Mapping[str, str], rank: RankEnv, command: list[str]) -> bool:
     """Whether the command gets torchrun's variables: a torch job's rank (HPCX_KIND, or HPCX_TORCH_ENV=1 for any
     job), started by srun or mpirun (a torchrun worker has them already), that is not torchrun's agent."""
-    if env.get("HPCX_TORCH_ENV") == "0" or rank.launcher in ("torchrun", "none"):
+    if rank.launcher in ("torchrun", "none") or not torch_job(env):
         return False
-    if env.get("HPCX_KIND") not in TORCH_KINDS and env.get("HPCX_TORCH_ENV") != "1":
+    return not is_agent(command)
+
+
+def torch_job(env: Mapping[str, str]) -> bool:
+    """A torch job: its kind is one of TORCH_KINDS, or HPCX_TORCH_ENV=1; HPCX_TORCH_ENV=0 says it is not."""
+    if env.get("HPCX_TORCH_ENV") == "0":
         return False
-    return not any(word.endswith(_TORCHRUN) for word in command[:3])
+    return env.get("HPCX_KIND") in TORCH_KINDS or env.get("HPCX_TORCH_ENV") == "1"
+
+
+def is_agent(command: list[str]) -> bool:
+    """Whether the command starts torchrun's agent (``torchrun``, ``python -m torch.distributed.run``,
+    ``python -m hpcx.runtime.torchrun``): its workers are the ranks."""
+    return any(word.endswith(_TORCHRUN) for word in command[:3])
+
+
+def with_exit_site(env: Mapping[str, str]) -> str:
+    """PYTHONPATH with hpcx's exit hook first (a torch job's processes: see exitsite/sitecustomize.py)."""
+    return os.pathsep.join(filter(None, [str(EXIT_SITE), env.get("PYTHONPATH")]))
 
 
 def torchrun_env(env: Mapping[str, str], rank: RankEnv) -> tuple[dict[str, str], list[str]]:

@@ -1,13 +1,20 @@
 """Put first on PYTHONPATH by hpcx.run for the command of a torch job (a script that does not import hpcx): at
 exit, torch.distributed is torn down and its gloo workers left idle before Python finalises, as
 hpcx.runtime.dist.shutdown does for hpcx's own scripts (a gloo worker that frees DDP's last work while the
-interpreter finalises aborts the rank: exit 134 after the training finished)."""
+interpreter finalises aborts the rank: exit 134 after the training finished). It also records which framework
+the rank ran (hpcx.profiling.frameworks), for the report."""
 
 import atexit
 import sys
 
 
 def _settle() -> None:
+    try:
+        from hpcx.profiling.frameworks import record_at_exit
+
+        record_at_exit()  # which framework this rank ran, for the report
+    except Exception:
+        pass
     dist = sys.modules.get("torch.distributed")
     if dist is None:
         return

@@ -163,13 +163,30 @@ def test_gpus_are_asked_as_the_user_asked_them(tmp_path):
 
 
 def test_torchrun_gets_the_script_without_its_interpreter(tmp_path):
-    def rdzv_line(command):
-        prep = _prep(kind="torch-ddp", command=command, variables={"mode": "torchrun"})
-        return next(line for line in _script(prep, tmp_path).splitlines() if "--rdzv-endpoint" in line)
+    def torchrun_line(command, options=None):
+        prep = _prep(kind="torch-ddp", command=command, variables={"mode": "torchrun"}, options=options or {})
+        return next(line for line in _script(prep, tmp_path).splitlines() if "hpcx.runtime.torchrun" in line)
 
-    assert rdzv_line(("python3", "train.py", "--lr", "0.1")).endswith('$rdzv_port" train.py --lr 0.1')
-    assert rdzv_line(("/usr/bin/python", "-u", "t.py")).endswith('$rdzv_port" -u t.py')
-    assert rdzv_line(("./train.sh", "x")).endswith('$rdzv_port" ./train.sh x')
+    assert torchrun_line(("python3", "train.py", "--lr", "0.1")).endswith(
+        "--nproc-per-node=1 train.py --lr 0.1"
+    )
+    assert torchrun_line(("/usr/bin/python", "-u", "t.py")).endswith("--nproc-per-node=1 -u t.py")
+    assert torchrun_line(("./train.sh", "x")).endswith("--nproc-per-node=1 ./train.sh x")
+
+
+def test_torchrun_mode_runs_one_agent_per_node_with_the_tasks_per_node_as_workers(tmp_path):
+    def torchrun_line(options):
+        prep = _prep(
+            kind="torch-ddp", command=("python", "t.py"), variables={"mode": "torchrun"}, options=options
+        )
+        return next(line for line in _script(prep, tmp_path).splitlines() if "hpcx.runtime.torchrun" in line)
+
+    line = torchrun_line({"nodes": "2", "ntasks_per_node": "2"})
+    assert line.startswith("srun --kill-on-bad-exit=1 ")
+    assert '--nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 ' in line
+    assert line.endswith("--nproc-per-node=2 t.py")
+    assert torchrun_line({"nodes": "2", "ntasks": "6"}).endswith("--nproc-per-node=3 t.py")
+    assert torchrun_line({"partition": "gpu", "gpus_per_node": "2"}).endswith("--nproc-per-node=2 t.py")
 
 
 def test_mpi_jobs_start_ranks_with_the_partitions_launcher(tmp_path):

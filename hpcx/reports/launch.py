@@ -1,0 +1,70 @@
+"""How the job's ranks were started and what drove them: the report's ``launch`` section.
+
+The launcher of each rank comes from its start record (``srun``, ``mpirun``, ``torchrun`` for a worker of a
+torchrun agent, ``none`` for the batch step itself); the agents from their agent files; the framework from the
+framework records hpcx's exit hook writes in a torch job (hpcx.profiling.frameworks): each names what the rank's
+Python had loaded, most specific first. A rank killed before it exited wrote none.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hpcx.rundir.layout import agent_files, process_files, rank_of_process_file
+from hpcx.rundir.records import read_records
+
+
+def _framework_records(profile: Path) -> dict[int, list[dict[str, Any]]]:
+    """Per rank, the frameworks its processes recorded (the last record of a rank wins)."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for path in process_files(profile, "framework"):
+        rank = rank_of_process_file(path, "framework")
+        for rec in read_records(path):
+            if (
+                rec.get("type") == "framework"
+                and rank is not None
+                and isinstance(rec.get("frameworks"), list)
+            ):
+                out[rank] = [f for f in rec["frameworks"] if isinstance(f, dict) and f.get("name")]
+    return out
+
+
+def _label(framework: dict[str, Any]) -> str:
+    return (
+        f"{framework['name']} {framework['version']}" if framework.get("version") else str(framework["name"])
+    )
+
+
+def summarize_launch(profile: Path, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``launch`` section: launcher(s) with their rank counts, torchrun agents, and the framework(s)."""
+    launchers = Counter(r.get("launcher") or "unknown" for r in ranks)
+    by_rank = _framework_records(profile) if profile.is_dir() else {}
+    named: dict[str, dict[str, Any]] = {}
+    for rank, frameworks in sorted(by_rank.items()):
+        for f in frameworks:
+            entry = named.setdefault(f["name"], {"name": f["name"], "version": f.get("version"), "ranks": []})
+            entry["ranks"].append(rank)
+    firsts = Counter(_label(fs[0]) for fs in by_rank.values() if fs)
+    return {
+        "launcher": " + ".join(sorted(launchers)) if launchers else None,
+        "ranks_by_launcher": dict(sorted(launchers.items())),
+        "agents": len(agent_files(profile)) if profile.is_dir() else 0,
+        "framework": firsts.most_common(1)[0][0] if firsts else None,
+        "frameworks": list(named.values()),
+    }
+
+
+def launch_line(launch: dict[str, Any] | None) -> str | None:
+    """One line for the terminal and the page, e.g. ``torchrun (4 ranks, 2 agents); PyTorch Lightning 2.5.1``."""
+    if not launch or not launch.get("launcher"):
+        return None
+    counts = ", ".join(f"{n} {name}" for name, n in launch["ranks_by_launcher"].items())
+    agents = (
+        f", {launch['agents']} torchrun agent{'s' if launch['agents'] != 1 else ''}"
+        if launch["agents"]
+        else ""
+    )
+    text = f"ranks started by {counts}{agents}"
+    return f"{text}; framework {launch['framework']}" if launch.get("framework") else text

@@ -1,0 +1,107 @@
+"""hpcx.runtime.torchrun: torchrun's arguments from the allocation, one agent per node, the user's own options
+kept as given; the rendezvous on an address of the first node that every node reaches and Slurm's port."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpcx.errors import RuntimeFailure
+from hpcx.runtime.torchrun import split_options, torchrun_argv
+
+STEP = {
+    "SLURM_JOB_ID": "4242",
+    "SLURM_STEP_NUM_NODES": "2",
+    "SLURM_NODEID": "0",
+    "SLURM_STEP_RESV_PORTS": "12007-12008",
+}
+
+
+@pytest.fixture(autouse=True)
+def _address(monkeypatch):
+    monkeypatch.setenv("HPCX_MASTER_ADDR", "10.1.2.3")  # the site's address of the first node
+
+
+def _opts(argv):
+    return [w for w in argv if w.startswith("--")]
+
+
+def test_the_first_node_hosts_the_rendezvous_on_its_reachable_address_and_the_steps_port():
+    argv = torchrun_argv(["--nproc-per-node=2", "train.py", "--lr", "0.1"], STEP)
+    assert argv[-3:] == ["train.py", "--lr", "0.1"]
+    assert _opts(argv[:-2]) == [
+        "--nnodes=2",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=10.1.2.3:12007",
+        "--rdzv-conf=is_host=1",
+        "--local-addr=10.1.2.3",
+        "--rdzv-id=4242",
+        "--nproc-per-node=2",
+    ]
+
+
+def test_another_node_joins_as_a_client_and_keeps_its_own_local_address():
+    argv = torchrun_argv(["train.py"], {**STEP, "SLURM_NODEID": "1"})
+    assert "--rdzv-conf=is_host=0" in argv and not any(w.startswith("--local-addr") for w in argv)
+    assert "--rdzv-endpoint=10.1.2.3:12007" in argv
+
+
+def test_gpus_on_the_node_are_the_workers_unless_given():
+    assert "--nproc-per-node=4" in torchrun_argv(["t.py"], {**STEP, "SLURM_GPUS_ON_NODE": "4"})
+    assert "--nproc-per-node=1" in torchrun_argv(["t.py"], STEP)
+    given = torchrun_argv(["--nproc_per_node", "3", "t.py"], {**STEP, "SLURM_GPUS_ON_NODE": "4"})
+    assert given.count("3") == 1 and not any(w.startswith("--nproc-per-node") for w in given)
+
+
+def test_what_the_user_gave_wins_in_either_spelling():
+    argv = torchrun_argv(
+        [
+            "--rdzv_endpoint",
+            "h:1",
+            "--nnodes=1:2",
+            "--rdzv-id=mine",
+            "--max-restarts",
+            "2",
+            "t.py",
+            "--nnodes=9",
+        ],
+        STEP,
+    )
+    assert not any(
+        w.startswith(("--rdzv-endpoint", "--rdzv-backend", "--rdzv-conf", "--local-addr")) for w in argv
+    )
+    assert "--nnodes=2" not in argv and "--rdzv-id=4242" not in argv
+    assert argv[-2:] == ["t.py", "--nnodes=9"]  # the script's own arguments are never read as torchrun's
+
+
+def test_standalone_gets_no_rendezvous_of_ours():
+    argv = torchrun_argv(["--standalone", "t.py"], {"SLURM_JOB_ID": "1"})
+    assert not any(w.startswith("--rdzv-endpoint") for w in argv) and argv[-2:] == ["--standalone", "t.py"]
+
+
+def test_without_a_reserved_port_the_batch_steps_free_port_is_taken():
+    env = {k: v for k, v in STEP.items() if k != "SLURM_STEP_RESV_PORTS"}
+    assert "--rdzv-endpoint=10.1.2.3:23456" in torchrun_argv(["t.py"], {**env, "HPCX_RDZV_PORT": "23456"})
+
+
+def test_several_nodes_without_any_port_is_an_error_naming_the_fix():
+    env = {k: v for k, v in STEP.items() if k != "SLURM_STEP_RESV_PORTS"}
+    with pytest.raises(RuntimeFailure) as err:
+        torchrun_argv(["t.py"], env)
+    assert "SLURM_STEP_RESV_PORTS" in err.value.message and "--resv-ports=1" in (err.value.hint or "")
+
+
+def test_one_node_without_a_port_finds_a_free_one():
+    argv = torchrun_argv(["t.py"], {"SLURM_STEP_NUM_NODES": "1", "SLURM_NODEID": "0"})
+    port = next(w for w in argv if w.startswith("--rdzv-endpoint=")).rsplit(":", 1)[1]
+    assert port.isdigit() and 0 < int(port) < 65536
+
+
+def test_no_program_is_an_error():
+    with pytest.raises(RuntimeFailure):
+        torchrun_argv(["--nnodes=2"], STEP)
+
+
+def test_options_end_at_the_program():
+    given, words, program = split_options(["--nnodes", "2", "--standalone", "-m", "pkg.train", "--x", "1"])
+    assert given == {"nnodes": "2", "standalone": None}
+    assert words == ["--nnodes", "2", "--standalone"] and program == ["-m", "pkg.train", "--x", "1"]
