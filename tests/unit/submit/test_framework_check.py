@@ -6,6 +6,7 @@ the job is never refused for it."""
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import threading
@@ -64,7 +65,7 @@ def lightning(tmp_path: Path, num_nodes: object = 2, devices: object = 1, name: 
     return name
 
 
-def warnings(
+def warned(
     site: str, tmp_path: Path, *command: str, kind: str = "torch-ddp", mode: str = "", **options
 ) -> list[str]:
     """framework_warnings for `hpcx submit KIND OPTIONS -- COMMAND` run in tmp_path, options typed as their long
@@ -86,7 +87,7 @@ def warnings(
 
 def test_a_literal_num_nodes_other_than_the_nodes_asked_is_named_with_both_numbers(site, tmp_path):
     script = lightning(tmp_path, num_nodes=4)
-    assert warnings(site, tmp_path, "python", script, nodes="2", ntasks_per_node="1") == [
+    assert warned(site, tmp_path, "python", script, nodes="2", ntasks_per_node="1") == [
         "train.py:8 L.Trainer(num_nodes=4) but the job asks -N 2 (2 nodes): Lightning would wait for 4 nodes' "
         "ranks and hang until the time limit; ask -N 4 or set num_nodes=2"
     ]
@@ -94,7 +95,7 @@ def test_a_literal_num_nodes_other_than_the_nodes_asked_is_named_with_both_numbe
 
 def test_fewer_nodes_in_the_script_than_asked_is_named_too(site, tmp_path):
     script = lightning(tmp_path, num_nodes=1)
-    (got,) = warnings(site, tmp_path, "python", script, nodes="2")
+    (got,) = warned(site, tmp_path, "python", script, nodes="2")
     assert got.startswith(
         "train.py:8 L.Trainer(num_nodes=1) but the job asks -N 2 (2 nodes): Lightning would "
     )
@@ -103,7 +104,7 @@ def test_fewer_nodes_in_the_script_than_asked_is_named_too(site, tmp_path):
 
 def test_a_literal_devices_other_than_the_tasks_per_node_is_named(site, tmp_path):
     script = lightning(tmp_path, num_nodes=2, devices=4)
-    assert warnings(site, tmp_path, "python", script, nodes="2", ntasks_per_node="2") == [
+    assert warned(site, tmp_path, "python", script, nodes="2", ntasks_per_node="2") == [
         "train.py:7 L.Trainer(devices=4) but the job asks --ntasks-per-node 2 (2 tasks per node): Lightning would "
         "wait for 4 processes per node and hang until the time limit; ask --ntasks-per-node 4 or set devices=2"
     ]
@@ -111,13 +112,13 @@ def test_a_literal_devices_other_than_the_tasks_per_node_is_named(site, tmp_path
 
 def test_devices_against_sbatchs_one_task_per_node_says_none_was_asked(site, tmp_path):
     script = lightning(tmp_path, num_nodes=1, devices=2)
-    (got,) = warnings(site, tmp_path, "python", script)
+    (got,) = warned(site, tmp_path, "python", script)
     assert "L.Trainer(devices=2) but the job has 1 task per node (no --ntasks-per-node given)" in got
 
 
 def test_in_torchrun_mode_devices_are_compared_with_the_gpus_per_node(site, tmp_path):
     script = lightning(tmp_path, num_nodes=2, devices=2)
-    got = warnings(
+    got = warned(
         site, tmp_path, "python", script, mode="torchrun", partition="gpu", nodes="2", gpus_per_node="4"
     )
     assert got == [
@@ -129,14 +130,14 @@ def test_in_torchrun_mode_devices_are_compared_with_the_gpus_per_node(site, tmp_
 
 def test_in_torchrun_mode_tasks_spread_by_n_are_not_compared(site, tmp_path):
     script = lightning(tmp_path, num_nodes=2, devices=3)
-    assert warnings(site, tmp_path, "python", script, mode="torchrun", nodes="2", ntasks="4") == []
+    assert warned(site, tmp_path, "python", script, mode="torchrun", nodes="2", ntasks="4") == []
 
 
 def test_agreeing_values_give_no_warning(site, tmp_path):
     script = lightning(tmp_path, num_nodes=2, devices=2)
-    assert warnings(site, tmp_path, "python", script, nodes="2", ntasks_per_node="2") == []
+    assert warned(site, tmp_path, "python", script, nodes="2", ntasks_per_node="2") == []
     assert (
-        warnings(
+        warned(
             site, tmp_path, "python", script, mode="torchrun", partition="gpu", nodes="2", gpus_per_node="2"
         )
         == []
@@ -149,7 +150,7 @@ def test_agreeing_values_give_no_warning(site, tmp_path):
 )
 def test_values_that_are_not_whole_number_literals_give_no_warning(site, tmp_path, num_nodes, devices):
     script = lightning(tmp_path, num_nodes=num_nodes, devices=devices)
-    assert warnings(site, tmp_path, "python", script, nodes="2", ntasks_per_node="1") == []
+    assert warned(site, tmp_path, "python", script, nodes="2", ntasks_per_node="1") == []
 
 
 def test_two_trainers_that_disagree_leave_the_number_unknown(site, tmp_path):
@@ -158,27 +159,27 @@ def test_two_trainers_that_disagree_leave_the_number_unknown(site, tmp_path):
         "fit = pl.Trainer(num_nodes=4, devices=1)\n"
         "test = pl.Trainer(num_nodes=1, devices=1)  # Lightning's advice: test on one device\n"
     )
-    assert warnings(site, tmp_path, "python", "train.py", nodes="2") == []
+    assert warned(site, tmp_path, "python", "train.py", nodes="2") == []
 
 
 def test_fabric_and_a_module_run_with_python_m_are_read_too(site, tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "train.py").write_text("from lightning.fabric import Fabric\nFabric(num_nodes=3)\n")
-    (got,) = warnings(site, tmp_path, "python", "-u", "-m", "pkg.train", nodes="2")
+    (got,) = warned(site, tmp_path, "python", "-u", "-m", "pkg.train", nodes="2")
     assert got.startswith("pkg/train.py:2 Fabric(num_nodes=3) but the job asks -N 2 (2 nodes)")
 
 
 def test_a_value_set_in_the_environment_is_named_there(site, tmp_path, monkeypatch):
     monkeypatch.setenv("HPCX_NODES", "2")
     script = lightning(tmp_path, num_nodes=4)
-    (got,) = warnings(site, tmp_path, "python", script)
+    (got,) = warned(site, tmp_path, "python", script)
     assert "but the job asks HPCX_NODES=2 (2 nodes)" in got
 
 
 def test_nodes_slurm_chooses_are_not_compared(site, tmp_path):
     script = lightning(tmp_path, num_nodes=4, devices=3)
-    assert warnings(site, tmp_path, "python", script, ntasks="4") == []
-    assert warnings(site, tmp_path, "python", script, nodes="1-2") == [
+    assert warned(site, tmp_path, "python", script, ntasks="4") == []
+    assert warned(site, tmp_path, "python", script, nodes="1-2") == [
         "train.py:7 L.Trainer(devices=3) but the "
         "job has 1 task per node (no --ntasks-per-node given): Lightning would wait for 3 processes per node and "
         "hang until the time limit; ask --ntasks-per-node 3 or set devices=1"
@@ -193,7 +194,7 @@ def test_a_lightningcli_config_file_is_read(site, tmp_path):
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "ddp.yaml").write_text("trainer:\n  num_nodes: 4\n  devices: 1\nmodel: {lr: 0.1}\n")
     for flag in (["--config", "conf/ddp.yaml"], ["-c", "conf/ddp.yaml"], ["--config=conf/ddp.yaml"]):
-        assert warnings(site, tmp_path, "python", "main.py", "fit", *flag, nodes="2") == [
+        assert warned(site, tmp_path, "python", "main.py", "fit", *flag, nodes="2") == [
             "conf/ddp.yaml's trainer.num_nodes: 4 but the job asks -N 2 (2 nodes): Lightning would wait for 4 "
             "nodes' ranks and hang until the time limit; ask -N 4 or set trainer.num_nodes: 2 in conf/ddp.yaml"
         ]
@@ -202,10 +203,10 @@ def test_a_lightningcli_config_file_is_read(site, tmp_path):
 def test_the_command_lines_trainer_options_win_over_the_config_and_the_script(site, tmp_path):
     script = lightning(tmp_path, num_nodes=4, devices=1)
     (tmp_path / "c.yaml").write_text("trainer: {num_nodes: 3}\n")
-    got = warnings(site, tmp_path, "python", script, "--config", "c.yaml", "--trainer.num_nodes=5", nodes="2")
+    got = warned(site, tmp_path, "python", script, "--config", "c.yaml", "--trainer.num_nodes=5", nodes="2")
     assert len(got) == 1 and got[0].startswith("--trainer.num_nodes 5 but the job asks -N 2")
     assert got[0].endswith("pass --trainer.num_nodes 2")
-    assert warnings(site, tmp_path, "python", script, "--trainer.num_nodes", "2", nodes="2") == []
+    assert warned(site, tmp_path, "python", script, "--trainer.num_nodes", "2", nodes="2") == []
 
 
 def test_a_config_file_that_is_not_yaml_or_has_no_trainer_gives_no_warning(site, tmp_path):
@@ -215,7 +216,7 @@ def test_a_config_file_that_is_not_yaml_or_has_no_trainer_gives_no_warning(site,
     (tmp_path / "date.yaml").write_text("trainer: {num_nodes: 4}\nwhen: 2024-13-45\n")  # yaml: ValueError
     (tmp_path / "latin1.yaml").write_bytes("trainer: {num_nodes: 4}\nwho: Jos\xe9\n".encode("latin-1"))
     for config in ("bad.yaml", "list.yaml", "date.yaml", "latin1.yaml", "missing.yaml"):
-        assert warnings(site, tmp_path, "python", script, "-c", config, nodes="2") == []
+        assert warned(site, tmp_path, "python", script, "-c", config, nodes="2") == []
 
 
 # --- torchrun and accelerate ---------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def test_torchrun_nproc_per_node_against_the_gpus_per_node_in_each_spelling(site
     (tmp_path / "train.py").write_text("print('plain DDP')\n")
     for words in (["--nproc-per-node", "4"], ["--nproc-per-node=4"], ["--nproc_per_node", "4"]):
         flag = words[0].split("=")[0]
-        got = warnings(
+        got = warned(
             site, tmp_path, "torchrun", *words, "train.py", kind="serial", partition="gpu", gpus_per_node="2"
         )
         assert got == [
@@ -236,23 +237,9 @@ def test_torchrun_nproc_per_node_against_the_gpus_per_node_in_each_spelling(site
 
 def test_torchrun_nproc_per_node_against_the_tasks_asked_and_nnodes_against_n(site, tmp_path):
     (tmp_path / "train.py").write_text("")
-    got = warnings(
-        site,
-        tmp_path,
-        "python",
-        "-m",
-        "torch.distributed.run",
-        "--nnodes",
-        "4",
-        "--nproc-per-node",
-        "2",
-        "train.py",
-        "--nproc-per-node",
-        "9",
-        kind="mpi",
-        nodes="2",
-        ntasks_per_node="1",
-    )  # the script's own --nproc-per-node 9 is its argument, not torchrun's
+    # the script's own --nproc-per-node 9 is its argument, not torchrun's
+    command = "python -m torch.distributed.run --nnodes 4 --nproc-per-node 2 train.py --nproc-per-node 9"
+    got = warned(site, tmp_path, *command.split(), kind="mpi", nodes="2", ntasks_per_node="1")
     assert got == [
         "torchrun --nnodes 4 but the job asks -N 2 (2 nodes): torchrun's rendezvous would wait for 4 nodes and "
         "hang until the time limit; ask -N 4 or pass --nnodes 2",
@@ -264,28 +251,19 @@ def test_torchrun_nproc_per_node_against_the_tasks_asked_and_nnodes_against_n(si
 def test_torchrun_that_agrees_or_gives_no_plain_count_gives_no_warning(site, tmp_path):
     (tmp_path / "train.py").write_text("")
     gpu = {"kind": "serial", "partition": "gpu", "gpus_per_node": "4"}
-    assert warnings(site, tmp_path, "torchrun", "--nproc-per-node", "4", "train.py", **gpu) == []
+    assert warned(site, tmp_path, "torchrun", "--nproc-per-node", "4", "train.py", **gpu) == []
     assert (
-        warnings(site, tmp_path, "torchrun", "--nproc-per-node", "gpu", "--nnodes", "1:4", "train.py", **gpu)
+        warned(site, tmp_path, "torchrun", "--nproc-per-node", "gpu", "--nnodes", "1:4", "train.py", **gpu)
         == []
     )
     # one task, sbatch's default, and no GPU: torchrun's processes share the task's CPUs, nothing to compare
-    assert warnings(site, tmp_path, "torchrun", "--nproc-per-node", "4", "train.py", kind="serial") == []
+    assert warned(site, tmp_path, "torchrun", "--nproc-per-node", "4", "train.py", kind="serial") == []
 
 
 def test_lightning_under_torchrun_meets_torchruns_numbers(site, tmp_path):
     script = lightning(tmp_path, num_nodes=1, devices=4)
-    got = warnings(
-        site,
-        tmp_path,
-        "torchrun",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        script,
-        kind="serial",
-        ntasks_per_node="2",
-    )
+    command = f"torchrun --standalone --nproc-per-node 2 {script}"
+    got = warned(site, tmp_path, *command.split(), kind="serial", ntasks_per_node="2")
     assert got == [
         "train.py:7 L.Trainer(devices=4) but torchrun runs it with --nproc-per-node 2: Lightning would wait for 4 "
         "processes per node and hang until the time limit; pass --nproc-per-node 4 or set devices=2"
@@ -296,31 +274,15 @@ def test_accelerate_launch_numbers_and_its_config_file(site, tmp_path):
     (tmp_path / "train.py").write_text("")
     (tmp_path / "acc.yaml").write_text("num_machines: 2\nnum_processes: 4\n")
     two_by_two = {"kind": "mpi", "nodes": "2", "ntasks_per_node": "2"}
-    got = warnings(
-        site,
-        tmp_path,
-        "accelerate",
-        "launch",
-        "--num_processes",
-        "8",
-        "--num_machines",
-        "2",
-        "train.py",
-        **two_by_two,
-    )
+    command = "accelerate launch --num_processes 8 --num_machines 2 train.py"
+    got = warned(site, tmp_path, *command.split(), **two_by_two)
     assert got == [
         "accelerate launch --num_processes 8 but the job asks --ntasks-per-node 2 (2 tasks per node) on 2 nodes (4 "
         "in all): accelerate would start 8 processes in all; ask --ntasks-per-node 4 or pass --num_processes 4"
     ]
-    assert (
-        warnings(
-            site, tmp_path, "accelerate", "launch", "--config_file", "acc.yaml", "train.py", **two_by_two
-        )
-        == []
-    )
-    (got,) = warnings(
-        site, tmp_path, "accelerate", "launch", "--config_file", "acc.yaml", "train.py", kind="mpi", nodes="4"
-    )
+    from_config = "accelerate launch --config_file acc.yaml train.py".split()
+    assert warned(site, tmp_path, *from_config, **two_by_two) == []
+    (got,) = warned(site, tmp_path, *from_config, kind="mpi", nodes="4")
     assert got.startswith("acc.yaml's num_machines: 2 but the job asks -N 4 (4 nodes): accelerate launch's ")
 
 
@@ -349,7 +311,7 @@ def test_a_script_that_is_missing_unparseable_binary_or_a_directory_gives_no_war
     (tmp_path / "dir.py").mkdir()
     (tmp_path / "deep.py").write_text("Trainer(num_nodes=4)\nx = " + "[" * 100_000 + "]" * 100_000 + "\n")
     for name in ("missing.py", "broken.py", "binary.py", "dir.py", "deep.py", "/dev/null", "-"):
-        assert warnings(site, tmp_path, "python", name, nodes="2") == []
+        assert warned(site, tmp_path, "python", name, nodes="2") == []
 
 
 def test_a_script_that_cannot_be_opened_gives_no_warning(site, tmp_path, monkeypatch):
@@ -359,14 +321,14 @@ def test_a_script_that_cannot_be_opened_gives_no_warning(site, tmp_path, monkeyp
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(os, "open", refuse)  # root reads a chmod 000 file: refuse the open itself
-    assert warnings(site, tmp_path, "python", script, nodes="2") == []
+    assert warned(site, tmp_path, "python", script, nodes="2") == []
 
 
 def test_a_fifo_named_as_the_script_is_never_read_and_never_hangs(site, tmp_path):
     os.mkfifo(tmp_path / "train.py")
     got: list[list[str]] = []
     worker = threading.Thread(
-        target=lambda: got.append(warnings(site, tmp_path, "python", "train.py", nodes="2"))
+        target=lambda: got.append(warned(site, tmp_path, "python", "train.py", nodes="2"))
     )
     worker.start()
     worker.join(timeout=20)
@@ -413,7 +375,7 @@ def test_a_huge_script_is_not_read_past_the_bound(site, tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fdopen", spy)
     assert read_bounded(script) is None
-    assert warnings(site, tmp_path, "python", "train.py", nodes="2") == []
+    assert warned(site, tmp_path, "python", "train.py", nodes="2") == []
     assert asked and all(0 <= n <= MAX_FILE_BYTES + 1 for n in asked), asked
     assert MAX_FILE_BYTES == 2 * 1024 * 1024
     small = tmp_path / "small.py"
@@ -426,25 +388,20 @@ def test_a_huge_script_is_not_read_past_the_bound(site, tmp_path, monkeypatch):
 
 def test_hpcx_submit_dry_run_prints_the_warning_on_stderr_and_still_renders(site, tmp_path):
     lightning(tmp_path, num_nodes=4, devices=1, name="script.py")
-    result = run_cli(
-        "--site",
-        site,
-        "submit",
-        "torch-ddp",
-        "-N",
-        "2",
-        "--ntasks-per-node",
-        "1",
-        "--dry-run",
-        "--",
-        "python",
-        "script.py",
-    )
+    submit = ["--site", site, "submit", "torch-ddp"]
+    result = run_cli(*submit, *"-N 2 --ntasks-per-node 1 --dry-run -- python script.py".split())
     assert result.code == 0
     assert (
         "hpcx: warning: script.py:8 L.Trainer(num_nodes=4) but the job asks -N 2 (2 nodes): Lightning would wait for "
         "4 nodes' ranks and hang until the time limit; ask -N 4 or set num_nodes=2\n"
     ) in result.err
     assert "#!/bin/bash" in result.out and "hpcx: warning" not in result.out
-    agreeing = run_cli("--site", site, "submit", "torch-ddp", "-N", "4", "--dry-run", "python", "script.py")
+    # --json: stdout stays the one document (submit's has no list of warnings); the option as typed is named
+    as_json = run_cli("--json", *submit, "--nodes=2", "--dry-run", "python", "script.py")
+    assert as_json.code == 0 and json.loads(as_json.out)["dry_run"] is True
+    assert (
+        "hpcx: warning: script.py:8 L.Trainer(num_nodes=4) but the job asks --nodes 2 (2 nodes)"
+        in as_json.err
+    )
+    agreeing = run_cli(*submit, "-N", "4", "--dry-run", "python", "script.py")
     assert agreeing.code == 0 and "warning" not in agreeing.err
