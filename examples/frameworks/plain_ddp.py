@@ -36,7 +36,8 @@ def main() -> None:
         loss.backward()
         opt.step()
         if step == 0:
-            print(f"rank {rank}: first step after {time.monotonic() - start:.3f} s", flush=True)
+            since = time.monotonic() - start
+            print(f"rank {rank}: first step after {since:.3f} s (at {time.time():.3f})", flush=True)
     print(f"rank {rank}: done, loss {loss.item():.6f}", flush=True)
     dist.barrier()  # no rank tears gloo down while another still talks to it (an abort at exit otherwise)
     dist.destroy_process_group()
