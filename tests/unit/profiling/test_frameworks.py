@@ -94,3 +94,52 @@ def test_torchruns_agent_and_a_run_without_a_profile_directory_write_nothing(tmp
     )  # the agent, as the torchrun script starts it
     subprocess.run([sys.executable, str(agent)], env=env, capture_output=True, timeout=60, check=True)
     assert list(tmp_path.rglob("framework-*")) == []
+
+
+def test_record_at_exit_in_process(tmp_path, monkeypatch):
+    from hpcx.profiling import frameworks
+
+    for key in [k for k in os.environ if k.startswith(("SLURM_", "OMPI_", "PMI", "HPCX_"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "r")
+    monkeypatch.setitem(sys.modules, "accelerate", _mod("1.0"))
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    frameworks.record_at_exit()  # no HPCX_PROFILE_DIR: nothing, nowhere
+    assert list(tmp_path.rglob("*")) == []
+    monkeypatch.setenv("HPCX_PROFILE_DIR", str(tmp_path))
+    frameworks.record_at_exit()
+    (path,) = tmp_path.glob(f"framework-rank-00002-p{os.getpid()}.jsonl")
+    record = json.loads(path.read_text())
+    assert record["v"] == 2 and record["rank"] == 2 and record["t"] > 0
+    assert {"name": "Hugging Face accelerate", "module": "accelerate", "version": "1.0"} in record[
+        "frameworks"
+    ]
+    path.unlink()
+    for agent_argv0 in ("/usr/local/bin/torchrun", "torchrun"):
+        monkeypatch.setattr(sys, "argv", [agent_argv0, "--nnodes=2"])
+        frameworks.record_at_exit()
+    monkeypatch.setattr(sys, "argv", ["/x/run.py"])
+    main = types.ModuleType("__main__")
+    main.__spec__ = types.SimpleNamespace(name="torch.distributed.run")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    frameworks.record_at_exit()
+    assert list(tmp_path.glob("framework-*")) == []  # torchrun's agent is not a rank
+    main.__spec__ = types.SimpleNamespace(name="train")
+    frameworks.record_at_exit()
+    assert len(list(tmp_path.glob("framework-*"))) == 1
+
+
+def test_a_program_without_any_framework_writes_nothing(tmp_path):
+    from hpcx.runtime.torchenv import EXIT_SITE
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "PMI", "HPCX_"))}
+    env.update(
+        HPCX_PROFILE_DIR=str(tmp_path),
+        PYTHONPATH=os.pathsep.join([str(EXIT_SITE), env.get("PYTHONPATH", "")]),
+    )
+    subprocess.run(
+        [sys.executable, "-c", "import json"], env=env, capture_output=True, timeout=60, check=True
+    )
+    assert list(tmp_path.iterdir()) == []

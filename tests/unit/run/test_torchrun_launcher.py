@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hpcx.errors import RuntimeFailure
-from hpcx.runtime.torchrun import split_options, torchrun_argv
+from hpcx.runtime.torchrun import main, split_options, torchrun_argv
 
 STEP = {
     "SLURM_JOB_ID": "4242",
@@ -105,3 +105,62 @@ def test_options_end_at_the_program():
     given, words, program = split_options(["--nnodes", "2", "--standalone", "-m", "pkg.train", "--x", "1"])
     assert given == {"nnodes": "2", "standalone": None}
     assert words == ["--nnodes", "2", "--standalone"] and program == ["-m", "pkg.train", "--x", "1"]
+
+
+def test_no_gpus_on_the_node_is_one_worker():
+    assert "--nproc-per-node=1" in torchrun_argv(["t.py"], {**STEP, "SLURM_GPUS_ON_NODE": "0"})
+
+
+def test_a_port_list_and_a_bad_fallback():
+    assert "--rdzv-endpoint=10.1.2.3:12011" in torchrun_argv(
+        ["t.py"], {**STEP, "SLURM_STEP_RESV_PORTS": "12011,12019"}
+    )
+    env = {k: v for k, v in STEP.items() if k != "SLURM_STEP_RESV_PORTS"}
+    with pytest.raises(RuntimeFailure) as err:
+        torchrun_argv(["t.py"], {**env, "HPCX_RDZV_PORT": "soon"})
+    assert str(err.value) == (
+        "torchrun's rendezvous port: the step has no reserved port (SLURM_STEP_RESV_PORTS) and HPCX_RDZV_PORT is "
+        "not set; launch with `srun --resv-ports=1` (slurm.conf needs MpiParams=ports=12000-12999), or export "
+        "HPCX_RDZV_PORT with a port free on the first node"
+    )
+
+
+def test_a_double_dash_ends_torchruns_options():
+    given, words, program = split_options(["--nnodes=2", "--", "t.py", "--lr=1"])
+    assert given == {"nnodes": "2"} and words == ["--nnodes=2"] and program == ["--", "t.py", "--lr=1"]
+    assert split_options(["--rdzv_conf=a=1,b=2", "t.py"])[0] == {"rdzv-conf": "a=1,b=2"}
+    assert split_options(["--nnodes"])[0] == {"nnodes": None}  # a value missing at the end: torchrun says so
+
+
+def test_main_names_what_is_missing_and_exits_2(capsys):
+    assert main(["--", "--nnodes=2"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "hpcx.runtime.torchrun: no program to run (python -m hpcx.runtime.torchrun [options] SCRIPT ARGS)\n"
+    )
+
+
+def test_fallbacks_of_the_allocations_values():
+    bare = torchrun_argv(["t.py"], {"SLURM_STEP_RESV_PORTS": "12000"})  # no node count, id or node index
+    assert _opts(bare) == [
+        "--nnodes=1",
+        "--nproc-per-node=1",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=10.1.2.3:12000",
+        "--rdzv-conf=is_host=1",
+        "--local-addr=10.1.2.3",
+    ]
+    job = {"SLURM_NNODES": "3", "SLURM_NODEID": "2", "SLURM_STEP_RESV_PORTS": "12000"}
+    assert "--nnodes=3" in torchrun_argv(["t.py"], job)  # the job's nodes where the step's are not given
+
+
+def test_the_users_own_rendezvous_pieces_are_kept():
+    argv = torchrun_argv(["--rdzv-conf=join_timeout=900", "--local_addr=10.9.9.9", "t.py"], STEP)
+    assert "--rdzv-endpoint=10.1.2.3:12007" in argv and "--rdzv-backend=c10d" in argv
+    assert not any(w.startswith(("--rdzv-conf=is_host", "--local-addr=10.1.2.3")) for w in argv)
+    assert argv[-3:] == ["--rdzv-conf=join_timeout=900", "--local_addr=10.9.9.9", "t.py"]
+    static = torchrun_argv(["--master-addr=10.0.0.1", "--master-port=29500", "t.py"], STEP)
+    assert not any(w.startswith(("--rdzv-backend", "--rdzv-endpoint", "--local-addr")) for w in static)
+    elastic = torchrun_argv(["--nnodes=1:2", "t.py"], STEP)  # an elastic range is the user's to give
+    assert "--nnodes=1:2" in elastic and "--nnodes=2" not in elastic
