@@ -15,14 +15,14 @@ import os
 import re
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hpcx.site.config import origins
-from hpcx.spec import Origin, Resources, spell
+from hpcx.spec import Origin, Resources, parse_gres, spell
 from hpcx.submit.command_line import run_dir_of
 from hpcx.submit.request import Prepared
 
@@ -329,10 +329,22 @@ _TASKS = ("task per node", "tasks per node")
 def _gpu_count(res: Resources, o: dict[str, Origin]) -> Count:
     """GPUs per node, named by the option that set them (--gres wins over --gpus-per-node, as in Slurm)."""
     if res.gres_gpus:
-        return _request_count("gres", "--gres", res.gres_gpus, o.get("gres"), _GPUS, str(res.gres))
+        count = _request_count("gres", "--gres", res.gres_gpus, o.get("gres"), _GPUS, str(res.gres))
+        return replace(count, change=_gres_change(str(res.gres)))
     typed = f"{res.gpu_type}:{res.gpus_per_node}" if res.gpu_type else ""
     return _request_count(
         "gpus_per_node", "--gpus-per-node", res.gpus_per_node, o.get("gpus_per_node"), _GPUS, typed
+    )
+
+
+def _gres_change(gres: str) -> Callable[[int], str]:
+    """``ask --gres gpu:tesla:N,nvme:1``: the --gres list as given with its GPU entry counting N (``--gres N`` names
+    no GPU); with several GPU entries, the number they should add up to."""
+    entries = parse_gres(gres)
+    if sum(g.name == "gpu" for g in entries) != 1:
+        return lambda n: f"ask --gres for {_plural(n, *_GPUS)}"
+    return lambda n: (
+        "ask --gres " + ",".join(str(replace(g, count=n) if g.name == "gpu" else g) for g in entries)
     )
 
 
