@@ -82,6 +82,7 @@ _FAMILY = {
     "allreduce": "allreduce",
     "iallreduce": "allreduce",
     "all_reduce": "allreduce",
+    "ddp_bucket_allreduce": "allreduce",
     "allgather": "allgather",
     "iallgather": "allgather",
     "all_gather": "allgather",
@@ -243,7 +244,7 @@ def _record(now: float) -> dict[str, Any]:
     entries = totals()
     seconds = sum(e["seconds"] for e in entries)
     wall_s = now - _state["t0"]
-    return {
+    record = {
         "type": "comm",
         "format": FORMAT,
         "t": time.time(),
@@ -253,6 +254,11 @@ def _record(now: float) -> dict[str, Any]:
         "seconds": seconds,
         "entries": entries,
     }
+    ddp = sys.modules.get("hpcx.profiling.comm_ddp")
+    summary = ddp.summary() if ddp is not None else None
+    if summary is not None:
+        record["ddp"] = summary
+    return record
 
 
 def _flusher(stop: threading.Event) -> None:
@@ -359,12 +365,17 @@ def install() -> None:
     """
     if _state["installed"]:
         return
+    from hpcx.profiling.comm_ddp import patch_ddp
     from hpcx.profiling.comm_mpi import patch_mpi  # they import this module's tables
     from hpcx.profiling.comm_torch import patch_torch
 
     _state.update(installed=True, t0=_perf())
     _start_flusher()
-    patches = {"mpi4py.MPI": patch_mpi, "torch.distributed": patch_torch}
+    patches = {
+        "mpi4py.MPI": patch_mpi,
+        "torch.distributed": patch_torch,
+        "torch.nn.parallel.distributed": patch_ddp,
+    }
     for name, patch in patches.items():
         if name in sys.modules:
             patch(sys.modules[name])

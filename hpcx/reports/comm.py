@@ -105,6 +105,55 @@ def summarize_comm(
         "calls": rows,
         "sizes": comm_sizes(per_rank),
         "energy": comm_energy(profile_dir, lives, nodes, files),
+        "ddp": summarize_ddp(files),
+    }
+
+
+def summarize_ddp(files: CommFiles) -> dict[str, Any] | None:
+    """DistributedDataParallel's bucket communication (hpcx.profiling.comm_ddp) over the ranks: per bucket index
+    its calls, bytes and seconds; the gradient bytes each rank sends per backward pass; how much of the
+    communication ran while the backward pass was still computing (hidden) and after it (exposed); the hooks
+    that timed it, and those that could not be (not covered). None when no process saw a DDP model."""
+    hooks: dict[str, int] = {}
+    buckets: dict[int, dict[str, Any]] = {}
+    steps = hidden = exposed = 0.0
+    per_step: list[float] = []
+    timing = None
+    for per_file in files.values():
+        rank_bytes = rank_steps = 0
+        for records in per_file:
+            ddp = records[-1].get("ddp")
+            if not isinstance(ddp, dict):
+                continue
+            timing = ddp.get("timing", timing)
+            for name, n in (ddp.get("hooks") or {}).items():
+                hooks[name] = hooks.get(name, 0) + n
+            for b in ddp.get("buckets") or []:
+                row = buckets.setdefault(
+                    b["index"], {"index": b["index"], "calls": 0, "bytes": 0, "seconds": 0.0}
+                )
+                row["calls"] += b["calls"]
+                row["bytes"] += b["bytes"]
+                row["seconds"] += b["seconds"]
+                rank_bytes += b["bytes"]
+            rank_steps += ddp.get("steps", 0)
+            steps += ddp.get("steps", 0)
+            hidden += ddp.get("hidden_s", 0.0)
+            exposed += ddp.get("exposed_s", 0.0)
+        if rank_steps:
+            per_step.append(rank_bytes / rank_steps)
+    if not hooks:
+        return None
+    return {
+        "hooks": hooks,
+        "not_covered": sorted(h for h in hooks if h.endswith("(not covered)")),
+        "buckets": [buckets[i] for i in sorted(buckets)],
+        "backward_passes": int(steps),
+        "bytes_per_step": sum(per_step) / len(per_step) if per_step else None,
+        "hidden_s": hidden,
+        "exposed_s": exposed,
+        "hidden_share": hidden / (hidden + exposed) if hidden + exposed > 0 else None,
+        "overlap_timing": timing,
     }
 
 

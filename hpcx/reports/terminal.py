@@ -104,8 +104,26 @@ def _comm_lines(comm: dict[str, Any] | None) -> list[str]:
         lines.append(
             f"    {c['lib']} {c['call']}: {c['calls']} calls, {size(c['bytes'])}, {c['seconds']:.2f} s{bw}"
         )
+    lines += _ddp_lines(comm.get("ddp"))
     line = comm_energy_text(comm.get("energy"))
     return [*lines, f"    {line}"] if line else lines
+
+
+def _ddp_lines(ddp: dict[str, Any] | None) -> list[str]:
+    """DDP's gradient buckets: bytes per backward pass, buckets, how much hid behind the backward pass."""
+    if not ddp:
+        return []
+    per_step = (
+        f"{size(ddp['bytes_per_step'])} of gradients per backward pass" if ddp["bytes_per_step"] else ""
+    )
+    hidden = (
+        f", {pct(ddp['hidden_share'])} of it behind the backward pass ({ddp['overlap_timing']} timing)"
+        if ddp["hidden_share"] is not None
+        else ""
+    )
+    lines = [f"    DDP: {count(len(ddp['buckets']), 'bucket')}, {per_step or 'no bucket completed'}{hidden}"]
+    lines += [f"    DDP not covered: {h}" for h in ddp["not_covered"]]
+    return lines
 
 
 def comm_energy_text(energy: dict[str, Any] | None) -> str | None:

@@ -1,0 +1,209 @@
+"""DistributedDataParallel's own gradient communication (:mod:`hpcx.profiling.comm` installs it).
+
+DDP all-reduces its gradient buckets from C++ (its Reducer), not through the ``torch.distributed`` calls that
+:mod:`hpcx.profiling.comm_torch` wraps, so a DDP job would look as if it hardly communicated. This module makes
+each DDP model's bucket communication visible without a change to the user's script:
+
+- a model whose program registers no communication hook of its own gets, at its first forward (DDP takes a
+  hook until the first backward), torch's own default all-reduce hook (``default_hooks.allreduce_hook``: divide
+  by the group size, all-reduce with sum; what the Reducer does without a hook) wrapped in a timer;
+- a model whose program registers its own hook (``register_comm_hook``) has that hook wrapped in the timer
+  instead, so its numerics stay the program's;
+- a built-in C++ hook (``_register_builtin_comm_hook``) cannot be wrapped: it is recorded as not covered.
+
+Each bucket's communication is timed from the hook's call until its future completes (on NCCL with CUDA events
+on the stream, as :mod:`hpcx.profiling.comm_torch` does), counted as the call ``ddp_bucket_allreduce`` with the
+bucket's bytes, and the torch.distributed calls the hook makes inside are not counted a second time. Per bucket
+index its bytes and time are kept, and per backward pass (the buckets from the first to the one marked last) how
+much of the communication ran before the last bucket was ready (hidden behind the backward computation) and how
+much after (exposed): what a user tuning ``bucket_cap_mb`` needs. The overlap is taken from host times; on
+NCCL the host sees a bucket complete when its callback runs, so there it is labelled as host-observed.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from hpcx.profiling.comm import _count_torch, _pend, _perf
+
+CALL = "ddp_bucket_allreduce"
+inside_hook = threading.local()  # set while a timed hook runs: comm_torch does not count its calls again
+
+_lock = threading.Lock()
+# bucket index -> [calls, bytes, seconds]
+_buckets: dict[int, list[Any]] = {}
+# what the models' hooks were: "hpcx default allreduce", "user: NAME", "builtin: NAME (not covered)"
+_hooks: dict[str, int] = {}
+_overlap: dict[str, Any] = {"steps": 0, "hidden_s": 0.0, "exposed_s": 0.0, "timing": "host"}
+_pass: dict[int, dict[str, Any]] = {}  # per model (id): the backward pass in progress
+
+
+def summary() -> dict[str, Any] | None:
+    """The DDP part of a comm record; None when no DDP model was seen."""
+    with _lock:
+        if not _hooks:
+            return None
+        return {
+            "hooks": dict(_hooks),
+            "buckets": [
+                {"index": i, "calls": c, "bytes": b, "seconds": s}
+                for i, (c, b, s) in sorted(_buckets.items())
+            ],
+            **_overlap,
+        }
+
+
+def _union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def split_overlap(intervals: list[tuple[float, float]], backward_end: float) -> tuple[float, float]:
+    """Seconds of the buckets' communication (their union) before ``backward_end`` (hidden behind the backward
+    computation) and after it (exposed: the step waits for it)."""
+    hidden = exposed = 0.0
+    for a, b in _union(intervals):
+        hidden += max(0.0, min(b, backward_end) - a)
+        exposed += max(0.0, b - max(a, backward_end))
+    return hidden, exposed
+
+
+def _done(model: int, index: int, nbytes: int, t0: float) -> None:
+    """A bucket's communication completed (host time now): count it and, once the pass's buckets are all
+    done, its overlap."""
+    t1 = _perf()
+    with _lock:
+        entry = _buckets.setdefault(index, [0, 0, 0.0])
+        entry[0] += 1
+        entry[1] += nbytes
+        entry[2] += t1 - t0
+        current = _pass.setdefault(model, {"intervals": [], "backward_end": None, "open": 0})
+        current["intervals"].append((t0, t1))
+        current["open"] -= 1
+        if current["backward_end"] is not None and current["open"] == 0:
+            hidden, exposed = split_overlap(current["intervals"], current["backward_end"])
+            _overlap["steps"] += 1
+            _overlap["hidden_s"] += hidden
+            _overlap["exposed_s"] += exposed
+            del _pass[model]
+
+
+def _called(model: int, t0: float, last: bool) -> None:
+    with _lock:
+        current = _pass.setdefault(model, {"intervals": [], "backward_end": None, "open": 0})
+        current["open"] += 1
+        if last:
+            current["backward_end"] = t0  # the last bucket is ready when the backward pass has finished
+
+
+def timed(hook: Callable[[Any, Any], Any], model: Any) -> Callable[[Any, Any], Any]:
+    """``hook`` (a DDP communication hook) timed per bucket; its result, and so the numerics, unchanged."""
+    key = id(model)
+
+    def timed_hook(state: Any, bucket: Any) -> Any:
+        buffer = bucket.buffer()
+        nbytes = buffer.numel() * buffer.element_size()
+        index, last = bucket.index(), bucket.is_last()
+        cuda = _cuda_start(buffer)
+        t0 = _perf()
+        _called(key, t0, last)
+        inside_hook.active = True
+        try:
+            future = hook(state, bucket)
+        finally:
+            inside_hook.active = False
+        size = _group_size(state)
+
+        def finished(fut: Any) -> Any:
+            _done(key, index, nbytes, t0)
+            if cuda is not None:
+                _cuda_end(cuda, nbytes, size, buffer)
+            else:
+                _count_torch(CALL, nbytes, _perf() - t0, size)
+            return fut.value()
+
+        return future.then(finished)
+
+    return functools.wraps(hook)(timed_hook)
+
+
+def _group_size(state: Any) -> int:
+    try:
+        if state is not None and hasattr(state, "size"):
+            return int(state.size())
+        return int(sys.modules["torch.distributed"].get_world_size())
+    except Exception:  # a state of the user's own kind: the size is unknown, the bytes and time are not
+        return 0
+
+
+def _cuda_start(buffer: Any) -> Any:
+    if not getattr(buffer, "is_cuda", False):
+        return None
+    torch = sys.modules["torch"]
+    start = torch.cuda.Event(enable_timing=True)
+    start.record(torch.cuda.current_stream(buffer.device))
+    return start
+
+
+def _cuda_end(start: Any, nbytes: int, size: int, buffer: Any) -> None:
+    """The end event, recorded where the future's callback runs: its stream waits for the bucket's work."""
+    torch = sys.modules["torch"]
+    end = torch.cuda.Event(enable_timing=True)
+    end.record(torch.cuda.current_stream(buffer.device))
+    _pend([start, end, CALL, nbytes, size, buffer])
+
+
+def _note(kind: str) -> None:
+    with _lock:
+        _hooks[kind] = _hooks.get(kind, 0) + 1
+
+
+def patch_ddp(module: ModuleType) -> None:
+    """Wrap DDP's hook registration and give a model without a hook of its own the timed default hook."""
+    ddp = getattr(module, "DistributedDataParallel", None)
+    if ddp is None or getattr(ddp, "_hpcx_patched", False):
+        return
+    register, builtin, forward = ddp.register_comm_hook, ddp._register_builtin_comm_hook, ddp.forward
+
+    def register_comm_hook(self: Any, state: Any, hook: Callable[[Any, Any], Any]) -> Any:
+        self._hpcx_hook = "user"
+        result = register(self, state, timed(hook, self))
+        _note(f"user: {getattr(hook, '__qualname__', type(hook).__name__)}")
+        return result
+
+    def register_builtin(self: Any, comm_hook_type: Any) -> Any:
+        self._hpcx_hook = "builtin"
+        _note(f"builtin: {comm_hook_type} (not covered)")
+        return builtin(self, comm_hook_type)
+
+    def first_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "_hpcx_hook", None) is None:
+            self._hpcx_hook = "hpcx"
+            _install_default(self, register)
+        return forward(self, *args, **kwargs)
+
+    ddp.register_comm_hook = functools.wraps(register)(register_comm_hook)
+    ddp._register_builtin_comm_hook = functools.wraps(builtin)(register_builtin)
+    ddp.forward = functools.wraps(forward)(first_forward)
+    ddp._hpcx_patched = True
+
+
+def _install_default(model: Any, register: Callable[..., Any]) -> None:
+    """The timed default all-reduce hook on ``model``; a model DDP will not give a hook to is not covered."""
+    try:
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+        register(model, model.process_group, timed(default_hooks.allreduce_hook, model))
+        _note("hpcx default allreduce")
+    except Exception as exc:  # tracing must never break the job: say what is not covered instead
+        _note(f"none: {type(exc).__name__} (not covered)")
