@@ -254,6 +254,9 @@ def _record(now: float) -> dict[str, Any]:
         "seconds": seconds,
         "entries": entries,
     }
+    cost = sys.modules.get("hpcx.profiling.comm_cost")
+    if cost is not None and cost.costs_us:
+        record["cost_us"] = dict(cost.costs_us)
     ddp = sys.modules.get("hpcx.profiling.comm_ddp")
     summary = ddp.summary() if ddp is not None else None
     if summary is not None:

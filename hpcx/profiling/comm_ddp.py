@@ -30,6 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from hpcx.profiling.comm import _count_torch, _pend, _perf
+from hpcx.profiling.comm_cost import calibrate_ddp, costs_us
 
 CALL = "ddp_bucket_allreduce"
 inside_hook = threading.local()  # set while a timed hook runs: comm_torch does not count its calls again
@@ -41,6 +42,25 @@ _buckets: dict[int, list[Any]] = {}
 _hooks: dict[str, int] = {}
 _overlap: dict[str, Any] = {"steps": 0, "hidden_s": 0.0, "exposed_s": 0.0, "timing": "host"}
 _pass: dict[int, dict[str, Any]] = {}  # per model (id): the backward pass in progress
+
+
+def snapshot() -> tuple[Any, ...]:
+    """This module's counts as they are (the calibration of its cost puts them back afterwards)."""
+    with _lock:
+        return (
+            {k: list(v) for k, v in _buckets.items()},
+            dict(_hooks),
+            dict(_overlap),
+            {k: {**v, "intervals": list(v["intervals"])} for k, v in _pass.items()},
+        )
+
+
+def restore(saved: tuple[Any, ...]) -> None:
+    with _lock:
+        lives: tuple[dict[Any, Any], ...] = (_buckets, _hooks, _overlap, _pass)
+        for live, old in zip(lives, saved):
+            live.clear()
+            live.update(old)
 
 
 def summary() -> dict[str, Any] | None:
@@ -190,6 +210,8 @@ def patch_ddp(module: ModuleType) -> None:
         if getattr(self, "_hpcx_hook", None) is None:
             self._hpcx_hook = "hpcx"
             _install_default(self, register)
+        if "ddp" not in costs_us:  # once, on the first forward: torch is fully imported by now
+            calibrate_ddp()
         return forward(self, *args, **kwargs)
 
     ddp.register_comm_hook = functools.wraps(register)(register_comm_hook)

@@ -329,6 +329,10 @@ def patch_mpi(MPI: Any) -> None:
     _count_pickled(MPI)
     MPI.Request = traced_request
     MPI.COMM_WORLD = traced_comm(MPI.COMM_WORLD)
+    if MPI.Is_initialized() and not MPI.Is_finalized():  # on the importing thread, where MPI may be called
+        from hpcx.profiling.comm_cost import calibrate_mpi
+
+        calibrate_mpi(MPI, traced_comm)
 
 
 def _traced_request_class(MPI: Any) -> type:

@@ -9,6 +9,7 @@ which :func:`comm_energy` joins with the node energy counters' edge windows.
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,42 @@ def summarize_ddp(files: CommFiles) -> dict[str, Any] | None:
         "exposed_s": exposed,
         "hidden_share": hidden / (hidden + exposed) if hidden + exposed > 0 else None,
         "overlap_timing": timing,
+    }
+
+
+def _kind(entry: dict[str, Any]) -> str:
+    return "ddp" if entry["call"] == "ddp_bucket_allreduce" else str(entry["lib"])
+
+
+def tracing_cost(profile_dir: Path, files: CommFiles | None = None) -> dict[str, Any] | None:
+    """What tracing added to the job: each process's calls of each kind (mpi, torch, ddp) times the cost per
+    call that process measured at start-up on its node (hpcx.profiling.comm_cost). ``cost_us`` per kind is
+    the median over the processes that measured it; calls of a kind whose cost no process measured are
+    ``unmeasured_calls``. None without comm records."""
+    files = comm_files(profile_dir) if files is None else files
+    added, calls, unmeasured = 0.0, 0, 0
+    measured: dict[str, list[float]] = {}
+    for per_file in files.values():
+        for records in per_file:
+            last = records[-1]
+            raw = last.get("cost_us")
+            cost: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            for kind, us in cost.items():
+                measured.setdefault(kind, []).append(float(us))
+            for e in last.get("entries", []):
+                calls += e["calls"]
+                us = cost.get(_kind(e))
+                if us is None:
+                    unmeasured += e["calls"]
+                else:
+                    added += e["calls"] * float(us) / 1e6
+    if not files:
+        return None
+    return {
+        "added_s": added,
+        "calls": calls,
+        "unmeasured_calls": unmeasured,
+        "cost_us": {kind: statistics.median(v) for kind, v in sorted(measured.items())},
     }
 
 

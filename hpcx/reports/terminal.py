@@ -307,7 +307,9 @@ def _profiler_lines(p: dict[str, Any] | None) -> list[str]:
     if p["sampler_share"] is None and p.get("sampler_method", "").startswith("measured"):
         share = " (no share: the job was too short for one to mean anything)"
     comm = (
-        f", comm tracing ~{p['comm_added_s']:.4f} s (estimated)" if p.get("comm_added_s") is not None else ""
+        f", comm tracing ~{p['comm_added_s']:.4f} s ({(p.get('comm_method') or 'estimated').split(' ')[0]})"
+        if p.get("comm_added_s") is not None
+        else ""
     )
     return [
         f"  profiler overhead: sampler {p['sampler_cpu_s']:.2f} s CPU{share}, records "

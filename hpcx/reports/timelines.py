@@ -220,7 +220,7 @@ def profiler_cost(ranks: list[dict[str, Any]], profile_dir: Path, comm_calls: in
     alloc = sum(r["wall_s"] * (r.get("cpus_allowed") or 1) for r in ranks)
     rss = [r["sampler_rss_mb"] for r in ranks if r.get("sampler_rss_mb") is not None]
     wall = sum(r["wall_s"] for r in ranks)
-    added = comm_calls * TRACED_CALL_US / 1e6 if comm_calls else None
+    added, method = _tracing_added(profile_dir, comm_calls)
     return {
         "sampler_cpu_s": sum(cpu) if cpu else None,
         "sampler_share": sum(cpu) / alloc if cpu and alloc >= MIN_SHARE_ALLOC_S else None,
@@ -234,10 +234,30 @@ def profiler_cost(ranks: list[dict[str, Any]], profile_dir: Path, comm_calls: in
         "comm_calls": comm_calls,
         "comm_added_s": added,
         "comm_added_share": added / wall if added is not None and wall > 0 else None,
-        "comm_method": f"estimated ({TRACED_CALL_US} us per traced call, benchmarks/mpi_call_added_us.py)"
-        if comm_calls
-        else None,
+        "comm_method": method,
     }
+
+
+def _tracing_added(profile_dir: Path, comm_calls: int | None) -> tuple[float | None, str | None]:
+    """Seconds communication tracing added, and how that was obtained: each process's calls times the cost
+    per call it measured at start-up (hpcx.reports.comm.tracing_cost); calls of a kind no process measured
+    at :data:`TRACED_CALL_US` (the benchmark's figure), and the method says how many."""
+    if not comm_calls:
+        return None, None
+    from hpcx.reports.comm import tracing_cost
+
+    cost = tracing_cost(profile_dir) if profile_dir.is_dir() else None
+    if not cost or not cost["cost_us"]:
+        return comm_calls * TRACED_CALL_US / 1e6, (
+            f"estimated ({TRACED_CALL_US} us per traced call, benchmarks/mpi_call_added_us.py)"
+        )
+    kinds = ", ".join(f"{kind} {us:.2f} us" for kind, us in cost["cost_us"].items())
+    method = f"measured at start-up on the job's nodes ({kinds} per call, median of the processes)"
+    added = cost["added_s"]
+    if cost["unmeasured_calls"]:
+        added += cost["unmeasured_calls"] * TRACED_CALL_US / 1e6
+        method += f"; {cost['unmeasured_calls']} calls of unmeasured kinds at {TRACED_CALL_US} us (estimated)"
+    return added, method
 
 
 def carbon(

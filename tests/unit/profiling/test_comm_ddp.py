@@ -87,6 +87,7 @@ def test_every_bucket_is_timed_and_sized_and_a_step_moves_the_gradient_bytes(def
         assert "all_reduce" not in calls  # the hook's own all_reduce is the bucket's, not counted twice
         ddp = record["ddp"]
         assert ddp["hooks"] == {"hpcx default allreduce": 1} and ddp["steps"] == 12
+        assert set(record["cost_us"]) == {"torch", "ddp"}  # measured in the process, on its first calls
         assert sum(b["bytes"] for b in ddp["buckets"]) == 12 * grad_bytes
         assert calls["ddp_bucket_allreduce"]["bytes"] == 12 * grad_bytes
         assert sum(b["calls"] for b in ddp["buckets"]) == calls["ddp_bucket_allreduce"]["calls"] >= 12
