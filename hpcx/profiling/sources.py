@@ -19,6 +19,21 @@ MEASURED, UNAVAILABLE = "measured", "unavailable"
 COUNTER, SAMPLED = "counter", "sampled"
 POWERCAP_ROOT = "/sys/class/powercap"
 MB = 2**20
+# The rank's I/O from /proc/PID/io, each field named as the sample record names it (its kernel name).
+IO_FIELDS = {
+    "rchar": "B",  # bytes passed to read()-like calls (read, pread, readv, sendfile...): page cache hits too
+    "wchar": "B",  # bytes passed to write()-like calls: counted when written to the page cache
+    "syscr": "1",  # read()-like calls
+    "syscw": "1",  # write()-like calls
+    "read_bytes": "B",  # bytes the storage layer fetched for the process: page cache hits are not
+    "write_bytes": "B",  # bytes of page cache the process dirtied for the storage layer
+}
+_IO_KEYS = {field: field.encode() for field in IO_FIELDS}
+IO_NOTE = (
+    "rchar/wchar: bytes of every read()/write() call (files, pipes, sockets, page cache hits; what Slurm's "
+    "TotalDiskRead/Write count); syscr/syscw: those calls; read_bytes/write_bytes: the storage layer's bytes "
+    "(block devices; partial or 0 on network filesystems and tmpfs); access through mmap is in none of them"
+)
 
 
 class SourceUnavailable(Exception):
@@ -82,12 +97,14 @@ def tree_pids(pid: int) -> list[int]:
 
 
 class ProcessTree(Source):
-    """The rank: RSS, peak, CPU time, threads and storage read/write bytes of ``pid`` and its descendants.
+    """The rank: RSS, peak, CPU time, threads and I/O counters (:data:`IO_FIELDS`) of ``pid`` and its
+    descendants.
 
     The descendants come from the kernel's per-thread children lists (:func:`tree_pids`), so a sample costs
     the same on a node with 300 processes as on an idle one; a kernel without them falls back to psutil's
     scan of all of /proc (``children_files=False`` forces it). Either way every sample finds the tree anew:
-    a child started or reaped since the last sample is in or out of the next one.
+    a child started or reaped since the last sample is in or out of the next one. Its I/O counters stay
+    counted: the kernel adds a reaped process's counters to its parent's, which is in the tree.
     """
 
     name = "process"
@@ -104,17 +121,20 @@ class ProcessTree(Source):
             raise SourceUnavailable(f"process {self.pid} is gone") from exc
         if self.children_files is None:
             self.children_files = children_files_work(self.pid)
+        # Our own child: once reaped, the kernel adds its counters (and its reaped children's) to ours.
+        self._own_child = _ppid(self.pid) == os.getpid()
+        self._own = _own_counters()
+        self._last: dict[str, Any] | None = None
         return {
             "fields": {
                 "rss_mb": [SAMPLED, "MB"],
                 "hwm_mb": [COUNTER, "MB"],
                 "cpu_s": [COUNTER, "s"],
                 "threads": [SAMPLED, "1"],
-                "read_bytes": [COUNTER, "B"],
-                "write_bytes": [COUNTER, "B"],
+                **{field: [COUNTER, unit] for field, unit in IO_FIELDS.items()},
             },
             "tree": "task children files" if self.children_files else "scan of /proc",
-            "note": "rss_mb: the tree now; hwm_mb: the largest process's VmHWM",
+            "note": "rss_mb: the tree now; hwm_mb: the largest process's VmHWM; " + IO_NOTE,
         }
 
     def _pids(self) -> list[int] | None:
@@ -129,12 +149,15 @@ class ProcessTree(Source):
             return None
 
     def read(self, edge: bool) -> dict[str, Any] | None:
-        """The tree's figures now; None once the rank's process has exited."""
+        """The tree's figures now. Once the rank's process has exited and been reaped by this process (the
+        wrapper that started it), one last sample: its final counters, which the kernel added to this
+        process's own (:meth:`_reaped`); None after that, and at once for a process that was not our child."""
         pids = self._pids()
         if pids is None:
-            return None
+            return self._reaped()
         rss = cpu = hwm = 0.0
-        threads = rbytes = wbytes = 0
+        threads = 0
+        io = [0] * len(IO_FIELDS)
         for pid in pids:
             usage = _proc_usage(pid)
             if usage is None:
@@ -143,15 +166,35 @@ class ProcessTree(Source):
             cpu += usage[1]
             threads += usage[2]
             hwm = max(hwm, usage[3])
-            rbytes += usage[4]
-            wbytes += usage[5]
-        return {
+            io = [a + b for a, b in zip(io, usage[4])]
+        self._own = _own_counters()  # after the tree's reads: those are ours, not the rank's
+        self._last = {
             "rss_mb": round(rss / MB, 2),
             "hwm_mb": round(hwm, 2),
             "cpu_s": round(cpu, 3),
             "threads": threads,
-            "read_bytes": rbytes,
-            "write_bytes": wbytes,
+            **dict(zip(IO_FIELDS, io)),
+        }
+        return self._last
+
+    def _reaped(self) -> dict[str, Any] | None:
+        """The tree's final figures after the reap (once): what our own CPU time of reaped children and I/O
+        counters grew by since the last sample is the reaped tree's whole, up to the moment it exited, so I/O
+        between the last sample and the exit is counted. Includes this process's own reads and writes since
+        that sample (its sampler reading /proc and writing records: a few kB, tens of calls)."""
+        if not self._own_child:
+            return None
+        own, before = _own_counters(), self._own
+        self._own_child = False  # one final sample only
+        if own is None or before is None:
+            return None
+        return {
+            "rss_mb": 0.0,
+            "hwm_mb": (self._last or {}).get("hwm_mb", 0.0),
+            "threads": 0,
+            "cpu_s": round(own[0] - before[0], 3),
+            **{f: own[1][i] - before[1][i] for i, f in enumerate(IO_FIELDS)},
+            "reaped": True,
         }
 
 
@@ -159,10 +202,10 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _proc_usage(pid: int) -> tuple[float, float, int, float, int, int] | None:
+def _proc_usage(pid: int) -> tuple[float, float, int, float, list[int]] | None:
     """One process from /proc (three reads, what psutil would read in five): RSS bytes, CPU seconds (user +
-    system, incl. reaped children), threads, VmHWM in MB, storage read and write bytes (0 where the kernel
-    withholds /proc/PID/io). None when the process is gone."""
+    system, incl. reaped children), threads, VmHWM in MB, its I/O counters in :data:`IO_FIELDS` order (0
+    where the kernel withholds /proc/PID/io). None when the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
@@ -174,17 +217,44 @@ def _proc_usage(pid: int) -> tuple[float, float, int, float, int, int] | None:
     cpu = (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / _TICKS
     i = status.find(b"VmHWM:")
     hwm = int(status[i + 6 : status.index(b"kB", i)]) / 1024 if i >= 0 else 0.0
-    rbytes = wbytes = 0
+    return int(f[21]) * _PAGE, cpu, int(f[17]), hwm, read_io(pid) or [0] * len(IO_FIELDS)
+
+
+def read_io(pid: int | str) -> list[int] | None:
+    """``/proc/PID/io`` as its counters in :data:`IO_FIELDS` order; None where the kernel withholds it (another
+    user's process) or the process is gone. A process's counters include those of its reaped children."""
     try:
         with open(f"/proc/{pid}/io", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"read_bytes:"):
-                    rbytes = int(line[11:])
-                elif line.startswith(b"write_bytes:"):
-                    wbytes = int(line[12:])
+            text = fh.read()
     except OSError:
-        pass
-    return int(f[21]) * _PAGE, cpu, int(f[17]), hwm, rbytes, wbytes
+        return None
+    values = dict(line.split(b":", 1) for line in text.splitlines() if b":" in line)
+    return [int(values.get(_IO_KEYS[field], 0)) for field in IO_FIELDS]
+
+
+def _ppid(pid: int) -> int | None:
+    """The parent of ``pid``; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2 :].split()[1])
+
+
+def _own_counters() -> tuple[float, list[int]] | None:
+    """This process's CPU seconds of reaped children (cutime + cstime) and its I/O counters, which include
+    those of the children it reaped."""
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    io = read_io("self")
+    if io is None:
+        return None
+    f = stat[stat.rindex(b")") + 2 :].split()
+    return (int(f[13]) + int(f[14])) / _TICKS, io
 
 
 class NodeMemory(Source):

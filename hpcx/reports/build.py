@@ -1,4 +1,4 @@
-"""Merge per-rank profile records, the comm records and Slurm's accounting into report.json (hpcx.report/4).
+"""Merge per-rank profile records, the comm records and Slurm's accounting into report.json (hpcx.report/5).
 
 Pure over the records; the I/O is at the two ends. The parts live beside this module: the ranks and the rule
 for a rank's job steps (:mod:`hpcx.reports.ranks`), the summary (:mod:`~hpcx.reports.summary`), array tasks
@@ -39,7 +39,7 @@ from hpcx.rundir.layout import ACCOUNTING_FILE
 from hpcx.rundir.records import read_nodes
 from hpcx.runs import Run, id_ranges
 
-REPORT_SCHEMA = "hpcx.report/4"
+REPORT_SCHEMA = "hpcx.report/5"
 # Importers of this module's names from before its parts moved out (compare/, tests) still find them here.
 __all__ = [
     "MAX_TIMELINE_POINTS",
@@ -222,7 +222,13 @@ def _document(inputs: _Inputs, sections: _Sections, totals: _Totals) -> dict[str
         "summary": totals.summary,
         "accounting": inputs.acct,
         "ranks": ranks,
-        "io": summarize_io(inputs.profile, [r["rank"] for r in ranks], sections.since),
+        "io": summarize_io(
+            inputs.profile,
+            [r["rank"] for r in ranks],
+            sections.since,
+            summaries=ranks,
+            checkpoint_root=layout.under_task(inputs.run.dir / layout.CHECKPOINTS_DIR, inputs.task),
+        ),
         "nodes": sections.nodes,
         "source_status": source_status(sections.nodes),
         "comm": sections.comm,

@@ -3,7 +3,8 @@ are inline; plots are matplotlib SVG). Pure over the report document, so a repor
 rendered again (``hpcx report RUN`` writes both).
 
 Sections: summary, advice, energy and carbon, node and GPU timelines, a rank x time heatmap of CPU use and
-memory, communication by call and message size, regions per rank with their imbalance, I/O, array tasks, the
+memory, communication by call and message size, regions per rank with their imbalance, I/O (every byte of the
+ranks' processes over time, the checkpoints, what went through hpcx.io), array tasks, the
 profiler's own cost, the ranks, and the manifest's provenance. A section without data says why in one line.
 """
 
@@ -17,6 +18,7 @@ from hpcx.reports.html_plots import (
     _fig_gpus,
     _fig_heatmap,
     _fig_io,
+    _fig_io_time,
     _fig_nodes,
     _fig_regions,
     _Plots,
@@ -226,6 +228,87 @@ def _regions_table(regions: dict[str, Any] | None) -> str:
             ],
         )
     return out
+
+
+_PROCESS_IO_HEAD = [
+    "rank",
+    "read",
+    "read calls",
+    "written",
+    "write calls",
+    "storage read",
+    "storage written",
+    "read MB/s",
+    "write MB/s",
+    "checkpoints",
+]
+
+
+def _process_io(io_doc: dict[str, Any] | None, ranks: list[dict[str, Any]]) -> str:
+    """Every byte and call of the ranks' processes (/proc counters), what each column counts, what none
+    sees, and the checkpoint steps on disk."""
+    p = (io_doc or {}).get("process")
+    if not p:
+        return '<p class="na">no I/O counters in the rank records (recorded before hpcx sampled them)</p>'
+    rows = [_process_io_row(r) for r in p["ranks"]]
+    notes = [f"{_IO_COLUMNS[key]}: {text}" for key, text in p["labels"].items() if key in _IO_COLUMNS]
+    notes += [f"not counted: {n}" for n in p["not_covered"]] + p["partial"]
+    t = p["total"]
+    out = f"<p>all ranks: read {_io_size(t['read_bytes'])}, written {_io_size(t['write_bytes'])}</p>"
+    out += table(_PROCESS_IO_HEAD, rows, sortable=True)
+    out += f'<p class="sub">{esc(p["source"])}; columns:</p><ul class="sub">'
+    out += "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
+    return out + _checkpoints_table((io_doc or {}).get("checkpoints"), ranks)
+
+
+_IO_COLUMNS = {
+    "read_bytes": "read",
+    "write_bytes": "written",
+    "read_calls": "read calls",
+    "write_calls": "write calls",
+    "storage_read_bytes": "storage read",
+    "storage_write_bytes": "storage written",
+}
+
+
+def _io_size(nbytes: int | None) -> str:
+    return "n/a" if nbytes is None else esc(size(nbytes))
+
+
+def _process_io_row(r: dict[str, Any]) -> list[Any]:
+    def nbytes(key: str) -> Any:
+        return "n/a" if r[key] is None else (size(r[key]), r[key])
+
+    return [
+        r["rank"],
+        nbytes("read_bytes"),
+        "n/a" if r["read_calls"] is None else r["read_calls"],
+        nbytes("write_bytes"),
+        "n/a" if r["write_calls"] is None else r["write_calls"],
+        nbytes("storage_read_bytes"),
+        nbytes("storage_write_bytes"),
+        _num(r["read_mb_per_s"], "{:.1f}", "-"),
+        _num(r["write_mb_per_s"], "{:.1f}", "-"),
+        nbytes("checkpoint_bytes") if r["checkpoint_bytes"] else "-",
+    ]
+
+
+def _checkpoints_table(ckpt: dict[str, Any] | None, ranks: list[dict[str, Any]]) -> str:
+    if not ckpt:
+        return '<p class="na">no committed checkpoint step in the run\'s checkpoints/</p>'
+    t0 = min((r["start_t"] for r in ranks if r.get("start_t") is not None), default=None)
+    rows = [
+        [
+            s["step"],
+            "n/a" if t0 is None else (f"+{s['t'] - t0:.1f} s", s["t"] - t0),
+            (size(s["bytes"]), s["bytes"]),
+            len(s["ranks"]),
+            "background" if s["background"] else "in the loop",
+        ]
+        for s in ckpt["steps"]
+    ]
+    head = ["checkpoint step", "committed", "bytes", "ranks", "written"]
+    return table(head, rows) + f'<p class="sub">{esc(ckpt["note"])}</p>'
 
 
 def _io_table(io_doc: dict[str, Any] | None) -> str:
@@ -481,6 +564,8 @@ def _work(p: _Plots, report: dict[str, Any]) -> list[str]:
         _regions_table(report.get("regions")),
         _fig_regions(p, report.get("regions")),
         "<h2>I/O</h2>",
+        _process_io(report.get("io"), report.get("ranks") or []),
+        _fig_io_time(p, report),
         _io_table(report.get("io")),
         _fig_io(p, report.get("io")),
         _tasks_table(report.get("tasks")),

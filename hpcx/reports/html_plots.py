@@ -1,6 +1,7 @@
 """The report page's plots: matplotlib on the Agg backend, each figure an inline SVG in the page kit's
 figure (hpcx.reports.page), drawn from report.json alone: node and GPU timelines, the rank x time heatmap,
-communication by call and message size, regions per rank, I/O per rank."""
+communication by call and message size, regions per rank, each rank's I/O over time (its processes' counters,
+checkpoints marked) and the I/O through hpcx.io per rank."""
 
 from __future__ import annotations
 
@@ -308,3 +309,48 @@ def _fig_io(p: _Plots, io_doc: dict[str, Any] | None) -> str:
         ax.legend(fontsize=7)
 
     return p.svg("io", draw, (10, 3.0))
+
+
+def _fig_io_time(p: _Plots, report: dict[str, Any]) -> str:
+    """Bytes read and written by each rank's processes over the job (cumulative /proc counters: a burst is a
+    step), the checkpoint commits marked where they happened."""
+    ranks = [r for r in report.get("ranks") or [] if r.get("io_timeline")]
+    if not ranks:
+        return ""
+    first = min((r["start_t"] for r in ranks if r.get("start_t") is not None), default=0.0)
+    shift = [(r["start_t"] - first) if r.get("start_t") is not None else 0.0 for r in ranks]
+    steps = ((report.get("io") or {}).get("checkpoints") or {}).get("steps") or []
+    end = max(pt[0] + d for r, d in zip(ranks, shift) for pt in r["io_timeline"][-1:])
+    # Steps committed outside the ranks' time (an earlier run's, kept on disk) are not this run's writes.
+    marks = [(s["t"] - first, s["step"]) for s in steps if 0 <= s["t"] - first <= end + 1]
+    panels = (
+        ("written by the ranks' processes, every write() (counter)", 2),
+        ("read by the ranks' processes, every read() (counter)", 1),
+    )
+
+    def draw(fig: Any) -> None:
+        for i, (title, col) in enumerate(panels):
+            ax = fig.add_subplot(len(panels), 1, i + 1)
+            series: Series = [
+                (
+                    f"rank {r['rank']}",
+                    [pt[0] + d for pt in r["io_timeline"]],
+                    [pt[col] / 2**20 for pt in r["io_timeline"]],
+                )
+                for r, d in zip(ranks, shift)
+            ]
+            _lines(ax, series, "MiB", title)
+            ax.set_xlabel("seconds since the first rank started")
+            for t, step in marks if col == 2 else []:
+                ax.axvline(t, color="#c0392b", ls="--", lw=0.9)
+                ax.annotate(
+                    f"checkpoint {step}",
+                    (t, 1),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(3, -10),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color="#c0392b",
+                )
+
+    return p.svg("io-time", draw, (10, 5.0))

@@ -34,7 +34,10 @@ def summarize_rank(
     peak = max(
         [max(s["rss_mb"], s.get("hwm_mb", 0.0)) for s in samples] + [end["peak_rss_mb"] if end else 0.0]
     )
-    step = -(-len(samples) // max_points) or 1
+    # A reaped sample (the tree's counters after its exit, hpcx.profiling.sources) has no RSS: not drawn.
+    live = [s for s in samples if not s.get("reaped")]
+    step = -(-len(live) // max_points) or 1
+    t0 = start.get("t")
     return {
         **{key: start.get(key) for key in ("rank", "step", "node", "host", "launcher")},
         "attempt": start.get("attempt", 0),
@@ -50,9 +53,46 @@ def summarize_rank(
         "sampler_rss_mb": end.get("sampler_rss_mb") if end else None,
         "timeline": [
             [round(s["t"] - start.get("t", s["t"]), 3), round(s["rss_mb"], 2), round(s["cpu_s"], 3)]
-            for s in samples[::step]
+            for s in live[::step]
         ],
+        **io_figures(samples[:: -(-len(samples) // max_points) or 1], samples[-1] if samples else None, t0),
     }
+
+
+# The report's name of each /proc/PID/io counter the sampler records (hpcx.profiling.sources.IO_FIELDS).
+IO_KEYS = {
+    "read_bytes": "rchar",
+    "write_bytes": "wchar",
+    "read_calls": "syscr",
+    "write_calls": "syscw",
+    "storage_read_bytes": "read_bytes",
+    "storage_write_bytes": "write_bytes",
+}
+IO_TIMELINE_KEYS = ("read_bytes", "write_bytes", "storage_read_bytes", "storage_write_bytes")
+
+
+def io_figures(picked: list[dict[str, Any]], last: dict[str, Any] | None, t0: float | None) -> dict[str, Any]:
+    """A rank's I/O from its process tree's /proc counters: ``io``, the totals of its last sample (``None``
+    for records without them), and ``io_timeline``, ``[t, read_bytes, write_bytes, storage_read_bytes,
+    storage_write_bytes]`` cumulative at the ``picked`` samples and the last one (t from ``t0``)."""
+    if last is None or "write_bytes" not in last:
+        return {"io": None, "io_timeline": []}
+    points = [*picked, last] if not picked or picked[-1] is not last else picked
+    start = t0 if t0 is not None else points[0]["t"]
+    return {
+        "io": _io_totals(last),
+        "io_timeline": [_io_point(s, start) for s in points if "write_bytes" in s],
+    }
+
+
+def _io_totals(last: dict[str, Any]) -> dict[str, Any]:
+    """The counters of a rank's last sample under the report's names; ``to_exit``: whether they count up to
+    the exit (the sample taken after the reap) or only to that sample (a killed rank, a torchrun worker)."""
+    return {**{key: last.get(field) for key, field in IO_KEYS.items()}, "to_exit": bool(last.get("reaped"))}
+
+
+def _io_point(sample: dict[str, Any], t0: float) -> list[float]:
+    return [round(sample["t"] - t0, 3), *(sample.get(IO_KEYS[k]) or 0 for k in IO_TIMELINE_KEYS)]
 
 
 def _last_attempt(
@@ -89,6 +129,11 @@ def summarize_rank_file(path: Path, max_points: int = MAX_TIMELINE_POINTS) -> di
     picked = [lines[first], *samples[::step], lines[last]]
     summary = summarize_rank(_decode(picked), max_points)
     summary["samples"] = len(samples)
+    if samples and (len(samples) - 1) % step:  # not picked, but the last sample holds the I/O totals
+        final = next(_decode(samples[-1:]), None)
+        if final is not None and "write_bytes" in final:
+            summary["io"] = _io_totals(final)
+            summary["io_timeline"].append(_io_point(final, summary["start_t"] or final["t"]))
     return summary
 
 
@@ -126,7 +171,33 @@ def combine_steps(parts: list[dict[str, Any]], max_points: int = MAX_TIMELINE_PO
         for i, (r, step_ts) in enumerate(zip(kept, ts))
     ]
     timeline = _summed_timeline(list(zip(steps_tl, ts, kept, over)), max_points)
-    return _combined(kept, _union_s(lives, t0), timeline, all(over))
+    return {
+        **_combined(kept, _union_s(lives, t0), timeline, all(over)),
+        **_combined_io(kept, offsets, max_points),
+    }
+
+
+def _combined_io(kept: list[dict[str, Any]], offsets: list[float], max_points: int) -> dict[str, Any]:
+    """The steps' I/O summed, as their CPU time is: each step's counters start at 0 in its own processes.
+    The timeline adds each step's cumulative counters at every moment any step was sampled (its last point
+    at or before the moment; 0 before its first)."""
+    parts = [(r["io"], r["io_timeline"], d) for r, d in zip(kept, offsets) if r.get("io")]
+    if not parts:
+        return {"io": None, "io_timeline": []}
+    io: dict[str, Any] = {
+        key: None if any(p[0][key] is None for p in parts) else sum(p[0][key] for p in parts)
+        for key in IO_KEYS
+    }
+    io["to_exit"] = all(p[0]["to_exit"] for p in parts)
+    shifted = [[[pt[0] + d, *pt[1:]] for pt in tl] for _, tl, d in parts]
+    times = sorted({pt[0] for tl in shifted for pt in tl})
+    times = times[:: -(-len(times) // max_points) or 1] + times[-1:]
+    step_ts = [[pt[0] for pt in tl] for tl in shifted]
+    timeline = []
+    for t in dict.fromkeys(times):
+        at = [tl[bisect.bisect_right(ts, t) - 1] for tl, ts in zip(shifted, step_ts) if ts and ts[0] <= t]
+        timeline.append([round(t, 3), *(sum(pt[i] for pt in at) for i in range(1, 5))])
+    return {"io": io, "io_timeline": timeline}
 
 
 def _union_s(lives: list[tuple[float, float]], t0: float) -> float:

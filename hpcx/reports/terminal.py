@@ -205,8 +205,11 @@ def size(nbytes: float) -> str:
 
 
 def _io_lines(io: dict[str, Any] | None) -> list[str]:
+    """Every byte of the ranks' processes (the /proc counters), the checkpoints among them, then what went
+    through hpcx.io and its HDF5 files."""
+    lines = _process_io_lines(io.get("process"), io.get("checkpoints")) if io else []
     if not io or not any(io["total"][op]["calls"] for op in ("read", "write")):
-        return []
+        return lines
     parts = []
     for op in ("read", "write"):
         t = io["total"][op]
@@ -215,10 +218,43 @@ def _io_lines(io: dict[str, Any] | None) -> list[str]:
                 f" at {t['bytes'] / 2**20 / t['seconds']:.0f} MiB/s per rank-second" if t["seconds"] else ""
             )
             parts.append(f"{op} {size(t['bytes'])}{rate}")
-    lines = [f"  I/O: {', '.join(parts)}"]
+    lines.append(f"  I/O: {', '.join(parts)}")
     for path, f in io.get("hdf5_files", {}).items():
         lines.append(f"  HDF5 {path}: {f['layout']} ({f['reason']})")
     return lines
+
+
+def _process_io_lines(p: dict[str, Any] | None, ckpt: dict[str, Any] | None) -> list[str]:
+    """``I/O of the ranks' processes: read 128.0 MiB in 40 calls, written 256.0 MiB in 3 calls (...)``, the
+    storage layer's share, the checkpoints, and the ranks counted only to their last sample."""
+    if not p:
+        return []
+    t = p["total"]
+    storage = (
+        f"; storage layer: read {size(t['storage_read_bytes'])}, written {size(t['storage_write_bytes'])}"
+        if t["storage_read_bytes"] is not None and t["storage_write_bytes"] is not None
+        else ""
+    )
+    lines = [
+        f"  I/O of the ranks' processes: read {_bytes_calls(t['read_bytes'], t['read_calls'])}, "
+        f"written {_bytes_calls(t['write_bytes'], t['write_calls'])} (every read()/write(), /proc counters)"
+        f"{storage}"
+    ]
+    if ckpt:
+        share = f", {pct(ckpt['bytes'] / t['write_bytes'])} of the bytes written" if t["write_bytes"] else ""
+        last = ckpt["steps"][-1]
+        lines.append(
+            f"    checkpoints: {size(ckpt['bytes'])} in {count(len(ckpt['steps']), 'committed step')} on disk"
+            f"{share} (last: step {last['step']}, {size(last['bytes'])})"
+        )
+    lines += [f"    {note}" for note in p["partial"]]
+    return lines
+
+
+def _bytes_calls(nbytes: int | None, calls: int | None) -> str:
+    if nbytes is None:
+        return "n/a"
+    return size(nbytes) + (f" in {count(calls, 'call')}" if calls is not None else "")
 
 
 def _energy_lines(nodes: list[dict[str, Any]], s: dict[str, Any] | None = None) -> list[str]:

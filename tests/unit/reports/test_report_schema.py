@@ -77,7 +77,7 @@ def test_top_level_keys_and_version_are_pinned(tmp_path):
     killed = make_run(tmp_path / "k")
     write_rank(killed, 0, wall_s=2, peak_mb=10.0, cpu_s=1.0)
     assert list(build_report(killed)) == TOP_KEYS == list(SCHEMA["properties"]) == SCHEMA["required"]
-    assert REPORT_SCHEMA == "hpcx.report/4" and SCHEMA["properties"]["schema"]["enum"] == [REPORT_SCHEMA]
+    assert REPORT_SCHEMA == "hpcx.report/5" and SCHEMA["properties"]["schema"]["enum"] == [REPORT_SCHEMA]
 
 
 def test_the_schema_rejects_what_it_should(tmp_path):
