@@ -158,3 +158,34 @@ def test_every_byte_of_a_plain_program_agrees_with_sacct_and_the_known_sizes(slu
     assert (
         "  I/O of the ranks' processes: read 1" in text and "(every read()/write(), /proc counters)" in text
     )
+
+
+CHECKPOINTS = """\
+import os, torch
+from hpcx.runtime.checkpoint import Checkpointer
+ckpt = Checkpointer(os.path.join(os.environ["HPCX_RUN_DIR"], "checkpoints"))
+for step in (1, 2):
+    ckpt.save(step, {"w": torch.full((16 * 2**20,), float(step))})  # 64 MiB of float32 each
+"""
+
+
+def test_checkpoint_writes_show_as_such_among_the_ranks_writes(slurm_hpcx, runs_root):
+    """A job that checkpoints with hpcx.runtime.checkpoint: the report names its steps, when each was committed
+    (within the rank's life), their bytes, and their share of the rank's writes."""
+    program = runs_root / "checkpoints.py"
+    program.write_text(CHECKPOINTS)
+    doc = slurm_hpcx.json("submit", "serial", "--mem", "1500", "--", "python", str(program))
+    row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=240)
+    assert (row["state"], row["exit_code"]) == ("COMPLETED", 0), slurm_hpcx("logs", doc["run_id"]).stdout
+
+    report = slurm_hpcx.json("report", doc["run_id"], "--no-html")["report"]
+    (rank,) = report["ranks"]
+    ckpt, process = report["io"]["checkpoints"], report["io"]["process"]
+    assert [s["step"] for s in ckpt["steps"]] == [1, 2], ckpt
+    assert all(64 * MIB <= s["bytes"] < 65 * MIB and s["ranks"] == {"0": s["bytes"]} for s in ckpt["steps"])
+    assert all(rank["start_t"] <= s["t"] <= rank["start_t"] + rank["wall_s"] for s in ckpt["steps"]), ckpt
+    written = process["ranks"][0]["write_bytes"]
+    assert process["ranks"][0]["checkpoint_bytes"] == ckpt["bytes"] <= written, (ckpt, process)
+    print(f"checkpoints {ckpt['bytes']} B of {written} B written by the rank")
+    text = slurm_hpcx("report", doc["run_id"], "--no-html").stdout
+    assert "    checkpoints: 128.0 MiB in 2 committed steps on disk, " in text, text
