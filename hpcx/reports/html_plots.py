@@ -319,18 +319,17 @@ def _fig_io_time(p: _Plots, report: dict[str, Any]) -> str:
         return ""
     first = min((r["start_t"] for r in ranks if r.get("start_t") is not None), default=0.0)
     shift = [(r["start_t"] - first) if r.get("start_t") is not None else 0.0 for r in ranks]
-    steps = ((report.get("io") or {}).get("checkpoints") or {}).get("steps") or []
     end = max(pt[0] + d for r, d in zip(ranks, shift) for pt in r["io_timeline"][-1:])
+    steps = ((report.get("io") or {}).get("checkpoints") or {}).get("steps") or []
     # Steps committed outside the ranks' time (an earlier run's, kept on disk) are not this run's writes.
     marks = [(s["t"] - first, s["step"]) for s in steps if 0 <= s["t"] - first <= end + 1]
-    panels = (
-        ("written by the ranks' processes, every write() (counter)", 2),
-        ("read by the ranks' processes, every read() (counter)", 1),
+    panels: tuple[tuple[str, int, list[tuple[float, int]]], ...] = (
+        ("written by the ranks' processes, every write() (counter)", 2, marks),
+        ("read by the ranks' processes, every read() (counter)", 1, []),
     )
 
     def draw(fig: Any) -> None:
-        for i, (title, col) in enumerate(panels):
-            ax = fig.add_subplot(len(panels), 1, i + 1)
+        for i, (title, col, panel_marks) in enumerate(panels):
             series: Series = [
                 (
                     f"rank {r['rank']}",
@@ -339,18 +338,23 @@ def _fig_io_time(p: _Plots, report: dict[str, Any]) -> str:
                 )
                 for r, d in zip(ranks, shift)
             ]
-            _lines(ax, series, "MiB", title)
-            ax.set_xlabel("seconds since the first rank started")
-            for t, step in marks if col == 2 else []:
-                ax.axvline(t, color="#c0392b", ls="--", lw=0.9)
-                ax.annotate(
-                    f"checkpoint {step}",
-                    (t, 1),
-                    xycoords=("data", "axes fraction"),
-                    xytext=(3, -10),
-                    textcoords="offset points",
-                    fontsize=7,
-                    color="#c0392b",
-                )
+            _io_panel(fig.add_subplot(len(panels), 1, i + 1), series, title, panel_marks)
 
     return p.svg("io-time", draw, (10, 5.0))
+
+
+def _io_panel(ax: Any, series: Series, title: str, marks: list[tuple[float, int]]) -> None:
+    """One panel of :func:`_fig_io_time`: the ranks' lines, each checkpoint commit a dashed line."""
+    _lines(ax, series, "MiB", title)
+    ax.set_xlabel("seconds since the first rank started")
+    for t, step in marks:
+        ax.axvline(t, color="#c0392b", ls="--", lw=0.9)
+        ax.annotate(
+            f"checkpoint {step}",
+            (t, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -10),
+            textcoords="offset points",
+            fontsize=7,
+            color="#c0392b",
+        )

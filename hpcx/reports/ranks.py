@@ -34,10 +34,6 @@ def summarize_rank(
     peak = max(
         [max(s["rss_mb"], s.get("hwm_mb", 0.0)) for s in samples] + [end["peak_rss_mb"] if end else 0.0]
     )
-    # A reaped sample (the tree's counters after its exit, hpcx.profiling.sources) has no RSS: not drawn.
-    live = [s for s in samples if not s.get("reaped")]
-    step = -(-len(live) // max_points) or 1
-    t0 = start.get("t")
     return {
         **{key: start.get(key) for key in ("rank", "step", "node", "host", "launcher")},
         "attempt": start.get("attempt", 0),
@@ -51,12 +47,21 @@ def summarize_rank(
         "cpus_allowed": start.get("cpus_allowed"),
         "sampler_cpu_s": end.get("sampler_cpu_s") if end else None,
         "sampler_rss_mb": end.get("sampler_rss_mb") if end else None,
-        "timeline": [
-            [round(s["t"] - start.get("t", s["t"]), 3), round(s["rss_mb"], 2), round(s["cpu_s"], 3)]
-            for s in live[::step]
-        ],
-        **io_figures(samples[:: -(-len(samples) // max_points) or 1], samples[-1] if samples else None, t0),
+        "timeline": _timeline(samples, start.get("t"), max_points),
+        **io_figures(
+            samples[:: -(-len(samples) // max_points) or 1], samples[-1] if samples else None, start.get("t")
+        ),
     }
+
+
+def _timeline(samples: list[dict[str, Any]], t0: float | None, max_points: int) -> list[list[float]]:
+    """``[seconds since t0, rss_mb, cpu_s]`` of every n-th sample, at most ``max_points``. A reaped sample
+    (the tree's counters after its exit, hpcx.profiling.sources) has no RSS: it is not drawn."""
+    live = [s for s in samples if not s.get("reaped")]
+    return [
+        [round(s["t"] - (s["t"] if t0 is None else t0), 3), round(s["rss_mb"], 2), round(s["cpu_s"], 3)]
+        for s in live[:: -(-len(live) // max_points) or 1]
+    ]
 
 
 # The report's name of each /proc/PID/io counter the sampler records (hpcx.profiling.sources.IO_FIELDS).

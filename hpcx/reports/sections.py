@@ -124,38 +124,36 @@ def process_io(ranks: list[dict[str, Any]], checkpoints: dict[str, Any] | None) 
     and the bytes of its files in the ``checkpoints`` still on disk; the sums; what each figure counts
     (``labels``), what none of them sees (``not_covered``) and which ranks' figures are partial (``partial``).
     None when no rank has the counters (records before them)."""
-    have = [r for r in ranks if r.get("io")]
-    if not have:
-        return None
     ckpt = (checkpoints or {}).get("ranks") or {}
-    rows = []
-    for r in have:
-        io, wall = r["io"], r["wall_s"]
-        rows.append(
-            {
-                "rank": r["rank"],
-                **{key: io[key] for key in IO_KEYS},
-                "to_exit": io["to_exit"],
-                "read_mb_per_s": _rate(io["read_bytes"], wall),
-                "write_mb_per_s": _rate(io["write_bytes"], wall),
-                "checkpoint_bytes": ckpt.get(str(r["rank"]), 0),
-            }
-        )
-    total = {key: _sum(row[key] for row in rows) for key in [*IO_KEYS, "checkpoint_bytes"]}
+    rows = [_process_row(r, ckpt.get(str(r["rank"]), 0)) for r in ranks if r.get("io")]
+    if not rows:
+        return None
     short = [row["rank"] for row in rows if not row["to_exit"]]
     missing = [r["rank"] for r in ranks if not r.get("io")]
-    partial = [
-        *([f"ranks {_ids(short)}: counted to their last sample, not to their exit"] if short else []),
-        *([f"ranks {_ids(missing)}: no I/O counters in their records"] if missing else []),
-    ]
     return {
         "source": PROCESS_IO_SOURCE,
         "method": "counter",
         "labels": IO_LABELS,
         "ranks": rows,
-        "total": total,
+        "total": {key: _sum(row[key] for row in rows) for key in [*IO_KEYS, "checkpoint_bytes"]},
         "not_covered": list(IO_NOT_COVERED),
-        "partial": partial,
+        "partial": [
+            *([f"ranks {_ids(short)}: counted to their last sample, not to their exit"] if short else []),
+            *([f"ranks {_ids(missing)}: no I/O counters in their records"] if missing else []),
+        ],
+    }
+
+
+def _process_row(rank: dict[str, Any], checkpoint_bytes: int) -> dict[str, Any]:
+    """One rank's row of :func:`process_io`."""
+    io, wall = rank["io"], rank["wall_s"]
+    return {
+        "rank": rank["rank"],
+        **{key: io[key] for key in IO_KEYS},
+        "to_exit": io["to_exit"],
+        "read_mb_per_s": _rate(io["read_bytes"], wall),
+        "write_mb_per_s": _rate(io["write_bytes"], wall),
+        "checkpoint_bytes": checkpoint_bytes,
     }
 
 
