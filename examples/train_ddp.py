@@ -18,12 +18,15 @@ Fault hooks for the tests: --fail-at STEP --fail-rank R (rank R raises), --die-i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +52,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--fail-at", type=int, default=-1)
     p.add_argument("--die-in-save", type=int, default=-1)
     p.add_argument("--fail-rank", type=int, default=1)
+    p.add_argument(
+        "--torch-profile",
+        action="store_true",
+        help="also record the steps with torch.profiler; its all-reduce totals go to torch-profile-rank-N.json",
+    )
     return p.parse_args()
 
 
@@ -104,6 +112,27 @@ def resume(ckpt, net, opt, sched, reader, rank: int) -> int:
     return loaded.step
 
 
+def torch_profiler(wanted: bool) -> Any:
+    """torch.profiler over the training steps (CPU events, where gloo's collectives are), or nothing."""
+    if not wanted:
+        return contextlib.nullcontext()
+    from torch.profiler import ProfilerActivity, profile
+
+    return profile(activities=[ProfilerActivity.CPU])
+
+
+def write_torch_profile(profiler: Any, out: Path, rank: int, steps: int) -> None:
+    """What torch.profiler saw of the collectives (``gloo:all_reduce``: each from its start to its completion on
+    gloo's threads), to compare with hpcx's own communication records of the same run."""
+    calls, seconds = 0, 0.0
+    for event in profiler.events():
+        if event.name == "gloo:all_reduce":
+            calls += 1
+            seconds += event.cpu_time_total / 1e6
+    doc = {"rank": rank, "steps": steps, "gloo_all_reduce_calls": calls, "gloo_all_reduce_s": seconds}
+    (out / f"torch-profile-rank-{rank}.json").write_text(json.dumps(doc) + "\n")
+
+
 def main() -> int:
     args = parse()
     out = Path(args.out)
@@ -143,6 +172,9 @@ def main() -> int:
 
         batches = endless(reader)
         loss = None  # stays None when a requeued job resumes from the checkpoint of its last step
+        profiler = torch_profiler(args.torch_profile)
+        first = step
+        profiler.__enter__()
         while step < args.steps:
             x, y = (t.to(device) for t in next(batches))
             loss = torch.nn.functional.mse_loss(model(x).squeeze(-1), y)
@@ -169,6 +201,9 @@ def main() -> int:
                 if preempt.requeue(ctx.comm):
                     return 0
                 return 3
+        profiler.__exit__(None, None, None)
+        if args.torch_profile:
+            write_torch_profile(profiler, out, ctx.rank, step - first)
         if ctx.rank == 0:
             sha = model_sha256(net)
             (out / "final_state.sha256").write_text(sha + "\n")
