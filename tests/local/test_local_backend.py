@@ -29,7 +29,7 @@ def test_local_mpi_job_end_to_end(hpcx, runs_root):
     report = hpcx("report", doc["run_id"]).stdout
     assert "2 ranks on 1 node" in report and "exit code 0" in report
     rep = json.loads((runs_root / doc["run_id"] / "report" / "report.json").read_text())
-    assert rep["schema"] == "hpcx.report/4" and [r["rank"] for r in rep["ranks"]] == [0, 1]
+    assert rep["schema"] == "hpcx.report/5" and [r["rank"] for r in rep["ranks"]] == [0, 1]
     assert all(r["samples"] >= 1 and r["peak_rss_mb"] > 10 and r["cpu_s"] > 0 for r in rep["ranks"])
 
 
