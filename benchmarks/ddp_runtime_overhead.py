@@ -1,4 +1,5 @@
-"""ddp_runtime_overhead: the same DDP training loop with hpcx's runtime over plain torch DDP (target <= 1.01).
+"""ddp_runtime_overhead: the same DDP training loop with hpcx's runtime over plain torch DDP (target <= 1.01), and
+ddp_traced_overhead: that hpcx loop with --profile's comm tracing and DDP bucket hook over the same untraced (target <= 1.01).
 
 Both run under mpirun (2 ranks on CPUs with gloo; on a GPU machine, one rank per GPU with NCCL), alternating,
 and report the steady-state time per step; the ratio of the medians is hpcx's cost per step (an MPI
@@ -36,7 +37,7 @@ def run(quick: bool) -> list[dict]:
     if shutil.which("mpirun") is None:
         raise Skip("mpirun not found")
     ranks, steps, repeats = _ranks(), (100 if quick else 400), (2 if quick else 5)
-    per_step: dict[str, list[float]] = {"hpcx": [], "plain": []}
+    per_step: dict[str, list[float]] = {"hpcx": [], "plain": [], "traced": [], "plain_again": []}
     run_dir = tempfile.mkdtemp(prefix="hpcx-ddp-bench-")
     env = {
         **os.environ,
@@ -47,7 +48,16 @@ def run(quick: bool) -> list[dict]:
     }
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
 
-    def case(mode: str):
+    traced_env = {
+        **env,
+        "HPCX_PROFILE_COMM": "1",
+        "HPCX_PROFILE_DIR": os.path.join(run_dir, "profile"),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(REPO / "hpcx" / "profiling" / "_hook"), env.get("PYTHONPATH")])
+        ),
+    }
+
+    def case(mode: str, name: str | None = None, case_env: dict | None = None):
         def go() -> None:
             argv = [
                 "mpirun",
@@ -62,19 +72,28 @@ def run(quick: bool) -> list[dict]:
                 "--steps",
                 str(steps),
             ]
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+            out = subprocess.run(
+                argv, capture_output=True, text=True, timeout=600, env=case_env or env, cwd=REPO
+            )
             if out.returncode != 0:
                 raise RuntimeError(f"{mode} worker failed: {out.stderr[-2000:]}")
             line = next(x for x in out.stdout.splitlines() if x.startswith("SECONDS_PER_STEP"))
-            per_step[mode].append(float(line.split()[1]))
+            per_step[name or mode].append(float(line.split()[1]))
 
         return go
 
     try:
-        alternate({"plain": case("plain"), "hpcx": case("hpcx")}, repeats, warmup=1)
+        cases = {
+            "plain": case("plain"),
+            "hpcx": case("hpcx"),
+            "traced": case("hpcx", "traced", traced_env),  # --profile: comm tracing with the DDP bucket hook
+            "plain_again": case("plain", "plain_again"),  # the null control: the same case twice
+        }
+        alternate(cases, repeats, warmup=1)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     h, p = stats(per_step["hpcx"])["median"], stats(per_step["plain"])["median"]
+    t, p2 = stats(per_step["traced"])["median"], stats(per_step["plain_again"])["median"]
     backend = "nccl" if ranks and _gpu() else "gloo"
     return [
         result(
@@ -84,9 +103,18 @@ def run(quick: bool) -> list[dict]:
             f"plain torch DDP, same model and data, {ranks} rank(s), {backend}, median s/step",
             1.01,
         ),
+        result(
+            "ddp_traced_overhead",
+            round(t / h, 4),
+            "ratio",
+            "the same hpcx run untraced: --profile's comm tracing with the DDP bucket hook, median s/step",
+            1.01,
+        ),
+        result("null_control", round(p2 / p, 4), "ratio", "plain against plain: how far the same case moves"),
         timing_row(
             "hpcx_step_ms", per_step["hpcx"], "hpcx.runtime session + seeds + log + preempt check per step"
         ),
+        timing_row("traced_step_ms", per_step["traced"], "the hpcx case with comm tracing and the DDP hook"),
         timing_row("plain_step_ms", per_step["plain"], "init_process_group(env://) and the bare loop"),
     ]
 
