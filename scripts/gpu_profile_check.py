@@ -9,6 +9,8 @@
    blocking and ``async_op=True``), with the traced seconds (CUDA events per call, resolved lazily: the
    calls still pending when the loop ends are shown) against CUDA-event timing of the same loop.
 4. The cost of the energy counter read itself (the reason it is read only at edges).
+5. DDP's bucket hook on NCCL (issue 14 item 1): bytes per step against the gradient bytes, GPU seconds per step.
+6. GPU memory per rank (issue 14 item 3): the exit hook's record of a process that allocated 512 MiB.
 """
 
 from __future__ import annotations
@@ -114,10 +116,107 @@ def main() -> int:
                     "pending_at_loop_end": pending,
                 }
             )
-    dist.destroy_process_group()
     out["nccl_all_reduce"] = rows
+    out["ddp_comm_hook"] = ddp_comm_hook(torch, dist, comm)
+    dist.destroy_process_group()
+    out["memory_per_rank"] = memory_per_rank()
     print(json.dumps(out, indent=2))
     return 0
+
+
+def ddp_comm_hook(torch: object, dist: object, comm: object) -> dict[str, object]:
+    """Issue 14 item 1 on NCCL: a DDP model under comm tracing (installed above) gets the timed default hook; its
+    buckets' bytes per step against the model's gradient bytes, their GPU seconds (CUDA events) per step."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from hpcx.profiling import comm_ddp
+
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4096, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 4096)
+    ).cuda()
+    model = DDP(net, bucket_cap_mb=25)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    steps = 20
+    for _ in range(steps):
+        loss = model(torch.randn(256, 4096, device="cuda")).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.cuda.synchronize()
+    comm._resolve_cuda(wait=True)
+    summary = comm_ddp.summary() or {}
+    grad = sum(p.numel() * p.element_size() for p in model.parameters())
+    moved = sum(b["bytes"] for b in summary.get("buckets", []))
+    seconds = next((e["seconds"] for e in comm.totals() if e["call"] == comm_ddp.CALL), None)
+    return {
+        "results": [
+            {
+                "metric": "ddp_bytes_per_step_over_grad_bytes",
+                "value": round(moved / steps / grad, 4),
+                "unit": "ratio",
+                "target": 1.0,
+            },
+            {
+                "metric": "ddp_bucket_gpu_s_per_step",
+                "value": round(seconds / steps, 6) if seconds else None,
+                "unit": "s",
+                "target": None,
+            },
+            {"metric": "ddp_buckets", "value": len(summary.get("buckets", [])), "unit": "1", "target": None},
+            {"metric": "ddp_hooks", "value": json.dumps(summary.get("hooks")), "unit": "", "target": None},
+        ]
+    }
+
+
+CHILD = """
+import torch
+blocks = [torch.empty(256 << 20, dtype=torch.uint8, device="cuda") for _ in range(2)]
+torch.cuda.synchronize()
+"""
+
+
+def memory_per_rank() -> dict[str, object]:
+    """Issue 14 item 3: a process allocating 512 MiB under hpcx's exit hook records torch's allocator peak and
+    NVML's figure for the process; the record as the report reads it."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from hpcx.runtime.torchenv import EXIT_SITE
+
+    with tempfile.TemporaryDirectory() as d:
+        env = {
+            **os.environ,
+            "HPCX_PROFILE_DIR": d,
+            "RANK": "3",
+            "WORLD_SIZE": "4",
+            "TORCHELASTIC_RUN_ID": "gpu",
+        }
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(EXIT_SITE), os.environ.get("PYTHONPATH")]))
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=120
+        )
+        records = [json.loads(p.read_text().splitlines()[-1]) for p in Path(d).glob("framework-rank-00003-*")]
+    gpu = (records[0].get("gpu_memory") or [{}])[0] if records else {}
+    allocated, used = gpu.get("max_allocated_mb"), gpu.get("process_used_mb")
+    return {
+        "exit": proc.returncode,
+        "results": [
+            {
+                "metric": "rank_gpu_alloc_peak_over_512MiB",
+                "value": round(allocated / 512, 4) if allocated else None,
+                "unit": "ratio",
+                "target": 1.0,
+            },
+            {"metric": "rank_nvml_process_mb", "value": used, "unit": "MiB", "target": None},
+            {
+                "metric": "rank_gpu_reserved_mb",
+                "value": gpu.get("max_reserved_mb"),
+                "unit": "MiB",
+                "target": None,
+            },
+        ],
+    }
 
 
 if __name__ == "__main__":

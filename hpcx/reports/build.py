@@ -18,7 +18,7 @@ from hpcx.reports.accounting import summarize_accounting
 from hpcx.reports.advice import advise
 from hpcx.reports.comm import summarize_comm
 from hpcx.reports.failure import failure
-from hpcx.reports.launch import summarize_launch
+from hpcx.reports.launch import attach_gpu_memory, summarize_launch
 from hpcx.reports.once import source_status
 from hpcx.reports.ranks import (
     MAX_TIMELINE_POINTS,
@@ -142,6 +142,7 @@ def _gather(
         accounting = task_accounting(run, accounting, task)
     acct = summarize_accounting(accounting)
     ranks = summarize_ranks(profile, min(max_points, RANK_TIMELINE_POINTS))
+    attach_gpu_memory(ranks, profile)
     task_rows = summarize_tasks(run, accounting, node_jobs) if task is None else None
     if shared is None and node_jobs is not None:
         shared = sharing_of(node_jobs, accounting, own_ids(run, task))

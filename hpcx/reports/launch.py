@@ -31,6 +31,45 @@ def _framework_records(profile: Path) -> dict[int, list[dict[str, Any]]]:
     return out
 
 
+def gpu_memory_by_rank(profile: Path) -> dict[int, list[dict[str, Any]]]:
+    """Per rank, the GPU memory its processes recorded at exit (hpcx.profiling.frameworks.gpu_memory): per
+    device torch's allocator peaks and NVML's figure for the process; a rank's processes are listed together."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    if not profile.is_dir():
+        return out
+    for path in process_files(profile, "framework"):
+        rank = rank_of_process_file(path, "framework")
+        for rec in read_records(path):
+            gpu = rec.get("gpu_memory")
+            if rec.get("type") == "framework" and rank is not None and isinstance(gpu, list):
+                out.setdefault(rank, []).extend(g for g in gpu if isinstance(g, dict))
+    return out
+
+
+def attach_gpu_memory(ranks: list[dict[str, Any]], profile: Path) -> None:
+    """Each rank's ``gpu_memory`` (None where its processes recorded none: no CUDA, or killed before exit)."""
+    found = gpu_memory_by_rank(profile)
+    for r in ranks:
+        r["gpu_memory"] = found.get(r["rank"])
+
+
+def gpu_memory_line(ranks: list[dict[str, Any]]) -> str | None:
+    """``GPU memory per rank at exit: ...``: the largest allocator peak and NVML per-process figure, and where."""
+    rows = [(r["rank"], g) for r in ranks for g in (r.get("gpu_memory") or [])]
+    if not rows:
+        return None
+    rank, top = max(rows, key=lambda x: x[1].get("max_allocated_mb") or 0.0)
+    text = (
+        f"GPU memory per rank at exit: torch's allocator peak at most {top['max_allocated_mb']:.0f} MiB allocated, "
+        f"{top['max_reserved_mb']:.0f} MiB reserved (rank {rank}, device {top['device']})"
+    )
+    nvml = [(r, g["process_used_mb"]) for r, g in rows if g.get("process_used_mb") is not None]
+    if nvml:
+        r_n, mb = max(nvml, key=lambda x: x[1])
+        text += f"; NVML for the rank's own process at most {mb:.0f} MiB (rank {r_n})"
+    return text
+
+
 def _label(framework: dict[str, Any]) -> str:
     return (
         f"{framework['name']} {framework['version']}" if framework.get("version") else str(framework["name"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpcx.reports.advice import gib, hms
-from hpcx.reports.launch import launch_line
+from hpcx.reports.launch import gpu_memory_line, launch_line
 from hpcx.reports.once import unavailable_energy
 
 
@@ -38,6 +38,7 @@ def render_text(report: dict[str, Any]) -> str:
         *_comm_lines(report.get("comm")),
         *_region_lines(report.get("regions")),
         *_gpu_lines(s),
+        *([f"  {line}"] if (line := gpu_memory_line(report.get("ranks") or [])) else []),
         *_carbon_lines(report.get("carbon")),
         *_slowest_lines(s),
         *_profiler_lines(report.get("profiler")),

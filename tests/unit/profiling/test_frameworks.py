@@ -143,3 +143,12 @@ def test_a_program_without_any_framework_writes_nothing(tmp_path):
         [sys.executable, "-c", "import json"], env=env, capture_output=True, timeout=60, check=True
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_no_gpu_memory_without_cuda():
+    from hpcx.profiling.frameworks import gpu_memory
+
+    assert gpu_memory({}) is None and gpu_memory({"json": json}) is None
+    import torch  # real torch, CPU only here: CUDA never initialised
+
+    assert gpu_memory({"torch": torch}) is None

@@ -88,3 +88,29 @@ def test_damaged_framework_records_are_left_out(tmp_path):
     assert doc["framework"] == "torch 2.13.0" and doc["frameworks"] == [
         {"name": "torch", "version": "2.13.0", "ranks": [1]}
     ]
+
+
+def test_gpu_memory_per_rank_from_the_exit_records(tmp_path):
+    from hpcx.reports.launch import attach_gpu_memory, gpu_memory_line
+
+    def record(rank, pid, gpu):
+        w = RecordWriter(process_file(tmp_path, "framework", rank, pid))
+        w.write({"type": "framework", "t": 1.0, "rank": rank, "frameworks": [TORCH], "gpu_memory": gpu})
+        w.close()
+
+    record(
+        0, 1, [{"device": 0, "max_allocated_mb": 512.0, "max_reserved_mb": 600.0, "process_used_mb": 900.0}]
+    )
+    record(
+        1, 2, [{"device": 1, "max_allocated_mb": 2048.0, "max_reserved_mb": 2100.0, "process_used_mb": None}]
+    )
+    _framework(tmp_path, 2, 3, [TORCH])  # a rank that never used CUDA
+    ranks = [{"rank": r} for r in range(4)]
+    attach_gpu_memory(ranks, tmp_path)
+    assert [r["gpu_memory"] is None for r in ranks] == [False, False, True, True]
+    assert ranks[1]["gpu_memory"][0]["max_allocated_mb"] == 2048.0
+    assert gpu_memory_line(ranks) == (
+        "GPU memory per rank at exit: torch's allocator peak at most 2048 MiB allocated, 2100 MiB reserved "
+        "(rank 1, device 1); NVML for the rank's own process at most 900 MiB (rank 0)"
+    )
+    assert gpu_memory_line([{"rank": 0, "gpu_memory": None}]) is None
