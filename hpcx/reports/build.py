@@ -19,6 +19,7 @@ from hpcx.reports.advice import advise
 from hpcx.reports.comm import summarize_comm
 from hpcx.reports.failure import failure
 from hpcx.reports.launch import attach_gpu_memory, summarize_launch
+from hpcx.reports.methods import number_methods
 from hpcx.reports.once import source_status
 from hpcx.reports.ranks import (
     MAX_TIMELINE_POINTS,
@@ -122,6 +123,7 @@ def build_report(
     totals = _totals(inputs, sections, site_energy or {}, site_name)
     report = _document(inputs, sections, totals)
     totals.summary["failure"] = failure(run, report)
+    report["methods"] = number_methods(report)
     report["line"] = grep_line(report)
     return report
 

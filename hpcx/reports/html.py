@@ -26,6 +26,7 @@ from hpcx.reports.html_plots import (
     heatmap_grid,
 )
 from hpcx.reports.launch import launch_line
+from hpcx.reports.methods import methods_table
 from hpcx.reports.once import unavailable_energy
 from hpcx.reports.page import SORT_JS, document, esc, pairs_table, table
 from hpcx.reports.terminal import comm_energy_text, count, param_text, pct, size, task_params
@@ -573,4 +574,6 @@ def _work(p: _Plots, report: dict[str, Any]) -> list[str]:
         _per_task(report) or _profiler(report),
         "<h2>Ranks</h2>",
         _per_task(report) or _ranks_table(report),
+        "<h2>How each number was obtained</h2>",
+        methods_table(report.get("methods")),
     ]
