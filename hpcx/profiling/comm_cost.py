@@ -28,6 +28,9 @@ from hpcx.profiling import comm
 BLOCK = 200  # calls per block
 BLOCKS = 7  # blocks per side
 costs_us: dict[str, float] = {}  # kind -> measured microseconds added per traced call
+tried: set[str] = (
+    set()
+)  # kinds whose calibration began: never again (nor from inside itself, nor after a failure)
 
 
 def _block(fn: Callable[[], Any]) -> float:
@@ -61,7 +64,10 @@ def _without_counting(keys: list[tuple[str, str]], fn: Callable[[], float]) -> f
 
 
 def calibrate(kind: str, fn: Callable[[], float], keys: list[tuple[str, str]]) -> None:
-    """Measure ``kind``'s cost with ``fn`` (tables at ``keys`` untouched); a failure leaves it unmeasured."""
+    """Measure ``kind``'s cost with ``fn`` (tables at ``keys`` untouched), once; a failure leaves it unmeasured."""
+    if kind in tried:
+        return
+    tried.add(kind)  # first: the traced wrapper being measured must not start another calibration
     try:
         costs_us[kind] = round(_without_counting(keys, fn), 3)
     except Exception:  # calibration must never break the job: the kind's cost is then not measured

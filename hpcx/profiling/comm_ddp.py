@@ -30,9 +30,13 @@ from types import ModuleType
 from typing import Any
 
 from hpcx.profiling.comm import _count_torch, _pend, _perf
-from hpcx.profiling.comm_cost import calibrate_ddp, costs_us
+from hpcx.profiling.comm_cost import calibrate_ddp, tried
 
 CALL = "ddp_bucket_allreduce"
+NCCL_TIMING = (
+    "unavailable on NCCL: the host sees a bucket's future complete when its work is queued; the GPU time is in "
+    "the ddp_bucket_allreduce call's seconds (CUDA events)"
+)
 inside_hook = threading.local()  # set while a timed hook runs: comm_torch does not count its calls again
 
 _lock = threading.Lock()
@@ -127,16 +131,20 @@ def _called(model: int, t0: float, last: bool) -> None:
 
 
 def timed(hook: Callable[[Any, Any], Any], model: Any) -> Callable[[Any, Any], Any]:
-    """``hook`` (a DDP communication hook) timed per bucket; its result, and so the numerics, unchanged."""
+    """``hook`` (a DDP communication hook) timed per bucket; its result, and so the numerics, unchanged. Timing
+    never reaches DDP: where it fails, the bucket goes through ``hook`` untimed."""
     key = id(model)
 
     def timed_hook(state: Any, bucket: Any) -> Any:
-        buffer = bucket.buffer()
-        nbytes = buffer.numel() * buffer.element_size()
-        index, last = bucket.index(), bucket.is_last()
-        cuda = _cuda_start(buffer)
-        t0 = _perf()
-        _called(key, t0, last)
+        try:
+            buffer = bucket.buffer()
+            nbytes, index, last = buffer.numel() * buffer.element_size(), bucket.index(), bucket.is_last()
+            cuda = _cuda_start(buffer)
+            t0 = _perf()
+            if cuda is None:
+                _called(key, t0, last)
+        except Exception:  # tracing must never break the job
+            return hook(state, bucket)
         inside_hook.active = True
         try:
             future = hook(state, bucket)
@@ -145,16 +153,30 @@ def timed(hook: Callable[[Any, Any], Any], model: Any) -> Callable[[Any, Any], A
         size = _group_size(state)
 
         def finished(fut: Any) -> Any:
-            _done(key, index, nbytes, t0)
-            if cuda is not None:
-                _cuda_end(cuda, nbytes, size, buffer)
-            else:
-                _count_torch(CALL, nbytes, _perf() - t0, size)
+            try:
+                _bucket_done(key, index, nbytes, t0, cuda, size, buffer)
+            except Exception:  # a failing timer must not fail the bucket's future
+                pass
             return fut.value()
 
         return future.then(finished)
 
     return functools.wraps(hook)(timed_hook)
+
+
+def _bucket_done(key: int, index: int, nbytes: int, t0: float, cuda: Any, size: int, buffer: Any) -> None:
+    """Count a bucket whose future completed. On NCCL the future completes when the work is queued, so the
+    bucket's seconds come from CUDA events (the call's entry) and no overlap can be told from the host."""
+    if cuda is None:
+        _done(key, index, nbytes, t0)
+        _count_torch(CALL, nbytes, _perf() - t0, size)
+        return
+    with _lock:
+        entry = _buckets.setdefault(index, [0, 0, 0.0])
+        entry[0] += 1
+        entry[1] += nbytes
+        _overlap["timing"] = NCCL_TIMING
+    _cuda_end(cuda, nbytes, size, buffer)
 
 
 def _group_size(state: Any) -> int:
@@ -196,21 +218,29 @@ def patch_ddp(module: ModuleType) -> None:
     register, builtin, forward = ddp.register_comm_hook, ddp._register_builtin_comm_hook, ddp.forward
 
     def register_comm_hook(self: Any, state: Any, hook: Callable[[Any, Any], Any]) -> Any:
+        name = f"user: {getattr(hook, '__qualname__', type(hook).__name__)}"
+        if getattr(self, "_hpcx_hook", None) == "hpcx":  # after a forward: hpcx's hook hands the buckets on
+            return _delegate(self, state, hook, name)
         self._hpcx_hook = "user"
         result = register(self, state, timed(hook, self))
-        _note(f"user: {getattr(hook, '__qualname__', type(hook).__name__)}")
+        _note(name)
         return result
 
     def register_builtin(self: Any, comm_hook_type: Any) -> Any:
+        if getattr(self, "_hpcx_hook", None) == "hpcx":
+            equivalent = _python_equivalent(comm_hook_type)
+            if equivalent is not None:
+                return _delegate(
+                    self, self.process_group, equivalent, f"builtin: {comm_hook_type} (as Python)"
+                )
         self._hpcx_hook = "builtin"
         _note(f"builtin: {comm_hook_type} (not covered)")
         return builtin(self, comm_hook_type)
 
     def first_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(self, "_hpcx_hook", None) is None:
-            self._hpcx_hook = "hpcx"
-            _install_default(self, register)
-        if "ddp" not in costs_us:  # once, on the first forward: torch is fully imported by now
+        if getattr(self, "_hpcx_hook", None) is None:  # a hook registered later is the program's own then
+            self._hpcx_hook = "hpcx" if _install_default(self, register) else "failed"
+        if "ddp" not in tried:  # once, on the first forward: torch is fully imported by now
             calibrate_ddp()
         return forward(self, *args, **kwargs)
 
@@ -220,12 +250,43 @@ def patch_ddp(module: ModuleType) -> None:
     ddp._hpcx_patched = True
 
 
-def _install_default(model: Any, register: Callable[..., Any]) -> None:
-    """The timed default all-reduce hook on ``model``; a model DDP will not give a hook to is not covered."""
+def _delegate(model: Any, state: Any, hook: Callable[[Any, Any], Any], name: str) -> None:
+    """A hook the program registers after hpcx's default went in (DDP takes one hook per model, and a forward
+    came first): hpcx's registered hook hands every bucket to it from now on, timed as before."""
+    model._hpcx_delegate = (state, hook)
+    with _lock:
+        if _hooks.get("hpcx default allreduce"):
+            _hooks["hpcx default allreduce"] -= 1
+            if not _hooks["hpcx default allreduce"]:
+                del _hooks["hpcx default allreduce"]
+    _note(name)
+
+
+def _python_equivalent(comm_hook_type: Any) -> Callable[[Any, Any], Any] | None:
+    """The Python hook that does what a built-in C++ hook does (torch ships both), or None."""
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    return {"ALLREDUCE": default_hooks.allreduce_hook, "FP16_COMPRESS": default_hooks.fp16_compress_hook}.get(
+        getattr(comm_hook_type, "name", str(comm_hook_type).rsplit(".", 1)[-1])
+    )
+
+
+def _install_default(model: Any, register: Callable[..., Any]) -> bool:
+    """The timed default all-reduce hook on ``model`` (handing buckets to a hook the program registers later);
+    a model DDP will not give a hook to is not covered."""
     try:
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
-        register(model, model.process_group, timed(default_hooks.allreduce_hook, model))
-        _note("hpcx default allreduce")
+        @functools.wraps(default_hooks.allreduce_hook)  # DDP checks a hook's annotations
+        def default_or_delegate(state: Any, bucket: Any) -> Any:
+            delegate = getattr(model, "_hpcx_delegate", None)
+            if delegate is not None:
+                return delegate[1](delegate[0], bucket)
+            return default_hooks.allreduce_hook(state, bucket)
+
+        register(model, model.process_group, timed(default_or_delegate, model))
     except Exception as exc:  # tracing must never break the job: say what is not covered instead
         _note(f"none: {type(exc).__name__} (not covered)")
+        return False
+    _note("hpcx default allreduce")
+    return True

@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from hpcx.profiling.comm import _count_torch, _due, _pend, _perf, _resolve_quietly, _side_streams, flush
-from hpcx.profiling.comm_cost import calibrate_torch, costs_us
+from hpcx.profiling.comm_cost import calibrate_torch, tried
 from hpcx.profiling.comm_ddp import inside_hook
 
 
@@ -112,7 +112,7 @@ def _torch_wrapper(dist: ModuleType, name: str, orig: Callable[..., Any]) -> Cal
     def traced(*args: Any, **kwargs: Any) -> Any:
         if getattr(inside_hook, "active", False):  # a DDP hook's own call: counted as its bucket's
             return orig(*args, **kwargs)
-        if "torch" not in costs_us:  # once, at the first call, on the caller's thread: a few ms
+        if "torch" not in tried:  # once, at the first call, on the caller's thread: a few ms
             calibrate_torch(_torch_wrapper)
         _resolve_quietly()
         group = args[group_pos] if len(args) > group_pos else kwargs.get("group")

@@ -17,8 +17,9 @@ from hpcx.rundir.records import read_records
 
 
 def _framework_records(profile: Path) -> dict[int, list[dict[str, Any]]]:
-    """Per rank, the frameworks its processes recorded (the last record of a rank wins)."""
-    out: dict[int, list[dict[str, Any]]] = {}
+    """Per rank, the frameworks its processes recorded: the latest record of the rank (a helper process the rank
+    started, which exited first, does not decide it)."""
+    latest: dict[int, tuple[float, list[dict[str, Any]]]] = {}
     for path in process_files(profile, "framework"):
         rank = rank_of_process_file(path, "framework")
         for rec in read_records(path):
@@ -27,8 +28,13 @@ def _framework_records(profile: Path) -> dict[int, list[dict[str, Any]]]:
                 and rank is not None
                 and isinstance(rec.get("frameworks"), list)
             ):
-                out[rank] = [f for f in rec["frameworks"] if isinstance(f, dict) and f.get("name")]
-    return out
+                t = float(rec.get("t") or 0.0)
+                if rank not in latest or t >= latest[rank][0]:
+                    latest[rank] = (
+                        t,
+                        [f for f in rec["frameworks"] if isinstance(f, dict) and f.get("name")],
+                    )
+    return {rank: frameworks for rank, (_, frameworks) in latest.items()}
 
 
 def gpu_memory_by_rank(profile: Path) -> dict[int, list[dict[str, Any]]]:

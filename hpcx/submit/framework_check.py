@@ -273,7 +273,12 @@ def args_settings(args: Sequence[str], workdir: Path) -> dict[str, Setting]:
     for flag, value in _option_words(args):
         if flag in ("--config", "-c"):
             out.update(_config_settings(value, workdir))
-        elif flag.startswith("--trainer.") and flag[len("--trainer.") :] in _KEYS and value.isdigit():
+        elif (
+            flag.startswith("--trainer.")
+            and flag[len("--trainer.") :] in _KEYS
+            and value.isascii()
+            and value.isdigit()
+        ):
             key = flag[len("--trainer.") :]
             if int(value) >= 1:
                 out[key] = Setting(key, int(value), f"{flag} {value}", _pass(flag))
@@ -529,7 +534,14 @@ def framework_warnings(
     (key -> -N), ``user_file`` the user config. An own batch script, or a number not spelled out, gives none."""
     if prep.script_text is not None or not prep.spec.command:
         return []
-    job = _job(prep, _origins(prep, spelled or {}, user_file))
+    try:
+        return _warnings(prep, workdir, spelled or {}, user_file)
+    except Exception:  # a warning the check cannot work out is no reason to stop the submission
+        return []
+
+
+def _warnings(prep: Prepared, workdir: Path, spelled: dict[str, str], user_file: Path | None) -> list[str]:
+    job = _job(prep, _origins(prep, spelled, user_file))
     cmd = parse_command(prep.spec.command)
     workdir = run_dir_of(prep, workdir)
     out = [] if job.torchrun_mode else _launcher_warnings(cmd, job, workdir)

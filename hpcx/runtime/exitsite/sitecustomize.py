@@ -5,7 +5,26 @@ interpreter finalises aborts the rank: exit 134 after the training finished). It
 the rank ran (hpcx.profiling.frameworks), for the report."""
 
 import atexit
+import importlib.machinery
+import importlib.util
+import os
 import sys
+
+
+def _run_shadowed() -> None:
+    """The sitecustomize this one hides (a site's or a virtualenv's, later on the path): run it as Python would
+    have, so putting hpcx's hook first takes nothing away."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    later = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", later)
+    if spec is not None and spec.loader is not None:
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+try:
+    _run_shadowed()
+except Exception as exc:  # as Python does with a failing sitecustomize: say so, go on
+    print(f"hpcx: warning: sitecustomize {exc!r}", file=sys.stderr)
 
 
 def _settle() -> None:

@@ -123,3 +123,19 @@ def test_records_from_before_calibration_are_estimated_as_before(tmp_path):
     )
     assert profiler_cost([], tmp_path, 0)["comm_method"] is None
     assert tracing_cost(tmp_path / "none") is None
+
+
+def test_the_torch_calibration_runs_once_and_not_from_inside_itself(monkeypatch):
+    import torch  # noqa: F401  (the calibration uses a real tensor)
+
+    from hpcx.profiling import comm_cost
+    from hpcx.profiling.comm_torch import _torch_wrapper
+
+    calls = []
+    real = comm_cost.measure
+    monkeypatch.setattr(comm_cost, "measure", lambda d, t: calls.append(1) or real(d, t))
+    monkeypatch.setattr(comm_cost, "tried", set())
+    monkeypatch.setattr(comm_cost, "costs_us", {})
+    comm_cost.calibrate_torch(_torch_wrapper)
+    comm_cost.calibrate_torch(_torch_wrapper)
+    assert calls == [1] and comm_cost.tried == {"torch"} and comm_cost.costs_us["torch"] >= 0

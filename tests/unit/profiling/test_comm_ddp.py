@@ -30,6 +30,14 @@ TRAIN = textwrap.dedent("""
         model.register_comm_hook(None, default_hooks.fp16_compress_hook)
     if os.environ.get("HOOK") == "builtin":
         model._register_builtin_comm_hook(dist.BuiltinCommHookType.FP16_COMPRESS)
+    if os.environ.get("HOOK", "").startswith("late"):  # a sanity forward first, then the program's own hook
+        with torch.no_grad():
+            model(torch.zeros(1, 256))
+        if os.environ["HOOK"] == "late-user":
+            from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+            model.register_comm_hook(None, default_hooks.fp16_compress_hook)
+        else:
+            model._register_builtin_comm_hook(dist.BuiltinCommHookType.FP16_COMPRESS)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for step in range(12):
         g = torch.Generator().manual_seed(step * 10 + dist.get_rank())
@@ -112,6 +120,19 @@ def test_a_programs_own_hook_is_timed_not_replaced_and_a_builtin_one_is_not_cove
     assert summary is not None, "a DDP model with a built-in hook must be reported, as not covered"
     assert summary["not_covered"] == ["builtin: BuiltinCommHookType.FP16_COMPRESS (not covered)"]
     assert summary["buckets"] == []
+
+
+def test_a_hook_registered_after_a_forward_still_works_and_is_timed(tmp_path):
+    # DDP takes one hook per model: hpcx's went in at the first forward, so it hands the buckets on
+    bare, _ = _run(tmp_path, "bare", traced=False, hook="late-user")
+    traced, profile = _run(tmp_path, "late", traced=True, hook="late-user")
+    assert bare == traced
+    ddp = _last(profile, 0)["ddp"]
+    assert ddp["hooks"] == {"user: fp16_compress_hook": 1} and ddp["steps"] == 12
+    builtin_bare, _ = _run(tmp_path, "bare-builtin", traced=False, hook="late-builtin")
+    builtin, profile = _run(tmp_path, "late-builtin", traced=True, hook="late-builtin")
+    assert builtin_bare == builtin  # torch's Python fp16 hook does what its C++ one does
+    assert _last(profile, 0)["ddp"]["hooks"] == {"builtin: BuiltinCommHookType.FP16_COMPRESS (as Python)": 1}
 
 
 def test_hidden_and_exposed_seconds():

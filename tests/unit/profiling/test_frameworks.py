@@ -152,3 +152,21 @@ def test_no_gpu_memory_without_cuda():
     import torch  # real torch, CPU only here: CUDA never initialised
 
     assert gpu_memory({"torch": torch}) is None
+
+
+def test_the_exit_hook_runs_the_sitecustomize_it_hides(tmp_path):
+    from hpcx.runtime.torchenv import EXIT_SITE
+
+    theirs = tmp_path / "site"
+    theirs.mkdir()
+    (theirs / "sitecustomize.py").write_text("import builtins\nbuiltins.THEIRS = 'ran'\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "PMI", "HPCX_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(EXIT_SITE), str(theirs)])
+    out = subprocess.run(
+        [sys.executable, "-c", "import builtins; print(builtins.THEIRS)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == "ran", out.stderr

@@ -14,9 +14,9 @@ DIST = {"name": "torch.distributed", "module": "torch.distributed", "version": "
 TORCH = {"name": "torch", "module": "torch", "version": "2.13.0"}
 
 
-def _framework(profile: Path, rank: int, pid: int, frameworks: list) -> None:
+def _framework(profile: Path, rank: int, pid: int, frameworks: list, t: float = 1.0) -> None:
     w = RecordWriter(process_file(profile, "framework", rank, pid))
-    w.write({"type": "framework", "t": 1.0, "rank": rank, "frameworks": frameworks})
+    w.write({"type": "framework", "t": t, "rank": rank, "frameworks": frameworks})
     w.close()
 
 
@@ -61,8 +61,8 @@ def test_a_rank_without_a_launcher_and_one_agent(tmp_path):
 
 
 def test_the_last_record_of_a_rank_wins_and_versions_may_be_missing(tmp_path):
-    _framework(tmp_path, 0, 1, [DIST])
-    _framework(tmp_path, 0, 2, [{"name": "DeepSpeed", "module": "deepspeed", "version": None}])
+    _framework(tmp_path, 0, 10, [{"name": "DeepSpeed", "module": "deepspeed", "version": None}], t=5.0)
+    _framework(tmp_path, 0, 9, [DIST], t=2.0)  # an earlier process whose file sorts after (p9 > p10 as text)
     doc = summarize_launch(tmp_path, _ranks("srun"))
     assert doc["framework"] == "DeepSpeed" and [f["name"] for f in doc["frameworks"]] == ["DeepSpeed"]
 

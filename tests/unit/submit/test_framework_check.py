@@ -613,3 +613,8 @@ def test_a_node_count_from_the_site_file_or_the_user_config_is_named_there(tmp_p
     config.parent.mkdir(parents=True)
     config.write_text("version: 1\ndefaults:\n  nodes: 3\n")
     assert f"{warning} 3 (from the user config {config}) (3 nodes){fix}3\n" in run_cli(*submit).err
+
+
+def test_a_digit_python_cannot_read_as_a_number_gives_no_warning_and_no_error(site, tmp_path):
+    name = lightning(tmp_path, num_nodes=2, devices=1)
+    assert warned(site, tmp_path, "python", name, "--trainer.devices", "\u00b2", nodes="2") == []
