@@ -121,7 +121,7 @@ def _start_sampler(
     step = step_id()
     # line_flush=False: synced every 5 s by the sampler
     path = (
-        layout.agent_file(profile_dir, rank.node, step)
+        layout.agent_file(profile_dir, rank.node, step, rank.rank)
         if agent
         else layout.rank_file(profile_dir, rank.rank, step)
     )

@@ -143,10 +143,11 @@ def node_file(profile_dir: StrPath, node: str, step: str | None = None) -> Path:
     return Path(profile_dir) / f"node-{node.replace('/', '_')}{_step_suffix(step)}.jsonl"
 
 
-def agent_file(profile_dir: StrPath, node: str, step: str | None = None) -> Path:
-    """A torchrun agent's own records on a node (``agent-NAME.step-S.jsonl``): its workers are the ranks, in
-    rank files of their own; the agent is the launcher, not a rank."""
-    return Path(profile_dir) / f"agent-{node.replace('/', '_')}{_step_suffix(step)}.jsonl"
+def agent_file(profile_dir: StrPath, node: str, step: str | None = None, task: int = 0) -> Path:
+    """A torchrun agent's own records (``agent-NAME-tT.step-S.jsonl``, T the launcher's task that started it,
+    so two agents on one node keep files of their own): its workers are the ranks, in rank files of their own;
+    the agent is the launcher, not a rank."""
+    return Path(profile_dir) / f"agent-{node.replace('/', '_')}-t{task}{_step_suffix(step)}.jsonl"
 
 
 def agent_files(directory: StrPath) -> list[Path]:

@@ -9,8 +9,9 @@ runs ``torch.distributed.run`` in its own process (exec: hpcx.run's child is the
   hpcx's own bootstrap finds it) and the port Slurm reserved for the step (``srun --resv-ports``), else the one
   the batch script found free on that node (``HPCX_RDZV_PORT``); ``--rdzv-id`` the job's id;
 - ``--rdzv-conf is_host=1`` on the first node only (where the address is the loopback, as on a one-host test
-  cluster, every node would take itself for the host), and ``--local-addr`` there, so the workers' MASTER_ADDR
-  is that address and not a host name the other nodes may not resolve.
+  cluster, every node would take itself for the host), and ``--local-addr`` on every node whose address is known
+  (the first node's as above, another's as Slurm or the resolver gives it), so the workers' MASTER_ADDR is an
+  address and not a host name the other nodes may not resolve, whichever agent c10d makes rank 0.
 """
 
 from __future__ import annotations
@@ -90,6 +91,15 @@ def _endpoint_port(env: Mapping[str, str], nnodes: int) -> int:
     )
 
 
+def _own_address(env: Mapping[str, str]) -> str | None:
+    """This node's IP address as Slurm or the resolver gives it (None where its name does not resolve): c10d
+    picks the agent whose address sorts first as rank 0, and its workers' MASTER_ADDR is that agent's address."""
+    from hpcx.runtime.dist import _node_address
+
+    node = env.get("SLURMD_NODENAME")
+    return _node_address(node) if node else None
+
+
 def _nproc(env: Mapping[str, str]) -> str:
     gpus = env.get("SLURM_GPUS_ON_NODE", "")
     return gpus if gpus.isdigit() and int(gpus) > 0 else "1"
@@ -117,15 +127,33 @@ def torchrun_argv(argv: list[str], env: Mapping[str, str]) -> list[str]:
         added += ["--rdzv-backend=c10d", f"--rdzv-endpoint={addr}:{port}"]
         if "rdzv-conf" not in given:
             added.append(f"--rdzv-conf=is_host={int(first_node)}")
-        if first_node and "local-addr" not in given:
-            added.append(f"--local-addr={addr}")
+        local = addr if first_node else _own_address(env)
+        if (
+            local and "local-addr" not in given
+        ):  # the address the workers' MASTER_ADDR is, whichever agent is 0
+            added.append(f"--local-addr={local}")
     if "rdzv-id" not in given and env.get("SLURM_JOB_ID"):
         added.append(f"--rdzv-id={env['SLURM_JOB_ID']}")
     return [*added, *options, *program]
 
 
+def step_cpus(env: Mapping[str, str]) -> int:
+    """CPUs the one agent task of each node may use: the job's CPUs on its smallest node (SLURM_JOB_CPUS_PER_NODE,
+    e.g. ``4(x2),2``). srun would otherwise give the step one task's share (``-c``), and all the node's workers
+    would share it where Slurm binds tasks to CPUs."""
+    counts: list[int] = []
+    for part in filter(None, env.get("SLURM_JOB_CPUS_PER_NODE", "").split(",")):
+        count, _, times = part.partition("(x")
+        if count.isdigit():
+            counts += [int(count)] * (int(times.rstrip(")")) if times.rstrip(")").isdigit() else 1)
+    return min(counts) if counts else int(env.get("SLURM_CPUS_ON_NODE", "1") or 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args == ["--step-cpus"]:  # for the batch script: the CPUs per task of the agents' step
+        print(step_cpus(os.environ))
+        return 0
     if args[:1] == ["--"]:
         args = args[1:]
     try:

@@ -164,3 +164,17 @@ def test_the_users_own_rendezvous_pieces_are_kept():
     assert not any(w.startswith(("--rdzv-backend", "--rdzv-endpoint", "--local-addr")) for w in static)
     elastic = torchrun_argv(["--nnodes=1:2", "t.py"], STEP)  # an elastic range is the user's to give
     assert "--nnodes=1:2" in elastic and "--nnodes=2" not in elastic
+
+
+def test_another_node_gives_its_own_address_where_it_resolves():
+    argv = torchrun_argv(["t.py"], {**STEP, "SLURM_NODEID": "1", "SLURMD_NODENAME": "localhost"})
+    assert "--local-addr=127.0.0.1" in argv and "--rdzv-conf=is_host=0" in argv
+
+
+def test_the_agents_step_gets_the_smallest_nodes_cpus():
+    from hpcx.runtime.torchrun import step_cpus
+
+    assert step_cpus({"SLURM_JOB_CPUS_PER_NODE": "4(x2)"}) == 4
+    assert step_cpus({"SLURM_JOB_CPUS_PER_NODE": "8(x3),2"}) == 2
+    assert step_cpus({"SLURM_CPUS_ON_NODE": "6"}) == 6 and step_cpus({}) == 1
+    assert main(["--step-cpus"]) == 0

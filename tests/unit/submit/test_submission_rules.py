@@ -165,7 +165,9 @@ def test_gpus_are_asked_as_the_user_asked_them(tmp_path):
 def test_torchrun_gets_the_script_without_its_interpreter(tmp_path):
     def torchrun_line(command, options=None):
         prep = _prep(kind="torch-ddp", command=command, variables={"mode": "torchrun"}, options=options or {})
-        return next(line for line in _script(prep, tmp_path).splitlines() if "hpcx.runtime.torchrun" in line)
+        return next(
+            line for line in _script(prep, tmp_path).splitlines() if "hpcx.runtime.torchrun --nproc" in line
+        )
 
     assert torchrun_line(("python3", "train.py", "--lr", "0.1")).endswith(
         "--nproc-per-node=1 train.py --lr 0.1"
@@ -179,11 +181,14 @@ def test_torchrun_mode_runs_one_agent_per_node_with_the_tasks_per_node_as_worker
         prep = _prep(
             kind="torch-ddp", command=("python", "t.py"), variables={"mode": "torchrun"}, options=options
         )
-        return next(line for line in _script(prep, tmp_path).splitlines() if "hpcx.runtime.torchrun" in line)
+        return next(
+            line for line in _script(prep, tmp_path).splitlines() if "hpcx.runtime.torchrun --nproc" in line
+        )
 
     line = torchrun_line({"nodes": "2", "ntasks_per_node": "2"})
     assert line.startswith("srun --kill-on-bad-exit=1 ")
     assert '--nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 ' in line
+    assert '--cpus-per-task="$step_cpus"' in line  # the agent task gets the node's CPUs, not one task's
     assert line.endswith("--nproc-per-node=2 t.py")
     assert torchrun_line({"nodes": "2", "ntasks": "6"}).endswith("--nproc-per-node=3 t.py")
     assert torchrun_line({"partition": "gpu", "gpus_per_node": "2"}).endswith("--nproc-per-node=2 t.py")
