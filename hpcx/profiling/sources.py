@@ -83,16 +83,24 @@ def tree_pids(pid: int) -> list[int]:
     while todo:
         p = todo.pop()
         out.append(p)
+        todo.extend(children(p))
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """``pid``'s direct children, from every thread's ``/proc/PID/task/TID/children`` (a child belongs to the
+    thread that forked it); none once the process is gone."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
         try:
-            tasks = os.listdir(f"/proc/{p}/task")
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as fh:
+                out.extend(int(c) for c in fh.read().split())
         except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{p}/task/{task}/children", "rb") as fh:
-                    todo.extend(int(c) for c in fh.read().split())
-            except OSError:
-                continue  # the thread (or the process) ended between the listing and the read
+            continue  # the thread (or the process) ended between the listing and the read
     return out
 
 

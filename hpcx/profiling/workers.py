@@ -17,26 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.profiling.sampler import Sampler
+from hpcx.profiling.sources import children
 from hpcx.rundir import layout
 from hpcx.rundir.records import RecordWriter
 
 _ENV_KEYS = (b"RANK", b"WORLD_SIZE", b"LOCAL_RANK", b"TORCHELASTIC_RESTART_COUNT", b"TORCHELASTIC_RUN_ID")
-
-
-def children(pid: int) -> list[int]:
-    """``pid``'s direct children, from the kernel's per-thread children lists."""
-    out: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children", "rb") as fh:
-                out.extend(int(c) for c in fh.read().split())
-        except OSError:
-            continue
-    return out
 
 
 def worker_identity(pid: int) -> dict[str, str] | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from hpcx.errors import RuntimeFailure
 from hpcx.runtime.collective import TorchComm
-from hpcx.runtime.rankenv import detect
+from hpcx.runtime.rankenv import detect, per_node_counts
 
 CONNECT_TIMEOUT_S = 15.0  # the rendezvous reachability check: a reachable address answers in milliseconds
 
@@ -212,11 +212,8 @@ def _ranks_on_node_from_env() -> int:
     """Ranks on this node without MPI: torchrun's LOCAL_WORLD_SIZE, else Slurm's tasks-per-node for this node."""
     if os.environ.get("LOCAL_WORLD_SIZE", "").isdigit():
         return int(os.environ["LOCAL_WORLD_SIZE"])
-    spec, node_id = os.environ.get("SLURM_STEP_TASKS_PER_NODE", ""), int(os.environ.get("SLURM_NODEID", "0"))
-    counts: list[int] = []
-    for part in filter(None, spec.split(",")):  # e.g. "2(x3),1"
-        count, _, times = part.partition("(x")
-        counts += [int(count)] * (int(times.rstrip(")")) if times else 1)
+    counts = per_node_counts(os.environ.get("SLURM_STEP_TASKS_PER_NODE", ""))
+    node_id = int(os.environ.get("SLURM_NODEID", "0"))
     return counts[node_id] if node_id < len(counts) else 1
 
 

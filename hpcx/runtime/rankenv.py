@@ -89,3 +89,15 @@ def detect(env: Mapping[str, str] | None = None) -> RankEnv:
                 attempt=attempt,
             )
     return RankEnv(0, 1, 0, node=node, launcher="none", job_id=job_id, attempt=attempt)
+
+
+def per_node_counts(spec: str) -> list[int]:
+    """Slurm's compressed per-node counts (SLURM_STEP_TASKS_PER_NODE, SLURM_JOB_CPUS_PER_NODE: ``2(x3),1``) as
+    one number per node; parts that are not counts are left out."""
+    counts: list[int] = []
+    for part in filter(None, spec.split(",")):
+        count, _, times = part.partition("(x")
+        times = times.rstrip(")")
+        if count.isdigit() and (not times or times.isdigit()):
+            counts += [int(count)] * (int(times) if times else 1)
+    return counts

@@ -141,11 +141,9 @@ def step_cpus(env: Mapping[str, str]) -> int:
     """CPUs the one agent task of each node may use: the job's CPUs on its smallest node (SLURM_JOB_CPUS_PER_NODE,
     e.g. ``4(x2),2``). srun would otherwise give the step one task's share (``-c``), and all the node's workers
     would share it where Slurm binds tasks to CPUs."""
-    counts: list[int] = []
-    for part in filter(None, env.get("SLURM_JOB_CPUS_PER_NODE", "").split(",")):
-        count, _, times = part.partition("(x")
-        if count.isdigit():
-            counts += [int(count)] * (int(times.rstrip(")")) if times.rstrip(")").isdigit() else 1)
+    from hpcx.runtime.rankenv import per_node_counts
+
+    counts = per_node_counts(env.get("SLURM_JOB_CPUS_PER_NODE", ""))
     return min(counts) if counts else int(env.get("SLURM_CPUS_ON_NODE", "1") or 1)
 
 

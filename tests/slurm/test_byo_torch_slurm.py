@@ -28,22 +28,14 @@ def test_two_env_rendezvous_ddp_jobs_on_the_same_nodes_both_complete(slurm_hpcx,
         assert "set by you" not in logs and "not set:" not in logs
 
 
+def _torchrun_job(slurm_hpcx, minutes: str, *command: str) -> dict:
+    """Two nodes x two workers under the torchrun launcher, in the debug partition."""
+    options = ["-p", "debug", "-N", "2", "--ntasks-per-node", "2", "--set", "mode=torchrun", "-t", minutes]
+    return slurm_hpcx.json("submit", "torch-ddp", *options, *command)
+
+
 def test_torchrun_launcher_two_nodes_by_two_workers_are_four_ranks_in_the_report(slurm_hpcx):
-    doc = slurm_hpcx.json(
-        "submit",
-        "torch-ddp",
-        "-p",
-        "debug",
-        "-N",
-        "2",
-        "--ntasks-per-node",
-        "2",
-        "--set",
-        "mode=torchrun",
-        "-t",
-        "5",
-        *SCRIPT,
-    )
+    doc = _torchrun_job(slurm_hpcx, "5", *SCRIPT)
     row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=300)
     logs = slurm_hpcx("logs", doc["run_id"]).stdout
     assert row["state"] == "COMPLETED", logs
@@ -76,21 +68,6 @@ time.sleep(600)
 def test_a_failing_torchrun_worker_ends_the_job_promptly(slurm_hpcx, runs_root):
     script = runs_root / "failing.py"
     script.write_text(FAILING)
-    doc = slurm_hpcx.json(
-        "submit",
-        "torch-ddp",
-        "-p",
-        "debug",
-        "-N",
-        "2",
-        "--ntasks-per-node",
-        "2",
-        "--set",
-        "mode=torchrun",
-        "-t",
-        "10",
-        "python",
-        str(script),
-    )
+    doc = _torchrun_job(slurm_hpcx, "10", "python", str(script))
     row = slurm_hpcx.wait_finished(doc["run_id"], timeout_s=150)  # not the 10 minutes of its limit
     assert row["state"] == "FAILED", slurm_hpcx("logs", doc["run_id"]).stdout
