@@ -16,6 +16,7 @@ import pytest
 from hpcx.profiling.comm import HOOK_DIR
 from hpcx.profiling.comm_ddp import split_overlap
 from hpcx.reports.comm import summarize_ddp
+from hpcx.runtime.torchenv import EXIT_SITE
 from tests.unit.profiling.test_regions_torchrun import LAUNCHER_PREFIXES
 
 TRAIN = textwrap.dedent("""
@@ -60,6 +61,8 @@ def _run(tmp_path: Path, name: str, traced: bool, hook: str = "") -> tuple[list[
     profile = tmp_path / name
     env = {k: v for k, v in os.environ.items() if not k.startswith(LAUNCHER_PREFIXES)}
     env.update(HOOK=hook, HPCX_PROFILE_DIR=str(profile))
+    # hpcx's exit hook, as hpcx.run gives a torch job: gloo's threads otherwise abort some exits (exit -6)
+    env["PYTHONPATH"] = os.pathsep.join([str(EXIT_SITE), env.get("PYTHONPATH", "")])
     if traced:
         env.update(
             HPCX_PROFILE_COMM="1", PYTHONPATH=os.pathsep.join([str(HOOK_DIR), env.get("PYTHONPATH", "")])
