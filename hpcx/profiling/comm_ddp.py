@@ -9,7 +9,12 @@ each DDP model's bucket communication visible without a change to the user's scr
   by the group size, all-reduce with sum; what the Reducer does without a hook) wrapped in a timer;
 - a model whose program registers its own hook (``register_comm_hook``) has that hook wrapped in the timer
   instead, so its numerics stay the program's;
-- a built-in C++ hook (``_register_builtin_comm_hook``) cannot be wrapped: it is recorded as not covered.
+- a built-in C++ hook (``_register_builtin_comm_hook``) cannot be wrapped: it is recorded as not covered;
+- under ``join(divide_by_initial_world_size=False)`` (uneven inputs) the default hook divides by the ranks still
+  training, as the Reducer does without a hook; a joined rank's shadow passes go through the hook and count.
+
+The torch.distributed calls a hook makes, in the hook or in its future's callbacks after it returned (PowerSGD's
+P and Q all-reduces), are its bucket's: they are not counted a second time.
 
 Each bucket's communication is timed from the hook's call until its future completes (on NCCL with CUDA events
 on the stream, as :mod:`hpcx.profiling.comm_torch` does), counted as the call ``ddp_bucket_allreduce`` with the
@@ -46,6 +51,29 @@ _buckets: dict[int, list[Any]] = {}
 _hooks: dict[str, int] = {}
 _overlap: dict[str, Any] = {"steps": 0, "hidden_s": 0.0, "exposed_s": 0.0, "timing": "host"}
 _pass: dict[int, dict[str, Any]] = {}  # per model (id): the backward pass in progress
+# per model (id): buckets whose hook was called and whose future has not completed. While any is in flight the
+# program's thread is inside backward(), so a torch.distributed call then is a hook's own, made from a callback
+# after the hook returned (PowerSGD's P and Q): part of its bucket's time, not counted again
+_flying: dict[int, int] = {}
+_flying_total = [0]
+
+
+def in_hook() -> bool:
+    """Whether a torch.distributed call now belongs to a timed DDP hook (comm_torch then does not count it)."""
+    return _flying_total[0] > 0 or getattr(inside_hook, "active", False)
+
+
+def _fly(model: int, change: int) -> None:
+    with _lock:
+        now = max(0, _flying.get(model, 0) + change)
+        _flying_total[0] += now - _flying.get(model, 0)
+        _flying[model] = now
+
+
+def _landed(model: int) -> None:
+    """A new forward: every bucket of the model's last backward has completed, whatever a hook did."""
+    if _flying.get(model):
+        _fly(model, -_flying[model])
 
 
 def snapshot() -> tuple[Any, ...]:
@@ -146,14 +174,19 @@ def timed(hook: Callable[[Any, Any], Any], model: Any) -> Callable[[Any, Any], A
         except Exception:  # tracing must never break the job
             return hook(state, bucket)
         inside_hook.active = True
+        _fly(key, 1)
         try:
             future = hook(state, bucket)
+        except BaseException:
+            _fly(key, -1)
+            raise
         finally:
             inside_hook.active = False
         size = _group_size(state)
 
         def finished(fut: Any) -> Any:
             try:
+                _fly(key, -1)
                 _bucket_done(key, index, nbytes, t0, cuda, size, buffer)
             except Exception:  # a failing timer must not fail the bucket's future
                 pass
@@ -238,6 +271,7 @@ def patch_ddp(module: ModuleType) -> None:
         return builtin(self, comm_hook_type)
 
     def first_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _landed(id(self))
         if getattr(self, "_hpcx_hook", None) is None:  # a hook registered later is the program's own then
             self._hpcx_hook = "hpcx" if _install_default(self, register) else "failed"
         if "ddp" not in tried:  # once, on the first forward: torch is fully imported by now
@@ -248,6 +282,7 @@ def patch_ddp(module: ModuleType) -> None:
     ddp._register_builtin_comm_hook = functools.wraps(builtin)(register_builtin)
     ddp.forward = functools.wraps(forward)(first_forward)
     ddp._hpcx_patched = True
+    patch_join(module)
 
 
 def _delegate(model: Any, state: Any, hook: Callable[[Any, Any], Any], name: str) -> None:
@@ -282,6 +317,9 @@ def _install_default(model: Any, register: Callable[..., Any]) -> bool:
             delegate = getattr(model, "_hpcx_delegate", None)
             if delegate is not None:
                 return delegate[1](delegate[0], bucket)
+            training = _ranks_training(model)
+            if training:
+                return _allreduce_mean(state, bucket, training)
             return default_hooks.allreduce_hook(state, bucket)
 
         register(model, model.process_group, timed(default_or_delegate, model))
@@ -290,3 +328,44 @@ def _install_default(model: Any, register: Callable[..., Any]) -> bool:
         return False
     _note("hpcx default allreduce")
     return True
+
+
+def _ranks_training(model: Any) -> int:
+    """Under ``join(divide_by_initial_world_size=False)`` the Reducer divides the gradients by the ranks still
+    training (the count the join context all-reduced at this forward), and a hook must do so itself; 0 otherwise."""
+    if getattr(model, "_divide_by_initial_world_size", True):
+        return 0
+    work = getattr(model, "_hpcx_join_work", None)
+    if work is None:
+        return 0
+    work.wait()
+    return int(work.result()[0].item())
+
+
+def _allreduce_mean(group: Any, bucket: Any, divisor: int) -> Any:
+    """torch's default all-reduce hook with the Reducer's divisor instead of the group's size."""
+    dist = sys.modules["torch.distributed"]
+    buffer = bucket.buffer()
+    buffer.div_(divisor)
+    future = dist.all_reduce(buffer, group=group or dist.group.WORLD, async_op=True).get_future()
+    return future.then(lambda fut: fut.value()[0])
+
+
+def patch_join(module: ModuleType) -> None:
+    """On ``module``'s ``Join`` (DDP's module imports torch's class): keep the work of the join context's per-forward count of the ranks still training on the model that
+    started it (DDP hands it to its Reducer, which a hook cannot ask)."""
+    join = getattr(module, "Join", None)
+    if join is None or getattr(join, "_hpcx_patched", False):
+        return
+    notify = join.notify_join_context
+
+    def notify_join_context(joinable: Any) -> Any:
+        work = notify(joinable)
+        try:
+            joinable._hpcx_join_work = work
+        except Exception:  # a joinable that takes no attribute: its divisor stays the group's size
+            pass
+        return work
+
+    join.notify_join_context = staticmethod(functools.wraps(notify)(notify_join_context))
+    join._hpcx_patched = True

@@ -20,7 +20,7 @@ from typing import Any
 
 from hpcx.profiling.comm import _count_torch, _due, _pend, _perf, _resolve_quietly, _side_streams, flush
 from hpcx.profiling.comm_cost import calibrate_torch, tried
-from hpcx.profiling.comm_ddp import inside_hook
+from hpcx.profiling.comm_ddp import in_hook
 
 
 def _tensor_bytes(value: Any) -> int:
@@ -110,7 +110,7 @@ def _torch_wrapper(dist: ModuleType, name: str, orig: Callable[..., Any]) -> Cal
     group_pos = _GROUP_POS[name]
 
     def traced(*args: Any, **kwargs: Any) -> Any:
-        if getattr(inside_hook, "active", False):  # a DDP hook's own call: counted as its bucket's
+        if in_hook():  # a DDP hook's own call, or its callbacks': counted as its bucket's
             return orig(*args, **kwargs)
         if "torch" not in tried:  # once, at the first call, on the caller's thread: a few ms
             calibrate_torch(_torch_wrapper)

@@ -39,13 +39,22 @@ TRAIN = textwrap.dedent("""
             model.register_comm_hook(None, default_hooks.fp16_compress_hook)
         else:
             model._register_builtin_comm_hook(dist.BuiltinCommHookType.FP16_COMPRESS)
+    if os.environ.get("HOOK") == "powersgd":  # a hook whose callbacks all-reduce again, after the hook returned
+        from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as ps
+        state = ps.PowerSGDState(process_group=None, matrix_approximation_rank=1, start_powerSGD_iter=2)
+        model.register_comm_hook(state, ps.powerSGD_hook)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for step in range(12):
-        g = torch.Generator().manual_seed(step * 10 + dist.get_rank())
-        loss = model(torch.randn(64, 256, generator=g)).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    steps = 12 - 5 * dist.get_rank() if os.environ.get("HOOK") == "join" else 12
+    import contextlib
+    # uneven inputs: the Reducer divides by the ranks still training, not by the initial world size
+    joined = model.join(divide_by_initial_world_size=False) if os.environ.get("HOOK") == "join" else contextlib.nullcontext()
+    with joined:
+        for step in range(steps):
+            g = torch.Generator().manual_seed(step * 10 + dist.get_rank())
+            loss = model(torch.randn(64, 256, generator=g)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     state = b"".join(p.detach().numpy().tobytes() for p in model.parameters())
     import hashlib
@@ -136,6 +145,27 @@ def test_a_hook_registered_after_a_forward_still_works_and_is_timed(tmp_path):
     builtin, profile = _run(tmp_path, "late-builtin", traced=True, hook="late-builtin")
     assert builtin_bare == builtin  # torch's Python fp16 hook does what its C++ one does
     assert _last(profile, 0)["ddp"]["hooks"] == {"builtin: BuiltinCommHookType.FP16_COMPRESS (as Python)": 1}
+
+
+def test_uneven_inputs_keep_the_reducers_divisor(tmp_path):
+    # join(divide_by_initial_world_size=False): DDP divides by the ranks still training; a hook divides itself
+    bare, _ = _run(tmp_path, "bare", traced=False, hook="join")
+    traced, profile = _run(tmp_path, "join", traced=True, hook="join")
+    assert bare == traced
+    # rank 1 ran out after 7 batches; its 5 shadow passes all-reduce zeros through the same hook, and count
+    assert _last(profile, 0)["ddp"]["steps"] == 12 and _last(profile, 1)["ddp"]["steps"] == 12
+
+
+def test_a_hooks_later_collectives_are_the_buckets_not_counted_twice(tmp_path):
+    # PowerSGD all-reduces P and Q from its future's callbacks, after the hook itself returned
+    bare, _ = _run(tmp_path, "bare", traced=False, hook="powersgd")
+    traced, profile = _run(tmp_path, "powersgd", traced=True, hook="powersgd")
+    assert bare == traced
+    for rank in (0, 1):
+        record = _last(profile, rank)
+        calls = {e["call"]: e for e in record["entries"]}
+        assert "all_reduce" not in calls, calls
+        assert record["ddp"]["hooks"] == {"user: powerSGD_hook": 1} and record["ddp"]["steps"] == 12
 
 
 def test_hidden_and_exposed_seconds():
