@@ -160,10 +160,12 @@ def _start_sampler(
     return writer, sampler
 
 
-def _watch_workers(profile_dir: Path, rank: RankEnv, agent_pid: int, interval_s: float) -> WorkerWatch:
+def _watch_workers(
+    profile_dir: Path, rank: RankEnv, agent_pid: int, interval_s: float, expected: int | None
+) -> WorkerWatch:
     """Profile torchrun's workers as the ranks they are (hpcx.profiling.workers)."""
     ids = {"node": rank.node, "job_id": rank.job_id, "step": step_id(), "attempt": rank.attempt}
-    watch = WorkerWatch(agent_pid, profile_dir, ids, interval_s)
+    watch = WorkerWatch(agent_pid, profile_dir, ids, interval_s, expected)
     watch.start()
     return watch
 
@@ -317,8 +319,16 @@ def _wait(child: subprocess.Popen[bytes], rank: int) -> tuple[int, Any]:
             return code, usage
 
 
-def _finish(writer: RecordWriter, sampler: Sampler, rank: int, exit_code: int, t0: float, usage: Any) -> None:
-    """Stop sampling and write the rank's end record."""
+def _finish(
+    writer: RecordWriter,
+    sampler: Sampler,
+    rank: int,
+    exit_code: int,
+    t0: float,
+    usage: Any,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Stop sampling and write the rank's end record (an agent's with what it says of its workers)."""
     sampler.stop()
     writer.write(
         {
@@ -332,6 +342,7 @@ def _finish(writer: RecordWriter, sampler: Sampler, rank: int, exit_code: int, t
             "samples": sampler.samples,
             "sampler_cpu_s": round(sampler.cpu_s, 4),
             "sampler_rss_mb": _self_peak_rss_mb(),
+            **(extra or {}),
         }
     )
     writer.close()
@@ -371,14 +382,14 @@ def main(argv: list[str] | None = None) -> int:
             profile_dir, rank, child.pid, args.command, args.interval, args.edge_interval, agent
         )
         if agent:
-            watch = _watch_workers(profile_dir, rank, child.pid, args.interval)
+            expected = torchenv.expected_workers(args.command, env)
+            watch = _watch_workers(profile_dir, rank, child.pid, args.interval, expected)
     code, usage = _wait(child, rank.rank)
     alive[0] = False  # reaped: its pid may be reused, so no signal goes to it any more
     exit_code = code if code >= 0 else 128 - code
-    if watch is not None:
-        watch.finish(exit_code)
+    workers = watch.finish(exit_code) if watch is not None else {}
     if writer is not None and sampler is not None:
-        _finish(writer, sampler, rank.rank, exit_code, t0, usage)
+        _finish(writer, sampler, rank.rank, exit_code, t0, usage, workers)
     return exit_code
 
 

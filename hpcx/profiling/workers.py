@@ -1,10 +1,13 @@
 """The workers of a torchrun agent, each profiled as the rank it is.
 
 Under ``--set mode=torchrun`` hpcx.run starts one torchrun agent per node, and the agent starts the workers: the
-workers, not the agent, are the job's ranks. :class:`WorkerWatch` looks at the agent's children every interval;
-a child whose environment has torchrun's RANK gets a rank file of its own (``rank-NNNNN[.step-S].jsonl``, its
-start record naming the launcher ``torchrun``) and a sampler of its process tree. A worker that torchrun starts
-again (``--max-restarts``) starts a new attempt in the same file. The agent's own records go to its agent file.
+workers, not the agent, are the job's ranks. :class:`WorkerWatch` looks at the agent's children, every 50 ms while
+fewer workers live than the agent starts (``--nproc-per-node``) and twice per interval once all are there; a child
+whose environment has torchrun's RANK gets a rank file of its own (``rank-NNNNN[.step-S].jsonl``, its start record
+naming the launcher ``torchrun``) and a sampler of its process tree. A worker that torchrun starts again
+(``--max-restarts``) starts a new attempt in the same file. The agent's own records go to its agent file, whose end
+record says how many workers the agent was to start and which ranks were seen: a worker that ended before a look
+found it has no file, and the report says so instead of showing fewer ranks.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from hpcx.profiling.sampler import Sampler
 from hpcx.profiling.sources import children
 from hpcx.rundir import layout
 from hpcx.rundir.records import RecordWriter
+
+FAST_S = 0.05  # the look while workers are missing: one that lives longer than this is seen
 
 _ENV_KEYS = (b"RANK", b"WORLD_SIZE", b"LOCAL_RANK", b"TORCHELASTIC_RESTART_COUNT", b"TORCHELASTIC_RUN_ID")
 
@@ -68,10 +73,16 @@ class WorkerWatch(threading.Thread):
     """Finds the agent's workers as they start and samples each into its rank's file (see the module)."""
 
     def __init__(
-        self, agent_pid: int, profile_dir: Path, ids: dict[str, Any], interval_s: float = 1.0
+        self,
+        agent_pid: int,
+        profile_dir: Path,
+        ids: dict[str, Any],
+        interval_s: float = 1.0,
+        expected: int | None = None,
     ) -> None:
         super().__init__(name="hpcx-workers", daemon=True)
         self.agent_pid, self.profile_dir, self.ids, self.interval_s = agent_pid, profile_dir, ids, interval_s
+        self.expected = expected
         self.workers: dict[int, _Worker] = {}  # by rank: the latest process of each
         self._writers: dict[int, RecordWriter] = {}
         self._lock = threading.Lock()
@@ -80,10 +91,14 @@ class WorkerWatch(threading.Thread):
     def run(self) -> None:
         while True:
             self.look()
-            if self._stop_event.wait(
-                self.interval_s / 2
-            ):  # twice per interval: a worker's first second counts
+            # fast while workers are missing (starting, or started again), then twice per interval
+            if self._stop_event.wait(FAST_S if self._missing() else self.interval_s / 2):
                 break
+
+    def _missing(self) -> bool:
+        if self.expected is None:
+            return True
+        return sum(os.path.exists(f"/proc/{w.pid}") for w in self.workers.values()) < self.expected
 
     def look(self) -> None:
         """Start recording every worker of the agent not seen yet."""
@@ -134,12 +149,14 @@ class WorkerWatch(threading.Thread):
             "node_collector": False,
         }
 
-    def finish(self, exit_code: int) -> None:
-        """Stop watching and write each worker's end record. A worker is the agent's child, not ours: its own
-        exit status cannot be read, so each carries the agent's (0 only when every worker of the node ended 0);
-        its CPU time and memory are its sampler's last figures and peak."""
+    def finish(self, exit_code: int) -> dict[str, Any]:
+        """Stop watching and write each worker's end record; return what the agent's end record says of its
+        workers (expected, and the ranks seen). A worker is the agent's child, not ours: its own exit status
+        cannot be read, so each carries the agent's (0 only when every worker of the node ended 0); its CPU
+        time and memory are its sampler's last figures and peak."""
         self._stop_event.set()
         self.join(timeout=10)
+        self.look()  # a worker that started since the last look and still lives
         with self._lock:
             for worker in self.workers.values():
                 worker.sampler.stop()
@@ -160,3 +177,4 @@ class WorkerWatch(threading.Thread):
                 )
             for writer in self._writers.values():
                 writer.close()
+            return {"workers_expected": self.expected, "worker_ranks": sorted(self._writers)}

@@ -82,6 +82,25 @@ def _label(framework: dict[str, Any]) -> str:
     )
 
 
+def _workers(profile: Path) -> dict[str, Any] | None:
+    """What the torchrun agents' end records say of their workers: how many they were to start (None where an
+    agent decided at run time) and how many hpcx saw (a worker that ended within 50 ms may not be)."""
+    expected: int | None = 0
+    seen = 0
+    ended = 0
+    for path in agent_files(profile):
+        for rec in read_records(path):
+            if rec.get("type") != "end" or "worker_ranks" not in rec:
+                continue
+            ended += 1
+            seen += len(rec.get("worker_ranks") or [])
+            n = rec.get("workers_expected")
+            expected = expected + n if isinstance(n, int) and expected is not None else None
+    if not ended:
+        return None
+    return {"expected": expected, "seen": seen}
+
+
 def summarize_launch(profile: Path, ranks: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``launch`` section: launcher(s) with their rank counts, torchrun agents, and the framework(s)."""
     launchers = Counter(r.get("launcher") or "unknown" for r in ranks)
@@ -96,6 +115,7 @@ def summarize_launch(profile: Path, ranks: list[dict[str, Any]]) -> dict[str, An
         "launcher": " + ".join(sorted(launchers)) if launchers else None,
         "ranks_by_launcher": dict(sorted(launchers.items())),
         "agents": len(agent_files(profile)) if profile.is_dir() else 0,
+        "workers": _workers(profile) if profile.is_dir() else None,
         "framework": firsts.most_common(1)[0][0] if firsts else None,
         "frameworks": list(named.values()),
     }
@@ -112,4 +132,11 @@ def launch_line(launch: dict[str, Any] | None) -> str | None:
         else ""
     )
     text = f"ranks started by {counts}{agents}"
+    workers = launch.get("workers") or {}
+    if isinstance(workers.get("expected"), int) and workers["expected"] > workers.get("seen", 0):
+        unseen = workers["expected"] - workers.get("seen", 0)
+        text += (
+            f" ({unseen} of {workers['expected']} workers ended before hpcx saw them: not profiled, not in "
+            "the ranks below)"
+        )
     return f"{text}; framework {launch['framework']}" if launch.get("framework") else text

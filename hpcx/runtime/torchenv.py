@@ -45,10 +45,31 @@ def torch_job(env: Mapping[str, str]) -> bool:
     return env.get("HPCX_KIND") in TORCH_KINDS or env.get("HPCX_TORCH_ENV") == "1"
 
 
+def agent_word(command: list[str]) -> int | None:
+    """Where in the command torchrun's agent is named (``torchrun``, ``python -m torch.distributed.run``,
+    ``python -m hpcx.runtime.torchrun``): its options follow; None for a command that starts no agent."""
+    return next((i for i, word in enumerate(command[:3]) if word.endswith(_TORCHRUN)), None)
+
+
 def is_agent(command: list[str]) -> bool:
-    """Whether the command starts torchrun's agent (``torchrun``, ``python -m torch.distributed.run``,
-    ``python -m hpcx.runtime.torchrun``): its workers are the ranks."""
-    return any(word.endswith(_TORCHRUN) for word in command[:3])
+    """Whether the command starts torchrun's agent: its workers are the ranks."""
+    return agent_word(command) is not None
+
+
+def expected_workers(command: list[str], env: Mapping[str, str]) -> int | None:
+    """How many workers the torchrun agent ``command`` starts on its node: its ``--nproc-per-node``, else what
+    hpcx.runtime.torchrun gives it (the node's GPUs, else 1) or torchrun's default 1; None for a value that the
+    agent decides (``gpu``, ``auto``) or a command that is not an agent's."""
+    from hpcx.runtime.torchrun import nproc_per_node, split_options
+
+    at = agent_word(command)
+    if at is None:
+        return None
+    given, _, _ = split_options(command[at + 1 :])
+    value = given.get("nproc-per-node")
+    if value is None:
+        value = nproc_per_node(env) if command[at].endswith("hpcx.runtime.torchrun") else "1"
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def with_exit_site(env: Mapping[str, str]) -> str:

@@ -100,7 +100,8 @@ def _own_address(env: Mapping[str, str]) -> str | None:
     return _node_address(node) if node else None
 
 
-def _nproc(env: Mapping[str, str]) -> str:
+def nproc_per_node(env: Mapping[str, str]) -> str:
+    """The workers per node when the user names none: the GPUs Slurm gave the node, else 1."""
     gpus = env.get("SLURM_GPUS_ON_NODE", "")
     return gpus if gpus.isdigit() and int(gpus) > 0 else "1"
 
@@ -118,7 +119,7 @@ def torchrun_argv(argv: list[str], env: Mapping[str, str]) -> list[str]:
     if "nnodes" not in given:
         added.append(f"--nnodes={nnodes}")
     if "nproc-per-node" not in given:
-        added.append(f"--nproc-per-node={_nproc(env)}")
+        added.append(f"--nproc-per-node={nproc_per_node(env)}")
     if "standalone" not in given and "rdzv-endpoint" not in given and "master-addr" not in given:
         from hpcx.runtime.dist import first_node_address
 

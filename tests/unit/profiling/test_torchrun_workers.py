@@ -36,9 +36,9 @@ TRAIN = textwrap.dedent("""
 """)
 
 
-def _agents(tmp_path, profile, extra_env=None, timeout=150):
-    script = tmp_path / "train.py"
-    script.write_text(TRAIN)
+def _agents(tmp_path, profile, extra_env=None, timeout=150, script=TRAIN):
+    program = tmp_path / "train.py"
+    program.write_text(script)
     port = free_port()
     agents = []
     for node in (0, 1):
@@ -57,7 +57,7 @@ def _agents(tmp_path, profile, extra_env=None, timeout=150):
             **(extra_env or {}),
         )
         argv = [sys.executable, "-m", "hpcx.run", "--profile-dir", str(profile), "--"]
-        argv += [sys.executable, "-m", "hpcx.runtime.torchrun", "--nproc-per-node=2", str(script)]
+        argv += [sys.executable, "-m", "hpcx.runtime.torchrun", "--nproc-per-node=2", str(program)]
         agents.append(
             subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         )
@@ -122,3 +122,23 @@ def test_a_failing_worker_fails_its_agent_and_its_rank_says_so(tmp_path):
     assert codes[1] != 0, outs[1][1][-3000:]  # the node of rank 3
     end = _records(profile / "rank-00003.jsonl")[-1]
     assert end["type"] == "end" and end["exit_code"] == codes[1] and end["exit_code_of"] == "torchrun agent"
+
+
+def test_workers_are_counted_against_what_the_agents_start_even_the_shortest(tmp_path):
+    # workers that exit at once, before any rendezvous: each either gets its rank file or is said to be unseen
+    run = make_run(tmp_path, ntasks=2)
+    profile = run.dir / "profile"
+    codes, outs = _agents(tmp_path, profile, script="import sys\n")
+    assert codes == [0, 0], [err[-3000:] for _, err in outs]
+    ends = [_records(p)[-1] for p in sorted(profile.glob("agent-*.jsonl"))]
+    assert [e["workers_expected"] for e in ends] == [2, 2]
+    seen = sorted(r for e in ends for r in e["worker_ranks"])
+    assert seen == sorted(int(p.name[5:10]) for p in profile.glob("rank-*.jsonl"))
+    report = build_report(run)
+    assert report["launch"]["workers"] == {"expected": 4, "seen": len(seen)}
+    assert len(report["ranks"]) == len(seen)
+    line = render_text(report)
+    if len(seen) < 4:
+        assert f"({4 - len(seen)} of 4 workers ended before hpcx saw them" in line
+    else:
+        assert "ended before hpcx saw them" not in line

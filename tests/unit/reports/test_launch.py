@@ -74,6 +74,7 @@ def test_nothing_recorded(tmp_path):
         "agents": 0,
         "framework": None,
         "frameworks": [],
+        "workers": None,
     }
     assert launch_line(None) is None and launch_line(summarize_launch(tmp_path, [])) is None
 
@@ -114,3 +115,42 @@ def test_gpu_memory_per_rank_from_the_exit_records(tmp_path):
         "(rank 1, device 1); NVML for the rank's own process at most 900 MiB (rank 0)"
     )
     assert gpu_memory_line([{"rank": 0, "gpu_memory": None}]) is None
+
+
+def _agent_end(profile: Path, node: str, expected, ranks) -> None:
+    w = RecordWriter(agent_file(profile, node, "0"))
+    w.write({"type": "start", "t": 0.0, "rank": 0, "role": "agent"})
+    w.write(
+        {
+            "type": "end",
+            "t": 1.0,
+            "rank": 0,
+            "exit_code": 0,
+            "workers_expected": expected,
+            "worker_ranks": ranks,
+        }
+    )
+    w.close()
+
+
+def test_workers_an_agent_started_but_hpcx_never_saw_are_said(tmp_path):
+    _agent_end(tmp_path, "n1", 2, [0, 1])
+    _agent_end(tmp_path, "n2", 2, [3])  # rank 2 ended before a look found it
+    doc = summarize_launch(tmp_path, _ranks("torchrun", "torchrun", "torchrun"))
+    assert doc["workers"] == {"expected": 4, "seen": 3}
+    assert launch_line(doc) == (
+        "ranks started by 3 torchrun, 2 torchrun agents (1 of 4 workers ended before hpcx saw them: not "
+        "profiled, not in the ranks below)"
+    )
+    _agent_end(tmp_path / "all", "n1", 2, [0, 1])
+    _agent_end(tmp_path / "all", "n2", 2, [2, 3])
+    doc = summarize_launch(tmp_path / "all", _ranks(*["torchrun"] * 4))
+    assert doc["workers"] == {"expected": 4, "seen": 4} and "saw them" not in launch_line(doc)
+
+
+def test_an_agent_that_chose_its_worker_count_leaves_it_unknown(tmp_path):
+    _agent_end(tmp_path, "n1", None, [0])  # --nproc-per-node=gpu: torchrun decided
+    _agent_end(tmp_path, "n2", 2, [1])
+    doc = summarize_launch(tmp_path, _ranks("torchrun", "torchrun"))
+    assert doc["workers"] == {"expected": None, "seen": 2} and "saw them" not in launch_line(doc)
+    assert summarize_launch(tmp_path / "none", [])["workers"] is None
