@@ -202,7 +202,8 @@ def _totals(
     if inputs.task_rows and not ranks:
         summary.update(array_figures(inputs.task_rows, inputs.acct))
     summary.update(gpu_summary(sections.details, sections.regions))
-    profiler = profiler_cost(ranks, inputs.profile, sum(c["calls"] for c in comm["calls"]) if comm else None)
+    calls = sum(c["calls"] for c in comm["calls"]) if comm else None
+    profiler = profiler_cost(ranks, inputs.profile, calls, sections.since)
     summary["profiler_share"] = profiler["sampler_share"]
     summary.update(slowest_rank(ranks, comm))
     carbon_doc = carbon(summary["energy_j"], site_energy, site_name, sections.shared_j)

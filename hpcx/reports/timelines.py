@@ -210,7 +210,12 @@ def regions(
     return {"regions": names, "cuda_memory": [cuda[r] for r in sorted(cuda)]}
 
 
-def profiler_cost(ranks: list[dict[str, Any]], profile_dir: Path, comm_calls: int | None) -> dict[str, Any]:
+def profiler_cost(
+    ranks: list[dict[str, Any]],
+    profile_dir: Path,
+    comm_calls: int | None,
+    since: dict[int, float] | None = None,
+) -> dict[str, Any]:
     """hpcx's own cost in this job: the sampler threads' CPU seconds (measured; one thread per rank, which
     also reads the node sensors on local rank 0) against the CPU time allocated to the ranks, hpcx.run's peak
     memory, the bytes of records written, and the time communication tracing added (estimated: calls times
@@ -220,7 +225,7 @@ def profiler_cost(ranks: list[dict[str, Any]], profile_dir: Path, comm_calls: in
     alloc = sum(r["wall_s"] * (r.get("cpus_allowed") or 1) for r in ranks)
     rss = [r["sampler_rss_mb"] for r in ranks if r.get("sampler_rss_mb") is not None]
     wall = sum(r["wall_s"] for r in ranks)
-    added, method = _tracing_added(profile_dir, comm_calls)
+    added, method = _tracing_added(profile_dir, comm_calls, since)
     return {
         "sampler_cpu_s": sum(cpu) if cpu else None,
         "sampler_share": sum(cpu) / alloc if cpu and alloc >= MIN_SHARE_ALLOC_S else None,
@@ -238,15 +243,18 @@ def profiler_cost(ranks: list[dict[str, Any]], profile_dir: Path, comm_calls: in
     }
 
 
-def _tracing_added(profile_dir: Path, comm_calls: int | None) -> tuple[float | None, str | None]:
+def _tracing_added(
+    profile_dir: Path, comm_calls: int | None, since: dict[int, float] | None
+) -> tuple[float | None, str | None]:
     """Seconds communication tracing added, and how that was obtained: each process's calls times the cost
     per call it measured at start-up (hpcx.reports.comm.tracing_cost); calls of a kind no process measured
-    at :data:`TRACED_CALL_US` (the benchmark's figure), and the method says how many."""
+    at :data:`TRACED_CALL_US` (the benchmark's figure), and the method says how many. ``since``: per rank,
+    the start of its last attempt (a requeued job's earlier processes count nothing, as in ``comm_calls``)."""
     if not comm_calls:
         return None, None
-    from hpcx.reports.comm import tracing_cost
+    from hpcx.reports.comm import comm_files, tracing_cost
 
-    cost = tracing_cost(profile_dir) if profile_dir.is_dir() else None
+    cost = tracing_cost(profile_dir, comm_files(profile_dir, since)) if profile_dir.is_dir() else None
     if not cost or not cost["cost_us"]:
         return comm_calls * TRACED_CALL_US / 1e6, (
             f"estimated ({TRACED_CALL_US} us per traced call, benchmarks/mpi_call_added_us.py)"

@@ -56,9 +56,9 @@ def test_mpi_is_calibrated_at_import_and_the_programs_totals_hold_only_its_calls
     assert [(e["call"], e["calls"]) for e in record["entries"]] == [("Bcast", 7)]  # no calibration Allreduce
 
 
-def _comm(profile: Path, rank: int, pid: int, entries: list, cost: dict | None) -> None:
+def _comm(profile: Path, rank: int, pid: int, entries: list, cost: dict | None, t: float = 1.0) -> None:
     w = RecordWriter(process_file(profile, "comm", rank, pid))
-    record = {"type": "comm", "t": 1.0, "rank": rank, "pid": pid, "wall_s": 10.0, "seconds": 1.0}
+    record = {"type": "comm", "t": t, "rank": rank, "pid": pid, "wall_s": 10.0, "seconds": 1.0}
     w.write({**record, "entries": entries, **({"cost_us": cost} if cost is not None else {})})
     w.close()
 
@@ -139,3 +139,12 @@ def test_the_torch_calibration_runs_once_and_not_from_inside_itself(monkeypatch)
     comm_cost.calibrate_torch(_torch_wrapper)
     comm_cost.calibrate_torch(_torch_wrapper)
     assert calls == [1] and comm_cost.tried == {"torch"} and comm_cost.costs_us["torch"] >= 0
+
+
+def test_a_requeued_jobs_earlier_attempt_adds_nothing_to_the_last(tmp_path):
+    # attempt 1's process (its file ended at t=1) and attempt 2's (t=50); the last attempt started at t=20
+    _comm(tmp_path, 0, 1, [_e("mpi", "Allreduce", 100_000)], {"mpi": 2.0})
+    _comm(tmp_path, 0, 2, [_e("mpi", "Allreduce", 100)], {"mpi": 2.0}, t=50.0)
+    doc = profiler_cost([], tmp_path, 100, since={0: 20.0})
+    assert doc["comm_added_s"] == pytest.approx(100 * 2.0 / 1e6)
+    assert profiler_cost([], tmp_path, 100_100)["comm_added_s"] == pytest.approx(100_100 * 2.0 / 1e6)

@@ -9,6 +9,7 @@ import pytest
 
 from hpcx.reports import build_report
 from hpcx.reports.ranks import combine_steps, end_t, summarize_rank, summarize_ranks
+from hpcx.rundir.layout import process_file
 from hpcx.rundir.records import RecordWriter, rank_file, rank_files
 from hpcx.site import schema
 from tests.unit.reports.test_report import make_run
@@ -127,6 +128,33 @@ def test_a_requeued_attempt_leaves_out_the_step_files_of_the_attempt_before(tmp_
     assert (r0["attempt"], r0["start_t"], r0["wall_s"], r0["peak_rss_mb"]) == (1, 2000.0, 20.0, 250.0)
     assert "steps" not in r0
     assert [(r["attempt"], r["start_t"]) for r in summarize_ranks(profile)] == [(1, 2000.0)]
+    # attempt 0's traced calls, measured at 2 us each, add nothing to attempt 1's tracing cost
+    for pid, t, calls in ((11, 1060.0, 500_000), (12, 2019.0, 1000)):
+        w = RecordWriter(process_file(profile, "comm", 0, pid))
+        entry = {
+            "lib": "mpi",
+            "call": "Allreduce",
+            "bucket": 8,
+            "ranks": 1,
+            "calls": calls,
+            "bytes": 8,
+            "seconds": 0.1,
+        }
+        w.write(
+            {
+                "type": "comm",
+                "t": t,
+                "rank": 0,
+                "pid": pid,
+                "wall_s": 19.0,
+                "seconds": 0.1,
+                "entries": [entry],
+                "cost_us": {"mpi": 2.0},
+            }
+        )
+        w.close()
+    profiler = build_report(run)["profiler"]
+    assert profiler["comm_calls"] == 1000 and profiler["comm_added_s"] == pytest.approx(1000 * 2.0 / 1e6)
 
 
 def test_a_step_still_running_leaves_the_rank_unfinished(tmp_path):
