@@ -26,9 +26,11 @@ from hpcx.profiling.sampler import EDGE_EVERY_S, Sampler
 from hpcx.profiling.sources import node_sources, tree_pids
 from hpcx.profiling.workers import WorkerWatch
 from hpcx.rundir import layout
+from hpcx.rundir.process import metrics_dir_from_env
 from hpcx.rundir.records import RecordWriter
 from hpcx.rundir.tasks import fill_command, read_task, task_env
 from hpcx.runtime import torchenv
+from hpcx.runtime.metrics import Heartbeat, heartbeat_file, heartbeat_interval_s
 from hpcx.runtime.rankenv import RankEnv, detect
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT)
@@ -348,6 +350,15 @@ def _finish(
     writer.close()
 
 
+def _heartbeat(env: dict[str, str], rank: RankEnv) -> Heartbeat | None:
+    """The rank's heartbeat beside its metrics, started; None outside a run (no HPCX_RUN_DIR)."""
+    directory = metrics_dir_from_env(env)
+    if directory is None:
+        return None
+    path = heartbeat_file(directory, rank.rank)
+    return Heartbeat(path, heartbeat_interval_s(env), rank.rank, rank.attempt).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     rank = detect()
@@ -373,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"hpcx.run: rank {rank.rank} cannot start {args.command[0]!r}: {exc.strerror}", file=sys.stderr)
         return 127
+    heartbeat = _heartbeat(env, rank)
     alive = [True]
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, _forwarder(child, rank.rank, alive))
@@ -386,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             watch = _watch_workers(profile_dir, rank, child.pid, args.interval, expected)
     code, usage = _wait(child, rank.rank)
     alive[0] = False  # reaped: its pid may be reused, so no signal goes to it any more
+    if heartbeat is not None:
+        heartbeat.stop()
     exit_code = code if code >= 0 else 128 - code
     workers = watch.finish(exit_code) if watch is not None else {}
     if writer is not None and sampler is not None:
