@@ -4,7 +4,7 @@ Importing this package imports nothing heavy; mpi4py, torch and h5py load inside
 """
 
 from hpcx.runtime.dist import Context, init, session, shutdown
-from hpcx.runtime.metrics import log
+from hpcx.runtime.metrics import log, progress
 from hpcx.runtime.rankenv import RankEnv, detect
 
-__all__ = ["Context", "RankEnv", "detect", "init", "log", "session", "shutdown"]
+__all__ = ["Context", "RankEnv", "detect", "init", "log", "progress", "session", "shutdown"]
