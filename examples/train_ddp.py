@@ -5,8 +5,9 @@
 
 Every rank joins MPI and torch.distributed (gloo on CPUs, NCCL on GPUs), writes its slab of a synthetic
 dataset into one shared HDF5 file (mpio driver) the first time, then trains on its share of each epoch, read
-by hpcx.io.reader. It checkpoints every --ckpt-every steps and whenever the job is asked to stop (preemption
-warning or time limit), requeues itself, and on restart resumes from the newest good checkpoint: model,
+by hpcx.io.reader. It checkpoints every --ckpt-every steps and whenever the job is asked to stop: on a preemption
+warning or near its time limit it requeues itself, on `hpcx stop` it ends there with exit status 0 (a new run
+with the same --out goes on from that checkpoint); on restart it resumes from the newest good checkpoint: model,
 optimizer, LR schedule, every rank's RNG state and its reader's position in the epoch. At the end rank 0 writes
 the sha256 of the final model state to final_state.sha256, so an interrupted run can be compared with an
 uninterrupted one bit for bit.
@@ -198,7 +199,8 @@ def main() -> int:
                 save()
                 if ctx.rank == 0:
                     print(f"stopping at step {step}: checkpoint saved", flush=True)
-                if preempt.requeue(ctx.comm):
+                # `hpcx stop` asked (stop.stopped): the job ends here, done; else it goes on in its next run.
+                if preempt.requeue(ctx.comm, state=stop) or stop.stopped:
                     return 0
                 return 3
         profiler.__exit__(None, None, None)

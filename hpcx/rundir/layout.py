@@ -37,9 +37,14 @@ METRICS_DIR = "metrics"  # what the job logged (hpcx.runtime.log), per task and 
 CHECKPOINTS_DIR = "checkpoints"
 REPORT_DIR = "report"  # report.json and report.html, task-NNNNN.json/.html for one task
 SEEDS_DIR = "seeds"  # each rank's seeds, rank-NNNNN.json
+CONTROL_DIR = "control"  # requests from the login node that the running job reads at a step boundary
 SUBDIRS = (LOGS_DIR, PROFILE_DIR, CHECKPOINTS_DIR, REPORT_DIR)  # made with the run directory
 
 REPORT_STEM = "report"
+
+# The control files (``control/`` for a whole run, ``control/task-NNNNN/`` for one task of a sweep or array).
+STOP_REQUEST_FILE = "stop.json"  # `hpcx stop`'s request: who, when, grace (written by the login side)
+STOPPED_FILE = "stopped.json"  # the job's acknowledgement: which request, at which step, when (rank 0 writes)
 
 # The kinds of in-process record files (one file per process).
 IO_RECORDS = "io"  # hpcx.profiling.iometrics
@@ -92,6 +97,21 @@ def profile_dir(run_dir: StrPath, task: int | None = None) -> Path:
 def metrics_dir(run_dir: StrPath, task: int | None = None) -> Path:
     """Where a run's (or one task's) logged metrics are: ``metrics/`` or ``metrics/task-NNNNN/``."""
     return under_task(Path(run_dir) / METRICS_DIR, task)
+
+
+def control_dir(run_dir: StrPath, task: int | None = None) -> Path:
+    """Where requests to a running job go: ``control/`` for the whole run, ``control/task-NNNNN/`` for one task."""
+    return under_task(Path(run_dir) / CONTROL_DIR, task)
+
+
+def stop_request_file(run_dir: StrPath, task: int | None = None) -> Path:
+    """A stop request: ``control/stop.json`` (whole run) or ``control/task-NNNNN/stop.json`` (one task)."""
+    return control_dir(run_dir, task) / STOP_REQUEST_FILE
+
+
+def stopped_file(run_dir: StrPath, task: int | None = None) -> Path:
+    """The job's acknowledgement of a stop: ``control/stopped.json`` or ``control/task-NNNNN/stopped.json``."""
+    return control_dir(run_dir, task) / STOPPED_FILE
 
 
 def report_stem(task: int | None) -> str:
