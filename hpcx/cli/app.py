@@ -136,6 +136,7 @@ COMMAND_MODULES = {
     "status": "jobs",
     "logs": "jobs",
     "cancel": "jobs",
+    "stop": "control",
     "rerun": "jobs",
     "sweep": "sweep",
     "runs": "runs",

@@ -213,3 +213,13 @@ class Scheduler(ABC):
     @abstractmethod
     def cancel(self, jobs: Sequence[JobRef]) -> None:
         """Cancel ``jobs``; cancelling a finished job is not an error."""
+
+    def cancel_waiting_tasks(self, jobs: Sequence[JobRef]) -> None:
+        """Cancel array tasks (``JOBID_INDEX``) that have not started yet: `hpcx stop` of a sweep. A task that
+        started meanwhile is cancelled too, as by ``cancel``."""
+        self.cancel(jobs)
+
+    def signal(self, jobs: Sequence[JobRef], signal_name: str, *, batch: bool = True) -> None:
+        """Send ``signal_name`` (USR2, ...) to running ``jobs`` as Slurm sends its warning before the time limit:
+        to the batch shell (``batch``, ``--signal=B:``), which passes it on, or to every job step."""
+        raise NotImplementedError(f"the {self.name} backend cannot signal a job")

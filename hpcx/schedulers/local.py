@@ -14,7 +14,8 @@ from hpcx.schedulers.base import JobRef, JobState, Scheduler, scrubbed_env, summ
 
 # The wrapper names its files after its own pid ($$ = the job id's number), so several jobs (a sweep's chunks)
 # can share one run directory. It survives a cancel (it forwards SIGTERM to the running script, then stops),
-# runs array tasks one after another with SLURM_ARRAY_TASK_ID set, and writes each exit code atomically.
+# runs array tasks one after another with SLURM_ARRAY_TASK_ID set, and writes each exit code atomically; a task
+# with a .skip file (`hpcx stop` of a sweep: a task that has not started) is not started and counts as cancelled.
 _WRAPPER = r"""
 cd logs; exec > "local-$$.out" 2> "local-$$.err"
 stop=0; trap 'stop=1; kill -TERM "$c" 2>/dev/null' TERM INT
@@ -27,6 +28,7 @@ script=$1; wd=$2; shift 2; worst=0  # the script runs in wd, the directory it wa
 if [ $# -eq 0 ]; then run ""; worst=$rc; fi
 for i in "$@"; do
   [ "$stop" = 1 ] && break
+  if [ -e "local-$$_$i.skip" ]; then echo 143 > "local-$$_$i.exit"; continue; fi  # hpcx stop: not to start
   export SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_JOB_ID=$$
   run "local-$$_$i"; echo "$rc" > "local-$$_$i.exit.tmp" && mv "local-$$_$i.exit.tmp" "local-$$_$i.exit"
   [ "$rc" -gt "$worst" ] && worst=$rc
@@ -135,6 +137,42 @@ class LocalScheduler(Scheduler):
                     pass
                 except PermissionError as exc:
                     raise SchedulerError(f"cannot cancel local job {job.job_id}: {exc}") from exc
+
+    def cancel_waiting_tasks(self, jobs: Sequence[JobRef]) -> None:
+        """The wrapper runs an array's tasks one after another: a task that has not started gets a .skip file
+        that the wrapper reads before starting it (it then counts as cancelled)."""
+        for job in jobs:
+            index = job.job_id.partition("_")[2]
+            if not index:
+                self.cancel([job])
+                continue
+            logs = job.run_dir / LOGS_DIR
+            if not (logs / f"{job.job_id}.out").exists():
+                (logs / f"{job.job_id}.skip").write_text("hpcx stop\n")
+
+    def signal(self, jobs: Sequence[JobRef], signal_name: str, *, batch: bool = True) -> None:
+        """To the job script the wrapper runs (what Slurm's batch shell is), which passes it on to its ranks."""
+        signum = signal.Signals[f"SIG{signal_name.removeprefix('SIG')}"]
+        for job in jobs:
+            pid = _pid(JobRef(job.job_id.partition("_")[0], job.run_dir))
+            for child in _children(pid) if pid and _alive(pid) else []:
+                try:
+                    os.kill(child, signum)
+                except ProcessLookupError:
+                    pass
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(stat.parent.name))
+    return found
 
 
 def _pid(job: JobRef) -> int | None:

@@ -78,6 +78,12 @@ class SlurmScheduler(Scheduler):
         if ids:
             _proc.run(["scancel", *ids], timeout_s=QUERY_TIMEOUT_S)
 
+    def signal(self, jobs: Sequence[JobRef], signal_name: str, *, batch: bool = True) -> None:
+        ids = sorted({j.job_id for j in jobs})
+        if ids:
+            where = ["--batch"] if batch else []
+            _proc.run(["scancel", f"--signal={signal_name}", *where, *ids], timeout_s=QUERY_TIMEOUT_S)
+
     def _squeue(self) -> list[JobState]:
         # One query for all of the user's jobs, array tasks one per line (-r). Not --jobs: squeue fails the whole
         # query when one id was already purged. Not --json: 22.05 ignores its filters and prints every job of
