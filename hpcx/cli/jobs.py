@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +11,7 @@ import click
 
 from hpcx.cli.app import Ctx, cli, pass_ctx
 from hpcx.cli.complete import complete_kind, complete_partition, complete_run
-from hpcx.cli.views import logs_text, render_status, show_log_text
+from hpcx.cli.views import logs_text, render_status, show_log_text, watch_lines, watch_status
 from hpcx.runs import find_run, find_run_task
 from hpcx.runs.logs import LOG_TAIL_LINES, follow_logs, tail_logs
 from hpcx.runs.state import cancel_jobs, status_docs
@@ -271,26 +271,33 @@ def _submitted_text(doc: dict[str, Any]) -> str:
     "with --json, one status document per line instead.",
 )
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between redraws with --watch.")
+@click.option("--tasks", "per_task", is_flag=True, help="One row per task of a sweep or array.")
 @pass_ctx
-def status(obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interval: float) -> None:
+def status(
+    obj: Ctx, runs: tuple[str, ...], show_all: bool, watch: bool, interval: float, per_task: bool
+) -> None:
     """State of RUN ... (run ids, prefixes or job ids; RUN_TASK for one task of a sweep or array); without
-    RUN, the newest runs."""
-    docs = status_docs(obj.runs_root.path, runs, show_all, watch=watch, interval_s=interval)
+    RUN, the newest runs. A job that logs metrics (hpcx.runtime.log) shows its step, main metric, rate, ETA
+    and heartbeat (or stalled); a sweep its best task. See docs/user.md, "Live status"."""
+    docs = status_docs(
+        obj.runs_root.path, runs, show_all, watch=watch, interval_s=interval, per_task=per_task
+    )
     if not watch:
         obj.emit("status", next(docs), render_status)
         return
-    for doc in docs:
-        _redraw(obj, doc, interval)
+    _watch(obj, docs, interval)
 
 
-def _redraw(obj: Ctx, doc: dict[str, Any], interval: float) -> None:
-    """One round of --watch: with --json one document per line, each a whole status, for a script to read as
-    they come; else the table redrawn."""
+def _watch(obj: Ctx, docs: Iterator[dict[str, Any]], interval: float) -> None:
+    """--watch: with --json one document per line, each a whole status, for a script to read as they come; on
+    a terminal a table redrawn in place; else each round's table as plain lines."""
     if obj.json:
-        obj.emit_line("status", doc)
-        return
-    click.clear()
-    click.echo(f"{time.strftime('%H:%M:%S')}  every {interval:g} s, Ctrl-C to stop\n{render_status(doc)}")
+        for doc in docs:
+            obj.emit_line("status", doc)
+    elif sys.stdout.isatty():
+        watch_status(docs, interval)
+    else:
+        watch_lines(docs, interval)
 
 
 @cli.command()

@@ -19,7 +19,7 @@ def render_runs(doc: dict[str, Any], matched: int, filtered: bool) -> str:
     where = f"under {doc['root']} ({doc['root_source']})"
     if not doc["runs"]:
         return f"no runs {where} match the filters" if filtered else f"no runs {where}"
-    header = ("RUN", "JOB", "KIND", "NAME", "STATE", "CREATED", "SWEEP")
+    header = ("RUN", "JOB", "KIND", "NAME", "STATE", "CREATED", "SWEEP", "STEP", "METRIC")
     table = [header] + [
         (
             r["run_id"],
@@ -29,15 +29,29 @@ def render_runs(doc: dict[str, Any], matched: int, filtered: bool) -> str:
             r["state"],
             _local(r["created"]),
             r["sweep"] or "-",
+            "-" if r.get("step") is None else str(r["step"]),
+            _metric_text(r.get("metric")),
         )
         for r in doc["runs"]
     ]
-    if all(r["sweep"] is None for r in doc["runs"]):
-        table = [row[:-1] for row in table]
+    # A column no shown run fills is left out (SWEEP, and STEP and METRIC while no run has logged anything).
+    dropped = {6} if all(r["sweep"] is None for r in doc["runs"]) else set()
+    if all(r.get("step") is None and r.get("metric") is None for r in doc["runs"]):
+        dropped |= {7, 8}
+    table = [tuple(v for i, v in enumerate(row) if i not in dropped) for row in table]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in table]
     more = f"; --limit 0 shows all {matched}" if matched > len(doc["runs"]) else ""
     return "\n".join(lines + [f"{len(doc['runs'])} of {matched} runs {where}{more}"])
+
+
+def _metric_text(metric: dict[str, Any] | None) -> str:
+    """``loss=0.1234``, with ``(task N)`` for a sweep's best task; ``-`` for none."""
+    if not metric:
+        return "-"
+    value = metric["value"]
+    text = f"{metric['name']}={value:.4g}" if isinstance(value, float) else f"{metric['name']}={value}"
+    return text if metric.get("task") is None else f"{text} (task {metric['task']})"
 
 
 def _local(created: str | None) -> str:

@@ -126,8 +126,8 @@ def live_state(
         "metrics": values,
         "main_metric": main,
         "main_value": values.get(main) if main else None,
-        "steps_per_s": rate,
-        "eta_s": eta_s(step, total, rate),
+        "steps_per_s": None if rate is None else round(rate, 4),
+        "eta_s": _rounded(eta_s(step, total, rate)),
         "last_log_age_s": _age(last.get("t") if last else None, now),
         "attempt": attempt,
         "resumed_from": resumed_from(records, attempt, tail.from_start if tail else False),
@@ -213,6 +213,10 @@ def heartbeat_fields(beat: Mapping[str, Any] | None, state: str | None, now: flo
         state == "RUNNING" and age is not None and interval is not None and age > STALLED_AFTER * interval
     )
     return {"heartbeat_age_s": age, "heartbeat_interval_s": interval, "stalled": stalled}
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
 
 
 def _age(t: Any, now: float) -> float | None:

@@ -1,7 +1,8 @@
 """The live state of runs as the scheduler reports it: one row per run (a sweep's tasks merged over its arrays,
 an array narrowed to one task), asked in one batched query per scheduler; which runs a command means; cancelling
 their jobs; the accounting record kept once they are done; the run index's rows with their states brought up to
-date (`hpcx runs`)."""
+date (`hpcx runs`). Each row carries what the job is doing (``live``: hpcx.runs.live, read from the tails of the
+job's own files; None before it has written any)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpcx.runs import Run, find_run_task, job_refs, list_runs, task_job_ids
+from hpcx.runs import Run, find_run_task, job_refs, list_runs, task_ids, task_job_ids
+from hpcx.runs.live import best_task, sweep_live, task_live, tasks_live
 from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler
 from hpcx.schedulers.base import overall_state
 
@@ -18,17 +20,34 @@ if TYPE_CHECKING:
     from hpcx.runs.index import RunFilter
 
 NEWEST_SHOWN = 20  # runs shown without RUN or --all
+NOT_STARTED = ("PENDING", "UNSUBMITTED")  # states of a job that has written nothing yet
 
 
 def job_states(runs: Sequence[Run], tasks: Sequence[int | None] = ()) -> list[dict[str, Any]]:
     """One row per run with its job's state; one batched scheduler query per scheduler for every run shown,
     sweeps (all their arrays) and jobs alike, never one per job. ``tasks[i]``, when given and not None, narrows
     run i's row to that one task of its sweep or array."""
+    return [rows[0] for rows in run_rows(runs, tasks)]
+
+
+def run_rows(
+    runs: Sequence[Run], tasks: Sequence[int | None] = (), *, per_task: bool = False
+) -> list[list[dict[str, Any]]]:
+    """Per run, its rows (job_states' one; with ``per_task``, a sweep or array asked for as a whole gets one
+    row per task instead), from one batched scheduler query per scheduler."""
     states = _ask_schedulers(runs)
-    return [
-        _row(run, states.get(_scheduler(run), {}), tasks[n] if n < len(tasks) else None)
-        for n, run in enumerate(runs)
-    ]
+    out = []
+    for n, run in enumerate(runs):
+        task = tasks[n] if n < len(tasks) else None
+        answer = states.get(_scheduler(run), {})
+        ids = task_ids(run) if per_task and task is None else None
+        if ids and "chunks" in run.job:
+            out.append(sweep_task_rows(run, answer))
+        elif ids:
+            out.append([_row(run, answer, i) for i in ids])
+        else:
+            out.append([_row(run, answer, task)])
+    return out
 
 
 def _scheduler(run: Run) -> str:
@@ -59,7 +78,13 @@ def _row(run: Run, answer: dict[str, JobState], task: int | None) -> dict[str, A
     if state is not None:
         # exit_code as runs and report show it (JobState.shown_exit_code)
         row.update({k: v for k, v in state.to_dict().items() if k != "job_id"})
-    return row if task is None else _array_task_row(row, state, task)
+    row = row if task is None else _array_task_row(row, state, task)
+    return {**row, "live": _live(run, task, row["state"])}
+
+
+def _live(run: Run, task: int | None, state: str, now: float | None = None) -> dict[str, Any] | None:
+    """What the run (or task) is doing, from its files' tails; None before it has started."""
+    return None if state in NOT_STARTED else task_live(run.dir, task, state, now)
 
 
 def _job_row(run: Run) -> dict[str, Any]:
@@ -82,17 +107,43 @@ def _job_row(run: Run) -> dict[str, Any]:
 
 def sweep_row(run: Run, states: dict[str, JobState] | None = None, task: int | None = None) -> dict[str, Any]:
     """A sweep's row from the scheduler's ``states`` of its arrays (asked for here when None); with ``task``,
-    that task's state alone (the array that ran it last)."""
+    that task's state alone (the array that ran it last). A whole sweep's ``live`` is its best task's so far
+    (hpcx.runs.live.sweep_live), read from every task that has started."""
     from hpcx.submit.sweep_submit import summarize, task_states
 
     per_task = task_states(run, states)
-    job_id: str | None
     if task is not None:
         state = per_task.get(task, "UNKNOWN")
-        job_id, counts, named = task_job_ids(run, task)[-1], None, {"task": task}
-    else:
-        counts = summarize(per_task)
-        state, job_id, named = overall_state(counts), run.job.get("job_id"), {}
+        return _sweep_fields(
+            run, state, task_job_ids(run, task)[-1], None, _live(run, task, state), task=task
+        )
+    counts = summarize(per_task)
+    live = sweep_live(tasks_live(run.dir, per_task))
+    return _sweep_fields(run, overall_state(counts), run.job.get("job_id"), counts, live)
+
+
+def sweep_task_rows(run: Run, states: dict[str, JobState]) -> list[dict[str, Any]]:
+    """One row per task of a sweep (`hpcx status --tasks`), as ``sweep_row(run, states, task)`` gives it, with
+    the scheduler's answer and the chunks read once for them all."""
+    from hpcx.submit.sweep_submit import task_states
+    from hpcx.submit.sweeps import chunk_tasks  # the one reading of a sweep's chunks
+
+    last_ids = {t: f"{c['job_id']}_{i}" for c, i, t in chunk_tasks(run.job.get("chunks", []))}
+    now = time.time()
+    return [
+        _sweep_fields(run, state, last_ids.get(task), None, _live(run, task, state, now), task=task)
+        for task, state in sorted(task_states(run, states).items())
+    ]
+
+
+def _sweep_fields(
+    run: Run,
+    state: str,
+    job_id: str | None,
+    counts: dict[str, int] | None,
+    live: dict[str, Any] | None,
+    **named: Any,
+) -> dict[str, Any]:
     return {
         "run_id": run.id,
         **named,
@@ -106,6 +157,7 @@ def sweep_row(run: Run, states: dict[str, JobState] | None = None, task: int | N
         "source": "sweep",
         "tasks": counts,
         "finished": state in FINISHED_STATES,
+        "live": live,
     }
 
 
@@ -150,16 +202,25 @@ def runs_asked(root: Path, keys: Sequence[str], show_all: bool = False) -> tuple
 
 
 def status_docs(
-    root: Path, keys: Sequence[str], show_all: bool = False, *, watch: bool = False, interval_s: float = 2.0
+    root: Path,
+    keys: Sequence[str],
+    show_all: bool = False,
+    *,
+    watch: bool = False,
+    interval_s: float = 2.0,
+    per_task: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """`hpcx status`'s documents (``{"runs": rows}``) for the runs ``keys`` ask for (runs_asked): one, or with
-    ``watch`` one every ``interval_s`` until every job has finished. Runs asked for by name keep their accounting
-    record once they are done (one sacct for all)."""
+    ``watch`` one every ``interval_s`` until every job has finished; ``per_task``: a sweep's or array's tasks
+    one row each. Runs asked for by name keep their accounting record once they are done (one sacct for all)."""
     chosen, tasks = runs_asked(root, keys, show_all)
     while True:
-        doc = {"runs": job_states(chosen, tasks)}
+        rows = run_rows(chosen, tasks, per_task=per_task)
+        doc = {"runs": [row for some in rows for row in some]}
         if keys:
-            record_finished_accounting(chosen, doc["runs"])
+            record_finished_accounting(
+                chosen, [{"finished": all(r["finished"] for r in some)} for some in rows]
+            )
         yield doc
         if not watch or all(r["finished"] for r in doc["runs"]):
             return
@@ -186,8 +247,10 @@ def record_finished_accounting(runs: Sequence[Run], rows: Sequence[dict[str, Any
     record_accounting_many([run for run, row in zip(runs, rows) if row["finished"]])
 
 
-# The keys of each `hpcx runs` JSON row after run_id and run_dir (tests pin them: scripts rely on them).
+# The keys of each `hpcx runs` JSON row after run_id and run_dir (tests pin them: scripts rely on them), and the
+# live ones after those (run_progress).
 ROW_KEYS = ("name", "kind", "created", "scheduler", "job_id", "state", "finished", "sweep")
+PROGRESS_KEYS = ("step", "metric")
 
 
 def list_rows(
@@ -208,7 +271,30 @@ def list_rows(
         index.save()
     kept = [r for r in kept if wanted.keeps_state(r)]
     shown = [
-        {"run_id": r["run_id"], "run_dir": str(root / r["run_id"]), **{k: r[k] for k in ROW_KEYS}}
+        {
+            "run_id": r["run_id"],
+            "run_dir": str(root / r["run_id"]),
+            **{k: r[k] for k in ROW_KEYS},
+            **run_progress(Run(r["run_id"], root / r["run_id"]), r["state"]),
+        }
         for r in newest(kept, limit)
     ]
     return shown, len(kept)
+
+
+def run_progress(run: Run, state: str) -> dict[str, Any]:
+    """`hpcx runs`' ``step`` and ``metric`` (``{"name", "value"}``, with ``task`` for a sweep's best task) of a
+    run, from the tail of rank 0's metrics alone (one open per run or task: runs shows no heartbeat)."""
+    live: dict[str, Any] | None = None
+    named: dict[str, Any] = {}
+    if "chunks" in run.job:  # a sweep: its best task so far
+        lives = tasks_live(run.dir, dict.fromkeys(task_ids(run) or [], state), heartbeat=False)
+        best = best_task(lives)
+        live, named = (lives[best], {"task": best}) if best is not None else (None, {})
+    elif state not in NOT_STARTED:
+        live = task_live(run.dir, None, state, heartbeat=False)
+    if live is None:
+        return dict.fromkeys(PROGRESS_KEYS)
+    main = live["main_metric"]
+    metric = {"name": main, "value": live["main_value"], **named} if main else None
+    return {"step": live["step"], "metric": metric}

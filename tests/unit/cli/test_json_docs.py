@@ -50,6 +50,7 @@ def test_pinned_keys_of_each_document(hpcx, runs_root):
         "elapsed_s",
         "source",
         "tasks",
+        "live",
     }
     assert _keys(hpcx, "status") == {"kind", "runs"}
     assert _keys(hpcx, "logs", sub["run_id"]) == {"kind", "run_id", "files"}
@@ -116,6 +117,7 @@ def test_status_rows_keep_their_keys_for_a_lost_job(hpcx, runs_root):
         "elapsed_s",
         "source",
         "tasks",
+        "live",
     }
 
 

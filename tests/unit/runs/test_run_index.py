@@ -367,6 +367,8 @@ def test_runs_json_rows_have_pinned_keys(runs_root, runs_cmd):
             "state": "COMPLETED",
             "finished": True,
             "sweep": "sw",
+            "step": None,
+            "metric": None,
         }
     ]
 
