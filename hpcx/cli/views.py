@@ -59,8 +59,14 @@ def live_cells(row: dict[str, Any]) -> tuple[str, str, str, str, str]:
         metric = f"{live['main_metric']}={number_text(live['main_value'])}"
         if live.get("best_task") is not None:
             metric += f" (task {live['best_task']})"
-    rate = "-" if live.get("steps_per_s") is None else f"{live['steps_per_s']:.3g}/s"
-    return step, metric, rate, duration_text(live.get("eta_s")), beat_text(live)
+    rate = "-" if live.get("steps_per_s") is None else rate_text(live["steps_per_s"])
+    beat = beat_text(live) if row["state"] == "RUNNING" else "-"  # a heartbeat matters while it runs
+    return step, metric, rate, duration_text(live.get("eta_s")), beat
+
+
+def rate_text(steps_per_s: float) -> str:
+    """``9.87/s``, ``0.0123/s``; ``4790/s`` from 100 on (no exponent)."""
+    return f"{steps_per_s:.0f}/s" if steps_per_s >= 100 else f"{steps_per_s:.3g}/s"
 
 
 def beat_text(live: dict[str, Any]) -> str:

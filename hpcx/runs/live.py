@@ -137,7 +137,7 @@ def live_state(
         "main_metric": main,
         "main_value": values.get(main) if main else None,
         "steps_per_s": None if rate is None else round(rate, 4),
-        "eta_s": _rounded(eta_s(step, total, rate)),
+        "eta_s": _rounded(eta_s(step, total, rate)) if state in (None, "RUNNING") else None,
         "last_log_age_s": _age(last.get("t") if last else None, now),
         "attempt": attempt,
         "resumed_from": resumed_from(records, attempt, tail.from_start if tail else False),
@@ -205,15 +205,16 @@ def eta_s(step: int | None, total: int | None, rate: float | None) -> float | No
 
 
 def resumed_from(records: list[dict[str, Any]], attempt: int | None, from_start: bool) -> int | str | None:
-    """The first step the latest (requeued) ``attempt`` logged: None for a first attempt (0) or no records;
-    "unknown" when the tail does not reach that attempt's first record (no earlier attempt's record precedes
-    it and the read did not start at the file's beginning)."""
+    """The first step the latest (requeued) ``attempt`` logged: None for a first attempt (0) and for one that
+    has logged nothing yet (the tail is the file's end: a record of it would be there); "unknown" when the tail
+    does not reach that attempt's first record (no earlier attempt's record precedes it and the read did not
+    start at the file's beginning)."""
     if not attempt:
         return None
     metrics = [r for r in records if r.get("type") == "metric" and isinstance(r.get("step"), int)]
     first = next((n for n, r in enumerate(metrics) if r.get("attempt") == attempt), None)
     if first is None:
-        return "unknown" if not from_start else None
+        return None
     reached = from_start or any(r.get("attempt", 0) < attempt for r in metrics[:first])
     return metrics[first]["step"] if reached else "unknown"
 

@@ -78,8 +78,18 @@ def _row(run: Run, answer: dict[str, JobState], task: int | None) -> dict[str, A
     if state is not None:
         # exit_code as runs and report show it (JobState.shown_exit_code)
         row.update({k: v for k, v in state.to_dict().items() if k != "job_id"})
-    row = row if task is None else _array_task_row(row, state, task)
+    if task is not None:
+        row = _array_task_row(row, state, task)
+    elif row["tasks"]:  # a job array as a whole: its best task, as a sweep's
+        return {**row, "live": _array_live(run, row["state"], state)}
     return {**row, "live": _live(run, task, row["state"])}
+
+
+def _array_live(run: Run, whole: str, state: JobState | None) -> dict[str, Any] | None:
+    """A job array's live fields, from each task's (its state as Slurm listed it, else the array's)."""
+    listed = (state.task_states or {}) if state is not None else {}
+    ids = task_ids(run) or sorted(listed)
+    return sweep_live(tasks_live(run.dir, {i: listed.get(i, whole) for i in ids}))
 
 
 def _live(run: Run, task: int | None, state: str, now: float | None = None) -> dict[str, Any] | None:
@@ -287,8 +297,9 @@ def run_progress(run: Run, state: str) -> dict[str, Any]:
     run, from the tail of rank 0's metrics alone (one open per run or task: runs shows no heartbeat)."""
     live: dict[str, Any] | None = None
     named: dict[str, Any] = {}
-    if "chunks" in run.job:  # a sweep: its best task so far
-        lives = tasks_live(run.dir, dict.fromkeys(task_ids(run) or [], state), heartbeat=False)
+    ids = task_ids(run) if state not in NOT_STARTED or "chunks" in run.job else []
+    if ids:  # a sweep or an array: its best task so far
+        lives = tasks_live(run.dir, dict.fromkeys(ids, state), heartbeat=False)
         best = best_task(lives)
         live, named = (lives[best], {"task": best}) if best is not None else (None, {})
     elif state not in NOT_STARTED:

@@ -80,6 +80,24 @@ def test_a_sweep_is_one_row_with_its_best_task_and_one_row_per_task_with_tasks(h
     assert hpcx.json("runs")["runs"][-1]["metric"] == {"name": "loss", "value": 1.0 / 3, "task": 1}
 
 
+def test_a_job_array_shows_its_best_task_by_accuracy_and_its_tasks_with_tasks(hpcx, runs_root, tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import os, hpcx.runtime as r\n"
+        "t = int(os.environ['HPCX_TASK_ID'])\n"
+        "for s in range(5):\n"
+        "    r.log(s, val_acc=[0.5, 0.9, 0.7][t] + s / 100)\n"
+    )
+    run_id = hpcx.json("submit", "array", "--array", "0-2", "--", sys.executable, str(script))["run_id"]
+    row = hpcx.wait_finished(run_id, timeout_s=120)
+    assert row["live"]["best_task"] == 1 and row["live"]["main_metric"] == "val_acc"
+    assert row["live"]["eta_s"] is None and row["live"]["step"] == 4
+    rows = hpcx.json("status", "--tasks", run_id)["runs"]
+    got = [(r["task"], r["live"]["metrics"]["val_acc"]) for r in rows]
+    assert got == [(0, 0.5 + 4 / 100), (1, 0.9 + 4 / 100), (2, 0.7 + 4 / 100)]
+    assert hpcx.json("runs")["runs"][-1]["metric"] == {"name": "val_acc", "value": 0.9 + 4 / 100, "task": 1}
+
+
 def _row(run_id="20260101-000000-aaaaaa", **live):
     base = {
         "step": 10,

@@ -88,6 +88,9 @@ def test_a_requeued_attempt_says_where_it_resumed_or_unknown_beyond_the_tail(tmp
     assert state["attempt"] == 1 and state["resumed_from"] == "unknown" and state["step"] == 1999
     fresh = live_state(read_tail(_write(tmp_path / "b.jsonl", "".join(first))), None, "RUNNING", 200.0)
     assert fresh["attempt"] == 0 and fresh["resumed_from"] is None
+    beat = {"t": 300.0, "attempt": 1, "interval_s": 30.0}  # requeued, started, nothing logged yet
+    waiting = live_state(read_tail(tmp_path / "b.jsonl"), beat, "RUNNING", 301.0)
+    assert waiting["attempt"] == 1 and waiting["resumed_from"] is None and waiting["step"] == 59
 
 
 def test_a_requeued_attempt_whose_file_starts_in_the_tail_is_known(tmp_path):
