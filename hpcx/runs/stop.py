@@ -91,11 +91,11 @@ def stop_run(
         "grace_s": grace_s,
     }
     scheduler = get_scheduler(run.job.get("scheduler", "slurm"))
+    waiting = [JobRef(t.job_id, run.dir) for t in targets if t.state in WAITING]
+    if waiting:  # first, so that no task starts in the place of one that stops
+        scheduler.cancel_waiting_tasks(waiting)
     for target in targets:
         _act(run, target, request)
-    waiting = [JobRef(t.job_id, run.dir) for t in targets if t.action == "cancel"]
-    if waiting:
-        scheduler.cancel_waiting_tasks(waiting)
     signal = early_signal(run)
     asked = [t for t in targets if t.action == "stop"]
     if grace_s is not None and asked:
@@ -214,7 +214,7 @@ def _states(run: Run) -> list[Target]:
     if not known and not (state and state.task_states):
         return [Target(None, job_id, state.state if state else "UNKNOWN")]
     listed = (state.task_states or {}) if state else {}
-    waiting = "PENDING" if state is None or not state.finished else state.state
+    waiting = "PENDING" if state is None or not state.finished else (state.rest_state or state.state)
     return [Target(t, f"{job_id}_{t}", listed.get(t, waiting)) for t in (known or sorted(listed))]
 
 

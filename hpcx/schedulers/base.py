@@ -90,6 +90,9 @@ class JobState:
     pending_tasks: int = 0  # an array's not-yet-started tasks that Slurm lists as one record
     task_states: dict[int, str] | None = None  # job arrays: array index -> state, for the tasks Slurm listed
     signal: int = 0  # the signal that killed the program (0: none), as the scheduler gives it
+    # job arrays: the state of Slurm's record for "the rest of the array", the tasks it never listed one by one
+    # (pending tasks cancelled together, e.g. by `hpcx stop`, end as one CANCELLED record); None without one
+    rest_state: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -103,7 +106,7 @@ class JobState:
     def to_dict(self) -> dict[str, Any]:
         """The row status shows: ``exit_code`` as shown_exit_code."""
         doc = {**asdict(self), "finished": self.finished, "exit_code": self.shown_exit_code}
-        del doc["pending_tasks"], doc["task_states"], doc["signal"]
+        del doc["pending_tasks"], doc["task_states"], doc["signal"], doc["rest_state"]
         return doc
 
 
@@ -142,6 +145,8 @@ def summarize_array(job_id: str, members: Sequence[JobState]) -> JobState:
     state = overall_state(counts)
     codes = [c for c in (m.shown_exit_code for m in members) if c is not None]  # each task's, as report's
     per_task = {int(i): m.state for m in members for i in [m.job_id.partition("_")[2]] if i.isdigit()}
+    # Slurm's record for the rest: the array's own id (its last pending tasks ended together) or ID_[2-5%2]
+    rest = [m.state for m in members if m.job_id == job_id or m.job_id.partition("_")[2].startswith("[")]
     return JobState(
         job_id,
         state,
@@ -149,6 +154,7 @@ def summarize_array(job_id: str, members: Sequence[JobState]) -> JobState:
         source=members[0].source,
         tasks=counts,
         task_states=per_task,
+        rest_state=rest[0] if rest else None,
     )
 
 
