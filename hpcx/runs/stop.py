@@ -25,7 +25,7 @@ from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write_json
 from hpcx.rundir.layout import SCRIPT_FILE, stop_request_file, stopped_file
 from hpcx.runs import Run, id_ranges, job_refs, task_ids, task_job_id
-from hpcx.schedulers import FINISHED_STATES, JobRef, get_scheduler
+from hpcx.schedulers import FINISHED_STATES, JobRef, Scheduler, get_scheduler
 
 REQUEST_VERSION = 1
 POLL_S = 0.5  # how often the grace wait looks for acknowledgements
@@ -100,19 +100,32 @@ def stop_run(
     asked = [t for t in targets if t.action == "stop"]
     if grace_s is not None and asked:
         _wait(run, asked, request["id"], grace_s, sleep)
-        late = [t for t in asked if t.outcome == "requested"]
-        if late:
-            scheduler.signal([JobRef(t.job_id, run.dir) for t in late], signal[0], batch=signal[1])
-            for t in late:
-                t.outcome = "signalled"
+        _signal_late(run, scheduler, asked, signal)
+    return _document(run, scheduler.name, request, signal, targets)
+
+
+def _signal_late(run: Run, scheduler: Scheduler, asked: list[Target], signal: tuple[str, bool]) -> None:
+    """The early signal to the jobs that did not acknowledge in time (a job that never calls should_stop(), or
+    one stuck in a long step)."""
+    late = [t for t in asked if t.outcome == "requested"]
+    if late:
+        scheduler.signal([JobRef(t.job_id, run.dir) for t in late], signal[0], batch=signal[1])
+        for t in late:
+            t.outcome = "signalled"
+
+
+def _document(
+    run: Run, scheduler: str, request: dict[str, Any], signal: tuple[str, bool], targets: list[Target]
+) -> dict[str, Any]:
+    """`hpcx stop`'s JSON document (its keys are what scripts read)."""
     return {
         "run_id": run.id,
         "run_dir": str(run.dir),
-        "scheduler": scheduler.name,
+        "scheduler": scheduler,
         "requested_by": request["by"],
         "requested_at": request["at"],
         "request_id": request["id"],
-        "grace_s": grace_s,
+        "grace_s": request["grace_s"],
         "signal": signal[0],
         "signal_to": "batch" if signal[1] else "steps",
         "tasks": [t.doc() for t in targets],

@@ -164,20 +164,13 @@ def requeue(
     state: Preemption | None = None,
 ) -> bool:
     """Rank 0 asks Slurm to requeue this job (after everyone saved); False when the restart cap is reached, and
-    for a job that stopped because `hpcx stop` asked (``state``, default the one install() made, is
-    ``stopped``): that job ends here, with exit status 0.
-
-    The cap is $HPCX_MAX_RESTARTS (default 5) against $SLURM_RESTART_COUNT. Slurm then ends this run of the
-    job and starts it again, so callers exit right after.
-    """
+    for a job that stopped because `hpcx stop` asked (``state``, default install()'s, is ``stopped``): it ends
+    with exit status 0. The cap is $HPCX_MAX_RESTARTS (default 5) against $SLURM_RESTART_COUNT. Slurm then
+    ends this run of the job and starts it again, so callers exit right after."""
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    stopped = state if state is not None else _INSTALLED
+    stopped = state or _INSTALLED
     if stopped is not None and stopped.stopped:
-        ranks = Collective(comm)
-        ranks.barrier()  # every rank finished saving
-        if ranks.rank == 0:
-            say(f"hpcx: not requeuing: {_stop_words(stopped)}; a new run resumes from the saved checkpoint")
-        return False
+        return _not_for_a_stop(comm, stopped, say)
     cap = (
         max_restarts
         if max_restarts is not None
@@ -211,6 +204,15 @@ def _ask_slurm_to_requeue(job_id: str, which: str, say: Callable[[str], None]) -
         )
         return False
     return True
+
+
+def _not_for_a_stop(comm: Any, state: Preemption, say: Callable[[str], None]) -> bool:
+    """requeue() of a job that stopped on request: no requeue, once every rank saved; rank 0 says so."""
+    ranks = Collective(comm)
+    ranks.barrier()  # every rank finished saving
+    if ranks.rank == 0:
+        say(f"hpcx: not requeuing: {_stop_words(state)}; a new run resumes from the saved checkpoint")
+    return False
 
 
 def _stop_words(state: Preemption) -> str:
