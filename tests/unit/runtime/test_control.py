@@ -88,7 +88,7 @@ def test_a_task_stops_for_its_own_request_not_for_another_tasks(run_dir, monkeyp
 
 
 def test_a_stop_request_wins_over_a_preemption_signal(run_dir, state):
-    os.kill(os.getpid(), signal.SIGUSR2)
+    signal.raise_signal(signal.SIGUSR2)
     assert state.received == [signal.SIGUSR2]
     _request(run_dir)
     assert preempt.should_stop(state, step=7)
@@ -96,7 +96,7 @@ def test_a_stop_request_wins_over_a_preemption_signal(run_dir, state):
 
 
 def test_a_preemption_without_a_request_is_not_a_stop(run_dir, state):
-    os.kill(os.getpid(), signal.SIGUSR2)
+    signal.raise_signal(signal.SIGUSR2)
     assert preempt.should_stop(state, step=7)
     assert state.reason == "preempt" and not state.stopped and state.stop_request is None
     assert not stopped_file(run_dir).exists()
@@ -120,7 +120,7 @@ def test_requeue_still_requeues_a_preempted_job(run_dir, state, tmp_path, monkey
     calls = _fake_scontrol(tmp_path, monkeypatch)
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
-    os.kill(os.getpid(), signal.SIGUSR2)
+    signal.raise_signal(signal.SIGUSR2)
     assert preempt.should_stop(state, step=9)
     assert preempt.requeue(log=lambda _: None) is True
     assert calls.read_text().split() == ["requeue", "4242"]
