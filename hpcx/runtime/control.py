@@ -126,8 +126,15 @@ def acknowledge(watch: StopWatch, request: dict[str, Any], step: int | None, ran
         "stopped_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "task": watch.task,
         "ranks": ranks,
-        "job_id": os.environ.get("SLURM_JOB_ID"),
+        "job_id": _job_id(),
         "restart": int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
     }
     watch.ack.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_json(watch.ack, doc)
+
+
+def _job_id() -> str | None:
+    """This job as Slurm's commands name it: JOBID, or ARRAYJOBID_INDEX for an array task (as `hpcx status`
+    shows a task)."""
+    array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{index}" if array and index else os.environ.get("SLURM_JOB_ID")

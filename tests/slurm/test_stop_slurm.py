@@ -145,6 +145,7 @@ def test_stop_of_a_sweep_stops_the_running_tasks_and_cancels_the_pending(stopped
     for t in started:
         ack = json.loads((run_dir / "control" / f"task-{t:05d}" / "stopped.json").read_text())
         assert ack["task"] == t and ack["step"] == next(x["step"] for x in stop["tasks"] if x["task"] == t)
+        assert ack["job_id"] == f"{stopped_sweep['doc']['job_ids'][0]}_{t}"
         assert (
             f"stopping at step {ack['step']}, stopped=True"
             in (run_dir / "logs").joinpath(f"slurm-{stopped_sweep['doc']['job_ids'][0]}_{t}.out").read_text()
