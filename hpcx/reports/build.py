@@ -39,6 +39,7 @@ from hpcx.rundir import layout
 from hpcx.rundir.layout import ACCOUNTING_FILE
 from hpcx.rundir.records import read_nodes
 from hpcx.runs import Run, id_ranges
+from hpcx.runs.stop import STOPPED, stop_record
 
 REPORT_SCHEMA = "hpcx.report/5"
 # Importers of this module's names from before its parts moved out (compare/, tests) still find them here.
@@ -122,6 +123,7 @@ def build_report(
     sections = _sections(inputs)
     totals = _totals(inputs, sections, site_energy or {}, site_name)
     report = _document(inputs, sections, totals)
+    totals.summary["stopped"] = _stopped(run, task, totals.summary)
     totals.summary["failure"] = failure(run, report)
     report["methods"] = number_methods(report)
     report["line"] = grep_line(report)
@@ -170,6 +172,20 @@ def _profile_dir(run: Run, task: int | None) -> Path:
             else "it is not an array job or sweep, or no task has started; leave out --task",
         )
     return profile
+
+
+def _stopped(run: Run, task: int | None, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """A job (or task) that ended COMPLETED after acknowledging `hpcx stop`: its state becomes STOPPED, and who
+    asked and at which step it stopped are returned (``summary.stopped``); None otherwise."""
+    record = stop_record(run.dir, task) if summary["state"] == "COMPLETED" else None
+    if record is None:
+        return None
+    summary["state"] = STOPPED
+    return {
+        "requested_by": record.get("requested_by"),
+        "step": record.get("step"),
+        "stopped_at": record.get("stopped_at"),
+    }
 
 
 def _sections(inputs: _Inputs) -> _Sections:

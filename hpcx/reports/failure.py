@@ -21,7 +21,7 @@ def failure(run: Run, report: dict[str, Any]) -> dict[str, Any] | None:
     (sacct's Reason, else what its state and exit code say) and the last lines of the stderr log of the job,
     or of the task, with the failing rank when hpcx's records name one. None when it completed or runs."""
     s, acct = report["summary"], report.get("accounting") or {}
-    if s["state"] == "COMPLETED" or s["state"] in _NOT_ENDED:
+    if s["state"] in ("COMPLETED", "STOPPED") or s["state"] in _NOT_ENDED:
         return None
     task = report.get("task")
     failed = [t for t in report.get("tasks") or [] if t["state"] not in ("COMPLETED", *_NOT_ENDED)]

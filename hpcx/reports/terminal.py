@@ -55,6 +55,9 @@ def _state_note(s: dict[str, Any], acct: dict[str, Any] | None = None) -> str:
     counts = (acct or {}).get("state_counts") or {}
     if s["state_source"] == "sacct" and len(counts) > 1:  # an array's tasks, a sweep's chunks
         source += ": " + ", ".join(f"{n} {state}" for state, n in counts.items())
+    stopped = s.get("stopped")
+    if stopped:
+        source += f"; stopped on request of {stopped['requested_by'] or '?'} at step {stopped['step']}"
     return source if s["finished"] else f"{source}; partial: the job has not finished"
 
 

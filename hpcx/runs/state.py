@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpcx.runs import Run, find_run_task, job_refs, list_runs, task_ids, task_job_ids
 from hpcx.runs.live import best_task, sweep_live, task_live, tasks_live
+from hpcx.runs.stop import STOPPED, stopped_states
 from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler
 from hpcx.schedulers.base import overall_state
 
@@ -78,11 +79,30 @@ def _row(run: Run, answer: dict[str, JobState], task: int | None) -> dict[str, A
     if state is not None:
         # exit_code as runs and report show it (JobState.shown_exit_code)
         row.update({k: v for k, v in state.to_dict().items() if k != "job_id"})
+        if task is None and not row["tasks"]:
+            row["state"] = stopped_states(run.dir, {None: row["state"]})[None]
     if task is not None:
         row = _array_task_row(row, state, task)
+        row["state"] = stopped_states(run.dir, {task: row["state"]})[task]
     elif row["tasks"]:  # a job array as a whole: its best task, as a sweep's
+        row = _stopped_array(run, row, state)
         return {**row, "live": _array_live(run, row["state"], state)}
     return {**row, "live": _live(run, task, row["state"])}
+
+
+def _stopped_array(run: Run, row: dict[str, Any], state: JobState | None) -> dict[str, Any]:
+    """A job array's counts and state with its tasks that stopped on request counted as STOPPED."""
+    listed = dict(state.task_states or {}) if state is not None else {}
+    marked = stopped_states(run.dir, listed)
+    if marked == listed:
+        return row
+    counts = dict(row["tasks"])
+    for task, new in marked.items():
+        if new != listed[task]:
+            counts[listed[task]] -= 1
+            counts[new] = counts.get(new, 0) + 1
+    counts = {k: n for k, n in counts.items() if n > 0}
+    return {**row, "tasks": counts, "state": overall_state(counts)}
 
 
 def _array_live(run: Run, whole: str, state: JobState | None) -> dict[str, Any] | None:
@@ -166,7 +186,7 @@ def _sweep_fields(
         "elapsed_s": None,
         "source": "sweep",
         "tasks": counts,
-        "finished": state in FINISHED_STATES,
+        "finished": state in FINISHED_STATES or state == STOPPED,
         "live": live,
     }
 
@@ -181,6 +201,8 @@ def _array_task_row(row: dict[str, Any], state: JobState | None, task: int) -> d
         one = "PENDING" if row["state"] != "UNSUBMITTED" else "UNSUBMITTED"
     else:
         one = state.state if not listed else "UNKNOWN"
+        if state.rest_state in FINISHED_STATES:  # Slurm's one record for the rest of the array: theirs
+            one = state.rest_state
     return {
         **row,
         "task": task,
@@ -188,7 +210,7 @@ def _array_task_row(row: dict[str, Any], state: JobState | None, task: int) -> d
         "state": one,
         "tasks": None,
         "exit_code": None if one != row["state"] else row["exit_code"],
-        "finished": one in FINISHED_STATES,
+        "finished": one in FINISHED_STATES or one == STOPPED,
     }
 
 

@@ -23,11 +23,14 @@ from typing import Any
 
 from hpcx.errors import UsageError
 from hpcx.fsutil import atomic_write_json
-from hpcx.rundir.layout import SCRIPT_FILE, stop_request_file, stopped_file
+from hpcx.rundir.layout import SCRIPT_FILE, control_dir, stop_request_file, stopped_file
 from hpcx.runs import Run, id_ranges, job_refs, task_ids, task_job_id
 from hpcx.schedulers import FINISHED_STATES, JobRef, Scheduler, get_scheduler
 
 REQUEST_VERSION = 1
+# A run or task that ended COMPLETED after acknowledging a stop request, as status, runs and report show it
+# (Slurm's own STOPPED, a job held by SIGSTOP, is an active state that squeue shows as ST).
+STOPPED = "STOPPED"
 POLL_S = 0.5  # how often the grace wait looks for acknowledgements
 STATUS_EVERY_S = 5.0  # how often it asks the scheduler whether a job ended without acknowledging
 DEFAULT_SIGNAL = "USR2"  # hpcx's early warning (job_templates/base.sbatch.j2) when the script names none
@@ -68,6 +71,18 @@ def stop_record(run_dir: Path, task: int | None) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def stopped_states(run_dir: Path, states: dict[Any, str]) -> dict[Any, str]:
+    """``states`` (task or None -> state) with STOPPED for each job or task that completed after acknowledging a
+    stop request (its stopped.json): one look at control/ for the run, then one read per completed task only
+    where a stop was ever asked, so a run never stopped costs one stat."""
+    if "COMPLETED" not in states.values() or not control_dir(run_dir).is_dir():
+        return states
+    return {
+        task: STOPPED if state == "COMPLETED" and stop_record(run_dir, task) is not None else state
+        for task, state in states.items()
+    }
 
 
 def stop_run(

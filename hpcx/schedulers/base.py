@@ -127,10 +127,13 @@ def overall_state(states: Iterable[str]) -> str:
 
 def ended_state(states: Iterable[str]) -> str:
     """One state for jobs or tasks that have all ended, the same whichever order they come in (status and report
-    both use it): COMPLETED when all completed, else FAILED when any failed, else the first other state by name."""
+    both use it): COMPLETED when all completed, STOPPED when the others stopped on request or were cancelled (a
+    stopped sweep), else FAILED when any failed, else the first other state by name."""
     others = sorted({s for s in states if s != "COMPLETED"})
     if not others:
         return "COMPLETED"
+    if "STOPPED" in others and set(others) <= {"STOPPED", "CANCELLED"}:
+        return "STOPPED"  # a stopped sweep: its running tasks stopped on request, the waiting ones cancelled
     return "FAILED" if "FAILED" in others else others[0]
 
 

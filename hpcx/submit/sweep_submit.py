@@ -17,6 +17,7 @@ from hpcx.fsutil import YamlError, atomic_write, atomic_write_json, load_yaml
 from hpcx.rundir.layout import MANIFEST_FILE, SCRIPT_FILE, SWEEP_SPEC_FILE, TASK_TABLE
 from hpcx.rundir.tasks import table_text
 from hpcx.runs import Run, create_run, discard_run, job_refs, record_job
+from hpcx.runs.stop import stopped_states
 from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler, slurm
 from hpcx.schedulers.base import scrubbed_env
 from hpcx.site.config import UserConfig
@@ -292,8 +293,10 @@ def task_states(run: Run, states: dict[str, JobState] | None = None) -> dict[int
         listed = (st.task_states or {}) if st else {}
         # Tasks Slurm lists only as "the rest of the array" are pending (or, once it is done, unknown).
         fallback = "PENDING" if st is None or not st.finished else (st.state if not listed else "UNKNOWN")
+        if st is not None and st.rest_state in FINISHED_STATES:  # Slurm's one record for the rest: theirs
+            fallback = st.rest_state
         out[task] = listed.get(i, fallback)
-    return out
+    return stopped_states(run.dir, out)
 
 
 def summarize(states: dict[int, str]) -> dict[str, int]:
