@@ -30,7 +30,7 @@ from hpcx.rundir.process import metrics_dir_from_env
 from hpcx.rundir.records import RecordWriter
 from hpcx.rundir.tasks import fill_command, read_task, task_env
 from hpcx.runtime import torchenv
-from hpcx.runtime.metrics import Heartbeat, heartbeat_file, heartbeat_interval_s
+from hpcx.runtime.metrics import Heartbeat, heartbeat_interval_s
 from hpcx.runtime.rankenv import RankEnv, detect
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT)
@@ -355,7 +355,7 @@ def _heartbeat(env: dict[str, str], rank: RankEnv) -> Heartbeat | None:
     directory = metrics_dir_from_env(env)
     if directory is None:
         return None
-    path = heartbeat_file(directory, rank.rank)
+    path = layout.heartbeat_file(directory, rank.rank)
     return Heartbeat(path, heartbeat_interval_s(env), rank.rank, rank.attempt).start()
 
 

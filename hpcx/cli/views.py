@@ -76,6 +76,8 @@ def beat_text(live: dict[str, Any]) -> str:
     age = live.get("heartbeat_age_s")
     if age is None:
         return "-"
+    if live.get("stalled_reason") == "no new step":  # hpcx.run beats, the program logs nothing: its age then
+        return f"stalled, no step {duration_text(live.get('last_log_age_s') or 0.0)}"
     return f"stalled {duration_text(age)}" if live.get("stalled") else duration_text(age)
 
 

@@ -99,6 +99,12 @@ def metrics_dir(run_dir: StrPath, task: int | None = None) -> Path:
     return under_task(Path(run_dir) / METRICS_DIR, task)
 
 
+def heartbeat_file(metrics_directory: StrPath, rank: int) -> Path:
+    """A rank's heartbeat beside its metrics, ``heartbeat-rank-NNNNN``: ``python -m hpcx.run`` rewrites it every
+    HPCX_HEARTBEAT_S seconds, hpcx.runs.live reads rank 0's."""
+    return Path(metrics_directory) / f"heartbeat-{rank_name(rank)}"
+
+
 def control_dir(run_dir: StrPath, task: int | None = None) -> Path:
     """Where requests to a running job go: ``control/`` for the whole run, ``control/task-NNNNN/`` for one task."""
     return under_task(Path(run_dir) / CONTROL_DIR, task)

@@ -28,12 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpcx.rundir.layout import metrics_dir, rank_file, rank_name
+from hpcx.rundir.layout import heartbeat_file, metrics_dir, rank_file
 
 TAIL_BYTES = 8 * 1024  # the end of a metrics file that is read: about 60 records of a few metrics
 HEARTBEAT_BYTES = 4096  # a heartbeat is one short line
 RATE_RECORDS = 20  # the steps per second are measured over this many of the latest records
 STALLED_AFTER = 3  # heartbeat intervals without one before a running job is called stalled
+# A running job that logs, whose heartbeat is young (hpcx.run lives) but whose program logged nothing for this many
+# of its own usual intervals between records (and at least STALLED_AFTER heartbeat intervals): hung in a
+# collective, waiting on a dead data loader
+QUIET_AFTER = 20
 MAIN_METRIC = "loss"  # the main metric wherever it is logged
 HIGHER_IS_BETTER = ("acc", "auc", "f1", "precision", "recall", "reward", "score", "iou", "bleu")
 RECORD_KEYS = frozenset({"v", "type", "t", "rank", "attempt", "step", "total_steps"})
@@ -86,12 +90,6 @@ def _record(line: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def heartbeat_file(directory: Path, rank: int) -> Path:
-    """A rank's heartbeat beside its metrics, as ``python -m hpcx.run`` writes it
-    (hpcx.runtime.metrics.heartbeat_file: the same name, until hpcx.rundir.layout holds it)."""
-    return Path(directory) / f"heartbeat-{rank_name(rank)}"
-
-
 def read_heartbeat(path: Path) -> dict[str, Any] | None:
     """The heartbeat record at ``path`` (one open); None when there is none or it is not a record."""
     try:
@@ -141,8 +139,27 @@ def live_state(
         "last_log_age_s": _age(last.get("t") if last else None, now),
         "attempt": attempt,
         "resumed_from": resumed_from(records, attempt, tail.from_start if tail else False),
-        **heartbeat_fields(beat, state, now),
+        **_stall(heartbeat_fields(beat, state, now), current, state, now),
     }
+
+
+def _stall(
+    fields: dict[str, Any], current: list[dict[str, Any]], state: str | None, now: float
+) -> dict[str, Any]:
+    """``stalled_reason``: "no heartbeat" (its processes are stopped or its node is gone), "no new step" (the
+    program stopped logging for QUIET_AFTER of its usual intervals while hpcx.run beside it lives), else None."""
+    if fields["stalled"]:
+        return {**fields, "stalled_reason": "no heartbeat"}
+    timed = [r["t"] for r in current if isinstance(r.get("t"), (int, float))]
+    usual = (timed[-1] - timed[0]) / (len(timed) - 1) if len(timed) >= 2 else None
+    floor = STALLED_AFTER * (fields["heartbeat_interval_s"] or 0.0)
+    quiet = (
+        state == "RUNNING"
+        and usual is not None
+        and fields["heartbeat_age_s"] is not None
+        and now - timed[-1] > max(QUIET_AFTER * usual, floor)
+    )
+    return {**fields, "stalled": quiet, "stalled_reason": "no new step" if quiet else None}
 
 
 def _latest_attempt(records: list[dict[str, Any]], beat: Mapping[str, Any] | None) -> int | None:

@@ -7,7 +7,7 @@ fsynced every few seconds), which `hpcx report` and `hpcx compare` read. A sweep
 
 A job that declares its length (``log(step, total_steps=N, ...)`` or ``progress(N)``) carries ``total_steps`` on
 every later record of the process, so that `hpcx status`, which reads only the files' tails, always sees it.
-``python -m hpcx.run`` keeps a :class:`Heartbeat` beside each rank's records (``heartbeat-rank-NNNNN``), rewritten
+``python -m hpcx.run`` keeps a :class:`Heartbeat` beside each rank's records (``heartbeat-rank-NNNNN``, hpcx.rundir.layout), rewritten
 every ``HPCX_HEARTBEAT_S`` seconds (30 by default) whatever the program logs: a running job whose heartbeat
 is three intervals old is stalled.
 """
@@ -26,7 +26,7 @@ from typing import Any
 
 from hpcx.errors import RuntimeFailure
 from hpcx.fsutil import atomic_write
-from hpcx.rundir.layout import rank_file, rank_name
+from hpcx.rundir.layout import rank_file
 from hpcx.rundir.process import ProcessRecords, metrics_dir_from_env
 from hpcx.runtime.rankenv import RankEnv, detect
 
@@ -113,12 +113,6 @@ def log(step: int, total_steps: int | None = None, **metrics: Any) -> None:
         }
     )
     _records.sync(every_s=SYNC_EVERY_S)
-
-
-def heartbeat_file(directory: Path, rank: int) -> Path:
-    """A rank's heartbeat beside its metrics: ``heartbeat-rank-NNNNN`` (hpcx.runs.live reads rank 0's)."""
-    # The name belongs in hpcx.rundir.layout (both sides spell it); hpcx.runs.live.heartbeat_file must agree.
-    return Path(directory) / f"heartbeat-{rank_name(rank)}"
 
 
 def heartbeat_interval_s(env: Mapping[str, str] | None = None) -> float:

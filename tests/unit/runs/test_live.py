@@ -50,7 +50,8 @@ def test_a_missing_file_is_none_and_garbage_lines_are_skipped(tmp_path):
 
 def test_a_10000_record_file_costs_two_opens_and_only_its_last_bytes(tmp_path, monkeypatch):
     directory = metrics_dir(tmp_path, 7)
-    lines = (_line(s, 1000.0 + s * 0.5, loss=10.0 / (s + 1), lr=0.1, total_steps=20000) for s in range(10000))
+    start = time.time() - 5000.0  # two steps a second until now
+    lines = (_line(s, start + s * 0.5, loss=10.0 / (s + 1), lr=0.1, total_steps=20000) for s in range(10000))
     path = _write(rank_file(directory, 0), "".join(lines))
     _beat(directory, time.time())
     assert path.stat().st_size > 50 * TAIL_BYTES
@@ -125,6 +126,26 @@ def test_a_running_job_without_a_heartbeat_for_three_intervals_is_stalled(tmp_pa
     assert (
         got["stalled"] is stalled and got["heartbeat_age_s"] == age_s and got["heartbeat_interval_s"] == 1.0
     )
+    assert got["stalled_reason"] == ("no heartbeat" if stalled else None)
+
+
+@pytest.mark.parametrize(
+    ("quiet_s", "state", "reason"),
+    [(5.0, "RUNNING", None), (25.0, "RUNNING", "no new step"), (25.0, "COMPLETED", None)],
+)
+def test_a_program_that_stops_logging_while_hpcx_run_beats_is_stalled(tmp_path, quiet_s, state, reason):
+    # a step a second for 30 s, then nothing for quiet_s; the heartbeat (1 s) stays young: a hung collective
+    now = 1000.0
+    path = _write(
+        tmp_path / "rank-00000.jsonl", "".join(_line(s, now - quiet_s - 30 + s, loss=1.0) for s in range(31))
+    )
+    _beat(tmp_path, now - 0.5, interval_s=1.0)
+    got = live_state(read_tail(path), live.read_heartbeat(live.heartbeat_file(tmp_path, 0)), state, now)
+    assert (got["stalled"], got["stalled_reason"]) == (reason is not None, reason)
+    assert got["last_log_age_s"] == quiet_s
+    from hpcx.cli.views import beat_text
+
+    assert beat_text(got) == ("stalled, no step 25s" if reason else "0s")
 
 
 def test_a_task_with_neither_file_has_no_live_state(tmp_path):
