@@ -17,6 +17,7 @@ from hpcx.fsutil import atomic_write, read_json
 from hpcx.reports.accounting import summarize_accounting
 from hpcx.reports.advice import advise
 from hpcx.reports.comm import summarize_comm
+from hpcx.reports.curves import curves_section
 from hpcx.reports.failure import failure
 from hpcx.reports.launch import attach_gpu_memory, summarize_launch
 from hpcx.reports.methods import number_methods
@@ -259,6 +260,7 @@ def _document(inputs: _Inputs, sections: _Sections, totals: _Totals) -> dict[str
         "tasks": inputs.task_rows,
         "provenance": provenance(manifest),
         "advice": advise(totals.summary, sections.comm, sections.details, sections.regions),
+        "curves": curves_section(inputs.run.dir, inputs.task),
     }
 
 

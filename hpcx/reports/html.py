@@ -2,7 +2,7 @@
 are inline; plots are matplotlib SVG). Pure over the report document, so a report.json copied elsewhere can be
 rendered again (``hpcx report RUN`` writes both).
 
-Sections: summary, advice, energy and carbon, node and GPU timelines, a rank x time heatmap of CPU use and
+Sections: summary, advice, the learning curves of the logged metrics, energy and carbon, node and GPU timelines, a rank x time heatmap of CPU use and
 memory, communication by call and message size, regions per rank with their imbalance, I/O (every byte of the
 ranks' processes over time, the checkpoints, what went through hpcx.io), array tasks, the
 profiler's own cost, the ranks, and the manifest's provenance. A section without data says why in one line.
@@ -13,8 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from hpcx.reports.advice import gib, hms
+from hpcx.reports.curves import curve_caption
 from hpcx.reports.html_plots import (
     _fig_comm,
+    _fig_curves,
     _fig_gpus,
     _fig_heatmap,
     _fig_io,
@@ -513,6 +515,8 @@ def render_html(report: dict[str, Any]) -> str:
         _cards(report),
         "<h2>Advice</h2>",
         _advice(report),
+        "<h2>Learning curves</h2>",
+        _curves(p, report.get("curves")),
         "<h2>Energy and carbon</h2>",
         _energy(report),
         *_over_time(p, report),
@@ -539,6 +543,12 @@ def _advice(report: dict[str, Any]) -> str:
     if not advice:
         return '<p class="na">nothing to change: every check passed or had no data</p>'
     return '<ul class="advice">' + "".join(f"<li>{esc(a['text'])}</li>" for a in advice) + "</ul>"
+
+
+def _curves(p: _Plots, curves: dict[str, Any] | None) -> str:
+    if not curves:
+        return '<p class="na">no metrics logged by rank 0 (hpcx.runtime.log)</p>'
+    return f'<p class="sub">{esc(curve_caption(curves))}</p>' + _fig_curves(p, curves)
 
 
 def _over_time(p: _Plots, report: dict[str, Any]) -> list[str]:

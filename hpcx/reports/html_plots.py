@@ -358,3 +358,25 @@ def _io_panel(ax: Any, series: Series, title: str, marks: list[tuple[float, int]
             fontsize=7,
             color="#c0392b",
         )
+
+
+def _fig_curves(p: _Plots, curves: dict[str, Any] | None) -> str:
+    """Every logged metric over steps (report.json's ``curves``), one panel each, two to a row; the main metric
+    first."""
+    metrics = [c for c in (curves or {}).get("metrics", []) if c["value"]]
+    if not metrics:
+        return ""
+    main = (curves or {}).get("main")
+    metrics.sort(key=lambda c: c["name"] != main)  # stable: the logged order after the main metric
+    cols = 1 if len(metrics) == 1 else 2
+    rows = -(-len(metrics) // cols)
+
+    def draw(fig: Any) -> None:
+        for i, c in enumerate(metrics):
+            ax = fig.add_subplot(rows, cols, i + 1)
+            ax.plot(c["step"], c["value"], lw=1.1, marker="." if len(c["step"]) < 30 else None)
+            ax.set_title(c["name"] + (" (main)" if c["name"] == main else ""))
+            ax.set_xlabel("step")
+            ax.ticklabel_format(axis="y", useOffset=False)
+
+    return p.svg("curves", draw, (10 if cols == 2 else 7, 2.6 * rows))

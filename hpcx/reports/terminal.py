@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpcx.reports.advice import gib, hms
+from hpcx.reports.curves import curve_line
 from hpcx.reports.launch import gpu_memory_line, launch_line
 from hpcx.reports.once import unavailable_energy
 
@@ -30,6 +31,7 @@ def render_text(report: dict[str, Any]) -> str:
         *_failure_lines(s.get("failure")),
         *([f"  {line}"] if (line := launch_line(report.get("launch"))) else []),
         *_time_lines(s),
+        *([f"  {line}"] if (line := curve_line(report.get("curves"))) else []),
         f"  CPU efficiency: hpcx {pct(s['cpu_efficiency'])}, Slurm {pct(s['cpu_efficiency_slurm'])}"
         f" ({count(s['cpus_per_task'], 'CPU')} per task)",
         *_memory_lines(s),
