@@ -1,6 +1,7 @@
 """compare.html: one self-contained file (no script, nothing fetched), built with the page kit the report page
-uses (hpcx.reports.page): the settings, the group and comparison tables, the plots inlined, every replicate
-with the file and field of its value, and the notes. Every text from the runs is HTML-escaped."""
+uses (hpcx.reports.page): the settings, the group and comparison tables, the plots inlined (the groups'
+learning curves among them when the runs logged metrics), every replicate with the file and field of its value,
+and the notes. Every text from the runs is HTML-escaped."""
 
 from __future__ import annotations
 
@@ -17,14 +18,17 @@ PLOT_CAPTIONS = {
     "{method} interval. The labels name the parameters that differ between groups.",
     "differences": "Each comparison's difference of the {stat} (A - B) with its {level} {method} interval, "
     "against zero (dashed); the corrected Welch p at the right.",
+    "curves": "Each group's mean of rank 0's logged {curve_metric} at each step over the replicates that "
+    "logged it (n in the legend), in its {curve_level} Student t interval (shaded, where two or more did); "
+    "a requeued replicate's steps take its latest attempt's values.",
 }
 # The replicate table's columns: group, run, task, seed, value, file, field, how.
 _REPLICATE_CLASSES = ("", "id", "num", "num", "num", "file", "file", "")
 
 
-def render_html(doc: dict[str, Any], svgs: dict[str, str]) -> str:
+def render_html(doc: dict[str, Any], svgs: dict[str, str], curves: dict[str, Any] | None = None) -> str:
     """compare.html: the settings, the group and comparison tables, the plots (``svgs``: stem -> SVG text,
-    inlined), every replicate with the file and field of its value, and the notes. Self-contained: no script,
+    inlined; ``curves``: the groups' curves drawn in curves.svg, for its caption), every replicate with the file and field of its value, and the notes. Self-contained: no script,
     no stylesheet or font or image fetched; every text from the runs is HTML-escaped."""
     name = doc["metric"]["name"]
     body = [
@@ -34,7 +38,7 @@ def render_html(doc: dict[str, Any], svgs: dict[str, str]) -> str:
         '<h2 id="groups">Groups</h2>',
         _groups(doc),
         *_comparisons(doc),
-        *_plots(doc, svgs),
+        *_plots(doc, svgs, curves),
         *_replicates(doc),
         *_notes(doc),
         f"<footer>hpcx compare, {esc(doc['schema'])}: compare.json beside this file holds every number."
@@ -73,11 +77,13 @@ def _comparisons(doc: dict[str, Any]) -> list[str]:
     ]
 
 
-def _plots(doc: dict[str, Any], svgs: dict[str, str]) -> list[str]:
+def _plots(doc: dict[str, Any], svgs: dict[str, str], curves: dict[str, Any] | None) -> list[str]:
     if not svgs:
         return []
     s = doc["settings"]
     fill = {"stat": s["statistic"], "level": f"{s['ci']['level']:.0%}", "method": s["ci"]["method"]}
+    if curves:
+        fill.update(curve_metric=curves["metric"], curve_level=f"{curves['level']:.0%}")
     out = ['<h2 id="plots">Plots</h2>']
     for stem, text in svgs.items():
         caption = PLOT_CAPTIONS.get(stem, stem).format(**fill)

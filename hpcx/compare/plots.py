@@ -53,9 +53,11 @@ def plot_labels(groups: Sequence[dict[str, Any]], width: int = 40) -> dict[str, 
     return labels
 
 
-def plot(doc: dict[str, Any], out_dir: Path) -> list[Path]:
+def plot(doc: dict[str, Any], out_dir: Path, curves: dict[str, Any] | None = None) -> list[Path]:
     """groups.{svg,pdf}: each replicate as a point, the statistic with its interval beside it;
-    differences.{svg,pdf}: each comparison's difference with its interval, against zero."""
+    differences.{svg,pdf}: each comparison's difference with its interval, against zero; with ``curves``
+    (:func:`hpcx.compare.outputs.group_curves`) curves.{svg,pdf}: each group's mean over steps in its
+    interval's band."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -65,6 +67,8 @@ def plot(doc: dict[str, Any], out_dir: Path) -> list[Path]:
         written = _groups_plot(doc, out_dir / "groups")
         if doc["comparisons"]:
             written += _differences_plot(doc, out_dir / "differences")
+        if curves:
+            written += _curves_plot(doc, curves, out_dir / "curves")
     return written
 
 
@@ -148,6 +152,30 @@ def _draw_difference(ax: Any, i: int, c: dict[str, Any], corr: str) -> None:
         fontsize=8,
         color="0.3",
     )
+
+
+def _curves_plot(doc: dict[str, Any], curves: dict[str, Any], stem: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    labels = plot_labels(doc["groups"])
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for i, g in enumerate(curves["groups"]):
+        color = f"C{i % 10}"
+        label = f"{labels.get(g['name'], g['name'])} (n={g['replicates']})"
+        ax.plot(g["step"], g["mean"], color=color, linewidth=1.2, label=label)
+        band = [
+            (s, lo, hi)
+            for s, lo, hi in zip(g["step"], g["low"], g["high"])
+            if lo is not None and hi is not None
+        ]
+        if band:
+            steps, low, high = zip(*band)
+            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel(curves["metric"])
+    ax.set_title(f"mean over replicates, {curves['level']:.0%} t interval", loc="left")
+    ax.legend(frameon=False)
+    return _save(fig, stem)
 
 
 def _save(fig: Any, stem: Path) -> list[Path]:
