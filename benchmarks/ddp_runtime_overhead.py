@@ -1,5 +1,8 @@
 """ddp_runtime_overhead: the same DDP training loop with hpcx's runtime over plain torch DDP (target <= 1.01), and
 ddp_traced_overhead: that hpcx loop with --profile's comm tracing and DDP bucket hook over the same untraced (target <= 1.01).
+Two more rows tell the traced case's cost apart: python_hook_overhead, the untraced hpcx loop whose program registers
+torch's own Python all-reduce hook (the path hpcx's timed hook takes instead of the Reducer's C++ all-reduce) over
+the same without; and hook_timing_overhead, the traced case over that Python-hook case: hpcx's timing alone.
 
 Both run under mpirun (2 ranks on CPUs with gloo; on a GPU machine, one rank per GPU with NCCL), alternating,
 and report the steady-state time per step; the ratio of the medians is hpcx's cost per step (an MPI
@@ -37,7 +40,13 @@ def run(quick: bool) -> list[dict]:
     if shutil.which("mpirun") is None:
         raise Skip("mpirun not found")
     ranks, steps, repeats = _ranks(), (100 if quick else 400), (2 if quick else 5)
-    per_step: dict[str, list[float]] = {"hpcx": [], "plain": [], "traced": [], "plain_again": []}
+    per_step: dict[str, list[float]] = {
+        "hpcx": [],
+        "plain": [],
+        "traced": [],
+        "python_hook": [],
+        "plain_again": [],
+    }
     run_dir = tempfile.mkdtemp(prefix="hpcx-ddp-bench-")
     env = {
         **os.environ,
@@ -87,6 +96,7 @@ def run(quick: bool) -> list[dict]:
             "plain": case("plain"),
             "hpcx": case("hpcx"),
             "traced": case("hpcx", "traced", traced_env),  # --profile: comm tracing with the DDP bucket hook
+            "python_hook": case("hpcx", "python_hook", {**env, "BENCH_PYTHON_HOOK": "1"}),
             "plain_again": case("plain", "plain_again"),  # the null control: the same case twice
         }
         alternate(cases, repeats, warmup=1)
@@ -94,6 +104,7 @@ def run(quick: bool) -> list[dict]:
         shutil.rmtree(run_dir, ignore_errors=True)
     h, p = stats(per_step["hpcx"])["median"], stats(per_step["plain"])["median"]
     t, p2 = stats(per_step["traced"])["median"], stats(per_step["plain_again"])["median"]
+    py = stats(per_step["python_hook"])["median"]
     backend = "nccl" if ranks and _gpu() else "gloo"
     return [
         result(
@@ -110,11 +121,24 @@ def run(quick: bool) -> list[dict]:
             "the same hpcx run untraced: --profile's comm tracing with the DDP bucket hook, median s/step",
             1.01,
         ),
+        result(
+            "python_hook_overhead",
+            round(py / h, 4),
+            "ratio",
+            "the same hpcx run untraced with torch's Python allreduce_hook registered, over without",
+        ),
+        result(
+            "hook_timing_overhead",
+            round(t / py, 4),
+            "ratio",
+            "the traced case over the Python-hook case: hpcx's timer and comm wrappers alone",
+        ),
         result("null_control", round(p2 / p, 4), "ratio", "plain against plain: how far the same case moves"),
         timing_row(
             "hpcx_step_ms", per_step["hpcx"], "hpcx.runtime session + seeds + log + preempt check per step"
         ),
         timing_row("traced_step_ms", per_step["traced"], "the hpcx case with comm tracing and the DDP hook"),
+        timing_row("python_hook_step_ms", per_step["python_hook"], "the hpcx case with torch's Python hook"),
         timing_row("plain_step_ms", per_step["plain"], "init_process_group(env://) and the bare loop"),
     ]
 
