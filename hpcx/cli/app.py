@@ -147,6 +147,7 @@ COMMAND_MODULES = {
     "testbed": "admin",
     "data": "data",
     "compare": "compare",
+    "export": "export",
 }
 
 
