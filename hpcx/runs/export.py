@@ -120,7 +120,7 @@ def plan_sources(run: Run, task: int | None = None, all_ranks: bool = False) -> 
     sources = []
     for t in tasks:
         files = rank_files(metrics_dir(run.dir, t))
-        for rank in sorted(files) if all_ranks else [r for r in (0,) if r in files]:
+        for rank in sorted(files) if all_ranks else ([0] if 0 in files else []):
             parts = [
                 task_name(t) if task is None and t is not None else "",
                 rank_name(rank) if all_ranks else "",
