@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-HEAVY = ("torch", "mpi4py", "h5py", "numpy", "matplotlib", "psutil", "scipy", "jsonschema")
+HEAVY = ("torch", "mpi4py", "h5py", "numpy", "matplotlib", "psutil", "scipy", "jsonschema", "tensorboard")
 
 
 def _loaded_after(statement: str) -> set[str]:
