@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.compare.grouping import _fmt
+from hpcx.compare.replicates import metric_unit
 from hpcx.compare.text import _p
 from hpcx.errors import UsageError
 
@@ -172,7 +173,8 @@ def _curves_plot(doc: dict[str, Any], curves: dict[str, Any], stem: Path) -> lis
             steps, low, high = zip(*band)
             ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel("step")
-    ax.set_ylabel(curves["metric"])
+    unit = metric_unit(f"metric.{curves['metric']}")  # a logged name, whatever it looks like
+    ax.set_ylabel(f"{curves['metric']} ({unit})" if unit else curves["metric"])
     ax.set_title(f"mean over replicates, {curves['level']:.0%} t interval", loc="left")
     ax.legend(frameon=False)
     return _save(fig, stem)
