@@ -39,7 +39,7 @@ def compare_asked(
     options = Options(by=group_keys, replicate_keys=tuple(replicate_keys) or REPLICATE_KEYS, **chosen)
     doc = compare(found, options)
     if out_dir is not None:
-        doc["written"] = [str(p) for p in write_outputs(doc, out_dir)]
+        doc["written"] = [str(p) for p in write_outputs(doc, out_dir, found)]
     return doc
 
 

@@ -230,6 +230,8 @@ def test_out_writes_markdown_json_and_plots(hpcx, runs_root, monkeypatch, tmp_pa
         "compare.html",
         "compare.json",
         "compare.md",
+        "curves.pdf",
+        "curves.svg",
         "differences.pdf",
         "differences.svg",
         "groups.pdf",

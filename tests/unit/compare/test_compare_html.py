@@ -116,6 +116,8 @@ def test_html_is_self_contained_and_traces_every_value(hpcx, runs_root, monkeypa
         "compare.html",
         "compare.json",
         "compare.md",
+        "curves.pdf",
+        "curves.svg",
         "differences.pdf",
         "differences.svg",
         "groups.pdf",
@@ -147,7 +149,7 @@ def test_html_is_self_contained_and_traces_every_value(hpcx, runs_root, monkeypa
         assert value in ids
 
     # The plots are inline SVG, drawn: the groups plot holds one marker per replicate.
-    assert names.count("svg") == 2 and html.count('<svg role="img"') == 2
+    assert names.count("svg") == 3 and html.count('<svg role="img"') == 3  # groups, differences, curves
     groups_svg = html[html.index('id="plot-groups"') : html.index('id="plot-differences"')]
     points = re.findall(
         r'<use xlink:href="#groups-[^"]+" x="[-\d.]+" y="[-\d.]+" style="fill: #808080"', groups_svg
@@ -239,6 +241,8 @@ def test_plots_are_labelled_vector_files_with_the_same_bytes_each_time(
         "differences.pdf",
         "compare.html",
         "compare.md",
+        "curves.pdf",
+        "curves.svg",
     ):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     svg = (first / "groups.svg").read_text()

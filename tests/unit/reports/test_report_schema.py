@@ -33,6 +33,7 @@ TOP_KEYS = [
     "tasks",
     "provenance",
     "advice",
+    "curves",
     "methods",
     "line",
 ]
