@@ -15,6 +15,7 @@ from hpcx.errors import UsageError
 from hpcx.rundir.layout import PROFILE_DIR, TASK_TABLE, metrics_dir, profile_dir, rank_file, report_file
 from hpcx.rundir.tasks import read_tasks
 from hpcx.runs import Run
+from hpcx.runs.metric_points import RECORD_KEYS
 
 REPLICATE_KEYS = ("seed", "repeat", "rep")
 REDUCTIONS = ("last", "min", "max", "mean")
@@ -54,7 +55,6 @@ SUFFIX_UNITS = {
     "_gbps": "GB/s",
 }
 # Percentile and BCa intervals of the mean cover like z * s * sqrt((n-1)/n) / sqrt(n): P(|T_(n-1)| < that).
-_RECORD_KEYS = {"v", "type", "t", "rank", "attempt", "step"}
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def logged_values(rep: Replicate, name: str) -> tuple[list[float], set[str]]:
         for record in read_records(path):
             if record.get("type") != "metric":
                 continue
-            seen.update(set(record) - _RECORD_KEYS)
+            seen.update(set(record) - RECORD_KEYS)
             if name in record:
                 by_step.pop(record.get("step"), None)  # re-inserted last: dict order is logging order
                 by_step[record.get("step")] = float(record[name])

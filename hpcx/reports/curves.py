@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.rundir.layout import metrics_dir, rank_file
-from hpcx.runs.live import RECORD_KEYS, main_metric
+from hpcx.runs import metric_points
+from hpcx.runs.live import main_metric
 
 MAX_CURVE_POINTS = 500  # per metric in report.json and per group in compare's plot
 SPARK_WIDTH = 40  # characters of the terminal's sparkline
@@ -41,29 +42,14 @@ def metric_records(path: Path) -> list[dict[str, Any]]:
     ]
 
 
-def _number(value: Any) -> float | None:
-    """A finite float of a logged value; None for the strings of non-finite values, booleans and the rest."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def latest_per_step(records: Iterable[dict[str, Any]]) -> dict[str, Points]:
-    """Each metric name -> its (step, value) points in step order, each step's value from the latest attempt
-    that logged it (the later record within an attempt)."""
-    chosen: dict[str, dict[int, tuple[int, float]]] = {}
-    for record in records:
-        attempt = record["attempt"] if isinstance(record.get("attempt"), int) else 0
-        for name, value in record.items():
-            number = None if name in RECORD_KEYS else _number(value)
-            if number is None:
-                continue
-            steps = chosen.setdefault(name, {})
-            old = steps.get(record["step"])
-            if old is None or attempt >= old[0]:
-                steps[record["step"]] = (attempt, number)
-    return {name: [(s, v) for s, (_, v) in sorted(steps.items())] for name, steps in chosen.items()}
+    """Each metric name -> its (step, value) points in step order (hpcx.runs.metric_points: each step from the
+    latest attempt that logged it), the values that are not finite left out."""
+    series = {
+        name: [(p.step, p.value) for p in points if math.isfinite(p.value)]
+        for name, points in metric_points.latest_per_step(records).items()
+    }
+    return {name: points for name, points in series.items() if points}
 
 
 def downsample(points: Sequence[Any], max_points: int = MAX_CURVE_POINTS) -> list[Any]:

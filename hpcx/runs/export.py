@@ -18,7 +18,7 @@ import json
 import secrets
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,20 +31,10 @@ from hpcx.rundir.layout import TASK_TABLE, metrics_dir, rank_files, rank_name, t
 from hpcx.rundir.records import read_records
 from hpcx.rundir.tasks import read_tasks
 from hpcx.runs import Run
+from hpcx.runs.metric_points import Point, latest_per_step
 
 INSTALL_HINT = "pip install 'hpcx[tensorboard]'"
 MARKER_FILE = "hpcx-export.json"  # in every folder an export wrote: what may be replaced by the next one
-_RECORD_KEYS = frozenset({"v", "type", "t", "rank", "attempt", "step", "total_steps"})
-_NON_FINITE = frozenset({"nan", "inf", "-inf", "+inf"})  # how hpcx.runtime.log writes them
-
-
-@dataclass(frozen=True)
-class Point:
-    """One scalar: the training step, the value and the wall time of the record that logged it."""
-
-    step: int
-    value: float
-    wall_time: float
 
 
 @dataclass(frozen=True)
@@ -59,46 +49,12 @@ class Source:
     params: dict[str, Any] | None
 
 
-def _number(value: Any) -> float | None:
-    """A logged value as a float (non-finite ones were written as strings), None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value.lower() in _NON_FINITE:
-        return float(value)
-    return None
-
-
-def _metric_values(record: dict[str, Any]) -> Iterator[tuple[str, float]]:
-    """The (name, value) pairs one metric record logged."""
-    for name, value in record.items():
-        number = _number(value) if name not in _RECORD_KEYS else None
-        if number is not None:
-            yield name, number
-
-
-def _is_step(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def metric_series(paths: Iterable[Path]) -> dict[str, list[Point]]:
-    """Per metric name (sorted), one point per step in step order. A step logged more than once keeps the
-    latest attempt's value (within one attempt, the last one logged), with that record's time."""
-    kept: dict[tuple[str, int], tuple[int, Point]] = {}
-    for path in paths:
-        for record in read_records(path):
-            if record.get("type") != "metric" or not _is_step(record.get("step")):
-                continue
-            attempt = int(record["attempt"]) if _is_step(record.get("attempt")) else 0
-            for name, value in _metric_values(record):
-                key = (name, record["step"])
-                if key not in kept or attempt >= kept[key][0]:
-                    kept[key] = (attempt, Point(record["step"], value, float(record.get("t") or 0.0)))
-    series: dict[str, list[Point]] = {}
-    for (name, _), (_, point) in sorted(kept.items()):
-        series.setdefault(name, []).append(point)
-    return series
+    """Per metric name (sorted), one point per step in step order: hpcx.runs.metric_points.latest_per_step over
+    the files' records (a step logged more than once keeps the latest attempt's value, with that record's
+    time; non-finite values kept)."""
+    records = (record for path in paths for record in read_records(path))
+    return dict(sorted(latest_per_step(records).items()))
 
 
 def _task_params(run: Run) -> dict[int, dict[str, Any]]:

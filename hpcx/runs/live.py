@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.rundir.layout import heartbeat_file, metrics_dir, rank_file
+from hpcx.runs.metric_points import RECORD_KEYS
 
 TAIL_BYTES = 8 * 1024  # the end of a metrics file that is read: about 60 records of a few metrics
 HEARTBEAT_BYTES = 4096  # a heartbeat is one short line
@@ -40,7 +41,6 @@ STALLED_AFTER = 3  # heartbeat intervals without one before a running job is cal
 QUIET_AFTER = 20
 MAIN_METRIC = "loss"  # the main metric wherever it is logged
 HIGHER_IS_BETTER = ("acc", "auc", "f1", "precision", "recall", "reward", "score", "iou", "bleu")
-RECORD_KEYS = frozenset({"v", "type", "t", "rank", "attempt", "step", "total_steps"})
 
 
 @dataclass(frozen=True)

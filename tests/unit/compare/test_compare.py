@@ -31,7 +31,7 @@ def _log(monkeypatch, run_dir, task, points):
         monkeypatch.setenv("HPCX_TASK_ID", str(task))
     metrics._records.close()  # a new process per task in a real job: the next record opens its own file
     for step, loss in points:
-        metrics.log(step, loss=loss, lr_now=0.1)
+        metrics.log(step, total_steps=20, loss=loss, lr_now=0.1)  # a job that declares its length
 
 
 def _sweep(runs_root, monkeypatch, losses=LOSS, log=True):
@@ -262,7 +262,7 @@ def test_errors_name_the_value_and_the_fix(hpcx, runs_root, monkeypatch):
     err = _error(hpcx, "--sweep", run.id, "--metric", "loss")
     assert f"not found in 1 of 6 replicates: {run.id}/task-4 (no metrics logged by rank 0)" in err
     assert "--skip-missing" in err
-    assert "rank 0 logged loss, lr_now" in _error(hpcx, "--sweep", run.id, "--metric", "acc")
+    assert "rank 0 logged loss, lr_now)" in _error(hpcx, "--sweep", run.id, "--metric", "acc")  # not total_steps
     kept = hpcx.json("compare", "--sweep", run.id, "--metric", "loss", "--skip-missing")
     assert [g["n"] for g in kept["groups"]] == [3, 2] and "task-4" in kept["notes"][0]
     single = _single(runs_root, monkeypatch, {"seed": "1"}, [(1, 0.4)])
