@@ -262,7 +262,9 @@ def test_errors_name_the_value_and_the_fix(hpcx, runs_root, monkeypatch):
     err = _error(hpcx, "--sweep", run.id, "--metric", "loss")
     assert f"not found in 1 of 6 replicates: {run.id}/task-4 (no metrics logged by rank 0)" in err
     assert "--skip-missing" in err
-    assert "rank 0 logged loss, lr_now)" in _error(hpcx, "--sweep", run.id, "--metric", "acc")  # not total_steps
+    assert "rank 0 logged loss, lr_now)" in _error(
+        hpcx, "--sweep", run.id, "--metric", "acc"
+    )  # not total_steps
     kept = hpcx.json("compare", "--sweep", run.id, "--metric", "loss", "--skip-missing")
     assert [g["n"] for g in kept["groups"]] == [3, 2] and "task-4" in kept["notes"][0]
     single = _single(runs_root, monkeypatch, {"seed": "1"}, [(1, 0.4)])
