@@ -3,6 +3,7 @@ never requeued (hpcx.runtime.control and preempt.should_stop/requeue, in one pro
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -180,3 +181,96 @@ def test_between_every_boundaries_nothing_is_looked_at(run_dir, state, monkeypat
     monkeypatch.setattr(control.os, "stat", lambda p, *a, **k: looked.append(p))
     assert not preempt.should_stop(state, step=5, every=4)
     assert looked == []
+
+
+def test_the_acknowledgement_says_which_request_who_when_at_which_step_and_which_job(run_dir, monkeypatch):
+    # an array task of a requeued job: Slurm's names for it, as `hpcx status` shows the task
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "700")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_JOB_ID", "703")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    watch = control.watch_from_env({"HPCX_RUN_DIR": str(run_dir), "HPCX_TASK_ID": "3"}, interval_s=0)
+    request = {"id": "r9", "by": "bob", "at": "2026-12-07T10:00:00+00:00"}
+    path = control.acknowledge(watch, request, 41, 4)
+    assert path == stopped_file(run_dir, 3)
+    doc = json.loads(path.read_text())
+    stopped_at = doc.pop("stopped_at")
+    when = datetime.datetime.fromisoformat(stopped_at)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert when.utcoffset() == datetime.timedelta(0) and abs((now - when).total_seconds()) < 60
+    assert doc == {
+        "version": 1,
+        "request_id": "r9",
+        "requested_by": "bob",
+        "requested_at": "2026-12-07T10:00:00+00:00",
+        "step": 41,
+        "task": 3,
+        "ranks": 4,
+        "job_id": "700_3",
+        "restart": 2,
+    }
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID")
+    monkeypatch.delenv("SLURM_RESTART_COUNT")
+    doc = json.loads(control.acknowledge(watch, request, None, 1).read_text())
+    assert (doc["job_id"], doc["restart"], doc["step"]) == ("703", 0, None)  # a plain job: its own id
+
+
+@pytest.mark.parametrize(
+    ("env", "task"),
+    [
+        ({"HPCX_TASK_ID": "5"}, 5),
+        ({"HPCX_TASK_ID": "5", "SLURM_ARRAY_TASK_ID": "1", "HPCX_TASK_OFFSET": "100"}, 5),  # hpcx.run's wins
+        ({"SLURM_ARRAY_TASK_ID": "7"}, 7),
+        ({"SLURM_ARRAY_TASK_ID": "7", "HPCX_TASK_OFFSET": "1000"}, 1007),  # a later chunk of a sweep
+        ({"SLURM_ARRAY_TASK_ID": "7", "HPCX_TASK_OFFSET": "x"}, 7),
+        ({"HPCX_TASK_ID": "", "SLURM_ARRAY_TASK_ID": ""}, None),
+        ({}, None),
+    ],
+)
+def test_the_task_a_job_is(env, task):
+    assert control.task_from_env(env) == task
+
+
+def test_the_look_interval_comes_from_the_environment_and_requests_that_do_not_parse(run_dir):
+    watch = control.watch_from_env({"HPCX_RUN_DIR": str(run_dir), "HPCX_CONTROL_INTERVAL_S": "2.5"})
+    assert watch.interval_s == 2.5 and watch.files == (stop_request_file(run_dir),) and watch.task is None
+    assert control.watch_from_env({"HPCX_RUN_DIR": str(run_dir)}).interval_s == control.DEFAULT_INTERVAL_S
+    unreadable = {"id": None, "by": None, "at": None, "unreadable": True}
+    path = stop_request_file(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for text in ("[1, 2]", "not json", '"a string"'):
+        path.write_text(text)
+        assert control.read_request(path) == unreadable
+    path.write_text('{"id": "r1", "by": "al"}')
+    assert control.read_request(path) == {"id": "r1", "by": "al"}
+    assert control.read_request(run_dir / "absent.json") == unreadable
+
+
+def test_a_request_is_looked_at_again_only_after_the_interval(run_dir, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(control.time, "monotonic", lambda: clock[0])
+    watch = control.watch_from_env({"HPCX_RUN_DIR": str(run_dir)}, interval_s=1.0)
+    assert watch.request() is None  # nothing there: looked at 100.0
+    _request(run_dir)
+    clock[0] = 100.9
+    assert watch.request() is None  # within the interval: not looked at
+    clock[0] = 101.0
+    assert watch.request()["id"] == "r1"
+    clock[0] = 101.5
+    assert watch.request() is None
+    control.acknowledge(watch, {"id": "r1", "by": "alice"}, 3, 1)
+    clock[0] = 102.0
+    assert watch.request() is None  # acknowledged: passed over from now on
+
+
+def test_a_tasks_watch_goes_on_to_the_whole_runs_request_past_a_missing_or_answered_one(run_dir):
+    env = {"HPCX_RUN_DIR": str(run_dir), "HPCX_TASK_ID": "2", "HPCX_CONTROL_INTERVAL_S": "5"}
+    watch = control.watch_from_env(env, interval_s=0)
+    assert watch.interval_s == 0  # the caller's interval wins over the environment's
+    _request(run_dir, None, by="carol", rid="whole")
+    assert watch.request()["id"] == "whole"  # the task's own file does not exist: the run's is next
+    _request(run_dir, 2, by="dave", rid="mine")
+    assert watch.request()["id"] == "mine"  # the task's own comes first
+    control.acknowledge(watch, {"id": "mine", "by": "dave"}, 7, 1)
+    assert watch.request()["id"] == "whole"  # answered: passed over, the run's still asks
+    assert watch.request()["id"] == "whole"  # and again, the answered one now known without reading it
