@@ -257,12 +257,12 @@ def _check(run: Run, every: list[Target], chosen: list[Target], tasks: Sequence[
     for t in chosen:
         if tasks and t.state in FINISHED_STATES:
             raise UsageError(
-                f"task {t.task} of run {run.id} has already finished ({t.state}){_stopped_words(run, t.task)}: "
+                f"task {t.task} of run {run.id} has already finished ({_shown(run, t)}){_stopped_words(run, t.task)}: "
                 "there is nothing to stop",
                 hint=f"`hpcx status {run.id}_{t.task}` shows how it ended",
             )
     if all(t.state in FINISHED_STATES for t in every):
-        state = every[0].state if len(every) == 1 else "all its tasks"
+        state = _shown(run, every[0]) if len(every) == 1 else "all its tasks"
         raise UsageError(
             f"run {run.id} has already finished ({state}){_stopped_words(run, every[0].task)}: there is nothing "
             "to stop",
@@ -286,6 +286,11 @@ def _count(targets: list[Target]) -> dict[str, int]:
     for t in targets:
         counts[t.state] = counts.get(t.state, 0) + 1
     return counts
+
+
+def _shown(run: Run, target: Target) -> str:
+    """A finished job's or task's state as status shows it: STOPPED for one that completed after a stop."""
+    return stopped_states(run.dir, {target.task: target.state})[target.task]
 
 
 def _stopped_words(run: Run, task: int | None) -> str:

@@ -70,7 +70,7 @@ def test_a_run_that_stopped_says_so_when_stopped_again(tmp_path):
     path.parent.mkdir(parents=True)
     atomic_write_json(path, {"request_id": "r1", "requested_by": "alice", "step": 27})
     with pytest.raises(
-        UsageError, match=r"already finished \(COMPLETED\), stopped at step 27 on request of alice"
+        UsageError, match=r"already finished \(STOPPED\), stopped at step 27 on request of alice"
     ):
         stop_run(run)
 

@@ -60,7 +60,7 @@ def test_a_running_job_stops_at_the_step_it_acknowledges_with_exit_0(hpcx, runs_
     again = hpcx("--json", "stop", doc["run_id"], check=False)
     error = json.loads(again.stdout)["error"]
     assert again.returncode == 2 and error["message"] == (
-        f"run {doc['run_id']} has already finished (COMPLETED), stopped at step {ack['step']} on request of "
+        f"run {doc['run_id']} has already finished (STOPPED), stopped at step {ack['step']} on request of "
         f"{ack['requested_by']}: there is nothing to stop"
     )
 
