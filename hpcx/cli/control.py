@@ -80,7 +80,8 @@ def _line(doc: dict[str, Any], t: dict[str, Any]) -> str:
         return (
             f"{name} did not acknowledge within {doc['grace_s']:g} s (a job that never calls should_stop()?): sent "
             f"it {doc['signal']} {_how(doc)}, the warning it gets before its time limit: a program that handles it "
-            f"saves and ends; one that does not goes on running (`hpcx cancel {doc['run_id']}` ends it)"
+            f"saves and ends; under hpcx's job script one that does not goes on running (`hpcx cancel "
+            f"{doc['run_id']}` ends it), while a script of your own with no trap for it ends there, as a cancel would"
         )
     return f"asked {name} to stop (job {t['job_id']}, requested by {doc['requested_by']})"
 
