@@ -89,3 +89,25 @@ def test_the_task_table_reads_back_what_a_sweep_writes(tmp_path):
     assert counted == []  # told every thousand rows
     table_text(({"task": i} for i in range(2500)), counted.append)
     assert counted == [1000, 1000]
+
+
+def test_control_and_heartbeat_files_where_both_sides_look(tmp_path):
+    run = tmp_path / "run"
+    assert (
+        layout.control_dir(run) == run / "control"
+        and layout.control_dir(str(run), 7) == run / "control/task-00007"
+    )
+    assert layout.stop_request_file(run) == run / "control/stop.json"
+    assert layout.stop_request_file(run, 3) == run / "control/task-00003/stop.json"
+    assert layout.stopped_file(run) == run / "control/stopped.json"
+    assert layout.stopped_file(run, 3) == run / "control/task-00003/stopped.json"
+    metrics = layout.metrics_dir(run, 2)
+    assert layout.heartbeat_file(metrics, 0) == run / "metrics/task-00002/heartbeat-rank-00000"
+    assert layout.heartbeat_file(str(metrics), 12).name == "heartbeat-rank-00012"
+    assert layout.agent_file(run, "n1", "4", 2) == run / "agent-n1-t2.step-4.jsonl"
+    assert layout.agent_file(run, "n1") == run / "agent-n1-t0.jsonl"
+    for path in (layout.agent_file(run, "n2"), layout.agent_file(run, "n1", "4", 2), run / "rank-00000.jsonl"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    assert layout.agent_files(run) == [run / "agent-n1-t2.step-4.jsonl", run / "agent-n2-t0.jsonl"]
+    assert layout.agent_files(tmp_path / "absent") == []
