@@ -106,7 +106,11 @@ def test_control_and_heartbeat_files_where_both_sides_look(tmp_path):
     assert layout.heartbeat_file(str(metrics), 12).name == "heartbeat-rank-00012"
     assert layout.agent_file(run, "n1", "4", 2) == run / "agent-n1-t2.step-4.jsonl"
     assert layout.agent_file(run, "n1") == run / "agent-n1-t0.jsonl"
-    for path in (layout.agent_file(run, "n2"), layout.agent_file(run, "n1", "4", 2), run / "rank-00000.jsonl"):
+    for path in (
+        layout.agent_file(run, "n2"),
+        layout.agent_file(run, "n1", "4", 2),
+        run / "rank-00000.jsonl",
+    ):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
     assert layout.agent_files(run) == [run / "agent-n1-t2.step-4.jsonl", run / "agent-n2-t0.jsonl"]
