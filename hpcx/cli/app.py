@@ -148,6 +148,7 @@ COMMAND_MODULES = {
     "data": "data",
     "compare": "compare",
     "export": "export",
+    "ui": "ui",
 }
 
 

@@ -33,7 +33,7 @@ def _stride(n: int, max_points: int) -> int:
     return -(-n // max_points) or 1
 
 
-def _rates(t: list[float], counter: list[float | None], scale: float) -> list[float | None]:
+def rates(t: list[float], counter: list[float | None], scale: float) -> list[float | None]:
     """A counter's rate between consecutive points (the first point has none), ``scale`` per second."""
     out: list[float | None] = [None] if t else []
     for i in range(1, len(t)):
@@ -75,10 +75,10 @@ def node_timeline(records: Iterable[dict[str, Any]], max_points: int) -> dict[st
         "t": t,
         "mem_used_mb": [(s.get("memory") or {}).get("used_mb") for s in picked],
         # MB = 2^20 bytes, as everywhere
-        "net_rx_mb_s": _rates(t, [n.get("rx_bytes") for n in net], 1 / 2**20),
-        "net_tx_mb_s": _rates(t, [n.get("tx_bytes") for n in net], 1 / 2**20),
+        "net_rx_mb_s": rates(t, [n.get("rx_bytes") for n in net], 1 / 2**20),
+        "net_tx_mb_s": rates(t, [n.get("tx_bytes") for n in net], 1 / 2**20),
         "cpu_power_t": rapl_t,
-        "cpu_power_w": _rates(rapl_t, [s["rapl"]["package_j"] for s in edges], 1.0),
+        "cpu_power_w": rates(rapl_t, [s["rapl"]["package_j"] for s in edges], 1.0),
         "gpus": [{"index": i, **cols} for i, cols in sorted(gpus.items())],
         "methods": {
             "mem_used_mb": "sampled",
