@@ -147,9 +147,11 @@
     card(parent, "step", live.total_steps ? live.step + " / " + live.total_steps : num(live.step));
     if (live.main_metric) card(parent, live.main_metric, num(live.main_value));
     card(parent, "steps per second", num(live.steps_per_s));
-    card(parent, "ETA", duration(live.eta_s));
-    if (live.stalled) card(parent, "heartbeat", "stalled " + duration(live.heartbeat_age_s), "stalled");
-    else card(parent, "heartbeat age", duration(live.heartbeat_age_s));
+    if (!state.finished) {  // a finished job's ETA and heartbeat age mean nothing
+      card(parent, "ETA", duration(live.eta_s));
+      if (live.stalled) card(parent, "heartbeat", "stalled " + duration(live.heartbeat_age_s), "stalled");
+      else card(parent, "heartbeat age", duration(live.heartbeat_age_s));
+    }
     card(parent, "attempt", num(live.attempt));
     if (live.resumed_from !== null && live.resumed_from !== undefined) card(parent, "resumed from", live.resumed_from);
   }
