@@ -149,7 +149,7 @@
     card(parent, "steps per second", num(live.steps_per_s));
     if (!state.finished) {  // a finished job's ETA and heartbeat age mean nothing
       card(parent, "ETA", duration(live.eta_s));
-      if (live.stalled) card(parent, "heartbeat", "stalled " + duration(live.heartbeat_age_s), "stalled");
+      if (live.stalled) card(parent, live.stalled_reason || "heartbeat", "stalled " + duration(live.heartbeat_age_s), "stalled");
       else card(parent, "heartbeat age", duration(live.heartbeat_age_s));
     }
     card(parent, "attempt", num(live.attempt));
