@@ -521,8 +521,25 @@ def _every_task_listed(job: dict[str, Any], rows: Sequence[dict[str, str]]) -> b
     """Whether sacct listed every array task of a sweep's chunks (``JOB_INDEX``); true for other jobs."""
     from hpcx.submit.sweeps import chunk_tasks
 
-    listed = {r["JobID"] for r in rows}
+    listed = {task for r in rows for task in listed_tasks(r["JobID"])}
     return all(f"{c['job_id']}_{i}" in listed for c, i, _ in chunk_tasks(job.get("chunks", [])))
+
+
+_TASK_RANGE_ROW = re.compile(r"(\d+)_\[([0-9,\-]+)(?:%\d+)?\]")
+
+
+def listed_tasks(job_id: str) -> list[str]:
+    """The array tasks one sacct row stands for: ``123_4`` itself; ``123_[0-3,7]`` (the one row sacct keeps for
+    tasks that never started, such as an array cancelled while pending) each of 123_0 ... 123_3 and 123_7."""
+    m = _TASK_RANGE_ROW.fullmatch(job_id)
+    if m is None:
+        return [job_id]
+    tasks: list[str] = []
+    for part in m.group(2).split(","):
+        first, _, last = part.partition("-")
+        if first.isdigit() and (not last or last.isdigit()):
+            tasks += [f"{m.group(1)}_{i}" for i in range(int(first), int(last or first) + 1)]
+    return tasks
 
 
 def all_finished(rows: Sequence[dict[str, str]]) -> bool:

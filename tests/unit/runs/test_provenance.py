@@ -366,3 +366,18 @@ def test_accounting_is_none_when_sacct_has_nothing_or_fails(tmp_path, monkeypatc
     _stub(tmp_path / "bin", "sacct", "true")  # not yet in the accounting database
     assert record_accounting(Run("r", tmp_path)) is None
     assert not (tmp_path / "accounting.json").exists()
+
+
+def test_sacct_s_one_row_for_tasks_that_never_started_counts_as_listing_each_of_them():
+    """An array cancelled while pending is one sacct row, ``ID_[0-999]``: its accounting is final once that row
+    is there (else every `hpcx status` asked sacct again)."""
+    from hpcx.runs.provenance import _every_task_listed, listed_tasks
+
+    assert listed_tasks("81_[0-3,7]") == ["81_0", "81_1", "81_2", "81_3", "81_7"]
+    assert listed_tasks("81_[5-6%2]") == ["81_5", "81_6"]
+    assert listed_tasks("81_4") == ["81_4"] and listed_tasks("81") == ["81"]
+    job = {"chunks": [{"job_id": "81", "offset": 0, "count": 8}, {"job_id": "90", "offset": 8, "count": 2}]}
+    rows = [{"JobID": "81_[0-7]"}, {"JobID": "90_0"}, {"JobID": "90_1"}]
+    assert _every_task_listed(job, rows)
+    assert not _every_task_listed(job, [{"JobID": "81_[0-6]"}, {"JobID": "90_0"}, {"JobID": "90_1"}])
+    assert not _every_task_listed(job, [{"JobID": "81_[0-7]"}, {"JobID": "90_0"}])
