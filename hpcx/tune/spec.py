@@ -172,25 +172,37 @@ class StudySpec:
     version: int = STUDY_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        """The canonical spec: JSON-able, every default spelt out, read back by :func:`parse_study` as equal."""
+        """The canonical spec: JSON-able, keys sorted at every level, every default spelt out; read back by
+        :func:`parse_study` as equal."""
         b = self.budget
         resource = {"min": b.resource_min, "max": b.resource_max} if b.resource_min is not None else None
-        return {
-            "version": self.version,
-            "name": self.name,
-            "kind": self.kind,
-            "resources": dict(self.resources),
-            "command": list(self.command),
-            "variables": dict(self.variables),
-            "space": {p.name: p.to_dict() for p in self.space},
-            "objectives": [{"metric": o.metric, "direction": o.direction} for o in self.objectives],
-            "budget": {"trials": b.trials, "resource": resource, "time": b.time},
-            "sampler": {**self.sampler.options, "name": self.sampler.name, "seed": self.sampler.seed},
-            "stopping": self.stopping.to_dict(),
-            "workers": PER_TRIAL if self.workers is None else self.workers,
-            "seed": self.seed,
-            "max_parallel": self.max_parallel,
-        }
+        return _sorted_keys(
+            {
+                "version": self.version,
+                "name": self.name,
+                "kind": self.kind,
+                "resources": dict(self.resources),
+                "command": list(self.command),
+                "variables": dict(self.variables),
+                "space": {p.name: p.to_dict() for p in self.space},
+                "objectives": [{"metric": o.metric, "direction": o.direction} for o in self.objectives],
+                "budget": {"trials": b.trials, "resource": resource, "time": b.time},
+                "sampler": {**self.sampler.options, "name": self.sampler.name, "seed": self.sampler.seed},
+                "stopping": self.stopping.to_dict(),
+                "workers": PER_TRIAL if self.workers is None else self.workers,
+                "seed": self.seed,
+                "max_parallel": self.max_parallel,
+            }
+        )
+
+
+def _sorted_keys(value: Any) -> Any:
+    """``value`` with every mapping's keys in sorted order (lists keep theirs: a choice's order is its meaning)."""
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
 
 
 def canonical_json(spec: StudySpec) -> str:
