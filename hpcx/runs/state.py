@@ -139,7 +139,6 @@ def sweep_row(run: Run, states: dict[str, JobState] | None = None, task: int | N
     """A sweep's row from the scheduler's ``states`` of its arrays (asked for here when None); with ``task``,
     that task's state alone (the array that ran it last). A whole sweep's ``live`` is its best task's so far
     (hpcx.runs.live.sweep_live), read from every task that has started."""
-    from hpcx.submit.sweep_submit import summarize, task_states
 
     per_task = task_states(run, states)
     if task is not None:
@@ -155,7 +154,6 @@ def sweep_row(run: Run, states: dict[str, JobState] | None = None, task: int | N
 def sweep_task_rows(run: Run, states: dict[str, JobState]) -> list[dict[str, Any]]:
     """One row per task of a sweep (`hpcx status --tasks`), as ``sweep_row(run, states, task)`` gives it, with
     the scheduler's answer and the chunks read once for them all."""
-    from hpcx.submit.sweep_submit import task_states
     from hpcx.submit.sweeps import chunk_tasks  # the one reading of a sweep's chunks
 
     last_ids = {t: f"{c['job_id']}_{i}" for c, i, t in chunk_tasks(run.job.get("chunks", []))}
@@ -331,3 +329,33 @@ def run_progress(run: Run, state: str) -> dict[str, Any]:
     main = live["main_metric"]
     metric = {"name": main, "value": live["main_value"], **named} if main else None
     return {"step": live["step"], "metric": metric}
+
+
+def task_states(run: Run, states: dict[str, JobState] | None = None) -> dict[int, str]:
+    """Every task's state (task id -> Slurm state) from ``states`` (the scheduler's answer for, at least,
+    ``job_refs(run)``; asked for here, in one batched query, when None).
+
+    Later arrays (retries) override earlier ones for the tasks they cover."""
+    from hpcx.submit.sweeps import chunk_tasks  # pure and light: no Jinja, no submission code
+
+    job = run.job
+    chunks_ = job.get("chunks", [])
+    if states is None:
+        states = get_scheduler(job.get("scheduler", "slurm")).status(job_refs(run))
+    out: dict[int, str] = {}
+    for c, i, task in chunk_tasks(chunks_):
+        st = states.get(c["job_id"])
+        listed = (st.task_states or {}) if st else {}
+        # Tasks Slurm lists only as "the rest of the array" are pending (or, once it is done, unknown).
+        fallback = "PENDING" if st is None or not st.finished else (st.state if not listed else "UNKNOWN")
+        if st is not None and st.rest_state in FINISHED_STATES:  # Slurm's one record for the rest: theirs
+            fallback = st.rest_state
+        out[task] = listed.get(i, fallback)
+    return stopped_states(run.dir, out)
+
+
+def summarize(states: dict[int, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in states.values():
+        counts[s] = counts.get(s, 0) + 1
+    return counts

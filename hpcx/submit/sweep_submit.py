@@ -16,15 +16,18 @@ from hpcx.errors import HpcxError, UsageError
 from hpcx.fsutil import YamlError, atomic_write, atomic_write_json, load_yaml
 from hpcx.rundir.layout import MANIFEST_FILE, SCRIPT_FILE, SWEEP_SPEC_FILE, TASK_TABLE
 from hpcx.rundir.tasks import table_text
-from hpcx.runs import Run, create_run, discard_run, job_refs, record_job
-from hpcx.runs.stop import stopped_states
-from hpcx.schedulers import FINISHED_STATES, JobRef, JobState, get_scheduler, slurm
+from hpcx.runs import Run, create_run, discard_run, record_job
+
+# A sweep's task states are the run's business (hpcx.runs.state); still importable from here.
+from hpcx.runs.state import summarize as summarize
+from hpcx.runs.state import task_states as task_states
+from hpcx.schedulers import FINISHED_STATES, JobRef, get_scheduler, slurm
 from hpcx.schedulers.base import scrubbed_env
 from hpcx.site.config import UserConfig
 from hpcx.submit.preflight import SLURM_DEFAULT_MAX_ARRAY_SIZE
 from hpcx.submit.request import RESOURCE_KEYS
 from hpcx.submit.submission import Prepared, Request, manifest, render_script, resolve
-from hpcx.submit.sweeps import Chunk, SweepError, SweepSpec, Task, chunk_tasks, chunks, expand, parse_spec
+from hpcx.submit.sweeps import Chunk, SweepError, SweepSpec, Task, chunks, expand, parse_spec
 
 
 @dataclass
@@ -276,34 +279,6 @@ def _record_chunks(run: Run, scheduler: str, chunks_: list[dict[str, Any]]) -> N
 
 # Tasks worth running again: every way of finishing except success.
 FAILED_STATES = FINISHED_STATES - {"COMPLETED"}
-
-
-def task_states(run: Run, states: dict[str, JobState] | None = None) -> dict[int, str]:
-    """Every task's state (task id -> Slurm state) from ``states`` (the scheduler's answer for, at least,
-    ``job_refs(run)``; asked for here, in one batched query, when None).
-
-    Later arrays (retries) override earlier ones for the tasks they cover."""
-    job = run.job
-    chunks_ = job.get("chunks", [])
-    if states is None:
-        states = get_scheduler(job.get("scheduler", "slurm")).status(job_refs(run))
-    out: dict[int, str] = {}
-    for c, i, task in chunk_tasks(chunks_):
-        st = states.get(c["job_id"])
-        listed = (st.task_states or {}) if st else {}
-        # Tasks Slurm lists only as "the rest of the array" are pending (or, once it is done, unknown).
-        fallback = "PENDING" if st is None or not st.finished else (st.state if not listed else "UNKNOWN")
-        if st is not None and st.rest_state in FINISHED_STATES:  # Slurm's one record for the rest: theirs
-            fallback = st.rest_state
-        out[task] = listed.get(i, fallback)
-    return stopped_states(run.dir, out)
-
-
-def summarize(states: dict[int, str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for s in states.values():
-        counts[s] = counts.get(s, 0) + 1
-    return counts
 
 
 def submission_dir(run: Run) -> Path:

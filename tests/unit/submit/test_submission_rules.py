@@ -297,6 +297,7 @@ def slurm(monkeypatch):
     monkeypatch.setattr("hpcx.submit.submission.get_scheduler", answer)
     monkeypatch.setattr("hpcx.submit.after.get_scheduler", answer)
     monkeypatch.setattr("hpcx.submit.sweep_submit.get_scheduler", answer)
+    monkeypatch.setattr("hpcx.runs.state.get_scheduler", answer)  # task_states lives there
     return fake
 
 
