@@ -113,7 +113,8 @@ def test_a_missing_root_and_a_busy_port_are_refused_with_the_fix(root, tmp_path)
         )
     assert taken.returncode == 2
     assert (
-        f"cannot listen on 127.0.0.1:{port}" in taken.stderr and "choose another --port (0 picks a free one)" in taken.stderr
+        f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+        and "choose another --port (0 picks a free one)" in taken.stderr
     )
 
 
