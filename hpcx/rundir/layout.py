@@ -38,6 +38,9 @@ CHECKPOINTS_DIR = "checkpoints"
 REPORT_DIR = "report"  # report.json and report.html, task-NNNNN.json/.html for one task
 SEEDS_DIR = "seeds"  # each rank's seeds, rank-NNNNN.json
 CONTROL_DIR = "control"  # requests from the login node that the running job reads at a step boundary
+TRIALS_DIR = (
+    "trials"  # a tuning study's state: one file per trial, rung result and end, each made once (O_EXCL)
+)
 SUBDIRS = (LOGS_DIR, PROFILE_DIR, CHECKPOINTS_DIR, REPORT_DIR)  # made with the run directory
 
 REPORT_STEM = "report"
@@ -45,6 +48,10 @@ REPORT_STEM = "report"
 # The control files (``control/`` for a whole run, ``control/task-NNNNN/`` for one task of a sweep or array).
 STOP_REQUEST_FILE = "stop.json"  # `hpcx stop`'s request: who, when, grace (written by the login side)
 STOPPED_FILE = "stopped.json"  # the job's acknowledgement: which request, at which step, when (rank 0 writes)
+
+# A tuning study (hpcx.tune): its spec at the top of the run directory, its state under trials/.
+STUDY_FILE = "study.json"  # the study spec as parsed (canonical JSON) and its digest, written at submit
+TRIAL_FILE = re.compile(r"^trial-(\d{6,})(?:\.rung-(\d{6,})|\.(end|alive))?\.json$")
 
 # The kinds of in-process record files (one file per process).
 IO_RECORDS = "io"  # hpcx.profiling.iometrics
@@ -221,3 +228,25 @@ def checkpoint_step_name(step: int) -> str:
 def checkpoint_rank_file(rank: int) -> str:
     """``rank-NNNNN.pt``: a rank's own file in a checkpoint step's folder."""
     return f"{rank_name(rank)}.pt"
+
+
+def trial_file(run_dir: StrPath, number: int, *, rung: int | None = None, part: str | None = None) -> Path:
+    """A tuning study's file for trial ``number`` under ``trials/``: the trial itself (its parameters and who
+    runs it), its value at rung ``rung`` (``trial-NNNNNN.rung-RRRRRR.json``), or ``part`` "end" (how it ended)
+    or "alive" (its worker's heartbeat, the only one rewritten)."""
+    name = f"trial-{number:06d}"
+    if rung is not None:
+        name += f".rung-{rung:06d}"
+    elif part is not None:
+        if part not in ("end", "alive"):
+            raise ValueError(f"trial file part {part!r} is not end or alive")
+        name += f".{part}"
+    return Path(run_dir) / TRIALS_DIR / f"{name}.json"
+
+
+def parse_trial_file(name: str) -> tuple[int, int | None, str | None] | None:
+    """``(trial, rung or None, "end"/"alive" or None)`` of a file name under ``trials/``; None for any other."""
+    m = TRIAL_FILE.match(name)
+    if m is None:
+        return None
+    return int(m.group(1)), (int(m.group(2)) if m.group(2) else None), m.group(3)
