@@ -69,13 +69,12 @@ SAMPLER_OPTIONS: dict[str, dict[str, str]] = {
     "random": {},
     "grid": {},
     "tpe": {
-        **{
-            "n_startup_trials": "count",
-            "n_ei_candidates": "positive",
-            "multivariate": "flag",
-            "group": "flag",
-        },
-        **{"constant_liar": "flag", "warn_independent_sampling": "flag"},
+        "n_startup_trials": "count",
+        "n_ei_candidates": "positive",
+        "multivariate": "flag",
+        "group": "flag",
+        "constant_liar": "flag",
+        "warn_independent_sampling": "flag",
     },
     "gp": {
         "n_startup_trials": "count",
@@ -83,19 +82,27 @@ SAMPLER_OPTIONS: dict[str, dict[str, str]] = {
         "warn_independent_sampling": "flag",
     },
     "nsga2": {
-        **{"population_size": "population", "mutation_prob": "probability", "crossover_prob": "probability"},
-        "swapping_prob": "probability",
+        "population_size": "population",
+        **dict.fromkeys(("mutation_prob", "crossover_prob", "swapping_prob"), "probability"),
     },
 }
-_OPTION_TYPES = {
-    "count": ("a whole number >= 0", lambda v: whole(v) and v >= 0),
-    "positive": ("a whole number >= 1", lambda v: whole(v) and v >= 1),
-    "population": ("a whole number >= 2", lambda v: whole(v) and v >= 2),
-    "flag": ("true or false", lambda v: isinstance(v, bool)),
-    "probability": ("a number from 0 to 1", lambda v: number(v) is not None and 0 <= float(v) <= 1),
+_OPTION_TYPES = {  # type -> (what it is, an example, the check)
+    "count": ("a whole number >= 0", "10", lambda v: whole(v) and v >= 0),
+    "positive": ("a whole number >= 1", "24", lambda v: whole(v) and v >= 1),
+    "population": ("a whole number >= 2", "50", lambda v: whole(v) and v >= 2),
+    "flag": ("true or false", "true", lambda v: isinstance(v, bool)),
+    "probability": (
+        "a number from 0 to 1",
+        "0.5",
+        lambda v: isinstance(v, (int, float)) and number(v) is not None and 0 <= v <= 1,
+    ),
 }
-_RULE_KEYS = {"none": ("rule",), "asha": ("rule", "eta", "rungs"), "hyperband": ("rule", "eta")}
-_RULE_KEYS["median"] = ("rule", "eta", "rungs", "warmup")
+_RULE_KEYS = {
+    "none": ("rule",),
+    "asha": ("rule", "eta", "rungs"),
+    "hyperband": ("rule", "eta"),
+    "median": ("rule", "eta", "rungs", "warmup"),
+}
 
 
 @dataclass(frozen=True)
@@ -228,7 +235,7 @@ def parse_study(doc: Any) -> StudySpec:
     objectives = _objectives(doc["objectives"])
     budget = _budget(doc["budget"])
     seed = _seed("seed", doc.get("seed", 0))
-    spec = StudySpec(
+    return StudySpec(
         name=_plain("name", doc["name"]),
         kind=_plain("kind", doc.get("kind", "serial")),
         command=_command(doc["command"], space),
@@ -246,7 +253,6 @@ def parse_study(doc: Any) -> StudySpec:
         max_parallel=_max_parallel(doc.get("max_parallel")),
         version=version,
     )
-    return spec
 
 
 _VARS = "e.g. variables: {conda_env: torch}"
@@ -287,16 +293,21 @@ def _plain(key: str, raw: Any) -> str:
 
 def _command(raw: Any, space: tuple[Param, ...]) -> tuple[str, ...]:
     """The command as a sweep's: a list of words or one string; every {name} names a parameter, {trial}, {seed}."""
-    words = shlex.split(raw) if isinstance(raw, str) else raw
     example = 'e.g. command: [python, train.py, --lr, "{lr}"]'
+    try:
+        words = shlex.split(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:  # an unclosed quote
+        raise StudyError(f"command {raw!r} cannot be split into words: {exc}", hint=example) from exc
     if not words or not isinstance(words, list):
         raise StudyError(f"command {raw!r} needs a list of words or one string", hint=example)
-    for word in words:  # YAML reads true/yes/on/no/off/null as values, not as the words typed
-        if isinstance(word, bool) or word is None or not isinstance(word, (str, int, float)):
+    for word in words:
+        if isinstance(word, bool) or word is None:  # YAML reads true/yes/on/no/off/null as values
             raise StudyError(
                 f"command word {word!r} is not text: YAML read true/false/yes/no/on/off/null as a value",
                 hint='quote the word to pass it as text, e.g. command: [train.py, --flag, "yes"]',
             )
+        if not isinstance(word, (str, int, float)):
+            raise StudyError(f"command word {word!r} is not one word", hint=example)
     command = tuple(str(w) for w in words)
     names = {p.name: p for p in space}
     for word in command:
@@ -319,7 +330,7 @@ def _check_placeholder(word: str, name: str, params: dict[str, Param]) -> None:
         raise StudyError(
             f"command word {word!r} uses {{{name}}}, but {name} is conditional (when: {params[name].when}): "
             "the trials where it is inactive have no value for it",
-            hint=f"read {name} in the program (hpcx.tune.trial().params), or drop its when:",
+            hint=f"read {name} in the program through hpcx.tune.trial(), or drop its when:",
         )
 
 
@@ -403,10 +414,11 @@ def _sampler(raw: Any, seed: int, space: tuple[Param, ...]) -> Sampler:
     known_keys(f"sampler {name}", body, ("name", "seed", *SAMPLER_OPTIONS[name]))
     options = {k: v for k, v in body.items() if k not in ("name", "seed")}
     for key, value in options.items():
-        what, fits = _OPTION_TYPES[SAMPLER_OPTIONS[name][key]]
+        what, example, fits = _OPTION_TYPES[SAMPLER_OPTIONS[name][key]]
         if not fits(value):
             raise StudyError(
-                f"sampler.{key} {value!r} must be {what}", hint=f"see Optuna's {name} sampler's {key}"
+                f"sampler.{key} {value!r} must be {what}",
+                hint=f"e.g. sampler: {{name: {name}, {key}: {example}}}",
             )
     if options.get("group") and options.get("multivariate") is False:
         raise StudyError(

@@ -88,14 +88,8 @@ def space(**params: Any) -> dict[str, Any]:
 
 def test_every_field_of_a_full_spec_is_read_as_written() -> None:
     spec = parse_study(yaml.safe_load(FULL))
-    assert (spec.version, spec.name, spec.kind, spec.seed, spec.workers, spec.max_parallel) == (
-        1,
-        "lr-search",
-        "serial",
-        7,
-        4,
-        2,
-    )
+    assert (spec.version, spec.name, spec.kind, spec.seed) == (1, "lr-search", "serial", 7)
+    assert (spec.workers, spec.max_parallel) == (4, 2)
     assert spec.resources == {"time": "04:00:00", "cpus_per_task": 4}
     assert spec.variables == {"conda_env": "torch"}
     assert spec.command[3] == "{lr}" and spec.command[-1] == "{seed}"
@@ -282,9 +276,6 @@ def test_rungs_are_min_times_eta_to_the_k_below_max_or_as_listed() -> None:
     assert rungs_of(Stopping(), budget) == ()
     with pytest.raises(StudyError, match=r"no rung in budget.resource \[10, 10\)"):
         rungs_of(Stopping("asha", 3), Budget(8, 10, 10))
-
-
-def test_rungs_of_a_parsed_spec() -> None:
     spec = study(
         stopping={"rule": "asha", "eta": 4}, budget={"trials": 8, "resource": {"min": 2, "max": 100}}
     )
@@ -355,6 +346,8 @@ REFUSED: list[tuple[dict[str, Any], tuple[str, ...]]] = [
     ({"kind": "a/b"}, ("kind 'a/b' is not a plain name",)),
     ({"command": []}, ("command [] needs a list of words or one string", "e.g. command: [python, train.py")),
     ({"command": ["t", True]}, ("command word True is not text", "quote the word")),
+    ({"command": ["t", ["a"]]}, ("command word ['a'] is not one word",)),
+    ({"command": "t 'x"}, ('command "t \'x" cannot be split into words: No closing quotation',)),
     (
         {"command": ["t", "{lr}", "--depth={depth}"]},
         ("'--depth={depth}' uses {depth}, which no parameter defines", "defined: {lr}, {seed}, {trial}"),
@@ -492,11 +485,18 @@ REFUSED: list[tuple[dict[str, Any], tuple[str, ...]]] = [
     ),
     (
         {"sampler": {"name": "nsga2", "population_size": 1}},
-        ("sampler.population_size 1 must be a whole number >= 2",),
+        (
+            "sampler.population_size 1 must be a whole number >= 2",
+            "e.g. sampler: {name: nsga2, population_size: 50}",
+        ),
     ),
     (
         {"sampler": {"name": "nsga2", "crossover_prob": 1.5}},
         ("sampler.crossover_prob 1.5 must be a number from 0 to 1",),
+    ),
+    (
+        {"sampler": {"name": "nsga2", "swapping_prob": "0.5"}},
+        ("sampler.swapping_prob '0.5' must be a number",),
     ),
     (
         {"sampler": {"name": "gp", "deterministic_objective": 1}},
