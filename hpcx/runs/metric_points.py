@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-RECORD_KEYS = frozenset({"v", "type", "t", "rank", "attempt", "step", "total_steps"})  # not metrics
+RECORD_KEYS = frozenset({"v", "type", "t", "rank", "attempt", "step", "total_steps", "trial"})  # not metrics
 NON_FINITE = frozenset({"nan", "inf", "-inf", "+inf"})  # how hpcx.runtime.log writes them
 
 

@@ -110,9 +110,17 @@ def log(step: int, total_steps: int | None = None, **metrics: Any) -> None:
             "step": int(step),
             **values,
             **_declared,
+            **_tune_trial(),
         }
     )
     _records.sync(every_s=SYNC_EVERY_S)
+
+
+def _tune_trial() -> dict[str, int]:
+    """``{"trial": N}`` in a tuning study's trial (HPCX_TUNE_TRIAL, set by hpcx.tune's worker): a worker runs
+    one trial after another into the same metrics file, and its records say whose they are."""
+    value = os.environ.get("HPCX_TUNE_TRIAL", "")
+    return {"trial": int(value)} if value.isdigit() else {}
 
 
 def heartbeat_interval_s(env: Mapping[str, str] | None = None) -> float:

@@ -135,3 +135,14 @@ def test_a_heartbeat_record_is_one_json_line(tmp_path):
     beat.beat()
     record = json.loads((tmp_path / "hb").read_text())
     assert set(record) == {"t", "rank", "attempt", "interval_s"} and record["attempt"] == 1
+
+
+def test_a_tuning_trials_records_name_the_trial_which_is_not_a_metric(tmp_path):
+    from hpcx.runs.metric_points import latest_per_step
+
+    code = "import hpcx.runtime.metrics as m\nm.log(1, loss=0.5)\n"
+    assert _job(tmp_path, code, HPCX_TUNE_TRIAL="17").returncode == 0
+    assert _job(tmp_path, code, HPCX_TUNE_TRIAL="").returncode == 0  # not in a study: no trial key
+    records = [r for r in read_records(layout.rank_file(metrics_dir(tmp_path), 0)) if r["type"] == "metric"]
+    assert [r.get("trial") for r in records] == [17, None]
+    assert list(latest_per_step(records)) == ["loss"]
