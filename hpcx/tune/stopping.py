@@ -23,6 +23,11 @@ Several objectives use MO-ASHA (Schmucker et al., "Multi-objective Asynchronous 
 vectors at a rung are sorted into non-dominated fronts, the fronts in order, ties inside a front broken by
 NSGA-II's crowding distance (larger first) and then by arrival order; the first ``max(floor(n / eta), 1)``
 continue. A vector with a NaN in it is treated as a NaN value above.
+
+Hyperband (:func:`hyperband_brackets`, :func:`bracket_of`) runs ASHA in brackets that start deciding at later
+rungs, each over its own trials only; the median rule follows Optuna's ``MedianPruner`` at rung granularity
+(:func:`_median_decision` gives its differences). :func:`replay` re-derives every decision of a study from its
+arrivals, for ``hpcx tune --replay`` and the tests.
 """
 
 from __future__ import annotations
@@ -275,7 +280,7 @@ def _bracket_budgets(n_brackets: int, eta: int) -> list[int]:
 
 
 def bracket_of(trial: int, n_brackets: int, eta: int) -> int:
-    """The Hyperband bracket of a trial: 0 decides from the first rung on, bracket b from rung b on.
+    """The Hyperband bracket of a trial, of ``n_brackets`` (:func:`hyperband_brackets` says what each does).
 
     Deterministic from the trial number alone, and the assignment Optuna's ``HyperbandPruner`` makes for a study
     named :data:`BRACKET_SALT`: CRC-32 of ``"hpcx_<trial>"`` modulo the sum of the brackets' shares, each bracket
@@ -292,11 +297,25 @@ def bracket_of(trial: int, n_brackets: int, eta: int) -> int:
     raise AssertionError("unreachable: the point lies below the sum of the shares")
 
 
+def hyperband_brackets(rule: Rule) -> int:
+    """How many brackets Hyperband runs over the rule's rungs: one per rung, and one that stops nobody.
+
+    Bracket b decides with ASHA from ``rungs[b]`` on (Optuna's ``min_early_stopping_rate`` b); the last bracket
+    runs each of its trials to the maximum resource, as the Hyperband paper's s = 0 bracket does. With the spec's
+    rungs (min * eta**k below max) and max = min * eta**len(rungs), this is Optuna's count,
+    ``floor(log_eta(max / min)) + 1``.
+    """
+    return len(rule.rungs) + 1
+
+
 def _hyperband_decision(rule: Rule, arrived: Sequence[tuple[int, Value]], step: int) -> Decision:
     """ASHA inside the trial's bracket: over the values of that bracket's trials only, from its first rung on."""
     trial = arrived[-1][0]
-    n_brackets = len(rule.rungs)
+    n_brackets = hyperband_brackets(rule)
     bracket = bracket_of(trial, n_brackets, rule.eta)
+    if bracket == len(rule.rungs):
+        reason = f"continues past rung {step}: its bracket {bracket} stops no trial"
+        return Decision(True, step, 0, 0, reason, trial)
     if rule.rungs.index(step) < bracket:
         first = rule.rungs[bracket]
         reason = f"continues past rung {step}: its bracket {bracket} takes its first decision at rung {first}"

@@ -12,6 +12,7 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -49,13 +50,13 @@ def _run_optuna(
     """Run a study of ``n_trials`` curves with up to 12 at a time, reporting at each rung in a random interleaving.
 
     Returns the arrivals (trial, rung, value) in the order they were reported and Optuna's verdict on each
-    (True: the trial continues). A pruned trial reports nothing more.
+    (True: the trial continues).
     """
     optuna = pytest.importorskip("optuna")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=BRACKET_SALT, direction=direction, pruner=pruner)
     rng = random.Random(seed)
-    running: dict[int, tuple[object, list[float], int]] = {}
+    running: dict[int, tuple[Any, list[float], int]] = {}
     arrivals: list[Arrival] = []
     verdicts: list[bool] = []
     started = 0
@@ -64,20 +65,29 @@ def _run_optuna(
             trial = study.ask()
             running[trial.number] = (trial, _curve(rng, len(rungs)), 0)
             started += 1
-            continue
-        number = rng.choice(sorted(running))
-        trial, curve, k = running.pop(number)
-        trial.report(curve[k], rungs[k])
-        pruned = trial.should_prune()
-        arrivals.append((number, rungs[k], curve[k]))
-        verdicts.append(not pruned)
-        if pruned:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        elif k + 1 == len(rungs):
-            study.tell(trial, curve[k] if not math.isnan(curve[k]) else 0.0)
         else:
-            running[number] = (trial, curve, k + 1)
+            arrival, continues = _report_next(study, running, rng.choice(sorted(running)), rungs)
+            arrivals.append(arrival)
+            verdicts.append(continues)
     return arrivals, verdicts
+
+
+def _report_next(
+    study: Any, running: dict[int, tuple[Any, list[float], int]], number: int, rungs: Sequence[int]
+) -> tuple[Arrival, bool]:
+    """Trial ``number`` reports its value at its next rung and asks Optuna; pruned, it reports nothing more."""
+    from optuna.trial import TrialState
+
+    trial, curve, k = running.pop(number)
+    trial.report(curve[k], rungs[k])
+    continues = not trial.should_prune()
+    if not continues:
+        study.tell(trial, state=TrialState.PRUNED)
+    elif k + 1 == len(rungs):
+        study.tell(trial, 0.0 if math.isnan(curve[k]) else curve[k])
+    else:
+        running[number] = (trial, curve, k + 1)
+    return (number, rungs[k], curve[k]), continues
 
 
 def _reference_asha(arrivals: Sequence[Arrival], eta: int, direction: str) -> list[bool]:
@@ -131,14 +141,18 @@ def test_asha_agrees_with_its_definition_and_optuna_on_1000_asynchronous_curves(
 def test_hyperband_agrees_with_optuna_hyperband_pruner_on_1000_asynchronous_curves() -> None:
     optuna = pytest.importorskip("optuna")
     pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=27, reduction_factor=3)
-    arrivals, optuna_says = _run_optuna(pruner, (1, 3, 9, 27), "minimize", n_trials=1000, seed=61)
-    decisions = replay(Rule("hyperband", 3, (1, 3, 9, 27)), arrivals)
+    # The spec's rungs lie below the maximum resource (27), where a trial ends: Optuna's 4 brackets are one per
+    # rung and one that never stops a trial.
+    arrivals, optuna_says = _run_optuna(pruner, (1, 3, 9), "minimize", n_trials=1000, seed=61)
+    decisions = replay(Rule("hyperband", 3, (1, 3, 9)), arrivals)
 
     _assert_replayed_trials(decisions, arrivals)
     assert [d.continue_ for d in decisions] == optuna_says
     brackets = {bracket_of(t, 4, 3) for t, _, _ in arrivals}
     assert brackets == {0, 1, 2, 3}
     assert any(d.continue_ and "first decision at rung" in d.reason for d in decisions)
+    assert any(d.continue_ and "stops no trial" in d.reason for d in decisions)
+    assert sum(not d.continue_ for d in decisions) >= 300
 
 
 # -- ASHA, one objective ------------------------------------------------------------------------------------------
@@ -290,7 +304,7 @@ def test_hyperband_brackets_take_the_papers_shares_of_trials() -> None:
 
 
 def test_hyperband_decides_in_each_bracket_over_that_brackets_trials_only() -> None:
-    rule = Rule("hyperband", 3, (1, 3, 9, 27))
+    rule = Rule("hyperband", 3, (1, 3, 9))
     late = _trials_in(2, 4, 1)[0]
     *others, newcomer = _trials_in(0, 4, 6)
     rung_3 = [(t, 1.0) for t in others] + [(late, 50.0)]
@@ -308,6 +322,17 @@ def test_hyperband_decides_in_each_bracket_over_that_brackets_trials_only() -> N
     assert (
         beaten.reason
         == "stopped at rung 9 (bracket 0): 6th of 6 values in its bracket, only the top 2 continue (eta 3)"
+    )
+
+
+def test_hyperbands_last_bracket_runs_every_trial_to_the_end() -> None:
+    rule = Rule("hyperband", 3, (1, 3, 9))
+    last, *better = _trials_in(3, 4, 4)
+    rung_9 = [(t, 1.0) for t in better] + [(last, 99.0)]
+    decision = decide(rule, {9: rung_9}, trial=last, step=9)
+    assert (decision.continue_, decision.reason) == (
+        True,
+        "continues past rung 9: its bracket 3 stops no trial",
     )
 
 
