@@ -31,6 +31,9 @@ START_S = 30  # `hpcx ui` prints its URL within this
 
 IMG = '<img src=x onerror="window.__pwned=1">'
 SCRIPT = "<script>window.__pwned=2</script>"
+MARKUP = (
+    '<a href="https://example.org/">a link</a><br><b>bold</b>'  # what plotly would draw as a link, a new line
+)
 
 # A job that logs `loss` and `acc` every INTERVAL seconds for STEPS steps, its length declared.
 JOB = """
@@ -205,9 +208,10 @@ def clean_ui(clean):
 
 
 # ---------------------------------------------------------------- what another user could write in the root
-METRIC_NAMES = {"loss": IMG, "acc": SCRIPT}
+ACC = SCRIPT + MARKUP
+METRIC_NAMES = {"loss": IMG, "acc": ACC}
 PARAM_NAME = SCRIPT  # the sweep's parameter, renamed
-NOTE = IMG  # a second, string-valued parameter
+NOTE = IMG + MARKUP  # a second, string-valued parameter
 
 
 def _rewrite_jsonl(path: Path, change) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.browser.conftest import (
+    ACC,
     IMG,
     NOTE,
     PARAM_NAME,
@@ -256,9 +257,8 @@ def _harmless(driver) -> None:
     assert driver.execute_script("return typeof window.__pwned") == "undefined"
     with pytest.raises(NoAlertPresentException):
         driver.switch_to.alert.text  # noqa: B018 (the property raises when no alert is open)
-    assert (
-        driver.execute_script("return document.querySelectorAll('img[src=\"x\"], main script').length") == 0
-    )
+    made = "img[src='x'], main script, .plot svg a, .plot svg tspan[style*='bold']"
+    assert driver.execute_script(f"return document.querySelectorAll({json.dumps(made)}).length") == 0
     assert _noise(driver) == []
 
 
@@ -275,8 +275,8 @@ def test_a_run_page_shows_a_hostile_name_and_metric_names_as_text(browser, hosti
     _noise(browser)
     _load(browser, hostile_ui.page(f"/run/{hostile.run}"))
     _wait(browser, lambda d: _text(d, "#title").startswith(IMG + SCRIPT), message="the name as text")
-    _wait(browser, lambda d: _points(d, IMG) == 40 and _points(d, SCRIPT) == 40, message="the curves")
-    assert sorted(_texts(browser, "#curves .gtitle")) == sorted([IMG, SCRIPT])
+    _wait(browser, lambda d: _points(d, IMG) == 40 and _points(d, ACC) == 40, message="the curves")
+    assert sorted(_texts(browser, "#curves .gtitle")) == sorted([IMG, ACC])
     _harmless(browser)
 
 
