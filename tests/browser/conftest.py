@@ -8,13 +8,16 @@ name, the metric names and the sweep's parameters), plus symlinks that lead out 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import selectors
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,11 +34,10 @@ START_S = 30  # `hpcx ui` prints its URL within this
 
 IMG = '<img src=x onerror="window.__pwned=1">'
 SCRIPT = "<script>window.__pwned=2</script>"
-MARKUP = (
-    '<a href="https://example.org/">a link</a><br><b>bold</b>'  # what plotly would draw as a link, a new line
-)
+# what plotly would draw, were it given as markup: a link, a line break, bold type
+MARKUP = '<a href="https://example.org/">a link</a><br><b>bold</b>'
 
-# A job that logs `loss` and `acc` every INTERVAL seconds for STEPS steps, its length declared.
+# A job that declares its length, argv[1] steps, and logs `loss` and `acc` every argv[2] seconds (rate argv[3]).
 JOB = """
 import sys, time
 import hpcx.runtime
@@ -96,9 +98,12 @@ def browser():
         driver.quit()
 
 
+HTTP_S = 10  # a plain HTTP request's timeout
+
+
 @dataclass
 class Dashboard:
-    """A running `hpcx ui`: its base URL and token."""
+    """A running `hpcx ui`: its process, the URL it printed, its runs root."""
 
     proc: subprocess.Popen
     url: str
@@ -116,6 +121,17 @@ class Dashboard:
     def page(self, path: str, token: bool = True) -> str:
         return self.base + path + (f"?token={self.token}" if token else "")
 
+    def get(self, path: str, headers: dict[str, str] | None = None, token: bool = True) -> tuple[int, bytes]:
+        """GET ``path`` (with ``?token=``) exactly as written: nothing normalises its ``..`` or escapes."""
+        where = urlsplit(self.url)
+        conn = http.client.HTTPConnection(where.hostname, where.port, timeout=HTTP_S)
+        try:
+            conn.request("GET", path + (f"?token={self.token}" if token else ""), headers=headers or {})
+            answer = conn.getresponse()
+            return answer.status, answer.read()
+        finally:
+            conn.close()
+
 
 def _first_line(proc: subprocess.Popen, timeout_s: float) -> str:
     with selectors.DefaultSelector() as sel:
@@ -125,7 +141,7 @@ def _first_line(proc: subprocess.Popen, timeout_s: float) -> str:
     return proc.stdout.readline()
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _terminate(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
@@ -134,25 +150,29 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-def start_ui(env: dict[str, str], root: Path) -> tuple[subprocess.Popen, Dashboard]:
-    """`hpcx --json ui --port 0 --root ROOT`; the caller terminates it (stop_ui) whatever happens."""
+def stop_ui(ui: Dashboard) -> None:
+    _terminate(ui.proc)
+
+
+def start_ui(env: dict[str, str], root: Path) -> Dashboard:
+    """`hpcx --json ui --port 0 --root ROOT`; the caller stops it (stop_ui) whatever happens."""
     _skip_without_a_browser()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hpcx", "--json", "ui", "--port", "0", "--root", str(root)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    try:
-        line = _first_line(proc, START_S)
-        doc = json.loads(line)
-    except (AssertionError, ValueError):
-        _stop(proc)
-        raise AssertionError(f"hpcx ui did not print its URL: {proc.stderr.read()}") from None
-    return proc, Dashboard(proc, doc["url"], root)
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hpcx", "--json", "ui", "--port", "0", "--root", str(root)],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        try:
+            return Dashboard(proc, json.loads(_first_line(proc, START_S))["url"], root)
+        except (AssertionError, ValueError, KeyError):
+            _terminate(proc)
+            errors.seek(0)
+            raise AssertionError(f"hpcx ui did not print its URL: {errors.read()}") from None
 
 
 @pytest.fixture(scope="session")
@@ -200,11 +220,11 @@ def clean(tmp_path_factory, job_file) -> Runs:
 
 @pytest.fixture(scope="session")
 def clean_ui(clean):
-    proc, ui = start_ui(clean.hpcx.env, clean.root)
+    ui = start_ui(clean.hpcx.env, clean.root)
     try:
         yield ui
     finally:
-        _stop(proc)
+        stop_ui(ui)
 
 
 # ---------------------------------------------------------------- what another user could write in the root
@@ -214,7 +234,7 @@ PARAM_NAME = SCRIPT  # the sweep's parameter, renamed
 NOTE = IMG + MARKUP  # a second, string-valued parameter
 
 
-def _rewrite_jsonl(path: Path, change) -> None:
+def _rewrite_jsonl(path: Path, change: Callable[[dict], dict]) -> None:
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     path.write_text("".join(json.dumps(change(rec)) + "\n" for rec in lines))
 
@@ -293,8 +313,8 @@ def hostile(clean, tmp_path_factory) -> Hostile:
 
 @pytest.fixture(scope="session")
 def hostile_ui(hostile):
-    proc, ui = start_ui(hostile.env, hostile.root)
+    ui = start_ui(hostile.env, hostile.root)
     try:
         yield ui
     finally:
-        _stop(proc)
+        stop_ui(ui)
