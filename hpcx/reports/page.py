@@ -152,15 +152,18 @@ SORT_JS = """
 """
 
 
-def document(title: str, body: Iterable[str], *, script: str = "") -> str:
-    """The whole page: doctype, UTF-8, the viewport, the escaped ``title``, the kit's stylesheet inline, the
-    ``body`` parts (already HTML; empty ones left out) one per line, and an inline ``script`` when given."""
+def document(title: str, body: Iterable[str], *, script: str = "", head: str = "") -> str:
+    """The whole page: doctype, UTF-8, the viewport, the escaped ``title``, the kit's stylesheet inline, ``head``
+    (links that belong in <head>, already HTML), the ``body`` parts (already HTML; empty ones left out) one per
+    line, and an inline ``script`` when given."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
         '<head>\n<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>",
+        f"<title>{esc(title)}</title>\n<style>{CSS}</style>",
+        head,
+        "</head>\n<body>",
         *(part for part in body if part),
         f"<script>{script}</script>" if script else "",
         "</body>\n</html>\n",

@@ -14,8 +14,8 @@ def _shell(title: str, page: str, parts: list[str], run_id: str = "") -> str:
     run = f' data-run="{esc(run_id)}"' if run_id else ""
     return document(
         title,
-        [
-            '<link rel="icon" href="data:,">\n<link rel="stylesheet" href="/static/ui.css">',
+        head='<link rel="icon" href="data:,">\n<link rel="stylesheet" href="/static/ui.css">',
+        body=[
             NAV,
             f'<main id="app" data-page="{page}"{run}>',
             *parts,

@@ -30,9 +30,8 @@ from tests.browser.conftest import (
 )
 
 GROWTH_S = 5  # new points appear within this, without reloading the page
-# hpcx/ui/pages.py writes <link rel="icon" href="data:,"> into <body>, where Chromium does not look for it: each
-# page then asks for /favicon.ico, which the server answers 404, a console error. That one message is pinned by
-# test_no_page_asks_for_a_favicon_the_server_lacks (xfail, strict) and left out of the other tests' checks.
+# The pages name an empty icon in <head>: without it Chromium asks for /favicon.ico, which the server answers 404,
+# a console error on every page (test_no_page_asks_for_a_favicon_the_server_lacks).
 FAVICON_404 = "/favicon.ico - Failed to load resource: the server responded with a status of 404"
 
 
@@ -52,11 +51,9 @@ def _wait_equal(driver, value, expected, message: str, timeout_s: float = WAIT_S
         assert value(driver) == expected, f"{message} (after {timeout_s} s)"
 
 
-def _noise(driver, favicon: bool = False) -> list[dict]:
-    """The console's warnings and errors since the last call (reading the log empties it); the favicon's 404
-    only when ``favicon`` (see FAVICON_404)."""
-    found = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
-    return [e for e in found if favicon or FAVICON_404 not in e["message"]]
+def _noise(driver) -> list[dict]:
+    """The console's warnings and errors since the last call (reading the log empties it)."""
+    return [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
 
 
 def _load(driver, url: str) -> None:
@@ -113,10 +110,6 @@ def test_the_pages_load_with_a_quiet_console_and_show_the_runs(browser, clean, c
     assert _noise(browser) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hpcx/ui/pages.py puts the icon link in <body>; Chromium asks for /favicon.ico and gets 404",
-)
 def test_no_page_asks_for_a_favicon_the_server_lacks(clean_ui):
     from selenium.common.exceptions import TimeoutException
 
@@ -125,7 +118,7 @@ def test_no_page_asks_for_a_favicon_the_server_lacks(clean_ui):
         _load(driver, clean_ui.page("/"))
         seen: list[dict] = []
         try:
-            _wait(driver, lambda d: seen.extend(_noise(d, favicon=True)) or seen, timeout_s=3)
+            _wait(driver, lambda d: seen.extend(_noise(d)) or seen, timeout_s=3)
         except TimeoutException:
             pass  # three quiet seconds after the page's first refresh
         assert [e for e in seen if FAVICON_404 in e["message"]] == []  # other noise fails the other tests
@@ -270,7 +263,7 @@ def test_a_sweeps_run_page_shows_hostile_parameters_as_text(browser, hostile, ho
     params = [
         f"{PARAM_NAME}={json.dumps(lr)}, note={json.dumps(f'{NOTE} {t}')}" for t, lr in enumerate(SWEEP_LRS)
     ]
-    assert _texts(browser, "#tasks tbody td:nth-child(3)") == [f"({p})" for p in params]
+    assert _texts(browser, "#tasks tbody td:nth-child(3)") == params  # the parameters alone, no brackets
     legend = sorted(f"task {t} ({p})" for t, p in enumerate(params))
     _wait_equal(
         browser, lambda d: sorted(_texts(d, "#curves .legendtext")), sorted(legend * 2), "the legends"

@@ -155,9 +155,11 @@
     card(parent, "attempt", num(live.attempt));
     if (live.resumed_from !== null && live.resumed_from !== undefined) card(parent, "resumed from", live.resumed_from);
   }
+  function paramsText(t) {
+    return Object.keys(t.params || {}).map(function (k) { return k + "=" + JSON.stringify(t.params[k]); }).join(", ");
+  }
   function taskLabel(t) {
-    var names = Object.keys(t.params || {});
-    var text = names.map(function (k) { return k + "=" + JSON.stringify(t.params[k]); }).join(", ");
+    var text = paramsText(t);
     return "task " + t.task + (text ? " (" + text + ")" : "");
   }
 
@@ -214,7 +216,7 @@
           name: plotText(self.isSweep ? self.labels[k] || "task " + k : metric) };
       });
       div.setAttribute("data-points", traces.reduce(function (n, t) { return n + t.x.length; }, 0));
-      Plotly.react(div, traces, { title: { text: plotText(metric) }, margin: { t: 40, r: 10, b: 40, l: 60 },
+      Plotly.react(div, traces, { title: { text: plotText(metric), x: 0.02, xanchor: "left" }, margin: { t: 40, r: 10, b: 40, l: 60 },
         xaxis: { title: { text: "step" } }, showlegend: self.isSweep, legend: { orientation: "h", y: -0.25 } },
         PLOT_CONFIG);
     });
@@ -236,7 +238,7 @@
       pick.appendChild(box);
       tr.appendChild(pick);
       tr.appendChild(el("td", t.task, "num"));
-      tr.appendChild(el("td", taskLabel(t).replace(/^task \d+ ?/, "") || "-"));
+      tr.appendChild(el("td", paramsText(t) || "-"));
       tr.appendChild(stateCell(t.state));
       tr.appendChild(el("td", t.live ? num(t.live.step) : "-", "num"));
       tr.appendChild(el("td", t.live && t.live.main_metric ? t.live.main_metric + "=" + num(t.live.main_value) : "-"));
@@ -315,7 +317,7 @@
       div.id = id;
       holder.appendChild(div);
     }
-    Plotly.react(div, traces, { title: { text: plotText(title) }, margin: { t: 40, r: 10, b: 40, l: 60 },
+    Plotly.react(div, traces, { title: { text: plotText(title), x: 0.02, xanchor: "left" }, margin: { t: 40, r: 10, b: 40, l: 60 },
       xaxis: { title: { text: "seconds" } }, yaxis: { title: { text: ytitle } }, legend: { orientation: "h", y: -0.25 } },
       PLOT_CONFIG);
   }
@@ -396,7 +398,7 @@
         div.setAttribute("data-param", p);
         holder.appendChild(div);
       }
-      Plotly.react(div, [trace], { title: { text: plotText(p) }, margin: { t: 40, r: 10, b: 40, l: 60 },
+      Plotly.react(div, [trace], { title: { text: plotText(p), x: 0.02, xanchor: "left" }, margin: { t: 40, r: 10, b: 40, l: 60 },
         xaxis: { title: { text: plotText(p) }, type: numeric ? "-" : "category" }, yaxis: { title: { text: plotText(doc.metric) } } }, PLOT_CONFIG);
     });
   }
