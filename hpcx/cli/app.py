@@ -149,6 +149,7 @@ COMMAND_MODULES = {
     "compare": "compare",
     "export": "export",
     "ui": "ui",
+    "tune": "tune",
 }
 
 

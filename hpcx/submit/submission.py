@@ -8,6 +8,7 @@ import datetime as _dt
 import hashlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -319,12 +320,17 @@ def _site_record(site: Site) -> dict[str, Any]:
     }
 
 
-def submit(prep: Prepared, workdir: Path, root: Path) -> dict[str, Any]:
-    """Create the run directory, write script and manifest, submit; on failure leave nothing behind."""
+def submit(
+    prep: Prepared, workdir: Path, root: Path, *, before: Callable[[Run], None] | None = None
+) -> dict[str, Any]:
+    """Create the run directory, write script and manifest, submit; on failure leave nothing behind.
+    ``before`` writes what the job reads from its run directory at its start (a study's spec) before sbatch."""
     scheduler = get_scheduler(prep.site.scheduler)
     _check_submittable(prep, workdir)
     run = create_run(root)
     try:
+        if before is not None:
+            before(run)
         text, args, template, logs = _script_and_args(prep, run, workdir)
         script = write_file(run, SCRIPT_FILE, text, mode=0o755)
         atomic_write_json(

@@ -8,3 +8,7 @@ stopping rules (``stopping``: ASHA, Hyperband's brackets, the median rule, and A
 non-dominated sorting) decide from the same listing. Used by `hpcx tune` on the login node and by the worker tasks
 inside the job; it imports neither ``hpcx.cli`` nor ``hpcx.runtime`` internals.
 """
+
+from hpcx.tune.trial import Trial, trial
+
+__all__ = ["Trial", "trial"]

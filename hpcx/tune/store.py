@@ -90,7 +90,7 @@ class TrialFiles:
         self.dir = self.run_dir / TRIALS_DIR
         self._kept: dict[str, dict[str, Any]] = {}  # file name -> its record (created once, never changed)
 
-    def create(self) -> None:
+    def create_dir(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def trials(self) -> dict[int, Trial]:
@@ -135,11 +135,16 @@ class TrialFiles:
         else:
             trial.doc = doc
 
+    def create(self, number: int, doc: dict[str, Any]) -> bool:
+        """Create trial ``number`` holding ``doc``; False when another worker created it first."""
+        self.create_dir()
+        return publish(trial_file(self.run_dir, number), doc)
+
     def claim(self, doc: dict[str, Any], budget: int, *, retry_of: int | None = None) -> int | None:
         """Create the next trial with ``doc`` (its params, worker, ...): the lowest free number below
         ``budget`` for a new configuration, or from ``budget`` on for a retry of lost trial ``retry_of``. None
         when the budget is spent (a new configuration only)."""
-        self.create()
+        self.create_dir()
         taken = set(self.trials())
         number = budget if retry_of is not None else 0
         for _ in range(MAX_CLAIM_TRIES):

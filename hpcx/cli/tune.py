@@ -1,0 +1,68 @@
+"""tune: an adaptive search (a study) as one job array of workers (hpcx.submit.study_submit, hpcx.tune)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hpcx.cli.app import Ctx, cli, pass_ctx
+
+
+@cli.command("tune")
+@click.argument("spec", metavar="SPEC.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the spec, print the study, its rungs and the workers' script; submit nothing.",
+)
+@click.option(
+    "--workers", type=click.IntRange(1), metavar="W", help="Worker tasks (default: the spec's workers, 4)."
+)
+@pass_ctx
+def tune_cmd(obj: Ctx, spec: Path, dry_run: bool, workers: int | None) -> None:
+    """Run the study SPEC.yaml: W array tasks that each loop ask -> run -> tell until the trial budget is spent,
+    stopping trials early at rungs (asha, hyperband, median) with Optuna's samplers proposing parameters. The
+    study's state is files under RUN/trials/, created once each: no database server, no lock file.
+
+    \b
+    Example spec:
+      name: lr-search
+      kind: serial
+      command: [python, train.py, --lr, "{lr}", --layers, "{layers}"]
+      space:
+        lr: {float: [1.0e-5, 1.0e-1], log: true}
+        layers: {int: [1, 8]}
+      objectives: {metric: val_loss, direction: minimize}
+      budget: {trials: 64, resource: {min: 10, max: 810}}
+      sampler: tpe
+      stopping: {rule: asha, eta: 3}
+      workers: 4
+    """
+    from hpcx.submit.study_submit import dry_run as preview
+    from hpcx.submit.study_submit import load_study, prepare, submit_study
+
+    study = prepare(load_study(spec), obj.site, obj.user, workers)
+    if dry_run:
+        obj.emit("tune", preview(study, Path.cwd(), obj.runs_root.path), _dry_text)
+        return
+    obj.emit("tune", submit_study(study, Path.cwd(), obj.runs_root.path), _submitted_text)
+
+
+def _dry_text(doc: dict[str, Any]) -> str:
+    study = doc["study"]
+    rungs = ", ".join(map(str, doc["rungs"])) or "none (no early stopping)"
+    grid = f"; the grid has {doc['grid_size']} configurations" if doc["grid_size"] is not None else ""
+    return (
+        f"{doc['script'].rstrip()}\n\n# study {study['name']}: {study['budget']['trials']} trials by {doc['workers']} "
+        f"workers, sampler {study['sampler']['name']}, stopping {study['stopping']['rule']} at rungs {rungs}{grid}"
+    )
+
+
+def _submitted_text(doc: dict[str, Any]) -> str:
+    return (
+        f"submitted study {doc['study']} as run {doc['run_id']}: {doc['workers']} workers, {doc['trials']} trials, "
+        f"{doc['scheduler']} job {doc['job_id']}\n  run directory: {doc['run_dir']}\n"
+        f"  hpcx status {doc['run_id']}  shows its workers; its trials are under {doc['run_dir']}/trials"
+    )

@@ -1,0 +1,105 @@
+"""`hpcx tune SPEC.yaml`: a tuning study submitted as one job array of workers (hpcx.tune.worker).
+
+The study is a run directory like a sweep's: its spec, parsed and in canonical form with its digest, is written
+to ``study.json`` before the array is submitted (the workers read it at their start); ``trials/`` fills as they
+run. The array's job is checked like `hpcx submit array`: the spec's resources are each worker's, and a worker
+runs one trial after another inside its own allocation (no queue wait per trial). ``workers: per-trial`` makes
+one array task per trial instead (each task runs one trial and ends).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpcx.errors import UsageError
+from hpcx.fsutil import YamlError, atomic_write_json, load_yaml
+from hpcx.rundir.layout import STUDY_FILE
+from hpcx.runs import Run
+from hpcx.site.config import UserConfig
+from hpcx.submit.request import RESOURCE_KEYS, Prepared, Request, resolve
+
+WORKER_COMMAND = ("python", "-m", "hpcx.tune.worker")
+STUDY_FORMAT = 1
+
+
+@dataclass
+class PreparedStudy:
+    spec: Any  # hpcx.tune.spec.StudySpec
+    prep: Prepared
+    workers: int
+
+    def study_doc(self) -> dict[str, Any]:
+        from hpcx.tune.spec import spec_digest
+
+        return {"format": STUDY_FORMAT, "digest": spec_digest(self.spec), "spec": self.spec.to_dict()}
+
+
+def load_study(path: Path) -> Any:
+    """The study spec in ``path``, parsed and checked (hpcx.tune.spec)."""
+    from hpcx.tune.spec import parse_study
+
+    try:
+        doc = load_yaml(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(
+            f"study spec {path}: {exc.strerror or exc}", hint="give the path of a YAML study spec"
+        ) from None
+    except YamlError as exc:
+        raise UsageError(f"study spec {path}: {exc}") from None
+    return parse_study(doc)
+
+
+def prepare(spec: Any, site: Any, user: UserConfig | None, workers: int | None = None) -> PreparedStudy:
+    """The workers' array job, resolved and checked like `hpcx submit array`."""
+    unknown = sorted(set(spec.resources) - set(RESOURCE_KEYS))
+    if unknown:
+        raise UsageError(
+            f"unknown resource(s) {', '.join(unknown)} in the study spec",
+            hint="resources are sbatch's job options with _ for - (ntasks, mem_per_cpu, time, ...): docs/user.md",
+        )
+    count = workers if workers is not None else (spec.workers or spec.budget.trials)
+    if count < 1 or count > spec.budget.trials:
+        raise UsageError(
+            f"--workers {count}: a study of {spec.budget.trials} trials takes 1 to {spec.budget.trials} workers",
+            hint=f"e.g. --workers {min(4, spec.budget.trials)}",
+        )
+    options: dict[str, Any] = {k: (str(v) if v is not None else None) for k, v in spec.resources.items()}
+    options.setdefault("name", spec.name)
+    if spec.budget.time and "time" not in options:
+        options["time"] = spec.budget.time
+    limit = f"%{spec.max_parallel}" if spec.max_parallel else ""
+    request = Request("array", options, dict(spec.variables), WORKER_COMMAND, array=f"0-{count - 1}{limit}")
+    return PreparedStudy(spec, resolve(request, site, user), count)
+
+
+def submit_study(study: PreparedStudy, workdir: Path, root: Path) -> dict[str, Any]:
+    """Write the study's spec into a new run directory, then submit its workers; nothing left on failure."""
+    from hpcx.submit.submission import submit
+
+    def write_study(run: Run) -> None:
+        (run.dir / "trials").mkdir(exist_ok=False)
+        atomic_write_json(run.dir / STUDY_FILE, study.study_doc())
+
+    doc = submit(study.prep, workdir, root, before=write_study)
+    return {**doc, "study": study.spec.name, "workers": study.workers, "trials": study.spec.budget.trials}
+
+
+def dry_run(study: PreparedStudy, workdir: Path, root: Path) -> dict[str, Any]:
+    """What would be submitted: the study in canonical form, the workers' script, the rungs, the grid's size."""
+    from hpcx.submit.command_line import job_preview
+    from hpcx.tune.space import grid_size
+    from hpcx.tune.spec import rungs_of
+
+    spec = study.spec
+    return {
+        "dry_run": True,
+        "study": spec.to_dict(),
+        "workers": study.workers,
+        "rungs": list(rungs_of(spec.stopping, spec.budget)) if spec.stopping.rule != "none" else [],
+        "grid_size": grid_size(spec.space) if spec.sampler.name == "grid" else None,
+        **job_preview(study.prep, workdir, root),
+        "cwd": os.fspath(workdir),
+    }
