@@ -33,6 +33,10 @@ def render_status(doc: dict[str, Any]) -> str:
             f"{row_name(r):<24} {str(r['job_id'] or '-'):<14} {str(r['kind'] or '-'):<10} "
             f"{r['state']:<12} {code:>4}  {cells}{where_text(r)}"
         )
+        if r.get("study"):
+            from hpcx.tune.summary import summary_text
+
+            lines.append("  " + summary_text(r["study"]))
     return "\n".join(lines)
 
 

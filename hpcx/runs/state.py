@@ -48,7 +48,18 @@ def run_rows(
             out.append([_row(run, answer, i) for i in ids])
         else:
             out.append([_row(run, answer, task)])
+        if task is None:
+            _add_study(run, out[-1][0])
     return out
+
+
+def _add_study(run: Run, row: dict[str, Any]) -> None:
+    """A tuning study's trials at a glance (hpcx.tune.summary), in the row of its run."""
+    from hpcx.tune.summary import study_summary
+
+    summary = study_summary(run.dir)
+    if summary is not None:
+        row["study"] = summary
 
 
 def _scheduler(run: Run) -> str:

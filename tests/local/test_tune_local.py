@@ -55,6 +55,9 @@ def test_a_study_runs_to_its_budget_with_two_workers(hpcx, runs_root, tmp_path):
     trials = TrialFiles(run_dir).trials()
     assert sorted(trials) == list(range(8))
     assert {t.state for t in trials.values()} <= {"complete", "stopped"}
+    study_row = hpcx.json("status", doc["run_id"])["runs"][0]["study"]
+    assert study_row["trials"] == 8 and sum(study_row["states"].values()) == 8
+    assert study_row["best"]["trial"] in trials and "best trial" in hpcx("status", doc["run_id"]).stdout
     # the local backend runs an array's tasks one after another: the first worker may spend the whole budget
     assert {t.doc["worker"]["task"] for t in trials.values()} <= {"0", "1"}
     assert all(t.doc["worker"]["job_id"] is None and t.doc["worker"]["pid"] > 0 for t in trials.values())
