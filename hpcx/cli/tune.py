@@ -11,7 +11,12 @@ from hpcx.cli.app import Ctx, cli, pass_ctx
 
 
 @cli.command("tune")
-@click.argument("spec", metavar="SPEC.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("spec", metavar="SPEC.yaml", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--replay",
+    metavar="STUDY",
+    help="Derive every proposal and every stop of STUDY again from its files and seed; exit 1 where they differ.",
+)
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -21,7 +26,7 @@ from hpcx.cli.app import Ctx, cli, pass_ctx
     "--workers", type=click.IntRange(1), metavar="W", help="Worker tasks (default: the spec's workers, 4)."
 )
 @pass_ctx
-def tune_cmd(obj: Ctx, spec: Path, dry_run: bool, workers: int | None) -> None:
+def tune_cmd(obj: Ctx, spec: Path | None, replay: str | None, dry_run: bool, workers: int | None) -> None:
     """Run the study SPEC.yaml: W array tasks that each loop ask -> run -> tell until the trial budget is spent,
     stopping trials early at rungs (asha, hyperband, median) with Optuna's samplers proposing parameters. The
     study's state is files under RUN/trials/, created once each: no database server, no lock file.
@@ -40,9 +45,15 @@ def tune_cmd(obj: Ctx, spec: Path, dry_run: bool, workers: int | None) -> None:
       stopping: {rule: asha, eta: 3}
       workers: 4
     """
+    from hpcx.errors import UsageError
     from hpcx.submit.study_submit import dry_run as preview
     from hpcx.submit.study_submit import load_study, prepare, submit_study
 
+    if replay is not None:
+        _replay(obj, replay)
+        return
+    if spec is None:
+        raise UsageError("no study spec given", hint="hpcx tune SPEC.yaml, or hpcx tune --replay STUDY")
     study = prepare(load_study(spec), obj.site, obj.user, workers)
     if dry_run:
         obj.emit("tune", preview(study, Path.cwd(), obj.runs_root.path), _dry_text)
@@ -66,3 +77,13 @@ def _submitted_text(doc: dict[str, Any]) -> str:
         f"{doc['scheduler']} job {doc['job_id']}\n  run directory: {doc['run_dir']}\n"
         f"  hpcx status {doc['run_id']}  shows its workers; its trials are under {doc['run_dir']}/trials"
     )
+
+
+def _replay(obj: Ctx, key: str) -> None:
+    from hpcx.runs import find_run
+    from hpcx.tune.replay import replay_study, replay_text
+
+    doc = replay_study(find_run(obj.runs_root.path, key).dir)
+    obj.emit("tune-replay", doc, replay_text)
+    if doc["differences"]:
+        click.get_current_context().exit(1)

@@ -192,3 +192,43 @@ def test_a_worker_killed_mid_trial_loses_it_and_another_tries_it_again(tmp_path)
     retry = [t for t in trials.values() if t.doc.get("retry_of") == 0]
     assert len(retry) == 1 and retry[0].number == 2 and retry[0].params == trials[0].params
     assert retry[0].state == "complete" and trials[1].state == "complete"
+
+
+def test_replay_agrees_with_a_real_study_and_names_what_was_tampered_with(tmp_path):
+    from hpcx.rundir.layout import trial_file
+    from hpcx.tune.replay import replay_study, replay_text
+
+    run_dir = make_study(tmp_path, COMMAND_SCRIPT, ["{lr}", "27", "0.02"], trials=8, sampler="tpe")
+    finish([start_worker(run_dir, 0), start_worker(run_dir, 1)])
+    doc = replay_study(run_dir)
+    assert doc["differences"] == [] and doc["proposals"] == 8 and doc["decisions"] >= 8
+    assert replay_text(doc).endswith("all agree with what happened")
+    # another lr in trial 3's file, as if the sampler had proposed something else
+    path = trial_file(run_dir, 3)
+    record = json.loads(path.read_text())
+    record["params"]["lr"] = 0.5
+    path.write_text(json.dumps(record))
+    trials = TrialFiles(run_dir).trials()
+    arrivals = rung_values(trials.values())
+    # a trial that went on past a rung where it was not the first to arrive (the first always goes on)
+    number, first = next(
+        (n, r)
+        for r, entries in sorted(arrivals.items())
+        for n, _ in entries[1:]
+        if not (trials[n].state == "stopped" and trials[n].end["rung"] == r)
+    )
+    went_on = trials[number]
+    rung = trial_file(run_dir, went_on.number, rung=first)
+    rung_doc = json.loads(rung.read_text())
+    rung_doc["value"] = 1e9  # now the worst at its rung: the rule would have stopped it
+    rung.write_text(json.dumps(rung_doc))
+    differences = replay_study(run_dir)["differences"]
+    assert {"trial": 3, "what": "parameters", "recorded": record["params"]} in [
+        {k: d[k] for k in ("trial", "what", "recorded")} for d in differences
+    ]
+    assert {
+        "trial": went_on.number,
+        "what": f"rung {first}",
+        "recorded": "went on",
+        "replayed": "stopped",
+    } in differences
