@@ -91,7 +91,7 @@ def who() -> dict[str, Any]:
     return {
         "task": os.environ.get("HPCX_TASK_ID"),
         "job_id": os.environ.get("SLURM_JOB_ID"),
-        "host": socket.gethostname(),
+        "host": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),  # Slurm's name for the node
         "pid": os.getpid(),
     }
 
