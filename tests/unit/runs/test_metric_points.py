@@ -52,7 +52,16 @@ def test_only_metric_records_with_a_whole_step_and_only_metric_keys_count():
         Point(4, 2.5, 5.0)
     ]  # the bad attempt was the first attempt's: the later record wins
     assert got["lr"] == [Point(5, 0.1, 3.0)]
-    assert RECORD_KEYS == {"v", "type", "t", "rank", "attempt", "step", "total_steps"}
+    assert RECORD_KEYS == {
+        "v",
+        "type",
+        "t",
+        "rank",
+        "attempt",
+        "step",
+        "total_steps",
+        "trial",
+    }  # trial: hpcx tune
 
 
 def test_logged_numbers():
