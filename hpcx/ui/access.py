@@ -9,6 +9,7 @@ and resolves inside the runs root: ``..``, an absolute name, or a symlink that l
 
 from __future__ import annotations
 
+import functools
 import hmac
 import re
 import secrets
@@ -49,12 +50,18 @@ def set_cookie(token: str) -> str:
     return f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
 
 
+@functools.lru_cache(maxsize=16)
+def resolved(root: Path) -> Path:
+    """The runs root with its symlinks resolved, once per server (it is asked on every request)."""
+    return root.resolve()
+
+
 def inside(root: Path, *parts: str) -> Path | None:
     """``root / parts`` resolved (symlinks followed), or None when it is not inside the resolved ``root``, a
     part is empty, ``.``, ``..`` or holds a separator, or the path does not exist."""
     if any(not p or p in (".", "..") or "/" in p or "\\" in p or "\x00" in p for p in parts):
         return None
-    base = root.resolve()
+    base = resolved(root)
     try:
         target = base.joinpath(*parts).resolve(strict=True)
     except (OSError, RuntimeError):  # missing, or a symlink loop
@@ -67,13 +74,13 @@ def run_dir(root: Path, run_id: str) -> Path | None:
     if not RUN_ID.fullmatch(run_id):
         return None
     found = inside(root, run_id)
-    return found if found is not None and found.is_dir() and found.parent == root.resolve() else None
+    return found if found is not None and found.is_dir() and found.parent == resolved(root) else None
 
 
 def contained(root: Path, path: Path) -> bool:
     """Whether ``path`` (a file the server is about to read) resolves inside ``root``: a symlink in a run
     directory that points out of it is not followed."""
     try:
-        return path.resolve(strict=True).is_relative_to(root.resolve())
+        return path.resolve(strict=True).is_relative_to(resolved(root))
     except (OSError, RuntimeError):
         return False

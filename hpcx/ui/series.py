@@ -103,7 +103,10 @@ def points_of(records: Iterable[dict[str, Any]]) -> dict[str, list[list[float]]]
         if record.get("type") != "metric" or not is_step(record.get("step")):
             continue
         for name, value in record.items():
-            number = None if name in RECORD_KEYS else logged_number(value)
+            if name in RECORD_KEYS:
+                continue
+            kind = type(value)  # what hpcx.runtime.log writes, first: a float or an int
+            number = value if kind is float else float(value) if kind is int else logged_number(value)
             if number is not None and number - number == 0:  # finite
                 series.setdefault(name, []).append([record["step"], number])
     return series

@@ -83,11 +83,12 @@ def test_values_that_are_not_finite_numbers_and_other_records_are_left_out(run_d
         json.dumps({"type": "progress", "t": 1.0, "total_steps": 10}),
         json.dumps({"type": "metric", "t": 2.0, "step": 2.5, "loss": 1.0}),  # not a whole step
         "not json",
-        record(3, loss="inf", acc=0.75),
+        record(3, loss="inf", acc=0.75, epoch=2),
     ]
     write(path, lines)
     out = series.refresh(series.files_of(run_dir, None), {})
-    assert out["series"] == {"": {"acc": [[1, 0.5], [3, 0.75]]}}
+    assert out["series"] == {"": {"acc": [[1, 0.5], [3, 0.75]], "epoch": [[3, 2.0]]}}
+    assert isinstance(out["series"][""]["epoch"][0][1], float)
 
 
 def test_a_requeued_attempt_relogs_steps_in_file_order_for_the_page_to_replace(run_dir):
