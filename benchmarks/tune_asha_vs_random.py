@@ -301,15 +301,23 @@ def one_seed(tmp: Path, seed: int, trials: int, target: float, script: Path) -> 
 
 
 def ratio_row(metric: str, seeds: list[dict[str, Any]], since: str, target: float | None) -> dict[str, Any]:
-    ratios = [seconds(s["random"], since) / seconds(s["asha"], since) for s in seeds]
-    rand = statistics.median(seconds(s["random"], since) for s in seeds)
-    asha = statistics.median(seconds(s["asha"], since) for s in seeds)
+    """The median over seeds of random's time / ASHA's; a seed where neither arm reached the target says nothing
+    about the time to it and is left out (``n`` counts the seeds used)."""
+    used = [s for s in seeds if s["random"]["hit"] is not None or s["asha"]["hit"] is not None]
+    ratios = [seconds(s["random"], since) / seconds(s["asha"], since) for s in used]
+    rand = statistics.median(seconds(s["random"], since) for s in used) if used else math.nan
+    asha = statistics.median(seconds(s["asha"], since) for s in used) if used else math.nan
     row = result(
         metric,
-        round(statistics.median(ratios), 2),
+        round(statistics.median(ratios), 2) if ratios else math.nan,
         "x",
         f"random search without stopping {rand:.1f} s vs ASHA {asha:.1f} s (medians); per seed "
-        + ", ".join(f"{r:.2f}" for r in ratios),
+        + ", ".join(f"{r:.2f}" for r in ratios)
+        + (
+            f"; {len(seeds) - len(used)} seed(s) where neither reached the target left out"
+            if len(used) < len(seeds)
+            else ""
+        ),
         target,
         n=len(ratios),
     )
