@@ -341,6 +341,18 @@ def seed_row(s: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def rho_rows(facts: dict[str, float]) -> list[dict[str, Any]]:
+    return [
+        result(
+            f"curve_rho_rung_{r}",
+            round(facts[f"rho_{r}"], 3),
+            "rho",
+            f"rank correlation, step {r} vs {MAX_STEP}",
+        )
+        for r in RUNGS
+    ]
+
+
 def rows(seeds: list[dict[str, Any]], facts: dict[str, float], trials: int) -> list[dict[str, Any]]:
     turnaround = sorted(t for s in seeds for t in s["asha"]["turnaround_s"])
     starts = [s[arm]["first_trial_s"] for s in seeds for arm in ("asha", "random")]
@@ -352,15 +364,7 @@ def rows(seeds: list[dict[str, Any]], facts: dict[str, float], trials: int) -> l
         result(
             "target_loss", round(facts["target"], 4), "loss", f"{TARGET_QUANTILE:.0%} quantile; {setting}"
         ),
-        *[
-            result(
-                f"curve_rho_rung_{r}",
-                round(facts[f"rho_{r}"], 3),
-                "rho",
-                f"rank correlation, step {r} vs {MAX_STEP}",
-            )
-            for r in RUNGS
-        ],
+        *rho_rows(facts),
         result(
             "asha_stop_turnaround_ms",
             round(statistics.median(turnaround) * 1000) if turnaround else math.nan,

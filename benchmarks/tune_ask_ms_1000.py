@@ -395,11 +395,17 @@ def rows(facts: dict[str, Any]) -> list[dict[str, Any]]:
             "optuna_ask_prune_ms", [o.total()[0] for o in base], "replay + ask + 3 suggests + report + prune"
         ),
     ]
-    for side, clocks in (("hpcx", hpcx), ("optuna", base)):
+    return out + phase_rows(facts)
+
+
+def phase_rows(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each phase of each side alone (fresh rounds), then each side's total per ask in long-lived workers."""
+    out = []
+    for side, clocks in zip(("hpcx", "optuna"), facts["fresh"]):
         out += [
             ms_row(f"{side}_{name}_ms", [c.wall[name] for c in clocks], what) for name, what in PHASES[side]
         ]
-    for side, clocks in (("hpcx", warm_h), ("optuna", warm_o)):
+    for side, clocks in zip(("hpcx", "optuna"), facts["warm"]):
         out.append(ms_row(f"{side}_warm_ms", [c.total()[0] for c in clocks], "per ask, long-lived worker"))
     return out
 
