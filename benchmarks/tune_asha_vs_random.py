@@ -330,7 +330,8 @@ def seed_row(s: dict[str, Any]) -> dict[str, Any]:
 
     def said(study: dict[str, Any]) -> str:
         reached = "" if study["hit"] is not None else " (target not reached: the whole budget)"
-        states = ", ".join(f"{n} {state}" for state, n in study["states"].items())
+        cut = {"running": "cut off at the target"}  # the study ended when a trial reached it
+        states = ", ".join(f"{n} {cut.get(state, state)}" for state, n in study["states"].items())
         return f"{seconds(study):.1f} s{reached}, {study['started']} trials started ({states})"
 
     return result(
