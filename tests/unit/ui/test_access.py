@@ -75,3 +75,15 @@ def test_contained_refuses_symlinks_out_and_missing_files(root):
     assert not access.contained(root, root / "r1" / "leak.txt")
     assert not access.contained(root, root / "escape" / "secret.txt")
     assert not access.contained(root, root / "r1" / "missing")
+
+
+def test_a_token_is_24_random_bytes_and_a_given_token_that_cannot_be_encoded_is_refused_not_raised():
+    assert len(access.new_token()) == 32  # 24 bytes, URL-safe base64
+    assert not access.token_matches("abc", "\udcff")  # a lone surrogate from a hostile URL: no exception
+
+
+def test_inside_refuses_a_part_holding_a_separator_or_dot_even_when_it_would_land_inside(root):
+    for part in ("r1/metrics", "r1\\metrics", ".", "r1\x00"):
+        assert access.inside(root, part) is None, repr(part)
+    assert access.inside(root, "r1", "metrics/rank-00000.jsonl") is None
+    assert access.inside(root) == root.resolve()  # the root itself is inside

@@ -130,3 +130,27 @@ def test_a_cursor_offset_that_is_not_a_positive_whole_number_reads_from_the_star
 def test_at_most_max_tasks_are_read_in_one_refresh(run_dir):
     files = series.files_of(run_dir, range(series.MAX_TASKS + 10))
     assert list(files) == [str(t) for t in range(series.MAX_TASKS)]
+
+
+def test_a_task_that_has_not_logged_does_not_hide_the_tasks_after_it(run_dir):
+    write(rank_file(metrics_dir(run_dir, 1), 0), [record(1, loss=1.0)])
+    out = series.refresh(series.files_of(run_dir, [0, 1]), {})
+    assert out["series"] == {"1": {"loss": [[1, 1.0]]}} and out["cursor"]["0"] == 0
+
+
+def test_one_refresh_reads_at_most_first_read_bytes_and_the_next_goes_on_from_there(run_dir, monkeypatch):
+    path = rank_file(metrics_dir(run_dir), 0)
+    lines = [record(s, loss=float(s)) for s in range(1, 101)]
+    write(path, lines)
+    monkeypatch.setattr(series, "FIRST_READ_BYTES", len(lines[0]) * 10)
+    first = series.refresh(series.files_of(run_dir, None), {})
+    got = first["series"][""]["loss"]
+    assert 5 <= len(got) < 100 and got == [[s, float(s)] for s in range(1, len(got) + 1)]
+    cursor, steps = first["cursor"], len(got)
+    while cursor[""] < path.stat().st_size:
+        more = series.refresh(series.files_of(run_dir, None), cursor)
+        steps_before = steps
+        steps += len(more["series"][""]["loss"])
+        assert more["series"][""]["loss"][0] == [steps_before + 1, float(steps_before + 1)]
+        cursor = more["cursor"]
+    assert steps == 100
