@@ -171,3 +171,36 @@ def test_trial_file_names_are_the_contracts(tmp_path):
     assert trial_file(tmp_path, 7, part="end").name == "trial-000007.end.json"
     with pytest.raises(ValueError):
         trial_file(tmp_path, 7, part="other")
+
+
+def test_records_are_compact_sorted_json_lines_with_their_keys(tmp_path):
+    files = TrialFiles(tmp_path / "deep" / "study")  # the folders are made as needed
+    assert files.create(5, {"params": {"b": 2, "a": 1}, "number": 5})
+    assert not files.create(5, {"params": {}})
+    assert trial_file(files.run_dir, 5).read_text() == '{"number":5,"params":{"a":1,"b":2}}\n'
+    files.finish(5, "complete", values=[1.5])
+    end = json.loads(trial_file(files.run_dir, 5, part="end").read_text())
+    assert end["trial"] == 5 and end["state"] == "complete" and end["values"] == [1.5] and end["ended_at"] > 0
+    files.record_rung(5, 9, 0.5)
+    rung = json.loads(trial_file(files.run_dir, 5, rung=9).read_text())
+    assert rung["trial"] == 5 and rung["rung"] == 9 and rung["value"] == 0.5 and rung["t"] > 0
+    files.beat(5)
+    beat = json.loads(trial_file(files.run_dir, 5, part="alive").read_text())
+    assert beat["trial"] == 5 and beat["pid"] == os.getpid() and beat["t"] > 0
+
+
+def test_a_damaged_or_foreign_file_does_not_break_the_listing(tmp_path):
+    files = TrialFiles(tmp_path)
+    files.claim({"params": {"x": 1}}, budget=5)
+    (tmp_path / TRIALS_DIR / "trial-000003.json").write_text("[1, 2]\n")  # JSON, but no record
+    (tmp_path / TRIALS_DIR / "trial-000004.json").write_text("{torn")
+    trials = files.trials()
+    assert trials[0].params == {"x": 1}
+    assert trials[3].doc == {} and trials[4].doc == {}
+
+
+def test_a_number_taken_after_the_listing_is_skipped_not_retried_forever(tmp_path, monkeypatch):
+    files = TrialFiles(tmp_path)
+    TrialFiles(tmp_path).claim({"params": {}}, budget=5)  # another worker took 0 ...
+    monkeypatch.setattr(TrialFiles, "trials", lambda self: {})  # ... after this one listed the folder
+    assert files.claim({"params": {}}, budget=5) == 1
