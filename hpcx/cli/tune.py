@@ -13,6 +13,12 @@ from hpcx.cli.app import Ctx, cli, pass_ctx
 @cli.command("tune")
 @click.argument("spec", metavar="SPEC.yaml", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
+    "--resume",
+    metavar="STUDY",
+    help="Submit new workers for STUDY (after a cancel or its time ran out): its lost trials run again, then new "
+    "ones until the budget; a SPEC.yaml given must equal the one it started with.",
+)
+@click.option(
     "--replay",
     metavar="STUDY",
     help="Derive every proposal and every stop of STUDY again from its files and seed; exit 1 where they differ.",
@@ -26,7 +32,9 @@ from hpcx.cli.app import Ctx, cli, pass_ctx
     "--workers", type=click.IntRange(1), metavar="W", help="Worker tasks (default: the spec's workers, 4)."
 )
 @pass_ctx
-def tune_cmd(obj: Ctx, spec: Path | None, replay: str | None, dry_run: bool, workers: int | None) -> None:
+def tune_cmd(
+    obj: Ctx, spec: Path | None, resume: str | None, replay: str | None, dry_run: bool, workers: int | None
+) -> None:
     """Run the study SPEC.yaml: W array tasks that each loop ask -> run -> tell until the trial budget is spent,
     stopping trials early at rungs (asha, hyperband, median) with Optuna's samplers proposing parameters. The
     study's state is files under RUN/trials/, created once each: no database server, no lock file.
@@ -52,8 +60,14 @@ def tune_cmd(obj: Ctx, spec: Path | None, replay: str | None, dry_run: bool, wor
     if replay is not None:
         _replay(obj, replay)
         return
+    if resume is not None:
+        _resume(obj, resume, spec, workers, dry_run)
+        return
     if spec is None:
-        raise UsageError("no study spec given", hint="hpcx tune SPEC.yaml, or hpcx tune --replay STUDY")
+        raise UsageError(
+            "no study spec given",
+            hint="hpcx tune SPEC.yaml, hpcx tune --resume STUDY or hpcx tune --replay STUDY",
+        )
     study = prepare(load_study(spec), obj.site, obj.user, workers)
     if dry_run:
         obj.emit("tune", preview(study, Path.cwd(), obj.runs_root.path), _dry_text)
@@ -87,3 +101,24 @@ def _replay(obj: Ctx, key: str) -> None:
     obj.emit("tune-replay", doc, replay_text)
     if doc["differences"]:
         click.get_current_context().exit(1)
+
+
+def _resume(obj: Ctx, key: str, spec: Path | None, workers: int | None, dry_run: bool) -> None:
+    from hpcx.runs import find_run
+    from hpcx.submit.study_submit import dry_run as preview
+    from hpcx.submit.study_submit import prepare_resume, submit_resume
+
+    study_dir = find_run(obj.runs_root.path, key).dir
+    study = prepare_resume(study_dir, spec, obj.site, obj.user, workers)
+    if dry_run:
+        obj.emit("tune", preview(study, Path.cwd(), obj.runs_root.path), _dry_text)
+        return
+    doc = submit_resume(study, study_dir, Path.cwd(), obj.runs_root.path)
+    obj.emit("tune", doc, _resumed_text)
+
+
+def _resumed_text(doc: dict[str, Any]) -> str:
+    return (
+        f"resumed study {doc['study']} ({doc['study_run']}) with {doc['workers']} new workers as run "
+        f"{doc['run_id']}, {doc['scheduler']} job {doc['job_id']}\n  hpcx status {doc['study_run']}  shows its trials"
+    )

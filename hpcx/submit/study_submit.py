@@ -52,7 +52,13 @@ def load_study(path: Path) -> Any:
     return parse_study(doc)
 
 
-def prepare(spec: Any, site: Any, user: UserConfig | None, workers: int | None = None) -> PreparedStudy:
+def prepare(
+    spec: Any,
+    site: Any,
+    user: UserConfig | None,
+    workers: int | None = None,
+    command: tuple[str, ...] = WORKER_COMMAND,
+) -> PreparedStudy:
     """The workers' array job, resolved and checked like `hpcx submit array`."""
     unknown = sorted(set(spec.resources) - set(RESOURCE_KEYS))
     if unknown:
@@ -71,7 +77,7 @@ def prepare(spec: Any, site: Any, user: UserConfig | None, workers: int | None =
     if spec.budget.time and "time" not in options:
         options["time"] = spec.budget.time
     limit = f"%{spec.max_parallel}" if spec.max_parallel else ""
-    request = Request("array", options, dict(spec.variables), WORKER_COMMAND, array=f"0-{count - 1}{limit}")
+    request = Request("array", options, dict(spec.variables), command, array=f"0-{count - 1}{limit}")
     return PreparedStudy(spec, resolve(request, site, user), count)
 
 
@@ -103,3 +109,62 @@ def dry_run(study: PreparedStudy, workdir: Path, root: Path) -> dict[str, Any]:
         **job_preview(study.prep, workdir, root),
         "cwd": os.fspath(workdir),
     }
+
+
+def recorded_spec(study_dir: Path) -> Any:
+    """The spec a study was submitted with (its study.json), checked again; UsageError for a run that is no
+    study or a study.json this hpcx cannot read."""
+    from hpcx.fsutil import read_json
+    from hpcx.tune.spec import parse_study
+
+    try:
+        doc = read_json(study_dir / STUDY_FILE)
+    except (OSError, ValueError):
+        raise UsageError(f"run {study_dir.name} is no tuning study (no readable {STUDY_FILE})") from None
+    if not isinstance(doc, dict) or doc.get("format") != STUDY_FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise UsageError(
+            f"study {study_dir.name} has study.json format {found!r}; this hpcx reads format {STUDY_FORMAT}",
+            hint="resume it with the hpcx version that started it, or upgrade hpcx",
+        )
+    return parse_study(doc["spec"])
+
+
+def changed_keys(old: Any, new: Any) -> list[str]:
+    """The top-level keys of two specs' canonical forms that differ (what a --resume would silently change)."""
+    a, b = old.to_dict(), new.to_dict()
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def prepare_resume(
+    study_dir: Path, spec_path: Path | None, site: Any, user: UserConfig | None, workers: int | None
+) -> PreparedStudy:
+    """New workers for a study whose workers ended (cancelled, out of time): the recorded spec, which a given
+    SPEC.yaml must equal; refused when the budget is spent and no trial is left running."""
+    from hpcx.tune.store import TrialFiles
+
+    spec = recorded_spec(study_dir)
+    if spec_path is not None:
+        changed = changed_keys(spec, load_study(spec_path))
+        if changed:
+            raise UsageError(
+                f"{spec_path} differs from the spec study {study_dir.name} started with, in: {', '.join(changed)}",
+                hint="resume with the spec it started with (or without SPEC.yaml), or start a new study",
+            )
+    trials = TrialFiles(study_dir).trials()
+    new_left = spec.budget.trials - sum(1 for n in trials if n < spec.budget.trials)
+    unfinished = [n for n, t in trials.items() if t.end is None and t.doc]
+    if new_left <= 0 and not unfinished:
+        raise UsageError(
+            f"study {study_dir.name} has spent its budget of {spec.budget.trials} trials and none is unfinished",
+            hint="raise budget.trials in a new study, or read its results: hpcx status " + study_dir.name,
+        )
+    return prepare(spec, site, user, workers, (*WORKER_COMMAND, "--study", str(study_dir)))
+
+
+def submit_resume(study: PreparedStudy, study_dir: Path, workdir: Path, root: Path) -> dict[str, Any]:
+    """The new workers, submitted as a run of their own whose workers work on ``study_dir``."""
+    from hpcx.submit.submission import submit
+
+    doc = submit(study.prep, workdir, root)
+    return {**doc, "study": study.spec.name, "study_run": study_dir.name, "workers": study.workers}

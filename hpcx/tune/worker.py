@@ -124,7 +124,9 @@ def next_trial(files: TrialFiles, spec: StudySpec, settings: Settings) -> tuple[
             return number, params
 
 
-def trial_command(spec: StudySpec, number: int, params: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+def trial_command(
+    spec: StudySpec, number: int, params: dict[str, Any], study_dir: Path
+) -> tuple[list[str], dict[str, str]]:
     seed = sampling.trial_seed(spec.seed, number)
     task = {
         "params": {**params, "trial": number},
@@ -136,7 +138,7 @@ def trial_command(spec: StudySpec, number: int, params: dict[str, Any]) -> tuple
         **os.environ,
         "HPCX_TUNE_TRIAL": str(number),
         "HPCX_TUNE_SEED": str(seed),
-        "HPCX_TUNE_STUDY": str(os.environ.get("HPCX_RUN_DIR", "")),
+        "HPCX_TUNE_STUDY": str(study_dir),
     }
     env.update(
         {f"HPCX_PARAM_{k.upper()}": json.dumps(v) if not isinstance(v, str) else v for k, v in params.items()}
@@ -209,13 +211,13 @@ def run_trial(
     files: TrialFiles, spec: StudySpec, rule: Rule, number: int, params: dict[str, Any], settings: Settings
 ) -> None:
     """Run trial ``number`` to its end and record how it ended."""
-    command, env = trial_command(spec, number, params)
+    command, env = trial_command(spec, number, params, files.run_dir)
     metrics = metrics_dir_from_env()
     path = rank_file(metrics, 0) if metrics is not None else None
     state = Follow(number, path, offset=path.stat().st_size if path is not None and path.exists() else 0)
     files.beat(number)
     try:
-        proc = subprocess.Popen(command, env=env, start_new_session=True)
+        proc = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=_die_with_worker)
     except OSError as exc:  # the command cannot start: every trial would fail alike, so the worker stops
         files.finish(number, "failed", reason=f"cannot start {command[0]}: {exc.strerror or exc}")
         raise
@@ -235,6 +237,15 @@ def run_trial(
     follow(files, spec, rule, state)
     _settle(files, spec, state, proc.returncode)
     _clear_stop_request()
+
+
+def _die_with_worker() -> None:
+    """In the trial's process before it runs: killed when its worker dies (Linux's parent-death signal), so a
+    cancelled or killed worker leaves no trial running on (Slurm's cgroup does it too; the local backend not)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _stop(files: TrialFiles, number: int, decision: Decision) -> None:
@@ -292,10 +303,16 @@ def work(run_dir: Path, settings: Settings) -> int:
     return ran
 
 
-def main() -> int:
-    run_dir = os.environ.get("HPCX_RUN_DIR")
-    if not run_dir:
-        print("hpcx.tune.worker: $HPCX_RUN_DIR is not set: workers are started by hpcx tune", file=sys.stderr)
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hpcx.tune.worker [--study DIR]``: the study is the worker's own run directory, or DIR for the
+    workers `hpcx tune --resume` submits as a run of their own."""
+    args = sys.argv[1:] if argv is None else argv
+    run_dir = args[1] if len(args) == 2 and args[0] == "--study" else os.environ.get("HPCX_RUN_DIR")
+    if not run_dir or (args and len(args) != 2):
+        print(
+            "hpcx.tune.worker: started by hpcx tune (in a job: $HPCX_RUN_DIR, or --study DIR)",
+            file=sys.stderr,
+        )
         return 2
     ran = work(Path(run_dir), Settings.from_env(os.environ))
     print(f"hpcx.tune.worker: ran {ran} trial(s); the study's budget is spent", flush=True)

@@ -80,3 +80,59 @@ def test_a_bad_spec_is_refused_with_exit_2_and_nothing_written(hpcx, runs_root, 
     too_many = hpcx("tune", str(write_spec(tmp_path)), "--workers", "9", check=False)
     assert too_many.returncode == 2 and "takes 1 to 8 workers" in too_many.stderr
     assert [p.name for p in runs_root.iterdir()] == []
+
+
+SLOW = """
+import math, sys, time
+from hpcx import runtime
+lr, layers = float(sys.argv[1]), int(sys.argv[2])
+for step in range(1, 28):
+    time.sleep(0.1)
+    runtime.log(step, loss=abs(math.log10(lr) + 2) + 1.0 / (step * layers))
+"""
+
+
+def _wait_for(predicate, timeout_s: float, what: str):
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, f"{what} not seen in {timeout_s} s"
+        time.sleep(0.1)
+    return found
+
+
+def test_a_cancelled_study_resumes_its_lost_trial_and_goes_on_to_the_budget(hpcx, runs_root, tmp_path):
+    spec = write_spec(tmp_path)
+    (tmp_path / "train.py").write_text(SLOW)
+    spec.write_text(spec.read_text().replace("trials: 8", "trials: 4").replace("workers: 2", "workers: 1"))
+    hpcx.env.update(HPCX_TUNE_BEAT_S="0.3", HPCX_TUNE_LOST_S="3")  # ten beats: robust on a loaded machine
+    doc = hpcx.json("tune", str(spec))
+    run_dir = runs_root / doc["run_id"]
+    files = TrialFiles(run_dir)
+    _wait_for(lambda: 1 in files.trials(), 60, "trial 1")
+    hpcx("cancel", doc["run_id"])
+    hpcx.wait_finished(doc["run_id"], timeout_s=60)
+    cut = files.trials()
+    running = [n for n, t in cut.items() if t.end is None]
+    assert running, cut  # the cancel left a trial unfinished
+
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(spec.read_text().replace("trials: 4", "trials: 5"))
+    refused = hpcx("tune", "--resume", doc["run_id"], str(changed), check=False)
+    assert (
+        refused.returncode == 2
+        and "differs from the spec study" in refused.stderr
+        and "budget" in refused.stderr
+    )
+
+    resumed = hpcx.json("tune", "--resume", doc["run_id"], str(spec))
+    assert resumed["study_run"] == doc["run_id"] and resumed["run_id"] != doc["run_id"]
+    hpcx.wait_finished(resumed["run_id"], timeout_s=240)
+    trials = files.trials()
+    assert all(trials[n].state in ("complete", "stopped") for n in range(4) if n not in running)
+    for n in running:
+        assert trials[n].state == "lost"
+        assert [t.state for t in trials.values() if t.doc.get("retry_of") == n] in (["complete"], ["stopped"])
+    again = hpcx("tune", "--resume", doc["run_id"], check=False)
+    assert again.returncode == 2 and "has spent its budget of 4 trials" in again.stderr

@@ -82,6 +82,7 @@ def start_worker(run_dir: Path, task: int, **env: str) -> subprocess.Popen[str]:
         "HPCX_TASK_ID": str(task),
         "HPCX_CONTROL_INTERVAL_S": "0.05",
         "HPCX_TUNE_BEAT_S": "0.2",
+        "HPCX_TUNE_LOST_S": "5",  # a loaded machine may starve a live worker's beat for a second
         **env,
     }
     return subprocess.Popen(
