@@ -23,8 +23,8 @@ def study_spec_doc(run_dir: Path) -> dict[str, Any] | None:
 
 
 def study_summary(run_dir: Path) -> dict[str, Any] | None:
-    """``{"trials", "budget", "states", "stopped_at", "rungs", "best", "objectives"}`` of the study in
-    ``run_dir``; None for a run that is no study."""
+    """``{"trials", "retries", "budget", "states", "stopped_at", "rungs", "best", "objectives"}`` of the study
+    in ``run_dir`` (``states`` counts the retries too); None for a run that is no study."""
     spec = study_spec_doc(run_dir)
     if spec is None:
         return None
@@ -39,8 +39,10 @@ def study_summary(run_dir: Path) -> dict[str, Any] | None:
             stopped_at[trial.end["rung"]] = stopped_at.get(trial.end["rung"], 0) + 1  # type: ignore[index]
         for rung in trial.rungs:
             rungs[rung] = rungs.get(rung, 0) + 1
+    retries = sum(1 for t in trials.values() if t.doc.get("retry_of") is not None)
     return {
-        "trials": len(trials),
+        "trials": len(trials) - retries,  # configurations tried; a lost trial's retry is not another one
+        "retries": retries,
         "budget": (spec.get("budget") or {}).get("trials"),
         "states": dict(sorted(states.items())),
         "stopped_at": {str(k): v for k, v in sorted(stopped_at.items())},
@@ -72,9 +74,11 @@ def summary_text(summary: dict[str, Any]) -> str:
             if state == "stopped" and summary["stopped_at"]:
                 where = " (" + ", ".join(f"rung {r}: {n}" for r, n in summary["stopped_at"].items()) + ")"
             parts.append(f"{states[state]} {state}{where}")
-    line = f"study: {summary['trials']} of {summary['budget']} trials" + (
-        ": " + ", ".join(parts) if parts else ""
+    retried = (
+        f" ({summary['retries']} run again after their worker was lost)" if summary.get("retries") else ""
     )
+    line = f"study: {summary['trials']} of {summary['budget']} trials{retried}"
+    line += ": " + ", ".join(parts) if parts else ""
     best = summary.get("best")
     if best:
         values = ", ".join(f"{m}={v:.4g}" for m, v in zip(summary["objectives"], best["values"]))

@@ -31,6 +31,7 @@ def test_the_summary_counts_states_rungs_and_names_the_best(tmp_path):
     s = study_summary(tmp_path)
     assert s == {
         "trials": 6,
+        "retries": 0,
         "budget": 10,
         "states": {"complete": 2, "lost": 1, "running": 1, "stopped": 2},
         "stopped_at": {"3": 2},
@@ -58,3 +59,13 @@ def test_before_any_trial_completes_there_is_no_best(tmp_path):
     TrialFiles(tmp_path).claim({"params": {}}, budget=3)
     s = study_summary(tmp_path)
     assert s["best"] is None and summary_text(s) == "study: 1 of 3 trials: 1 running"
+
+
+def test_a_lost_trials_retry_is_counted_apart_from_the_configurations(tmp_path):
+    files = make(tmp_path)
+    files.claim({"params": {"lr": 0.5, "opt": "adam"}}, budget=10, retry_of=4)
+    s = study_summary(tmp_path)
+    assert s["trials"] == 6 and s["retries"] == 1 and s["states"]["running"] == 2
+    assert summary_text(s).startswith(
+        "study: 6 of 10 trials (1 run again after their worker was lost): 2 running"
+    )
