@@ -212,3 +212,81 @@ def sweep_doc(root: Path, run_dir: Path) -> dict[str, Any]:
         "metric": metric,
         "higher_is_better": higher_is_better(metric) if metric else False,
     }
+
+
+def study_doc(root: Path, run_dir: Path) -> dict[str, Any] | None:
+    """A tuning study's page: every trial (parameters, state, value at each rung, how it ended), the best value
+    so far over time, the Pareto front of complete trials for several objectives, and the summary `hpcx status`
+    shows; None for a run that is no study."""
+    from hpcx.tune.store import TrialFiles
+    from hpcx.tune.summary import study_spec_doc, study_summary
+
+    if not contained(root, run_dir / "trials"):
+        return None
+    spec = study_spec_doc(run_dir)
+    if spec is None:
+        return None
+    objectives = [(o["metric"], o.get("direction", "minimize")) for o in spec.get("objectives") or []]
+    trials = TrialFiles(run_dir).trials()
+    rows = [_trial_row(t) for t in trials.values() if t.doc]
+    return {
+        "run_id": run_dir.name,
+        "name": spec.get("name"),
+        "objectives": [{"metric": m, "direction": d} for m, d in objectives],
+        "params": [str(p) for p in (spec.get("space") or {})],
+        "summary": study_summary(run_dir),
+        "trials": rows,
+        "best_over_time": best_over_time(rows, objectives[0][1] if objectives else "minimize"),
+        "pareto": pareto_front(rows, [d for _, d in objectives]) if len(objectives) > 1 else [],
+    }
+
+
+def _trial_row(trial: Any) -> dict[str, Any]:
+    end = trial.end or {}
+    return {
+        "trial": trial.number,
+        "params": trial.params,
+        "state": trial.state,
+        "rungs": [[r, v] for r, v in sorted(trial.rungs.items())],
+        "values": end.get("values"),
+        "stopped_rung": end.get("rung") if trial.state == "stopped" else None,
+        "reason": end.get("reason"),
+        "retry_of": trial.doc.get("retry_of"),
+        "created_at": trial.doc.get("created_at"),
+        "ended_at": end.get("ended_at"),
+    }
+
+
+def best_over_time(rows: list[dict[str, Any]], direction: str) -> list[list[float]]:
+    """``[seconds since the first trial started, best first-objective value so far]`` at each completion."""
+    done = sorted(
+        (
+            r
+            for r in rows
+            if r["state"] == "complete" and r["values"] and isinstance(r["ended_at"], (int, float))
+        ),
+        key=lambda r: r["ended_at"],
+    )
+    starts = [r["created_at"] for r in rows if isinstance(r["created_at"], (int, float))]
+    if not done or not starts:
+        return []
+    t0, best, out = min(starts), None, []
+    for row in done:
+        value = float(row["values"][0])
+        if best is None or (value > best if direction == "maximize" else value < best):
+            best = value
+        out.append([round(row["ended_at"] - t0, 3), best])
+    return out
+
+
+def pareto_front(rows: list[dict[str, Any]], directions: list[str]) -> list[int]:
+    """The trial numbers of the complete trials no other complete trial dominates (hpcx.tune.stopping's rule)."""
+    from hpcx.tune.stopping import nondominated_fronts
+
+    done = [
+        r for r in rows if r["state"] == "complete" and r["values"] and len(r["values"]) == len(directions)
+    ]
+    if not done:
+        return []
+    fronts = nondominated_fronts([tuple(float(v) for v in r["values"]) for r in done], tuple(directions))
+    return sorted(done[i]["trial"] for i in fronts[0])

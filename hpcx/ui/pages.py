@@ -84,3 +84,18 @@ def sweep_page(run_id: str) -> str:
         ],
         run_id,
     )
+
+
+def study_page(run_id: str) -> str:
+    """A tuning study (hpcx tune): the best value so far over time, every trial's values at the rungs (stopped
+    ones marked where they stopped), each parameter against the objective, the Pareto front, the trials."""
+    return _shell(
+        f"hpcx study {run_id}",
+        "study",
+        [
+            f'<h1 id="title">{esc(run_id)}</h1>\n<p class="sub" id="headline"></p>',
+            '<div id="study-plots" class="plots"><p class="sub">no trial has ended yet</p></div>',
+            '<h2>Trials</h2><table id="trials" class="runs"><thead></thead><tbody></tbody></table>',
+        ],
+        run_id,
+    )

@@ -7,6 +7,7 @@ Routes (every one needs the token; hpcx.ui.access):
                                                  /api/run/RUN/series          new curve points since a cursor
                                                  /api/run/RUN/timelines       node and rank timelines
   /sweep/RUN              a sweep's page         /api/sweep/RUN               tasks, parameters, metric
+  /study/RUN              a tuning study's page  /api/study/RUN               trials, best so far, Pareto front
   /report/RUN[?task=N]    the job's report.html, sandboxed (no script of a run directory's runs here)
   /static/NAME            the pages' script and style, and plotly.js from the plotly package
 
@@ -106,9 +107,10 @@ class Handler(BaseHTTPRequestHandler):
         head, rest = (parts[0] if parts else ""), parts[1:]
         if head == "" and not rest:
             self._page(pages.runs_page(), extra)
-        elif head in ("run", "sweep") and len(rest) == 1:
+        elif head in ("run", "sweep", "study") and len(rest) == 1:
             self._run_dir(rest[0])
-            self._page(pages.run_page(rest[0]) if head == "run" else pages.sweep_page(rest[0]), extra)
+            page = {"run": pages.run_page, "sweep": pages.sweep_page, "study": pages.study_page}[head]
+            self._page(page(rest[0]), extra)
         elif head == "report" and len(rest) == 1:
             self._report(rest[0], _task(query))
         elif head == "static" and len(rest) == 1:
@@ -122,10 +124,15 @@ class Handler(BaseHTTPRequestHandler):
         root = self.server.root
         if parts == ["runs"]:
             return self.server.cached("runs", lambda: data.runs_doc(root))
-        if len(parts) < 2 or parts[0] not in ("run", "sweep") or len(parts) > 3:
+        if len(parts) < 2 or parts[0] not in ("run", "sweep", "study") or len(parts) > 3:
             raise NotFound
         run_dir = self._run_dir(parts[1])
         what = parts[2] if len(parts) == 3 else ""
+        if parts[0] == "study" and not what:
+            study = data.study_doc(root, run_dir)
+            if study is None:
+                raise NotFound
+            return study
         if parts[0] == "sweep" and not what:
             return self.server.cached("sweep/" + parts[1], lambda: data.sweep_doc(root, run_dir))
         if parts[0] == "run" and not what:

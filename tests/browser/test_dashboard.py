@@ -315,3 +315,68 @@ def test_screenshots_of_the_three_pages(browser, clean, clean_ui, tmp_path):
     _wait(browser, lambda d: len(_texts(d, "#best tbody tr")) == 3, message="best tasks")
     _shoot(browser, tmp_path, "ui-sweep.png")
     assert _noise(browser) == []
+
+
+# ------------------------------------------------------------------------------------------ a tuning study
+
+
+def test_a_study_page_shows_its_trials_and_their_rungs_with_hostile_parameters_as_text(browser, tmp_path):
+    """A real (tiny) study run by a worker process from hpcx.tune, then its page: the trials table, a curve per
+    trial at the rungs, the best so far; a parameter value holding HTML is shown as text."""
+    import subprocess
+    import sys
+
+    from hpcx.rundir.layout import STUDY_FILE
+    from hpcx.tune.spec import parse_study, spec_digest
+    from hpcx.tune.store import TrialFiles
+
+    root = tmp_path / "runs"
+    run = root / "20261208-000000-eeeeee"
+    (run / "trials").mkdir(parents=True)
+    (tmp_path / "t.py").write_text(
+        "import sys, time\nfrom hpcx import runtime\nfor s in range(1, 10):\n"
+        "    time.sleep(0.01)\n    runtime.log(s, loss=float(sys.argv[1]) / s + (sys.argv[2] == 'b'))\n"
+    )
+    spec = parse_study(
+        {
+            "name": "tune",
+            "kind": "serial",
+            "command": ["python", str(tmp_path / "t.py"), "{lr}", "{kind}"],
+            "space": {"lr": {"float": [0.1, 1.0]}, "kind": {"choice": ["a", "b", SCRIPT]}},
+            "objectives": {"metric": "loss"},
+            "budget": {"trials": 6, "resource": {"min": 1, "max": 9}},
+            "sampler": "random",
+            "stopping": "asha",
+        }
+    )
+    (run / STUDY_FILE).write_text(
+        json.dumps({"format": 1, "digest": spec_digest(spec), "spec": spec.to_dict()})
+    )
+    env = {**cli(root).env, "HPCX_RUN_DIR": str(run), "HPCX_TASK_ID": "0", "HPCX_CONTROL_INTERVAL_S": "0.05"}
+    subprocess.run(
+        [sys.executable, "-m", "hpcx.tune.worker"], env=env, check=True, timeout=120, capture_output=True
+    )
+    trials = TrialFiles(run).trials()
+    written = json.loads((run / STUDY_FILE).read_text())  # then someone puts HTML into its name by hand
+    written["spec"]["name"] = f"tune{IMG}"
+    (run / STUDY_FILE).write_text(json.dumps(written))
+    ui = start_ui(cli(root).env, root)
+    try:
+        _noise(browser)
+        _load(browser, ui.page(f"/study/{run.name}"))
+        _wait(browser, lambda d: len(_texts(d, "#trials tbody tr")) == 6, message="trials table")
+        assert _text(browser, "#title") == f"tune{IMG}  {run.name}"
+        states = _texts(browser, "#trials tbody td:nth-child(2)")
+        assert states == [trials[n].state for n in range(6)]
+        _wait_equal(
+            browser,
+            lambda d: d.find_element("css selector", "#rung-curves").get_attribute("data-trials"),
+            str(sum(1 for t in trials.values() if t.rungs)),
+            "one curve per trial that reached a rung",
+        )
+        shown = " ".join(_texts(browser, "#trials tbody td:nth-child(5)"))
+        if any(t.params["kind"] == SCRIPT for t in trials.values()):
+            assert json.dumps(SCRIPT) in shown
+        _harmless(browser)
+    finally:
+        stop_ui(ui)

@@ -302,6 +302,11 @@
           var to = document.getElementById("sweep-link");
           to.replaceChildren(link("/sweep/" + encodeURIComponent(RUN), "parameters against the metric"));
         }
+        if (doc.state.study) {
+          var studyNote = document.getElementById("notice");
+          studyNote.hidden = false;
+          studyNote.replaceChildren(link("/study/" + encodeURIComponent(RUN), "this run is a tuning study: its trials"));
+        }
         reportSection(doc.report);
       });
     }
@@ -403,8 +408,99 @@
     });
   }
 
+  // ------------------------------------------------------------------ a tuning study
+  function plotIn(holder, id, traces, layout) {
+    var div = document.getElementById(id);
+    if (!div) {
+      if (!holder.querySelector(".plot")) holder.replaceChildren();
+      div = el("div", null, "plot");
+      div.id = id;
+      holder.appendChild(div);
+    }
+    layout.margin = { t: 40, r: 10, b: 45, l: 60 };
+    Plotly.react(div, traces, layout, PLOT_CONFIG);
+    return div;
+  }
+  function studyPage() {
+    every(POLL_STATE_MS, function () {
+      return getJSON("/api/study/" + encodeURIComponent(RUN)).then(function (doc) {
+        var first = doc.objectives[0] || { metric: "value", direction: "minimize" };
+        document.getElementById("title").textContent = (doc.name || doc.run_id) + "  " + doc.run_id;
+        document.getElementById("headline").textContent = doc.summary ? studyLine(doc.summary) : "";
+        var holder = document.getElementById("study-plots");
+        var ended = doc.trials.filter(function (t) { return t.state !== "running"; });
+        if (!ended.length && !doc.trials.some(function (t) { return t.rungs.length; })) return;
+        if (doc.best_over_time.length) {
+          plotIn(holder, "best-over-time", [{ x: doc.best_over_time.map(function (p) { return p[0]; }),
+            y: doc.best_over_time.map(function (p) { return p[1]; }), mode: "lines+markers", type: "scatter",
+            line: { shape: "hv" }, name: plotText(first.metric) }],
+            { title: { text: plotText("best " + first.metric + " so far"), x: 0.02, xanchor: "left" },
+              xaxis: { title: { text: "seconds" } }, showlegend: false });
+        }
+        var curves = doc.trials.filter(function (t) { return t.rungs.length; }).map(function (t) {
+          var y = t.rungs.map(function (r) { return Array.isArray(r[1]) ? r[1][0] : r[1]; });
+          var stopped = t.stopped_rung !== null;
+          return { x: t.rungs.map(function (r) { return r[0]; }), y: y, type: "scatter", mode: "lines+markers",
+            name: plotText("trial " + t.trial + " (" + t.state + ")"),
+            marker: { symbol: y.map(function (_, i) { return stopped && i === y.length - 1 ? "x" : "circle"; }),
+              size: y.map(function (_, i) { return stopped && i === y.length - 1 ? 11 : 5; }) },
+            line: { dash: stopped ? "dot" : "solid" } };
+        });
+        var curvesDiv = plotIn(holder, "rung-curves", curves, { title: { text: plotText(first.metric +
+          " at the rungs (x: stopped there)"), x: 0.02, xanchor: "left" },
+          xaxis: { title: { text: "step" }, type: "log" }, showlegend: false });
+        curvesDiv.setAttribute("data-trials", curves.length);
+        studyScatter(holder, doc, first);
+        if (doc.objectives.length > 1) pareto(holder, doc);
+        trialsTable(doc);
+      });
+    });
+  }
+  function studyLine(s) {
+    var parts = Object.keys(s.states).map(function (k) { return s.states[k] + " " + k; });
+    return s.trials + " of " + s.budget + " trials: " + parts.join(", ");
+  }
+  function studyScatter(holder, doc, first) {
+    var done = doc.trials.filter(function (t) { return t.state === "complete" && t.values; });
+    doc.params.forEach(function (p, i) {
+      var values = done.map(function (t) { return t.params[p]; });
+      var numeric = values.every(function (v) { return typeof v === "number"; });
+      plotIn(holder, "study-param-" + i, [{ x: values.map(function (v) { return numeric ? v : plotText(String(v)); }),
+        y: done.map(function (t) { return t.values[0]; }), mode: "markers", type: "scatter",
+        text: done.map(function (t) { return "trial " + t.trial; }) }],
+        { title: { text: plotText(p), x: 0.02, xanchor: "left" }, xaxis: { title: { text: plotText(p) },
+          type: numeric ? "-" : "category" }, yaxis: { title: { text: plotText(first.metric) } } });
+    });
+  }
+  function pareto(holder, doc) {
+    var done = doc.trials.filter(function (t) { return t.state === "complete" && t.values; });
+    var front = done.filter(function (t) { return doc.pareto.indexOf(t.trial) >= 0; });
+    var pick = function (list, k) { return list.map(function (t) { return t.values[k]; }); };
+    plotIn(holder, "pareto", [
+      { x: pick(done, 0), y: pick(done, 1), mode: "markers", type: "scatter", name: "complete" },
+      { x: pick(front, 0), y: pick(front, 1), mode: "markers", type: "scatter", name: "Pareto front",
+        marker: { size: 11, symbol: "diamond" } }],
+      { title: { text: "Pareto front", x: 0.02, xanchor: "left" }, xaxis: { title: { text: plotText(doc.objectives[0].metric) } },
+        yaxis: { title: { text: plotText(doc.objectives[1].metric) } } });
+  }
+  function trialsTable(doc) {
+    var table = document.getElementById("trials");
+    headRow(table, ["trial", "state", "value", "stopped at", "parameters", "why"]);
+    table.tBodies[0].replaceChildren.apply(table.tBodies[0], doc.trials.map(function (t) {
+      var tr = el("tr");
+      tr.appendChild(el("td", t.trial, "num"));
+      tr.appendChild(el("td", t.state, "state-" + t.state.toUpperCase()));
+      tr.appendChild(el("td", t.values ? t.values.map(function (v) { return num(v); }).join(", ") : "-", "num"));
+      tr.appendChild(el("td", t.stopped_rung === null ? "-" : t.stopped_rung, "num"));
+      tr.appendChild(el("td", paramsText(t) || "-"));
+      tr.appendChild(el("td", t.reason || (t.retry_of !== null && t.retry_of !== undefined ? "retry of trial " + t.retry_of : "")));
+      return tr;
+    }));
+  }
+
   if (PAGE === "runs") runsPage();
   else if (PAGE === "run") runPage();
   else if (PAGE === "sweep") sweepPage();
+  else if (PAGE === "study") studyPage();
   document.documentElement.setAttribute("data-hpcx", "ready");
 })();

@@ -254,3 +254,54 @@ def test_timelines_come_from_the_profile_records_of_the_last_attempt(dash, root)
     timeline = doc["nodes"][0]["timeline"]
     assert timeline["mem_used_mb"] == [100.0, 150.0] and timeline["net_rx_mb_s"] == [None, 1.0]
     assert doc["ranks"] == [{"rank": 0, "t": [0.0, 2.0], "rss_mb": [10.0, 12.0], "cpu_cores": [None, 0.5]}]
+
+
+def _study(root: Path, objectives: list[dict]) -> Path:
+    from hpcx.rundir.layout import STUDY_FILE
+    from hpcx.tune.store import TrialFiles
+
+    run = root / "20261208-000000-dddddd"
+    run.mkdir()
+    spec = {"name": "s", "space": {"lr": {}}, "objectives": objectives, "budget": {"trials": 9}}
+    (run / STUDY_FILE).write_text(json.dumps({"format": 1, "digest": "x", "spec": spec}))
+    files = TrialFiles(run)
+    for n in range(4):
+        files.create(n, {"params": {"lr": 0.1 * (n + 1)}, "created_at": 100.0 + n, "retry_of": None})
+    return run
+
+
+def test_a_study_page_gets_trials_best_so_far_and_its_pareto_front(dash, root):
+    from hpcx.tune.store import TrialFiles
+
+    run = _study(
+        root, [{"metric": "loss", "direction": "minimize"}, {"metric": "ms", "direction": "minimize"}]
+    )
+    files = TrialFiles(run)
+    files.record_rung(0, 3, [2.0, 5.0])
+    files.finish(0, "complete", values=[1.0, 9.0])
+    files.finish(1, "complete", values=[2.0, 1.0])
+    files.finish(2, "complete", values=[3.0, 10.0])  # dominated by trial 0
+    files.record_rung(3, 3, [9.0, 9.0])
+    files.finish(3, "stopped", rung=3, reason="stopped at rung 3")
+    resp, body = get(dash, f"/api/study/{run.name}")
+    doc = json.loads(body)
+    assert resp.status == 200 and doc["name"] == "s" and doc["params"] == ["lr"]
+    assert [t["state"] for t in doc["trials"]] == ["complete", "complete", "complete", "stopped"]
+    assert doc["trials"][3]["stopped_rung"] == 3 and doc["trials"][0]["rungs"] == [[3, [2.0, 5.0]]]
+    assert doc["pareto"] == [0, 1]
+    assert [p[1] for p in doc["best_over_time"]] == [1.0, 1.0, 1.0]  # trial 0 ended first and stays best
+    assert doc["summary"]["states"] == {"complete": 3, "stopped": 1}
+    resp, body = get(dash, f"/study/{run.name}")
+    assert resp.status == 200 and b'data-page="study"' in body
+    assert get(dash, f"/api/study/{R1}")[0].status == 404  # a run that is no study
+
+
+def test_best_so_far_follows_the_direction():
+    from hpcx.ui.data import best_over_time
+
+    rows = [
+        {"state": "complete", "values": [v], "ended_at": t, "created_at": 10.0}
+        for v, t in ((0.5, 12.0), (0.9, 13.0), (0.2, 14.0))
+    ]
+    assert best_over_time(rows, "minimize") == [[2.0, 0.5], [3.0, 0.5], [4.0, 0.2]]
+    assert best_over_time(rows, "maximize") == [[2.0, 0.5], [3.0, 0.9], [4.0, 0.9]]
