@@ -19,6 +19,19 @@ from hpcx.cli.app import Ctx, cli, pass_ctx
     "ones until the budget; a SPEC.yaml given must equal the one it started with.",
 )
 @click.option(
+    "--confirm",
+    "confirm",
+    metavar="STUDY",
+    help="Rerun STUDY's best complete trials (--best K, default 3) with --seeds N seeds each as one sweep, "
+    "for hpcx compare's intervals and tests.",
+)
+@click.option(
+    "--best", type=click.IntRange(1), default=3, show_default=True, help="With --confirm: how many."
+)
+@click.option(
+    "--seeds", type=click.IntRange(2), default=5, show_default=True, help="With --confirm: seeds each."
+)
+@click.option(
     "--replay",
     metavar="STUDY",
     help="Derive every proposal and every stop of STUDY again from its files and seed; exit 1 where they differ.",
@@ -33,7 +46,15 @@ from hpcx.cli.app import Ctx, cli, pass_ctx
 )
 @pass_ctx
 def tune_cmd(
-    obj: Ctx, spec: Path | None, resume: str | None, replay: str | None, dry_run: bool, workers: int | None
+    obj: Ctx,
+    spec: Path | None,
+    resume: str | None,
+    confirm: str | None,
+    best: int,
+    seeds: int,
+    replay: str | None,
+    dry_run: bool,
+    workers: int | None,
 ) -> None:
     """Run the study SPEC.yaml: W array tasks that each loop ask -> run -> tell until the trial budget is spent,
     stopping trials early at rungs (asha, hyperband, median) with Optuna's samplers proposing parameters. The
@@ -62,6 +83,9 @@ def tune_cmd(
         return
     if resume is not None:
         _resume(obj, resume, spec, workers, dry_run)
+        return
+    if confirm is not None:
+        _confirm(obj, confirm, best, seeds, dry_run)
         return
     if spec is None:
         raise UsageError(
@@ -122,3 +146,31 @@ def _resumed_text(doc: dict[str, Any]) -> str:
         f"resumed study {doc['study']} ({doc['study_run']}) with {doc['workers']} new workers as run "
         f"{doc['run_id']}, {doc['scheduler']} job {doc['job_id']}\n  hpcx status {doc['study_run']}  shows its trials"
     )
+
+
+def _confirm(obj: Ctx, key: str, best: int, seeds: int, dry_run: bool) -> None:
+    """The best trials again as one sweep (hpcx sweep's own submission), then hpcx compare reads it."""
+    from hpcx.cli.sweep import _preview_text
+    from hpcx.cli.sweep import _submitted_text as sweep_text
+    from hpcx.runs import find_run
+    from hpcx.submit.command_line import sweep_preview
+    from hpcx.submit.study_submit import confirm_spec
+    from hpcx.submit.sweep_submit import prepare, submit_sweep
+    from hpcx.submit.sweeps import parse_spec
+
+    study = find_run(obj.runs_root.path, key)
+    doc = confirm_spec(study.dir, best, seeds)
+    ps = prepare(parse_spec(doc), doc, obj.site, obj.user)
+    if dry_run:
+        obj.emit("sweep", sweep_preview(ps, Path.cwd(), obj.runs_root.path), _preview_text)
+        return
+    out = submit_sweep(ps, Path.cwd(), obj.runs_root.path)
+    metric = _objective(study.dir)
+    out["compare"] = f"hpcx compare --sweep {out['run_id']} --metric {metric}"
+    obj.emit("sweep", out, lambda d: sweep_text(d) + f"\n  when it is done: {d['compare']}")
+
+
+def _objective(study_dir: Path) -> str:
+    from hpcx.submit.study_submit import recorded_spec
+
+    return str(recorded_spec(study_dir).objectives[0].metric)

@@ -168,3 +168,40 @@ def submit_resume(study: PreparedStudy, study_dir: Path, workdir: Path, root: Pa
 
     doc = submit(study.prep, workdir, root)
     return {**doc, "study": study.spec.name, "study_run": study_dir.name, "workers": study.workers}
+
+
+def confirm_spec(study_dir: Path, best: int, seeds: int) -> dict[str, Any]:
+    """A sweep spec (hpcx.submit.sweeps) that reruns the ``best`` best complete trials of a study, ``seeds``
+    times each with their own seeds, for `hpcx compare` to give intervals and a corrected test."""
+    from hpcx.tune.store import TrialFiles
+
+    spec = recorded_spec(study_dir)
+    objective = spec.objectives[0]
+    done = [
+        t
+        for t in TrialFiles(study_dir).trials().values()
+        if t.state == "complete" and (t.end or {}).get("values")
+    ]
+    if len(done) < best:
+        raise UsageError(
+            f"--confirm {best}: study {study_dir.name} has {len(done)} complete trials",
+            hint=f"--confirm {max(len(done), 1)}, or let the study run longer (hpcx tune --resume {study_dir.name})",
+        )
+    sign = -1.0 if objective.direction == "maximize" else 1.0
+    chosen = sorted(done, key=lambda t: (sign * float(t.end["values"][0]), t.number))[:best]  # type: ignore[index]
+    names = list(chosen[0].params)
+    if any(list(t.params) != names for t in chosen):
+        raise UsageError(
+            "the best trials do not share their parameters (a conditional parameter is active in some only)",
+            hint="confirm fewer (--confirm 1), or write the sweep by hand from hpcx status --json's study.best",
+        )
+    command = [w.replace("{trial}", "{task}") for w in spec.command]
+    return {
+        "name": f"{spec.name}-confirm",
+        "kind": spec.kind,
+        "resources": dict(spec.resources),
+        "variables": dict(spec.variables),
+        "command": command,
+        "parameters": {"zip": {n: [t.params[n] for t in chosen] for n in names}, "repeats": seeds},
+        "seed": spec.seed,
+    }

@@ -58,6 +58,26 @@ def test_a_study_runs_to_its_budget_with_two_workers(hpcx, runs_root, tmp_path):
     study_row = hpcx.json("status", doc["run_id"])["runs"][0]["study"]
     assert study_row["trials"] == 8 and sum(study_row["states"].values()) == 8
     assert study_row["best"]["trial"] in trials and "best trial" in hpcx("status", doc["run_id"]).stdout
+    # --confirm: the two best configurations again, two seeds each, as one sweep that hpcx compare reads
+    best = sorted((t for t in trials.values() if t.state == "complete"), key=lambda t: t.end["values"][0])[:2]
+    if len(best) == 2:
+        sweep = hpcx.json("tune", "--confirm", doc["run_id"], "--best", "2", "--seeds", "2")
+        assert sweep["compare"] == f"hpcx compare --sweep {sweep['run_id']} --metric loss"
+        hpcx.wait_finished(sweep["run_id"], timeout_s=120)
+        table = [
+            json.loads(line)
+            for line in (runs_root / sweep["run_id"] / "tasks.jsonl").read_text().splitlines()
+        ]
+        assert sorted({json.dumps(r["params"], sort_keys=True) for r in table}) == sorted(
+            json.dumps(t.params, sort_keys=True) for t in best
+        )
+        assert len(table) == 4 and len({r["seed"] for r in table}) == 4
+        compared = hpcx.json("compare", "--sweep", sweep["run_id"], "--metric", "loss")
+        assert len(compared["groups"]) == 2 and all(g["n"] == 2 for g in compared["groups"])
+    too_many = hpcx("tune", "--confirm", doc["run_id"], "--best", "9", check=False)
+    assert (
+        too_many.returncode == 2 and "--confirm 9" in too_many.stderr and "complete trials" in too_many.stderr
+    )
     # the local backend runs an array's tasks one after another: the first worker may spend the whole budget
     assert {t.doc["worker"]["task"] for t in trials.values()} <= {"0", "1"}
     assert all(t.doc["worker"]["job_id"] is None and t.doc["worker"]["pid"] > 0 for t in trials.values())
