@@ -182,10 +182,10 @@ class TrialFiles:
         )
         os.replace(tmp, path)
 
-    def mark_lost(self, bound_s: float, now: float | None = None) -> list[Trial]:
+    def mark_lost(self, bound_s: float, now: float | None = None, limit: int | None = None) -> list[Trial]:
         """Running trials whose worker has not beaten for ``bound_s`` seconds (nor created the trial in that
-        time), each ended as lost by this call; only those this call ended are returned (another worker may
-        have marked some first)."""
+        time), each ended as lost by this call, at most ``limit`` of them; only those this call ended are
+        returned (another worker may have marked some first)."""
         now = time.time() if now is None else now
         marked = []
         for trial in self.trials().values():
@@ -194,6 +194,8 @@ class TrialFiles:
             last = max(trial.alive_at or 0.0, float(trial.doc.get("created_at") or 0.0))
             if now - last > bound_s and self.finish(trial.number, "lost", silent_s=round(now - last, 1)):
                 marked.append(trial)
+                if limit is not None and len(marked) >= limit:
+                    break
         return marked
 
 

@@ -99,7 +99,8 @@ def who() -> dict[str, Any]:
 def next_trial(files: TrialFiles, spec: StudySpec, settings: Settings) -> tuple[int, dict[str, Any]] | None:
     """The trial this worker runs next: a retry of a trial it found lost, else a new one; None when the budget
     is spent."""
-    for lost in files.mark_lost(settings.lost_s):
+    # one at a time: a worker runs the retry of each trial it marks, so it marks no more than it takes on now
+    for lost in files.mark_lost(settings.lost_s, limit=1):
         retry = files.claim(
             {"params": lost.params, "worker": who(), "based_on": []}, spec.budget.trials, retry_of=lost.number
         )

@@ -204,3 +204,13 @@ def test_a_number_taken_after_the_listing_is_skipped_not_retried_forever(tmp_pat
     TrialFiles(tmp_path).claim({"params": {}}, budget=5)  # another worker took 0 ...
     monkeypatch.setattr(TrialFiles, "trials", lambda self: {})  # ... after this one listed the folder
     assert files.claim({"params": {}}, budget=5) == 1
+
+
+def test_a_worker_marks_at_most_as_many_lost_trials_as_it_takes_on(tmp_path):
+    files = TrialFiles(tmp_path)
+    for _ in range(3):
+        files.claim({"params": {}}, budget=5)
+    later = time.time() + 100
+    assert [t.number for t in files.mark_lost(bound_s=10, now=later, limit=1)] == [0]
+    assert [t.number for t in files.mark_lost(bound_s=10, now=later, limit=1)] == [1]
+    assert [t.number for t in files.mark_lost(bound_s=10, now=later)] == [2]
