@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hpcx.errors import UsageError
+from hpcx.submit.sweeps import _number as _sweep_number
+from hpcx.submit.sweeps import _whole as _sweep_whole
 
 # As a sweep's parameter names: they become $HPCX_PARAM_<NAME> and {name} placeholders.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -62,20 +64,9 @@ class Param:
         return body
 
 
-def whole(value: Any) -> bool:
-    """A whole number as YAML gives one (``true`` is not one)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def number(value: Any) -> float | None:
-    """A finite number, also as PyYAML reads ``1e-3`` (a string: YAML 1.1 wants ``1.0e-3``); else None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
+# A whole number and a finite number as a YAML spec gives them: the sweep spec's own rules, one definition.
+whole = _sweep_whole
+number = _sweep_number
 
 
 def mapping(path: str, value: Any, example: str) -> dict[Any, Any]:
